@@ -1,0 +1,1 @@
+"""Data sets (Two Objects, CelebA), their vocabulary and their on-disk format."""
