@@ -1,0 +1,104 @@
+"""PyTorch access to a vlvae data set: images, texts, and a resumable step sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
+from vlvae.data.vocabulary import Vocabulary
+from vlvae.errors import VLVAEError
+
+__all__ = ["ImageTextDataset", "StepSampler", "images_to_float"]
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (batch, H, W, 3) or (batch, 3, H, W) -> float (batch, 3, H, W) in [0, 1]."""
+    if images.shape[-1] == 3 and images.shape[1] != 3:
+        images = images.permute(0, 3, 1, 2)
+    return images.float().div_(255.0)
+
+
+class ImageTextDataset(Dataset):
+    """Image-text pairs of one split of a vlvae data set.
+
+    Each item is a dict: ``image`` uint8 (3, H, W), ``text`` long (L,), ``index``.
+    Two Objects uses the stored drawn text. CelebA (``manifest["dataset"] ==
+    "celeba"``) draws a new random order of the image's words at every load,
+    from torch's random stream (seeded per run and per loader worker).
+    """
+
+    def __init__(self, root: Path, split: str):
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self.vocab: Vocabulary = read_vocabulary(self.root)
+        self.images = load_images(self.root, split)
+        self.records = read_records(self.root, split)
+        if len(self.images) != len(self.records):
+            raise VLVAEError(f"{root}/{split} has {len(self.images)} images but {len(self.records)} "
+                             "records; rebuild the data set")
+        self.dataset = self.manifest.get("dataset", "two_objects")
+        self.text_length = int(self.manifest.get("text_length", len(self.records[0]["text"]) if self.records else 9))
+        if self.dataset == "celeba":
+            from vlvae.data.celeba import CELEBA_WORDS  # noqa: F401  (fails early if missing)
+            self._words = [self.vocab.encode(r["words"]) for r in self.records]
+            self._blank = self.vocab.index["-"]
+        else:
+            self._texts = torch.tensor([self.vocab.encode(r["text"]) for r in self.records],
+                                       dtype=torch.long).reshape(len(self.records), self.text_length)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def text(self, i: int) -> torch.Tensor:
+        if self.dataset == "celeba":
+            words = self._words[i]
+            order = torch.randperm(len(words)).tolist()[: self.text_length]
+            ids = [words[j] for j in order] + [self._blank] * (self.text_length - min(len(words), self.text_length))
+            return torch.tensor(ids, dtype=torch.long)
+        return self._texts[i]
+
+    def __getitem__(self, i: int) -> dict:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        return {"image": image, "text": self.text(i), "index": i}
+
+
+class StepSampler(Sampler[int]):
+    """Indices for ``steps`` optimisation steps, a pure function of (seed, step).
+
+    Step t of an epoch-free stream takes batch t of the concatenated random
+    permutations (epoch e uses seed + e, a last partial batch is dropped). With
+    several processes, each rank takes its slice of the global batch. Setting
+    ``start_step`` before iteration resumes the stream exactly where a killed run
+    stopped, so a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n < batch_size * world_size:
+            raise VLVAEError(f"the data has {n} examples, fewer than one batch of "
+                             f"{batch_size * world_size}; lower the batch size or make more data")
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+        self.rank, self.world_size = rank, world_size
+        self.start_step = 0
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step) * self.batch_size
+
+    def __iter__(self):
+        global_batch = self.batch_size * self.world_size
+        per_epoch = self.n // global_batch
+        cached_epoch, perm = -1, None
+        for step in range(self.start_step, self.steps):
+            epoch, b = divmod(step, per_epoch)
+            if epoch != cached_epoch:
+                g = torch.Generator().manual_seed(self.seed + epoch)
+                perm, cached_epoch = torch.randperm(self.n, generator=g), epoch
+            lo = b * global_batch + self.rank * self.batch_size
+            yield from perm[lo: lo + self.batch_size].tolist()

@@ -1,0 +1,260 @@
+"""The on-disk format shared by every vlvae data set (Two Objects, CelebA).
+
+Layout of a data set folder ``DIR``::
+
+    DIR/manifest.json        counts, image size, seed, settings, versions, sha256 of each array;
+                             written last, so its presence means the set is complete
+    DIR/vocab.json           the ordered word list, overall and per slot
+    DIR/train/images.npy     uint8 (N, H, W, 3), readable with numpy.load(..., mmap_mode="r")
+    DIR/train/scenes.json    {"info": {...}, "scenes": [...]}: record i describes image i
+    DIR/val/images.npy, DIR/val/scenes.json   the same for the validation split
+    DIR/.partial/            work in progress of an unfinished build (removed when done)
+
+Every file is written to a temporary name in the same folder and then renamed,
+so an interrupted write never leaves a truncated file under a final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vlvae.data.vocabulary import Vocabulary
+from vlvae.errors import VLVAEError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "SPLITS",
+    "atomic_write_json",
+    "atomic_save_npy",
+    "open_npy_for_writing",
+    "sha256_file",
+    "read_json",
+    "read_manifest",
+    "read_vocabulary",
+    "read_records",
+    "load_images",
+    "prepare_output_folder",
+    "finalise_dataset",
+]
+
+FORMAT_NAME = "vlvae-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val")
+PARTIAL = ".partial"
+
+
+def _tmp_path(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Save an array as .npy through a temporary file and a rename."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def open_npy_for_writing(path: Path, shape, dtype=np.uint8):
+    """A writable memory map at a temporary name; call ``commit()`` on the result to rename it.
+
+    Returns:
+        (array, commit): fill ``array``, then ``commit()`` flushes and renames it to ``path``.
+    """
+    path = Path(path)
+    tmp = _tmp_path(path)
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+
+    def commit():
+        array.flush()
+        os.replace(tmp, path)
+
+    return array, commit
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_json(path: Path, what: str):
+    """Load a JSON file, or raise a VLVAEError that names it and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise VLVAEError(f"{path} is missing; {what}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VLVAEError(f"{path} is corrupt ({exc}); {what}") from exc
+
+
+def read_manifest(root: Path) -> dict:
+    """The manifest of a finished data set, checked to be a vlvae data set."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VLVAEError(
+            f"data folder {root} does not exist; make one with `vlvae data two-objects --out {root}`"
+        )
+    manifest = read_json(
+        root / "manifest.json",
+        f"{root} is not a finished vlvae data set; build it with `vlvae data two-objects --out {root}`",
+    )
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise VLVAEError(f"{root}/manifest.json is not a vlvae data-set manifest; rebuild the data set")
+    return manifest
+
+
+def read_vocabulary(root: Path) -> Vocabulary:
+    return Vocabulary.from_json(read_json(Path(root) / "vocab.json", "rebuild the data set"))
+
+
+def read_records(root: Path, split: str) -> list[dict]:
+    """The per-image records (``scenes``) of a split."""
+    obj = read_json(Path(root) / split / "scenes.json", "rebuild the data set")
+    if not isinstance(obj, dict) or not isinstance(obj.get("scenes"), list):
+        raise VLVAEError(f"{root}/{split}/scenes.json has no 'scenes' list; rebuild the data set")
+    return obj["scenes"]
+
+
+def load_images(root: Path, split: str) -> np.ndarray:
+    """Memory-mapped uint8 images (N, H, W, 3) of a split."""
+    path = Path(root) / split / "images.npy"
+    if not path.is_file():
+        raise VLVAEError(f"{path} is missing; rebuild the data set")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise VLVAEError(f"{path} is corrupt ({exc}); rebuild the data set with --overwrite") from exc
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise VLVAEError(
+            f"{path} holds {images.dtype} {images.shape}, not uint8 (N, H, W, 3); rebuild the data set"
+        )
+    return images
+
+
+def prepare_output_folder(out: Path, settings: dict, overwrite: bool, command: str) -> tuple[Path, bool]:
+    """Decide what to do with an output folder before anything is written.
+
+    Args:
+        out: the data-set folder.
+        settings: everything that determines the data's bytes.
+        overwrite: rebuild even if a finished set with these settings exists.
+        command: the command that builds it, for messages.
+
+    Returns:
+        (partial_dir, already_done). ``already_done`` is True when a finished set
+        with the same settings is there and ``overwrite`` is False.
+
+    Raises:
+        VLVAEError: the folder is unwritable, foreign, or holds a set (finished or
+            not) with other settings and ``overwrite`` is False.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = _tmp_path(out / "probe")
+        probe.unlink()
+    except OSError as exc:
+        raise VLVAEError(f"cannot write to {out} ({exc.strerror}); choose a writable --out folder") from exc
+    partial = out / PARTIAL
+    manifest_path = out / "manifest.json"
+    ours = {"manifest.json", "vocab.json", "train", "val", PARTIAL}
+    foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
+    if foreign:
+        raise VLVAEError(
+            f"{out} holds files that are not a vlvae data set ({', '.join(sorted(foreign)[:3])}); "
+            "choose an empty or new --out folder"
+        )
+    if manifest_path.exists():
+        manifest = read_json(manifest_path, "remove the folder or pass --overwrite")
+        if not overwrite:
+            if manifest.get("settings") == settings:
+                return partial, True
+            raise VLVAEError(
+                f"{out} holds a data set built with other settings; pass --overwrite to replace it "
+                "or choose another --out"
+            )
+    partial_settings = partial / "settings.json"
+    if partial_settings.exists():
+        previous = read_json(partial_settings, f"remove {partial} to start again")
+        if previous != settings:
+            if not overwrite:
+                raise VLVAEError(
+                    f"{out} holds an unfinished build with other settings; rerun `{command}` with the "
+                    "same options to resume it, or pass --overwrite to start afresh"
+                )
+            shutil.rmtree(partial)
+    partial.mkdir(exist_ok=True)
+    atomic_write_json(partial_settings, settings)
+    return partial, False
+
+
+def finalise_dataset(
+    out: Path,
+    splits: dict[str, tuple[np.ndarray | None, list[dict], dict]],
+    vocabulary: Vocabulary,
+    manifest: dict,
+) -> None:
+    """Write the final files of a data set and remove the partial work.
+
+    Args:
+        out: the data-set folder.
+        splits: split -> (images or None if already committed to split/images.npy,
+            records, info for scenes.json).
+        vocabulary: written to vocab.json.
+        manifest: extra manifest fields (settings, seed, counts...); format,
+            checksums and counts are added here.
+    """
+    out = Path(out)
+    # The manifest goes first so that a crash in between leaves an unfinished set, never a wrong one.
+    (out / "manifest.json").unlink(missing_ok=True)
+    checksums, counts = {}, {}
+    for split, (images, records, info) in splits.items():
+        (out / split).mkdir(exist_ok=True)
+        if images is not None:
+            atomic_save_npy(out / split / "images.npy", images)
+        atomic_write_json(out / split / "scenes.json", {"info": info, "scenes": records})
+        for name in ("images.npy", "scenes.json"):
+            checksums[f"{split}/{name}"] = sha256_file(out / split / name)
+        counts[split] = len(records)
+    atomic_write_json(out / "vocab.json", vocabulary.to_json())
+    checksums["vocab.json"] = sha256_file(out / "vocab.json")
+    full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest,
+            "counts": counts, "sha256": checksums}
+    atomic_write_json(out / "manifest.json", full)
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)

@@ -1,0 +1,264 @@
+"""The Two Objects data set (Cremer & Kushman 2018, §4 and §5.2): CLEVR-style scenes of two objects.
+
+Scenes follow CLEVR's sampling rules (:mod:`vlvae.data.scene`), are drawn by
+this project's batched CPU renderer (:mod:`vlvae.data.render`), and are kept
+only when every object and the background cover CLEVR's minimum number of
+pixels (200 at 480 x 320, scaled by image area). Each image stores its four
+true texts and one drawn at random.
+
+Generation is split into chunks. Chunk ``c`` draws from its own random stream
+``numpy.random.default_rng([seed, c])``, so the bytes do not depend on the
+number of workers, and a killed run resumes from the chunks already saved.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vlvae.data import clevr
+from vlvae.data.format import (
+    atomic_save_npy,
+    atomic_write_json,
+    finalise_dataset,
+    open_npy_for_writing,
+    prepare_output_folder,
+    read_json,
+)
+from vlvae.data.scene import sample_scene, scene_record, true_texts
+from vlvae.data.vocabulary import Vocabulary, one_object_vocabulary, two_objects_vocabulary
+from vlvae.errors import VLVAEError
+from vlvae.runinfo import run_info
+
+__all__ = ["TwoObjectsSettings", "generate_two_objects", "min_pixels", "vocabulary_for"]
+
+_RENDER_BATCH = 64
+
+
+@dataclass
+class TwoObjectsSettings:
+    """Everything that determines the bytes of a Two Objects data set.
+
+    Attributes:
+        n: number of image-text pairs (train + validation).
+        size: image height and width in pixels.
+        val_fraction: fraction of ``n`` held out as the validation split.
+        seed: random seed.
+        objects: objects per image (2; 1 for the Fig. 1 variant).
+        colours, sizes, shapes, materials: attribute values to draw from.
+        zoom: focal-length multiplier of CLEVR's camera (objects look ``zoom`` times larger).
+        supersample: s x s anti-aliasing samples per pixel.
+        chunk_size: images per resumable chunk.
+    """
+
+    n: int = 100_000
+    size: int = 112
+    val_fraction: float = 0.1
+    seed: int = 0
+    objects: int = 2
+    colours: tuple[str, ...] = tuple(clevr.COLOURS)
+    sizes: tuple[str, ...] = tuple(clevr.SIZES)
+    shapes: tuple[str, ...] = clevr.SHAPES
+    materials: tuple[str, ...] = clevr.MATERIALS
+    zoom: float = 1.0
+    supersample: int = 2
+    chunk_size: int = 512
+
+    def __post_init__(self):
+        if self.n <= 0:
+            raise VLVAEError(f"--n must be a positive number of images, got {self.n}")
+        if self.size < 16:
+            raise VLVAEError(f"--size must be at least 16 pixels, got {self.size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise VLVAEError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.objects not in (1, 2):
+            raise VLVAEError(f"--objects must be 1 or 2, got {self.objects}")
+        if self.zoom <= 0:
+            raise VLVAEError(f"--zoom must be positive, got {self.zoom}")
+        if self.supersample < 1:
+            raise VLVAEError(f"--supersample must be at least 1, got {self.supersample}")
+        for name, values, allowed in (
+            ("colour", self.colours, clevr.COLOURS), ("size", self.sizes, clevr.SIZES),
+            ("shape", self.shapes, clevr.SHAPES), ("material", self.materials, clevr.MATERIALS),
+        ):
+            unknown = [v for v in values if v not in allowed]
+            if unknown or not values:
+                raise VLVAEError(
+                    f"unknown {name} {', '.join(map(repr, unknown)) or '(none given)'}; "
+                    f"choose from {', '.join(allowed)}"
+                )
+        self.colours, self.sizes = tuple(self.colours), tuple(self.sizes)
+        self.shapes, self.materials = tuple(self.shapes), tuple(self.materials)
+
+    @classmethod
+    def one_object(cls, **kwargs) -> "TwoObjectsSettings":
+        """The Fig. 1 variant: one object, blue or red, small or large, shape and material fixed."""
+        defaults = dict(objects=1, colours=("blue", "red"), shapes=("sphere",), materials=("rubber",))
+        return cls(**{**defaults, **kwargs})
+
+    @property
+    def n_val(self) -> int:
+        return int(round(self.n * self.val_fraction))
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n / self.chunk_size)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def min_pixels(size: int) -> int:
+    """CLEVR's visibility threshold (200 pixels at 480 x 320) scaled to a size x size image."""
+    w, h = clevr.CLEVR_RESOLUTION
+    return max(1, math.ceil(clevr.MIN_PIXELS_PER_OBJECT * size * size / (w * h)))
+
+
+def vocabulary_for(settings: TwoObjectsSettings) -> Vocabulary:
+    if settings.objects == 1:
+        return one_object_vocabulary(colours=settings.colours, sizes=settings.sizes)
+    return two_objects_vocabulary(settings.colours, settings.sizes, settings.shapes, settings.materials)
+
+
+def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
+    """Images and records of chunk ``c``: visible scenes only, each with its texts."""
+    import torch
+
+    from vlvae.data.render import render_scenes
+
+    torch.set_num_threads(1)
+    settings_json, c = args
+    s = TwoObjectsSettings(**settings_json)
+    rng = np.random.default_rng([s.seed, c])
+    count = min(s.chunk_size, s.n - c * s.chunk_size)
+    threshold = min_pixels(s.size)
+    images, records = [], []
+    while len(images) < count:
+        want = min(_RENDER_BATCH, count - len(images))
+        scenes = [
+            sample_scene(rng, s.objects, s.colours, s.sizes, s.shapes, s.materials)
+            for _ in range(want)
+        ]
+        out = render_scenes(scenes, s.size, zoom=s.zoom, supersample=s.supersample)
+        for i, scene in enumerate(scenes):
+            if out.object_pixels[i].min() < threshold or out.background_pixels[i] < threshold:
+                continue
+            texts = true_texts(scene)
+            rec = scene_record(scene, out.pixel_coords[i])
+            rec["texts"] = texts
+            rec["text"] = texts[int(rng.integers(len(texts)))]
+            rec["object_pixels"] = [int(p) for p in out.object_pixels[i]]
+            images.append(out.images[i])
+            records.append(rec)
+    return np.stack(images), records
+
+
+def _chunk_paths(partial: Path, c: int) -> tuple[Path, Path]:
+    return partial / f"chunk_{c:05d}.npy", partial / f"chunk_{c:05d}.json"
+
+
+def generate_two_objects(
+    settings: TwoObjectsSettings,
+    out: Path,
+    workers: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Build (or resume, or keep) a Two Objects data set in ``out``.
+
+    Args:
+        settings: what to generate; it alone determines the bytes.
+        out: the data-set folder (format in :mod:`vlvae.data.format`).
+        workers: rendering processes (one per core is best).
+        overwrite: rebuild even if a finished set with these settings exists.
+        progress: show a progress bar.
+
+    Returns:
+        ``out``.
+    """
+    if workers < 1:
+        raise VLVAEError(f"--workers must be at least 1, got {workers}")
+    out = Path(out)
+    partial, done = prepare_output_folder(
+        out, settings.to_json(), overwrite, command="vlvae data two-objects"
+    )
+    if done:
+        return out
+    pending = [c for c in range(settings.n_chunks) if not all(p.exists() for p in _chunk_paths(partial, c))]
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings.n, unit="img", desc="rendering", disable=not progress,
+               initial=(settings.n_chunks - len(pending)) * settings.chunk_size)
+    jobs = [(settings.to_json(), c) for c in pending]
+
+    def save(c, result):
+        images, records = result
+        npy, js = _chunk_paths(partial, c)
+        atomic_save_npy(npy, images)
+        atomic_write_json(js, records)  # written last: marks the chunk complete
+        bar.update(len(records))
+
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            save(job[1], _render_chunk(job))
+    else:
+        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for job, result in zip(jobs, pool.imap(_render_chunk, jobs)):
+                save(job[1], result)
+    bar.close()
+    _assemble(settings, out, partial)
+    return out
+
+
+def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
+    """Concatenate the chunks into the train and validation splits and write the final files."""
+    # A finished set with other settings may still be here (--overwrite): unmark it before replacing files.
+    (out / "manifest.json").unlink(missing_ok=True)
+    n_train = settings.n - settings.n_val
+    ranges = {"train": (0, n_train), "val": (n_train, settings.n)}
+    records_all: list[dict] = []
+    for c in range(settings.n_chunks):
+        records_all.extend(read_json(_chunk_paths(partial, c)[1], "rerun the same command to rebuild it"))
+    info = {
+        "dataset": "two_objects",
+        "image_size": settings.size,
+        "zoom": settings.zoom,
+        "rotation_unit": "radians",
+        "relation_eps": clevr.RELATION_EPS,
+        "min_pixels": min_pixels(settings.size),
+    }
+    splits = {}
+    for split, (lo, hi) in ranges.items():
+        (out / split).mkdir(exist_ok=True)
+        images, commit = open_npy_for_writing(
+            out / split / "images.npy", (hi - lo, settings.size, settings.size, 3)
+        )
+        for c in range(settings.n_chunks):
+            c_lo = c * settings.chunk_size
+            chunk_hi = min(c_lo + settings.chunk_size, settings.n)
+            a, b = max(lo, c_lo), min(hi, chunk_hi)
+            if a < b:
+                chunk = np.load(_chunk_paths(partial, c)[0], mmap_mode="r")
+                images[a - lo:b - lo] = chunk[a - c_lo:b - c_lo]
+        commit()
+        records = []
+        for i, rec in enumerate(records_all[lo:hi]):
+            records.append({"split": split, "image_index": i, **rec})
+        splits[split] = (None, records, {**info, "split": split})
+    manifest = {
+        "dataset": "two_objects",
+        "settings": settings.to_json(),
+        "image_size": settings.size,
+        "seed": settings.seed,
+        "zoom": settings.zoom,
+        "text_length": 2 if settings.objects == 1 else 9,
+        "pixel_value_range": [0, 255],
+        **run_info(),
+    }
+    finalise_dataset(out, splits, vocabulary_for(settings), manifest)

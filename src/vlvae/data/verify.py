@@ -1,0 +1,77 @@
+"""``vlvae data verify``: check a data set's files, checksums and texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlvae.data.format import (
+    SPLITS,
+    load_images,
+    read_manifest,
+    read_records,
+    read_vocabulary,
+    sha256_file,
+)
+from vlvae.data.scene import scene_from_record, true_texts
+from vlvae.errors import VLVAEError
+
+__all__ = ["verify_dataset"]
+
+
+def verify_dataset(root: Path, checksums: bool = True) -> dict:
+    """Check a finished data set; raise VLVAEError at the first problem.
+
+    Checks: the manifest is a vlvae manifest; every file's sha256 matches it;
+    each split's images are uint8 (N, H, W, 3) with N equal to its records and
+    H = W = the manifest's size; every word is in the vocabulary; for Two
+    Objects, every stored text is true of its scene (recomputed with CLEVR's
+    rule), the stored texts are all the true texts, and the drawn text is one
+    of them.
+
+    Returns:
+        A summary: counts per split and the number of texts checked.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    if checksums:
+        for rel, expected in manifest.get("sha256", {}).items():
+            path = root / rel
+            if not path.is_file():
+                raise VLVAEError(f"{path} is missing; rebuild the data set with --overwrite")
+            if sha256_file(path) != expected:
+                raise VLVAEError(f"{path} does not match its checksum in manifest.json; it was changed "
+                                 "or corrupted: rebuild the data set with --overwrite")
+    vocab = read_vocabulary(root)
+    words = set(vocab.words)
+    size = manifest.get("image_size")
+    summary = {"counts": {}, "texts_checked": 0}
+    for split in SPLITS:
+        images = load_images(root, split)
+        records = read_records(root, split)
+        if len(images) != len(records):
+            raise VLVAEError(f"{root}/{split} has {len(images)} images but {len(records)} records; "
+                             "rebuild the data set with --overwrite")
+        if images.shape[1:3] != (size, size):
+            raise VLVAEError(f"{root}/{split}/images.npy is {images.shape[1]}x{images.shape[2]}, "
+                             f"the manifest says {size}x{size}; rebuild the data set")
+        if manifest.get("counts", {}).get(split) != len(records):
+            raise VLVAEError(f"{root}/{split} holds {len(records)} examples, the manifest says "
+                             f"{manifest.get('counts', {}).get(split)}; rebuild the data set")
+        for i, rec in enumerate(records):
+            texts = rec.get("texts", [rec.get("text", [])])
+            for text in texts + [rec.get("text", [])]:
+                bad = [w for w in text if w not in words]
+                if bad:
+                    raise VLVAEError(f"{split} example {i} uses word(s) {bad} missing from vocab.json; "
+                                     "rebuild the data set")
+            if manifest.get("dataset") == "two_objects":
+                truth = true_texts(scene_from_record(rec))
+                if sorted(map(tuple, truth)) != sorted(map(tuple, rec["texts"])):
+                    raise VLVAEError(f"{split} example {i}: its stored texts are not the true texts of "
+                                     "its scene; rebuild the data set")
+                if rec["text"] not in rec["texts"]:
+                    raise VLVAEError(f"{split} example {i}: its text {' '.join(rec['text'])!r} is not "
+                                     "true of its scene; rebuild the data set")
+                summary["texts_checked"] += len(rec["texts"])
+        summary["counts"][split] = len(records)
+    return summary

@@ -1,0 +1,89 @@
+"""Typed configuration of the VLVAE and its text posteriors and priors (SPEC §2, §2.1, §4).
+
+Defaults are the paper's architecture (Cremer & Kushman 2018, §5.1) with the
+facts taken from the authors' released code (SPEC §2.1): 64-channel 7×7 stem,
+two stride-2 convolutions, three residual blocks, 200-d encodings, 100-d word
+embeddings, 50-d latent, width-500 shared MLPs, six flow steps with 50 tanh
+hidden units, Beta concentration 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vlvae.errors import VLVAEError
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and constants of every network in :mod:`vlvae.models`.
+
+    Attributes:
+        image_size: side of the square input images; divisible by ``2**n_downsample``.
+        image_channels: colour channels of the images.
+        base_channels: width of the first convolution; each stride-2 convolution doubles it.
+        n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
+        n_res_blocks: residual blocks in the image encoder and in the image decoder.
+        encoding_dim: size of the image and text encodings.
+        embedding_dim: size of the word embeddings.
+        text_hidden: GRU hidden size of the text encoder and decoder.
+        latent_dim: size of z (at least 2, so that the flows' halves are non-empty).
+        shared_hidden: width of the shared encoder and decoder MLPs.
+        decoder_dim: size of the shared decoder's output, read by both decoders.
+        dropout: dropout rate of the text decoder's output head.
+        vocab_size: number of words; the text decoder adds its own begin-of-sentence index.
+        text_length: words per text.
+        beta_concentration: c in the constrained Beta(c·α, c·(1 − α)) image likelihood.
+        pixel_low, pixel_high: pixels x ∈ [0, 1] are mapped to pixel_low + (pixel_high −
+            pixel_low)·x before the Beta likelihood (SPEC §2 caution).
+        logvar_min, logvar_max: clamp of every Gaussian log-variance the networks output.
+        flow_steps: coupling steps (each a pair of Eqns 7-8) of the flows.
+        flow_hidden: tanh hidden units of each coupling hypernetwork.
+        joint_inference: infer with q(z|x, y) instead of q(z|x) (paper §6, Fig. 7).
+    """
+
+    image_size: int = 112
+    image_channels: int = 3
+    base_channels: int = 64
+    n_downsample: int = 2
+    n_res_blocks: int = 3
+    encoding_dim: int = 200
+    embedding_dim: int = 100
+    text_hidden: int = 200
+    latent_dim: int = 50
+    shared_hidden: int = 500
+    decoder_dim: int = 200
+    dropout: float = 0.5
+    vocab_size: int = 19
+    text_length: int = 9
+    beta_concentration: float = 100.0
+    pixel_low: float = 0.02
+    pixel_high: float = 0.98
+    logvar_min: float = -15.0
+    logvar_max: float = 10.0
+    flow_steps: int = 6
+    flow_hidden: int = 50
+    joint_inference: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_size % 2**self.n_downsample:
+            raise VLVAEError(
+                f"image_size {self.image_size} is not divisible by 2**n_downsample = "
+                f"{2**self.n_downsample}; choose a multiple of it or fewer downsampling steps."
+            )
+        if self.latent_dim < 2:
+            raise VLVAEError(
+                f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "
+                "non-empty halves; use latent_dim >= 2."
+            )
+        if not 0.0 < self.pixel_low < self.pixel_high < 1.0:
+            raise VLVAEError(
+                f"pixel range [{self.pixel_low}, {self.pixel_high}] must lie strictly inside "
+                "(0, 1) for the Beta likelihood; use e.g. pixel_low=0.02, pixel_high=0.98."
+            )
+        if self.logvar_min >= self.logvar_max:
+            raise VLVAEError(
+                f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})."
+            )

@@ -1,0 +1,307 @@
+"""Run folders and the training entry points of ``vlvae train``.
+
+A run folder ``RUN`` holds::
+
+    RUN/config.yaml          the whole ExperimentConfig (model sized from the data)
+    RUN/run.json             data folder, seed, package versions and git commit
+    RUN/<stage>/             one per stage: vlvae, q_true, q_agg, prior
+        last.ckpt            Lightning checkpoint for --resume
+        weights.safetensors  the stage's final weights (trainable part only)
+        metrics.json         final metrics, steps, wall time, throughput; written last
+        logs/                CSV and TensorBoard logs
+
+A stage whose ``metrics.json`` exists is finished and is never retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, load_config, preset, save_config
+from vlvae.data.format import atomic_write_json, read_json, read_manifest, read_vocabulary
+from vlvae.errors import VLVAEError
+from vlvae.runinfo import run_info
+
+__all__ = [
+    "STAGES",
+    "stage_dir",
+    "init_run",
+    "open_run",
+    "save_weights",
+    "load_weights",
+    "load_vlvae",
+    "load_text_posterior",
+    "load_prior",
+    "fit_stage",
+    "train_vlvae",
+    "train_text_posterior",
+    "train_prior",
+]
+
+STAGES = ("vlvae", "q_true", "q_agg", "prior")
+_MAKES = {
+    "vlvae": "vlvae train vlvae --data DATA --out {run}",
+    "q_true": "vlvae train text-posterior --run {run} --objective true",
+    "q_agg": "vlvae train text-posterior --run {run} --objective agg",
+    "prior": "vlvae train prior --run {run}",
+}
+
+
+def stage_dir(run: Path, stage: str) -> Path:
+    return Path(run) / stage
+
+
+def _plain(cfg: ExperimentConfig) -> dict:
+    from vlvae.config import _to_plain
+
+    return _to_plain(cfg)
+
+
+def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """Create (or reopen with the same config) a run folder for data set ``data``.
+
+    The model's image size, vocabulary size and text length are taken from the data.
+    """
+    run, data = Path(run), Path(data)
+    manifest = read_manifest(data)
+    vocab = read_vocabulary(data)
+    cfg.model.vocab_size = len(vocab)
+    cfg.model.text_length = int(manifest.get("text_length", 9))
+    cfg.model.image_size = int(manifest["image_size"])
+    if cfg.model.image_size % (2 ** cfg.model.n_downsample):
+        raise VLVAEError(f"image size {cfg.model.image_size} is not divisible by 2**n_downsample="
+                         f"{2 ** cfg.model.n_downsample}; set model.n_downsample or regenerate the data")
+    if (run / "config.yaml").exists():
+        existing = load_config(run / "config.yaml")
+        if _plain(existing) != _plain(cfg):
+            raise VLVAEError(f"{run} holds a run with another configuration; choose another --out "
+                             "(or run with the same preset and --set options)")
+        info = read_json(run / "run.json", "the run folder is damaged; start a new run")
+        if Path(info["data"]).resolve() != data.resolve():
+            raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
+        return existing
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+    atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed,
+                                         "preset": cfg.name, **run_info()})
+    return cfg
+
+
+def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
+    """The config and run.json of an existing run folder."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise VLVAEError(f"{run} is not a vlvae run folder (no config.yaml); make one with "
+                         f"`vlvae train vlvae --data DATA --out {run}`")
+    cfg = load_config(run / "config.yaml")
+    info = read_json(run / "run.json", "the run folder is damaged; start a new run")
+    return cfg, info
+
+
+def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
+    """Save a module's state dict with safetensors (atomically), tagged with its kind."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(tmp), metadata={"kind": kind})
+    tmp.replace(path)
+
+
+def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
+    """Load weights saved by :func:`save_weights` into ``module``; clear errors on mismatch."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise VLVAEError(f"{path} is missing; make it with `{remedy}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            saved_kind = (f.metadata() or {}).get("kind")
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise VLVAEError(f"{path} is corrupt ({exc}); retrain it with `{remedy}`") from exc
+    if saved_kind != kind:
+        raise VLVAEError(f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
+                         f"point to the right run or retrain with `{remedy}`")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise VLVAEError(f"{path} does not match the {kind} described by the run's config.yaml "
+                         f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`") from exc
+    return module
+
+
+def _require(run: Path, stage: str) -> Path:
+    d = stage_dir(run, stage)
+    if not (d / "metrics.json").is_file():
+        raise VLVAEError(f"stage {stage!r} of {run} is not finished; run `{_MAKES[stage].format(run=run)}`")
+    return d
+
+
+def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
+    """The trained, frozen stage-1 VLVAE of a run, in evaluation mode."""
+    from vlvae.models.vlvae import VLVAE
+
+    cfg = cfg or open_run(run)[0]
+    d = _require(run, "vlvae")
+    model = load_weights(VLVAE(cfg.model), d / "weights.safetensors", "vlvae",
+                         _MAKES["vlvae"].format(run=run))
+    return model.eval().requires_grad_(False)
+
+
+def load_text_posterior(run: Path, objective: str, cfg: ExperimentConfig | None = None):
+    """The trained q_True (``objective="true"``) or q_Agg (``"agg"``) of a run."""
+    from vlvae.models.posteriors import TextPosterior
+
+    cfg = cfg or open_run(run)[0]
+    stage = f"q_{objective}"
+    d = _require(run, stage)
+    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.text_posterior.kind)
+    q = load_weights(TextPosterior(cfg.model, kind=kind), d / "weights.safetensors", "text_posterior",
+                     _MAKES[stage].format(run=run))
+    return q.eval().requires_grad_(False)
+
+
+def load_prior(run: Path, cfg: ExperimentConfig | None = None):
+    """The trained aggregate prior q_phi(z) of a run."""
+    from vlvae.models.posteriors import AggregatePrior
+
+    cfg = cfg or open_run(run)[0]
+    d = _require(run, "prior")
+    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.prior.kind)
+    p = load_weights(AggregatePrior(cfg.model, kind=kind), d / "weights.safetensors", "aggregate_prior",
+                     _MAKES["prior"].format(run=run))
+    return p.eval().requires_grad_(False)
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception as exc:  # a truncated or foreign file
+        raise VLVAEError(f"{path} is not a readable checkpoint ({exc}); delete it to restart the stage") from exc
+
+
+def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, kind: str,
+              resume: bool = False, progress: bool = True, extra: dict | None = None) -> dict:
+    """Train one stage with Lightning, or do nothing if it is finished.
+
+    Args:
+        task: the stage's LightningModule (with ``trainable()``).
+        directory: the stage folder.
+        stage: its optimisation settings.
+        cfg: the whole config (devices, precision, seed).
+        kind: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
+        resume: continue from ``last.ckpt`` of a killed run.
+        progress: show Lightning's progress bar.
+        extra: more fields for metrics.json.
+
+    Returns:
+        The stage's metrics (also in ``directory/metrics.json``).
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    directory = Path(directory)
+    if (directory / "metrics.json").is_file():
+        return json.loads((directory / "metrics.json").read_text())
+    directory.mkdir(parents=True, exist_ok=True)
+    ckpt = directory / "last.ckpt"
+    ckpt_path = None
+    if ckpt.exists():
+        if not resume:
+            raise VLVAEError(f"{directory} holds an unfinished stage ({ckpt.name}); pass --resume to "
+                             f"continue it, or delete {directory} to start it again")
+        ckpt_path = str(ckpt)
+        task.start_step = _checkpoint_step(ckpt)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    checkpoint = ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
+                                 every_n_train_steps=stage.checkpoint_every)
+    loggers = [CSVLogger(directory, name="logs", version=""),
+               TensorBoardLogger(directory, name="logs", version="", default_hp_metric=False)]
+    trainer = L.Trainer(
+        max_steps=stage.steps,
+        max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy="ddp" if cfg.devices > 1 else "auto",
+        precision=cfg.precision,
+        callbacks=[checkpoint],
+        logger=loggers,
+        val_check_interval=min(stage.val_every, stage.steps),
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, stage.steps // 10)),
+        deterministic=False,
+    )
+    started = time.time()
+    trainer.fit(task, ckpt_path=ckpt_path)
+    seconds = time.time() - started
+    steps_done = trainer.global_step - task.start_step
+    final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
+    metrics = {
+        "kind": getattr(stage, "kind", None),
+        "steps": trainer.global_step,
+        "seconds_this_session": seconds,
+        "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
+        "validation": {k: float(v) for k, v in final.items()},
+        "train_last": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
+        "weights": "weights.safetensors (the last step's weights; no selection by validation)",
+        **(extra or {}),
+        **run_info(),
+    }
+    if trainer.is_global_zero:
+        save_weights(task.trainable(), directory / "weights.safetensors", kind)
+        atomic_write_json(directory / "metrics.json", metrics)
+    return metrics
+
+
+def _config_for(preset_name: str, steps: int | None, overrides: list[str]) -> ExperimentConfig:
+    cfg = preset(preset_name)
+    if steps is not None:
+        overrides = [f"vlvae.steps={steps}"] + list(overrides)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | None = None,
+                overrides: list[str] = (), resume: bool = False, progress: bool = True) -> dict:
+    """Stage 1: train the VLVAE on ``data`` into run folder ``out``."""
+    from vlvae.training.tasks import VLVAETask
+
+    cfg = init_run(out, data, _config_for(preset_name, steps, overrides))
+    task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers)
+    return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
+
+
+def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True) -> dict:
+    """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen."""
+    from vlvae.training.tasks import TextPosteriorTask
+
+    if objective not in ("true", "agg"):
+        raise VLVAEError(f"--objective must be 'true' or 'agg', got {objective!r}")
+    cfg, info = open_run(run)
+    vlvae = load_vlvae(run, cfg)
+    task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], cfg.seed + 1, vlvae, objective,
+                             cfg.num_workers)
+    return fit_stage(task, stage_dir(run, f"q_{objective}"), cfg.text_posterior, cfg, "text_posterior",
+                     resume, progress, extra={"objective": objective})
+
+
+def train_prior(run: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen."""
+    from vlvae.training.tasks import AggregatePriorTask
+
+    cfg, info = open_run(run)
+    vlvae = load_vlvae(run, cfg)
+    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], cfg.seed + 2, vlvae, cfg.num_workers)
+    return fit_stage(task, stage_dir(run, "prior"), cfg.prior, cfg, "aggregate_prior", resume, progress)

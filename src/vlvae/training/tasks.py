@@ -1,0 +1,197 @@
+"""Lightning modules for the paper's three training stages.
+
+Stage 1 (:class:`VLVAETask`) maximises the weighted ELBO of Eqns 1-2 with KL
+warm-up. Stage 2 (:class:`TextPosteriorTask`) freezes the VLVAE and fits
+q_phi(z|y) either to the true posterior (Eqn 3, ``objective="true"``) or to the
+aggregate of the image posteriors of each text (Eqns 4-5, ``objective="agg"``).
+Stage 3 (:class:`AggregatePriorTask`) freezes the VLVAE and fits q_phi(z) to the
+aggregate posterior (§4.2). Only phi is optimised in stages 2-3; the frozen
+VLVAE stays in evaluation mode (batch-norm statistics and dropout fixed).
+
+References:
+    Cremer & Kushman 2018, "On the importance of learning aggregate posteriors
+    in multimodal latent variable models", https://arxiv.org/abs/1806.08454
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from vlvae.config import StageConfig
+from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.models.config import ModelConfig
+from vlvae.models.posteriors import AggregatePrior, TextPosterior
+from vlvae.models.vlvae import VLVAE
+from vlvae.objectives import kl_warmup
+
+__all__ = ["StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+
+
+class StageTask(L.LightningModule):
+    """Data loading and optimisation shared by every stage.
+
+    Args:
+        model_config: architecture.
+        stage: optimisation settings of this stage.
+        data_root: the data-set folder.
+        seed: seeds the step sampler (the batches are a function of seed and step).
+        num_workers: data-loader processes.
+    """
+
+    def __init__(self, model_config: ModelConfig, stage: StageConfig, data_root: str, seed: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.model_config, self.stage, self.data_root = model_config, stage, str(data_root)
+        self.seed, self.num_workers = seed, num_workers
+        self.start_step = 0
+
+    def trainable(self) -> torch.nn.Module:
+        """The module whose parameters this stage optimises and saves."""
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        data = ImageTextDataset(Path(self.data_root), "train")
+        sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
+                              rank=self.global_rank, world_size=self.trainer.world_size)
+        sampler.start_step = self.start_step
+        return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, drop_last=True,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        data = ImageTextDataset(Path(self.data_root), "val")
+        n = min(len(data), self.stage.val_examples)
+        return DataLoader(Subset(data, range(n)), batch_size=min(self.stage.batch_size * 2, max(n, 1)),
+                          shuffle=False, num_workers=0)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.trainable().parameters(), lr=self.stage.lr,
+                               weight_decay=self.stage.weight_decay)
+        decay = self.stage.lr_decay
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: decay ** step)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _log_all(self, prefix: str, values: dict, batch_size: int, prog_bar=()):
+        for key, value in values.items():
+            self.log(f"{prefix}/{key}", value, batch_size=batch_size, prog_bar=key in prog_bar,
+                     sync_dist=prefix == "val", on_step=prefix == "train", on_epoch=prefix == "val")
+
+
+class VLVAETask(StageTask):
+    """Stage 1: the VLVAE with image-only inference q(z|x) (Eqns 1-2)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = VLVAE(self.model_config)
+
+    def trainable(self):
+        return self.model
+
+    def training_step(self, batch, batch_idx):
+        x, y = images_to_float(batch["image"]), batch["text"]
+        kl_weight = kl_warmup(self.global_step, self.stage.kl_warmup_steps)
+        out = self.model(x, y, kl_weight=kl_weight, w_x=self.stage.w_x, w_y=self.stage.w_y)
+        self._log_all("train", {"loss": out.loss, "elbo": out.elbo, "log_px": out.log_px,
+                                "log_py": out.log_py, "kl": out.kl, "kl_weight": kl_weight},
+                      len(x), prog_bar=("elbo", "kl", "log_py"))
+        return out.loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = images_to_float(batch["image"]), batch["text"]
+        out = self.model(x, y)
+        self._log_all("val", {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl},
+                      len(x))
+
+
+class _FrozenVLVAEMixin:
+    """Keeps a loaded VLVAE frozen and in evaluation mode whatever Lightning does."""
+
+    def _freeze(self, vlvae: VLVAE) -> VLVAE:
+        vlvae.requires_grad_(False)
+        vlvae.eval()
+        return vlvae
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vlvae.eval()
+        return self
+
+
+class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
+    """Stage 2: q_phi(z|y) fitted to the true posterior (Eqn 3) or the aggregate posterior (Eqn 5).
+
+    Args:
+        vlvae: the trained stage-1 model (frozen here).
+        objective: ``"true"`` (q_True, Eqn 3) or ``"agg"`` (q_Agg, Eqn 5).
+    """
+
+    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, objective: str, num_workers=0):
+        super().__init__(model_config, stage, data_root, seed, num_workers)
+        if objective not in ("true", "agg"):
+            raise ValueError(f"objective must be 'true' or 'agg', got {objective!r}")
+        self.objective = objective
+        self.vlvae = self._freeze(vlvae)
+        self.posterior = TextPosterior(model_config, kind=stage.kind)
+
+    def trainable(self):
+        return self.posterior
+
+    def _terms(self, x, y):
+        """Both objectives' per-example values: E_q(z|x) log q_phi(z|y) and the text ELBO."""
+        q_y = self.posterior(y)
+        with torch.no_grad():
+            z_x = self.vlvae.image_posterior(x).sample()
+        cross_entropy = q_y.log_prob(z_x)
+        z_y = q_y.rsample()
+        text_elbo = self.vlvae.log_py(y, z_y) + self.vlvae.prior().log_prob(z_y) - q_y.log_prob(z_y)
+        return cross_entropy, text_elbo
+
+    def training_step(self, batch, batch_idx):
+        x, y = images_to_float(batch["image"]), batch["text"]
+        q_y = self.posterior(y)
+        if self.objective == "agg":
+            with torch.no_grad():
+                z = self.vlvae.image_posterior(x).sample()
+            value = q_y.log_prob(z).mean()
+            name = "cross_entropy"
+        else:
+            z = q_y.rsample()
+            value = (self.vlvae.log_py(y, z) + self.vlvae.prior().log_prob(z) - q_y.log_prob(z)).mean()
+            name = "text_elbo"
+        self._log_all("train", {name: value}, len(y), prog_bar=(name,))
+        return -value
+
+    def validation_step(self, batch, batch_idx):
+        x, y = images_to_float(batch["image"]), batch["text"]
+        cross_entropy, text_elbo = self._terms(x, y)
+        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": text_elbo.mean()}, len(y))
+
+
+class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
+    """Stage 3: q_phi(z) fitted to the aggregate posterior E_pD(x) q(z|x) (§4.2)."""
+
+    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, num_workers=0):
+        super().__init__(model_config, stage, data_root, seed, num_workers)
+        self.vlvae = self._freeze(vlvae)
+        self.prior = AggregatePrior(model_config, kind=stage.kind)
+
+    def trainable(self):
+        return self.prior
+
+    def _cross_entropy(self, x):
+        with torch.no_grad():
+            z = self.vlvae.image_posterior(x).sample()
+        return self.prior().log_prob(z).mean()
+
+    def training_step(self, batch, batch_idx):
+        value = self._cross_entropy(images_to_float(batch["image"]))
+        self._log_all("train", {"cross_entropy": value}, len(batch["image"]), prog_bar=("cross_entropy",))
+        return -value
+
+    def validation_step(self, batch, batch_idx):
+        value = self._cross_entropy(images_to_float(batch["image"]))
+        self._log_all("val", {"cross_entropy": value}, len(batch["image"]))
