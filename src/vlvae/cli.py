@@ -93,6 +93,59 @@ def data_verify(
     typer.echo(f"OK: {summary['counts']}, {summary['texts_checked']} texts checked")
 
 
+train_app = typer.Typer(help="Train the VLVAE, the text posteriors, the aggregate prior and the classifier.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _report(metrics: dict, what: str) -> None:
+    val = ", ".join(f"{k}={v:.3f}" for k, v in metrics.get("validation", {}).items())
+    typer.echo(f"{what}: {metrics.get('steps')} steps; validation: {val or 'none'}")
+
+
+@train_app.command("vlvae")
+def train_vlvae_cmd(
+    data: Path = typer.Option(..., help="Data-set folder (from `vlvae data two-objects` or `vlvae data celeba`)."),
+    out: Path = typer.Option(..., help="Run folder to create (or reopen with the same configuration)."),
+    preset: str = typer.Option("cpu", help="Named configuration: paper (GPU, SPEC §5), cpu, quick or tiny."),
+    steps: Optional[int] = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any config key, e.g. --set vlvae.w_x=0.1 "
+                                    "--set devices=2. Repeatable."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x)."""
+    from vlvae.training.run import train_vlvae
+
+    _report(train_vlvae(data, out, preset, steps, set_, resume, progress), "VLVAE")
+
+
+@train_app.command("text-posterior")
+def train_text_posterior_cmd(
+    run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
+    objective: str = typer.Option(..., help="agg: q_Agg, fitted to the aggregate posterior (Eqn 5); "
+                                  "true: q_True, fitted to the true posterior (Eqn 3)."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Stage 2: train q(z|y) with the VLVAE frozen."""
+    from vlvae.training.run import train_text_posterior
+
+    _report(train_text_posterior(run, objective, resume, progress), f"q_{objective}")
+
+
+@train_app.command("prior")
+def train_prior_cmd(
+    run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Stage 3: train the aggregate prior q(z) (§4.2) with the VLVAE frozen."""
+    from vlvae.training.run import train_prior
+
+    _report(train_prior(run, resume, progress), "aggregate prior")
+
+
 def main() -> None:
     """Entry point: run the app, printing VLVAEErrors as one line."""
     try:

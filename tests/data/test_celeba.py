@@ -1,7 +1,5 @@
 """CelebA as words (SPEC §1.2, §2.1), tested on a miniature CelebA the tests build."""
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,6 +24,7 @@ from vlvae.data.celeba import (
     words_present,
 )
 from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
+from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
 
 
@@ -218,6 +217,9 @@ def test_paper_split_build(celeba_source, built):
     assert sum(stats["histogram"].values()) == 40
     assert stats["over_length"]["count"] == sum(c > 9 for c in counts) >= 1
 
+    assert manifest["image_size"] == 64
+    assert verify_dataset(built)["counts"] == manifest["counts"]
+
     vocab = read_vocabulary(built)
     assert vocab.words == CELEBA_WORDS
     assert vocab.slot_names == tuple(f"w{i}" for i in range(1, 10))
@@ -250,6 +252,14 @@ def test_rebuild_is_a_no_op_and_other_settings_are_refused(celeba_source, built)
     assert (built / "manifest.json").read_bytes() == before
     with pytest.raises(VLVAEError, match="other settings"):
         _build(celeba_source, built, size=32)
+
+
+def test_overwrite_replaces_a_set_with_other_settings(celeba_source, tmp_path):
+    out = _build(celeba_source, tmp_path / "out", limit=10)
+    _build(celeba_source, out, size=32, overwrite=True)
+    assert read_manifest(out)["settings"]["size"] == 32
+    assert load_images(out, "train").shape[1:] == (32, 32, 3)
+    assert read_manifest(out)["settings"]["pooling"] == "mean 4x4"
 
 
 def test_interrupted_build_resumes_to_the_same_bytes(celeba_source, built, tmp_path, monkeypatch):
@@ -384,3 +394,9 @@ def test_correctness_all_labels_by_hand():
     np.testing.assert_allclose(correctness_all_labels(probs, targets), [0.5, 1.0])
     labels = np.zeros((2, 18))
     assert correctness_all_labels(labels, np.zeros((2, 18), dtype=np.int8)).tolist() == [1.0, 1.0]
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(celeba).failed == 0

@@ -132,8 +132,17 @@ def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
 
     from vlvae.data.render import render_scenes
 
-    torch.set_num_threads(1)
-    settings_json, c = args
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one process per core renders fastest; restored below for in-process use
+    try:
+        return _render_chunk_single_thread(*args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _render_chunk_single_thread(settings_json: dict, c: int) -> tuple[np.ndarray, list[dict]]:
+    from vlvae.data.render import render_scenes
+
     s = TwoObjectsSettings(**settings_json)
     rng = np.random.default_rng([s.seed, c])
     count = min(s.chunk_size, s.n - c * s.chunk_size)

@@ -107,8 +107,12 @@ class TextPosterior(nn.Module):
         super().__init__()
         _check_kind(kind)
         self.kind = kind
-        self.encoder = TextEncoder(config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim)
-        base = ConditionalDiagNormal(config.encoding_dim, config.latent_dim, config.logvar_min, config.logvar_max)
+        self.encoder = TextEncoder(
+            config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim
+        )
+        base = ConditionalDiagNormal(
+            config.encoding_dim, config.latent_dim, config.logvar_min, config.logvar_max
+        )
         if kind == "flow":
             transforms = coupling_transforms(
                 config.latent_dim, config.encoding_dim, config.flow_steps, config.flow_hidden

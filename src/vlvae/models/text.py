@@ -53,8 +53,8 @@ class TextEncoder(nn.Module):
 
 
 class _ResidualHead(nn.Module):
-    """Three linear layers, the middle two with batch norm, ReLU and dropout, a residual
-    connection around them, and a final linear map to the vocabulary."""
+    """h + (linear, batch norm, ReLU, dropout) twice, then a linear map to the vocabulary:
+    three linear layers with a residual connection, batch norm and dropout (§5.1)."""
 
     def __init__(self, hidden: int, vocab_size: int, dropout: float) -> None:
         super().__init__()

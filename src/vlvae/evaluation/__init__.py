@@ -1,0 +1,1 @@
+"""Evaluation: classifiers, correctness, likelihood bounds, the report and its figures."""

@@ -1,0 +1,14 @@
+"""Test-session settings shared by every test."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per test: the tensors here are tiny, and two OpenMP threads on a
+    busy 2-core machine made them up to 100x slower through barrier waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
