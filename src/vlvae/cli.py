@@ -146,6 +146,69 @@ def train_prior_cmd(
     _report(train_prior(run, resume, progress), "aggregate prior")
 
 
+@train_app.command("classifier")
+def train_classifier_cmd(
+    data: Path = typer.Option(..., help="Data-set folder (real images only are used)."),
+    out: Path = typer.Option(..., help="Folder for the classifier."),
+    preset: str = typer.Option("cpu", help="Named configuration whose `classifier` section is used."),
+    set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set classifier.steps=5000."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Train the independent attribute classifier that judges generated images."""
+    from vlvae.evaluation.classifier import train_classifier_for
+
+    metrics = train_classifier_for(data, out, preset, set_, resume, progress)
+    acc = metrics["real_accuracy"]
+    slots = ", ".join(f"{k} {100 * v:.1f}" for k, v in acc.get("per_slot", {}).items())
+    typer.echo(f"classifier accuracy on real validation data: {100 * acc['overall']:.2f} % ({slots})")
+
+
+@app.command("sample")
+def sample_cmd(
+    run: Path = typer.Option(..., help="Run folder."),
+    out: Path = typer.Option(..., help="PNG file to write."),
+    text: Optional[str] = typer.Option(None, help="Text to draw, e.g. \"small red metal cube left large blue "
+                                       "rubber sphere\" (with --posterior)."),
+    posterior: str = typer.Option("agg", help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text."),
+    prior: str = typer.Option("standard", help="Without --text: standard (N(0, I)) or learned (q_φ(z))."),
+    n: int = typer.Option(3, help="Number of samples."),
+    seed: int = typer.Option(0, help="Random seed."),
+):
+    """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
+    from vlvae.data.preview import image_text_grid
+    from vlvae.generate import sample_from_prior, sample_from_text
+
+    if n < 1:
+        raise VLVAEError(f"--n must be at least 1, got {n}")
+    if text is not None:
+        images, texts = sample_from_text(run, text, posterior, n, seed)
+        title = f"q_{posterior}(z|y), y = {text}"
+    else:
+        images, texts = sample_from_prior(run, prior, n, seed)
+        title = f"z ~ {'N(0, I)' if prior == 'standard' else 'learned prior q(z)'}"
+    image_text_grid(images, texts, out, columns=min(n, 4), title=title)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Path = typer.Option(..., help="Run folder with all stages trained."),
+    classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
+    examples: Optional[int] = typer.Option(None, help="Validation examples (default: the run's config)."),
+    k: Optional[int] = typer.Option(None, help="Importance samples for the likelihood bounds."),
+    seeds: Optional[int] = typer.Option(None, help="Repetitions of the correctness draws."),
+    min_accuracy: Optional[float] = typer.Option(None, help="Refuse classifiers less accurate than this on "
+                                                 "real data (default: stored with the classifier)."),
+    figures: bool = typer.Option(True, help="Draw the figures."),
+):
+    """Tables 1-2 (correctness, log p(x|y), log p(x), log p(y)) and figures: RUN/metrics.json, RUN/report.md."""
+    from vlvae.evaluation.report import evaluate_run
+
+    evaluate_run(run, classifier, examples, k, seeds, min_accuracy, figures)
+    typer.echo((Path(run) / "report.md").read_text())
+
+
 def main() -> None:
     """Entry point: run the app, printing VLVAEErrors as one line."""
     try:

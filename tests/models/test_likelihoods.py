@@ -1,6 +1,5 @@
 """The constrained Beta image likelihood (paper §5.1.2) against torch.distributions.Beta."""
 
-import pytest
 import torch
 from torch.distributions import Beta
 

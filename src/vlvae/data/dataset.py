@@ -66,7 +66,7 @@ class ImageTextDataset(Dataset):
         return self._texts[i]
 
     def __getitem__(self, i: int) -> dict:
-        image = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)
         return {"image": image, "text": self.text(i), "index": i}
 
 

@@ -32,6 +32,9 @@ __all__ = [
     "TwoObjectsClassifierData",
     "ClassifierTask",
     "train_classifier",
+    "train_classifier_for",
+    "predict_slots",
+    "real_accuracy",
     "load_classifier",
     "TwoObjectsScorer",
 ]
@@ -73,7 +76,7 @@ class TwoObjectsClassifierData(Dataset):
             image_index = i
             t = int(torch.randint(len(self.targets[i]), ()).item())
         relation, slots = self.targets[image_index][t]
-        image = torch.from_numpy(np.ascontiguousarray(self.base.images[image_index])).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(self.base.images[image_index])).permute(2, 0, 1)
         return {"image": image, "relation": relation, "targets": torch.tensor(slots)}
 
 
@@ -238,3 +241,13 @@ class TwoObjectsScorer:
             hits = [self.vocab.slots[s][int(predicted[i, j])] == w[s] for j, s in enumerate(ATTRIBUTE_SLOTS)]
             scores[i] = sum(hits) / len(hits)
         return torch.where(valid, scores, torch.zeros_like(scores))
+
+
+def train_classifier_for(data: Path, out: Path, preset_name: str = "cpu", overrides: list[str] = (),
+                         resume: bool = False, progress: bool = True) -> dict:
+    """Train the classifier that suits the data set: Two Objects attributes or CelebA labels."""
+    if read_manifest(data).get("dataset") == "celeba":
+        from vlvae.evaluation.celeba_scoring import train_celeba_classifier
+
+        return train_celeba_classifier(data, out, preset_name, overrides, resume, progress)
+    return train_classifier(data, out, preset_name, overrides, resume, progress)

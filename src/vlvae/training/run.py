@@ -108,8 +108,10 @@ def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(tmp), metadata={"kind": kind})
+    tmp.chmod(0o644)
     tmp.replace(path)
 
 

@@ -1,0 +1,268 @@
+"""Sample figures of a trained VLVAE (Cremer & Kushman 2018, Figs. 3-6).
+
+* :func:`figure_reconstructions` (Figs. 3, 5): per row, a data image with its
+  text, its reconstruction with the text decoder's word distributions, and
+  samples from each prior over z.
+* :func:`figure_conditional_samples` (Figs. 4, 6): per text, images and texts
+  decoded from z ~ q(z|y) of each text posterior (q_Agg, q_True), scored
+  against the given text when a scorer is given.
+
+Both draw with matplotlib's Agg backend, run under ``torch.no_grad`` with a
+fixed seed inside a forked random state (so the caller's random stream is
+untouched and the figure is reproducible), and write their PNG atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import LongTensor, Tensor  # noqa: E402
+
+from vlvae.data.vocabulary import Vocabulary  # noqa: E402
+
+__all__ = ["figure_reconstructions", "figure_conditional_samples", "save_figure", "text_caption",
+           "POSTERIOR_LABELS", "PRIOR_LABELS"]
+
+#: Display names of the text posteriors and priors, in the order they are drawn.
+POSTERIOR_LABELS = {"q_agg": "q_Agg(z|y)", "q_true": "q_True(z|y)"}
+PRIOR_LABELS = {"standard": "prior N(0, I)", "learned": "learned prior q_φ(z)"}
+
+_SEED = 0
+_TOP = 3  # words shown per text position in the word-distribution panel
+
+
+def save_figure(fig, out: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG to ``out`` through a temporary file in the same folder, then close it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def text_caption(ids, vocab: Vocabulary, width: int = 22) -> str:
+    """A text (L,) of word indices as words, wrapped to lines of about ``width`` characters.
+
+    Nine-word Two Objects texts break at the relation word (object 1 / relation / object 2).
+    """
+    words = vocab.decode(ids)
+    if vocab.slot_names and "R" in vocab.slot_names and len(words) == len(vocab.slot_names):
+        r = vocab.slot_names.index("R")
+        return "\n".join(" ".join(part) for part in (words[:r], words[r:r + 1], words[r + 1:]) if part)
+    return textwrap.fill(" ".join(words), width=width)
+
+
+def _image(ax, image: Tensor, caption: str | None = None, fontsize: float = 7.5) -> None:
+    """Show a (3, H, W) image in [0, 1] without axes, with ``caption`` below it."""
+    ax.imshow(image.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if caption:
+        ax.text(0.5, -0.04, caption, transform=ax.transAxes, ha="center", va="top", fontsize=fontsize,
+                linespacing=1.15)
+
+
+def _slot_labels(vocab: Vocabulary, length: int) -> list[str]:
+    names = list(vocab.slot_names) if len(vocab.slot_names) == length else []
+    return names or [f"word {t + 1}" for t in range(length)]
+
+
+def _word_table(ax, probs: Tensor, vocab: Vocabulary) -> None:
+    """The text decoder's distributions (L, V) as a table: per position, its top words and probabilities.
+
+    Each cell is shaded by its probability (a heat map of the top words), so the decoder's
+    certainty reads at a glance; the first column is the greedily decoded word.
+    """
+    length = probs.shape[0]
+    top_p, top_i = probs.topk(min(_TOP, probs.shape[-1]), dim=-1)
+    ax.imshow(top_p.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    for t in range(length):
+        for j in range(top_p.shape[1]):
+            p = float(top_p[t, j])
+            ax.text(j, t, f"{vocab.words[int(top_i[t, j])]} {p:.2f}".replace(" 0.", " ."), ha="center",
+                    va="center", fontsize=6.5, color="white" if p > 0.6 else "black")
+    ax.set_yticks(range(length), _slot_labels(vocab, length), fontsize=6.5)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def _posterior_z(model, x: Tensor, y: LongTensor, sample: bool) -> Tensor:
+    q = model.image_posterior(x, y if model.config.joint_inference else None)
+    return q.sample() if sample else q.mean
+
+
+@torch.no_grad()
+def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, priors: dict, out: Path,
+                           n: int = 6, sample: bool = False) -> Path:
+    """Fig. 3 / 5: data, reconstruction with word distributions, and samples from each prior.
+
+    Row i: (1) data image x_i with its text y_i; (2) the mean image of z = the mean of q(z|x_i)
+    (a sample if ``sample``) with the greedily decoded text of the same z; (3) the text decoder's
+    word distributions for that z while decoding greedily (top words per position, shaded by
+    probability); then, per prior, the mean image and greedy text of one z from it.
+
+    Args:
+        model: a frozen VLVAE in evaluation mode.
+        x: (N, 3, H, W) images in [0, 1]; y: (N, L) their texts (word indices).
+        vocab: the data set's vocabulary.
+        priors: name -> callable returning a Distribution over z (event (latent,)), e.g.
+            ``{"standard": model.prior, "learned": aggregate_prior}``; drawn in the given order.
+        out: the PNG to write.
+        n: rows (examples), at most N.
+        sample: reconstruct from a sample of q(z|x) instead of its mean.
+
+    Returns:
+        ``out``.
+    """
+    n = min(n, len(x))
+    x, y = x[:n], y[:n]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        z = _posterior_z(model, x, y, sample)
+        recon = model.image_mean(z)
+        recon_text = model.generate_text(z, greedy=True)
+        word_probs = model.text_distribution(z)
+        prior_draws = {}
+        for name, prior in priors.items():
+            zp = prior().sample((n,))
+            prior_draws[name] = (model.image_mean(zp), model.generate_text(zp, greedy=True))
+
+    n_cols = 3 + len(prior_draws)
+    lines = max(text_caption(t, vocab).count("\n") + 1 for t in y)
+    row_h = 1.55 + 0.15 * lines
+    widths = [1.5, 1.5, 2.7] + [1.5] * len(prior_draws)
+    fig, axes = plt.subplots(n, n_cols, figsize=(sum(widths) + 0.6, row_h * n + 0.8),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    titles = ["data image + text", "reconstruction\n(z = mean of q(z|x))" if not sample
+              else "reconstruction\n(z ~ q(z|x))", "text decoder p(y|z):\ntop words per position"]
+    titles += [f"sample from\n{PRIOR_LABELS.get(name, name)}" for name in prior_draws]
+    for i in range(n):
+        _image(axes[i, 0], x[i], text_caption(y[i], vocab))
+        _image(axes[i, 1], recon[i], text_caption(recon_text[i], vocab))
+        _word_table(axes[i, 2], word_probs[i], vocab)
+        for j, (images, texts) in enumerate(prior_draws.values()):
+            _image(axes[i, 3 + j], images[i], text_caption(texts[i], vocab))
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=9, fontweight="bold", pad=8)
+    fig.suptitle("Reconstructions and prior samples: images from the mean of p(x|z), "
+                 "texts decoded greedily from p(y|z)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=2.2)
+    return save_figure(fig, out)
+
+
+def _distinct(y: LongTensor, n: int) -> LongTensor:
+    """The first ``n`` distinct rows of y (N, L), in order of first appearance: (≤n, L)."""
+    seen, keep = set(), []
+    for i, row in enumerate(y.tolist()):
+        if tuple(row) not in seen:
+            seen.add(tuple(row))
+            keep.append(i)
+            if len(keep) == n:
+                break
+    return y[keep]
+
+
+def _score_caption(score: float, vocab: Vocabulary) -> str:
+    """A correctness in [0, 1] as ``k/m`` words when it is a whole number of the scored slots, else %."""
+    scored = sum(1 for name in vocab.slot_names if name != "R")
+    if scored and abs(score * scored - round(score * scored)) < 1e-4:
+        return f"correct {round(score * scored)}/{scored}"
+    return f"correct {100 * score:.0f}%"
+
+
+def _ordered(mapping: dict, order: dict) -> dict:
+    return {**{k: mapping[k] for k in order if k in mapping}, **{k: v for k, v in mapping.items() if k not in order}}
+
+
+@torch.no_grad()
+def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, vocab: Vocabulary, out: Path,
+                               n_texts: int = 4, n_samples: int = 3,
+                               scorer: Callable[[Tensor, LongTensor], Tensor] | None = None) -> Path:
+    """Fig. 4 / 6: images and texts decoded from z ~ q(z|y) for given texts, per text posterior.
+
+    Row per text: the given text; then, for each text posterior (q_Agg first, then q_True),
+    ``n_samples`` images (mean of p(x|z)) of independent z ~ q(z|y), each captioned with the
+    greedy decoding of its z and, with a scorer, its correctness against the given text.
+
+    Args:
+        model: a frozen VLVAE in evaluation mode.
+        text_posteriors: name -> TextPosterior (callable y (B, L) -> Distribution over z),
+            e.g. ``{"q_agg": ..., "q_true": ...}``.
+        y: (N, L) texts; the first ``n_texts`` distinct ones are drawn.
+        vocab: the data set's vocabulary.
+        out: the PNG to write.
+        n_texts: rows.
+        n_samples: z per text and posterior.
+        scorer: optional (images (B, 3, H, W) in [0, 1], texts (B, L)) -> (B,) correctness in [0, 1].
+
+    Returns:
+        ``out``.
+    """
+    texts = _distinct(y, n_texts)
+    n_texts = len(texts)
+    posteriors = _ordered(text_posteriors, POSTERIOR_LABELS)
+    draws = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        for name, q in posteriors.items():
+            z = q(texts).sample((n_samples,)).transpose(0, 1)  # (n_texts, n_samples, latent)
+            images, decoded = model.image_mean(z), model.generate_text(z, greedy=True)
+            scores = None
+            if scorer is not None:
+                given = texts.unsqueeze(1).expand(-1, n_samples, -1)
+                scores = scorer(images.flatten(0, 1), given.flatten(0, 1)).view(n_texts, n_samples)
+            draws[name] = (images, decoded, scores)
+
+    lines = max(text_caption(t, vocab).count("\n") + 1 for t in texts) + (scorer is not None)
+    row_h = 1.5 + 0.15 * lines
+    widths = [1.7] + [1.5] * (n_samples * len(draws))
+    fig, axes = plt.subplots(n_texts, len(widths), figsize=(sum(widths) + 0.6, row_h * n_texts + 0.9),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    for i in range(n_texts):
+        ax = axes[i, 0]
+        ax.axis("off")
+        ax.text(0.5, 0.5, text_caption(texts[i], vocab), transform=ax.transAxes, ha="center", va="center",
+                fontsize=9, fontweight="bold", linespacing=1.3)
+        for g, (images, decoded, scores) in enumerate(draws.values()):
+            for s in range(n_samples):
+                caption = text_caption(decoded[i, s], vocab)
+                if scores is not None:
+                    caption += "\n" + _score_caption(float(scores[i, s]), vocab)
+                _image(axes[i, 1 + g * n_samples + s], images[i, s], caption)
+    axes[0, 0].set_title("given text y", fontsize=9, fontweight="bold", pad=8)
+    for g, name in enumerate(draws):
+        for s in range(n_samples):
+            axes[0, 1 + g * n_samples + s].set_title(f"z{s} ~ {POSTERIOR_LABELS.get(name, name)}", fontsize=9,
+                                                      fontweight="bold", pad=8)
+    note = "; caption: greedy text of the same z" + (", correctness against y" if scorer is not None else "")
+    fig.suptitle(f"Conditional samples: images (mean of p(x|z)) for z from each text posterior{note}",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=2.2)
+    # Rule between the posteriors' column groups so each group reads as one block.
+    for g in range(1, len(draws)):
+        left = axes[0, g * n_samples].get_position().x1
+        right = axes[0, 1 + g * n_samples].get_position().x0
+        fig.add_artist(plt.Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.6", lw=1.0))
+    return save_figure(fig, out)
