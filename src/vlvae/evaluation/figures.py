@@ -156,7 +156,7 @@ def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, p
     fig, axes = plt.subplots(n, n_cols, figsize=(sum(widths) + 0.6, row_h * n + 0.8),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     titles = ["data image + text", "reconstruction\n(z = mean of q(z|x))" if not sample
-              else "reconstruction\n(z ~ q(z|x))", "text decoder p(y|z):\ntop words per position"]
+              else "reconstruction\n(z ~ q(z|x))", "text decoder p(y|z), same z:\ntop words per position"]
     titles += [f"sample from\n{PRIOR_LABELS.get(name, name)}" for name in prior_draws]
     for i in range(n):
         _image(axes[i, 0], x[i], text_caption(y[i], vocab))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -108,17 +109,46 @@ class VLVAETask(StageTask):
 
 
 class _FrozenVLVAEMixin:
-    """Keeps a loaded VLVAE frozen and in evaluation mode whatever Lightning does."""
+    """Keeps a loaded VLVAE frozen and in evaluation mode whatever Lightning does.
+
+    Because the frozen q(z|x) is a fixed Gaussian per training image, its mean
+    and log-variance are computed once at the start of fitting; each step then
+    draws z ~ q(z|x) from that table instead of re-running the image encoder
+    (the same distribution, an order of magnitude faster on a CPU). A joint-
+    inference model (q(z|x, y)) is encoded batch by batch instead.
+    """
 
     def _freeze(self, vlvae: VLVAE) -> VLVAE:
         vlvae.requires_grad_(False)
         vlvae.eval()
+        self._posterior_table = None
         return vlvae
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.vlvae.eval()
         return self
+
+    @torch.no_grad()
+    def on_fit_start(self):
+        if self.model_config.joint_inference:
+            return
+        data = ImageTextDataset(Path(self.data_root), "train")
+        means, logvars = [], []
+        for lo in range(0, len(data), 256):
+            x = images_to_float(torch.from_numpy(np.array(data.images[lo:lo + 256]))).to(self.device)
+            mean, logvar = self.vlvae.posterior.encode(x)
+            means.append(mean)
+            logvars.append(logvar)
+        self._posterior_table = (torch.cat(means), torch.cat(logvars))
+
+    @torch.no_grad()
+    def sample_image_posterior(self, batch: dict) -> torch.Tensor:
+        """z ~ q(z|x) for the batch's images: (batch, latent)."""
+        if self._posterior_table is not None and self.training:
+            mean, logvar = (t[batch["index"]] for t in self._posterior_table)
+            return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        return self.vlvae.image_posterior(images_to_float(batch["image"]), batch["text"]).sample()
 
 
 class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
@@ -140,22 +170,21 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
     def trainable(self):
         return self.posterior
 
-    def _terms(self, x, y):
+    def _terms(self, batch):
         """Both objectives' per-example values: E_q(z|x) log q_phi(z|y) and the text ELBO."""
+        y = batch["text"]
         q_y = self.posterior(y)
-        with torch.no_grad():
-            z_x = self.vlvae.image_posterior(x).sample()
+        z_x = self.sample_image_posterior(batch)
         cross_entropy = q_y.log_prob(z_x)
         z_y = q_y.rsample()
         text_elbo = self.vlvae.log_py(y, z_y) + self.vlvae.prior().log_prob(z_y) - q_y.log_prob(z_y)
         return cross_entropy, text_elbo
 
     def training_step(self, batch, batch_idx):
-        x, y = images_to_float(batch["image"]), batch["text"]
+        y = batch["text"]
         q_y = self.posterior(y)
         if self.objective == "agg":
-            with torch.no_grad():
-                z = self.vlvae.image_posterior(x).sample()
+            z = self.sample_image_posterior(batch)
             value = q_y.log_prob(z).mean()
             name = "cross_entropy"
         else:
@@ -166,9 +195,9 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         return -value
 
     def validation_step(self, batch, batch_idx):
-        x, y = images_to_float(batch["image"]), batch["text"]
-        cross_entropy, text_elbo = self._terms(x, y)
-        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": text_elbo.mean()}, len(y))
+        cross_entropy, text_elbo = self._terms(batch)
+        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": text_elbo.mean()},
+                      len(batch["text"]))
 
 
 class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
@@ -182,16 +211,14 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
     def trainable(self):
         return self.prior
 
-    def _cross_entropy(self, x):
-        with torch.no_grad():
-            z = self.vlvae.image_posterior(x).sample()
-        return self.prior().log_prob(z).mean()
+    def _cross_entropy(self, batch):
+        return self.prior().log_prob(self.sample_image_posterior(batch)).mean()
 
     def training_step(self, batch, batch_idx):
-        value = self._cross_entropy(images_to_float(batch["image"]))
+        value = self._cross_entropy(batch)
         self._log_all("train", {"cross_entropy": value}, len(batch["image"]), prog_bar=("cross_entropy",))
         return -value
 
     def validation_step(self, batch, batch_idx):
-        value = self._cross_entropy(images_to_float(batch["image"]))
+        value = self._cross_entropy(batch)
         self._log_all("val", {"cross_entropy": value}, len(batch["image"]))
