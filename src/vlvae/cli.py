@@ -231,6 +231,8 @@ def main() -> None:
     import logging
     import warnings
 
+    import lightning  # noqa: F401  (sets its loggers' levels on import; ours must come after)
+
     # Lightning's banners and tips drown the one progress line per stage; its warnings still show.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)

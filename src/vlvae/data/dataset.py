@@ -75,9 +75,10 @@ class StepSampler(Sampler[int]):
 
     Step t of an epoch-free stream takes batch t of the concatenated random
     permutations (epoch e uses seed + e, a last partial batch is dropped). With
-    several processes, each rank takes its slice of the global batch. Setting
-    ``start_step`` before iteration resumes the stream exactly where a killed run
-    stopped, so a resumed run sees the same batches as an uninterrupted one.
+    several processes, each rank takes its slice of the global batch. Each new
+    iteration starts at the step given by ``step_source()`` (the trainer's global
+    step; ``start_step`` by default), so a resumed run, or a loader restarted by
+    the trainer, sees the same batches as an uninterrupted run.
     """
 
     def __init__(self, n: int, batch_size: int, steps: int, seed: int, rank: int = 0, world_size: int = 1):
@@ -87,15 +88,16 @@ class StepSampler(Sampler[int]):
         self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
         self.rank, self.world_size = rank, world_size
         self.start_step = 0
+        self.step_source = lambda: self.start_step
 
     def __len__(self) -> int:
-        return max(0, self.steps - self.start_step) * self.batch_size
+        return max(0, self.steps - self.step_source()) * self.batch_size
 
     def __iter__(self):
         global_batch = self.batch_size * self.world_size
         per_epoch = self.n // global_batch
         cached_epoch, perm = -1, None
-        for step in range(self.start_step, self.steps):
+        for step in range(self.step_source(), self.steps):
             epoch, b = divmod(step, per_epoch)
             if epoch != cached_epoch:
                 g = torch.Generator().manual_seed(self.seed + epoch)

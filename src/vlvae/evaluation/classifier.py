@@ -96,11 +96,17 @@ class ClassifierTask(L.LightningModule):
     def trainable(self):
         return self.model
 
+    def on_train_batch_start(self, batch, batch_idx):
+        from vlvae.training.tasks import step_seed
+
+        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
+
     def train_dataloader(self):
         data = TwoObjectsClassifierData(Path(self.data_root), "train", all_texts=False)
         sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
                               rank=self.global_rank, world_size=self.trainer.world_size)
         sampler.start_step = self.start_step
+        sampler.step_source = lambda: self.global_step
         return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self):
@@ -186,6 +192,7 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
 
     vocab = read_vocabulary(data)
     slot_sizes = [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS]
+    torch.manual_seed(cfg.seed + 7)
     task = ClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
                           int(manifest["image_size"]), slot_sizes, len(vocab.slots[RELATION_SLOT]))
     metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume, progress)

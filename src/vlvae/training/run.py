@@ -226,8 +226,12 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     checkpoint = ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
                                  every_n_train_steps=stage.checkpoint_every)
-    loggers = [CSVLogger(directory, name="logs", version=""),
-               TensorBoardLogger(directory, name="logs", version="", default_hp_metric=False)]
+    # Each training session (the first, and every --resume) logs into its own folder, so
+    # resuming never overwrites the earlier session's CSV.
+    session = f"from_step_{task.start_step}"
+    loggers = [CSVLogger(directory / "logs", name="csv", version=session),
+               TensorBoardLogger(directory / "logs", name="tensorboard", version=session,
+                                 default_hp_metric=False)]
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
@@ -249,11 +253,15 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     started = time.time()
     trainer.fit(task, ckpt_path=ckpt_path)
     seconds = time.time() - started
+    if trainer.interrupted:
+        raise VLVAEError(f"training of {directory.name} was interrupted at step {trainer.global_step}; "
+                         "rerun the same command with --resume to continue")
     steps_done = trainer.global_step - task.start_step
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
         "kind": getattr(stage, "kind", None),
         "steps": trainer.global_step,
+        "world_size": trainer.world_size,
         "seconds_this_session": seconds,
         "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
         "validation": {k: float(v) for k, v in final.items()},
@@ -281,6 +289,7 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
     from vlvae.training.tasks import VLVAETask
 
     cfg = init_run(out, data, _config_for(preset_name, steps, overrides))
+    torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
     task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers)
     return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
 
@@ -293,6 +302,7 @@ def train_text_posterior(run: Path, objective: str, resume: bool = False, progre
         raise VLVAEError(f"--objective must be 'true' or 'agg', got {objective!r}")
     cfg, info = open_run(run)
     vlvae = load_vlvae(run, cfg)
+    torch.manual_seed(cfg.seed + 1)
     task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], cfg.seed + 1, vlvae, objective,
                              cfg.num_workers)
     return fit_stage(task, stage_dir(run, f"q_{objective}"), cfg.text_posterior, cfg, "text_posterior",
@@ -305,5 +315,6 @@ def train_prior(run: Path, resume: bool = False, progress: bool = True) -> dict:
 
     cfg, info = open_run(run)
     vlvae = load_vlvae(run, cfg)
+    torch.manual_seed(cfg.seed + 2)
     task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], cfg.seed + 2, vlvae, cfg.num_workers)
     return fit_stage(task, stage_dir(run, "prior"), cfg.prior, cfg, "aggregate_prior", resume, progress)

@@ -29,7 +29,12 @@ from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import kl_warmup
 
-__all__ = ["StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+__all__ = ["step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of optimisation step ``step`` on process ``rank``."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
 
 
 class StageTask(L.LightningModule):
@@ -54,11 +59,17 @@ class StageTask(L.LightningModule):
         """The module whose parameters this stage optimises and saves."""
         raise NotImplementedError
 
+    def on_train_batch_start(self, batch, batch_idx):
+        # The randomness of step t (reparameterisation noise, dropout) is a function of
+        # (seed, rank, t), so a run resumed from a checkpoint repeats an uninterrupted one exactly.
+        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
+
     def train_dataloader(self) -> DataLoader:
         data = ImageTextDataset(Path(self.data_root), "train")
         sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
                               rank=self.global_rank, world_size=self.trainer.world_size)
         sampler.start_step = self.start_step
+        sampler.step_source = lambda: self.global_step
         return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler,
                           num_workers=self.num_workers, drop_last=True,
                           persistent_workers=self.num_workers > 0)

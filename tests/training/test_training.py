@@ -1,0 +1,170 @@
+"""The three training stages: freezing, resumption, run folders, DDP and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vlvae.config import apply_overrides, preset
+from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.errors import VLVAEError
+from vlvae.training import run as runs
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "data"
+    generate_two_objects(TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25), out,
+                         workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("train") / "run"
+    runs.train_vlvae(data, run, "tiny", progress=False)
+    return run
+
+
+def _weights(path: Path) -> dict:
+    return load_file(str(path))
+
+
+def test_run_folder_records_config_seed_versions_commit(trained):
+    assert (trained / "config.yaml").is_file()
+    info = json.loads((trained / "run.json").read_text())
+    assert {"data", "seed", "versions", "git_commit", "preset"} <= set(info)
+    assert info["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    metrics = json.loads((trained / "vlvae" / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and "val/elbo" in metrics["validation"]
+    assert (trained / "vlvae" / "last.ckpt").is_file()
+    assert (trained / "vlvae" / "logs" / "csv" / "from_step_0" / "metrics.csv").is_file()
+
+
+def test_finished_stage_is_a_no_op(trained, data, monkeypatch):
+    before = (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns
+    monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
+    runs.train_vlvae(data, trained, "tiny", progress=False)
+    assert (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("objective", ["agg", "true"])
+def test_stage_two_leaves_the_vlvae_bit_identical(trained, objective):
+    before = runs.load_vlvae(trained).state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    saved = _weights(trained / "vlvae" / "weights.safetensors")
+    metrics = runs.train_text_posterior(trained, objective, progress=False)
+    assert metrics["steps"] == 6 and metrics["objective"] == objective
+    after = runs.load_vlvae(trained).state_dict()
+    for key, value in saved.items():
+        assert torch.equal(value, after[key]) and torch.equal(before[key], after[key]), key
+    q = runs.load_text_posterior(trained, objective)
+    assert sum(p.numel() for p in q.parameters()) > 0
+
+
+def test_frozen_task_keeps_batch_norm_statistics(trained):
+    """Lightning switches modules to train mode; the frozen VLVAE's running statistics must not move."""
+    from vlvae.training.tasks import AggregatePriorTask
+
+    cfg, info = runs.open_run(trained)
+    vlvae = runs.load_vlvae(trained, cfg)
+    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], 0, vlvae)
+    task.train()
+    assert not task.vlvae.training and task.prior.training
+    stats = {k: v.clone() for k, v in vlvae.state_dict().items() if "running" in k}
+    x = torch.rand(8, 3, 16, 16)
+    vlvae.image_posterior(x)
+    for k, v in vlvae.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k])
+
+
+def test_prior_stage_trains_only_phi(trained):
+    saved = _weights(trained / "vlvae" / "weights.safetensors")
+    runs.train_prior(trained, progress=False)
+    after = runs.load_vlvae(trained).state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in saved.items())
+    p = runs.load_prior(trained)
+    assert p().sample((5,)).shape == (5, 4)
+
+
+class _Crash(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 4:
+            raise RuntimeError("simulated kill")
+
+
+def test_resumed_run_equals_uninterrupted(data, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    runs.train_vlvae(data, straight, "tiny", progress=False)
+    killed = tmp_path / "killed"
+    real_trainer = L.Trainer
+
+    def crashing_trainer(*args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [_Crash()]
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(L, "Trainer", crashing_trainer)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        runs.train_vlvae(data, killed, "tiny", progress=False)
+    monkeypatch.setattr(L, "Trainer", real_trainer)
+    assert not (killed / "vlvae" / "metrics.json").exists()
+    with pytest.raises(VLVAEError, match="--resume"):
+        runs.train_vlvae(data, killed, "tiny", progress=False)
+    resumed = runs.train_vlvae(data, killed, "tiny", resume=True, progress=False)
+    assert resumed["steps"] == 6
+    a = _weights(straight / "vlvae" / "weights.safetensors")
+    b = _weights(killed / "vlvae" / "weights.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_bad_input_gets_clear_errors(data, trained, tmp_path):
+    with pytest.raises(VLVAEError, match="does not exist"):
+        runs.train_vlvae(tmp_path / "nowhere", tmp_path / "r", "tiny", progress=False)
+    with pytest.raises(VLVAEError, match="unknown configuration key 'vlvae.stepz'"):
+        runs.train_vlvae(data, tmp_path / "r2", "tiny", overrides=["vlvae.stepz=3"], progress=False)
+    with pytest.raises(VLVAEError, match="not a vlvae run folder"):
+        runs.train_text_posterior(tmp_path, "agg", progress=False)
+    with pytest.raises(VLVAEError, match="another configuration"):
+        runs.train_vlvae(data, trained, "tiny", overrides=["vlvae.steps=7"], progress=False)
+    # A checkpoint of another model: the prior's weights where the VLVAE's belong.
+    from vlvae.models.vlvae import VLVAE
+
+    cfg, _ = runs.open_run(trained)
+    with pytest.raises(VLVAEError, match="not a vlvae"):
+        runs.load_weights(VLVAE(cfg.model), trained / "q_agg" / "weights.safetensors", "vlvae", "retrain")
+    # The same kind of model with another architecture.
+    bigger = apply_overrides(cfg, ["model.latent_dim=6"]).model
+    with pytest.raises(VLVAEError, match="does not match"):
+        runs.load_weights(VLVAE(bigger), trained / "vlvae" / "weights.safetensors", "vlvae", "retrain")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(VLVAEError, match="corrupt"):
+        runs.load_weights(VLVAE(cfg.model), corrupt, "vlvae", "retrain")
+
+
+def test_missing_stage_names_the_command(data, tmp_path):
+    run = tmp_path / "fresh"
+    runs.init_run(run, data, preset("tiny"))
+    with pytest.raises(VLVAEError, match="vlvae train vlvae --data"):
+        runs.load_vlvae(run)
+
+
+def test_ddp_two_processes_on_cpu(data, tmp_path):
+    """A 2-process DDP (gloo) run of the tiny preset through the command line."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "vlvae.cli", "train", "vlvae", "--data", str(data), "--out", str(run),
+           "--preset", "tiny", "--set", "devices=2", "--set", "accelerator=cpu", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((run / "vlvae" / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["world_size"] == 2
