@@ -93,6 +93,51 @@ def data_verify(
     typer.echo(f"OK: {summary['counts']}, {summary['texts_checked']} texts checked")
 
 
+@data_app.command("celeba")
+def data_celeba(
+    root: Path = typer.Option(..., help="Your CelebA download: img_align_celeba/, list_attr_celeba.txt, "
+                              "list_eval_partition.txt (or the Img/, Anno/, Eval/ sub-folders)."),
+    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
+    size: int = typer.Option(64, help="Image size after the 128 x 128 crop (64 = 2 x 2 average pooling)."),
+    split: str = typer.Option("paper", help="paper (first 180,000 train, rest validation) or official "
+                              "(CelebA's partition file: train / val; test left out)."),
+    workers: int = typer.Option(2, help="JPEG decoding processes."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N images (for trials)."),
+    seed: int = typer.Option(0, help="Seed of the stored shuffled texts."),
+    overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Prepare CelebA (SPEC §1.2): cropped 64 x 64 faces, attributes as shuffled words."""
+    from vlvae.data.celeba import build_celeba
+
+    build_celeba(root, out, size=size, split=split, workers=workers, overwrite=overwrite, progress=progress,
+                 limit=limit, seed=seed)
+    typer.echo(f"data set ready in {out}")
+
+
+figure_app = typer.Typer(help="The paper's figures that need their own model.", no_args_is_help=True)
+app.add_typer(figure_app, name="figure")
+
+
+@figure_app.command("latent2d")
+def figure_latent2d(
+    data: Path = typer.Option(..., help="One-object data set (vlvae data two-objects --objects 1 "
+                              "--colours blue,red)."),
+    out: Path = typer.Option(..., help="Run folder for the z = 2 model; the figure goes to OUT/figures/."),
+    preset: str = typer.Option("cpu", help="cpu (a few minutes) or tiny (tests)."),
+    steps: Optional[int] = typer.Option(None, help="Stage-1 steps (overrides the preset)."),
+    set_: list[str] = typer.Option([], "--set", help="Override config keys."),
+    text: list[str] = typer.Option([], help="Texts to draw (two words each, e.g. --text 'large blue' "
+                                   "--text 'small red'); default: two frequent texts."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+):
+    """Fig. 1: text posteriors p(z|y), q_Agg and q_True over the aggregate of the image posteriors (z in 2-D)."""
+    from vlvae.evaluation.latent2d import run_latent2d
+
+    path = run_latent2d(data, out, preset, steps, set_, progress, list(text) or None)
+    typer.echo(f"wrote {path}")
+
+
 train_app = typer.Typer(help="Train the VLVAE, the text posteriors, the aggregate prior and the classifier.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
