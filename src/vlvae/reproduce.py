@@ -71,7 +71,7 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         from vlvae.data.celeba import build_celeba
 
         timed(1, "data (CelebA)", lambda: build_celeba(
-            Path(root), data, size=cfg.model.image_size, split="paper", workers=workers, progress=progress,
+            Path(root), data, size=cfg.data.size, split="paper", workers=workers, progress=progress,
             limit=cfg.data.n if cfg.data.n < 202_599 else None), data / "manifest.json")
     else:
         from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
