@@ -282,6 +282,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message="Found .* module\\(s\\) in eval mode")  # the frozen VLVAE
     try:
         app()
     except VLVAEError as exc:

@@ -85,6 +85,11 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     if progress:
         print(f"correctness on {len(y)} validation texts x {seeds} seeds ...", flush=True)
     correctness = correctness_tables(model, scorer.score, x, y, posteriors, priors, seeds)
+    alternative = None
+    if hasattr(scorer, "score_all_labels"):
+        # CelebA: the paper scores the text's words (TELBO's definition, the headline); the
+        # authors' code scored every binary label. Both are reported, each named.
+        alternative = correctness_tables(model, scorer.score_all_labels, x, y, posteriors, priors, seeds)
     if progress:
         print(f"likelihood bounds (k = 1 and k = {k}) ...", flush=True)
     likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch)
@@ -103,6 +108,7 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         "classifier": {"path": str(classifier), "real_accuracy": cls_metrics.get("real_accuracy"),
                        "threshold": threshold},
         "correctness": correctness,
+        "correctness_all_labels": alternative,
         "likelihood": likelihood,
         "settings": {"examples": len(y), "k": k, "seeds": seeds, "micro_batch": ev.micro_batch},
         "seconds": time.time() - started,
@@ -203,9 +209,21 @@ def render_report(metrics: dict, cfg) -> str:
         "scale, so compare directions (q_Agg vs q_True, q_φ(z) vs N(0, I)), not magnitudes.",
         "",
     ]
-    extra = metrics.get("correctness_definitions")
-    if extra:
-        lines += ["## Correctness definitions", "", extra, ""]
+    alt = metrics.get("correctness_all_labels")
+    if alt:
+        lines += [
+            "## Correctness by the authors' code's definition (all binary labels)",
+            "",
+            "The tables above use the paper's definition (the fraction of the text's words the classifier "
+            "finds in the image). The authors' CelebA code scored all binary labels instead (absent words "
+            "count as absent attributes):",
+            "",
+            "| | q_True(z|y) | q_Agg(z|y) | p(z) | q_φ(z) | reconstruction |",
+            "|---|---|---|---|---|---|",
+            f"| correctness % (all labels) | {_pct(alt['conditional']['q_true'])} | {_pct(alt['conditional']['q_agg'])} | "
+            f"{_pct(alt['prior']['standard'])} | {_pct(alt['prior']['learned'])} | {_pct(alt['reconstruction'])} |",
+            "",
+        ]
     figs = metrics.get("figures", {})
     if figs:
         lines += ["## Figures", ""]

@@ -1,0 +1,148 @@
+"""Correctness, likelihood tables, the report and `vlvae reproduce` on the tiny preset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlvae.data.dataset import ImageTextDataset
+from vlvae.errors import VLVAEError
+from vlvae.evaluation.classifier import (
+    ATTRIBUTE_SLOTS,
+    TwoObjectsClassifierData,
+    TwoObjectsScorer,
+    load_classifier,
+    real_accuracy,
+)
+from vlvae.evaluation.metrics import summarise
+from vlvae.reproduce import reproduce
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce") / "tiny"
+    metrics = reproduce(out, "tiny", workers=1, progress=False)
+    return out, metrics
+
+
+def _all_texts(root, n):
+    """Real validation images, each paired with every one of its true texts."""
+    data = TwoObjectsClassifierData(root, "val", all_texts=True)
+    base = data.base
+    images, texts = [], []
+    for i in range(min(n, len(base))):
+        for t in base.records[i]["texts"]:
+            images.append(base[i]["image"])
+            texts.append(base.vocab.encode(t))
+    return torch.stack(images).float() / 255, torch.tensor(texts)
+
+
+def test_correctness_of_real_images_equals_classifier_accuracy(pipeline):
+    out, _ = pipeline
+    model, metrics = load_classifier(out / "classifier")
+    vocab = ImageTextDataset(out / "data", "val").vocab
+    x, y = _all_texts(out / "data", 16)
+    scores = TwoObjectsScorer(model, vocab).score(x, y)
+    expected = real_accuracy(model, out / "data", "val", limit=16)["overall"]
+    assert scores.mean().item() == pytest.approx(expected, abs=1e-6)
+    assert metrics["real_accuracy"]["overall"] == pytest.approx(
+        real_accuracy(model, out / "data", "val")["overall"], abs=1e-6)
+
+
+def test_correctness_of_random_texts_is_chance(pipeline):
+    """Texts drawn independently of the images match by chance: mean over slots of 1/|slot|."""
+    out, _ = pipeline
+    model, _ = load_classifier(out / "classifier")
+    vocab = ImageTextDataset(out / "data", "val").vocab
+    x, _ = _all_texts(out / "data", 16)
+    g = torch.Generator().manual_seed(0)
+    reps = 40
+    xs = x.repeat(reps, 1, 1, 1)
+    texts = torch.stack([torch.tensor([vocab.index[s[int(torch.randint(len(s), (), generator=g))]]
+                                       for s in vocab.slots]) for _ in range(len(xs))])
+    chance = np.mean([1 / len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS])
+    scores = TwoObjectsScorer(model, vocab).score(xs, texts)
+    stderr = scores.std().item() / len(scores) ** 0.5
+    assert abs(scores.mean().item() - chance) < 4 * stderr + 0.01
+
+
+def test_scorer_hand_case():
+    """A stub classifier that always predicts slot class 0: correctness counts slot-0 words."""
+    from vlvae.data.vocabulary import two_objects_vocabulary
+
+    vocab = two_objects_vocabulary()
+
+    class AlwaysFirst(torch.nn.Module):
+        def forward(self, x, relation):
+            return [torch.zeros(len(x), len(vocab.slots[s])).index_fill_(1, torch.tensor([0]), 1.0)
+                    for s in ATTRIBUTE_SLOTS]
+
+    scorer = TwoObjectsScorer(AlwaysFirst(), vocab)
+    texts = torch.tensor([
+        vocab.encode("small cyan rubber sphere left small cyan rubber sphere"),   # every word first: 8/8
+        vocab.encode("large cyan metal sphere right small red rubber cube"),      # 4 of 8
+        vocab.encode("large red metal cube front large red metal cube"),          # 0 of 8
+        vocab.encode("small cyan rubber sphere small small cyan rubber sphere"),  # no relation word: 0
+    ])
+    scores = scorer.score(torch.zeros(4, 3, 8, 8), texts)
+    assert scores.tolist() == [1.0, 0.5, 0.0, 0.0]
+
+
+def test_summarise_against_numpy():
+    runs = [np.array([1.0, 0.0, 0.5]), np.array([0.5, 0.5, 1.0])]
+    s = summarise(runs)
+    assert s["mean"] == pytest.approx(0.5833333, abs=1e-6)
+    assert s["std_over_seeds"] == pytest.approx(np.std([0.5, 2 / 3], ddof=1))
+    pooled = np.concatenate(runs)
+    assert s["stderr_over_examples"] == pytest.approx(pooled.std(ddof=1) / np.sqrt(6))
+
+
+def test_report_and_metrics(pipeline):
+    out, metrics = pipeline
+    report = (out / "run" / "report.md").read_text()
+    for fragment in ("Table 1", "Table 2", "72.75", "87.01", "65.62", "83.81", "log p(x|y)", "log p(y)",
+                     "Classifier accuracy on real validation images"):
+        assert fragment in report
+    saved = json.loads((out / "run" / "metrics.json").read_text())
+    assert set(saved["correctness"]["conditional"]) == {"q_true", "q_agg"}
+    assert set(saved["correctness"]["prior"]) == {"standard", "learned"}
+    lk = saved["likelihood"]
+    k = saved["settings"]["k"]
+    for table in ("log_p_x_given_y", "log_p_x", "log_p_y"):
+        for per_k in lk[table].values():
+            assert set(per_k) == {"k=1", f"k={k}"}
+            # The importance-weighted bound is at least the k = 1 bound on average (same examples).
+            assert per_k[f"k={k}"]["mean"] >= per_k["k=1"]["mean"] - 3 * per_k["k=1"]["stderr"]
+    for name, path in saved["figures"].items():
+        assert (out / "run" / path).stat().st_size > 1000, name
+
+
+def test_reproduce_skips_finished_stages(pipeline, capsys):
+    out, _ = pipeline
+    reproduce(out, "tiny", workers=1, progress=False)
+    printed = capsys.readouterr().out
+    assert printed.count("already done") == 6
+
+
+def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
+    import shutil
+
+    from vlvae.evaluation.report import evaluate_run
+
+    out, _ = pipeline
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    shutil.rmtree(run / "prior")
+    with pytest.raises(VLVAEError, match="vlvae train prior --run"):
+        evaluate_run(run, out / "classifier", figures=False, progress=False)
+    with pytest.raises(VLVAEError, match="vlvae train classifier"):
+        evaluate_run(out / "run", tmp_path / "no_classifier", figures=False, progress=False)
+
+
+def test_evaluate_refuses_a_weak_classifier(pipeline):
+    from vlvae.evaluation.report import evaluate_run
+
+    out, _ = pipeline
+    with pytest.raises(VLVAEError, match="below the 100% needed"):
+        evaluate_run(out / "run", out / "classifier", min_accuracy=1.0, figures=False, progress=False)
