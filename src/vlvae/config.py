@@ -8,14 +8,18 @@ VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 from vlvae.errors import VLVAEError
 
+if TYPE_CHECKING:
+    from vlvae.models.config import ModelConfig
+
 __all__ = [
     "DataConfig",
-    "OptimConfig",
     "StageConfig",
     "ClassifierConfig",
     "EvaluationConfig",

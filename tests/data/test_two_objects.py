@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from vlvae.data import clevr
 from vlvae.data import two_objects as to
 from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary, sha256_file
 from vlvae.data.render import render_scenes

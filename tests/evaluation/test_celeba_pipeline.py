@@ -123,6 +123,12 @@ def test_reproduce_celeba_report(pipeline):
         for name in names:
             assert 0.0 <= saved["correctness"][table][name]["mean"] <= 1.0
     assert set(saved["classifier"]["real_accuracy"]["per_slot"]) == set(CELEBA_LABELS)
+    # SPEC §6: the authors' code's definition is reported beside the paper's, named.
+    alt = saved["correctness_all_labels"]
+    for table, names in (("conditional", ("q_true", "q_agg")), ("prior", ("standard", "learned"))):
+        for name in names:
+            assert 0.0 <= alt[table][name]["mean"] <= 1.0
+    assert "all binary labels" in report
 
 
 def test_classifier_metrics_and_real_correctness(pipeline):
@@ -156,6 +162,16 @@ def test_classifier_folder_refuses_other_settings(pipeline):
     # The same settings (a scale name means its CelebA preset) return the finished metrics.
     metrics = train_celeba_classifier(out / "data", out / "classifier", "tiny", progress=False)
     assert "real_correctness" in metrics
+
+
+def test_classifier_training_is_a_function_of_the_seed(pipeline, tmp_path):
+    from safetensors.torch import load_file
+
+    out, _ = pipeline
+    train_celeba_classifier(out / "data", tmp_path / "again", "celeba-tiny", progress=False)
+    first, again = (load_file(str(d / "weights.safetensors")) for d in (out / "classifier", tmp_path / "again"))
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 # ----------------------------------------------------------------------------- bad input

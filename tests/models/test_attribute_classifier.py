@@ -5,14 +5,7 @@ import torch
 
 from vlvae.models import AttributeClassifier
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: with two OpenMP threads on a busy 2-core machine, barrier waits made
-    these tests 20x slower; one thread is also the fastest for tensors this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def test_slot_logit_shapes_and_condition_changes_output():

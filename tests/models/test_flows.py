@@ -1,6 +1,5 @@
 """The coupling flows (paper §5.1.1) against autograd Jacobians and the change-of-variables formula."""
 
-import pytest
 import torch
 from torch.autograd.functional import jacobian
 
@@ -8,14 +7,7 @@ from vlvae.models import AggregatePrior, ModelConfig, SigmoidAffineTransform, Te
 
 LATENT = 5  # odd, so the halves differ in size
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: with two OpenMP threads on a busy 2-core machine, barrier waits made
-    these tests 20x slower; one thread is also the fastest for tensors this small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def _config(**kw):

@@ -629,7 +629,6 @@ def _direct(S: _Scenes, sidx, kk, px, py, pz, nx, ny, nz, rx, ry, rz, shadows: b
         irradiance (lamps + sun, plus the ground bounce) and radiance of
         unit-reflectance Phong lobes about r (None when ``lobes`` is False).
     """
-    M = sidx.numel()
     energies, cosines = [], []
     for li in range(4):
         if li < 3:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +129,6 @@ def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
     """Images and records of chunk ``c``: visible scenes only, each with its texts."""
     import torch
 
-    from vlvae.data.render import render_scenes
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core renders fastest; restored below for in-process use

@@ -10,7 +10,6 @@ classifier can be asked about any relation word.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -175,7 +174,7 @@ def real_accuracy(model, root: Path, split: str = "val", limit: int | None = Non
 def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides: list[str] = (),
                      resume: bool = False, progress: bool = True) -> dict:
     """Train the Two Objects attribute classifier on real training images into folder ``out``."""
-    from vlvae.training.run import fit_stage, save_weights
+    from vlvae.training.run import fit_stage
 
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
