@@ -54,7 +54,7 @@ from vlvae.data.celeba import (
     word_probabilities,
     words_present,
 )
-from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.classifier import ClassifierTask, _stage_of
@@ -63,13 +63,13 @@ __all__ = [
     "KIND",
     "CelebAClassifierData",
     "CelebAClassifierTask",
+    "CelebAScorer",
     "celeba_preset_name",
+    "load_celeba_classifier",
     "predict_label_probabilities",
     "real_accuracy",
     "real_correctness",
     "train_celeba_classifier",
-    "load_celeba_classifier",
-    "CelebAScorer",
 ]
 
 KIND = "celeba_classifier"
@@ -133,12 +133,10 @@ class CelebAClassifierTask(ClassifierTask):
         super().__init__(config, stage, data_root, seed, image_size, [2] * len(CELEBA_LABELS), 0)
 
     def train_dataloader(self):
+        from vlvae.training.tasks import step_dataloader
+
         data = CelebAClassifierData(Path(self.data_root), "train")
-        sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
-                              rank=self.global_rank, world_size=self.trainer.world_size)
-        sampler.start_step = self.start_step
-        sampler.step_source = lambda: self.global_step
-        return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler, drop_last=True)
+        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step)
 
     def val_dataloader(self):
         data = CelebAClassifierData(Path(self.data_root), "val")
@@ -280,9 +278,10 @@ def load_celeba_classifier(directory: Path):
         raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{remedy}`")
     info = read_json(directory / "classifier.json", f"{directory} is not a classifier folder; train one with "
                                                     f"`{remedy}`")
-    if not isinstance(info, dict) or info.get("kind") != KIND:
-        what = "a Two Objects classifier" if isinstance(info, dict) and "kind" not in info else \
-            f"a {info.get('kind') if isinstance(info, dict) else 'foreign'} classifier"
+    kind = info.get("kind", "two_objects") if isinstance(info, dict) else "foreign"
+    if kind != KIND:
+        # The Two Objects classifier's classifier.json (vlvae.evaluation.classifier) has no "kind".
+        what = "a Two Objects classifier" if kind == "two_objects" else f"a {kind} classifier"
         raise VLVAEError(f"{directory} holds {what}, not a CelebA classifier; pass the classifier trained on "
                          f"the CelebA data (`{remedy}`)")
     if info.get("labels") != list(CELEBA_LABELS):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig, apply_overrides, preset
-from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
@@ -101,12 +101,10 @@ class ClassifierTask(L.LightningModule):
         torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
 
     def train_dataloader(self):
+        from vlvae.training.tasks import step_dataloader
+
         data = TwoObjectsClassifierData(Path(self.data_root), "train", all_texts=False)
-        sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
-                              rank=self.global_rank, world_size=self.trainer.world_size)
-        sampler.start_step = self.start_step
-        sampler.step_source = lambda: self.global_step
-        return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler, drop_last=True)
+        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step)
 
     def val_dataloader(self):
         data = TwoObjectsClassifierData(Path(self.data_root), "val", all_texts=True)

@@ -29,7 +29,22 @@ from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import kl_warmup
 
-__all__ = ["step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+__all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+
+
+def step_dataloader(module: L.LightningModule, data, batch_size: int, steps: int, seed: int, start_step: int,
+                    num_workers: int = 0) -> DataLoader:
+    """A training loader whose batch at step t is a function of (seed, t), resumable mid-run.
+
+    The sampler starts every new iteration at the module's current global step
+    and gives each DDP rank its slice of the global batch (see :class:`StepSampler`).
+    """
+    sampler = StepSampler(len(data), batch_size, steps, seed, rank=module.global_rank,
+                          world_size=module.trainer.world_size)
+    sampler.start_step = start_step
+    sampler.step_source = lambda: module.global_step
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
+                      persistent_workers=num_workers > 0)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -66,13 +81,8 @@ class StageTask(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         data = ImageTextDataset(Path(self.data_root), "train")
-        sampler = StepSampler(len(data), self.stage.batch_size, self.stage.steps, self.seed,
-                              rank=self.global_rank, world_size=self.trainer.world_size)
-        sampler.start_step = self.start_step
-        sampler.step_source = lambda: self.global_step
-        return DataLoader(data, batch_size=self.stage.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, drop_last=True,
-                          persistent_workers=self.num_workers > 0)
+        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step,
+                               self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         data = ImageTextDataset(Path(self.data_root), "val")

@@ -1,0 +1,156 @@
+"""Figures 1, 3 and 4: the PNGs are written, reproducible, and Fig. 1's grid densities are right."""
+
+import json
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+from zuko.distributions import DiagNormal
+
+from vlvae.config import preset
+from vlvae.data.dataset import ImageTextDataset
+from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.errors import VLVAEError
+from vlvae.evaluation.figures import figure_conditional_samples, figure_reconstructions, text_caption
+from vlvae.evaluation.latent2d import (
+    aggregate_log_density,
+    grid_log_density,
+    hpd_levels,
+    make_grid,
+    mass_in_holes,
+    run_latent2d,
+)
+from vlvae.evaluation.metrics import validation_batch
+from vlvae.models.posteriors import AggregatePrior, TextPosterior
+from vlvae.models.vlvae import VLVAE
+
+
+@pytest.fixture(scope="module")
+def one_object(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_object") / "data"
+    settings = TwoObjectsSettings.one_object(n=48, size=16, zoom=2.0, supersample=1)
+    return generate_two_objects(settings, out, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_objects(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_objects") / "data"
+    return generate_two_objects(TwoObjectsSettings(n=48, size=16, zoom=2.0, supersample=1), out, workers=1,
+                                progress=False)
+
+
+@pytest.fixture(scope="module")
+def fresh(two_objects):
+    """A freshly built VLVAE, q_True, q_Agg and learned prior for the two-object data, with its batch."""
+    data = ImageTextDataset(two_objects, "val")
+    cfg = preset("tiny").model
+    cfg.vocab_size, cfg.text_length, cfg.image_size = len(data.vocab), data.text_length, data.image_size
+    torch.manual_seed(0)
+    model = VLVAE(cfg).eval().requires_grad_(False)
+    posteriors = {"q_true": TextPosterior(cfg).eval(), "q_agg": TextPosterior(cfg).eval()}
+    priors = {"standard": model.prior, "learned": AggregatePrior(cfg).eval()}
+    x, y = validation_batch(data, 12)
+    return model, posteriors, priors, x, y, data.vocab
+
+
+def _png_shape(path):
+    assert path.is_file() and path.stat().st_size > 10_000
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "a temporary file was left"
+    return mpimg.imread(path).shape
+
+
+def test_reconstructions_png(fresh, tmp_path):
+    model, _, priors, x, y, vocab = fresh
+    out = figure_reconstructions(model, x, y, vocab, priors, tmp_path / "fig3.png", n=4)
+    h, w, channels = _png_shape(out)
+    assert channels in (3, 4) and 600 <= w <= 2000 and 400 <= h <= 2000 and w > h / 2
+
+
+def test_conditional_samples_png_and_reproducible(fresh, tmp_path):
+    model, posteriors, _, _, y, vocab = fresh
+    calls = []
+
+    def scorer(images, texts):
+        calls.append((images.shape, texts.shape))
+        return torch.full((len(images),), 7 / 8)
+
+    before = torch.get_rng_state()
+    first = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "a.png", n_texts=3, n_samples=2,
+                                       scorer=scorer)
+    assert torch.equal(torch.get_rng_state(), before), "the figure must not move the caller's random stream"
+    assert calls == [((6, 3, 16, 16), (6, 9))] * 2  # one batch per posterior: 3 texts x 2 samples
+    h, w, _ = _png_shape(first)
+    assert 600 <= w <= 2000 and 300 <= h <= 2000
+    second = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "b.png", n_texts=3, n_samples=2,
+                                        scorer=scorer)
+    assert first.read_bytes() == second.read_bytes()
+    plain = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "c.png", n_texts=2)
+    assert _png_shape(plain)[0] < h  # two rows instead of three
+
+
+def test_text_caption_breaks_at_the_relation(fresh):
+    *_, y, vocab = fresh
+    lines = text_caption(y[0], vocab).split("\n")
+    assert len(lines) == 3 and lines[1] in vocab.slots[4] and len(lines[0].split()) == 4
+
+
+class _ConstantText:
+    """A model whose p(y|z) does not depend on z: the text posterior is then the prior."""
+
+    def log_py(self, y, z):
+        return torch.full(z.shape[:-1], -1.7)
+
+
+def test_grid_log_density_is_normalised_prior_when_text_is_uninformative():
+    grid, axis = make_grid(3.0, 41)
+    log_mass = grid_log_density(_ConstantText(), torch.tensor([0, 2]), grid, batch_size=100)
+    assert log_mass.shape == (41 * 41,)
+    assert torch.isclose(log_mass.exp().sum(), torch.tensor(1.0), atol=1e-5)
+    a = np.linspace(-3.0, 3.0, 41)
+    z1, z2 = np.meshgrid(a, a)  # rows follow z2, columns z1
+    density = np.exp(-(z1 ** 2 + z2 ** 2) / 2)
+    np.testing.assert_allclose(log_mass.exp().view(41, 41).numpy(), density / density.sum(), atol=1e-7)
+
+
+def test_grid_densities_of_a_model_and_a_mixture(fresh):
+    model, *_ = fresh
+    grid, _ = make_grid(3.5, 31)
+    if model.config.latent_dim != 2:
+        grid = torch.cat([grid, torch.zeros(len(grid), model.config.latent_dim - 2)], -1)
+    log_mass = grid_log_density(model, fresh[4][0], grid, batch_size=97)
+    assert torch.isclose(log_mass.exp().sum(), torch.tensor(1.0), atol=1e-5)
+    # A mixture of two separated Gaussians: half the mass each, and the space between them is a hole.
+    grid, _ = make_grid(4.0, 81)
+    means = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    agg = aggregate_log_density(DiagNormal(means, torch.full((2, 2), 0.3)), grid, batch_size=500)
+    assert torch.isclose(agg.exp()[grid[:, 0] < 0].sum(), torch.tensor(0.5), atol=1e-4)
+    between = DiagNormal(torch.zeros(1, 2), torch.full((1, 2), 0.3))
+    in_between = aggregate_log_density(between, grid)
+    assert mass_in_holes(in_between, agg) > 0.99 and mass_in_holes(agg, agg) < 0.01
+    levels = hpd_levels(agg, (0.5, 0.9))
+    assert len(levels) == 2 and levels[0] < levels[1]
+    assert agg.exp()[agg.exp() >= levels[0]].sum() >= 0.9
+
+
+def test_run_latent2d_tiny(one_object, tmp_path):
+    run = tmp_path / "run"
+    png = run_latent2d(one_object, run, "tiny", progress=False)
+    assert png == run / "figures" / "fig1_latent2d.png"
+    h, w, _ = _png_shape(png)
+    assert w > h and w >= 1000
+    report = json.loads((run / "figures" / "fig1_latent2d.json").read_text())
+    assert len(report["texts"]) == 2
+    colours = {name.split()[1] for name in report["texts"]}
+    assert colours == {"blue", "red"}
+    for entry in report["texts"].values():
+        assert set(entry["mass_in_holes"]) == {"true_posterior", "q_agg", "q_true"}
+        assert all(0.0 <= v <= 1.0 for v in entry["mass_in_holes"].values())
+        assert entry["validation_images"] >= 1
+    assert (run / "vlvae" / "metrics.json").is_file() and (run / "q_agg" / "metrics.json").is_file()
+    with pytest.raises(VLVAEError, match="exactly two"):
+        run_latent2d(one_object, run, "tiny", progress=False, texts=["large blue"])
+    with pytest.raises(VLVAEError, match="2-D latent"):
+        run_latent2d(one_object, run, "tiny", progress=False, overrides=["model.latent_dim=3"])
+    assert math.isfinite(report["grid"]["limit"])
