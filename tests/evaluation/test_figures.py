@@ -13,7 +13,11 @@ from vlvae.config import preset
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.figures import figure_conditional_samples, figure_reconstructions, text_caption
+from vlvae.evaluation.figures import (
+    figure_conditional_samples,
+    figure_reconstructions,
+    text_caption,
+)
 from vlvae.evaluation.latent2d import (
     aggregate_log_density,
     grid_log_density,
@@ -104,7 +108,7 @@ class _ConstantText:
 
 
 def test_grid_log_density_is_normalised_prior_when_text_is_uninformative():
-    grid, axis = make_grid(3.0, 41)
+    grid, _ = make_grid(3.0, 41)
     log_mass = grid_log_density(_ConstantText(), torch.tensor([0, 2]), grid, batch_size=100)
     assert log_mass.shape == (41 * 41,)
     assert torch.isclose(log_mass.exp().sum(), torch.tensor(1.0), atol=1e-5)

@@ -7,7 +7,7 @@
   decoded from z ~ q(z|y) of each text posterior (q_Agg, q_True), scored
   against the given text when a scorer is given.
 
-Both draw with matplotlib's Agg backend, run under ``torch.no_grad`` with a
+Both draw on matplotlib's Agg canvas (without pyplot, so no global backend or figure state changes), run under ``torch.no_grad`` with a
 fixed seed inside a forked random state (so the caller's random stream is
 untouched and the figure is reproducible), and write their PNG atomically.
 """
@@ -17,22 +17,27 @@ from __future__ import annotations
 import os
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from torch import LongTensor, Tensor
 
-matplotlib.use("Agg")
+from vlvae.data.vocabulary import Vocabulary
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import LongTensor, Tensor  # noqa: E402
-
-from vlvae.data.vocabulary import Vocabulary  # noqa: E402
-
-__all__ = ["figure_reconstructions", "figure_conditional_samples", "save_figure", "text_caption",
-           "POSTERIOR_LABELS", "PRIOR_LABELS"]
+__all__ = [
+    "POSTERIOR_LABELS",
+    "PRIOR_LABELS",
+    "figure_conditional_samples",
+    "figure_reconstructions",
+    "new_figure",
+    "save_figure",
+    "text_caption",
+]
 
 #: Display names of the text posteriors and priors, in the order they are drawn.
 POSTERIOR_LABELS = {"q_agg": "q_Agg(z|y)", "q_true": "q_True(z|y)"}
@@ -42,8 +47,15 @@ _SEED = 0
 _TOP = 3  # words shown per text position in the word-distribution panel
 
 
-def save_figure(fig, out: Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG to ``out`` through a temporary file in the same folder, then close it."""
+def new_figure(rows: int, cols: int, figsize: tuple[float, float], **kwargs) -> tuple[Figure, np.ndarray]:
+    """A figure drawn by the Agg canvas (no pyplot, no global backend change) and its (rows, cols) axes."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)
+
+
+def save_figure(fig: Figure, out: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG to ``out`` through a temporary file in the same folder."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -53,7 +65,6 @@ def save_figure(fig, out: Path, dpi: int = 110) -> Path:
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
-        plt.close(fig)
         Path(tmp).unlink(missing_ok=True)
     return out
 
@@ -83,6 +94,7 @@ def _image(ax, image: Tensor, caption: str | None = None, fontsize: float = 7.5)
 
 
 def _slot_labels(vocab: Vocabulary, length: int) -> list[str]:
+    """Row labels of the word table: the slot names of fixed-layout texts, else word positions."""
     names = list(vocab.slot_names) if len(vocab.slot_names) == length else []
     return names or [f"word {t + 1}" for t in range(length)]
 
@@ -109,6 +121,7 @@ def _word_table(ax, probs: Tensor, vocab: Vocabulary) -> None:
 
 
 def _posterior_z(model, x: Tensor, y: LongTensor, sample: bool) -> Tensor:
+    """z (N, latent) of q(z|x) (q(z|x, y) with joint inference): its mean, or a sample."""
     q = model.image_posterior(x, y if model.config.joint_inference else None)
     return q.sample() if sample else q.mean
 
@@ -153,8 +166,7 @@ def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, p
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in y)
     row_h = 1.55 + 0.15 * lines
     widths = [1.5, 1.5, 2.7] + [1.5] * len(prior_draws)
-    fig, axes = plt.subplots(n, n_cols, figsize=(sum(widths) + 0.6, row_h * n + 0.8),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig, axes = new_figure(n, n_cols, (sum(widths) + 0.6, row_h * n + 0.8), gridspec_kw={"width_ratios": widths})
     titles = ["data image + text", "reconstruction\n(z = mean of q(z|x))" if not sample
               else "reconstruction\n(z ~ q(z|x))", "text decoder p(y|z), same z:\ntop words per position"]
     titles += [f"sample from\n{PRIOR_LABELS.get(name, name)}" for name in prior_draws]
@@ -193,6 +205,7 @@ def _score_caption(score: float, vocab: Vocabulary) -> str:
 
 
 def _ordered(mapping: dict, order: dict) -> dict:
+    """``mapping`` with the keys of ``order`` first, in that order, then the rest as given."""
     return {**{k: mapping[k] for k in order if k in mapping}, **{k: v for k, v in mapping.items() if k not in order}}
 
 
@@ -238,8 +251,8 @@ def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, voca
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in texts) + (scorer is not None)
     row_h = 1.5 + 0.15 * lines
     widths = [1.7] + [1.5] * (n_samples * len(draws))
-    fig, axes = plt.subplots(n_texts, len(widths), figsize=(sum(widths) + 0.6, row_h * n_texts + 0.9),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    fig, axes = new_figure(n_texts, len(widths), (sum(widths) + 0.6, row_h * n_texts + 0.9),
+                           gridspec_kw={"width_ratios": widths})
     for i in range(n_texts):
         ax = axes[i, 0]
         ax.axis("off")
@@ -264,5 +277,5 @@ def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, voca
     for g in range(1, len(draws)):
         left = axes[0, g * n_samples].get_position().x1
         right = axes[0, 1 + g * n_samples].get_position().x0
-        fig.add_artist(plt.Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.6", lw=1.0))
+        fig.add_artist(Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.6", lw=1.0))
     return save_figure(fig, out)

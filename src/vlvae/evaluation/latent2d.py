@@ -21,42 +21,36 @@ Every density on the grid is handled as a probability mass per grid cell
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from torch import LongTensor, Tensor
+from torch.distributions import Distribution
+from zuko.distributions import DiagNormal
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from torch import LongTensor, Tensor  # noqa: E402
-from torch.distributions import Distribution  # noqa: E402
-from zuko.distributions import DiagNormal  # noqa: E402
-
-from vlvae.data.format import atomic_write_json  # noqa: E402
-from vlvae.errors import VLVAEError  # noqa: E402
-from vlvae.evaluation.figures import save_figure  # noqa: E402
+from vlvae.data.format import atomic_write_json
+from vlvae.errors import VLVAEError
+from vlvae.evaluation.figures import new_figure, save_figure
 
 __all__ = [
-    "LATENT2D_DEFAULTS",
     "HOLE_THRESHOLD",
-    "make_grid",
-    "normalise_on_grid",
-    "grid_log_density",
+    "LATENT2D_DEFAULTS",
     "aggregate_log_density",
-    "text_posterior_log_density",
-    "mass_in_holes",
-    "hpd_levels",
     "choose_texts",
     "draw_latent2d",
+    "grid_log_density",
+    "hpd_levels",
+    "make_grid",
+    "mass_in_holes",
+    "normalise_on_grid",
     "run_latent2d",
+    "text_posterior_log_density",
 ]
 
 #: The aggregate is "a hole" where it is below this fraction of its maximum on the grid.
@@ -103,6 +97,7 @@ def normalise_on_grid(log_density: Tensor) -> Tensor:
 
 
 def _batched(fn, grid: Tensor, batch_size: int) -> Tensor:
+    """``fn`` ((B, latent) -> (B,)) over grid points (M, latent) in batches of ``batch_size``: (M,)."""
     return torch.cat([fn(grid[lo:lo + batch_size]) for lo in range(0, len(grid), batch_size)])
 
 
@@ -179,7 +174,10 @@ def hpd_levels(log_mass: Tensor, fractions=_LEVELS) -> list[float]:
 
 
 def choose_texts(texts: LongTensor, vocab, colour_slot: str = "colour") -> list[tuple[int, ...]]:
-    """The two most frequent texts (N, L) that differ in the colour slot (or anywhere, without one)."""
+    """The two most frequent texts (N, L) that differ in the colour slot (or anywhere, without one).
+
+    Returns the two texts as tuples of word indices, one naming "blue" first if there is one.
+    """
     counts = Counter(map(tuple, texts.tolist())).most_common()
     if not counts:
         raise VLVAEError("the validation split is empty; make the data set with a validation fraction > 0")
@@ -187,7 +185,8 @@ def choose_texts(texts: LongTensor, vocab, colour_slot: str = "colour") -> list[
     first = counts[0][0]
     for text, _ in counts[1:]:
         if (text[slot] != first[slot]) if slot is not None else text != first:
-            return [first, text]
+            # The text naming blue goes first, so that it is drawn in blue (the second in green).
+            return sorted([first, text], key=lambda t: "blue" not in vocab.decode(t))
     raise VLVAEError("the validation texts hold only one colour; make the data with "
                      "`vlvae data two-objects --objects 1 --colours blue,red`")
 
@@ -216,7 +215,7 @@ def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], pane
     g = len(axis)
     lim = float(axis[-1])
     extent = (-lim, lim, -lim, lim)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.4), squeeze=False)
+    fig, axes = new_figure(1, len(panels), (4.6 * len(panels), 5.4))
     for ax, (title, per_text) in zip(axes[0], panels.items()):
         ax.set_facecolor("white")
         for k in range(len(names)):
@@ -243,11 +242,12 @@ def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], pane
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle("Text posteriors vs the aggregate of image posteriors, z ∈ R²  (lines enclose 50/90/99 % "
                  f"of the mass; holes: aggregate < {HOLE_THRESHOLD:.0%} of its max)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.14, 1, 0.95))
     return save_figure(fig, out)
 
 
 def _train(data: Path, out: Path, preset_name: str, steps: int | None, overrides, progress: bool) -> None:
+    """Train (or skip, if finished) the z = 2 VLVAE, q_True and q_Agg in run folder ``out``."""
     from vlvae.training.run import train_text_posterior, train_vlvae
 
     overrides = list(overrides)
@@ -314,7 +314,7 @@ def run_latent2d(data: Path, out: Path, preset_name: str = "cpu", steps: int | N
     reach = float((mean.abs() + 2 * std)[torch.stack(members).any(0)].max())
     limit = max(_LIMIT, math.ceil(2 * reach) / 2)
     grid, axis = make_grid(limit)
-    aggregates, true_post, learned, holes_json = [], [], {k: [] for k in posteriors}, {}
+    aggregates, true_post, learned = [], [], {k: [] for k in posteriors}
     inside = {k: [] for k in posteriors}
     for t, m in zip(chosen, members):
         aggregates.append(aggregate_log_density(DiagNormal(mean[m], std[m]), grid))
