@@ -27,7 +27,7 @@ from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
 from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
-from vlvae.objectives import kl_warmup
+from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
 
 __all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
 
@@ -196,28 +196,26 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         y = batch["text"]
         q_y = self.posterior(y)
         z_x = self.sample_image_posterior(batch)
-        cross_entropy = q_y.log_prob(z_x)
         z_y = q_y.rsample()
-        text_elbo = self.vlvae.log_py(y, z_y) + self.vlvae.prior().log_prob(z_y) - q_y.log_prob(z_y)
-        return cross_entropy, text_elbo
+        return (aggregate_cross_entropy(q_y.log_prob(z_x)),
+                text_elbo(self.vlvae.log_py(y, z_y), self.vlvae.prior().log_prob(z_y), q_y.log_prob(z_y)))
 
     def training_step(self, batch, batch_idx):
         y = batch["text"]
         q_y = self.posterior(y)
         if self.objective == "agg":
-            z = self.sample_image_posterior(batch)
-            value = q_y.log_prob(z).mean()
+            value = aggregate_cross_entropy(q_y.log_prob(self.sample_image_posterior(batch))).mean()
             name = "cross_entropy"
         else:
             z = q_y.rsample()
-            value = (self.vlvae.log_py(y, z) + self.vlvae.prior().log_prob(z) - q_y.log_prob(z)).mean()
+            value = text_elbo(self.vlvae.log_py(y, z), self.vlvae.prior().log_prob(z), q_y.log_prob(z)).mean()
             name = "text_elbo"
         self._log_all("train", {name: value}, len(y), prog_bar=(name,))
         return -value
 
     def validation_step(self, batch, batch_idx):
-        cross_entropy, text_elbo = self._terms(batch)
-        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": text_elbo.mean()},
+        cross_entropy, elbo = self._terms(batch)
+        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": elbo.mean()},
                       len(batch["text"]))
 
 
@@ -233,7 +231,7 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
         return self.prior
 
     def _cross_entropy(self, batch):
-        return self.prior().log_prob(self.sample_image_posterior(batch)).mean()
+        return prior_cross_entropy(self.prior().log_prob(self.sample_image_posterior(batch))).mean()
 
     def training_step(self, batch, batch_idx):
         value = self._cross_entropy(batch)
