@@ -257,6 +257,7 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         raise VLVAEError(f"training of {directory.name} was interrupted at step {trainer.global_step}; "
                          "rerun the same command with --resume to continue")
     steps_done = trainer.global_step - task.start_step
+    train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
         "kind": getattr(stage, "kind", None),
@@ -265,7 +266,7 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         "seconds_this_session": seconds,
         "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
         "validation": {k: float(v) for k, v in final.items()},
-        "train_last": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
+        "train_last": train_last,
         "weights": "weights.safetensors (the last step's weights; no selection by validation)",
         **(extra or {}),
         **run_info(),
