@@ -85,11 +85,12 @@ class ClassifierTask(L.LightningModule):
     def __init__(self, config: ClassifierConfig, stage: StageConfig, data_root: str, seed: int,
                  image_size: int, slot_sizes: list[int], n_conditions: int):
         super().__init__()
-        from vlvae.models.classifier import AttributeClassifier
+        from vlvae.models.classifier import AttributeClassifier, RelationalSlotClassifier
 
         self.config, self.stage, self.data_root, self.seed = config, stage, data_root, seed
         self.start_step = 0
-        self.model = AttributeClassifier(image_size, slot_sizes, n_conditions, base_channels=config.base_channels,
+        network = RelationalSlotClassifier if n_conditions else AttributeClassifier
+        self.model = network(image_size, slot_sizes, n_conditions, base_channels=config.base_channels,
                                          n_downsample=config.n_downsample, n_res_blocks=config.n_res_blocks)
 
     def trainable(self):
@@ -202,7 +203,7 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
 
 def load_classifier(directory: Path):
     """(model, metrics) of a trained classifier folder, in evaluation mode."""
-    from vlvae.models.classifier import AttributeClassifier
+    from vlvae.models.classifier import RelationalSlotClassifier
     from vlvae.training.run import load_weights
 
     directory = Path(directory)
@@ -213,7 +214,7 @@ def load_classifier(directory: Path):
 
     vocab = read_vocabulary(Path(info["data"]))
     c = info["classifier"]
-    model = AttributeClassifier(info["image_size"], [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
+    model = RelationalSlotClassifier(info["image_size"], [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
                                 len(vocab.slots[RELATION_SLOT]), base_channels=c["base_channels"],
                                 n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"])
     load_weights(model, directory / "weights.safetensors", "attribute_classifier", remedy)

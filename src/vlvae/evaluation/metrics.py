@@ -108,7 +108,7 @@ def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor,
 
 @torch.no_grad()
 def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
-                      k: int, micro_batch: int, batch_size: int = 64, seed: int = 0) -> dict:
+                      k: int, micro_batch: int, batch_size: int = 16, seed: int = 0) -> dict:
     """Unweighted likelihood bounds in nats per example (and per dimension).
 
     Returns:

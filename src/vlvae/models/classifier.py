@@ -20,7 +20,7 @@ from torch import LongTensor, Tensor, nn
 
 from vlvae.models.image import ImageEncoder
 
-__all__ = ["AttributeClassifier"]
+__all__ = ["AttributeClassifier", "RelationalSlotClassifier"]
 
 FEATURES = 256
 
@@ -72,3 +72,68 @@ class AttributeClassifier(nn.Module):
             h = torch.cat([h, F.one_hot(condition, self.n_conditions).to(h.dtype)], dim=-1)
         h = self.hidden(h)
         return [head(h) for head in self.heads]
+
+
+class RelationalSlotClassifier(nn.Module):
+    """Two Objects judge: image + relation word -> the eight attribute words of "O1 R O2".
+
+    Rather than asking one feature vector to route attributes by the relation word,
+    the network predicts, from the image alone, the attributes of the *left* object
+    A and the *right* object B (CLEVR's left/right) and the probability p that A is
+    in front of B. The relation word then decides which object is O1:
+
+    - left: O1 = A, O2 = B;  right: O1 = B, O2 = A;
+    - front: O1 = A with probability p, else B;  behind: O1 = A with probability 1 − p.
+
+    Each returned slot is the log-probability of a mixture over that choice, so the
+    same cross-entropy trains it and its argmax is the predicted word. Every pair
+    of Two Objects stands in one left/right and one front/behind relation, so this
+    is exact, not an approximation. The interface is :class:`AttributeClassifier`'s.
+
+    Arguments:
+        image_size: side of the square input images.
+        slot_sizes: the eight slot sizes of O1 and O2 (the first four are used for both objects).
+        n_conditions: 4, the relation words in the order right, left, front, behind.
+        base_channels, n_downsample, n_res_blocks: the encoder's sizes.
+
+    Example:
+        >>> clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4)
+        >>> [t.shape for t in clf(torch.rand(2, 3, 16, 16), torch.tensor([0, 3]))][:2]
+        [torch.Size([2, 2]), torch.Size([2, 8])]
+    """
+
+    RIGHT, LEFT, FRONT, BEHIND = range(4)
+
+    def __init__(self, image_size: int, slot_sizes: list[int], n_conditions: int, base_channels: int = 32,
+                 n_downsample: int = 2, n_res_blocks: int = 2) -> None:
+        super().__init__()
+        if n_conditions != 4 or len(slot_sizes) != 8 or slot_sizes[:4] != slot_sizes[4:]:
+            raise ValueError("RelationalSlotClassifier needs the Two Objects layout: 4 relations and 2 x 4 slots.")
+        self.object_slots = list(slot_sizes[:4])
+        self.encoder = ImageEncoder(image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES)
+        self.hidden = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES, FEATURES), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(FEATURES, n) for n in self.object_slots * 2)
+        self.front = nn.Linear(FEATURES, 1)
+
+    def forward(self, x: Tensor, condition: LongTensor) -> list[Tensor]:
+        """x: (batch, 3, H, W) in [0, 1]; condition: (batch,) relation indices.
+
+        Returns one (batch, n_classes_i) log-probability tensor per slot of O1 then O2.
+        """
+        h = self.hidden(self.encoder(x))
+        logp = [head(h).log_softmax(-1) for head in self.heads]
+        a, b = logp[:4], logp[4:]
+        log_front = F.logsigmoid(self.front(h)).squeeze(-1)
+        log_back = F.logsigmoid(-self.front(h)).squeeze(-1)
+        never = torch.full_like(log_front, -1e4)
+        certain = torch.zeros_like(log_front)
+        c = condition
+        # log P(O1 = A) and log P(O1 = B) for each example's relation word.
+        o1_is_a = torch.where(c == self.LEFT, certain, torch.where(c == self.RIGHT, never,
+                              torch.where(c == self.FRONT, log_front, log_back)))
+        o1_is_b = torch.where(c == self.LEFT, never, torch.where(c == self.RIGHT, certain,
+                              torch.where(c == self.FRONT, log_back, log_front)))
+        wa, wb = o1_is_a.unsqueeze(-1), o1_is_b.unsqueeze(-1)
+        o1 = [torch.logaddexp(wa + la, wb + lb) for la, lb in zip(a, b)]
+        o2 = [torch.logaddexp(wb + la, wa + lb) for la, lb in zip(a, b)]
+        return o1 + o2
