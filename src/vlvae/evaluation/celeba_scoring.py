@@ -57,7 +57,7 @@ from vlvae.data.celeba import (
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.classifier import ClassifierTask, _stage_of
+from vlvae.evaluation.classifier import ClassifierTask, _stage_of, open_classifier_folder, training_settings
 
 __all__ = [
     "KIND",
@@ -242,14 +242,9 @@ def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cp
                          "`vlvae data celeba` (Two Objects data trains the Two Objects classifier)")
     name = celeba_preset_name(preset_name)
     cfg: ExperimentConfig = apply_overrides(preset(name), list(overrides))
-    info = {"kind": KIND, "data": str(data.resolve()), "classifier": cfg.classifier.__dict__, "preset": name,
-            "image_size": int(manifest["image_size"]), "labels": list(CELEBA_LABELS)}
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "classifier.json").exists():
-        existing = read_json(out / "classifier.json", f"delete {out} and train again")
-        if existing != info:
-            raise VLVAEError(f"{out} holds a classifier trained with other settings or data; choose another --out")
-    atomic_write_json(out / "classifier.json", info)
+    info = {"kind": KIND, "data": str(data.resolve()), "classifier": training_settings(cfg.classifier),
+            "preset": name, "image_size": int(manifest["image_size"]), "labels": list(CELEBA_LABELS)}
+    open_classifier_folder(out, info)
     torch.manual_seed(cfg.seed + 7)  # the initial weights are a function of the seed
     task = CelebAClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
                                 int(manifest["image_size"]))

@@ -32,6 +32,8 @@ __all__ = [
     "ClassifierTask",
     "train_classifier",
     "train_classifier_for",
+    "training_settings",
+    "open_classifier_folder",
     "predict_slots",
     "real_accuracy",
     "load_classifier",
@@ -134,6 +136,21 @@ class ClassifierTask(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.stage.lr)
 
 
+def training_settings(config: ClassifierConfig) -> dict:
+    """The settings that decide a classifier's weights (its acceptance threshold does not)."""
+    return {k: v for k, v in config.__dict__.items() if k != "min_accuracy"}
+
+
+def open_classifier_folder(out: Path, info: dict) -> None:
+    """Create a classifier folder, or reopen one trained with the same ``info``; refuse any other."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "classifier.json").exists():
+        existing = read_json(out / "classifier.json", f"delete {out} and train again")
+        if existing != info:
+            raise VLVAEError(f"{out} holds a classifier trained with other settings or data; choose another --out")
+    atomic_write_json(out / "classifier.json", info)
+
+
 def _stage_of(config: ClassifierConfig) -> StageConfig:
     return StageConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, weight_decay=0.0,
                        lr_decay=1.0, kl_warmup_steps=0, val_every=max(1, config.steps // 4),
@@ -178,14 +195,9 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
     cfg: ExperimentConfig = apply_overrides(preset(preset_name), list(overrides))
-    info = {"data": str(data.resolve()), "classifier": cfg.classifier.__dict__, "preset": preset_name,
+    info = {"data": str(data.resolve()), "classifier": training_settings(cfg.classifier), "preset": preset_name,
             "image_size": int(manifest["image_size"])}
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "classifier.json").exists():
-        existing = read_json(out / "classifier.json", f"delete {out} and train again")
-        if existing != info:
-            raise VLVAEError(f"{out} holds a classifier trained with other settings or data; choose another --out")
-    atomic_write_json(out / "classifier.json", info)
+    open_classifier_folder(out, info)
     from vlvae.data.format import read_vocabulary
 
     vocab = read_vocabulary(data)
