@@ -196,3 +196,13 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in r.stderr
     r = subprocess.run(exe + ["data", "verify", str(tmp_path / "missing")], capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_corrupt_manifest_in_output_is_reported_not_overwritten(built, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    (copy / "manifest.json").write_text("{ truncated")
+    with pytest.raises(VLVAEError, match="manifest.json is corrupt"):
+        generate_two_objects(TwoObjectsSettings(**SMALL), copy, workers=1, progress=False)
+    assert (copy / "manifest.json").read_text() == "{ truncated"
+    assert sha256_file(copy / "train/images.npy") == sha256_file(built / "train/images.npy")
