@@ -283,6 +283,8 @@ def main() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message="Found .* module\\(s\\) in eval mode")  # the frozen VLVAE
+    # The step-driven sampler makes mid-epoch resumption exact, which Lightning cannot know.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
     try:
         app()
     except VLVAEError as exc:
