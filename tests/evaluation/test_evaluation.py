@@ -176,3 +176,24 @@ def test_sample_command_writes_png(pipeline, tmp_path):
                         "--n", "2", "--out", str(png)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_differences_against_numpy():
+    from vlvae.evaluation.metrics import paired_differences
+
+    a, b = np.array([1.0, 2.0, 4.0]), np.array([0.5, 2.5, 1.0])
+    d = paired_differences({"q_agg": a, "q_true": b})["q_agg - q_true"]
+    assert d["mean"] == pytest.approx((a - b).mean())
+    assert d["stderr"] == pytest.approx((a - b).std(ddof=1) / np.sqrt(3))
+
+
+def test_report_has_paired_differences(pipeline):
+    out, _ = pipeline
+    saved = json.loads((out / "run" / "metrics.json").read_text())
+    assert set(saved["correctness"]["differences"]) == {"q_agg - q_true", "learned - standard"}
+    k = saved["settings"]["k"]
+    lk = saved["likelihood"]
+    diff = lk["differences"][f"k={k}"]["log_p_x_given_y"]["q_agg - q_true"]["mean"]
+    assert diff == pytest.approx(lk["log_p_x_given_y"]["q_agg"][f"k={k}"]["mean"]
+                                 - lk["log_p_x_given_y"]["q_true"][f"k={k}"]["mean"], abs=1e-6)
+    assert "Paired differences" in (out / "run" / "report.md").read_text()

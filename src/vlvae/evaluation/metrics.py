@@ -30,7 +30,7 @@ from vlvae.objectives import (
     marginal_log_likelihood_text,
 )
 
-__all__ = ["validation_batch", "summarise", "correctness_tables", "likelihood_tables"]
+__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "likelihood_tables"]
 
 
 def validation_batch(data: ImageTextDataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +78,7 @@ def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor,
         (each summary from :func:`summarise`, in fractions).
     """
     out = {"conditional": {}, "prior": {}}
+    per_example = {}
     n = len(y)
     for name, q in text_posteriors.items():
         runs = []
@@ -86,6 +87,7 @@ def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor,
             vals = [score(model.image_mean(q(y[s]).sample()), y[s]) for s in _chunks(n, batch_size)]
             runs.append(torch.cat(vals).numpy())
         out["conditional"][name] = summarise(runs)
+        per_example[name] = np.mean(runs, axis=0)
     for name, prior in priors.items():
         runs = []
         for seed in range(seeds):
@@ -96,6 +98,7 @@ def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor,
                 vals.append(score(model.image_mean(z), model.generate_text(z, greedy=True)))
             runs.append(torch.cat(vals).numpy())
         out["prior"][name] = summarise(runs)
+        per_example[name] = np.mean(runs, axis=0)
     runs = []
     for seed in range(seeds):
         torch.manual_seed(3000 + seed)
@@ -103,6 +106,22 @@ def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor,
                 for s in _chunks(n, batch_size)]
         runs.append(torch.cat(vals).numpy())
     out["reconstruction"] = summarise(runs)
+    out["differences"] = paired_differences(per_example)
+    return out
+
+
+def paired_differences(per_example: dict) -> dict:
+    """Mean ± standard error over examples of q_agg − q_true and learned − standard.
+
+    The two members of each pair are scored on the same validation examples, so
+    the per-example difference removes the spread between examples.
+    """
+    out = {}
+    for a, b in (("q_agg", "q_true"), ("learned", "standard")):
+        if a in per_example and b in per_example:
+            d = np.asarray(per_example[a], dtype=np.float64) - np.asarray(per_example[b], dtype=np.float64)
+            out[f"{a} - {b}"] = {"mean": float(d.mean()),
+                                 "stderr": float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0}
     return out
 
 
@@ -124,23 +143,30 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
         return {"mean": float(v.mean()), "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
                 "per_dim": float(v.mean() / dim)}
 
-    def run(fn, dim):
+    values = {}
+
+    def run(fn, dim, table, name):
         result = {}
         for kk in sorted({1, k}):
             torch.manual_seed(seed)
             vals = torch.cat([fn(s, kk) for s in _chunks(n, batch_size)])
             result[f"k={kk}"] = stats(vals, dim)
+            values.setdefault(f"k={kk}", {}).setdefault(table, {})[name] = vals.double().numpy()
         return result
 
     out = {"log_p_x_given_y": {}, "log_p_x": {}, "log_p_y": {}, "dimensions": dims, "k": k}
     for name, q in text_posteriors.items():
         out["log_p_x_given_y"][name] = run(
-            lambda s, kk, q=q: conditional_log_likelihood(model, q, x[s], y[s], kk, micro_batch), dims["x"])
+            lambda s, kk, q=q: conditional_log_likelihood(model, q, x[s], y[s], kk, micro_batch), dims["x"],
+            "log_p_x_given_y", name)
     for name, prior in priors.items():
         out["log_p_x"][name] = run(
             lambda s, kk, p=prior: marginal_log_likelihood_image(model, p, x[s], kk, micro_batch, y=y[s]),
-            dims["x"])
+            dims["x"], "log_p_x", name)
         out["log_p_y"][name] = run(
             lambda s, kk, p=prior: marginal_log_likelihood_text(model, p, x[s], y[s], kk, micro_batch),
-            dims["y"])
+            dims["y"], "log_p_y", name)
+    # The same images, texts and seed for both members of a pair: their difference is paired.
+    out["differences"] = {kk: {table: paired_differences(per_name) for table, per_name in tables.items()}
+                          for kk, tables in values.items()}
     return out

@@ -203,6 +203,24 @@ def render_report(metrics: dict, cfg) -> str:
                          f"{pt.get('standard', '–') if kk == 'k=1' else ''} | {pt.get('learned', '–') if kk == 'k=1' else ''} |")
             if k == 1:
                 break
+    diffs = c.get("differences", {})
+    ld = lk.get("differences", {}).get(f"k={k}", {})
+    if diffs and ld:
+        def _d(s, scale=1.0):
+            return f"{scale * s['mean']:+.2f} ± {scale * s['stderr']:.2f}"
+
+        lines += [
+            "",
+            "Paired differences on the same validation examples (mean ± standard error over examples; "
+            f"likelihoods at k = {k}):",
+            "",
+            "| | correctness (points) | log p(x|y) | log p(x) | log p(y) |",
+            "|---|---|---|---|---|",
+            f"| q_Agg − q_True | {_d(diffs['q_agg - q_true'], 100)} | {_d(ld['log_p_x_given_y']['q_agg - q_true'])} "
+            "| | |",
+            f"| q_φ(z) − N(0, I) | {_d(diffs['learned - standard'], 100)} | | "
+            f"{_d(ld['log_p_x']['learned - standard'])} | {_d(ld['log_p_y']['learned - standard'])} |",
+        ]
     d = lk["dimensions"]
     lines += [
         "",
