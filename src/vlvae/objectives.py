@@ -245,7 +245,7 @@ def conditional_log_likelihood(
     """
     with torch.no_grad():
         q_phi = text_prior(y)
-    return _proposal_bound(model, x, y, k, micro_batch, lambda z: model.log_px(x, z) + q_phi.log_prob(z))
+    return marginal_log_likelihood_image(model, lambda: q_phi, x, k, micro_batch, y=y)
 
 
 def marginal_log_likelihood_image(

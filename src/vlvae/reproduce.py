@@ -46,7 +46,9 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         if root is None:
             raise VLVAEError("--dataset celeba needs --root pointing to your CelebA download "
                              "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)")
-        name = preset_name if preset_name.startswith("celeba") else f"celeba-{preset_name}"
+        from vlvae.evaluation.celeba_scoring import celeba_preset_name
+
+        name = celeba_preset_name(preset_name)
     elif dataset == "two_objects":
         name = preset_name
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from vlvae.data import clevr
@@ -28,7 +29,7 @@ class Vocabulary:
         if len(set(self.words)) != len(self.words):
             raise VLVAEError("the vocabulary lists a word twice; each word must appear once")
 
-    @property
+    @functools.cached_property
     def index(self) -> dict[str, int]:
         return {w: i for i, w in enumerate(self.words)}
 

@@ -71,7 +71,10 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     scorer, cls_metrics = _scorer(data.dataset, classifier, data.vocab)
     threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
     real = cls_metrics.get("real_accuracy", {}).get("overall")
-    if real is None or real < threshold:
+    if real is None:
+        raise VLVAEError(f"{classifier}/metrics.json has no real-data accuracy (its training was cut short); "
+                         f"rerun `vlvae train classifier --data DATA --out {classifier} --resume`")
+    if real < threshold:
         raise VLVAEError(f"the classifier in {classifier} is {real:.1%} accurate on real validation data, below "
                          f"the {threshold:.0%} needed for correctness to mean much; train it longer "
                          "(vlvae train classifier --set classifier.steps=...) or pass --min-accuracy")

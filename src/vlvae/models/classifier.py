@@ -123,8 +123,8 @@ class RelationalSlotClassifier(nn.Module):
         h = self.hidden(self.encoder(x))
         logp = [head(h).log_softmax(-1) for head in self.heads]
         a, b = logp[:4], logp[4:]
-        log_front = F.logsigmoid(self.front(h)).squeeze(-1)
-        log_back = F.logsigmoid(-self.front(h)).squeeze(-1)
+        front = self.front(h).squeeze(-1)
+        log_front, log_back = F.logsigmoid(front), F.logsigmoid(-front)
         never = torch.full_like(log_front, -1e4)
         certain = torch.zeros_like(log_front)
         c = condition

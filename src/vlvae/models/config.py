@@ -13,7 +13,17 @@ from dataclasses import dataclass
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["ModelConfig"]
+__all__ = ["ModelConfig", "feature_side"]
+
+
+def feature_side(image_size: int, n_downsample: int) -> int:
+    """Side of the encoder's feature map; a clear error if the image size does not divide."""
+    if image_size % 2**n_downsample:
+        raise VLVAEError(
+            f"image_size {image_size} is not divisible by 2**n_downsample = {2**n_downsample}; "
+            "choose a multiple of it or fewer downsampling steps."
+        )
+    return image_size // 2**n_downsample
 
 
 @dataclass
@@ -68,11 +78,7 @@ class ModelConfig:
     joint_inference: bool = False
 
     def __post_init__(self) -> None:
-        if self.image_size % 2**self.n_downsample:
-            raise VLVAEError(
-                f"image_size {self.image_size} is not divisible by 2**n_downsample = "
-                f"{2**self.n_downsample}; choose a multiple of it or fewer downsampling steps."
-            )
+        feature_side(self.image_size, self.n_downsample)
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "

@@ -15,22 +15,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlvae.errors import VLVAEError
+from vlvae.models.config import feature_side
 
 __all__ = ["ResidualBlock", "ImageEncoder", "ImageDecoder"]
 
 BOTTLENECK_CHANNELS = 10
 BOTTLENECK_FEATURES = 1000
 DECODER_SEED_SIDE = 10  # 1000 = 10 channels × 10 × 10
-
-
-def _check_size(image_size: int, n_downsample: int) -> int:
-    if image_size % 2**n_downsample:
-        raise VLVAEError(
-            f"image_size {image_size} is not divisible by 2**n_downsample = {2**n_downsample}; "
-            "choose a multiple of it or fewer downsampling steps."
-        )
-    return image_size // 2**n_downsample
 
 
 class ResidualBlock(nn.Module):
@@ -89,7 +80,7 @@ class ImageEncoder(nn.Module):
         out_features: int,
     ) -> None:
         super().__init__()
-        side = _check_size(image_size, n_downsample)
+        side = feature_side(image_size, n_downsample)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, base_channels, 7),
@@ -151,7 +142,7 @@ class ImageDecoder(nn.Module):
         n_res_blocks: int,
     ) -> None:
         super().__init__()
-        self.side = _check_size(image_size, n_downsample)
+        self.side = feature_side(image_size, n_downsample)
         self.seed = nn.Linear(in_features, BOTTLENECK_CHANNELS * DECODER_SEED_SIDE**2)
         width = base_channels * 2**n_downsample
         layers: list[nn.Module] = [

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, load_config, preset, save_config
+from vlvae.config import ExperimentConfig, StageConfig, _to_plain, apply_overrides, load_config, preset, save_config
 from vlvae.data.format import atomic_write_json, read_json, read_manifest, read_vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.models.config import feature_side
 from vlvae.runinfo import run_info
 
 __all__ = [
@@ -55,12 +56,6 @@ def stage_dir(run: Path, stage: str) -> Path:
     return Path(run) / stage
 
 
-def _plain(cfg: ExperimentConfig) -> dict:
-    from vlvae.config import _to_plain
-
-    return _to_plain(cfg)
-
-
 def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     """Create (or reopen with the same config) a run folder for data set ``data``.
 
@@ -72,12 +67,10 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     cfg.model.vocab_size = len(vocab)
     cfg.model.text_length = int(manifest.get("text_length", 9))
     cfg.model.image_size = int(manifest["image_size"])
-    if cfg.model.image_size % (2 ** cfg.model.n_downsample):
-        raise VLVAEError(f"image size {cfg.model.image_size} is not divisible by 2**n_downsample="
-                         f"{2 ** cfg.model.n_downsample}; set model.n_downsample or regenerate the data")
+    feature_side(cfg.model.image_size, cfg.model.n_downsample)  # the data's size must suit the model
     if (run / "config.yaml").exists():
         existing = load_config(run / "config.yaml")
-        if _plain(existing) != _plain(cfg):
+        if _to_plain(existing) != _to_plain(cfg):
             raise VLVAEError(f"{run} holds a run with another configuration; choose another --out "
                              "(or run with the same preset and --set options)")
         info = read_json(run / "run.json", "the run folder is damaged; start a new run")
