@@ -61,52 +61,58 @@ def _chunks(n: int, size: int):
 
 
 @torch.no_grad()
-def correctness_tables(model, score: Callable, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict,
-                       priors: dict, seeds: int, batch_size: int = 256) -> dict:
-    """Correctness of conditional (Table 1) and prior (Table 2) generation.
+def correctness_tables(model, scores: dict[str, Callable], x: torch.Tensor, y: torch.Tensor,
+                       text_posteriors: dict, priors: dict, seeds: int, batch_size: int = 256) -> dict:
+    """Correctness of conditional (Table 1) and prior (Table 2) generation, under each definition.
+
+    Every image is generated once and scored by every definition in ``scores``.
 
     Args:
         model: the frozen VLVAE.
-        score: (images float (N, 3, H, W), texts long (N, L)) -> (N,) correctness in [0, 1].
+        scores: definition name -> (images float (N, 3, H, W), texts long (N, L)) -> (N,) in [0, 1].
         x, y: validation images and their texts.
         text_posteriors: name -> module y -> q(z|y) (e.g. {"q_true": ..., "q_agg": ...}).
         priors: name -> () -> p(z) (e.g. {"standard": model.prior, "learned": prior}).
         seeds: repetitions with fresh z.
 
     Returns:
-        {"conditional": {name: summary}, "prior": {name: summary}, "reconstruction": summary}
-        (each summary from :func:`summarise`, in fractions).
+        definition -> {"conditional": {name: summary}, "prior": {name: summary},
+        "reconstruction": summary, "differences": paired differences} (each summary from
+        :func:`summarise`, in fractions).
     """
-    out = {"conditional": {}, "prior": {}}
-    per_example = {}
-    n = len(y)
-    for name, q in text_posteriors.items():
-        runs = []
+    chunks = list(_chunks(len(y), batch_size))
+    # The distributions do not depend on the seed: build them once, draw from them per seed.
+    sources = {("conditional", name): (1000, [(q(y[s]), s) for s in chunks])
+               for name, q in text_posteriors.items()}
+    sources.update({("prior", name): (2000, [(prior(), s) for s in chunks]) for name, prior in priors.items()})
+    sources[("reconstruction", None)] = (3000, [(model.image_posterior(x[s], y[s]), s) for s in chunks])
+    runs = {key: {d: [] for d in scores} for key in sources}
+    for (table, name), (base_seed, dists) in sources.items():
         for seed in range(seeds):
-            torch.manual_seed(1000 + seed)
-            vals = [score(model.image_mean(q(y[s]).sample()), y[s]) for s in _chunks(n, batch_size)]
-            runs.append(torch.cat(vals).numpy())
-        out["conditional"][name] = summarise(runs)
-        per_example[name] = np.mean(runs, axis=0)
-    for name, prior in priors.items():
-        runs = []
-        for seed in range(seeds):
-            torch.manual_seed(2000 + seed)
-            vals = []
-            for s in _chunks(n, batch_size):
-                z = prior().sample((s.stop - s.start,))
-                vals.append(score(model.image_mean(z), model.generate_text(z, greedy=True)))
-            runs.append(torch.cat(vals).numpy())
-        out["prior"][name] = summarise(runs)
-        per_example[name] = np.mean(runs, axis=0)
-    runs = []
-    for seed in range(seeds):
-        torch.manual_seed(3000 + seed)
-        vals = [score(model.image_mean(model.image_posterior(x[s], y[s]).sample()), y[s])
-                for s in _chunks(n, batch_size)]
-        runs.append(torch.cat(vals).numpy())
-    out["reconstruction"] = summarise(runs)
-    out["differences"] = paired_differences(per_example)
+            torch.manual_seed(base_seed + seed)
+            vals = {d: [] for d in scores}
+            for dist, s in dists:
+                if table == "prior":
+                    z = dist.sample((s.stop - s.start,))
+                    images, texts = model.image_mean(z), model.generate_text(z, greedy=True)
+                else:
+                    images, texts = model.image_mean(dist.sample()), y[s]
+                for d, score in scores.items():
+                    vals[d].append(score(images, texts))
+            for d in scores:
+                runs[(table, name)][d].append(torch.cat(vals[d]).numpy())
+    out = {}
+    for d in scores:
+        tables = {"conditional": {}, "prior": {}}
+        per_example = {}
+        for (table, name), per_def in runs.items():
+            if table == "reconstruction":
+                tables["reconstruction"] = summarise(per_def[d])
+            else:
+                tables[table][name] = summarise(per_def[d])
+                per_example[name] = np.mean(per_def[d], axis=0)
+        tables["differences"] = paired_differences(per_example)
+        out[d] = tables
     return out
 
 

@@ -86,12 +86,13 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     started = time.time()
     if progress:
         print(f"correctness on {len(y)} validation texts x {seeds} seeds ...", flush=True)
-    correctness = correctness_tables(model, scorer.score, x, y, posteriors, priors, seeds)
-    alternative = None
+    definitions = {"paper": scorer.score}
     if hasattr(scorer, "score_all_labels"):
         # CelebA: the paper scores the text's words (TELBO's definition, the headline); the
         # authors' code scored every binary label. Both are reported, each named.
-        alternative = correctness_tables(model, scorer.score_all_labels, x, y, posteriors, priors, seeds)
+        definitions["all_labels"] = scorer.score_all_labels
+    tables = correctness_tables(model, definitions, x, y, posteriors, priors, seeds)
+    correctness, alternative = tables["paper"], tables.get("all_labels")
     if progress:
         print(f"likelihood bounds (k = 1 and k = {k}) ...", flush=True)
     likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch)
