@@ -48,7 +48,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlvae import runinfo
-from vlvae.data.format import atomic_save_npy, finalise_dataset, open_npy_for_writing, prepare_output_folder
+from vlvae.data.format import assemble_images, atomic_save_npy, finalise_dataset, prepare_output_folder
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
@@ -588,10 +588,9 @@ def build_celeba(
     paths = [files.images / f for f in order]
     chunks = [(start, min(start + chunk_size, len(order))) for start in range(0, len(order), chunk_size)]
     _decode_missing_chunks(partial, paths, chunks, size, workers, progress)
-    # An old manifest (--overwrite) must not outlive the arrays it describes.
-    (out / "manifest.json").unlink(missing_ok=True)
+    chunk_files = [(_chunk_path(partial, a, b), a, b) for a, b in chunks]
     for name, lo, hi in (("train", 0, len(train)), ("val", len(train), len(order))):
-        _assemble(out / name, partial, chunks, lo, hi, size)
+        assemble_images(out, name, chunk_files, lo, hi, size)
 
     rng = np.random.default_rng(seed)
     rows = values[[row_of[f] for f in order]]
@@ -634,7 +633,7 @@ def build_celeba(
     }
     finalise_dataset(
         out,
-        {name: (None, records[name], {**info, "split": name}) for name in ("train", "val")},
+        {name: (records[name], {**info, "split": name}) for name in ("train", "val")},
         celeba_vocabulary(text_length),
         manifest,
     )
@@ -663,25 +662,6 @@ def _decode_missing_chunks(partial, paths, chunks, size, workers, progress) -> N
         bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _assemble(split_dir: Path, partial: Path, chunks, lo: int, hi: int, size: int) -> None:
-    """Copy rows [lo, hi) of the chunked image sequence into ``split_dir/images.npy``."""
-    split_dir.mkdir(exist_ok=True)
-    array, commit = open_npy_for_writing(split_dir / "images.npy", (hi - lo, size, size, 3))
-    for start, stop in chunks:
-        a, b = max(start, lo), min(stop, hi)
-        if a >= b:
-            continue
-        path = _chunk_path(partial, start, stop)
-        try:
-            chunk = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise VLVAEError(f"{path} is corrupt ({exc}); delete it and rerun to decode that chunk again") from exc
-        if chunk.shape != (stop - start, size, size, 3) or chunk.dtype != np.uint8:
-            raise VLVAEError(f"{path} has the wrong shape {chunk.shape}; delete it and rerun to decode it again")
-        array[a - lo : b - lo] = chunk[a - start : b - start]
-    commit()
 
 
 # ----------------------------------------------------------------------------- correctness

@@ -42,6 +42,7 @@ __all__ = [
     "read_records",
     "load_images",
     "prepare_output_folder",
+    "assemble_images",
     "finalise_dataset",
 ]
 
@@ -228,18 +229,50 @@ def prepare_output_folder(out: Path, settings: dict, overwrite: bool, command: s
     return partial, False
 
 
+def assemble_images(out: Path, split: str, chunks: list[tuple[Path, int, int]], lo: int, hi: int,
+                    size: int) -> None:
+    """Copy rows [lo, hi) of a chunked image sequence into ``out/split/images.npy``.
+
+    Args:
+        out: the data-set folder.
+        split: ``train`` or ``val``.
+        chunks: (path of a uint8 (stop - start, size, size, 3) .npy, start, stop) in sequence order.
+        lo, hi: the rows of the whole sequence that form this split.
+        size: image side.
+
+    A finished set's manifest is removed first, so that it never outlives the
+    arrays it describes (``--overwrite``); :func:`finalise_dataset` writes the new one.
+    """
+    out = Path(out)
+    (out / "manifest.json").unlink(missing_ok=True)
+    (out / split).mkdir(exist_ok=True)
+    array, commit = open_npy_for_writing(out / split / "images.npy", (hi - lo, size, size, 3))
+    for path, start, stop in chunks:
+        a, b = max(start, lo), min(stop, hi)
+        if a >= b:
+            continue
+        try:
+            chunk = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise VLVAEError(f"{path} is corrupt ({exc}); delete it and rerun to make that chunk again") from exc
+        if chunk.shape != (stop - start, size, size, 3) or chunk.dtype != np.uint8:
+            raise VLVAEError(f"{path} has the wrong shape {chunk.shape}; delete it and rerun to make it again")
+        array[a - lo:b - lo] = chunk[a - start:b - start]
+    commit()
+
+
 def finalise_dataset(
     out: Path,
-    splits: dict[str, tuple[np.ndarray | None, list[dict], dict]],
+    splits: dict[str, tuple[list[dict], dict]],
     vocabulary: Vocabulary,
     manifest: dict,
 ) -> None:
     """Write the final files of a data set and remove the partial work.
 
     Args:
-        out: the data-set folder.
-        splits: split -> (images or None if already committed to split/images.npy,
-            records, info for scenes.json).
+        out: the data-set folder, whose ``split/images.npy`` are already written
+            (:func:`assemble_images`).
+        splits: split -> (records, info for scenes.json).
         vocabulary: written to vocab.json.
         manifest: extra manifest fields (settings, seed, counts...); format,
             checksums and counts are added here.
@@ -248,10 +281,7 @@ def finalise_dataset(
     # The manifest goes first so that a crash in between leaves an unfinished set, never a wrong one.
     (out / "manifest.json").unlink(missing_ok=True)
     checksums, counts = {}, {}
-    for split, (images, records, info) in splits.items():
-        (out / split).mkdir(exist_ok=True)
-        if images is not None:
-            atomic_save_npy(out / split / "images.npy", images)
+    for split, (records, info) in splits.items():
         atomic_write_json(out / split / "scenes.json", {"info": info, "scenes": records})
         for name in ("images.npy", "scenes.json"):
             checksums[f"{split}/{name}"] = sha256_file(out / split / name)

@@ -23,9 +23,9 @@ import numpy as np
 from vlvae.data import clevr
 from vlvae.data.format import (
     atomic_save_npy,
+    assemble_images,
     atomic_write_json,
     finalise_dataset,
-    open_npy_for_writing,
     prepare_output_folder,
     read_json,
 )
@@ -225,8 +225,6 @@ def generate_two_objects(
 
 def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
     """Concatenate the chunks into the train and validation splits and write the final files."""
-    # A finished set with other settings may still be here (--overwrite): unmark it before replacing files.
-    (out / "manifest.json").unlink(missing_ok=True)
     n_train = settings.n - settings.n_val
     ranges = {"train": (0, n_train), "val": (n_train, settings.n)}
     records_all: list[dict] = []
@@ -240,24 +238,13 @@ def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
         "relation_eps": clevr.RELATION_EPS,
         "min_pixels": min_pixels(settings.size),
     }
+    chunks = [(_chunk_paths(partial, c)[0], c * settings.chunk_size,
+               min((c + 1) * settings.chunk_size, settings.n)) for c in range(settings.n_chunks)]
     splits = {}
     for split, (lo, hi) in ranges.items():
-        (out / split).mkdir(exist_ok=True)
-        images, commit = open_npy_for_writing(
-            out / split / "images.npy", (hi - lo, settings.size, settings.size, 3)
-        )
-        for c in range(settings.n_chunks):
-            c_lo = c * settings.chunk_size
-            chunk_hi = min(c_lo + settings.chunk_size, settings.n)
-            a, b = max(lo, c_lo), min(hi, chunk_hi)
-            if a < b:
-                chunk = np.load(_chunk_paths(partial, c)[0], mmap_mode="r")
-                images[a - lo:b - lo] = chunk[a - c_lo:b - c_lo]
-        commit()
-        records = []
-        for i, rec in enumerate(records_all[lo:hi]):
-            records.append({"split": split, "image_index": i, **rec})
-        splits[split] = (None, records, {**info, "split": split})
+        assemble_images(out, split, chunks, lo, hi, settings.size)
+        records = [{"split": split, "image_index": i, **rec} for i, rec in enumerate(records_all[lo:hi])]
+        splits[split] = (records, {**info, "split": split})
     manifest = {
         "dataset": "two_objects",
         "settings": settings.to_json(),
