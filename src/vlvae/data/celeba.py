@@ -161,6 +161,16 @@ def find_celeba_files(root: Path) -> CelebAFiles:
     return CelebAFiles(images=images, attributes=attributes, partition=partition)
 
 
+def _read_lines(path: Path, fix: str, if_missing: str) -> list[str]:
+    """The lines of a text file, or a VLVAEError saying it is missing (``if_missing``) or unreadable."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise VLVAEError(f"{path} is missing; {if_missing}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VLVAEError(f"cannot read {path} ({exc}); {fix}") from exc
+
+
 def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """Read CelebA's ``list_attr_celeba.txt``.
 
@@ -178,12 +188,7 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """
     path = Path(path)
     fix = f"re-download {_ATTR_FILE} from CelebA"
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise VLVAEError(f"{path} is missing; {fix} and place it beside {_IMAGE_DIR}/") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VLVAEError(f"cannot read {path} ({exc}); {fix}") from exc
+    lines = _read_lines(path, fix, f"{fix} and place it beside {_IMAGE_DIR}/")
     lines = [line for line in lines if line.strip()]
     if len(lines) < 2 or not re.fullmatch(r"\s*\d+\s*", lines[0]):
         raise VLVAEError(f"{path} does not start with an image count and a line of attribute names; {fix}")
@@ -228,12 +233,7 @@ def read_partition(path: Path) -> dict[str, int]:
     """
     path = Path(path)
     fix = f"re-download {_PARTITION_FILE} from CelebA"
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise VLVAEError(f"{path} is missing; {fix} or use the paper's split") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VLVAEError(f"cannot read {path} ({exc}); {fix}") from exc
+    lines = _read_lines(path, fix, f"{fix} or use the paper's split")
     partition = {}
     for i, line in enumerate(lines):
         fields = line.split()

@@ -43,7 +43,6 @@ class ImageTextDataset(Dataset):
         self.dataset = self.manifest.get("dataset", "two_objects")
         self.text_length = int(self.manifest.get("text_length", len(self.records[0]["text"]) if self.records else 9))
         if self.dataset == "celeba":
-            from vlvae.data.celeba import CELEBA_WORDS  # noqa: F401  (fails early if missing)
             self._words = [self.vocab.encode(r["words"]) for r in self.records]
             self._blank = self.vocab.index["-"]
         else:
