@@ -354,15 +354,9 @@ def save_config(cfg: ExperimentConfig, path: Path) -> None:
     """Write the config as YAML (atomically)."""
     from omegaconf import OmegaConf
 
-    from vlvae.data.format import _tmp_path
+    from vlvae.data.format import atomic_write_text
 
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(_to_plain(cfg))))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(_to_plain(cfg))))
 
 
 def load_config(path: Path) -> ExperimentConfig:

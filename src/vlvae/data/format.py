@@ -16,6 +16,7 @@ so an interrupted write never leaves a truncated file under a final name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,8 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "SPLITS",
+    "atomic_path",
+    "atomic_write_text",
     "atomic_write_json",
     "atomic_save_npy",
     "open_npy_for_writing",
@@ -62,32 +65,41 @@ def _tmp_path(path: Path) -> Path:
     return Path(name)
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    Whatever writes the temporary file (json, numpy, safetensors, matplotlib), a
+    failure leaves ``path`` as it was and removes the temporary file.
+    """
     path = Path(path)
     tmp = _tmp_path(path)
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """Save an array as .npy through a temporary file and a rename."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def open_npy_for_writing(path: Path, shape, dtype=np.uint8):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlvae.data.format import SPLITS, load_images, read_manifest, read_records
+from vlvae.data.format import SPLITS, atomic_path, load_images, read_manifest, read_records
 
 __all__ = ["preview_grid", "image_text_grid"]
 
@@ -35,10 +35,9 @@ def image_text_grid(images: np.ndarray, texts: list[str], out: Path, columns: in
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(out)
     return out
 
 

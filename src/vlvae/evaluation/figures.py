@@ -14,8 +14,6 @@ untouched and the figure is reproducible), and write their PNG atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from torch import LongTensor, Tensor
 
+from vlvae.data.format import atomic_path
 from vlvae.data.vocabulary import Vocabulary
 
 __all__ = [
@@ -58,14 +57,8 @@ def save_figure(fig: Figure, out: Path, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG to ``out`` through a temporary file in the same folder."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return out
 
 

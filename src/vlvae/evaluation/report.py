@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from vlvae.data.dataset import ImageTextDataset
-from vlvae.data.format import atomic_write_json
+from vlvae.data.format import atomic_write_json, atomic_write_text
 from vlvae.errors import VLVAEError
 from vlvae.runinfo import run_info
 
@@ -133,9 +133,7 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     metrics["figures"] = figure_paths
     atomic_write_json(run / "metrics.json", metrics)
     text = render_report(metrics, cfg)
-    tmp = run / ".report.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(run / "report.md")
+    atomic_write_text(run / "report.md", text)
     return metrics
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vlvae.config import ExperimentConfig, StageConfig, _to_plain, apply_overrides, load_config, preset, save_config
-from vlvae.data.format import atomic_write_json, read_json, read_manifest, read_vocabulary
+from vlvae.data.format import atomic_path, atomic_write_json, read_json, read_manifest, read_vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.models.config import feature_side
 from vlvae.runinfo import run_info
@@ -99,13 +99,10 @@ def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
     """Save a module's state dict with safetensors (atomically), tagged with its kind."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(tmp), metadata={"kind": kind})
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"kind": kind})
 
 
 def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
