@@ -187,13 +187,24 @@ def test_paired_differences_against_numpy():
     assert d["stderr"] == pytest.approx((a - b).std(ddof=1) / np.sqrt(3))
 
 
-def test_report_has_paired_differences(pipeline):
+def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
+    """Pairs line up example by example: the same q in both roles differs by exactly 0 everywhere."""
+    from vlvae.evaluation.metrics import correctness_tables, likelihood_tables, validation_batch
+    from vlvae.training.run import load_prior, load_text_posterior, load_vlvae
+
     out, _ = pipeline
-    saved = json.loads((out / "run" / "metrics.json").read_text())
-    assert set(saved["correctness"]["differences"]) == {"q_agg - q_true", "learned - standard"}
-    k = saved["settings"]["k"]
-    lk = saved["likelihood"]
-    diff = lk["differences"][f"k={k}"]["log_p_x_given_y"]["q_agg - q_true"]["mean"]
-    assert diff == pytest.approx(lk["log_p_x_given_y"]["q_agg"][f"k={k}"]["mean"]
-                                 - lk["log_p_x_given_y"]["q_true"][f"k={k}"]["mean"], abs=1e-6)
-    assert "Paired differences" in (out / "run" / "report.md").read_text()
+    run = out / "run"
+    model, q, prior = load_vlvae(run), load_text_posterior(run, "agg"), load_prior(run)
+    data = ImageTextDataset(out / "data", "val")
+    x, y = validation_batch(data, 8)
+    same = {"q_agg": q, "q_true": q}
+    lk = likelihood_tables(model, x, y, same, {"standard": prior, "learned": prior}, k=3, micro_batch=2)
+    for kk, tables in lk["differences"].items():
+        for table in tables.values():
+            for d in table.values():
+                assert d == {"mean": 0.0, "stderr": 0.0}, kk
+    model_c, _ = load_classifier(out / "classifier")
+    c = correctness_tables(model, {"paper": TwoObjectsScorer(model_c, data.vocab).score}, x, y, same,
+                           {"standard": prior, "learned": prior}, seeds=2)["paper"]
+    assert c["differences"]["q_agg - q_true"] == {"mean": 0.0, "stderr": 0.0}
+    assert "Paired differences" in (run / "report.md").read_text()

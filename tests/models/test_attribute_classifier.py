@@ -66,3 +66,19 @@ def test_relational_classifier_front_mixture_is_exact():
     front = clf(x, torch.full((2,), 2))
     for a, b in zip(left, front):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_relational_classifier_front_is_the_closed_form_mixture():
+    """P(O1 word | front) = p * P_left(word) + (1 - p) * P_right(word), p = P(left object in front)."""
+    from vlvae.models.classifier import RelationalSlotClassifier
+
+    torch.manual_seed(2)
+    clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4, n_res_blocks=1).eval()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        h = clf.hidden(clf.encoder(x))
+        p = torch.sigmoid(clf.front(h))
+        expected = [p * clf.heads[i](h).softmax(-1) + (1 - p) * clf.heads[i + 4](h).softmax(-1) for i in range(4)]
+        front = clf(x, torch.full((3,), RelationalSlotClassifier.FRONT))
+    for i in range(4):
+        torch.testing.assert_close(front[i].exp(), expected[i], atol=1e-6, rtol=1e-5)
