@@ -74,18 +74,25 @@ class StageTask(L.LightningModule):
         """The module whose parameters this stage optimises and saves."""
         raise NotImplementedError
 
+    def dataset(self, split: str) -> ImageTextDataset:
+        """The split's data set, read once per task (loaders and the posterior table share it)."""
+        cache = self.__dict__.setdefault("_datasets", {})
+        if split not in cache:
+            cache[split] = ImageTextDataset(Path(self.data_root), split)
+        return cache[split]
+
     def on_train_batch_start(self, batch, batch_idx):
         # The randomness of step t (reparameterisation noise, dropout) is a function of
         # (seed, rank, t), so a run resumed from a checkpoint repeats an uninterrupted one exactly.
         torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
 
     def train_dataloader(self) -> DataLoader:
-        data = ImageTextDataset(Path(self.data_root), "train")
+        data = self.dataset("train")
         return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step,
                                self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        data = ImageTextDataset(Path(self.data_root), "val")
+        data = self.dataset("val")
         n = min(len(data), self.stage.val_examples)
         return DataLoader(Subset(data, range(n)), batch_size=min(self.stage.batch_size * 2, max(n, 1)),
                           shuffle=False, num_workers=0)
@@ -154,7 +161,7 @@ class _FrozenVLVAEMixin:
     def on_fit_start(self):
         if self.model_config.joint_inference:
             return
-        data = ImageTextDataset(Path(self.data_root), "train")
+        data = self.dataset("train")
         means, logvars = [], []
         for lo in range(0, len(data), 256):
             x = images_to_float(torch.from_numpy(np.array(data.images[lo:lo + 256]))).to(self.device)
@@ -191,32 +198,32 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
     def trainable(self):
         return self.posterior
 
-    def _terms(self, batch):
-        """Both objectives' per-example values: E_q(z|x) log q_phi(z|y) and the text ELBO."""
-        y = batch["text"]
-        q_y = self.posterior(y)
-        z_x = self.sample_image_posterior(batch)
-        z_y = q_y.rsample()
-        return (aggregate_cross_entropy(q_y.log_prob(z_x)),
-                text_elbo(self.vlvae.log_py(y, z_y), self.vlvae.prior().log_prob(z_y), q_y.log_prob(z_y)))
+    def _cross_entropy(self, batch, q_y):
+        """q_Agg's objective per example: E_q(z|x) log q_phi(z|y) (Eqn 5)."""
+        return aggregate_cross_entropy(q_y.log_prob(self.sample_image_posterior(batch)))
+
+    def _text_elbo(self, y, q_y):
+        """q_True's objective per example: the text ELBO at z ~ q_phi(z|y) (Eqn 3)."""
+        z = q_y.rsample()
+        return text_elbo(self.vlvae.log_py(y, z), self.vlvae.prior().log_prob(z), q_y.log_prob(z))
 
     def training_step(self, batch, batch_idx):
         y = batch["text"]
         q_y = self.posterior(y)
         if self.objective == "agg":
-            value = aggregate_cross_entropy(q_y.log_prob(self.sample_image_posterior(batch))).mean()
-            name = "cross_entropy"
+            value, name = self._cross_entropy(batch, q_y).mean(), "cross_entropy"
         else:
-            z = q_y.rsample()
-            value = text_elbo(self.vlvae.log_py(y, z), self.vlvae.prior().log_prob(z), q_y.log_prob(z)).mean()
-            name = "text_elbo"
+            value, name = self._text_elbo(y, q_y).mean(), "text_elbo"
         self._log_all("train", {name: value}, len(y), prog_bar=(name,))
         return -value
 
     def validation_step(self, batch, batch_idx):
-        cross_entropy, elbo = self._terms(batch)
-        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": elbo.mean()},
-                      len(batch["text"]))
+        y = batch["text"]
+        q_y = self.posterior(y)
+        # Cross-entropy first: its z ~ q(z|x) is drawn before the text ELBO's z, as before.
+        cross_entropy = self._cross_entropy(batch, q_y)
+        elbo = self._text_elbo(y, q_y)
+        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": elbo.mean()}, len(y))
 
 
 class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
