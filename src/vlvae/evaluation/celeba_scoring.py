@@ -180,11 +180,25 @@ def predict_label_probabilities(model, images, batch_size: int = 256) -> np.ndar
     return torch.cat(out).numpy() if out else np.zeros((0, len(CELEBA_LABELS)))
 
 
-def real_accuracy(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Accuracy of the 18 labels on real faces: overall (mean over labels), per label, examples."""
+def _real_predictions(model, root: Path, split: str, limit: int | None):
+    """(data, n, label probabilities (n, 18)) of the first ``limit`` real faces of a split."""
     data = CelebAClassifierData(root, split)
     n = len(data) if limit is None else min(len(data), limit)
-    probs = predict_label_probabilities(model, data.base.images[:n])
+    return data, n, predict_label_probabilities(model, data.base.images[:n])
+
+
+def real_scores(model, root: Path, split: str = "val", limit: int | None = None) -> tuple[dict, dict]:
+    """:func:`real_accuracy` and :func:`real_correctness` from one pass of the classifier."""
+    predictions = _real_predictions(model, root, split, limit)
+    return _accuracy(*predictions), _correctness(*predictions)
+
+
+def real_accuracy(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
+    """Accuracy of the 18 labels on real faces: overall (mean over labels), per label, examples."""
+    return _accuracy(*_real_predictions(model, root, split, limit))
+
+
+def _accuracy(data, n, probs) -> dict:
     correct = (probs > 0.5) == (data.targets[:n].numpy() > 0)
     per_label = correct.mean(axis=0) if n else np.full(len(CELEBA_LABELS), np.nan)
     return {"overall": float(per_label.mean()), "per_slot": dict(zip(CELEBA_LABELS, per_label.tolist())),
@@ -197,9 +211,10 @@ def real_correctness(model, root: Path, split: str = "val", limit: int | None = 
     This is what a perfect generator would score with this classifier: the
     ceiling of the correctness tables.
     """
-    data = CelebAClassifierData(root, split)
-    n = len(data) if limit is None else min(len(data), limit)
-    probs = predict_label_probabilities(model, data.base.images[:n])
+    return _correctness(*_real_predictions(model, root, split, limit))
+
+
+def _correctness(data, n, probs) -> dict:
     paper = correctness_paper(word_probabilities(probs), words_present(data.words[:n]), empty=0.0)
     all_labels = correctness_all_labels(probs, data.targets[:n].numpy())
     return {"paper": float(paper.mean()) if n else float("nan"),
@@ -250,8 +265,7 @@ def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cp
                                 int(manifest["image_size"]))
     metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)
     if "real_accuracy" not in metrics:
-        metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
-        metrics["real_correctness"] = real_correctness(task.model, data, "val")
+        metrics["real_accuracy"], metrics["real_correctness"] = real_scores(task.model, data, "val")
         metrics["min_accuracy"] = cfg.classifier.min_accuracy
         atomic_write_json(out / "metrics.json", metrics)
     return metrics
