@@ -1,116 +1,279 @@
-"""Training throughput (examples/s) of each stage for a preset's architecture.
+"""Training throughput (examples/s) of each stage, timed on the code path that training runs.
 
-Runs forward + backward + Adam on random data of the preset's shapes, after a
-warm-up, for: stage 1 (VLVAE, weighted ELBO), stage 2 (q_Agg and q_True, the
-VLVAE frozen) and stage 3 (aggregate prior), and the Two Objects classifier.
-q_Agg and the prior re-encode the images at every step here; training draws
-z from a table of q(z|x) made once per fit, so it runs faster than printed.
+For each preset (and ``--set`` overrides) this builds a small real Two Objects
+data set of the preset's image size and zoom, then, for each stage, the same
+task object that ``vlvae train`` builds (src/vlvae/training/run.py and
+``train_classifier`` in src/vlvae/evaluation/classifier.py):
+
+    vlvae       VLVAETask                         stage 1, weighted ELBO with KL warm-up
+    q_true      TextPosteriorTask(objective=true) stage 2, the VLVAE frozen
+    q_agg       TextPosteriorTask(objective=agg)  stage 2, z drawn from the q(z|x) table
+    prior       AggregatePriorTask                stage 3, z drawn from the q(z|x) table
+    classifier  ClassifierTask                    the Two Objects attribute classifier
+
+and fits it with a real ``lightning.Trainer`` set up as ``fit_stage`` sets it
+up (the config's accelerator and precision, one device) but with no logger,
+checkpoints or validation. So each timed step is exactly a training step:
+the task's own data loader (step sampler, data set, collation), its
+``on_train_batch_start`` seeding, ``training_step`` (``images_to_float``, the
+loss), backward, and the step of the optimizer and schedule from
+``configure_optimizers``. A callback marks the end of the first ``--warmup``
+steps, then stops the fit once ``--seconds`` have passed;
+examples/s = timed steps x batch size / timed seconds (the device is
+synchronised at both marks).
+
+Stages 2-3 tabulate q(z|x) of every training image once, in the frozen-VLVAE
+mixin's ``on_fit_start``; that one-off cost is timed separately and printed in
+the last column. Not timed: building the data set, the models and the Trainer,
+opening the data set, validation, writing logs and checkpoints.
+
+The frozen VLVAE of stages 2-3 has fresh (untrained) weights, which do not
+change the cost of a step. The only change made to the preset's stage settings
+is the step budget, raised so that the clock and not the budget ends a fit
+(nothing in a step depends on the budget).
 
     python benchmarks/train_throughput.py --preset cpu --preset paper --threads 2
+    python benchmarks/train_throughput.py --preset cpu --set model.arch=cyclegan --stage vlvae
+
+The data set is made in a temporary folder and deleted afterwards unless
+``--data DIR`` is given: DIR is used as is if it is a data set of the preset's
+image size, and otherwise holds one cached data set per size (DIR/two_objects_<size>px).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import tempfile
 import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
+import lightning as L
 import torch
 
-from vlvae.config import preset
-from vlvae.models.classifier import RelationalSlotClassifier
-from vlvae.objectives import aggregate_cross_entropy, prior_cross_entropy, text_elbo
-from vlvae.models.posteriors import AggregatePrior, TextPosterior
-from vlvae.models.vlvae import VLVAE
+from vlvae.config import ExperimentConfig, apply_overrides, preset
+from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.errors import VLVAEError
+
+STAGES = ("vlvae", "q_true", "q_agg", "prior", "classifier")
+TABULATING = ("q_true", "q_agg", "prior")  # the stages whose on_fit_start tabulates q(z|x)
+_LONG = 10**9  # step budget of a timed fit: the clock stops it long before
 
 
-def _time(step, seconds: float, batch: int) -> float:
-    step()  # warm-up
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    return n * batch / (time.perf_counter() - start)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def measure(name: str, seconds: float, device: str) -> dict:
-    cfg = preset(name)
-    m = cfg.model
-    b1, b2, bc = cfg.vlvae.batch_size, cfg.text_posterior.batch_size, cfg.classifier.batch_size
-    x = lambda b: torch.rand(b, 3, m.image_size, m.image_size, device=device)  # noqa: E731
-    y = lambda b: torch.randint(m.vocab_size, (b, m.text_length), device=device)  # noqa: E731
-    out = {}
+class _Clock(L.Callback):
+    """Times the training steps after the first ``warmup`` and stops the fit after ``seconds``."""
 
-    model = VLVAE(m).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    xb, yb = x(b1), y(b1)
+    def __init__(self, seconds: float, warmup: int):
+        self.seconds, self.warmup = seconds, max(1, warmup)
+        self.steps, self.start, self.elapsed, self.timed_steps = 0, None, None, 0
 
-    def vlvae_step():
-        opt.zero_grad()
-        model(xb, yb, kl_weight=1.0, w_x=cfg.vlvae.w_x, w_y=cfg.vlvae.w_y).loss.backward()
-        opt.step()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps += 1
+        if self.steps < self.warmup:
+            return
+        if self.start is None:  # the end of the warm-up
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+        elif time.perf_counter() - self.start >= self.seconds:
+            self._stop(pl_module)
+            trainer.should_stop = True
 
-    out["stage 1: VLVAE"] = (_time(vlvae_step, seconds, b1), b1)
-    model.eval().requires_grad_(False)
-    q = TextPosterior(m).to(device)
-    opt_q = torch.optim.Adam(q.parameters(), lr=1e-4)
-    xb, yb = x(b2), y(b2)
+    def on_train_end(self, trainer, pl_module):
+        if self.elapsed is None and self.start is not None:  # the step budget ran out first
+            self._stop(pl_module)
 
-    def agg_step():
-        opt_q.zero_grad()
-        with torch.no_grad():
-            z = model.image_posterior(xb).sample()
-        (-aggregate_cross_entropy(q(yb).log_prob(z)).mean()).backward()
-        opt_q.step()
+    def _stop(self, pl_module):
+        _sync(pl_module.device)
+        self.elapsed = time.perf_counter() - self.start
+        self.timed_steps = self.steps - self.warmup
 
-    def true_step():
-        opt_q.zero_grad()
-        d = q(yb)
-        z = d.rsample()
-        (-text_elbo(model.log_py(yb, z), model.prior().log_prob(z), d.log_prob(z)).mean()).backward()
-        opt_q.step()
 
-    out["stage 2: q_Agg"] = (_time(agg_step, seconds, b2), b2)
-    out["stage 2: q_True"] = (_time(true_step, seconds, b2), b2)
-    p = AggregatePrior(m).to(device)
-    opt_p = torch.optim.Adam(p.parameters(), lr=1e-4)
+def _time_on_fit_start(task: L.LightningModule) -> dict:
+    """Wrap the task's ``on_fit_start`` (the q(z|x) table) to record its seconds in the returned dict."""
+    timing = {}
+    original = task.on_fit_start
 
-    def prior_step():
-        opt_p.zero_grad()
-        with torch.no_grad():
-            z = model.image_posterior(xb).sample()
-        (-prior_cross_entropy(p().log_prob(z)).mean()).backward()
-        opt_p.step()
+    def on_fit_start():
+        start = time.perf_counter()
+        original()
+        _sync(task.device)
+        timing["seconds"] = time.perf_counter() - start
 
-    out["stage 3: prior"] = (_time(prior_step, seconds, b2), b2)
-    c = cfg.classifier
-    clf = RelationalSlotClassifier(m.image_size, [2, 8, 2, 3] * 2, 4, c.base_channels, c.n_downsample,
-                              c.n_res_blocks).to(device)
-    opt_c = torch.optim.Adam(clf.parameters(), lr=1e-4)
-    xc, rc = x(bc), torch.randint(4, (bc,), device=device)
+    task.on_fit_start = on_fit_start  # Lightning looks the hook up on the instance
+    return timing
 
-    def clf_step():
-        opt_c.zero_grad()
-        sum(l.logsumexp(-1).mean() for l in clf(xc, rc)).backward()
-        opt_c.step()
 
-    out["classifier"] = (_time(clf_step, seconds, bc), bc)
+def _image_size(folder: Path) -> int | None:
+    """The image size of the finished data set in ``folder``, or None if it holds none."""
+    if not (folder / "manifest.json").is_file():
+        return None
+    return int(read_manifest(folder)["image_size"])
+
+
+def dataset_for(cfg: ExperimentConfig, n: int, folder: Path, workers: int = 1) -> Path:
+    """A Two Objects data set of ``cfg.data``'s size and zoom with ``n`` pairs, made once.
+
+    ``folder`` is returned if it is a data set of that size; otherwise the set lives in
+    ``folder/two_objects_<size>px``, reused if already there (whatever its ``n``).
+    """
+    folder, size = Path(folder), cfg.data.size
+    found = _image_size(folder)
+    if found is not None:
+        if found == size:
+            return folder
+        raise VLVAEError(f"{folder} holds a data set of {found} px but preset {cfg.name!r} needs {size} px; "
+                         "pass a --data folder that is not itself a data set to cache one set per size")
+    out = folder / f"two_objects_{size}px"
+    if _image_size(out) != size:
+        d = cfg.data
+        settings = TwoObjectsSettings(n=n, size=size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom,
+                                      supersample=d.supersample)
+        generate_two_objects(settings, out, workers=workers, progress=False)
     return out
 
 
-def main() -> None:
+def _frozen_vlvae(cfg: ExperimentConfig):
+    """A VLVAE as ``load_vlvae`` returns it (evaluation mode, no gradients), with fresh weights."""
+    from vlvae.models.vlvae import VLVAE
+
+    torch.manual_seed(cfg.seed)
+    return VLVAE(cfg.model).eval().requires_grad_(False)
+
+
+def _long(stage_config):
+    return replace(stage_config, steps=max(stage_config.steps, _LONG))
+
+
+def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.LightningModule, str]:
+    """The stage's task, built as ``vlvae train`` builds it, and the architecture it trains."""
+    from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
+
+    if stage == "vlvae":  # train_vlvae
+        torch.manual_seed(cfg.seed)
+        return VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers), cfg.model.arch
+    if stage in ("q_true", "q_agg"):  # train_text_posterior
+        vlvae = _frozen_vlvae(cfg)
+        torch.manual_seed(cfg.seed + 1)
+        return TextPosteriorTask(cfg.model, _long(cfg.text_posterior), data, cfg.seed + 1, vlvae, stage[2:],
+                                 cfg.num_workers), cfg.model.arch
+    if stage == "prior":  # train_prior
+        vlvae = _frozen_vlvae(cfg)
+        torch.manual_seed(cfg.seed + 2)
+        return AggregatePriorTask(cfg.model, _long(cfg.prior), data, cfg.seed + 2, vlvae,
+                                  cfg.num_workers), cfg.model.arch
+    if stage == "classifier":  # train_classifier
+        from vlvae.evaluation.classifier import ATTRIBUTE_SLOTS, RELATION_SLOT, ClassifierTask, _stage_of
+
+        vocab = read_vocabulary(Path(data))
+        torch.manual_seed(cfg.seed + 7)
+        task = ClassifierTask(cfg.classifier, _long(_stage_of(cfg.classifier)), data, cfg.seed + 7,
+                              int(read_manifest(Path(data))["image_size"]),
+                              [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS], len(vocab.slots[RELATION_SLOT]))
+        return task, cfg.classifier.arch
+    raise VLVAEError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+
+
+def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float, warmup: int = 3) -> dict:
+    """Fit one stage's real task for ``warmup`` steps plus ``seconds``; its throughput as a row."""
+    task, arch = _make_task(stage, cfg, str(Path(data).resolve()))
+    table = _time_on_fit_start(task) if stage in TABULATING else None
+    clock = _Clock(seconds, warmup)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer = L.Trainer(max_steps=task.stage.steps, accelerator=cfg.accelerator, devices=1,
+                        precision=cfg.precision, callbacks=[clock], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, use_distributed_sampler=False, deterministic=False)
+    with warnings.catch_warnings():
+        # Expected here: the frozen VLVAE is in eval mode on purpose, the loaders have no workers,
+        # and Lightning's own deprecation notice about torch's LeafSpec.
+        warnings.filterwarnings("ignore", message=r"Found .* module\(s\) in eval mode")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec")
+        trainer.fit(task)
+    if not clock.timed_steps:
+        raise VLVAEError(f"stage {stage} stopped after {clock.steps} steps, before any was timed")
+    batch = task.stage.batch_size
+    return {"preset": cfg.name, "arch": arch, "stage": stage, "device": str(trainer.strategy.root_device),
+            "batch": batch, "steps": clock.timed_steps, "seconds": clock.elapsed,
+            "examples_per_s": clock.timed_steps * batch / clock.elapsed,
+            "table_s": table["seconds"] if table is not None else None}
+
+
+def benchmark(presets: Sequence[str] = ("cpu",), overrides: Sequence[str] = (), stages: Sequence[str] = STAGES,
+              seconds: float = 10.0, n: int = 2048, data: Path | None = None, workers: int = 1,
+              warmup: int = 3, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Throughput rows of every (preset, stage), each also passed to ``on_row`` as soon as it is measured."""
+    from vlvae.training.run import init_run
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vlvae-throughput-") as tmp:
+        cache = Path(data) if data is not None else Path(tmp) / "data"
+        for i, name in enumerate(presets):
+            cfg = apply_overrides(preset(name), list(overrides)) if overrides else preset(name)
+            root = dataset_for(cfg, n, cache, workers)
+            # As `vlvae train vlvae` does: size the model from the data (image size, vocabulary, text length).
+            cfg = init_run(Path(tmp) / f"run{i}", root, cfg)
+            for stage in stages:
+                rows.append(measure_stage(stage, cfg, root, seconds, warmup))
+                if on_row is not None:
+                    on_row(rows[-1])
+    return rows
+
+
+_COLUMNS = (("preset", "<12"), ("arch", "<9"), ("stage", "<11"), ("device", "<7"), ("batch", ">5"),
+            ("steps", ">6"), ("examples/s", ">10"), ("q(z|x) table s", ">14"))
+
+
+def _format(values: Sequence[str]) -> str:
+    return "  ".join(f"{v:{align}}" for v, (_, align) in zip(values, _COLUMNS))
+
+
+def format_row(row: dict) -> str:
+    table = "-" if row["table_s"] is None else f"{row['table_s']:.2f}"
+    return _format([row["preset"], row["arch"], row["stage"], row["device"], str(row["batch"]),
+                    str(row["steps"]), f"{row['examples_per_s']:.1f}", table])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", action="append", help="presets to measure (default: cpu and paper)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per stage")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    parser.add_argument("--preset", action="append", metavar="NAME",
+                        help="preset to measure; repeat for several (default: cpu)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config override applied to every preset, e.g. model.arch=cyclegan or "
+                             "accelerator=cpu; repeatable")
+    parser.add_argument("--stage", action="append", choices=STAGES,
+                        help="stage to measure; repeat for several (default: all)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per stage (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the clock starts (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--n", type=int, default=2048, help="image-text pairs in the data set made (default 2048)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="keep the data set here and reuse it next time (default: a temporary folder)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="rendering processes for the data set (default: up to 2)")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.seconds:.0f} s per stage")
-    print(f"{'preset':<8} {'stage':<18} {'batch':>6} {'examples/s':>11}")
-    for name in args.preset or ["cpu", "paper"]:
-        for stage, (rate, batch) in measure(name, args.seconds, args.device).items():
-            print(f"{name:<8} {stage:<18} {batch:>6} {rate:>11.1f}", flush=True)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." lines
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} Two Objects pairs; "
+          f"{args.seconds:g} s timed per stage after {max(1, args.warmup)} warm-up steps"
+          + (f"; --set {' '.join(args.overrides)}" if args.overrides else ""))
+    print(_format([name for name, _ in _COLUMNS]))
+    try:
+        benchmark(args.preset or ["cpu"], args.overrides, args.stage or STAGES, args.seconds, args.n, args.data,
+                  args.workers, args.warmup, on_row=lambda row: print(format_row(row), flush=True))
+    except VLVAEError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

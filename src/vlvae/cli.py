@@ -158,11 +158,20 @@ def train_vlvae_cmd(
                                     "--set devices=2. Repeatable."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    classifier: Optional[Path] = typer.Option(None, help="A trained classifier folder: every validation pass "
+                                              "then also logs the correctness of the reconstructions."),
 ):
     """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x)."""
     from vlvae.training.run import train_vlvae
 
-    _report(train_vlvae(data, out, preset, steps, set_, resume, progress), "VLVAE")
+    scorer = None
+    if classifier is not None:
+        from vlvae.data.format import read_manifest, read_vocabulary
+        from vlvae.evaluation.report import load_scorer
+
+        scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), classifier,
+                             read_vocabulary(data))[0].score
+    _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), "VLVAE")
 
 
 @train_app.command("text-posterior")
@@ -264,7 +273,7 @@ def reproduce_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set vlvae.steps=100."),
     workers: int = typer.Option(2, help="Processes for data generation."),
 ):
-    """Everything in order: data, VLVAE, q_True, q_Agg, prior, classifier, evaluation (finished stages skipped)."""
+    """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
 
     reproduce(out, preset, dataset, root, set_, workers)

@@ -52,7 +52,11 @@ class StageConfig:
         steps: optimisation steps (the budget is in steps, not epochs).
         batch_size: examples per step per device.
         lr, weight_decay: Adam's.
-        lr_decay: multiplicative learning-rate decay per step.
+        lr_decay: multiplicative learning-rate decay per step (``exponential`` schedule).
+        lr_schedule: ``exponential`` (the paper's, ``lr_decay`` per step) or ``cosine``
+            (warm-up, then half a cosine down to ``lr_final_factor`` · lr at ``steps``).
+        lr_warmup_steps: steps of linear learning-rate warm-up (both schedules).
+        lr_final_factor: the cosine schedule's final multiplier of ``lr``.
         kl_warmup_steps: steps over which the KL weight rises linearly from 0 to 1 (stage 1).
         w_x, w_y: likelihood weights of the image and text terms (stage 1, SPEC §3).
         kind: ``flow`` (the paper's) or ``gaussian`` (a diagonal-Gaussian baseline) for stages 2-3.
@@ -67,6 +71,9 @@ class StageConfig:
     lr: float = 4e-4
     weight_decay: float = 1e-7
     lr_decay: float = 0.999995
+    lr_schedule: str = "exponential"
+    lr_warmup_steps: int = 0
+    lr_final_factor: float = 0.0
     kl_warmup_steps: int = 20_000
     w_x: float = 0.02
     w_y: float = 200.0
@@ -79,11 +86,21 @@ class StageConfig:
 
 @dataclass
 class ClassifierConfig:
-    """The independent attribute classifier (SPEC §6)."""
+    """The independent attribute classifier (SPEC §6).
+
+    ``lr_schedule``, ``lr_warmup_steps`` and ``lr_final_factor`` as in :class:`StageConfig`
+    (the default, ``exponential`` without decay, is a constant learning rate); ``arch``,
+    ``base_channels``, ``n_downsample`` and ``n_res_blocks`` size its image encoder as in
+    :class:`vlvae.models.config.ModelConfig`.
+    """
 
     steps: int = 20_000
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "exponential"
+    lr_warmup_steps: int = 0
+    lr_final_factor: float = 0.0
+    arch: str = "cyclegan"
     base_channels: int = 32
     n_downsample: int = 2
     n_res_blocks: int = 2
@@ -156,12 +173,12 @@ def _cpu() -> ExperimentConfig:
     cfg = ExperimentConfig(name="cpu")
     cfg.data = DataConfig(n=30_000, size=64, val_fraction=0.1, zoom=1.8, supersample=2)
     cfg.model = ModelConfig(
-        image_size=64, base_channels=16, n_downsample=2, n_res_blocks=1, encoding_dim=200,
+        image_size=64, arch="strided", base_channels=32, n_downsample=4, n_res_blocks=0, encoding_dim=200,
         embedding_dim=64, text_hidden=128, latent_dim=32, shared_hidden=250, decoder_dim=200,
     )
-    cfg.vlvae = StageConfig(steps=2_400, batch_size=64, lr=5e-4, lr_decay=1.0, kl_warmup_steps=500,
-                            w_x=0.1, w_y=200.0, val_every=400, val_examples=512, checkpoint_every=200,
-                            max_minutes=22.0)
+    cfg.vlvae = StageConfig(steps=6_000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=200,
+                            lr_final_factor=0.05, kl_warmup_steps=1_000, w_x=0.1, w_y=200.0, val_every=500,
+                            val_examples=512, checkpoint_every=250, max_minutes=22.0)
     cfg.text_posterior = StageConfig(steps=3_000, batch_size=128, lr=1e-3, lr_decay=1.0,
                                      kl_warmup_steps=0, val_every=1_000, val_examples=512,
                                      checkpoint_every=500)

@@ -1,7 +1,9 @@
 """``vlvae reproduce``: from nothing to the report, one stage at a time.
 
 Stages (each skipped when already finished; an interrupted one resumes):
-data, VLVAE, q_True, q_Agg, aggregate prior, classifier, evaluation. The
+data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation. The
+classifier is trained before the VLVAE so that stage 1 can report the
+correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (or the CelebA data set), ``run/`` (the run
 folder with ``report.md``), and ``classifier/``.
 """
@@ -37,7 +39,8 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         progress: progress bars inside stages (default: when the terminal is interactive).
     """
     from vlvae.evaluation.classifier import train_classifier_for
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.data.format import read_manifest, read_vocabulary
+    from vlvae.evaluation.report import evaluate_run, load_scorer
     from vlvae.training.run import stage_dir, train_prior, train_text_posterior, train_vlvae
 
     out = Path(out)
@@ -83,18 +86,24 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
                                       supersample=d.supersample)
         timed(1, "data", lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
               data / "manifest.json")
-    # The run folder stores the config; later stages read it from there.
-    resume = lambda stage: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
-    timed(2, "VLVAE", lambda: train_vlvae(data, run, name, None, list(overrides), resume("vlvae"), progress),
-          stage_dir(run, "vlvae") / "metrics.json")
-    timed(3, "q_True", lambda: train_text_posterior(run, "true", resume("q_true"), progress),
-          stage_dir(run, "q_true") / "metrics.json")
-    timed(4, "q_Agg", lambda: train_text_posterior(run, "agg", resume("q_agg"), progress),
-          stage_dir(run, "q_agg") / "metrics.json")
-    timed(5, "prior", lambda: train_prior(run, resume("prior"), progress), stage_dir(run, "prior") / "metrics.json")
-    timed(6, "classifier", lambda: train_classifier_for(data, cls, name, list(overrides),
+    # The judge comes first: stage 1 then logs its reconstructions' correctness at every validation.
+    timed(2, "classifier", lambda: train_classifier_for(data, cls, name, list(overrides),
                                                         (cls / "last.ckpt").exists(), progress),
           cls / "metrics.json")
+    # The run folder stores the config; later stages read it from there.
+    resume = lambda stage: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
+
+    def stage_one():
+        vocab = read_vocabulary(data)
+        scorer, _ = load_scorer(read_manifest(data).get("dataset", "two_objects"), cls, vocab)
+        return train_vlvae(data, run, name, None, list(overrides), resume("vlvae"), progress, scorer=scorer.score)
+
+    timed(3, "VLVAE", stage_one, stage_dir(run, "vlvae") / "metrics.json")
+    timed(4, "q_True", lambda: train_text_posterior(run, "true", resume("q_true"), progress),
+          stage_dir(run, "q_true") / "metrics.json")
+    timed(5, "q_Agg", lambda: train_text_posterior(run, "agg", resume("q_agg"), progress),
+          stage_dir(run, "q_agg") / "metrics.json")
+    timed(6, "prior", lambda: train_prior(run, resume("prior"), progress), stage_dir(run, "prior") / "metrics.json")
     _line(7, n, "evaluation", "running ...")
     t = time.time()
     metrics = evaluate_run(run, cls, progress=False)

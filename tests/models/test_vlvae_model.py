@@ -126,3 +126,19 @@ def test_config_rejects_bad_sizes():
         ModelConfig(image_size=18, n_downsample=2)
     with pytest.raises(VLVAEError, match="latent_dim"):
         ModelConfig(latent_dim=1)
+
+
+def test_forward_runs_the_shared_decoder_once_and_matches_the_separate_likelihoods():
+    torch.manual_seed(0)
+    model = VLVAE(_config()).eval()
+    calls = []
+    model.shared_decoder.register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    x, y = _batch()
+    torch.manual_seed(1)
+    out = model(x, y)
+    assert len(calls) == 1
+    torch.manual_seed(1)
+    mean, logvar = model.posterior.encode(x, y)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    assert out.log_px.item() == pytest.approx(model.log_px(x, z).mean().item(), rel=1e-6)
+    assert out.log_py.item() == pytest.approx(model.log_py(y, z).mean().item(), rel=1e-6)

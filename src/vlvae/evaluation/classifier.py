@@ -93,7 +93,8 @@ class ClassifierTask(L.LightningModule):
         self.start_step = 0
         network = RelationalSlotClassifier if n_conditions else AttributeClassifier
         self.model = network(image_size, slot_sizes, n_conditions, base_channels=config.base_channels,
-                                         n_downsample=config.n_downsample, n_res_blocks=config.n_res_blocks)
+                                         n_downsample=config.n_downsample, n_res_blocks=config.n_res_blocks,
+                             arch=config.arch)
 
     def trainable(self):
         return self.model
@@ -133,7 +134,9 @@ class ClassifierTask(L.LightningModule):
         self.log("val/accuracy", acc, sync_dist=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.stage.lr)
+        from vlvae.training.schedule import adam_with_schedule
+
+        return adam_with_schedule(self.model.parameters(), self.stage)
 
 
 def training_settings(config: ClassifierConfig) -> dict:
@@ -153,7 +156,8 @@ def open_classifier_folder(out: Path, info: dict) -> None:
 
 def _stage_of(config: ClassifierConfig) -> StageConfig:
     return StageConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, weight_decay=0.0,
-                       lr_decay=1.0, kl_warmup_steps=0, val_every=max(1, config.steps // 4),
+                       lr_decay=1.0, lr_schedule=config.lr_schedule, lr_warmup_steps=config.lr_warmup_steps,
+                       lr_final_factor=config.lr_final_factor, kl_warmup_steps=0, val_every=max(1, config.steps // 4),
                        val_examples=2_000, checkpoint_every=max(1, config.steps // 10))
 
 
@@ -228,7 +232,8 @@ def load_classifier(directory: Path):
     c = info["classifier"]
     model = RelationalSlotClassifier(info["image_size"], [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
                                 len(vocab.slots[RELATION_SLOT]), base_channels=c["base_channels"],
-                                n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"])
+                                n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"],
+                                arch=c.get("arch", "cyclegan"))
     load_weights(model, directory / "weights.safetensors", "attribute_classifier", remedy)
     return model.eval().requires_grad_(False), metrics
 

@@ -6,14 +6,20 @@
 * :func:`figure_conditional_samples` (Figs. 4, 6): per text, images and texts
   decoded from z ~ q(z|y) of each text posterior (q_Agg, q_True), scored
   against the given text when a scorer is given.
+* :func:`figure_convergence`: a stage's validation curves (stage 1: log p(x|z), KL,
+  reconstruction correctness) against wall-clock training minutes, read from its
+  CSV logs by :func:`read_validation_curves`, so one sees whether more time would help.
 
-Both draw on matplotlib's Agg canvas (without pyplot, so no global backend or figure state changes), run under ``torch.no_grad`` with a
+All draw on matplotlib's Agg canvas (without pyplot, so no global backend or figure state changes)
+and write their PNG atomically; the sample figures run under ``torch.no_grad`` with a
 fixed seed inside a forked random state (so the caller's random stream is
-untouched and the figure is reproducible), and write their PNG atomically.
+untouched and the figure is reproducible).
 """
 
 from __future__ import annotations
 
+import csv
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -25,15 +31,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from torch import LongTensor, Tensor
 
-from vlvae.data.format import atomic_path
+from vlvae.data.format import atomic_path, atomic_write_json
 from vlvae.data.vocabulary import Vocabulary
+from vlvae.errors import VLVAEError
 
 __all__ = [
+    "CONVERGENCE_PANELS",
     "POSTERIOR_LABELS",
     "PRIOR_LABELS",
+    "convergence_summary",
     "figure_conditional_samples",
+    "figure_convergence",
     "figure_reconstructions",
     "new_figure",
+    "read_validation_curves",
     "save_figure",
     "text_caption",
 ]
@@ -272,3 +283,176 @@ def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, voca
         right = axes[0, 1 + g * n_samples].get_position().x0
         fig.add_artist(Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.6", lw=1.0))
     return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convergence: validation curves from the CSV logs against wall-clock training minutes.
+
+#: Stage 1 validation metrics drawn by :func:`figure_convergence`: column -> (panel title, scale).
+CONVERGENCE_PANELS = {
+    "val/log_px": ("validation log p(x|z) (nats per image)", 1.0),
+    "val/kl": ("validation KL(q(z|x) || p(z)) (nats)", 1.0),
+    "val/correctness": ("reconstruction correctness (%)", 100.0),
+}
+_SESSION = re.compile(r"from_step_(\d+)")
+
+
+def _read_session(path: Path) -> tuple[int | None, list[dict[str, str]]]:
+    """(starting step from the folder name ``from_step_<N>``, or None; rows) of one metrics.csv."""
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if (row.get("step") or "").strip()]
+    match = _SESSION.fullmatch(path.parent.name)
+    return (int(match.group(1)) if match else None), rows
+
+
+def _step(row: dict[str, str]) -> int:
+    return int(float(row["step"]))
+
+
+def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
+    """The validation passes logged while fitting a stage, over all its training sessions.
+
+    Reads every ``STAGE/logs/csv/<session>/metrics.csv`` written by Lightning's CSVLogger
+    (one row per ``log_metrics`` call: a ``step`` column, ``epoch``, and one column per metric;
+    cells of metrics not logged in that call are empty). Lightning logs the 0-based index of the
+    last batch as ``step``, so a pass logged at step s saw the weights after s + 1 optimiser steps.
+    Sessions are taken in order of their starting step (``from_step_<N>``, the checkpoint's
+    global step; for other folder names, their first logged step). A session resumed from N
+    replaces every row that earlier sessions logged at steps >= N (that part of their history was
+    discarded when the checkpoint was reloaded), so at a step logged twice the later session's
+    row wins. Only rows with ``val/minutes`` are kept: validation during fitting, not the final
+    ``trainer.validate`` nor training rows.
+
+    Args:
+        stage_dir: a stage folder, e.g. ``RUN/vlvae``.
+
+    Returns:
+        ``step`` (int64), ``val/minutes`` and every other ``val/...`` column with at least one
+        value (float64, NaN where a row lacks it), each (P,) over the P validation passes in
+        order of step. P is 0 when the logs hold no ``val/minutes`` (runs from before it was logged).
+
+    Raises:
+        VLVAEError: the stage has no metrics.csv.
+    """
+    stage_dir = Path(stage_dir)
+    paths = sorted((stage_dir / "logs" / "csv").glob("*/metrics.csv"))
+    if not paths:
+        raise VLVAEError(f"{stage_dir} has no training logs (logs/csv/*/metrics.csv); train the stage first, "
+                         "or pass the stage folder of a run (e.g. RUN/vlvae)")
+    sessions = []
+    for path in paths:
+        start, rows = _read_session(path)
+        if start is None:
+            if not rows:
+                continue
+            start = min(_step(row) for row in rows)
+        sessions.append((start, path.parent.name, rows))
+    passes: dict[int, dict[str, str]] = {}
+    for start, _, rows in sorted(sessions, key=lambda s: (s[0], s[1])):
+        passes = {step: row for step, row in passes.items() if step < start}
+        for row in rows:
+            if (row.get("val/minutes") or "").strip():
+                passes[_step(row)] = row
+    steps = sorted(passes)
+    columns = sorted({key for row in passes.values() for key, value in row.items()
+                      if key and key.startswith("val/") and key != "val/minutes" and (value or "").strip()})
+    curves = {"step": np.array(steps, dtype=np.int64)}
+    for key in ["val/minutes", *columns]:
+        cells = [(passes[s].get(key) or "").strip() for s in steps]
+        curves[key] = np.array([float(c) if c else np.nan for c in cells], dtype=np.float64)
+    return curves
+
+
+def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -> dict:
+    """The last validation pass and each stage 1 metric's change over the last ``fraction`` of training time.
+
+    The change of a metric runs from its last logged pass at or before ``(1 - fraction)`` of the
+    last pass's minutes to its last logged pass; it is None with too few passes to span that window.
+    Correctness is a fraction in [0, 1], as logged.
+    """
+    minutes, steps = curves["val/minutes"], curves["step"]
+    if not len(steps):
+        raise VLVAEError("no validation passes with val/minutes to summarise")
+    since = (1.0 - fraction) * float(minutes[-1])
+    last = {"step": int(steps[-1]), "minutes": float(minutes[-1])}
+    change = {}
+    for key in CONVERGENCE_PANELS:
+        name = key.removeprefix("val/")
+        values = curves.get(key)
+        logged = np.flatnonzero(np.isfinite(values)) if values is not None else np.array([], dtype=int)
+        last[name] = float(values[-1]) if values is not None and np.isfinite(values[-1]) else None
+        before = logged[minutes[logged] <= since] if len(logged) else logged
+        if not len(before) or before[-1] == logged[-1]:
+            change[name] = None
+            continue
+        a, b = int(before[-1]), int(logged[-1])
+        change[name] = {"from_step": int(steps[a]), "from_minutes": float(minutes[a]), "to_step": int(steps[b]),
+                        "to_minutes": float(minutes[b]), "change": float(values[b] - values[a])}
+    return {"last": last, "fraction": fraction, "since_minutes": since, "change": change}
+
+
+def _json_values(values: np.ndarray) -> list:
+    """An array as JSON numbers: ints stay ints, NaN becomes null."""
+    if values.dtype.kind in "iu":
+        return [int(v) for v in values]
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def figure_convergence(stage_dir: Path, out: Path) -> Path:
+    """Stage 1 validation curves against wall-clock training minutes, as a PNG and a JSON beside it.
+
+    One panel per metric of :data:`CONVERGENCE_PANELS` (log p(x|z), KL, reconstruction
+    correctness in %), each validation pass a marker, the last one annotated with its step;
+    a metric that was not logged (correctness without a judge) gets a panel saying so.
+    ``out`` with suffix ``.json`` holds the curves of :func:`read_validation_curves` (NaN as
+    null) and :func:`convergence_summary`.
+
+    Args:
+        stage_dir: the stage folder, e.g. ``RUN/vlvae``.
+        out: the PNG to write.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        VLVAEError: the stage has no logs, or none with ``val/minutes``.
+    """
+    stage_dir, out = Path(stage_dir), Path(out)
+    curves = read_validation_curves(stage_dir)
+    if not len(curves["step"]):
+        raise VLVAEError(f"the logs in {stage_dir} have no validation passes with val/minutes (the run predates "
+                         "it, or never reached a validation pass), so there is no convergence curve to draw")
+    minutes, steps = curves["val/minutes"], curves["step"]
+    fig, axes = new_figure(1, len(CONVERGENCE_PANELS), (4.2 * len(CONVERGENCE_PANELS), 3.6))
+    for ax, (key, (title, scale)) in zip(axes[0], CONVERGENCE_PANELS.items()):
+        ax.set_title(title, fontsize=9.5)
+        values = curves.get(key)
+        logged = np.isfinite(values) if values is not None else np.zeros(len(steps), dtype=bool)
+        if not logged.any():
+            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", fontsize=11,
+                    color="0.45")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        x, y = minutes[logged], scale * values[logged]
+        ax.plot(x, y, marker="o", markersize=3.5, linewidth=1.2, color="C0")
+        high = y[-1] >= (y.min() + y.max()) / 2  # label the last point on the side with room
+        ax.annotate(f"step {int(steps[logged][-1])}", xy=(x[-1], y[-1]), xytext=(-8, -10 if high else 10),
+                    textcoords="offset points", ha="right", va="top" if high else "bottom", fontsize=8,
+                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.7})
+        ax.margins(x=0.06, y=0.12)
+        ax.plot(x[-1:], y[-1:], marker="o", markersize=6, color="C3", linestyle="none")
+        ax.set_xlabel("training minutes (wall clock)", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{stage_dir.name}: {len(steps)} validation passes during training "
+                 f"(steps {int(steps[0])}-{int(steps[-1])}, {float(minutes[-1]):.3g} min)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    save_figure(fig, out)
+    atomic_write_json(out.with_suffix(".json"), {
+        "stage_dir": str(stage_dir),
+        "x": "val/minutes",
+        "curves": {key: _json_values(values) for key, values in curves.items()},
+        "summary": convergence_summary(curves),
+    })
+    return out

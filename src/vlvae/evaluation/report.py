@@ -33,7 +33,8 @@ PAPER = {
 _NAMES = {"q_true": "q_True(z|y)", "q_agg": "q_Agg(z|y)", "standard": "p(z) = N(0, I)", "learned": "q_φ(z)"}
 
 
-def _scorer(dataset: str, classifier_dir: Path, vocab):
+def load_scorer(dataset: str, classifier_dir: Path, vocab):
+    """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness."""
     if dataset == "celeba":
         from vlvae.evaluation.celeba_scoring import CelebAScorer, load_celeba_classifier
 
@@ -68,7 +69,7 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     learned = load_prior(run, cfg)
     priors = {"standard": model.prior, "learned": learned}
     data = ImageTextDataset(Path(info["data"]), "val")
-    scorer, cls_metrics = _scorer(data.dataset, classifier, data.vocab)
+    scorer, cls_metrics = load_scorer(data.dataset, classifier, data.vocab)
     threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
     real = cls_metrics.get("real_accuracy", {}).get("overall")
     if real is None:
@@ -129,6 +130,13 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
             model, x[:6], y[:6], data.vocab, priors, fig_dir / "fig3_reconstructions.png")
         figure_paths["conditional_samples"] = figs.figure_conditional_samples(
             model, posteriors, y, data.vocab, fig_dir / "fig4_conditional_samples.png", scorer=scorer.score)
+        try:
+            curves = figs.read_validation_curves(run / "vlvae")
+        except VLVAEError:  # no stage 1 logs
+            curves = None
+        if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
+            figure_paths["convergence"] = figs.figure_convergence(run / "vlvae", fig_dir / "stage1_convergence.png")
+            metrics["stage1_convergence"] = figs.convergence_summary(curves)
         figure_paths = {k: str(Path(v).relative_to(run)) for k, v in figure_paths.items()}
     metrics["figures"] = figure_paths
     atomic_write_json(run / "metrics.json", metrics)
@@ -143,6 +151,29 @@ def _pct(s: dict) -> str:
 
 def _nats(s: dict) -> str:
     return f"{s['mean']:.2f} ± {s['stderr']:.2f}"
+
+
+def _convergence_line(conv: dict, cfg) -> str:
+    """One line on stage 1's last validation pass and its trend over the last part of training time."""
+    last, change = conv["last"], conv["change"]
+
+    def _v(value, scale=1.0, unit=""):
+        return "not logged" if value is None else f"{scale * value:.2f}{unit}"
+
+    text = (f"Last validation pass while training stage 1 (step {last['step']}, {last['minutes']:.3g} min): "
+            f"log p(x|z) {_v(last.get('log_px'))}, KL {_v(last.get('kl'))}, correctness "
+            f"{_v(last.get('correctness'), 100, ' %')}. ")
+    ch_x, ch_c = change.get("log_px"), change.get("correctness")
+    if ch_x is None:
+        text += (f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % "
+                 "of its training minutes.")
+    else:
+        text += (f"Over the last {100 * conv['fraction']:.0f} % of its training minutes (from "
+                 f"{ch_x['from_minutes']:.3g} min, step {ch_x['from_step']}): log p(x|z) {ch_x['change']:+.2f}"
+                 + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "") + ".")
+    return (text + " (Logged during training on the stage's validation subset: log p(x|z) is a one-sample "
+            f"estimate for pixels in [{cfg.model.pixel_low}, {cfg.model.pixel_high}], without the tables' "
+            "Jacobian, so compare its trend, not its magnitude.)")
 
 
 def render_report(metrics: dict, cfg) -> str:
@@ -251,9 +282,14 @@ def render_report(metrics: dict, cfg) -> str:
             "",
         ]
     figs = metrics.get("figures", {})
-    if figs:
+    conv = metrics.get("stage1_convergence")
+    if conv and "convergence" in figs:
+        lines += ["## Stage 1 convergence", "", f"![convergence]({figs['convergence']})", "",
+                  _convergence_line(conv, cfg), ""]
+    others = {name: path for name, path in figs.items() if name != "convergence"}
+    if others:
         lines += ["## Figures", ""]
-        for name, path in figs.items():
+        for name, path in others.items():
             lines += [f"![{name}]({path})", ""]
     lines += [f"Evaluated in {metrics['seconds']:.0f} s; git commit {metrics['git_commit']}.", ""]
     return "\n".join(lines)

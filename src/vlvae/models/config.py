@@ -33,9 +33,13 @@ class ModelConfig:
     Attributes:
         image_size: side of the square input images; divisible by ``2**n_downsample``.
         image_channels: colour channels of the images.
+        arch: image encoder/decoder family: ``cyclegan`` (the paper's, SPEC §2) or
+            ``strided`` (strided convolutions with batch norm, the CPU presets';
+            see :mod:`vlvae.models.image`).
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
-        n_res_blocks: residual blocks in the image encoder and in the image decoder.
+        n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
+            or residual 3×3 layers after each stride-2 convolution (``strided``).
         encoding_dim: size of the image and text encodings.
         embedding_dim: size of the word embeddings.
         text_hidden: GRU hidden size of the text encoder and decoder.
@@ -56,6 +60,7 @@ class ModelConfig:
 
     image_size: int = 112
     image_channels: int = 3
+    arch: str = "cyclegan"
     base_channels: int = 64
     n_downsample: int = 2
     n_res_blocks: int = 3
@@ -78,6 +83,10 @@ class ModelConfig:
     joint_inference: bool = False
 
     def __post_init__(self) -> None:
+        from vlvae.models.image import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise VLVAEError(f"model.arch is {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         feature_side(self.image_size, self.n_downsample)
         if self.latent_dim < 2:
             raise VLVAEError(

@@ -1,4 +1,4 @@
-"""CycleGAN-style ResNet image encoder and decoder (Cremer & Kushman 2018, §5.1).
+"""Image encoders and decoders: the paper's CycleGAN-style ResNet (§5.1) and a strided CNN for CPUs.
 
 The paper builds on the CycleGAN generator (Zhu et al. 2017, "Unpaired
 Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
@@ -12,12 +12,25 @@ projected to 1,000 then to the 200-d encoding; the decoder mirrors it from a
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlvae.models.config import feature_side
 
-__all__ = ["ResidualBlock", "ImageEncoder", "ImageDecoder"]
+__all__ = [
+    "ARCHITECTURES",
+    "ResidualBlock",
+    "ResidualConv",
+    "ImageEncoder",
+    "ImageDecoder",
+    "StridedEncoder",
+    "StridedDecoder",
+    "make_image_encoder",
+    "make_image_decoder",
+]
 
 BOTTLENECK_CHANNELS = 10
 BOTTLENECK_FEATURES = 1000
@@ -166,3 +179,165 @@ class ImageDecoder(nn.Module):
         seed = self.seed(h).view(-1, BOTTLENECK_CHANNELS, DECODER_SEED_SIDE, DECODER_SEED_SIDE)
         seed = F.interpolate(seed, size=(self.side, self.side), mode="bilinear", align_corners=False)
         return self.body(seed)
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    """Group normalisation (Wu & He 2018, https://arxiv.org/abs/1803.08494) with up to 8 groups.
+
+    Chosen over batch norm for the strided networks: on a 2-core CPU it measured 2-3× faster
+    (batch 64, 32 channels at 32 × 32: 2.3 vs 6.1 ms forward + backward), and it keeps no running
+    statistics, whose lag behind fast-changing weights made a batch-norm classifier trained at a
+    constant learning rate score 47 % in evaluation mode against 93 % with batch statistics.
+    """
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ResidualConv(nn.Module):
+    """x + ReLU(group norm(3×3 conv(x))): one residual layer at a fixed resolution (strided family).
+
+    Arguments:
+        channels: input and output channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), _group_norm(channels),
+                                   nn.ReLU(inplace=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (batch, channels, H, W) -> (batch, channels, H, W)."""
+        return x + self.block(x)
+
+
+class StridedEncoder(nn.Module):
+    """Image -> encoding vector with strided convolutions and group norm (the CPU presets' ``strided`` arch).
+
+    ``n_downsample`` stride-2 4×4 convs, the first to ``base_channels`` and each
+    further one doubling the width, each with group norm and ReLU; flatten;
+    linear to ``out_features``. DCGAN-style (Radford et al. 2015,
+    https://arxiv.org/abs/1511.06434). Nothing runs at full resolution:
+    measured on a 2-core CPU (batch 64, 64 × 64, forward + backward), a 3×3
+    convolution to 32 channels at full resolution costs 84 ms and its batch norm
+    41 ms, while the first stride-2 4×4 convolution costs 10 ms.
+
+    Arguments:
+        image_size: side of the square input.
+        in_channels: input channels (3 for RGB).
+        base_channels: width after the first convolution.
+        n_downsample: stride-2 convolutions.
+        out_features: size of the encoding.
+        n_res_layers: :class:`ResidualConv` layers after each stride-2 convolution (more
+            computation at each resolution; the classifier uses one to tell small shapes apart).
+
+    Example:
+        >>> enc = StridedEncoder(16, 3, 4, 2, 8)
+        >>> enc(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, image_size: int, in_channels: int, base_channels: int, n_downsample: int,
+                 out_features: int, n_res_layers: int = 0) -> None:
+        super().__init__()
+        side = feature_side(image_size, n_downsample)
+        if n_downsample < 1:
+            raise ValueError("the strided encoder needs n_downsample >= 1")
+        layers: list[nn.Module] = []
+        width, out = in_channels, base_channels
+        for _ in range(n_downsample):
+            layers += [
+                nn.Conv2d(width, out, 4, stride=2, padding=1, bias=False),
+                _group_norm(out),
+                nn.ReLU(inplace=True),
+            ]
+            layers += [ResidualConv(out) for _ in range(n_res_layers)]
+            width, out = out, 2 * out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width * side * side, out_features)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (batch, in_channels, H, W) -> (batch, out_features)."""
+        # channels_last (weights and activations): measured 10-20 % faster on a 2-core CPU here.
+        return self.head(self.features(x.contiguous(memory_format=torch.channels_last)).flatten(1))
+
+
+class StridedDecoder(nn.Module):
+    """Shared-decoder vector -> α ∈ (0, 1), mirroring :class:`StridedEncoder`.
+
+    Linear to the widest width at the encoder's feature side, group norm, ReLU;
+    ``n_downsample − 1`` stride-2 4×4 transposed convs halving the width, each
+    with group norm and ReLU; a last stride-2 transposed conv straight to
+    ``out_channels`` at full resolution; sigmoid. Measured on a 2-core CPU
+    (batch 64, forward + backward): the last transposed conv from 32 channels
+    at 32 × 32 to 3 at 64 × 64 costs 12 ms, a nearest-neighbour upsampling
+    followed by a 3×3 conv doing the same 190 ms.
+
+    Arguments:
+        in_features: size of the input vector (the shared decoder's output).
+        image_size: side of the square output.
+        out_channels: output channels (3 for RGB).
+        base_channels: the decoder's narrowest hidden width (as the encoder's first convolution).
+        n_downsample: transposed stride-2 convolutions (at least 1).
+        n_res_layers: :class:`ResidualConv` layers after each hidden transposed convolution.
+
+    Example:
+        >>> dec = StridedDecoder(8, 16, 3, 4, 2)
+        >>> dec(torch.randn(2, 8)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(self, in_features: int, image_size: int, out_channels: int, base_channels: int,
+                 n_downsample: int, n_res_layers: int = 0) -> None:
+        super().__init__()
+        if n_downsample < 1:
+            raise ValueError("the strided decoder needs n_downsample >= 1")
+        self.side = feature_side(image_size, n_downsample)
+        self.width = base_channels * 2 ** (n_downsample - 1)
+        self.seed = nn.Linear(in_features, self.width * self.side * self.side, bias=False)
+        self.seed_norm = nn.Sequential(_group_norm(self.width), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        width = self.width
+        for _ in range(n_downsample - 1):
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1, bias=False),
+                _group_norm(width // 2),
+                nn.ReLU(inplace=True),
+            ]
+            width //= 2
+            layers += [ResidualConv(width) for _ in range(n_res_layers)]
+        layers += [nn.ConvTranspose2d(width, out_channels, 4, stride=2, padding=1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h: (batch, in_features) -> α: (batch, out_channels, image_size, image_size)."""
+        seed = self.seed_norm(self.seed(h).view(-1, self.width, self.side, self.side))
+        return self.body(seed.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+#: Image network families: ``cyclegan`` is the paper's (SPEC §2, §2.1); ``strided`` is the CPU presets'.
+ARCHITECTURES = ("cyclegan", "strided")
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown image architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def make_image_encoder(arch: str, image_size: int, in_channels: int, base_channels: int, n_downsample: int,
+                       n_res_blocks: int, out_features: int) -> nn.Module:
+    """The image encoder of family ``arch``: ``n_res_blocks`` residual blocks at the bottleneck (``cyclegan``)
+    or residual 3×3 layers after each stride-2 convolution (``strided``)."""
+    _check_arch(arch)
+    if arch == "strided":
+        return StridedEncoder(image_size, in_channels, base_channels, n_downsample, out_features, n_res_blocks)
+    return ImageEncoder(image_size, in_channels, base_channels, n_downsample, n_res_blocks, out_features)
+
+
+def make_image_decoder(arch: str, in_features: int, image_size: int, out_channels: int, base_channels: int,
+                       n_downsample: int, n_res_blocks: int) -> nn.Module:
+    """The image decoder of family ``arch``, ``n_res_blocks`` as in :func:`make_image_encoder`."""
+    _check_arch(arch)
+    if arch == "strided":
+        return StridedDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)
+    return ImageDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)

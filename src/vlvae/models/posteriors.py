@@ -25,7 +25,7 @@ from zuko.flows import Flow
 
 from vlvae.models.config import ModelConfig
 from vlvae.models.flows import ConditionalDiagNormal, LearnableDiagNormal, coupling_transforms
-from vlvae.models.image import ImageEncoder
+from vlvae.models.image import make_image_encoder
 from vlvae.models.shared import SharedEncoder
 from vlvae.models.text import TextEncoder
 
@@ -49,7 +49,8 @@ class ImagePosterior(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.joint = config.joint_inference
-        self.image_encoder = ImageEncoder(
+        self.image_encoder = make_image_encoder(
+            config.arch,
             config.image_size,
             config.image_channels,
             config.base_channels,

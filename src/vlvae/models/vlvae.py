@@ -23,7 +23,7 @@ from torch.distributions import Distribution, Independent
 from zuko.distributions import DiagNormal
 
 from vlvae.models.config import ModelConfig
-from vlvae.models.image import ImageDecoder
+from vlvae.models.image import make_image_decoder
 from vlvae.models.likelihoods import ConstrainedBeta, map_pixels, unmap_pixels
 from vlvae.models.posteriors import ImagePosterior
 from vlvae.models.shared import SharedDecoder
@@ -71,7 +71,8 @@ class VLVAE(nn.Module):
         self.config = config
         self.posterior = ImagePosterior(config)
         self.shared_decoder = SharedDecoder(config.latent_dim, config.shared_hidden, config.decoder_dim)
-        self.image_decoder = ImageDecoder(
+        self.image_decoder = make_image_decoder(
+            config.arch,
             config.decoder_dim,
             config.image_size,
             config.image_channels,
@@ -104,13 +105,18 @@ class VLVAE(nn.Module):
         return self.shared_decoder(z.reshape(-1, z.shape[-1])), z.shape[:-1]
 
     def _alpha(self, z: Tensor) -> Tensor:
-        h, lead = self._shared(z)
+        return self._alpha_of(*self._shared(z))
+
+    def _alpha_of(self, h: Tensor, lead: torch.Size) -> Tensor:
         alpha = self.image_decoder(h)
         return alpha.view(*lead, *alpha.shape[1:])
 
     def image_likelihood(self, z: Tensor) -> Distribution:
         """p(x|z) over *mapped* pixels: z (*lead, latent) -> constrained Beta, batch lead, event (3, H, W)."""
-        return Independent(ConstrainedBeta(self._alpha(z), self.config.beta_concentration), 3)
+        return self._beta(self._alpha(z))
+
+    def _beta(self, alpha: Tensor) -> Distribution:
+        return Independent(ConstrainedBeta(alpha, self.config.beta_concentration), 3)
 
     def map_pixels(self, x: Tensor) -> Tensor:
         """Pixels in [0, 1] -> [pixel_low, pixel_high], where p(x|z) is evaluated (same shape)."""
@@ -125,14 +131,20 @@ class VLVAE(nn.Module):
         return unmap_pixels(self._alpha(z), self.config.pixel_low, self.config.pixel_high)
 
     def _text_logits(self, z: Tensor, y: LongTensor) -> Tensor:
-        h, lead = self._shared(z)
+        return self._text_logits_of(*self._shared(z), y)
+
+    def _text_logits_of(self, h: Tensor, lead: torch.Size, y: LongTensor) -> Tensor:
         y = y.expand(*lead, y.shape[-1]).reshape(-1, y.shape[-1])
         logits = self.text_decoder.logits(h, y)
         return logits.view(*lead, *logits.shape[1:])
 
     def log_py(self, y: LongTensor, z: Tensor) -> Tensor:
         """log p(y|z), teacher forced: y broadcasting against (*lead, L), z (*lead, latent) -> lead."""
-        log_probs = self._text_logits(z, y).log_softmax(-1)
+        return self._log_py_of(self._text_logits(z, y), y)
+
+    @staticmethod
+    def _log_py_of(logits: Tensor, y: LongTensor) -> Tensor:
+        log_probs = logits.log_softmax(-1)
         y = y.expand(*log_probs.shape[:-1])
         return log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).sum(-1)
 
@@ -168,8 +180,11 @@ class VLVAE(nn.Module):
         """
         mean, logvar = self.posterior.encode(x, y)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        log_px = self.log_px(x, z)
-        log_py = self.log_py(y, z)
+        # One pass of the shared decoder feeds both likelihoods (and moves its batch-norm statistics once).
+        h, lead = self._shared(z)
+        alpha = self._alpha_of(h, lead)
+        log_px = self._beta(alpha).log_prob(self.map_pixels(x))
+        log_py = self._log_py_of(self._text_logits_of(h, lead, y), y)
         kl = kl_normal_standard(mean, logvar)
         objective = vlvae_elbo(log_px, log_py, kl, w_x=w_x, w_y=w_y, kl_weight=kl_weight)
         return VLVAEOutput(

@@ -95,14 +95,23 @@ def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
     return cfg, info
 
 
+def _arch_of(module: torch.nn.Module) -> str | None:
+    """The image-network family of a module that has one (a VLVAE, a classifier), else None."""
+    config = getattr(module, "config", None)
+    return getattr(config, "arch", None) or getattr(module, "arch", None)
+
+
 def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
-    """Save a module's state dict with safetensors (atomically), tagged with its kind."""
+    """Save a module's state dict with safetensors (atomically), tagged with its kind and image architecture."""
     from safetensors.torch import save_file
 
     # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
+    metadata = {"kind": kind}
+    if _arch_of(module) is not None:
+        metadata["arch"] = _arch_of(module)
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"kind": kind})
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
@@ -115,13 +124,20 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
         raise VLVAEError(f"{path} is missing; make it with `{remedy}`")
     try:
         with safe_open(str(path), framework="pt") as f:
-            saved_kind = (f.metadata() or {}).get("kind")
+            metadata = f.metadata() or {}
+        saved_kind = metadata.get("kind")
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise VLVAEError(f"{path} is corrupt ({exc}); retrain it with `{remedy}`") from exc
     if saved_kind != kind:
         raise VLVAEError(f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
                          f"point to the right run or retrain with `{remedy}`")
+    expected = _arch_of(module)
+    # Weights saved before architectures were named are all of the paper's CycleGAN-style family.
+    saved_arch = metadata.get("arch", "cyclegan")
+    if expected is not None and saved_arch != expected:
+        raise VLVAEError(f"{path} holds a {kind} of the {saved_arch!r} image architecture, but its config "
+                         f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -275,13 +291,18 @@ def _config_for(preset_name: str, steps: int | None, overrides: list[str]) -> Ex
 
 
 def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | None = None,
-                overrides: list[str] = (), resume: bool = False, progress: bool = True) -> dict:
-    """Stage 1: train the VLVAE on ``data`` into run folder ``out``."""
+                overrides: list[str] = (), resume: bool = False, progress: bool = True,
+                scorer=None) -> dict:
+    """Stage 1: train the VLVAE on ``data`` into run folder ``out``.
+
+    ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
+    to every validation pass (``val/correctness`` in the logs).
+    """
     from vlvae.training.tasks import VLVAETask
 
     cfg = init_run(out, data, _config_for(preset_name, steps, overrides))
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-    task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers)
+    task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer)
     return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
 
 

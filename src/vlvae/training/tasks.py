@@ -15,6 +15,8 @@ References:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -28,6 +30,7 @@ from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
+from vlvae.training.schedule import adam_with_schedule
 
 __all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
 
@@ -69,6 +72,28 @@ class StageTask(L.LightningModule):
         self.model_config, self.stage, self.data_root = model_config, stage, str(data_root)
         self.seed, self.num_workers = seed, num_workers
         self.start_step = 0
+        # Wall-clock seconds of fitting, carried across --resume in the checkpoint, so that
+        # validation curves can be drawn against the time they cost (``val/minutes``).
+        self._seconds_before = 0.0
+        self._session_started = None
+
+    def training_minutes(self) -> float:
+        """Wall-clock minutes spent fitting this stage so far, over every session (resumes included)."""
+        now = time.perf_counter() if self._session_started is not None else 0.0
+        return (self._seconds_before + now - (self._session_started or 0.0)) / 60.0
+
+    def on_train_start(self):
+        self._session_started = time.perf_counter()
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["training_seconds"] = 60.0 * self.training_minutes()
+
+    def on_load_checkpoint(self, checkpoint):
+        self._seconds_before = float(checkpoint.get("training_seconds", 0.0))
+
+    def on_validation_epoch_end(self):
+        if self.trainer.state.fn == "fit":
+            self.log("val/minutes", self.training_minutes(), sync_dist=True)
 
     def trainable(self) -> torch.nn.Module:
         """The module whose parameters this stage optimises and saves."""
@@ -98,11 +123,7 @@ class StageTask(L.LightningModule):
                           shuffle=False, num_workers=0)
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.trainable().parameters(), lr=self.stage.lr,
-                               weight_decay=self.stage.weight_decay)
-        decay = self.stage.lr_decay
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: decay ** step)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam_with_schedule(self.trainable().parameters(), self.stage)
 
     def _log_all(self, prefix: str, values: dict, batch_size: int, prog_bar=()):
         for key, value in values.items():
@@ -111,11 +132,18 @@ class StageTask(L.LightningModule):
 
 
 class VLVAETask(StageTask):
-    """Stage 1: the VLVAE with image-only inference q(z|x) (Eqns 1-2)."""
+    """Stage 1: the VLVAE with image-only inference q(z|x) (Eqns 1-2).
 
-    def __init__(self, *args, **kwargs):
+    Args:
+        scorer: optional judge ``(images (N, 3, H, W) in [0, 1], texts (N, L)) -> (N,) correctness``;
+            when given, each validation pass also logs ``val/correctness``, the correctness of
+            images decoded from z ~ q(z|x) against the paired text (the ceiling of any q(z|y)).
+    """
+
+    def __init__(self, *args, scorer: Callable | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.model = VLVAE(self.model_config)
+        self.scorer = scorer
 
     def trainable(self):
         return self.model
@@ -132,8 +160,12 @@ class VLVAETask(StageTask):
     def validation_step(self, batch, batch_idx):
         x, y = images_to_float(batch["image"]), batch["text"]
         out = self.model(x, y)
-        self._log_all("val", {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl},
-                      len(x))
+        values = {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl}
+        if self.scorer is not None:
+            with torch.no_grad():
+                z = self.model.image_posterior(x, y).sample()
+                values["correctness"] = self.scorer(self.model.image_mean(z), y).mean()
+        self._log_all("val", values, len(x))
 
 
 class _FrozenVLVAEMixin:

@@ -1,0 +1,33 @@
+"""benchmarks/train_throughput.py measures every stage through the real training tasks."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_stage_reports_throughput_and_table_seconds(throughput, tmp_path):
+    printed = []
+    rows = throughput.benchmark(["tiny"], seconds=0.1, n=64, data=tmp_path, workers=1, warmup=1,
+                                on_row=lambda row: printed.append(throughput.format_row(row)))
+    assert [r["stage"] for r in rows] == list(throughput.STAGES)
+    assert len(printed) == len(rows)
+    for row in rows:
+        assert row["preset"] == "tiny" and row["batch"] > 0 and row["steps"] >= 1
+        assert math.isfinite(row["examples_per_s"]) and row["examples_per_s"] > 0, row
+        if row["stage"] in ("q_true", "q_agg", "prior"):
+            assert row["table_s"] is not None and math.isfinite(row["table_s"]) and row["table_s"] > 0, row
+        else:
+            assert row["table_s"] is None, row
+    assert (tmp_path / "two_objects_16px" / "manifest.json").is_file()  # the data set is kept for reuse
