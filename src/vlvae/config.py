@@ -89,7 +89,7 @@ class ClassifierConfig:
     """The independent attribute classifier (SPEC §6).
 
     ``lr_schedule``, ``lr_warmup_steps`` and ``lr_final_factor`` as in :class:`StageConfig`
-    (the default, ``exponential`` without decay, is a constant learning rate); ``arch``,
+    (the default, ``exponential`` without decay, is a constant learning rate); ``arch``, ``norm``,
     ``base_channels``, ``n_downsample`` and ``n_res_blocks`` size its image encoder as in
     :class:`vlvae.models.config.ModelConfig`.
     """
@@ -101,6 +101,7 @@ class ClassifierConfig:
     lr_warmup_steps: int = 0
     lr_final_factor: float = 0.0
     arch: str = "cyclegan"
+    norm: str = "batch"
     base_channels: int = 32
     n_downsample: int = 2
     n_res_blocks: int = 2
@@ -152,62 +153,64 @@ def _paper() -> ExperimentConfig:
 def _cpu() -> ExperimentConfig:
     """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in about 45 minutes.
 
-    Why each number (measured on the 2-core development machine; see
-    ``benchmarks/train_throughput.py`` and the README):
+    Why each number (measured on the 2-core development machine with
+    ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
 
-    - data: 30,000 pairs at 64 x 64 render in about 2-3 minutes; zoom 1.8 makes
-      a small object about 9 px wide, legible to the classifier (the probe of
-      SPEC §8 saw shapes fail at ~8 px without zoom at 112 px).
-    - model: 16 base channels and one residual block train at ~120 images/s
-      (32 channels: ~33/s); z = 32 as in the calibration probe; width-250
-      shared MLPs and a 128-wide GRU keep the text decoder cheap.
-    - stage 1: 2,400 steps of 64 (~5 epochs, ~20 minutes) with a 22-minute
-      wall-time cap; lr 5e-4 and w_x = 0.1 avoided posterior collapse in the
-      probe and keep small objects visible; w_y = 200 as the authors'.
-    - stages 2-3: cheap once q(z|x) is tabulated; 3,000 steps of 128.
-    - classifier: 2,500 steps of 64 (~8 minutes); it reaches ~87.5 %, so the threshold is 85 %.
+    - data: 100,000 pairs at 64 x 64 render in about 2.5 minutes (~700 images/s), so
+      stage 1 sees each training image about 9 times rather than 40 times a set of 30,000;
+      zoom 1.8 makes a small object about 9 px wide (SPEC §8: shapes fail at ~8 px).
+    - model: ``arch="strided"`` instead of the paper's CycleGAN-style networks, which kept
+      the same budget at 127-142 images/s: stride-2 4x4 convolutions with batch norm and
+      nothing at full resolution train at ~775 images/s with 16 base channels (~360/s with
+      32). In short runs, per image seen, 16 and 32 channels and batch 32 or 64 learned alike
+      (and lr 2e-3 no faster), so the cheapest wins. Batch norm over group norm: group norm
+      was 2-3x cheaper per layer but learned slower (classifier 72 vs 86 % at 1,500 steps).
+      z = 32 as in the calibration probe; width-250 shared MLPs and a 128-wide GRU.
+    - stage 1: 13,000 steps of 64 (~18 minutes) with a 22-minute cap; Adam lr 1e-3 with a
+      200-step warm-up and a cosine decay to 5 % (batch norm's running statistics lag behind
+      fast-changing weights, so the learning rate must end low); lr 3e-3 made the text term
+      diverge. KL warm-up 1,000 steps. w_x = 0.1 (w_x = 1 was no better after 2,000 steps);
+      w_y = 200 as the authors'.
+    - stages 2-3: cheap once q(z|x) is tabulated; 3,000 steps of 128, cosine decay.
+    - classifier: the strided encoder with 32 base channels and batch norm, 5,000 steps of 64
+      with a cosine decay (3,000 steps reached 96.6 % real accuracy, shape 89 %; the CycleGAN-
+      style judge of the earlier preset reached 87.5 %, shape 62 %).
     - evaluation: 1,000 validation texts, 3 seeds, k = 20.
     """
     from vlvae.models.config import ModelConfig
 
     cfg = ExperimentConfig(name="cpu")
-    cfg.data = DataConfig(n=30_000, size=64, val_fraction=0.1, zoom=1.8, supersample=2)
+    cfg.data = DataConfig(n=100_000, size=64, val_fraction=0.1, zoom=1.8, supersample=2)
     cfg.model = ModelConfig(
-        image_size=64, arch="strided", base_channels=32, n_downsample=4, n_res_blocks=0, encoding_dim=200,
-        embedding_dim=64, text_hidden=128, latent_dim=32, shared_hidden=250, decoder_dim=200,
+        image_size=64, arch="strided", norm="batch", base_channels=16, n_downsample=4, n_res_blocks=0,
+        encoding_dim=200, embedding_dim=64, text_hidden=128, latent_dim=32, shared_hidden=250, decoder_dim=200,
     )
-    cfg.vlvae = StageConfig(steps=6_000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=200,
+    cfg.vlvae = StageConfig(steps=13_000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=200,
                             lr_final_factor=0.05, kl_warmup_steps=1_000, w_x=0.1, w_y=200.0, val_every=500,
-                            val_examples=512, checkpoint_every=250, max_minutes=22.0)
-    cfg.text_posterior = StageConfig(steps=3_000, batch_size=128, lr=1e-3, lr_decay=1.0,
-                                     kl_warmup_steps=0, val_every=1_000, val_examples=512,
-                                     checkpoint_every=500)
+                            val_examples=512, checkpoint_every=500, max_minutes=22.0)
+    cfg.text_posterior = StageConfig(steps=3_000, batch_size=128, lr=1e-3, lr_schedule="cosine",
+                                     lr_warmup_steps=100, lr_final_factor=0.05, kl_warmup_steps=0,
+                                     val_every=500, val_examples=512, checkpoint_every=500)
     cfg.prior = replace(cfg.text_posterior)
-    # In this budget the judge reaches 87.5 % on real validation data (shape is its weakest slot),
-    # short of the 90 % that `paper` asks; the threshold is lowered to 85 % and the real accuracy is
-    # printed beside every correctness figure.
-    cfg.classifier = ClassifierConfig(steps=2_500, batch_size=64, lr=1e-3, base_channels=16,
-                                      n_res_blocks=1, min_accuracy=0.85)
+    cfg.classifier = ClassifierConfig(steps=5_000, batch_size=64, lr=1e-3, lr_schedule="cosine",
+                                      lr_warmup_steps=100, lr_final_factor=0.02, arch="strided", norm="batch",
+                                      base_channels=32, n_downsample=4, n_res_blocks=0, min_accuracy=0.9)
     cfg.evaluation = EvaluationConfig(examples=1_000, k=20, micro_batch=20, seeds=3)
     return cfg
 
 
 def _quick() -> ExperimentConfig:
-    """About 10 minutes on 2 cores: the pipeline end to end at a scale too small for the effect."""
+    """About 10 minutes on 2 cores: the cpu recipe on 20,000 pairs with shorter stages (``make demo``)."""
     cfg = _cpu()
     cfg.name = "quick"
-    cfg.data = replace(cfg.data, n=6_000, size=32, zoom=1.6)
-    cfg.model = replace(cfg.model, image_size=32, base_channels=8, latent_dim=16, shared_hidden=128,
-                        text_hidden=64, embedding_dim=32)
-    cfg.vlvae = replace(cfg.vlvae, steps=1_200, kl_warmup_steps=300, val_every=400, val_examples=256,
-                        checkpoint_every=200)
-    cfg.text_posterior = replace(cfg.text_posterior, steps=500, val_every=250, val_examples=256,
+    cfg.data = replace(cfg.data, n=20_000)
+    cfg.vlvae = replace(cfg.vlvae, steps=3_000, kl_warmup_steps=500, val_every=500, val_examples=256,
+                        max_minutes=6.0)
+    cfg.text_posterior = replace(cfg.text_posterior, steps=1_000, val_every=250, val_examples=256,
                                  checkpoint_every=250)
     cfg.prior = replace(cfg.text_posterior)
-    # At 32 px and 800 steps the classifier cannot reach the 90 % of the other presets; quick
-    # checks the plumbing, so it accepts a weaker judge and says so in its report.
-    cfg.classifier = replace(cfg.classifier, steps=800, base_channels=8, min_accuracy=0.5)
-    cfg.evaluation = EvaluationConfig(examples=300, k=10, micro_batch=10, seeds=2)
+    cfg.classifier = replace(cfg.classifier, steps=1_500, min_accuracy=0.85)
+    cfg.evaluation = EvaluationConfig(examples=500, k=10, micro_batch=10, seeds=2)
     return cfg
 
 

@@ -32,17 +32,23 @@ def test_strided_encoder_never_convolves_at_full_resolution():
     assert sides == [4]
 
 
-def test_strided_output_is_independent_of_the_batch():
+@pytest.mark.parametrize("norm,modes", [("group", (True, False)), ("batch", (False,))])
+def test_strided_output_is_independent_of_the_batch(norm, modes):
     # Group norm keeps no batch statistics: an example's output does not depend on its batch mates,
-    # in training mode as in evaluation mode.
+    # in training mode as in evaluation mode; batch norm only in evaluation mode.
     torch.manual_seed(0)
-    enc, dec = StridedEncoder(16, 3, 4, 2, 6), StridedDecoder(6, 16, 3, 4, 2)
+    enc, dec = StridedEncoder(16, 3, 4, 2, 6, norm=norm), StridedDecoder(6, 16, 3, 4, 2, norm=norm)
     x = torch.rand(5, 3, 16, 16)
-    for mode in (True, False):
+    for mode in modes:
         enc.train(mode), dec.train(mode)
         whole = dec(enc(x))
         alone = dec(enc(x[:1]))
         assert torch.allclose(whole[:1], alone, atol=1e-5)
+
+
+def test_unknown_norm_is_refused():
+    with pytest.raises(VLVAEError, match="model.norm"):
+        ModelConfig(image_size=16, arch="strided", norm="layer")
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

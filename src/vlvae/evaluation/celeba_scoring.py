@@ -300,7 +300,7 @@ def load_celeba_classifier(directory: Path):
     c = info["classifier"]
     model = AttributeClassifier(info["image_size"], [2] * len(CELEBA_LABELS), 0, base_channels=c["base_channels"],
                                 n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"],
-                                arch=c.get("arch", "cyclegan"))
+                                arch=c.get("arch", "cyclegan"), norm=c.get("norm", "batch"))
     load_weights(model, directory / "weights.safetensors", KIND, remedy)
     return model.eval().requires_grad_(False), metrics
 

@@ -94,7 +94,7 @@ class ClassifierTask(L.LightningModule):
         network = RelationalSlotClassifier if n_conditions else AttributeClassifier
         self.model = network(image_size, slot_sizes, n_conditions, base_channels=config.base_channels,
                                          n_downsample=config.n_downsample, n_res_blocks=config.n_res_blocks,
-                             arch=config.arch)
+                             arch=config.arch, norm=config.norm)
 
     def trainable(self):
         return self.model
@@ -233,7 +233,7 @@ def load_classifier(directory: Path):
     model = RelationalSlotClassifier(info["image_size"], [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
                                 len(vocab.slots[RELATION_SLOT]), base_channels=c["base_channels"],
                                 n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"],
-                                arch=c.get("arch", "cyclegan"))
+                                arch=c.get("arch", "cyclegan"), norm=c.get("norm", "batch"))
     load_weights(model, directory / "weights.safetensors", "attribute_classifier", remedy)
     return model.eval().requires_grad_(False), metrics
 

@@ -38,7 +38,7 @@ class AttributeClassifier(nn.Module):
             two-class slots for CelebA).
         n_conditions: number of condition words (4 relations); 0 for none.
         base_channels, n_downsample, n_res_blocks: the encoder's sizes.
-        arch: the encoder's family (:data:`vlvae.models.image.ARCHITECTURES`).
+        arch, norm: the encoder's family (:data:`vlvae.models.image.ARCHITECTURES`) and its normalisation.
 
     Example:
         >>> clf = AttributeClassifier(16, [2, 8, 2, 3], 4, base_channels=4)
@@ -55,11 +55,13 @@ class AttributeClassifier(nn.Module):
         n_downsample: int = 2,
         n_res_blocks: int = 2,
         arch: str = "cyclegan",
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         self.arch = arch
         self.n_conditions = n_conditions
-        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES)
+        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES,
+                                          norm)
         self.hidden = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES + n_conditions, FEATURES), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(FEATURES, n) for n in slot_sizes)
 
@@ -98,7 +100,7 @@ class RelationalSlotClassifier(nn.Module):
         slot_sizes: the eight slot sizes of O1 and O2 (the first four are used for both objects).
         n_conditions: 4, the relation words in the order right, left, front, behind.
         base_channels, n_downsample, n_res_blocks: the encoder's sizes.
-        arch: the encoder's family (:data:`vlvae.models.image.ARCHITECTURES`).
+        arch, norm: the encoder's family (:data:`vlvae.models.image.ARCHITECTURES`) and its normalisation.
 
     Example:
         >>> clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4)
@@ -109,13 +111,14 @@ class RelationalSlotClassifier(nn.Module):
     RIGHT, LEFT, FRONT, BEHIND = range(4)
 
     def __init__(self, image_size: int, slot_sizes: list[int], n_conditions: int, base_channels: int = 32,
-                 n_downsample: int = 2, n_res_blocks: int = 2, arch: str = "cyclegan") -> None:
+                 n_downsample: int = 2, n_res_blocks: int = 2, arch: str = "cyclegan", norm: str = "batch") -> None:
         super().__init__()
         if n_conditions != 4 or len(slot_sizes) != 8 or slot_sizes[:4] != slot_sizes[4:]:
             raise ValueError("RelationalSlotClassifier needs the Two Objects layout: 4 relations and 2 x 4 slots.")
         self.arch = arch
         self.object_slots = list(slot_sizes[:4])
-        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES)
+        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES,
+                                          norm)
         self.hidden = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES, FEATURES), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(FEATURES, n) for n in self.object_slots * 2)
         self.front = nn.Linear(FEATURES, 1)

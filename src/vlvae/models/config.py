@@ -36,6 +36,7 @@ class ModelConfig:
         arch: image encoder/decoder family: ``cyclegan`` (the paper's, SPEC §2) or
             ``strided`` (strided convolutions with batch norm, the CPU presets';
             see :mod:`vlvae.models.image`).
+        norm: normalisation of the ``strided`` family: ``batch`` or ``group``.
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
@@ -61,6 +62,7 @@ class ModelConfig:
     image_size: int = 112
     image_channels: int = 3
     arch: str = "cyclegan"
+    norm: str = "batch"
     base_channels: int = 64
     n_downsample: int = 2
     n_res_blocks: int = 3
@@ -83,10 +85,12 @@ class ModelConfig:
     joint_inference: bool = False
 
     def __post_init__(self) -> None:
-        from vlvae.models.image import ARCHITECTURES
+        from vlvae.models.image import ARCHITECTURES, NORMS
 
         if self.arch not in ARCHITECTURES:
             raise VLVAEError(f"model.arch is {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.norm not in NORMS:
+            raise VLVAEError(f"model.norm is {self.norm!r}; choose one of {', '.join(NORMS)}")
         feature_side(self.image_size, self.n_downsample)
         if self.latent_dim < 2:
             raise VLVAEError(

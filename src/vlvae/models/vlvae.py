@@ -79,6 +79,7 @@ class VLVAE(nn.Module):
             config.base_channels,
             config.n_downsample,
             config.n_res_blocks,
+            config.norm,
         )
         self.text_decoder = TextDecoder(
             config.decoder_dim,
