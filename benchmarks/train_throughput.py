@@ -24,7 +24,8 @@ synchronised at both marks).
 
 Stages 2-3 tabulate q(z|x) of every training image once, in the frozen-VLVAE
 mixin's ``on_fit_start``; that one-off cost is timed separately and printed in
-the last column. Not timed: building the data set, the models and the Trainer,
+its own column; on a GPU the last column is the peak memory allocated while the stage ran
+(``torch.cuda.max_memory_allocated``). Not timed: building the data set, the models and the Trainer,
 opening the data set, validation, writing logs and checkpoints.
 
 The frozen VLVAE of stages 2-3 has fresh (untrained) weights, which do not
@@ -188,6 +189,8 @@ def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float,
     task, arch = _make_task(stage, cfg, str(Path(data).resolve()))
     table = _time_on_fit_start(task) if stage in TABULATING else None
     clock = _Clock(seconds, warmup)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer = L.Trainer(max_steps=task.stage.steps, accelerator=cfg.accelerator, devices=1,
                         precision=cfg.precision, callbacks=[clock], logger=False, enable_checkpointing=False,
@@ -203,10 +206,12 @@ def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float,
     if not clock.timed_steps:
         raise VLVAEError(f"stage {stage} stopped after {clock.steps} steps, before any was timed")
     batch = task.stage.batch_size
-    return {"preset": cfg.name, "arch": arch, "stage": stage, "device": str(trainer.strategy.root_device),
+    device = trainer.strategy.root_device
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"preset": cfg.name, "arch": arch, "stage": stage, "device": str(device),
             "batch": batch, "steps": clock.timed_steps, "seconds": clock.elapsed,
             "examples_per_s": clock.timed_steps * batch / clock.elapsed,
-            "table_s": table["seconds"] if table is not None else None}
+            "table_s": table["seconds"] if table is not None else None, "peak_gib": peak}
 
 
 def benchmark(presets: Sequence[str] = ("cpu",), overrides: Sequence[str] = (), stages: Sequence[str] = STAGES,
@@ -231,7 +236,7 @@ def benchmark(presets: Sequence[str] = ("cpu",), overrides: Sequence[str] = (), 
 
 
 _COLUMNS = (("preset", "<12"), ("arch", "<9"), ("stage", "<11"), ("device", "<7"), ("batch", ">5"),
-            ("steps", ">6"), ("examples/s", ">10"), ("q(z|x) table s", ">14"))
+            ("steps", ">6"), ("examples/s", ">10"), ("q(z|x) table s", ">14"), ("peak GiB", ">8"))
 
 
 def _format(values: Sequence[str]) -> str:
@@ -240,8 +245,9 @@ def _format(values: Sequence[str]) -> str:
 
 def format_row(row: dict) -> str:
     table = "-" if row["table_s"] is None else f"{row['table_s']:.2f}"
+    peak = "-" if row.get("peak_gib") is None else f"{row['peak_gib']:.2f}"
     return _format([row["preset"], row["arch"], row["stage"], row["device"], str(row["batch"]),
-                    str(row["steps"]), f"{row['examples_per_s']:.1f}", table])
+                    str(row["steps"]), f"{row['examples_per_s']:.1f}", table, peak])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
