@@ -12,17 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from vlvae.config import apply_overrides, preset
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.training import run as runs
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "data"
-    generate_two_objects(TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25), out,
-                         workers=1, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")

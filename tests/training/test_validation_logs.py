@@ -6,17 +6,8 @@ import pytest
 import torch
 
 from vlvae.config import preset
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.training import run as runs
 from vlvae.training.tasks import VLVAETask
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("logs") / "data"
-    generate_two_objects(TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25), out,
-                         workers=1, progress=False)
-    return out
 
 
 def test_minutes_continue_from_the_checkpoint():
