@@ -141,7 +141,7 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise VLVAEError(f"{path} does not match the {kind} described by the run's config.yaml "
+        raise VLVAEError(f"{path} does not match the {kind} described by its configuration "
                          f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`") from exc
     return module
 
