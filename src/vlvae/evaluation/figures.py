@@ -398,7 +398,7 @@ def _json_values(values: np.ndarray) -> list:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
-def figure_convergence(stage_dir: Path, out: Path) -> Path:
+def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray] | None = None) -> Path:
     """Stage 1 validation curves against wall-clock training minutes, as a PNG and a JSON beside it.
 
     One panel per metric of :data:`CONVERGENCE_PANELS` (log p(x|z), KL, reconstruction
@@ -410,6 +410,7 @@ def figure_convergence(stage_dir: Path, out: Path) -> Path:
     Args:
         stage_dir: the stage folder, e.g. ``RUN/vlvae``.
         out: the PNG to write.
+        curves: the stage's :func:`read_validation_curves`, if the caller has read them already.
 
     Returns:
         ``out``.
@@ -418,7 +419,7 @@ def figure_convergence(stage_dir: Path, out: Path) -> Path:
         VLVAEError: the stage has no logs, or none with ``val/minutes``.
     """
     stage_dir, out = Path(stage_dir), Path(out)
-    curves = read_validation_curves(stage_dir)
+    curves = read_validation_curves(stage_dir) if curves is None else curves
     if not len(curves["step"]):
         raise VLVAEError(f"the logs in {stage_dir} have no validation passes with val/minutes (the run predates "
                          "it, or never reached a validation pass), so there is no convergence curve to draw")

@@ -135,7 +135,8 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         except VLVAEError:  # no stage 1 logs
             curves = None
         if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
-            figure_paths["convergence"] = figs.figure_convergence(run / "vlvae", fig_dir / "stage1_convergence.png")
+            figure_paths["convergence"] = figs.figure_convergence(run / "vlvae", fig_dir / "stage1_convergence.png",
+                                                                  curves)
             metrics["stage1_convergence"] = figs.convergence_summary(curves)
         figure_paths = {k: str(Path(v).relative_to(run)) for k, v in figure_paths.items()}
     metrics["figures"] = figure_paths

@@ -79,8 +79,8 @@ class StageTask(L.LightningModule):
 
     def training_minutes(self) -> float:
         """Wall-clock minutes spent fitting this stage so far, over every session (resumes included)."""
-        now = time.perf_counter() if self._session_started is not None else 0.0
-        return (self._seconds_before + now - (self._session_started or 0.0)) / 60.0
+        session = 0.0 if self._session_started is None else time.perf_counter() - self._session_started
+        return (self._seconds_before + session) / 60.0
 
     def on_train_start(self):
         self._session_started = time.perf_counter()
