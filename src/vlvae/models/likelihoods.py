@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints
 
-__all__ = ["ConstrainedBeta", "map_pixels", "unmap_pixels"]
+__all__ = ["ConstrainedBeta", "map_pixels", "pixel_log_jacobian", "unmap_pixels"]
 
 ALPHA_EPS = 1e-4
 
@@ -33,6 +33,22 @@ def map_pixels(x: Tensor, low: float, high: float) -> Tensor:
 def unmap_pixels(x: Tensor, low: float, high: float) -> Tensor:
     """Invert :func:`map_pixels` and clamp the result into [0, 1] (same shape)."""
     return ((x - low) / (high - low)).clamp(0.0, 1.0)
+
+
+def pixel_log_jacobian(num_dims: int, pixel_low: float, pixel_high: float) -> float:
+    """log |d mapped / d x| of :func:`map_pixels` over ``num_dims`` pixel-channels: D·log(high − low).
+
+    Add it to a log-density of mapped pixels (what the Beta likelihood gives) to
+    obtain the log-density of the same pixels on their [0, 1] scale:
+    log p(x) = log p_mapped(low + (high − low)·x) + D·log(high − low).
+
+    Example:
+        >>> round(pixel_log_jacobian(2, 0.02, 0.98), 6) == round(2 * math.log(0.96), 6)
+        True
+    """
+    if not 0.0 <= pixel_low < pixel_high:
+        raise ValueError(f"need 0 <= pixel_low < pixel_high, got [{pixel_low}, {pixel_high}]")
+    return num_dims * math.log(pixel_high - pixel_low)
 
 
 class ConstrainedBeta(Distribution):
