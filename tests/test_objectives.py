@@ -11,8 +11,10 @@ from zuko.distributions import DiagNormal, NormalizingFlow
 
 from vlvae.models import VLVAE, ModelConfig, TextPosterior
 from vlvae.objectives import (
+    DefensiveMixture,
     aggregate_cross_entropy,
     conditional_log_likelihood,
+    importance_log_marginals,
     importance_weighted_bound,
     jmvae_kl,
     kl_normal_standard,
@@ -155,6 +157,11 @@ def _text_prior(y):
     return DiagNormal(0.5 * y, 0.6 * torch.ones_like(y))
 
 
+def _text_proposal(model, y):
+    """A proposal that depends on y alone: ½ q_φ(z|y) (not p(z|y)) + ½ N(0, I)."""
+    return DefensiveMixture([_text_prior(y), model.prior().expand((len(y),))])
+
+
 def _exact(toy):
     model, x, y = toy
     sx, sy = model.SX, model.SY
@@ -170,7 +177,7 @@ def _bound(which, toy, k, micro_batch=100):
     if which == "image":
         return marginal_log_likelihood_image(model, model.prior, x, k, micro_batch)
     if which == "text":
-        return marginal_log_likelihood_text(model, model.prior, x, y, k, micro_batch)
+        return marginal_log_likelihood_text(model, model.prior, y, _text_proposal(model, y), k, micro_batch)
     return conditional_log_likelihood(model, _text_prior, x, y, k, micro_batch)
 
 
@@ -240,7 +247,8 @@ def test_conditional_likelihood_micro_batching_changes_nothing(tiny):
     torch.testing.assert_close(chunked, whole)
     for prior_bound in (
         lambda mb: marginal_log_likelihood_image(model, model.prior, x, 12, mb),
-        lambda mb: marginal_log_likelihood_text(model, model.prior, x, y, 12, mb),
+        lambda mb: marginal_log_likelihood_text(model, model.prior, y, DefensiveMixture(
+            [text_prior(y), model.prior().expand((len(y),))]), 12, mb),
     ):
         torch.manual_seed(10)
         a = prior_bound(12)
@@ -271,3 +279,84 @@ def test_bounds_require_eval_mode(tiny):
             conditional_log_likelihood(model, text_prior, x, y, k=2)
     finally:
         model.eval()
+
+
+# --- log p(y) with a proposal that depends on y alone -------------------------------------------
+
+def test_defensive_mixture_density_matches_torch_mixture():
+    torch.manual_seed(20)
+    means, stds = torch.randn(3, 4, 2, dtype=torch.float64), torch.rand(3, 4, 2, dtype=torch.float64) + 0.2
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    mine = DefensiveMixture([DiagNormal(means[c], stds[c]) for c in range(3)], weights.tolist())
+    ref = MixtureSameFamily(Categorical(weights.expand(4, 3)),
+                            Independent(Normal(means.permute(1, 0, 2), stds.permute(1, 0, 2)), 1))
+    z = torch.randn(7, 4, 2, dtype=torch.float64)
+    torch.testing.assert_close(mine.log_prob(z), ref.log_prob(z), rtol=0, atol=1e-6)
+
+
+def test_defensive_mixture_samples_each_component_by_its_weight():
+    torch.manual_seed(21)
+    far = [DiagNormal(torch.full((3, 1), c * 100.0), torch.ones(3, 1)) for c in range(3)]
+    z = DefensiveMixture(far, [0.6, 0.3, 0.1]).sample((20_000,))
+    assert z.shape == (20_000, 3, 1)
+    which = (z / 100).round().long()
+    for c, w in enumerate([0.6, 0.3, 0.1]):
+        frac = (which == c).double().mean().item()
+        assert abs(frac - w) < 4 * math.sqrt(w * (1 - w) / 60_000), (c, frac)
+
+
+def test_defensive_mixture_refuses_components_of_other_shapes():
+    with pytest.raises(ValueError, match="expand"):
+        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(2), torch.ones(2))])
+
+
+def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):
+    """k = 1, 10, 100, 1000 from one draw: the mean estimate rises to the closed form log N(y; 0, (1 + σy²) I) as k grows."""
+    model, _, y = toy
+    exact = _exact(toy)["text"]
+    torch.manual_seed(22)
+    est = importance_log_marginals(lambda z: {"p": model.log_py(y, z) + model.prior().log_prob(z)},
+                                   _text_proposal(model, y), [1, 10, 100, 1000], micro_batch=128)["p"]
+    gaps = [(est[k] - exact).mean().item() for k in (1, 10, 100, 1000)]
+    assert gaps[0] < gaps[1] < gaps[2] and gaps[0] < -0.05, gaps
+    assert abs(gaps[3]) < 0.02, gaps
+    # asking for the smaller k too changes nothing about the largest one's samples
+    torch.manual_seed(22)
+    alone = marginal_log_likelihood_text(model, model.prior, y, _text_proposal(model, y), 1000, micro_batch=300)
+    torch.testing.assert_close(alone, est[1000])
+
+
+def test_log_py_difference_between_priors_depends_on_the_text_decoder(tiny):
+    """With q(z|x) as the proposal, the learned-minus-standard difference of log p(y) tracked the
+    log p(x) difference whatever the text decoder did. With a proposal that depends on y alone, the
+    importance-weighted (k > 1) difference moves when only the text decoder changes. At k = 1 the
+    shared sample makes the difference log q_φ(z) − log N(z; 0, I), free of the decoder for any
+    proposal: only k > 1 measures the text."""
+    import copy
+
+    from vlvae.models import AggregatePrior
+
+    model, text_prior, _, y = tiny
+    torch.manual_seed(23)
+    learned = AggregatePrior(replace(model.config, logvar_min=-4.0, logvar_max=4.0)).eval()
+    with torch.no_grad():
+        learned.distribution.base.loc.add_(1.0)  # a prior far from N(0, I)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.text_decoder.parameters():
+            p.add_(2 * torch.randn_like(p))
+
+    def difference(m):
+        torch.manual_seed(24)
+        proposal = DefensiveMixture([text_prior(y), m.prior().expand((len(y),))])
+        est = importance_log_marginals(lambda z: {"standard": m.log_py(y, z) + m.prior().log_prob(z),
+                                                  "learned": m.log_py(y, z) + learned().log_prob(z)},
+                                       proposal, [1, 100], micro_batch=50)
+        return {k: (est["learned"][k] - est["standard"][k]) for k in (1, 100)}
+
+    before, after = difference(model), difference(other)
+    torch.testing.assert_close(after[1], before[1], rtol=0, atol=1e-3)  # float32 rounding of log p(y|z)
+    assert (after[100] - before[100]).abs().mean() > 0.1, (before, after)
+    # only the text decoder differs: the image side is untouched
+    for (name, a), b in zip(model.named_parameters(), other.parameters()):
+        assert torch.equal(a, b) or name.startswith("text_decoder"), name

@@ -143,6 +143,11 @@ train_app = typer.Typer(help="Train the VLVAE, the text posteriors, the aggregat
 app.add_typer(train_app, name="train")
 
 
+def _check_replicates(replicates: int) -> None:
+    if replicates < 1:
+        raise VLVAEError(f"--replicates must be at least 1, got {replicates}")
+
+
 def _report(metrics: dict, what: str) -> None:
     val = ", ".join(f"{k}={v:.3f}" for k, v in metrics.get("validation", {}).items())
     typer.echo(f"{what}: {metrics.get('steps')} steps; validation: {val or 'none'}")
@@ -181,11 +186,16 @@ def train_text_posterior_cmd(
                                   "true: q_True, fitted to the true posterior (Eqn 3)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    replicates: int = typer.Option(1, help="Training replicates: fit the stage this many times with different "
+                                   "seeds (RUN/q_<objective>, then .r1, .r2, ...); evaluate reports their spread."),
 ):
     """Stage 2: train q(z|y) with the VLVAE frozen."""
     from vlvae.training.run import train_text_posterior
 
-    _report(train_text_posterior(run, objective, resume, progress), f"q_{objective}")
+    _check_replicates(replicates)
+    for r in range(replicates):
+        _report(train_text_posterior(run, objective, resume, progress, replicate=r),
+                f"q_{objective}" + (f" (replicate {r})" if replicates > 1 else ""))
 
 
 @train_app.command("prior")
@@ -193,11 +203,15 @@ def train_prior_cmd(
     run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    replicates: int = typer.Option(1, help="Training replicates (RUN/prior, then RUN/prior.r1, ...)."),
 ):
     """Stage 3: train the aggregate prior q(z) (§4.2) with the VLVAE frozen."""
     from vlvae.training.run import train_prior
 
-    _report(train_prior(run, resume, progress), "aggregate prior")
+    _check_replicates(replicates)
+    for r in range(replicates):
+        _report(train_prior(run, resume, progress, replicate=r),
+                "aggregate prior" + (f" (replicate {r})" if replicates > 1 else ""))
 
 
 @train_app.command("classifier")
@@ -272,11 +286,14 @@ def reproduce_cmd(
     root: Optional[Path] = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set vlvae.steps=100."),
     workers: int = typer.Option(2, help="Processes for data generation."),
+    replicates: int = typer.Option(1, help="Train q_True, q_Agg and the prior this many times each (different "
+                                   "seeds, the same VLVAE); the report gives mean ± std over these replicates."),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
 
-    reproduce(out, preset, dataset, root, set_, workers)
+    _check_replicates(replicates)
+    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates)
     typer.echo((Path(out) / "run" / "report.md").read_text())
 
 

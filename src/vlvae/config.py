@@ -64,6 +64,10 @@ class StageConfig:
         val_examples: validation examples scored at each pass.
         checkpoint_every: steps between checkpoints (``last.ckpt``).
         max_minutes: stop after this wall time (0 = no limit), as a budget besides ``steps``.
+        patience: stages 2-3 only: stop after this many validation passes without an
+            improvement of the validation objective by more than ``min_delta`` (0 = never; then
+            ``steps`` alone ends training); the weights of the best pass are kept.
+        min_delta: the smallest change of the validation objective (nats) that counts as improving.
     """
 
     steps: int = 400_000
@@ -82,6 +86,8 @@ class StageConfig:
     val_examples: int = 1_000
     checkpoint_every: int = 5_000
     max_minutes: float = 0.0
+    patience: int = 0
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -110,12 +116,19 @@ class ClassifierConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Tables 1-2: how many validation examples, importance samples and seeds."""
+    """Tables 1-3: how many validation examples, importance samples and seeds.
+
+    ``k`` importance samples from q(z|x) bound log p(x|y) and log p(x); log p(y) is estimated
+    at k = 1, 10, ..., ``text_k`` with a proposal that depends on y alone. Table 3 draws
+    ``landing_reference`` samples of the aggregate posterior to set its hole threshold.
+    """
 
     examples: int = 10_000
     k: int = 100
     micro_batch: int = 100
     seeds: int = 3
+    text_k: int = 1000
+    landing_reference: int = 2000
 
 
 @dataclass
@@ -230,7 +243,7 @@ def _tiny() -> ExperimentConfig:
     cfg.prior = replace(small)
     cfg.classifier = ClassifierConfig(steps=6, batch_size=8, base_channels=4, n_downsample=1,
                                       n_res_blocks=1, min_accuracy=0.0)
-    cfg.evaluation = EvaluationConfig(examples=8, k=3, micro_batch=2, seeds=1)
+    cfg.evaluation = EvaluationConfig(examples=8, k=3, micro_batch=2, seeds=1, text_k=10, landing_reference=100)
     return cfg
 
 

@@ -10,16 +10,18 @@ batch, so the caller chooses the reduction.
   :func:`prior_cross_entropy`; JMVAE's term (Suzuki et al. 2016): :func:`jmvae_kl`.
 * Evaluation, Eqn 6 and §4.2: :func:`importance_weighted_bound` (IWAE, Burda et
   al. 2016, https://arxiv.org/abs/1509.00519), :func:`conditional_log_likelihood`,
-  :func:`marginal_log_likelihood_image`, :func:`marginal_log_likelihood_text`;
-  always on the unweighted likelihoods, always with q(z|x) as the proposal,
+  :func:`marginal_log_likelihood_image`, :func:`marginal_log_likelihood_text`,
+  :func:`importance_log_marginals`; always on the unweighted likelihoods,
   micro-batched over the k samples (as MMVAE's objectives do) so k = 1000 fits
-  in memory.
+  in memory. Bounds on log p(x) and log p(x|y) use q(z|x) as the proposal; the
+  bound on log p(y) uses a proposal that depends on y alone
+  (:class:`DefensiveMixture`), the same for every prior it compares.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import LongTensor, Tensor
@@ -34,6 +36,8 @@ __all__ = [
     "prior_cross_entropy",
     "jmvae_kl",
     "importance_weighted_bound",
+    "importance_log_marginals",
+    "DefensiveMixture",
     "conditional_log_likelihood",
     "marginal_log_likelihood_image",
     "marginal_log_likelihood_text",
@@ -281,34 +285,141 @@ def marginal_log_likelihood_image(
     return _proposal_bound(model, x, y, k, micro_batch, lambda z: model.log_px(x, z) + p_z.log_prob(z))
 
 
+class DefensiveMixture(Distribution):
+    r"""A mixture of distributions over z that share batch and event shapes.
+
+    .. math:: r(z) = Σ_c w_c\, r_c(z)
+
+    Used as an importance-sampling proposal that depends on y alone for log p(y)
+    (e.g. ⅓ q_Agg(z|y) + ⅓ q_True(z|y) + ⅓ N(0, I)): each component may be far
+    from p(z|y), but the mixture's density is never much below that of its best
+    component (at most log 1/w_c nats), and a broad "defensive" component such as
+    N(0, I) keeps the importance weights bounded where the others are narrow
+    (Hesterberg 1995, "Weighted average importance sampling and defensive
+    mixture distributions").
+
+    Arguments:
+        components: distributions with the same ``batch_shape`` and ``event_shape``
+            (expand an unbatched one, e.g. ``prior.expand((batch,))``).
+        weights: mixture weights (default: equal); normalised here.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, components: Sequence[Distribution], weights: Sequence[float] | None = None) -> None:
+        if not components:
+            raise ValueError("A mixture needs at least one component.")
+        batch, event = components[0].batch_shape, components[0].event_shape
+        for c in components[1:]:
+            if c.batch_shape != batch or c.event_shape != event:
+                raise ValueError(f"Mixture components differ in shape: {c.batch_shape}{c.event_shape} vs "
+                                 f"{batch}{event}; expand the unbatched ones to batch shape {tuple(batch)}.")
+        weights = torch.full((len(components),), 1.0 / len(components)) if weights is None else \
+            torch.as_tensor(weights, dtype=torch.float64)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"Mixture weights must be non-negative with a positive sum, got {weights.tolist()}.")
+        self.components = list(components)
+        self.log_weights = (weights / weights.sum()).log().float()
+        super().__init__(batch_shape=batch, event_shape=event, validate_args=False)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """Draw a component per (sample, batch) entry from the weights, then z from it."""
+        sample_shape = torch.Size(sample_shape)
+        draws = torch.stack([c.sample(sample_shape) for c in self.components])  # (C, *sample, *batch, *event)
+        choice = torch.multinomial(self.log_weights.exp(), sample_shape.numel() * self.batch_shape.numel(),
+                                   replacement=True).view(*sample_shape, *self.batch_shape)
+        index = choice.view(1, *choice.shape, *(1,) * len(self.event_shape))
+        index = index.expand(1, *choice.shape, *self.event_shape).to(draws.device)
+        return draws.gather(0, index).squeeze(0)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log Σ_c w_c r_c(z): (*sample, *batch)."""
+        logs = torch.stack([w + c.log_prob(z) for w, c in zip(self.log_weights.tolist(), self.components)])
+        return torch.logsumexp(logs, dim=0)
+
+
+def importance_log_marginals(
+    log_targets: Callable[[Tensor], dict[str, Tensor]],
+    proposal: Distribution,
+    k_values: Sequence[int],
+    micro_batch: int = 100,
+) -> dict[str, dict[int, Tensor]]:
+    r"""Importance-weighted estimates of several log ∫ target(z) dz from one set of proposal samples.
+
+    .. math:: \hat L_k = \log \frac1k Σ_{i=1}^k \frac{\text{target}(z_i)}{r(z_i)},
+              \quad z_i \sim r
+
+    With ``K = max(k_values)`` samples drawn once, the estimate for each k uses the
+    first k of them (nested), so the estimates' convergence in k is visible and the
+    targets (e.g. p(y|z) p(z) under two priors) share their samples: their
+    difference is paired. Each is a stochastic lower bound whose expectation rises
+    with k to the exact log marginal (Burda et al. 2016). No gradients.
+
+    Arguments:
+        log_targets: z (k', batch, latent) -> {name: (k', batch) log target}.
+        proposal: r, batch (batch,), event (latent,); it must not depend on what the
+            targets compare (e.g. the same proposal for both priors).
+        k_values: the numbers of samples to report (each ≥ 1).
+        micro_batch: samples scored at a time (the result does not depend on it).
+
+    Returns:
+        {name: {k: (batch,) nats}}.
+    """
+    if not k_values or min(k_values) < 1 or micro_batch < 1:
+        raise ValueError(f"k values ({list(k_values)}) and micro_batch ({micro_batch}) must be positive.")
+    k_max = max(k_values)
+    with torch.no_grad():
+        z = proposal.sample((k_max,))  # (K, batch, latent)
+        log_w: dict[str, list[Tensor]] = {}
+        for chunk in z.split(micro_batch):
+            log_r = proposal.log_prob(chunk)
+            for name, log_t in log_targets(chunk).items():
+                log_w.setdefault(name, []).append(log_t - log_r)
+        out = {}
+        for name, parts in log_w.items():
+            w = torch.cat(parts)  # (K, batch)
+            out[name] = {k: torch.logsumexp(w[:k], dim=0) - math.log(k) for k in sorted(set(k_values))}
+        return out
+
+
 def marginal_log_likelihood_text(
     model: torch.nn.Module,
     prior: Callable[[], Distribution],
-    x: Tensor,
     y: LongTensor,
+    proposal: Distribution,
     k: int,
     micro_batch: int = 100,
 ) -> Tensor:
     r"""Importance-weighted lower bound on log p(y) under a prior over z (§4.2, Table 2).
 
     .. math:: \log p(y) \ge \log \frac1k Σ_{i=1}^k
-              \frac{p(y|z_i)\, p(z_i)}{q(z_i|x)}, \quad z_i \sim q(z|x)
+              \frac{p(y|z_i)\, p(z_i)}{r(z_i|y)}, \quad z_i \sim r(z|y)
 
-    The proposal is the posterior of y's paired image x (any proposal gives a
-    valid bound; this one is close to p(z|y)). p(y|z) is the text decoder's
-    teacher-forced likelihood. No gradients.
+    The proposal r must depend on y alone and be the same for the priors being
+    compared. A proposal built from the paired image, q(z|x), would make the
+    k = 1 difference between two priors E_q(z|x)[log p_1(z) − log p_2(z)] — the
+    log p(x) difference, whatever the text decoder does. The evaluation uses
+    ⅓ q_Agg(z|y) + ⅓ q_True(z|y) + ⅓ N(0, I) (:class:`DefensiveMixture`).
+    p(y|z) is the text decoder's teacher-forced likelihood. No gradients.
 
     Arguments:
-        model: a :class:`~vlvae.models.VLVAE` in eval mode.
+        model: a :class:`~vlvae.models.VLVAE` in eval mode (anything with ``log_py(y, z)``).
         prior: () -> p(z): ``model.prior`` or an :class:`~vlvae.models.AggregatePrior`.
-        x: (batch, 3, H, W) images in [0, 1] paired with y.
         y: (batch, L) texts.
+        proposal: r(z|y), batch (batch,), event (latent,).
         k: importance samples.
         micro_batch: samples scored at a time.
 
     Returns:
         (batch,) nats.
     """
+    if model.training:
+        raise ValueError(
+            "Likelihood bounds need model.eval(): batch norm in training mode makes them depend on the batch."
+        )
     with torch.no_grad():
         p_z = prior()
-    return _proposal_bound(model, x, y, k, micro_batch, lambda z: model.log_py(y, z) + p_z.log_prob(z))
+    return importance_log_marginals(lambda z: {"p": model.log_py(y, z) + p_z.log_prob(z)}, proposal, [k],
+                                    micro_batch)["p"][k]

@@ -25,7 +25,8 @@ def _line(i: int, n: int, name: str, status: str) -> None:
 
 
 def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects", root: Path | None = None,
-              overrides: list[str] = (), workers: int = 2, progress: bool | None = None) -> dict:
+              overrides: list[str] = (), workers: int = 2, progress: bool | None = None,
+              replicates: int = 1) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
     Args:
@@ -37,6 +38,8 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         overrides: ``key=value`` config overrides.
         workers: processes for data generation.
         progress: progress bars inside stages (default: when the terminal is interactive).
+        replicates: training replicates of q_True, q_Agg and the prior (each on the same VLVAE,
+            with its own seed); the report gives mean ± std over them.
     """
     from vlvae.evaluation.classifier import train_classifier_for
     from vlvae.data.format import read_manifest, read_vocabulary
@@ -91,7 +94,7 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
                                                         (cls / "last.ckpt").exists(), progress),
           cls / "metrics.json")
     # The run folder stores the config; later stages read it from there.
-    resume = lambda stage: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
+    resume = lambda stage, r=0: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
 
     def stage_one():
         vocab = read_vocabulary(data)
@@ -99,14 +102,17 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         return train_vlvae(data, run, name, None, list(overrides), resume("vlvae"), progress, scorer=scorer.score)
 
     timed(3, "VLVAE", stage_one, stage_dir(run, "vlvae") / "metrics.json")
-    timed(4, "q_True", lambda: train_text_posterior(run, "true", resume("q_true"), progress),
-          stage_dir(run, "q_true") / "metrics.json")
-    timed(5, "q_Agg", lambda: train_text_posterior(run, "agg", resume("q_agg"), progress),
-          stage_dir(run, "q_agg") / "metrics.json")
-    timed(6, "prior", lambda: train_prior(run, resume("prior"), progress), stage_dir(run, "prior") / "metrics.json")
+    for r in range(replicates):
+        tag = f" r{r}" if replicates > 1 else ""
+        timed(4, "q_True" + tag, lambda: train_text_posterior(run, "true", resume("q_true", r), progress, r),
+              stage_dir(run, "q_true", r) / "metrics.json")
+        timed(5, "q_Agg" + tag, lambda: train_text_posterior(run, "agg", resume("q_agg", r), progress, r),
+              stage_dir(run, "q_agg", r) / "metrics.json")
+        timed(6, "prior" + tag, lambda: train_prior(run, resume("prior", r), progress, r),
+              stage_dir(run, "prior", r) / "metrics.json")
     _line(7, n, "evaluation", "running ...")
     t = time.time()
-    metrics = evaluate_run(run, cls, progress=False)
+    metrics = evaluate_run(run, cls, progress=False, replicates=replicates)
     _line(7, n, "evaluation", f"done in {time.time() - t:.0f} s")
     print(f"total {time.time() - started:.0f} s; report: {run / 'report.md'}", flush=True)
     return metrics

@@ -109,13 +109,57 @@ def test_report_and_metrics(pipeline):
     assert set(saved["correctness"]["prior"]) == {"standard", "learned"}
     lk = saved["likelihood"]
     k = saved["settings"]["k"]
+    assert saved["replicates"] == 1 and "one training run" in report
+    assert lk["text_k"] == [1, saved["settings"]["text_k"]] == [1, 10]
     for table in ("log_p_x_given_y", "log_p_x", "log_p_y"):
+        k = 10 if table == "log_p_y" else saved["settings"]["k"]
         for per_k in lk[table].values():
             assert set(per_k) == {"k=1", f"k={k}"}
             # The importance-weighted bound is at least the k = 1 bound on average (same examples).
             assert per_k[f"k={k}"]["mean"] >= per_k["k=1"]["mean"] - 3 * per_k["k=1"]["stderr"]
     for name, path in saved["figures"].items():
         assert (out / "run" / path).stat().st_size > 1000, name
+    assert "stopping" in saved["figures"]
+    # Table 3: every source scored against the aggregate of all training images, the reference row
+    # (the aggregate's own samples) in a hole at about the percentile by construction
+    landing = saved["landing"]["marginal"]
+    assert set(landing["sources"]) == {"q_true", "q_agg", "standard", "learned"}
+    assert landing["n_components"] == len(ImageTextDataset(out / "data", "train"))
+    assert landing["reference"]["hole_fraction"]["mean"] <= 0.02
+    for fragment in ("Table 3", "in a hole", "when each fit stopped", "log p(y), k=10"):
+        assert fragment in report
+    assert set(saved["stages"]) == {"q_true", "q_agg", "prior"}
+
+
+def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipeline, tmp_path):
+    """--replicates 2 on a finished run trains only replicate 1 of stages 2-3 and reports the spread."""
+    import shutil
+
+    from vlvae.training.run import finished_replicates, load_text_posterior
+
+    out, _ = pipeline
+    copy = tmp_path / "tiny"
+    shutil.copytree(out, copy)
+    metrics = reproduce(copy, "tiny", workers=1, progress=False, replicates=2)
+    run = copy / "run"
+    assert finished_replicates(run) == 2
+    for stage in ("q_true", "q_agg", "prior"):
+        assert (run / f"{stage}.r1" / "metrics.json").is_file()
+        assert not (run / f"{stage}.r2").exists()
+    a, b = load_text_posterior(run, "agg", replicate=0), load_text_posterior(run, "agg", replicate=1)
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # replicate 0 is untouched: the same weights as the original run's
+    original = load_text_posterior(out / "run", "agg")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), original.parameters()))
+    s = metrics["correctness"]["conditional"]["q_agg"]
+    assert s["replicates"] == 2 and len(s["per_replicate"]) == 2
+    assert s["mean"] == pytest.approx(np.mean(s["per_replicate"]))
+    assert s["std_over_replicates"] == pytest.approx(np.std(s["per_replicate"], ddof=1))
+    # N(0, I) is not trained: with the same sampling seeds its replicates agree exactly
+    assert metrics["correctness"]["prior"]["standard"]["std_over_replicates"] == 0.0
+    report = (run / "report.md").read_text()
+    assert "2 training replicates" in report
+    assert [row["replicate"] for row in metrics["stages"]["q_true"]] == [0, 1]
 
 
 def test_reproduce_skips_finished_stages(pipeline, capsys):

@@ -457,3 +457,62 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
         "summary": convergence_summary(curves),
     })
     return out
+
+
+#: Stages fitted on the frozen VLVAE: the validation objective each maximises, and its title.
+STOPPING_PANELS = {
+    "q_true": ("val/text_elbo", "q_True(z|y): text ELBO (Eqn 3)"),
+    "q_agg": ("val/cross_entropy", "q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)"),
+    "prior": ("val/cross_entropy", "q_φ(z): E_q(z|x) log q(z)"),
+}
+
+
+def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
+    """Validation curves of stages 2-3 against steps, one line per training replicate.
+
+    Each replicate's best validation pass (whose weights are kept) is a filled marker and
+    the step where it stopped an open one; the PNG has a JSON beside it with the curves.
+
+    Args:
+        stage_dirs: stage name (``q_true``, ``q_agg``, ``prior``) -> its replicates' folders.
+        out: the PNG to write.
+
+    Returns:
+        ``out``.
+    """
+    import json
+
+    out = Path(out)
+    fig, axes = new_figure(1, len(STOPPING_PANELS), (4.4 * len(STOPPING_PANELS), 3.6))
+    record = {}
+    for ax, (stage, (key, title)) in zip(axes[0], STOPPING_PANELS.items()):
+        ax.set_title(title, fontsize=9)
+        for r, d in enumerate(stage_dirs.get(stage, [])):
+            try:
+                curves = read_validation_curves(d)
+            except VLVAEError:
+                continue
+            if not len(curves["step"]) or key not in curves:
+                continue
+            steps, values = curves["step"] + 1, curves[key]  # logged step s saw s + 1 updates
+            color = f"C{r % 10}"
+            ax.plot(steps, values, linewidth=1.1, marker="o", markersize=2.5, color=color, label=f"replicate {r}")
+            info = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+            stop = info.get("early_stopping") or {}
+            if stop.get("best_step") is not None:
+                ax.plot([stop["best_step"]], [stop["best_value"]], marker="*", markersize=10, color=color,
+                        linestyle="none")
+            ax.plot(steps[-1:], values[-1:], marker="o", markersize=7, markerfacecolor="none", color=color,
+                    linestyle="none")
+            record.setdefault(stage, []).append({"step": _json_values(steps), key: _json_values(values),
+                                                 "early_stopping": stop or None})
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Stages 2-3 on the held-out validation examples (★ best pass, kept; ○ last pass)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    save_figure(fig, out)
+    atomic_write_json(out.with_suffix(".json"), record)
+    return out

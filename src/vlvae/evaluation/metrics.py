@@ -9,10 +9,16 @@ standard deviation over seeds (each seed redraws every z) and the standard
 error over examples. The reconstruction (z ~ q(z|x) of the real image of y)
 is reported beside, as the ceiling of any q(z|y).
 
-Likelihoods are always unweighted and use q(z|x) as the proposal
-(:mod:`vlvae.objectives`): log p(x|y) (Eqn 6) under q_True and q_Agg, and
-log p(x), log p(y) under N(0, I) and q_phi(z), each at k = 1 (the ELBO-style
-bound of Eqn 6) and at the configured k (importance weighted).
+Likelihoods are always unweighted (:mod:`vlvae.objectives`): log p(x|y)
+(Eqn 6) under q_True and q_Agg and log p(x) under N(0, I) and q_phi(z), with
+q(z|x) as the proposal, at k = 1 (the ELBO-style bound of Eqn 6) and at the
+configured k (importance weighted); log p(y) under N(0, I) and q_phi(z) with a
+proposal that depends on y alone, at k = 1, 10, ..., 1000.
+
+Stages 2-3 may be trained several times (training replicates);
+:func:`combine_replicates` turns the per-replicate tables into mean ± standard
+deviation over training replicates, keeping the Monte-Carlo error of the
+evaluation apart.
 """
 
 from __future__ import annotations
@@ -24,13 +30,10 @@ import numpy as np
 import torch
 
 from vlvae.data.dataset import ImageTextDataset, images_to_float
-from vlvae.objectives import (
-    conditional_log_likelihood,
-    marginal_log_likelihood_image,
-    marginal_log_likelihood_text,
-)
+from vlvae.objectives import DefensiveMixture, importance_log_marginals
 
-__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "likelihood_tables"]
+__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "likelihood_tables",
+           "text_proposal", "combine_replicates"]
 
 
 def validation_batch(data: ImageTextDataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,48 +134,138 @@ def paired_differences(per_example: dict) -> dict:
     return out
 
 
+def _k_ladder(k_max: int) -> list[int]:
+    """1, 10, 100, ... up to ``k_max`` (and ``k_max`` itself)."""
+    ks, k = [], 1
+    while k < k_max:
+        ks.append(k)
+        k *= 10
+    return ks + [k_max]
+
+
+def _stats(values: torch.Tensor, dim: int) -> dict:
+    v = values.double()
+    return {"mean": float(v.mean()), "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
+            "per_dim": float(v.mean() / dim)}
+
+
+def text_proposal(model, text_posteriors: dict, y: torch.Tensor) -> DefensiveMixture:
+    """The proposal of log p(y): an equal mixture of every text posterior q(z|y) and N(0, I).
+
+    It depends on y alone, and is the same for every prior it compares (SPEC §6).
+    """
+    components = [q(y) for q in text_posteriors.values()]
+    return DefensiveMixture(components + [model.prior().expand((len(y),))])
+
+
 @torch.no_grad()
 def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
-                      k: int, micro_batch: int, batch_size: int = 16, seed: int = 0) -> dict:
+                      k: int, micro_batch: int, batch_size: int = 16, seed: int = 0, text_k: int = 1000,
+                      text_batch_size: int = 50, text_micro_batch: int = 100) -> dict:
     """Unweighted likelihood bounds in nats per example (and per dimension).
+
+    log p(x|y) (Eqn 6, under each text posterior) and log p(x) (under each prior) share one set of
+    k samples from q(z|x) per image and one evaluation of log p(x|z), at k = 1 and k = ``k``.
+    log p(y) (under each prior) uses a proposal that depends on y alone (:func:`text_proposal`),
+    ``text_k`` samples per text, reported at k = 1, 10, 100, ..., ``text_k`` (nested: the
+    estimate at k uses the first k samples). At k = 1 the difference between two priors is
+    log p_1(z) − log p_2(z) at the shared sample, free of the text decoder; only k > 1 weighs the
+    samples by p(y|z), so read log p(y) at the largest k and check its convergence in k.
 
     Returns:
         {"log_p_x_given_y": {name: {"k=1": s, "k=K": s}}, "log_p_x": {prior: ...},
-         "log_p_y": {prior: ...}, "dimensions": {"x": D_x, "y": L}} with s =
-        {"mean", "stderr", "per_dim"}.
+         "log_p_y": {prior: {"k=1": s, "k=10": s, ...}}, "dimensions": {"x": D_x, "y": L},
+         "k": K, "text_k": [1, 10, ...], "differences": {"k=1": {table: pairs}, "k=K": ...},
+         "log_p_y_differences": {"k=1": pairs, ...}} with s = {"mean", "stderr", "per_dim"}
+        and pairs from :func:`paired_differences`.
     """
     n = len(y)
     dims = {"x": int(np.prod(x.shape[1:])), "y": int(y.shape[1])}
+    ks = sorted({1, k})
+    torch.manual_seed(seed)
+    image_values: dict[str, list[torch.Tensor]] = {}
+    for s in _chunks(n, batch_size):
+        dists = {f"log_p_x_given_y/{name}": q(y[s]) for name, q in text_posteriors.items()}
+        dists.update({f"log_p_x/{name}": prior() for name, prior in priors.items()})
 
-    def stats(values: torch.Tensor, dim: int) -> dict:
-        v = values.double()
-        return {"mean": float(v.mean()), "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
-                "per_dim": float(v.mean() / dim)}
+        def targets(z, s=s, dists=dists):
+            log_px = model.log_px(x[s], z)
+            return {key: log_px + d.log_prob(z) for key, d in dists.items()}
 
-    values = {}
+        est = importance_log_marginals(targets, model.image_posterior(x[s], y[s]), ks, micro_batch)
+        for key, per_k in est.items():
+            for kk, v in per_k.items():
+                image_values.setdefault(f"{key}/k={kk}", []).append(v)
+    text_ks = _k_ladder(text_k)
+    torch.manual_seed(seed + 1)
+    text_values: dict[str, list[torch.Tensor]] = {}
+    for s in _chunks(n, text_batch_size):
+        dists = {name: prior() for name, prior in priors.items()}
 
-    def run(fn, dim, table, name):
-        result = {}
-        for kk in sorted({1, k}):
-            torch.manual_seed(seed)
-            vals = torch.cat([fn(s, kk) for s in _chunks(n, batch_size)])
-            result[f"k={kk}"] = stats(vals, dim)
-            values.setdefault(f"k={kk}", {}).setdefault(table, {})[name] = vals.double().numpy()
-        return result
+        def targets(z, s=s, dists=dists):
+            log_py = model.log_py(y[s], z)
+            return {name: log_py + d.log_prob(z) for name, d in dists.items()}
 
-    out = {"log_p_x_given_y": {}, "log_p_x": {}, "log_p_y": {}, "dimensions": dims, "k": k}
-    for name, q in text_posteriors.items():
-        out["log_p_x_given_y"][name] = run(
-            lambda s, kk, q=q: conditional_log_likelihood(model, q, x[s], y[s], kk, micro_batch), dims["x"],
-            "log_p_x_given_y", name)
-    for name, prior in priors.items():
-        out["log_p_x"][name] = run(
-            lambda s, kk, p=prior: marginal_log_likelihood_image(model, p, x[s], kk, micro_batch, y=y[s]),
-            dims["x"], "log_p_x", name)
-        out["log_p_y"][name] = run(
-            lambda s, kk, p=prior: marginal_log_likelihood_text(model, p, x[s], y[s], kk, micro_batch),
-            dims["y"], "log_p_y", name)
-    # The same images, texts and seed for both members of a pair: their difference is paired.
+        est = importance_log_marginals(targets, text_proposal(model, text_posteriors, y[s]), text_ks,
+                                       text_micro_batch)
+        for name, per_k in est.items():
+            for kk, v in per_k.items():
+                text_values.setdefault(f"{name}/k={kk}", []).append(v)
+    out = {"log_p_x_given_y": {}, "log_p_x": {}, "log_p_y": {}, "dimensions": dims, "k": k, "text_k": text_ks}
+    per_example: dict = {}
+    for key, parts in image_values.items():
+        table, name, kk = key.split("/")
+        vals = torch.cat(parts)
+        out[table].setdefault(name, {})[kk] = _stats(vals, dims["x"])
+        per_example.setdefault(kk, {}).setdefault(table, {})[name] = vals.double().numpy()
+    text_per_example: dict = {}
+    for key, parts in text_values.items():
+        name, kk = key.split("/")
+        vals = torch.cat(parts)
+        out["log_p_y"].setdefault(name, {})[kk] = _stats(vals, dims["y"])
+        text_per_example.setdefault(kk, {})[name] = vals.double().numpy()
+    # The same images, texts and samples for both members of a pair: their difference is paired.
     out["differences"] = {kk: {table: paired_differences(per_name) for table, per_name in tables.items()}
-                          for kk, tables in values.items()}
+                          for kk, tables in per_example.items()}
+    out["log_p_y_differences"] = {kk: paired_differences(per_name) for kk, per_name in text_per_example.items()}
     return out
+
+
+#: Fields of a summary that measure the Monte-Carlo error of one evaluation (not training spread).
+_MC_FIELDS = ("std_over_seeds", "stderr_over_examples", "stderr")
+
+
+def combine_replicates(tables: list, floats: bool = False):
+    """Mean ± standard deviation over training replicates of per-replicate result trees.
+
+    ``tables`` holds the same nested structure once per replicate (e.g. the output of
+    :func:`correctness_tables` or :func:`likelihood_tables`). Every summary (a dict with
+    ``mean``) becomes ``{"mean": mean over replicates, "std_over_replicates": sample std
+    (ddof = 1; 0 for one replicate), "replicates": R, "per_replicate": [...]}`` plus each
+    Monte-Carlo error field of the replicates (std over seeds, standard errors), averaged over
+    replicates: the spread of the evaluation's sampling, kept apart from the training spread.
+    With ``floats``, every other number (e.g. Table 3's fractions) becomes ``{"mean",
+    "std_over_replicates", "per_replicate"}`` too; otherwise other values are taken from the
+    first replicate.
+    """
+    first = tables[0]
+    if floats and isinstance(first, float) and not isinstance(first, bool):
+        values = np.array([t for t in tables], dtype=np.float64)
+        return {"mean": float(values.mean()),
+                "std_over_replicates": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "per_replicate": values.tolist()}
+    if isinstance(first, dict) and "mean" in first and isinstance(first["mean"], float):
+        means = np.array([t["mean"] for t in tables], dtype=np.float64)
+        out = {"mean": float(means.mean()),
+               "std_over_replicates": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
+               "replicates": len(tables), "per_replicate": means.tolist()}
+        for key in _MC_FIELDS:
+            if key in first:
+                out[key] = float(np.mean([t[key] for t in tables]))
+        for key in ("per_dim", "examples"):
+            if key in first:
+                out[key] = type(first[key])(np.mean([t[key] for t in tables]))
+        return out
+    if isinstance(first, dict):
+        return {key: combine_replicates([t[key] for t in tables], floats) for key in first}
+    return first

@@ -46,10 +46,34 @@ def load_scorer(dataset: str, classifier_dir: Path, vocab):
     return TwoObjectsScorer(model, vocab), metrics
 
 
+def _stage_records(run: Path, replicates: int) -> dict:
+    """Per stage 2-3 and replicate: steps, how training ended, the best pass, wall time (from metrics.json)."""
+    import json
+
+    from vlvae.training.run import REPLICATED_STAGES, stage_dir
+
+    out = {}
+    for stage in REPLICATED_STAGES:
+        rows = []
+        for r in range(replicates):
+            m = json.loads((stage_dir(run, stage, r) / "metrics.json").read_text())
+            stop = m.get("early_stopping") or {}
+            rows.append({"replicate": r, "steps": m.get("steps"), "seconds": m.get("seconds_this_session"),
+                         "stopped_by": stop.get("stopped_by", "steps"), "best_step": stop.get("best_step"),
+                         "best_value": stop.get("best_value"), "monitor": stop.get("monitor"),
+                         "validation": m.get("validation", {})})
+        out[stage] = rows
+    return out
+
+
 def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: int | None = None,
                  seeds: int | None = None, min_accuracy: float | None = None, figures: bool = True,
-                 progress: bool = True) -> dict:
-    """Compute Tables 1-2 for a run and write ``RUN/metrics.json`` and ``RUN/report.md``.
+                 progress: bool = True, replicates: int | None = None, text_k: int | None = None) -> dict:
+    """Compute Tables 1-3 for a run and write ``RUN/metrics.json`` and ``RUN/report.md``.
+
+    Every training replicate of stages 2-3 (``RUN/q_true``, ``RUN/q_true.r1``, ...) is evaluated
+    on the same validation examples with the same Monte-Carlo seeds; the tables give the mean ±
+    standard deviation over replicates and, separately, the Monte-Carlo error of one evaluation.
 
     Args:
         run: a run folder with all four stages finished.
@@ -57,17 +81,31 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         examples, k, seeds: override the run config's evaluation settings.
         min_accuracy: refuse a classifier whose real validation accuracy is lower
             (default: the threshold stored with the classifier).
-        figures: also draw the Fig. 3/4-style figures.
+        figures: also draw the figures.
+        replicates: evaluate replicates 0..R-1 (default: every finished one).
+        text_k: the largest k of the log p(y) estimates (default: the run's config).
     """
-    from vlvae.evaluation.metrics import correctness_tables, likelihood_tables, validation_batch
-    from vlvae.training.run import load_prior, load_text_posterior, load_vlvae, open_run
+    from vlvae.evaluation.landing import text_keys, where_samples_land
+    from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
+    from vlvae.models.likelihoods import pixel_log_jacobian
+    from vlvae.training.run import (
+        finished_replicates,
+        load_prior,
+        load_text_posterior,
+        load_vlvae,
+        open_run,
+        stage_dir,
+    )
 
     run, classifier = Path(run), Path(classifier)
     cfg, info = open_run(run)
     model = load_vlvae(run, cfg)
-    posteriors = {"q_true": load_text_posterior(run, "true", cfg), "q_agg": load_text_posterior(run, "agg", cfg)}
-    learned = load_prior(run, cfg)
-    priors = {"standard": model.prior, "learned": learned}
+    available = finished_replicates(run)
+    replicates = available if replicates is None else replicates
+    if replicates < 1 or replicates > available:
+        # Loading the first missing stage raises the error that names the command to run.
+        r = min(max(replicates, 1), available + 1) - 1
+        load_text_posterior(run, "true", cfg, r), load_text_posterior(run, "agg", cfg, r), load_prior(run, cfg, r)
     data = ImageTextDataset(Path(info["data"]), "val")
     scorer, cls_metrics = load_scorer(data.dataset, classifier, data.vocab)
     threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
@@ -81,29 +119,48 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
                          "(vlvae train classifier --set classifier.steps=...) or pass --min-accuracy")
     ev = cfg.evaluation
     examples = examples or ev.examples
-    k, seeds = k or ev.k, seeds or ev.seeds
+    k, seeds, text_k = k or ev.k, seeds or ev.seeds, text_k or ev.text_k
     torch.manual_seed(cfg.seed)
     x, y = validation_batch(data, examples)
     started = time.time()
-    if progress:
-        print(f"correctness on {len(y)} validation texts x {seeds} seeds ...", flush=True)
     definitions = {"paper": scorer.score}
     if hasattr(scorer, "score_all_labels"):
         # CelebA: the paper scores the text's words (TELBO's definition, the headline); the
         # authors' code scored every binary label. Both are reported, each named.
         definitions["all_labels"] = scorer.score_all_labels
-    tables = correctness_tables(model, definitions, x, y, posteriors, priors, seeds)
-    correctness, alternative = tables["paper"], tables.get("all_labels")
+    train = ImageTextDataset(Path(info["data"]), "train")
     if progress:
-        print(f"likelihood bounds (k = 1 and k = {k}) ...", flush=True)
-    likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch)
+        print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
+    table = model.posterior_table(train.images)
+    ordered = data.dataset != "celeba"
+    train_keys = text_keys(torch.stack([train.text(i) for i in range(len(train))]) if not ordered else
+                           train._texts, ordered)
+    per_replicate = []
+    for r in range(replicates):
+        posteriors = {"q_true": load_text_posterior(run, "true", cfg, r),
+                      "q_agg": load_text_posterior(run, "agg", cfg, r)}
+        priors = {"standard": model.prior, "learned": load_prior(run, cfg, r)}
+        if progress:
+            print(f"replicate {r + 1}/{replicates}: correctness on {len(y)} validation texts x {seeds} seeds, "
+                  f"likelihoods (k = {k}; log p(y) up to k = {text_k}), where samples land ...", flush=True)
+        tables = correctness_tables(model, definitions, x, y, posteriors, priors, seeds)
+        likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch, text_k=text_k)
+        landing = where_samples_land(table, train_keys, y, text_keys(y, ordered), posteriors, priors,
+                                     reference=ev.landing_reference, seed=cfg.seed)
+        per_replicate.append({"tables": tables, "likelihood": likelihood, "landing": landing})
+        last_posteriors, last_priors = posteriors, priors
+    combined_tables = combine_replicates([p["tables"] for p in per_replicate])
+    correctness, alternative = combined_tables["paper"], combined_tables.get("all_labels")
+    likelihood = combine_replicates([p["likelihood"] for p in per_replicate])
+    landing = combine_replicates([p["landing"] for p in per_replicate], floats=True)
     # Report densities of pixels in [0, 1]: the likelihood is evaluated on pixels mapped affinely into
     # [pixel_low, pixel_high], so the change of variables adds D log(pixel_high - pixel_low).
-    jac = likelihood["dimensions"]["x"] * math.log(cfg.model.pixel_high - cfg.model.pixel_low)
-    for table in ("log_p_x_given_y", "log_p_x"):
-        for per_k in likelihood[table].values():
+    jac = pixel_log_jacobian(likelihood["dimensions"]["x"], cfg.model.pixel_low, cfg.model.pixel_high)
+    for table_name in ("log_p_x_given_y", "log_p_x"):
+        for per_k in likelihood[table_name].values():
             for s in per_k.values():
                 s["mean"] += jac
+                s["per_replicate"] = [v + jac for v in s["per_replicate"]]
                 s["per_dim"] = s["mean"] / likelihood["dimensions"]["x"]
     likelihood["pixel_jacobian_nats"] = jac
     metrics = {
@@ -111,10 +168,14 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         "run": str(run),
         "classifier": {"path": str(classifier), "real_accuracy": cls_metrics.get("real_accuracy"),
                        "real_correctness": cls_metrics.get("real_correctness"), "threshold": threshold},
+        "replicates": replicates,
         "correctness": correctness,
         "correctness_all_labels": alternative,
         "likelihood": likelihood,
-        "settings": {"examples": len(y), "k": k, "seeds": seeds, "micro_batch": ev.micro_batch},
+        "landing": landing,
+        "stages": _stage_records(run, replicates),
+        "settings": {"examples": len(y), "k": k, "text_k": text_k, "seeds": seeds, "micro_batch": ev.micro_batch,
+                     "landing_reference": ev.landing_reference, "replicates": replicates},
         "seconds": time.time() - started,
         "paper": PAPER.get(data.dataset, {}),
         "config_preset": cfg.name,
@@ -123,13 +184,15 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     figure_paths = {}
     if figures:
         from vlvae.evaluation import figures as figs
+        from vlvae.training.run import REPLICATED_STAGES
 
         fig_dir = run / "figures"
         fig_dir.mkdir(exist_ok=True)
+        # The sample figures show the last replicate's fits (each replicate's numbers are in the tables).
         figure_paths["reconstructions"] = figs.figure_reconstructions(
-            model, x[:6], y[:6], data.vocab, priors, fig_dir / "fig3_reconstructions.png")
+            model, x[:6], y[:6], data.vocab, last_priors, fig_dir / "fig3_reconstructions.png")
         figure_paths["conditional_samples"] = figs.figure_conditional_samples(
-            model, posteriors, y, data.vocab, fig_dir / "fig4_conditional_samples.png", scorer=scorer.score)
+            model, last_posteriors, y, data.vocab, fig_dir / "fig4_conditional_samples.png", scorer=scorer.score)
         try:
             curves = figs.read_validation_curves(run / "vlvae")
         except VLVAEError:  # no stage 1 logs
@@ -138,6 +201,9 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
             figure_paths["convergence"] = figs.figure_convergence(run / "vlvae", fig_dir / "stage1_convergence.png",
                                                                   curves)
             metrics["stage1_convergence"] = figs.convergence_summary(curves)
+        figure_paths["stopping"] = figs.figure_stopping(
+            {stage: [stage_dir(run, stage, r) for r in range(replicates)] for stage in REPLICATED_STAGES},
+            fig_dir / "stages23_validation.png")
         figure_paths = {k: str(Path(v).relative_to(run)) for k, v in figure_paths.items()}
     metrics["figures"] = figure_paths
     atomic_write_json(run / "metrics.json", metrics)
@@ -146,12 +212,30 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     return metrics
 
 
+def _spread(s: dict, scale: float = 1.0) -> str:
+    """``mean ± std over training replicates`` (just the mean for one replicate)."""
+    text = f"{scale * s['mean']:.2f}"
+    if s.get("replicates", 1) > 1:
+        text += f" ± {scale * s['std_over_replicates']:.2f}"
+    return text
+
+
 def _pct(s: dict) -> str:
-    return f"{100 * s['mean']:.2f} ± {100 * s['std_over_seeds']:.2f}"
+    """Correctness in %: mean ± std over training replicates, then the std over sampling seeds."""
+    return f"{_spread(s, 100)} (MC ± {100 * s['std_over_seeds']:.2f})"
 
 
 def _nats(s: dict) -> str:
-    return f"{s['mean']:.2f} ± {s['stderr']:.2f}"
+    """A likelihood: mean ± std over training replicates, then the standard error over examples."""
+    return f"{_spread(s)} (± {s['stderr']:.2f})"
+
+
+def _diff(s: dict, scale: float = 1.0) -> str:
+    """A paired difference: mean ± std over replicates, then its standard error over examples."""
+    text = f"{scale * s['mean']:+.2f}"
+    if s.get("replicates", 1) > 1:
+        text += f" ± {scale * s['std_over_replicates']:.2f}"
+    return text + f" (± {scale * s['stderr']:.2f})"
 
 
 def _convergence_line(conv: dict, cfg) -> str:
@@ -177,21 +261,102 @@ def _convergence_line(conv: dict, cfg) -> str:
             "Jacobian, so compare its trend, not its magnitude.)")
 
 
+def _plain(x):
+    """A number that :func:`combine_replicates` may have turned into ``{"mean", ...}``."""
+    return x["mean"] if isinstance(x, dict) else x
+
+
+def _landing_lines(landing: dict, replicates: int) -> list[str]:
+    """Table 3: where each source's z lands in the aggregate posterior (marginal and per text)."""
+    marginal, conditional = landing["marginal"], landing["conditional"]
+
+    def v(x, fmt="{:.1f}", scale=1.0):
+        if x is None:
+            return "–"
+        if isinstance(x, dict):
+            text = fmt.format(scale * x["mean"])
+            return text + (f" ± {fmt.format(scale * x['std_over_replicates'])}" if replicates > 1 else "")
+        return fmt.format(scale * x)
+
+    names = {**_NAMES, "reference": "the aggregate's own samples"}
+    lines = [
+        "## Table 3: where samples land in the aggregate posterior",
+        "",
+        f"log q_agg(z) = log (1/N) Σ_i q(z|x_i) over all N = {marginal['n_components']} training images "
+        f"(exact, z = {marginal['latent_dim']}), at one z per validation text from each q(z|y) and as many "
+        "from each prior. *In a hole*: below the "
+        f"{_plain(marginal['percentile']):g}st percentile of the aggregate's own samples "
+        f"({marginal['reference']['n']} of them; threshold {v(marginal['threshold'])} nats). Per text: the same "
+        "with the aggregate of the training images whose text is the validation text "
+        f"({v(conditional['n_keys_with_components'], '{:.0f}')} of {conditional['n_keys']} texts have such images, "
+        f"{v(conditional['mean_components_per_key'], '{:.2f}')} images per text on average; its own "
+        f"{conditional['own_per_key']} samples per text set each text's threshold).",
+        "",
+        "| z from | log q_agg(z): mean | median | 10th–90th percentile | in a hole % | per text: log q_agg(z|y) "
+        "median | in a hole % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("reference", "q_true", "q_agg", "standard", "learned"):
+        row = marginal["reference"] if name == "reference" else marginal["sources"].get(name)
+        if row is None:
+            continue
+        c = conditional["reference"] if name == "reference" else conditional["sources"].get(name)
+        lines.append(f"| {names.get(name, name)} | {v(row['mean_log_density'])} | {v(row['median_log_density'])} | "
+                     f"{v(row['q10_log_density'])} to {v(row['q90_log_density'])} | "
+                     f"{v(row['hole_fraction'], '{:.1f}', 100)} | "
+                     f"{v(c['median_log_density']) if c else '–'} | "
+                     f"{v(c['hole_fraction'], '{:.1f}', 100) if c else '–'} |")
+    lines += [
+        "",
+        "The aggregate posterior is a mixture of narrow Gaussians; in many dimensions almost every point off "
+        "the training images' posteriors lies far below the density of its own samples, so the hole "
+        "fraction can saturate at 100 % for every source. The log densities still order the sources: "
+        "higher means closer to where the image decoder was trained.",
+        "",
+    ]
+    return lines
+
+
+def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
+    lines = ["## Stages 2-3: when each fit stopped", ""]
+    if figure:
+        lines += [f"![stages 2-3 validation curves]({figure})", ""]
+    lines += ["Each fit is validated on held-out validation examples (the last of the split, apart from those "
+              "scored above); with a patience rule it stops when the objective has not improved for that many "
+              "passes and keeps the weights of its best pass.", "",
+              "| stage | replicate | steps | stopped by | best pass (step: value) | minutes |", "|---|---|---|---|---|---|"]
+    for stage, rows in stages.items():
+        for row in rows:
+            best = ("–" if row.get("best_step") is None else
+                    f"{row['best_step']}: {row['best_value']:.3f} ({row['monitor']})")
+            minutes = "–" if row.get("seconds") is None else f"{row['seconds'] / 60:.1f}"
+            lines.append(f"| {_NAMES.get(stage, stage)} | {row['replicate']} | {row['steps']} | {row['stopped_by']} | "
+                         f"{best} | {minutes} |")
+    return lines + [""]
+
+
 def render_report(metrics: dict, cfg) -> str:
-    """Markdown with Tables 1-2 in the paper's layout, the paper's numbers beside ours."""
+    """Markdown with Tables 1-3 in the paper's layout, the paper's numbers beside ours."""
     c, lk, paper = metrics["correctness"], metrics["likelihood"], metrics.get("paper", {})
-    k = metrics["settings"]["k"]
+    settings = metrics["settings"]
+    k, reps = settings["k"], metrics.get("replicates", 1)
     acc = metrics["classifier"]["real_accuracy"] or {}
     pc = paper.get("correctness", {})
+    spread = (f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
+              "with its own seed on the same VLVAE)" if reps > 1 else
+              "from **one training run** of each stage (no spread over training runs: train replicates with "
+              "`--replicates N` to get one)")
     lines = [
         f"# vlvae report: {metrics['dataset']} ({metrics['config_preset']} preset)",
         "",
-        f"Validation examples: {metrics['settings']['examples']}; seeds: {metrics['settings']['seeds']}; "
-        f"importance samples k = {k}. Correctness is mean ± std over seeds (%); likelihoods are "
-        "mean ± standard error over examples (nats per example), unweighted, with q(z|x) as the proposal, "
-        "as densities of pixels in [0, 1] (the Beta likelihood sees pixels mapped into "
-        f"[{cfg.model.pixel_low}, {cfg.model.pixel_high}]; the change of variables adds "
-        f"{lk['pixel_jacobian_nats']:.1f} nats).",
+        f"Validation examples: {settings['examples']}; sampling seeds: {settings['seeds']}. Every figure is "
+        f"{spread}. In parentheses, the error of the evaluation itself: for correctness (MC ±) the standard "
+        "deviation over sampling seeds (each redraws every z), for likelihoods (±) the standard error over "
+        "validation examples. Likelihoods are in nats per example, unweighted. log p(x|y) and log p(x) use "
+        f"q(z|x) as the proposal (k = 1 and k = {k}) and are densities of pixels in [0, 1] (the Beta "
+        f"likelihood sees pixels mapped into [{cfg.model.pixel_low}, {cfg.model.pixel_high}]; the change of "
+        f"variables adds {lk['pixel_jacobian_nats']:.1f} nats). log p(y) uses a proposal that depends on y "
+        "alone, ⅓ q_Agg(z|y) + ⅓ q_True(z|y) + ⅓ N(0, I), the same for both priors.",
         "",
         f"Classifier accuracy on real validation images: **{100 * acc.get('overall', float('nan')):.2f} %** "
         "(the ceiling of any correctness figure). Per slot: "
@@ -215,12 +380,11 @@ def render_report(metrics: dict, cfg) -> str:
         f"{pc.get('q_true', '–')} | {pc.get('q_agg', '–')} |",
     ]
     pl = paper.get("log_p_x_given_y", {})
-    for kk in ("k=1", f"k={k}"):
-        lines.append(f"| log p(x|y), {kk} | {_nats(lk['log_p_x_given_y']['q_true'][kk])} | "
-                     f"{_nats(lk['log_p_x_given_y']['q_agg'][kk])} | {pl.get('q_true', '–') if kk == 'k=1' else ''} | "
-                     f"{pl.get('q_agg', '–') if kk == 'k=1' else ''} |")
-        if k == 1:
-            break
+    for kk in sorted({1, k}):
+        key = f"k={kk}"
+        lines.append(f"| log p(x|y), {key} | {_nats(lk['log_p_x_given_y']['q_true'][key])} | "
+                     f"{_nats(lk['log_p_x_given_y']['q_agg'][key])} | {pl.get('q_true', '–') if kk == 1 else ''} | "
+                     f"{pl.get('q_agg', '–') if kk == 1 else ''} |")
     lines += [
         "",
         "## Table 2: N(0, I) vs the learned aggregate prior q_φ(z)",
@@ -230,43 +394,62 @@ def render_report(metrics: dict, cfg) -> str:
         f"| correctness % | {_pct(c['prior']['standard'])} | {_pct(c['prior']['learned'])} | "
         f"{pc.get('standard', '–')} | {pc.get('learned', '–')} |",
     ]
-    for table, label in (("log_p_x", "log p(x)"), ("log_p_y", "log p(y)")):
-        pt = paper.get(table, {})
-        for kk in ("k=1", f"k={k}"):
-            lines.append(f"| {label}, {kk} | {_nats(lk[table]['standard'][kk])} | {_nats(lk[table]['learned'][kk])} | "
-                         f"{pt.get('standard', '–') if kk == 'k=1' else ''} | {pt.get('learned', '–') if kk == 'k=1' else ''} |")
-            if k == 1:
-                break
+    pt = paper.get("log_p_x", {})
+    for kk in sorted({1, k}):
+        key = f"k={kk}"
+        lines.append(f"| log p(x), {key} | {_nats(lk['log_p_x']['standard'][key])} | "
+                     f"{_nats(lk['log_p_x']['learned'][key])} | {pt.get('standard', '–') if kk == 1 else ''} | "
+                     f"{pt.get('learned', '–') if kk == 1 else ''} |")
+    pt = paper.get("log_p_y", {})
+    text_ks = lk.get("text_k", [])
+    for kk in text_ks:
+        key = f"k={kk}"
+        lines.append(f"| log p(y), {key} | {_nats(lk['log_p_y']['standard'][key])} | "
+                     f"{_nats(lk['log_p_y']['learned'][key])} | {pt.get('standard', '–') if kk == text_ks[-1] else ''} | "
+                     f"{pt.get('learned', '–') if kk == text_ks[-1] else ''} |")
+    lines += ["", "log p(y) at k = 1 is log p(y|z) + log p(z) − log r(z|y) at one shared z: the difference between "
+              "the priors is then log q_φ(z) − log N(z; 0, I), free of the text decoder; only k > 1 weighs the "
+              "samples by p(y|z). Read log p(y) where it has stopped moving with k."]
     diffs = c.get("differences", {})
     ld = lk.get("differences", {}).get(f"k={k}", {})
+    yd = lk.get("log_p_y_differences", {})
     if diffs and ld:
-        def _d(s, scale=1.0):
-            return f"{scale * s['mean']:+.2f} ± {scale * s['stderr']:.2f}"
-
+        top = f"k={text_ks[-1]}" if text_ks else None
         lines += [
             "",
-            "Paired differences on the same validation examples (mean ± standard error over examples; "
-            f"likelihoods at k = {k}):",
+            "Paired differences on the same validation examples (mean"
+            + (" ± std over training replicates" if reps > 1 else "")
+            + "; in parentheses the standard error over examples; image likelihoods at "
+            f"k = {k}, log p(y) at k = {text_ks[-1] if text_ks else '–'}):",
             "",
             "| | correctness (points) | log p(x|y) | log p(x) | log p(y) |",
             "|---|---|---|---|---|",
-            f"| q_Agg − q_True | {_d(diffs['q_agg - q_true'], 100)} | {_d(ld['log_p_x_given_y']['q_agg - q_true'])} "
+            f"| q_Agg − q_True | {_diff(diffs['q_agg - q_true'], 100)} | {_diff(ld['log_p_x_given_y']['q_agg - q_true'])} "
             "| | |",
-            f"| q_φ(z) − N(0, I) | {_d(diffs['learned - standard'], 100)} | | "
-            f"{_d(ld['log_p_x']['learned - standard'])} | {_d(ld['log_p_y']['learned - standard'])} |",
+            f"| q_φ(z) − N(0, I) | {_diff(diffs['learned - standard'], 100)} | | "
+            f"{_diff(ld['log_p_x']['learned - standard'])} | "
+            f"{_diff(yd[top]['learned - standard']) if top and top in yd else '–'} |",
         ]
+        if yd:
+            lines += ["", "log p(y), q_φ(z) − N(0, I), by k: " + ", ".join(
+                f"k = {kk}: {_diff(yd[f'k={kk}']['learned - standard'])}" for kk in text_ks if f"k={kk}" in yd) + "."]
     d = lk["dimensions"]
     lines += [
         "",
         f"Per dimension (k = {k}): log p(x|y) q_True {lk['log_p_x_given_y']['q_true'][f'k={k}']['per_dim']:.4f}, "
         f"q_Agg {lk['log_p_x_given_y']['q_agg'][f'k={k}']['per_dim']:.4f} nats per pixel-channel "
-        f"(D = {d['x']}); log p(y) per word: N(0, I) {lk['log_p_y']['standard'][f'k={k}']['per_dim']:.4f}, "
-        f"q_φ(z) {lk['log_p_y']['learned'][f'k={k}']['per_dim']:.4f} (L = {d['y']}).",
+        f"(D = {d['x']})"
+        + (f"; log p(y) per word (k = {text_ks[-1]}): N(0, I) "
+           f"{lk['log_p_y']['standard'][f'k={text_ks[-1]}']['per_dim']:.4f}, q_φ(z) "
+           f"{lk['log_p_y']['learned'][f'k={text_ks[-1]}']['per_dim']:.4f} (L = {d['y']})" if text_ks else "")
+        + ".",
         "",
         "The paper's numbers come from 112 × 112 images, z = 50 and 400k steps; a reduced preset differs in "
         "scale, so compare directions (q_Agg vs q_True, q_φ(z) vs N(0, I)), not magnitudes.",
         "",
     ]
+    if metrics.get("landing"):
+        lines += _landing_lines(metrics["landing"], reps)
     alt = metrics.get("correctness_all_labels")
     if alt:
         lines += [
@@ -283,13 +466,17 @@ def render_report(metrics: dict, cfg) -> str:
             "",
         ]
     figs = metrics.get("figures", {})
+    if metrics.get("stages"):
+        lines += _stopping_lines(metrics["stages"], figs.get("stopping"))
     conv = metrics.get("stage1_convergence")
     if conv and "convergence" in figs:
         lines += ["## Stage 1 convergence", "", f"![convergence]({figs['convergence']})", "",
                   _convergence_line(conv, cfg), ""]
-    others = {name: path for name, path in figs.items() if name != "convergence"}
+    others = {name: path for name, path in figs.items() if name not in ("convergence", "stopping")}
     if others:
         lines += ["## Figures", ""]
+        if reps > 1:
+            lines += [f"Samples from replicate {reps - 1}'s text posteriors and prior.", ""]
         for name, path in others.items():
             lines += [f"![{name}]({path})", ""]
     lines += [f"Evaluated in {metrics['seconds']:.0f} s; git commit {metrics['git_commit']}.", ""]

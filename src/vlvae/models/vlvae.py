@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import LongTensor, Tensor, nn
 from torch.distributions import Distribution, Independent
@@ -97,6 +98,30 @@ class VLVAE(nn.Module):
         Returns a diagonal Gaussian (``Independent(Normal, 1)``), batch (batch,), event (latent,).
         """
         return self.posterior(x, y)
+
+    @torch.no_grad()
+    def posterior_table(self, images, texts: LongTensor | None = None, batch_size: int = 256
+                        ) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x) for every image of a set, encoded in batches.
+
+        Arguments:
+            images: uint8 (N, H, W, 3) (a numpy array or memory map, or a tensor).
+            texts: (N, L), needed only with joint inference (q(z|x, y)).
+            batch_size: images encoded at a time.
+
+        Returns:
+            means, logvars: (N, latent) each, on the model's device.
+        """
+        device = self._zeros.device
+        means, logvars = [], []
+        for lo in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.array(images[lo:lo + batch_size])).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            y = None if texts is None else texts[lo:lo + batch_size].to(device)
+            mean, logvar = self.posterior.encode(x, y)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.cat(means), torch.cat(logvars)
 
     def prior(self) -> Distribution:
         """p(z) = N(0, I), event (latent,)."""

@@ -9,8 +9,11 @@ A run folder ``RUN`` holds::
         weights.safetensors  the stage's final weights (trainable part only)
         metrics.json         final metrics, steps, wall time, throughput; written last
         logs/                CSV and TensorBoard logs
+    RUN/<stage>.r<R>/        training replicate R >= 1 of a stage 2-3 (same layout, another seed)
 
 A stage whose ``metrics.json`` exists is finished and is never retrained.
+Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
+the same frozen VLVAE: their spread is the spread over training runs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from vlvae.runinfo import run_info
 
 __all__ = [
     "STAGES",
+    "REPLICATED_STAGES",
     "stage_dir",
+    "stage_seed",
+    "finished_replicates",
     "init_run",
     "open_run",
     "save_weights",
@@ -44,16 +50,41 @@ __all__ = [
 ]
 
 STAGES = ("vlvae", "q_true", "q_agg", "prior")
+#: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
+REPLICATED_STAGES = ("q_true", "q_agg", "prior")
 _MAKES = {
     "vlvae": "vlvae train vlvae --data DATA --out {run}",
     "q_true": "vlvae train text-posterior --run {run} --objective true",
     "q_agg": "vlvae train text-posterior --run {run} --objective agg",
     "prior": "vlvae train prior --run {run}",
 }
+#: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
+_SEED_OFFSETS = {"q_true": 1, "q_agg": 1, "prior": 2}
 
 
-def stage_dir(run: Path, stage: str) -> Path:
-    return Path(run) / stage
+def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
+    """``RUN/<stage>`` for the first training of a stage, ``RUN/<stage>.r<R>`` for replicate R >= 1."""
+    if replicate < 0:
+        raise VLVAEError(f"a replicate number is 0 or more, got {replicate}")
+    return Path(run) / (stage if replicate == 0 else f"{stage}.r{replicate}")
+
+
+def stage_seed(seed: int, stage: str, replicate: int = 0) -> int:
+    """The seed of a stage 2-3 fit: the run's seed, the stage's offset, and 1000 per replicate."""
+    return seed + _SEED_OFFSETS[stage] + 1000 * replicate
+
+
+def finished_replicates(run: Path) -> int:
+    """How many leading replicates R = 0, 1, ... have every stage 2-3 (q_True, q_Agg, prior) finished."""
+    r = 0
+    while all((stage_dir(run, stage, r) / "metrics.json").is_file() for stage in REPLICATED_STAGES):
+        r += 1
+    return r
+
+
+def _make(stage: str, run: Path, replicate: int = 0) -> str:
+    command = _MAKES[stage].format(run=run)
+    return command + (f" --replicates {replicate + 1}" if replicate else "")
 
 
 def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
@@ -146,10 +177,11 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
     return module
 
 
-def _require(run: Path, stage: str) -> Path:
-    d = stage_dir(run, stage)
+def _require(run: Path, stage: str, replicate: int = 0) -> Path:
+    d = stage_dir(run, stage, replicate)
     if not (d / "metrics.json").is_file():
-        raise VLVAEError(f"stage {stage!r} of {run} is not finished; run `{_MAKES[stage].format(run=run)}`")
+        what = f"stage {stage!r}" + (f" (replicate {replicate})" if replicate else "")
+        raise VLVAEError(f"{what} of {run} is not finished; run `{_make(stage, run, replicate)}`")
     return d
 
 
@@ -164,28 +196,28 @@ def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
     return model.eval().requires_grad_(False)
 
 
-def load_text_posterior(run: Path, objective: str, cfg: ExperimentConfig | None = None):
-    """The trained q_True (``objective="true"``) or q_Agg (``"agg"``) of a run."""
+def load_text_posterior(run: Path, objective: str, cfg: ExperimentConfig | None = None, replicate: int = 0):
+    """The trained q_True (``objective="true"``) or q_Agg (``"agg"``) of a run (training replicate R)."""
     from vlvae.models.posteriors import TextPosterior
 
     cfg = cfg or open_run(run)[0]
     stage = f"q_{objective}"
-    d = _require(run, stage)
+    d = _require(run, stage, replicate)
     kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.text_posterior.kind)
     q = load_weights(TextPosterior(cfg.model, kind=kind), d / "weights.safetensors", "text_posterior",
-                     _MAKES[stage].format(run=run))
+                     _make(stage, run, replicate))
     return q.eval().requires_grad_(False)
 
 
-def load_prior(run: Path, cfg: ExperimentConfig | None = None):
-    """The trained aggregate prior q_phi(z) of a run."""
+def load_prior(run: Path, cfg: ExperimentConfig | None = None, replicate: int = 0):
+    """The trained aggregate prior q_phi(z) of a run (training replicate R)."""
     from vlvae.models.posteriors import AggregatePrior
 
     cfg = cfg or open_run(run)[0]
-    d = _require(run, "prior")
+    d = _require(run, "prior", replicate)
     kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.prior.kind)
     p = load_weights(AggregatePrior(cfg.model, kind=kind), d / "weights.safetensors", "aggregate_prior",
-                     _MAKES["prior"].format(run=run))
+                     _make("prior", run, replicate))
     return p.eval().requires_grad_(False)
 
 
@@ -232,6 +264,18 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     checkpoint = ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
                                  every_n_train_steps=stage.checkpoint_every)
+    callbacks = [checkpoint]
+    monitor = getattr(task, "monitor", None)
+    stopping = best = None
+    if stage.patience > 0 and monitor is not None and stage.val_examples > 0:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        from vlvae.training.tasks import BestWeights
+
+        stopping = EarlyStopping(monitor=monitor, mode="max", patience=stage.patience, min_delta=stage.min_delta,
+                                 check_on_train_epoch_end=False, strict=True)
+        best = BestWeights(monitor)
+        callbacks += [stopping, best]
     # Each training session (the first, and every --resume) logs into its own folder, so
     # resuming never overwrites the earlier session's CSV.
     session = f"from_step_{task.start_step}"
@@ -245,7 +289,7 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         devices=cfg.devices,
         strategy="ddp" if cfg.devices > 1 else "auto",
         precision=cfg.precision,
-        callbacks=[checkpoint],
+        callbacks=callbacks,
         logger=loggers,
         val_check_interval=min(stage.val_every, stage.steps),
         check_val_every_n_epoch=None,
@@ -264,6 +308,14 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
                          "rerun the same command with --resume to continue")
     steps_done = trainer.global_step - task.start_step
     train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    stopping_info = {}
+    if best is not None:
+        stopped = stopping.wait_count >= stage.patience
+        stopping_info = {"monitor": monitor, "patience": stage.patience, "min_delta": stage.min_delta,
+                         "stopped_by": "patience" if stopped else ("steps" if trainer.global_step >= stage.steps
+                                                                   else "time"),
+                         "best_step": best.best_step, "best_value": best.best_value}
+        best.restore(task.trainable())
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
         "kind": getattr(stage, "kind", None),
@@ -273,7 +325,10 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
         "validation": {k: float(v) for k, v in final.items()},
         "train_last": train_last,
-        "weights": "weights.safetensors (the last step's weights; no selection by validation)",
+        "weights": ("weights.safetensors (the weights of the best validation pass, step "
+                    f"{best.best_step})" if best is not None and best.best_step is not None else
+                    "weights.safetensors (the last step's weights; no selection by validation)"),
+        "early_stopping": stopping_info or None,
         **(extra or {}),
         **run_info(),
     }
@@ -306,27 +361,40 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
     return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
 
 
-def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True) -> dict:
-    """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen."""
+def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True,
+                         replicate: int = 0) -> dict:
+    """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen.
+
+    ``replicate`` R >= 1 trains another replicate into ``RUN/q_<objective>.r<R>`` with its own seed.
+    """
     from vlvae.training.tasks import TextPosteriorTask
 
     if objective not in ("true", "agg"):
         raise VLVAEError(f"--objective must be 'true' or 'agg', got {objective!r}")
     cfg, info = open_run(run)
+    stage = f"q_{objective}"
+    seed = stage_seed(cfg.seed, stage, replicate)
+    directory = stage_dir(run, stage, replicate)
+    if (directory / "metrics.json").is_file():
+        return json.loads((directory / "metrics.json").read_text())
     vlvae = load_vlvae(run, cfg)
-    torch.manual_seed(cfg.seed + 1)
-    task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], cfg.seed + 1, vlvae, objective,
-                             cfg.num_workers)
-    return fit_stage(task, stage_dir(run, f"q_{objective}"), cfg.text_posterior, cfg, "text_posterior",
-                     resume, progress, extra={"objective": objective})
+    torch.manual_seed(seed)
+    task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective, cfg.num_workers)
+    return fit_stage(task, directory, cfg.text_posterior, cfg, "text_posterior", resume, progress,
+                     extra={"objective": objective, "replicate": replicate, "seed": seed})
 
 
-def train_prior(run: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen."""
+def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
+    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
     from vlvae.training.tasks import AggregatePriorTask
 
     cfg, info = open_run(run)
+    seed = stage_seed(cfg.seed, "prior", replicate)
+    directory = stage_dir(run, "prior", replicate)
+    if (directory / "metrics.json").is_file():
+        return json.loads((directory / "metrics.json").read_text())
     vlvae = load_vlvae(run, cfg)
-    torch.manual_seed(cfg.seed + 2)
-    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], cfg.seed + 2, vlvae, cfg.num_workers)
-    return fit_stage(task, stage_dir(run, "prior"), cfg.prior, cfg, "aggregate_prior", resume, progress)
+    torch.manual_seed(seed)
+    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
+    return fit_stage(task, directory, cfg.prior, cfg, "aggregate_prior", resume, progress,
+                     extra={"replicate": replicate, "seed": seed})

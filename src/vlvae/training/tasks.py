@@ -32,7 +32,8 @@ from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
 from vlvae.training.schedule import adam_with_schedule
 
-__all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask"]
+__all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask",
+           "BestWeights"]
 
 
 def step_dataloader(module: L.LightningModule, data, batch_size: int, steps: int, seed: int, start_step: int,
@@ -53,6 +54,41 @@ def step_dataloader(module: L.LightningModule, data, batch_size: int, steps: int
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The torch seed of optimisation step ``step`` on process ``rank``."""
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
+
+
+class BestWeights(L.Callback):
+    """Keeps a copy of the trainable weights at the best validation pass while fitting.
+
+    ``monitor`` is a logged validation metric to maximise (e.g. ``val/text_elbo``). The copy, its
+    step and value travel in the checkpoint, so a resumed run keeps the best of all sessions.
+    :meth:`restore` loads the copy into the module (nothing happens if no pass was seen).
+    """
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.best_state: dict | None = None
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.state.fn != "fit" or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_step = value, int(trainer.global_step)
+            self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.trainable().state_dict().items()}
+
+    def restore(self, module: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+
+    def state_dict(self):
+        return {"monitor": self.monitor, "best_value": self.best_value, "best_step": self.best_step,
+                "best_state": self.best_state}
+
+    def load_state_dict(self, state):
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.best_state = state["best_state"]
 
 
 class StageTask(L.LightningModule):
@@ -117,10 +153,12 @@ class StageTask(L.LightningModule):
                                self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
+        """The last ``val_examples`` of the validation split: held out from the evaluation, which
+        scores the first examples, so that stopping and weight selection never see what is scored."""
         data = self.dataset("val")
         n = min(len(data), self.stage.val_examples)
-        return DataLoader(Subset(data, range(n)), batch_size=min(self.stage.batch_size * 2, max(n, 1)),
-                          shuffle=False, num_workers=0)
+        return DataLoader(Subset(data, range(len(data) - n, len(data))),
+                          batch_size=min(self.stage.batch_size * 2, max(n, 1)), shuffle=False, num_workers=0)
 
     def configure_optimizers(self):
         return adam_with_schedule(self.trainable().parameters(), self.stage)
@@ -193,14 +231,7 @@ class _FrozenVLVAEMixin:
     def on_fit_start(self):
         if self.model_config.joint_inference:
             return
-        data = self.dataset("train")
-        means, logvars = [], []
-        for lo in range(0, len(data), 256):
-            x = images_to_float(torch.from_numpy(np.array(data.images[lo:lo + 256]))).to(self.device)
-            mean, logvar = self.vlvae.posterior.encode(x)
-            means.append(mean)
-            logvars.append(logvar)
-        self._posterior_table = (torch.cat(means), torch.cat(logvars))
+        self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
 
     @torch.no_grad()
     def sample_image_posterior(self, batch: dict) -> torch.Tensor:
@@ -224,6 +255,8 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         if objective not in ("true", "agg"):
             raise ValueError(f"objective must be 'true' or 'agg', got {objective!r}")
         self.objective = objective
+        # Early stopping watches the objective this stage maximises.
+        self.monitor = "val/text_elbo" if objective == "true" else "val/cross_entropy"
         self.vlvae = self._freeze(vlvae)
         self.posterior = TextPosterior(model_config, kind=stage.kind)
 
@@ -265,6 +298,7 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
         super().__init__(model_config, stage, data_root, seed, num_workers)
         self.vlvae = self._freeze(vlvae)
         self.prior = AggregatePrior(model_config, kind=stage.kind)
+        self.monitor = "val/cross_entropy"
 
     def trainable(self):
         return self.prior
