@@ -127,6 +127,12 @@ class StageTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         self._seconds_before = float(checkpoint.get("training_seconds", 0.0))
 
+    def on_validation_epoch_start(self):
+        # Every validation pass draws the same noise (common random numbers), so the curve moves
+        # with the weights, not with the draws; training reseeds at each step, so this changes
+        # nothing about training.
+        torch.manual_seed(step_seed(self.seed, self.global_rank, -1))
+
     def on_validation_epoch_end(self):
         if self.trainer.state.fn == "fit":
             self.log("val/minutes", self.training_minutes(), sync_dist=True)

@@ -1,0 +1,90 @@
+"""Stages 2-3 stop when their held-out validation objective stops improving, keeping the best weights."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vlvae.training import run as runs
+from vlvae.training.tasks import BestWeights
+
+STOP = ["text_posterior.steps=40", "text_posterior.val_every=2", "text_posterior.checkpoint_every=2",
+        "text_posterior.patience=2", "text_posterior.min_delta=1e9", "prior.steps=40", "prior.val_every=2",
+        "prior.patience=1", "prior.min_delta=1e9", "prior.val_examples=6"]
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stop") / "run"
+    runs.train_vlvae(data, out, "tiny", overrides=STOP, progress=False)
+    return out
+
+
+def _fake_trainer(value, step):
+    return SimpleNamespace(state=SimpleNamespace(fn="fit"), sanity_checking=False,
+                           callback_metrics={"val/x": torch.tensor(value)}, global_step=step)
+
+
+def test_best_weights_keeps_the_state_of_the_highest_pass_and_survives_a_checkpoint():
+    module = torch.nn.Linear(2, 1)
+    holder = SimpleNamespace(trainable=lambda: module)
+    best = BestWeights("val/x")
+    states = {}
+    for step, value in [(2, -5.0), (4, -3.0), (6, -4.0), (8, -3.5)]:
+        with torch.no_grad():
+            module.weight.fill_(step)
+        states[step] = module.weight.clone()
+        best.on_validation_end(_fake_trainer(value, step), holder)
+    assert (best.best_step, best.best_value) == (4, -3.0)
+    restored = BestWeights("val/x")
+    restored.load_state_dict(best.state_dict())
+    restored.restore(module)
+    assert torch.equal(module.weight, states[4])
+    # passes outside fitting (the final trainer.validate) never count
+    outside = _fake_trainer(100.0, 10)
+    outside.state.fn = "validate"
+    best.on_validation_end(outside, holder)
+    assert best.best_step == 4
+
+
+@pytest.mark.parametrize("stage", ["q_agg", "prior"])
+def test_stage_stops_on_patience_and_keeps_its_best_pass(run, stage):
+    if stage == "prior":
+        metrics = runs.train_prior(run, progress=False)
+        patience, monitor = 1, "val/cross_entropy"
+    else:
+        metrics = runs.train_text_posterior(run, "agg", progress=False)
+        patience, monitor = 2, "val/cross_entropy"
+    stop = metrics["early_stopping"]
+    # min_delta = 1e9: only the first pass counts as an improvement, so the stage stops after
+    # 1 + patience passes, 2 steps apart, far below its 40-step cap
+    assert stop["stopped_by"] == "patience" and stop["monitor"] == monitor
+    assert metrics["steps"] == 2 * (1 + patience) < 40
+    # validation draws the same noise at every pass: the final validation of the kept weights
+    # repeats the best pass's value exactly
+    assert metrics["validation"][monitor] == pytest.approx(stop["best_value"], abs=1e-5)
+    assert stop["best_step"] in range(2, metrics["steps"] + 1, 2)
+    saved = json.loads((runs.stage_dir(run, stage) / "metrics.json").read_text())
+    assert saved["early_stopping"] == stop and "best validation pass" in saved["weights"]
+
+
+def test_without_patience_the_cap_ends_training(data, tmp_path):
+    out = tmp_path / "run"
+    runs.train_vlvae(data, out, "tiny", progress=False)
+    metrics = runs.train_text_posterior(out, "true", progress=False)
+    assert metrics["early_stopping"] is None and metrics["steps"] == 6
+
+
+def test_validation_is_held_out_from_the_evaluated_examples(run):
+    """Stages validate on the last examples of the split; the evaluation scores the first ones."""
+    from vlvae.config import load_config
+    from vlvae.training.tasks import AggregatePriorTask
+
+    cfg = load_config(run / "config.yaml")
+    info = json.loads((run / "run.json").read_text())
+    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], 0, runs.load_vlvae(run, cfg))
+    indices = list(task.val_dataloader().dataset.indices)
+    n = len(task.dataset("val"))
+    assert cfg.prior.val_examples == 6 < n
+    assert indices == list(range(n - 6, n))
