@@ -159,7 +159,7 @@ def _text_prior(y):
 
 def _text_proposal(model, y):
     """A proposal that depends on y alone: ½ q_φ(z|y) (not p(z|y)) + ½ N(0, I)."""
-    return DefensiveMixture([_text_prior(y), model.prior().expand((len(y),))])
+    return DefensiveMixture([_text_prior(y), model.prior()])
 
 
 def _exact(toy):
@@ -306,8 +306,20 @@ def test_defensive_mixture_samples_each_component_by_its_weight():
 
 
 def test_defensive_mixture_refuses_components_of_other_shapes():
-    with pytest.raises(ValueError, match="expand"):
-        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(2), torch.ones(2))])
+    with pytest.raises(ValueError, match="batch shape"):
+        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(4, 2), torch.ones(4, 2))])
+    with pytest.raises(ValueError, match="differ in shape"):
+        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(3), torch.ones(3))])
+
+
+def test_defensive_mixture_with_an_unbatched_component_matches_the_expanded_one():
+    torch.manual_seed(25)
+    q = DiagNormal(torch.randn(5, 2), torch.rand(5, 2) + 0.5)
+    prior = DiagNormal(torch.zeros(2), torch.ones(2))
+    a, b = DefensiveMixture([q, prior]), DefensiveMixture([q, prior.expand((5,))])
+    z = a.sample((7,))
+    assert z.shape == (7, 5, 2)
+    torch.testing.assert_close(a.log_prob(z), b.log_prob(z))
 
 
 def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):

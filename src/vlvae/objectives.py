@@ -299,8 +299,8 @@ class DefensiveMixture(Distribution):
     mixture distributions").
 
     Arguments:
-        components: distributions with the same ``batch_shape`` and ``event_shape``
-            (expand an unbatched one, e.g. ``prior.expand((batch,))``).
+        components: distributions with the same ``event_shape`` and the same ``batch_shape``
+            or none (an unbatched one, e.g. a prior, serves every batch entry).
         weights: mixture weights (default: equal); normalised here.
     """
 
@@ -310,11 +310,12 @@ class DefensiveMixture(Distribution):
     def __init__(self, components: Sequence[Distribution], weights: Sequence[float] | None = None) -> None:
         if not components:
             raise ValueError("A mixture needs at least one component.")
-        batch, event = components[0].batch_shape, components[0].event_shape
-        for c in components[1:]:
-            if c.batch_shape != batch or c.event_shape != event:
-                raise ValueError(f"Mixture components differ in shape: {c.batch_shape}{c.event_shape} vs "
-                                 f"{batch}{event}; expand the unbatched ones to batch shape {tuple(batch)}.")
+        batch = max((c.batch_shape for c in components), key=len)
+        event = components[0].event_shape
+        for c in components:
+            if c.batch_shape not in (batch, torch.Size()) or c.event_shape != event:
+                raise ValueError(f"Mixture components differ in shape: {tuple(c.batch_shape)}{tuple(c.event_shape)} vs "
+                                 f"{tuple(batch)}{tuple(event)}; each must have batch shape {tuple(batch)} or none.")
         weights = torch.full((len(components),), 1.0 / len(components)) if weights is None else \
             torch.as_tensor(weights, dtype=torch.float64)
         if (weights < 0).any() or weights.sum() <= 0:
@@ -327,7 +328,9 @@ class DefensiveMixture(Distribution):
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         """Draw a component per (sample, batch) entry from the weights, then z from it."""
         sample_shape = torch.Size(sample_shape)
-        draws = torch.stack([c.sample(sample_shape) for c in self.components])  # (C, *sample, *batch, *event)
+        draws = torch.stack([c.sample(sample_shape if c.batch_shape == self.batch_shape else
+                                      sample_shape + self.batch_shape)
+                             for c in self.components])  # (C, *sample, *batch, *event)
         choice = torch.multinomial(self.log_weights.exp(), sample_shape.numel() * self.batch_shape.numel(),
                                    replacement=True).view(*sample_shape, *self.batch_shape)
         index = choice.view(1, *choice.shape, *(1,) * len(self.event_shape))
@@ -401,7 +404,8 @@ def marginal_log_likelihood_text(
     compared. A proposal built from the paired image, q(z|x), would make the
     k = 1 difference between two priors E_q(z|x)[log p_1(z) − log p_2(z)] — the
     log p(x) difference, whatever the text decoder does. The evaluation uses
-    ⅓ q_Agg(z|y) + ⅓ q_True(z|y) + ⅓ N(0, I) (:class:`DefensiveMixture`).
+    an equal mixture of q_Agg(z|y), q_True(z|y), N(0, I) and q_φ(z)
+    (:class:`DefensiveMixture`).
     p(y|z) is the text decoder's teacher-forced likelihood. No gradients.
 
     Arguments:

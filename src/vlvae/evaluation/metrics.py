@@ -149,13 +149,14 @@ def _stats(values: torch.Tensor, dim: int) -> dict:
             "per_dim": float(v.mean() / dim)}
 
 
-def text_proposal(model, text_posteriors: dict, y: torch.Tensor) -> DefensiveMixture:
-    """The proposal of log p(y): an equal mixture of every text posterior q(z|y) and N(0, I).
+def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> DefensiveMixture:
+    """The proposal of log p(y): an equal mixture of every text posterior q(z|y) and every prior.
 
-    It depends on y alone, and is the same for every prior it compares (SPEC §6).
+    It depends on y alone and is the same for every prior it compares (SPEC §6). Each prior
+    is a component so that the posterior under each, p(y|z) p(z) / p(y), has a part of the
+    proposal near it; the text posteriors place samples where p(y|z) is high.
     """
-    components = [q(y) for q in text_posteriors.values()]
-    return DefensiveMixture(components + [model.prior().expand((len(y),))])
+    return DefensiveMixture([q(y) for q in text_posteriors.values()] + [p() for p in priors.values()])
 
 
 @torch.no_grad()
@@ -206,7 +207,7 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
             log_py = model.log_py(y[s], z)
             return {name: log_py + d.log_prob(z) for name, d in dists.items()}
 
-        est = importance_log_marginals(targets, text_proposal(model, text_posteriors, y[s]), text_ks,
+        est = importance_log_marginals(targets, text_proposal(text_posteriors, priors, y[s]), text_ks,
                                        text_micro_batch)
         for name, per_k in est.items():
             for kk, v in per_k.items():

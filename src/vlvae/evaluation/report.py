@@ -356,7 +356,7 @@ def render_report(metrics: dict, cfg) -> str:
         f"q(z|x) as the proposal (k = 1 and k = {k}) and are densities of pixels in [0, 1] (the Beta "
         f"likelihood sees pixels mapped into [{cfg.model.pixel_low}, {cfg.model.pixel_high}]; the change of "
         f"variables adds {lk['pixel_jacobian_nats']:.1f} nats). log p(y) uses a proposal that depends on y "
-        "alone, ⅓ q_Agg(z|y) + ⅓ q_True(z|y) + ⅓ N(0, I), the same for both priors.",
+        "alone and is the same for both priors: ¼ q_Agg(z|y) + ¼ q_True(z|y) + ¼ N(0, I) + ¼ q_φ(z).",
         "",
         f"Classifier accuracy on real validation images: **{100 * acc.get('overall', float('nan')):.2f} %** "
         "(the ceiling of any correctness figure). Per slot: "
