@@ -288,13 +288,16 @@ def reproduce_cmd(
     workers: int = typer.Option(2, help="Processes for data generation."),
     replicates: int = typer.Option(1, help="Train q_True, q_Agg and the prior this many times each (different "
                                    "seeds, the same VLVAE); the report gives mean ± std over these replicates."),
+    vlvae_replicates: int = typer.Option(1, help="Train the VLVAE this many times too (run/, run.r1/, ...; each "
+                                         "with --replicates of stages 2-3); summary.md gives mean ± std over them."),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
 
     _check_replicates(replicates)
-    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates)
-    typer.echo((Path(out) / "run" / "report.md").read_text())
+    _check_replicates(vlvae_replicates)
+    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates, vlvae_replicates=vlvae_replicates)
+    typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ def _line(i: int, n: int, name: str, status: str) -> None:
 
 def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects", root: Path | None = None,
               overrides: list[str] = (), workers: int = 2, progress: bool | None = None,
-              replicates: int = 1) -> dict:
+              replicates: int = 1, vlvae_replicates: int = 1) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
     Args:
@@ -40,6 +40,11 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         progress: progress bars inside stages (default: when the terminal is interactive).
         replicates: training replicates of q_True, q_Agg and the prior (each on the same VLVAE,
             with its own seed); the report gives mean ± std over them.
+        vlvae_replicates: train the VLVAE this many times (seeds moved by 1000 each) into
+            ``run``, ``run.r1``, ...; ``summary.md`` combines their reports.
+
+    Returns:
+        The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
     """
     from vlvae.evaluation.classifier import train_classifier_for
     from vlvae.data.format import read_manifest, read_vocabulary
@@ -94,25 +99,41 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
                                                         (cls / "last.ckpt").exists(), progress),
           cls / "metrics.json")
     # The run folder stores the config; later stages read it from there.
-    resume = lambda stage, r=0: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
+    vocab = read_vocabulary(data)
+    dataset_name = read_manifest(data).get("dataset", "two_objects")
+    runs = [out / ("run" if v == 0 else f"run.r{v}") for v in range(vlvae_replicates)]
+    all_metrics = []
+    for v, run in enumerate(runs):
+        tag = f" (VLVAE {v})" if vlvae_replicates > 1 else ""
+        run_overrides = list(overrides) + ([f"seed={cfg.seed + 1000 * v}"] if v else [])
+        resume = lambda stage, r=0, run=run: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
 
-    def stage_one():
-        vocab = read_vocabulary(data)
-        scorer, _ = load_scorer(read_manifest(data).get("dataset", "two_objects"), cls, vocab)
-        return train_vlvae(data, run, name, None, list(overrides), resume("vlvae"), progress, scorer=scorer.score)
+        def stage_one(run=run, run_overrides=run_overrides, resume=resume):
+            scorer, _ = load_scorer(dataset_name, cls, vocab)
+            return train_vlvae(data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score)
 
-    timed(3, "VLVAE", stage_one, stage_dir(run, "vlvae") / "metrics.json")
-    for r in range(replicates):
-        tag = f" r{r}" if replicates > 1 else ""
-        timed(4, "q_True" + tag, lambda: train_text_posterior(run, "true", resume("q_true", r), progress, r),
-              stage_dir(run, "q_true", r) / "metrics.json")
-        timed(5, "q_Agg" + tag, lambda: train_text_posterior(run, "agg", resume("q_agg", r), progress, r),
-              stage_dir(run, "q_agg", r) / "metrics.json")
-        timed(6, "prior" + tag, lambda: train_prior(run, resume("prior", r), progress, r),
-              stage_dir(run, "prior", r) / "metrics.json")
-    _line(7, n, "evaluation", "running ...")
-    t = time.time()
-    metrics = evaluate_run(run, cls, progress=False, replicates=replicates)
-    _line(7, n, "evaluation", f"done in {time.time() - t:.0f} s")
-    print(f"total {time.time() - started:.0f} s; report: {run / 'report.md'}", flush=True)
+        if (stage_dir(run, "vlvae") / "metrics.json").exists():
+            # Finished: this only checks that the run folder holds this configuration.
+            train_vlvae(data, run, name, None, run_overrides, False, progress)
+        timed(3, "VLVAE" + tag, stage_one, stage_dir(run, "vlvae") / "metrics.json")
+        for r in range(replicates):
+            rtag = tag + (f" r{r}" if replicates > 1 else "")
+            timed(4, "q_True" + rtag, lambda: train_text_posterior(run, "true", resume("q_true", r), progress, r),
+                  stage_dir(run, "q_true", r) / "metrics.json")
+            timed(5, "q_Agg" + rtag, lambda: train_text_posterior(run, "agg", resume("q_agg", r), progress, r),
+                  stage_dir(run, "q_agg", r) / "metrics.json")
+            timed(6, "prior" + rtag, lambda: train_prior(run, resume("prior", r), progress, r),
+                  stage_dir(run, "prior", r) / "metrics.json")
+        _line(7, n, "evaluation" + tag, "running ...")
+        t = time.time()
+        all_metrics.append(evaluate_run(run, cls, progress=False, replicates=replicates))
+        _line(7, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
+    metrics = all_metrics[0]
+    if vlvae_replicates > 1:
+        from vlvae.evaluation.report import summarise_runs
+
+        metrics = summarise_runs(runs, all_metrics, out)
+        print(f"total {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)
+    else:
+        print(f"total {time.time() - started:.0f} s; report: {runs[0] / 'report.md'}", flush=True)
     return metrics

@@ -131,15 +131,42 @@ def test_report_and_metrics(pipeline):
     assert set(saved["stages"]) == {"q_true", "q_agg", "prior"}
 
 
-def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipeline, tmp_path):
-    """--replicates 2 on a finished run trains only replicate 1 of stages 2-3 and reports the spread."""
+def _copy_pipeline(out, to):
+    """A copy of a reproduce folder whose run points at the copy's data."""
     import shutil
 
+    shutil.copytree(out, to)
+    info = json.loads((to / "run" / "run.json").read_text())
+    info["data"] = str((to / "data").resolve())
+    (to / "run" / "run.json").write_text(json.dumps(info))
+    return to
+
+
+def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
+    """--vlvae-replicates 2 trains a second VLVAE with another seed; summary.md gives the spread over both."""
+    from vlvae.config import load_config
+
+    out, first = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")
+    summary = reproduce(copy, "tiny", workers=1, progress=False, vlvae_replicates=2)
+    assert load_config(copy / "run.r1" / "config.yaml").seed == load_config(copy / "run" / "config.yaml").seed + 1000
+    second = json.loads((copy / "run.r1" / "metrics.json").read_text())
+    s = summary["correctness"]["conditional"]["q_agg"]
+    values = [first["correctness"]["conditional"]["q_agg"]["mean"],
+              second["correctness"]["conditional"]["q_agg"]["mean"]]
+    assert s["replicates"] == 2 and s["per_replicate"] == pytest.approx(values)
+    assert s["std_over_replicates"] == pytest.approx(np.std(values, ddof=1))
+    text = (copy / "summary.md").read_text()
+    assert "2 independently trained VLVAEs" in text and "run.r1/report.md" in text
+    assert json.loads((copy / "summary.json").read_text())["vlvae_replicates"] == 2
+
+
+def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipeline, tmp_path):
+    """--replicates 2 on a finished run trains only replicate 1 of stages 2-3 and reports the spread."""
     from vlvae.training.run import finished_replicates, load_text_posterior
 
     out, _ = pipeline
-    copy = tmp_path / "tiny"
-    shutil.copytree(out, copy)
+    copy = _copy_pipeline(out, tmp_path / "tiny")
     metrics = reproduce(copy, "tiny", workers=1, progress=False, replicates=2)
     run = copy / "run"
     assert finished_replicates(run) == 2

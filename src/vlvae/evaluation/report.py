@@ -13,7 +13,7 @@ from vlvae.data.format import atomic_write_json, atomic_write_text
 from vlvae.errors import VLVAEError
 from vlvae.runinfo import run_info
 
-__all__ = ["PAPER", "evaluate_run", "render_report"]
+__all__ = ["PAPER", "evaluate_run", "render_report", "summarise_runs"]
 
 #: The paper's validation-set numbers (Tables 1-2).
 PAPER = {
@@ -44,6 +44,36 @@ def load_scorer(dataset: str, classifier_dir: Path, vocab):
 
     model, metrics = load_classifier(classifier_dir)
     return TwoObjectsScorer(model, vocab), metrics
+
+
+def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
+    """Mean ± std over independently trained VLVAEs: ``OUT/summary.json`` and ``OUT/summary.md``.
+
+    Each run's figures (already averaged over its stage-2/3 replicates) count as one replicate;
+    the Monte-Carlo errors are averaged over runs.
+    """
+    from vlvae.evaluation.metrics import combine_replicates
+    from vlvae.training.run import open_run
+
+    keys = ("correctness", "correctness_all_labels", "likelihood")
+    summary = {key: combine_replicates([m[key] for m in metrics]) if metrics[0].get(key) else None
+               for key in keys}
+    summary["landing"] = combine_replicates([m["landing"] for m in metrics], floats=True)
+    summary["likelihood"]["pixel_jacobian_nats"] = metrics[0]["likelihood"]["pixel_jacobian_nats"]
+    first = metrics[0]
+    summary.update({
+        "dataset": first["dataset"], "runs": [str(r) for r in runs], "classifier": first["classifier"],
+        "replicates": len(runs), "vlvae_replicates": len(runs), "stage_replicates": first["replicates"],
+        "settings": first["settings"], "paper": first["paper"], "config_preset": first["config_preset"],
+        "seconds": sum(m["seconds"] for m in metrics), "figures": {},
+        **run_info(),
+    })
+    atomic_write_json(Path(out) / "summary.json", summary)
+    cfg, _ = open_run(runs[0])
+    text = render_report(summary, cfg).replace("# vlvae report:", "# vlvae summary over VLVAE replicates:", 1)
+    text += "\nEach run's own report: " + ", ".join(f"`{Path(r).name}/report.md`" for r in runs) + ".\n"
+    atomic_write_text(Path(out) / "summary.md", text)
+    return summary
 
 
 def _stage_records(run: Path, replicates: int) -> dict:
@@ -342,10 +372,17 @@ def render_report(metrics: dict, cfg) -> str:
     k, reps = settings["k"], metrics.get("replicates", 1)
     acc = metrics["classifier"]["real_accuracy"] or {}
     pc = paper.get("correctness", {})
-    spread = (f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
-              "with its own seed on the same VLVAE)" if reps > 1 else
-              "from **one training run** of each stage (no spread over training runs: train replicates with "
-              "`--replicates N` to get one)")
+    vlvaes = metrics.get("vlvae_replicates", 1)
+    if vlvaes > 1:
+        spread = (f"mean ± standard deviation over **{vlvaes} independently trained VLVAEs** (each with its own "
+                  f"seed; each VLVAE's figure is its mean over {metrics.get('stage_replicates', 1)} training "
+                  "replicate(s) of stages 2-3)")
+    elif reps > 1:
+        spread = (f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
+                  "with its own seed on the same VLVAE; the VLVAE is trained once)")
+    else:
+        spread = ("from **one training run** of each stage (no spread over training runs: train replicates with "
+                  "`--replicates N` to get one)")
     lines = [
         f"# vlvae report: {metrics['dataset']} ({metrics['config_preset']} preset)",
         "",
