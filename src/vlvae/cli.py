@@ -264,7 +264,9 @@ def evaluate_cmd(
     run: Path = typer.Option(..., help="Run folder with all stages trained."),
     classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
     examples: Optional[int] = typer.Option(None, help="Validation examples (default: the run's config)."),
-    k: Optional[int] = typer.Option(None, help="Importance samples for the likelihood bounds."),
+    k: Optional[int] = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
+    text_k: Optional[int] = typer.Option(None, help="Largest number of importance samples for log p(y) "
+                                         "(reported at 1, 10, 100, ... up to it; default: the run's config)."),
     seeds: Optional[int] = typer.Option(None, help="Repetitions of the correctness draws."),
     min_accuracy: Optional[float] = typer.Option(None, help="Refuse classifiers less accurate than this on "
                                                  "real data (default: stored with the classifier)."),
@@ -273,7 +275,10 @@ def evaluate_cmd(
     """Tables 1-2 (correctness, log p(x|y), log p(x), log p(y)) and figures: RUN/metrics.json, RUN/report.md."""
     from vlvae.evaluation.report import evaluate_run
 
-    evaluate_run(run, classifier, examples, k, seeds, min_accuracy, figures)
+    for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
+        if value is not None and value < 1:
+            raise VLVAEError(f"{name} must be at least 1, got {value}")
+    evaluate_run(run, classifier, examples, k, seeds, min_accuracy, figures, text_k=text_k)
     typer.echo((Path(run) / "report.md").read_text())
 
 
