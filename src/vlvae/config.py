@@ -8,6 +8,7 @@ VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "PRESETS",
     "preset",
     "apply_overrides",
+    "validate_config",
     "save_config",
     "load_config",
 ]
@@ -296,10 +298,119 @@ PRESETS = {"paper": _paper, "cpu": _cpu, "quick": _quick, "tiny": _tiny, "celeba
 
 
 def preset(name: str) -> ExperimentConfig:
-    """A fresh copy of a named preset."""
+    """A fresh copy of a named preset (validated by :func:`validate_config`)."""
     if name not in PRESETS:
         raise VLVAEError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]()
+    return validate_config(PRESETS[name]())
+
+
+# ----------------------------------------------------------------------------- validation
+
+#: Allowed ranges: (low, low included, high, high included); None = unbounded on that side.
+_AT_LEAST_0 = (0, True, None, False)
+_AT_LEAST_1 = (1, True, None, False)
+_POSITIVE = (0, False, None, False)
+_FRACTION = (0, True, 1, True)
+_SEED = (0, True, 2**32 - 1, True)  # numpy and Lightning accept seeds in [0, 2**32)
+
+_STAGE_RANGES = {
+    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
+    "lr_decay": (0, False, 1, True), "lr_warmup_steps": _AT_LEAST_0, "lr_final_factor": _FRACTION,
+    "kl_warmup_steps": _AT_LEAST_0, "w_x": _POSITIVE, "w_y": _POSITIVE, "val_every": _AT_LEAST_1,
+    "val_examples": _AT_LEAST_0, "checkpoint_every": _AT_LEAST_1, "max_minutes": _AT_LEAST_0,
+    "patience": _AT_LEAST_0, "min_delta": _AT_LEAST_0,
+}
+_RANGES = {
+    "DataConfig": {"n": _AT_LEAST_1, "size": (8, True, None, False), "val_fraction": (0, False, 1, False),
+                   "zoom": _POSITIVE, "supersample": _AT_LEAST_1, "seed": _SEED},
+    "StageConfig": _STAGE_RANGES,
+    "ClassifierConfig": {"steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _POSITIVE,
+                         "lr_warmup_steps": _AT_LEAST_0, "lr_final_factor": _FRACTION, "base_channels": _AT_LEAST_1,
+                         "n_downsample": _AT_LEAST_0, "n_res_blocks": _AT_LEAST_0, "min_accuracy": _FRACTION},
+    "EvaluationConfig": {name: _AT_LEAST_1 for name in ("examples", "k", "micro_batch", "seeds", "text_k",
+                                                         "landing_reference")},
+    "ModelConfig": {"image_size": (8, True, None, False), "image_channels": _AT_LEAST_1,
+                    "base_channels": _AT_LEAST_1, "n_downsample": _AT_LEAST_0, "n_res_blocks": _AT_LEAST_0,
+                    "encoding_dim": _AT_LEAST_1, "embedding_dim": _AT_LEAST_1, "text_hidden": _AT_LEAST_1,
+                    "latent_dim": (2, True, None, False), "shared_hidden": _AT_LEAST_1, "decoder_dim": _AT_LEAST_1,
+                    "dropout": (0, True, 1, False), "vocab_size": _AT_LEAST_1, "text_length": _AT_LEAST_1,
+                    "beta_concentration": _POSITIVE, "flow_steps": _AT_LEAST_1, "flow_hidden": _AT_LEAST_1},
+    "ExperimentConfig": {"seed": _SEED, "num_workers": _AT_LEAST_0, "devices": _AT_LEAST_1},
+}
+
+
+def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The enumerated string keys and their allowed values, from where each is defined."""
+    from vlvae.models.image import ARCHITECTURES, NORMS
+    from vlvae.models.posteriors import POSTERIOR_KINDS
+    from vlvae.training.schedule import SCHEDULES
+
+    return {
+        "StageConfig": {"lr_schedule": SCHEDULES, "kind": POSTERIOR_KINDS},
+        "ClassifierConfig": {"lr_schedule": SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
+        "ModelConfig": {"arch": ARCHITECTURES, "norm": NORMS},
+        "ExperimentConfig": {"precision": _lightning_precisions(), "accelerator": _lightning_accelerators()},
+    }
+
+
+def _lightning_precisions() -> tuple[str, ...]:
+    import typing
+
+    from lightning.fabric import connector
+
+    names = [typing.get_args(getattr(connector, name, typing.Literal[()]))
+             for name in ("_PRECISION_INPUT_STR", "_PRECISION_INPUT_STR_ALIAS")]
+    return tuple(dict.fromkeys(v for group in names for v in group))
+
+
+def _lightning_accelerators() -> tuple[str, ...]:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+
+
+def _range_text(low, low_in, high, high_in) -> str:
+    if high is None:
+        return f"at least {low}" if low_in else f"greater than {low}"
+    return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check every numeric key against its range and every enumerated key against its values.
+
+    Called by :func:`preset` and :func:`apply_overrides`, so that each command refuses a bad
+    value before it writes anything.
+
+    Returns:
+        ``cfg`` itself.
+
+    Raises:
+        VLVAEError: one line naming the first bad key, its value and what is allowed, e.g.
+            ``configuration key 'vlvae.batch_size' must be at least 1, got 0``.
+    """
+    choices = _choices()
+
+    def check(obj, where: str) -> None:
+        kind = type(obj).__name__
+        ranges, allowed = _RANGES.get(kind, {}), choices.get(kind, {})
+        for f in fields(obj):
+            value, key = getattr(obj, f.name), f"{where}{f.name}"
+            if is_dataclass(value):
+                check(value, f"{key}.")
+            elif f.name in ranges and not isinstance(value, bool):
+                low, low_in, high, high_in = ranges[f.name]
+                ok = isinstance(value, (int, float)) and math.isfinite(value)
+                ok = ok and (value >= low if low_in else value > low)
+                ok = ok and (high is None or (value <= high if high_in else value < high))
+                if not ok:
+                    raise VLVAEError(f"configuration key {key!r} must be {_range_text(*ranges[f.name])}, "
+                                     f"got {value!r}")
+            elif f.name in allowed and value not in allowed[f.name]:
+                raise VLVAEError(f"configuration key {key!r} must be one of {', '.join(allowed[f.name])}, "
+                                 f"got {value!r}")
+
+    check(cfg, "")
+    return cfg
 
 
 def _to_plain(obj):
@@ -364,7 +475,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     """Apply ``key=value`` overrides (dotted keys, e.g. ``vlvae.steps=100``) to a config.
 
     Raises:
-        VLVAEError: an override without ``=``, an unknown key, or a value of the wrong type.
+        VLVAEError: an override without ``=``, an unknown key, a value of the wrong type, or one
+            out of its range (:func:`validate_config`).
     """
     from omegaconf import OmegaConf
 
@@ -384,7 +496,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
                 node[part] = value
             else:
                 node = node[part]
-    return _from_plain(ExperimentConfig, data)
+    return validate_config(_from_plain(ExperimentConfig, data))
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
