@@ -1,4 +1,10 @@
-"""Test-session settings shared by every test."""
+"""Test-session settings and fixtures shared by every test."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -12,3 +18,46 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from vlvae.locking import folder_lock
+    with folder_lock(sys.argv[1], sys.argv[2]):
+        print("locked", flush=True)
+        time.sleep(120)
+""")
+
+
+class Holder:
+    """A child process that holds a folder's lock until it is killed."""
+
+    def __init__(self, folder, command="vlvae train vlvae"):
+        self.process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), command],
+                                        stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        assert line.strip() == "locked", "the holder did not take the lock"
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def kill(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def holder_of():
+    """``holder_of(folder, command)`` starts a child process holding ``folder``'s write lock (killed at the end)."""
+    holders = []
+
+    def start(folder, command="vlvae train vlvae"):
+        holders.append(Holder(folder, command))
+        return holders[-1]
+
+    yield start
+    for h in holders:
+        h.kill()

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "SPLITS",
+    "DATASET_FOLDERS",
     "atomic_path",
     "atomic_write_text",
     "atomic_write_json",
@@ -45,6 +47,8 @@ __all__ = [
     "read_records",
     "load_images",
     "prepare_output_folder",
+    "remove_stale_temporaries",
+    "vocabulary_sha256",
     "assemble_images",
     "finalise_dataset",
 ]
@@ -53,6 +57,12 @@ FORMAT_NAME = "vlvae-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 PARTIAL = ".partial"
+#: The folders of a data set that hold files written through :func:`atomic_path`.
+DATASET_FOLDERS = ("", *SPLITS, PARTIAL)
+
+
+#: The names of :func:`_tmp_path`'s temporary files: ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8 characters).
+_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def _tmp_path(path: Path) -> Path:
@@ -79,6 +89,30 @@ def atomic_path(path: Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files that killed writes of :func:`atomic_path` left in ``folder``.
+
+    Only plain files named like :func:`_tmp_path`'s (``.NAME.XXXXXXXX.tmp``) are removed, and
+    only directly in ``folder``. Call it only while holding the folder's lock
+    (:func:`vlvae.locking.folder_lock` does), so that no live write's file is taken.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing or unreadable: nothing of ours to tidy
+        return removed
+    for entry in entries:
+        if _TMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -154,6 +188,12 @@ def read_manifest(root: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise VLVAEError(f"{root}/manifest.json is not a vlvae data-set manifest; rebuild the data set")
     return manifest
+
+
+def vocabulary_sha256(root: Path) -> str:
+    """sha256 of a data set's vocab.json in canonical JSON (sorted keys, no spaces): its vocabulary's identity."""
+    obj = read_json(Path(root) / "vocab.json", "rebuild the data set")
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_vocabulary(root: Path) -> Vocabulary:
