@@ -48,9 +48,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlvae import runinfo
-from vlvae.data.format import assemble_images, atomic_save_npy, finalise_dataset, prepare_output_folder
+from vlvae.data.format import (
+    DATASET_FOLDERS,
+    assemble_images,
+    atomic_save_npy,
+    finalise_dataset,
+    prepare_output_folder,
+)
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.locking import folder_lock
+from vlvae.paths import check_output_dir
 
 __all__ = [
     "CELEBA_WORDS",
@@ -580,63 +588,67 @@ def build_celeba(
         "limit": limit,
         "seed": seed,
     }
-    partial, done = prepare_output_folder(out, settings, overwrite, command="vlvae data celeba")
-    if done:
-        return out
+    out = check_output_dir(out, "data-set folder")
+    # One build per folder: a second one would remove this one's .partial/ when it finishes.
+    with folder_lock(out, "vlvae data celeba", tidy=DATASET_FOLDERS):
+        partial, done = prepare_output_folder(out, settings, overwrite, command="vlvae data celeba")
+        if done:
+            return out
 
-    order = train + val
-    paths = [files.images / f for f in order]
-    chunks = [(start, min(start + chunk_size, len(order))) for start in range(0, len(order), chunk_size)]
-    _decode_missing_chunks(partial, paths, chunks, size, workers, progress)
-    chunk_files = [(_chunk_path(partial, a, b), a, b) for a, b in chunks]
-    for name, lo, hi in (("train", 0, len(train)), ("val", len(train), len(order))):
-        assemble_images(out, name, chunk_files, lo, hi, size)
+        order = train + val
+        paths = [files.images / f for f in order]
+        chunks = [(start, min(start + chunk_size, len(order))) for start in range(0, len(order), chunk_size)]
+        _decode_missing_chunks(partial, paths, chunks, size, workers, progress)
+        chunk_files = [(_chunk_path(partial, a, b), a, b) for a, b in chunks]
+        for name, lo, hi in (("train", 0, len(train)), ("val", len(train), len(order))):
+            assemble_images(out, name, chunk_files, lo, hi, size)
 
-    rng = np.random.default_rng(seed)
-    rows = values[[row_of[f] for f in order]]
-    present = _labels_to_words(rows[:, label_index]).astype(bool)
-    records = {"train": [], "val": []}
-    word_counts = []
-    for i, (filename, row) in enumerate(zip(order, rows)):
-        words = [w for w, p in zip(_ATTRIBUTE_WORDS, present[i]) if p]
-        word_counts.append(len(words))
-        records["train" if i < len(train) else "val"].append({
-            "filename": filename,
-            "attributes": {n: int(v) for n, v in zip(names, row)},
-            "words": words,
-            "text": celeba_text(words, rng, text_length),
-        })
-    info = {"dataset": "celeba", "attribute_names": names, "words": list(CELEBA_WORDS),
-            "text_length": text_length, "image_size": [size, size, 3]}
-    split_rule = {
-        "paper": f"first {len(train)} images in filename order train, the rest validation "
-                 f"(180,000 of 202,599 in the paper; ⌊N·180000/202599⌋ for fewer images)",
-        "official": f"{_PARTITION_FILE}: 0 train, 1 validation; {left_out} test images (2) left out",
-    }[split]
-    manifest = {
-        "dataset": "celeba",
-        "settings": settings,
-        "seed": seed,
-        "image_size": size,
-        "pixel_value_range": [0, 255],
-        "text_length": text_length,
-        "split": {"name": split, "rule": split_rule, "train": len(train), "val": len(val), "test_left_out": left_out},
-        "source": {
-            "root": str(root.resolve()),
-            "images_listed": len(listed),
-            "images_used": len(selected),
-            "jpgs_without_attributes": len({f for f in on_disk if f.endswith(".jpg")} - set(row_of)),
-        },
-        "word_counts": _word_count_stats(word_counts, text_length),
-        "female": "Female is the absence of CelebA's Male attribute",
-        **runinfo.run_info(),
-    }
-    finalise_dataset(
-        out,
-        {name: (records[name], {**info, "split": name}) for name in ("train", "val")},
-        celeba_vocabulary(text_length),
-        manifest,
-    )
+        rng = np.random.default_rng(seed)
+        rows = values[[row_of[f] for f in order]]
+        present = _labels_to_words(rows[:, label_index]).astype(bool)
+        records = {"train": [], "val": []}
+        word_counts = []
+        for i, (filename, row) in enumerate(zip(order, rows)):
+            words = [w for w, p in zip(_ATTRIBUTE_WORDS, present[i]) if p]
+            word_counts.append(len(words))
+            records["train" if i < len(train) else "val"].append({
+                "filename": filename,
+                "attributes": {n: int(v) for n, v in zip(names, row)},
+                "words": words,
+                "text": celeba_text(words, rng, text_length),
+            })
+        info = {"dataset": "celeba", "attribute_names": names, "words": list(CELEBA_WORDS),
+                "text_length": text_length, "image_size": [size, size, 3]}
+        split_rule = {
+            "paper": f"first {len(train)} images in filename order train, the rest validation "
+                     f"(180,000 of 202,599 in the paper; ⌊N·180000/202599⌋ for fewer images)",
+            "official": f"{_PARTITION_FILE}: 0 train, 1 validation; {left_out} test images (2) left out",
+        }[split]
+        manifest = {
+            "dataset": "celeba",
+            "settings": settings,
+            "seed": seed,
+            "image_size": size,
+            "pixel_value_range": [0, 255],
+            "text_length": text_length,
+            "split": {"name": split, "rule": split_rule, "train": len(train), "val": len(val),
+                      "test_left_out": left_out},
+            "source": {
+                "root": str(root.resolve()),
+                "images_listed": len(listed),
+                "images_used": len(selected),
+                "jpgs_without_attributes": len({f for f in on_disk if f.endswith(".jpg")} - set(row_of)),
+            },
+            "word_counts": _word_count_stats(word_counts, text_length),
+            "female": "Female is the absence of CelebA's Male attribute",
+            **runinfo.run_info(),
+        }
+        finalise_dataset(
+            out,
+            {name: (records[name], {**info, "split": name}) for name in ("train", "val")},
+            celeba_vocabulary(text_length),
+            manifest,
+        )
     return out
 
 

@@ -237,17 +237,15 @@ def prepare_output_folder(out: Path, settings: dict, overwrite: bool, command: s
         (partial_dir, already_done). ``already_done`` is True when a finished set
         with the same settings is there and ``overwrite`` is False.
 
+    Call it while holding the folder's lock (:func:`vlvae.locking.folder_lock`).
+
     Raises:
         VLVAEError: the folder is unwritable, foreign, or holds a set (finished or
             not) with other settings and ``overwrite`` is False.
     """
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = _tmp_path(out / "probe")
-        probe.unlink()
-    except OSError as exc:
-        raise VLVAEError(f"cannot write to {out} ({exc.strerror}); choose a writable --out folder") from exc
+    from vlvae.paths import check_output_dir
+
+    out = check_output_dir(out, "data-set folder")
     partial = out / PARTIAL
     manifest_path = out / "manifest.json"
     ours = {"manifest.json", "vocab.json", "train", "val", PARTIAL}

@@ -22,6 +22,7 @@ import numpy as np
 
 from vlvae.data import clevr
 from vlvae.data.format import (
+    DATASET_FOLDERS,
     atomic_save_npy,
     assemble_images,
     atomic_write_json,
@@ -32,6 +33,8 @@ from vlvae.data.format import (
 from vlvae.data.scene import sample_scene, scene_record, true_texts
 from vlvae.data.vocabulary import Vocabulary, one_object_vocabulary, two_objects_vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.locking import folder_lock
+from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 
 __all__ = ["TwoObjectsSettings", "generate_two_objects", "min_pixels", "vocabulary_for"]
@@ -191,12 +194,19 @@ def generate_two_objects(
     """
     if workers < 1:
         raise VLVAEError(f"--workers must be at least 1, got {workers}")
-    out = Path(out)
+    out = check_output_dir(out, "data-set folder")
+    # One build per folder: a second one would remove this one's .partial/ when it finishes.
+    with folder_lock(out, "vlvae data two-objects", tidy=DATASET_FOLDERS):
+        _generate(settings, out, workers, overwrite, progress)
+    return out
+
+
+def _generate(settings: TwoObjectsSettings, out: Path, workers: int, overwrite: bool, progress: bool) -> None:
     partial, done = prepare_output_folder(
         out, settings.to_json(), overwrite, command="vlvae data two-objects"
     )
     if done:
-        return out
+        return
     pending = [c for c in range(settings.n_chunks) if not all(p.exists() for p in _chunk_paths(partial, c))]
     from tqdm import tqdm
 
@@ -220,7 +230,6 @@ def generate_two_objects(
                 save(job[1], result)
     bar.close()
     _assemble(settings, out, partial)
-    return out
 
 
 def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
