@@ -1,7 +1,11 @@
 """The ``vlvae`` command: data, training, sampling, evaluation and reproduction.
 
 Every sub-command has its own ``--help``. Errors in the user's input are
-printed as one line that says what is wrong and how to fix it (exit code 2).
+printed as one line that says what is wrong and how to fix it (exit code 2),
+before anything is written: options and ``--set`` values are checked against
+their ranges (:func:`vlvae.config.validate_config`), output paths by
+:mod:`vlvae.paths`, and every command that writes a folder holds its lock
+(:mod:`vlvae.locking`).
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ def train_vlvae_cmd(
         from vlvae.evaluation.report import load_scorer
 
         scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), classifier,
-                             read_vocabulary(data))[0].score
+                             read_vocabulary(data), data)[0].score
     _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), "VLVAE")
 
 
@@ -278,6 +282,8 @@ def evaluate_cmd(
     for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
         if value is not None and value < 1:
             raise VLVAEError(f"{name} must be at least 1, got {value}")
+    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+        raise VLVAEError(f"--min-accuracy must be in [0, 1], got {min_accuracy}")
     evaluate_run(run, classifier, examples, k, seeds, min_accuracy, figures, text_k=text_k)
     typer.echo((Path(run) / "report.md").read_text())
 
@@ -301,6 +307,8 @@ def reproduce_cmd(
 
     _check_replicates(replicates)
     _check_replicates(vlvae_replicates)
+    if workers < 1:
+        raise VLVAEError(f"--workers must be at least 1, got {workers}")
     reproduce(out, preset, dataset, root, set_, workers, replicates=replicates, vlvae_replicates=vlvae_replicates)
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
 

@@ -5,7 +5,9 @@ data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation. The
 classifier is trained before the VLVAE so that stage 1 can report the
 correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (or the CelebA data set), ``run/`` (the run
-folder with ``report.md``), and ``classifier/``.
+folder with ``report.md``), and ``classifier/``. The options are checked
+before anything is written, and the output folder is locked for the whole
+run (each stage also locks the sub-folder it writes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from vlvae.config import apply_overrides, preset
 from vlvae.errors import VLVAEError
+from vlvae.locking import folder_lock
+from vlvae.paths import check_output_dir
 
 __all__ = ["reproduce"]
 
@@ -46,11 +50,6 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
     """
-    from vlvae.evaluation.classifier import train_classifier_for
-    from vlvae.data.format import read_manifest, read_vocabulary
-    from vlvae.evaluation.report import evaluate_run, load_scorer
-    from vlvae.training.run import stage_dir, train_prior, train_text_posterior, train_vlvae
-
     out = Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
     if dataset == "celeba":
@@ -65,7 +64,27 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
     else:
         raise VLVAEError(f"unknown --dataset {dataset!r}; choose two_objects or celeba")
     cfg = apply_overrides(preset(name), list(overrides))
-    out.mkdir(parents=True, exist_ok=True)
+    settings = None
+    if dataset == "two_objects":
+        from vlvae.data.two_objects import TwoObjectsSettings
+
+        d = cfg.data
+        settings = TwoObjectsSettings(n=d.n, size=d.size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom,
+                                      supersample=d.supersample)
+    out = check_output_dir(out, "output folder")
+    with folder_lock(out, "vlvae reproduce"):
+        return _reproduce(out, cfg, name, dataset, root, overrides, workers, progress, replicates, vlvae_replicates,
+                          settings)
+
+
+def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overrides, workers: int, progress: bool,
+               replicates: int, vlvae_replicates: int, settings) -> dict:
+    """:func:`reproduce`'s stages, with the output folder's lock held."""
+    from vlvae.evaluation.classifier import train_classifier_for
+    from vlvae.data.format import read_manifest, read_vocabulary
+    from vlvae.evaluation.report import evaluate_run, load_scorer
+    from vlvae.training.run import stage_dir, train_prior, train_text_posterior, train_vlvae
+
     data, run, cls = out / "data", out / "run", out / "classifier"
     n = 7
     started = time.time()
@@ -87,11 +106,8 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
             Path(root), data, size=cfg.data.size, split="paper", workers=workers, progress=progress,
             limit=cfg.data.n if cfg.data.n < 202_599 else None), data / "manifest.json")
     else:
-        from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+        from vlvae.data.two_objects import generate_two_objects
 
-        d = cfg.data
-        settings = TwoObjectsSettings(n=d.n, size=d.size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom,
-                                      supersample=d.supersample)
         timed(1, "data", lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
               data / "manifest.json")
     # The judge comes first: stage 1 then logs its reconstructions' correctness at every validation.
@@ -109,7 +125,7 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         resume = lambda stage, r=0, run=run: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
 
         def stage_one(run=run, run_overrides=run_overrides, resume=resume):
-            scorer, _ = load_scorer(dataset_name, cls, vocab)
+            scorer, _ = load_scorer(dataset_name, cls, vocab, data)
             return train_vlvae(data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score)
 
         if (stage_dir(run, "vlvae") / "metrics.json").exists():

@@ -57,7 +57,15 @@ from vlvae.data.celeba import (
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.classifier import ClassifierTask, _stage_of, open_classifier_folder, training_settings
+from vlvae.evaluation.classifier import (
+    ClassifierTask,
+    _stage_of,
+    classifier_info,
+    open_classifier_folder,
+    training_settings,
+)
+from vlvae.locking import folder_lock
+from vlvae.paths import check_output_dir
 
 __all__ = [
     "KIND",
@@ -257,17 +265,19 @@ def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cp
                          "`vlvae data celeba` (Two Objects data trains the Two Objects classifier)")
     name = celeba_preset_name(preset_name)
     cfg: ExperimentConfig = apply_overrides(preset(name), list(overrides))
-    info = {"kind": KIND, "data": str(data.resolve()), "classifier": training_settings(cfg.classifier),
-            "preset": name, "image_size": int(manifest["image_size"]), "labels": list(CELEBA_LABELS)}
-    open_classifier_folder(out, info)
-    torch.manual_seed(cfg.seed + 7)  # the initial weights are a function of the seed
-    task = CelebAClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
-                                int(manifest["image_size"]))
-    metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)
-    if "real_accuracy" not in metrics:
-        metrics["real_accuracy"], metrics["real_correctness"] = real_scores(task.model, data, "val")
-        metrics["min_accuracy"] = cfg.classifier.min_accuracy
-        atomic_write_json(out / "metrics.json", metrics)
+    info = {"kind": KIND, **classifier_info(data, manifest, classifier=training_settings(cfg.classifier),
+                                            preset=name, labels=list(CELEBA_LABELS))}
+    out = check_output_dir(out, "classifier folder")
+    with folder_lock(out, "vlvae train classifier"):
+        open_classifier_folder(out, info)
+        torch.manual_seed(cfg.seed + 7)  # the initial weights are a function of the seed
+        task = CelebAClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
+                                    int(manifest["image_size"]))
+        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)
+        if "real_accuracy" not in metrics:
+            metrics["real_accuracy"], metrics["real_correctness"] = real_scores(task.model, data, "val")
+            metrics["min_accuracy"] = cfg.classifier.min_accuracy
+            atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "train_classifier_for",
     "training_settings",
     "open_classifier_folder",
+    "classifier_info",
+    "check_classifier_fits",
     "predict_slots",
     "real_accuracy",
     "load_classifier",
@@ -144,14 +146,87 @@ def training_settings(config: ClassifierConfig) -> dict:
     return {k: v for k, v in config.__dict__.items() if k != "min_accuracy"}
 
 
+#: Keys of classifier.json added later (provenance): a folder written before them is reopened without them.
+_LATER_KEYS = ("dataset", "vocab_sha256")
+
+
 def open_classifier_folder(out: Path, info: dict) -> None:
-    """Create a classifier folder, or reopen one trained with the same ``info``; refuse any other."""
+    """Create a classifier folder, or reopen one trained with the same ``info``; refuse any other.
+
+    Call it while holding the folder's lock (:func:`vlvae.locking.folder_lock`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     if (out / "classifier.json").exists():
         existing = read_json(out / "classifier.json", f"delete {out} and train again")
-        if existing != info:
+        if not isinstance(existing, dict):
+            raise VLVAEError(f"{out}/classifier.json is not a classifier description; delete {out} and train again")
+        comparable = {k: v for k, v in info.items() if k in existing or k not in _LATER_KEYS}
+        if existing != comparable:
             raise VLVAEError(f"{out} holds a classifier trained with other settings or data; choose another --out")
+        return
     atomic_write_json(out / "classifier.json", info)
+
+
+def classifier_info(data: Path, manifest: dict, **fields) -> dict:
+    """classifier.json's record of what a classifier is made from: data folder and kind, image size,
+    vocabulary sha256, and ``fields`` (settings, preset, ...)."""
+    from vlvae.data.format import vocabulary_sha256
+
+    return {"data": str(Path(data).resolve()), **fields, "image_size": int(manifest["image_size"]),
+            "dataset": manifest.get("dataset", "two_objects"), "vocab_sha256": vocabulary_sha256(data)}
+
+
+_DATASET_NAMES = {"two_objects": "Two Objects", "celeba": "CelebA"}
+
+
+def check_classifier_fits(directory: Path, data: Path, whose: str | None = None) -> dict:
+    """Check that the classifier in ``directory`` judges images like those of data set ``data``.
+
+    Compared with what its ``classifier.json`` records: the data set kind, the image size and,
+    for classifiers trained since it is recorded, the vocabulary's sha256.
+
+    Args:
+        directory: a classifier folder.
+        data: the data set whose images it is to judge.
+        whose: how to name ``data`` in messages (default: ``the data set DATA``).
+
+    Returns:
+        The classifier's classifier.json.
+
+    Raises:
+        VLVAEError: one line saying which differs and how to train a classifier that fits.
+    """
+    directory, data = Path(directory), Path(data)
+    make = f"vlvae train classifier --data {data} --out {directory}"
+    if not directory.is_dir():
+        raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{make}`")
+    info = read_json(directory / "classifier.json", f"{directory} is not a classifier folder; train one with "
+                                                    f"`{make}`")
+    if not isinstance(info, dict):
+        raise VLVAEError(f"{directory}/classifier.json is not a classifier description; train one with `{make}`")
+    manifest = read_manifest(data)
+    whose = whose or f"the data set {data}"
+
+    def remedy(suffix: str) -> str:
+        return (f"train a classifier on this data set: vlvae train classifier --data {data} "
+                f"--out {directory.parent / (directory.name + suffix)}")
+
+    kind = manifest.get("dataset", "two_objects")
+    trained_on = info.get("dataset") or ("celeba" if info.get("kind") == "celeba_classifier" else "two_objects")
+    if trained_on != kind:
+        raise VLVAEError(f"the classifier in {directory} was trained on {_DATASET_NAMES.get(trained_on, trained_on)} "
+                         f"data, {whose} is {_DATASET_NAMES.get(kind, kind)}; {remedy('-' + kind)}")
+    size, trained_size = int(manifest["image_size"]), info.get("image_size")
+    if trained_size is not None and int(trained_size) != size:
+        raise VLVAEError(f"the classifier in {directory} was trained on {trained_size} px images, {whose} has "
+                         f"{size} px; {remedy(f'-{size}px')}")
+    if info.get("vocab_sha256"):
+        from vlvae.data.format import vocabulary_sha256
+
+        if info["vocab_sha256"] != vocabulary_sha256(data):
+            raise VLVAEError(f"the classifier in {directory} was trained with another vocabulary (vocab.json) than "
+                             f"{whose}; {remedy('-new')}")
+    return info
 
 
 def _stage_of(config: ClassifierConfig) -> StageConfig:
@@ -196,24 +271,28 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
     """Train the Two Objects attribute classifier on real training images into folder ``out``."""
     from vlvae.training.run import fit_stage
 
+    from vlvae.data.format import read_vocabulary
+    from vlvae.locking import folder_lock
+    from vlvae.paths import check_output_dir
+
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
     cfg: ExperimentConfig = apply_overrides(preset(preset_name), list(overrides))
-    info = {"data": str(data.resolve()), "classifier": training_settings(cfg.classifier), "preset": preset_name,
-            "image_size": int(manifest["image_size"])}
-    open_classifier_folder(out, info)
-    from vlvae.data.format import read_vocabulary
-
+    info = classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name)
     vocab = read_vocabulary(data)
     slot_sizes = [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS]
-    torch.manual_seed(cfg.seed + 7)
-    task = ClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
-                          int(manifest["image_size"]), slot_sizes, len(vocab.slots[RELATION_SLOT]))
-    metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume, progress)
-    if "real_accuracy" not in metrics:
-        metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
-        metrics["min_accuracy"] = cfg.classifier.min_accuracy
-        atomic_write_json(out / "metrics.json", metrics)
+    out = check_output_dir(out, "classifier folder")
+    with folder_lock(out, "vlvae train classifier"):
+        open_classifier_folder(out, info)
+        torch.manual_seed(cfg.seed + 7)
+        task = ClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
+                              int(manifest["image_size"]), slot_sizes, len(vocab.slots[RELATION_SLOT]))
+        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume,
+                            progress)
+        if "real_accuracy" not in metrics:
+            metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
+            metrics["min_accuracy"] = cfg.classifier.min_accuracy
+            atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 

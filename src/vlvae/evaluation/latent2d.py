@@ -34,6 +34,7 @@ from torch import LongTensor, Tensor
 from torch.distributions import Distribution
 from zuko.distributions import DiagNormal
 
+from vlvae.config import apply_overrides, preset
 from vlvae.data.format import atomic_write_json
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.figures import new_figure, save_figure
@@ -252,16 +253,20 @@ def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], pane
     return save_figure(fig, out)
 
 
-def _train(data: Path, out: Path, preset_name: str, steps: int | None, overrides, progress: bool) -> None:
-    """Train (or skip, if finished) the z = 2 VLVAE, q_True and q_Agg in run folder ``out``."""
-    from vlvae.training.run import train_text_posterior, train_vlvae
-
+def _settings(preset_name: str, steps: int | None, overrides) -> list[str]:
+    """The ``key=value`` settings of Fig. 1's run: the preset's defaults, ``steps``, the user's, z = 2."""
     overrides = list(overrides)
     if any(o.split("=", 1)[0].strip() == "model.latent_dim" for o in overrides):
         raise VLVAEError("Fig. 1 needs a 2-D latent; drop the model.latent_dim override")
     # ``steps`` goes after the preset's defaults (which set vlvae.steps too) so that it wins.
-    settings = (LATENT2D_DEFAULTS.get(preset_name, []) + ([f"vlvae.steps={steps}"] if steps else [])
-                + overrides + ["model.latent_dim=2"])
+    return (LATENT2D_DEFAULTS.get(preset_name, []) + ([f"vlvae.steps={steps}"] if steps is not None else [])
+            + overrides + ["model.latent_dim=2"])
+
+
+def _train(data: Path, out: Path, preset_name: str, settings: list[str], progress: bool) -> None:
+    """Train (or skip, if finished) the z = 2 VLVAE, q_True and q_Agg in run folder ``out``."""
+    from vlvae.training.run import train_text_posterior, train_vlvae
+
     train_vlvae(data, out, preset_name, overrides=settings, progress=progress)
     train_text_posterior(out, "true", progress=progress)
     train_text_posterior(out, "agg", progress=progress)
@@ -288,14 +293,26 @@ def run_latent2d(data: Path, out: Path, preset_name: str = "cpu", steps: int | N
     Returns:
         The figure's path.
     """
+    from vlvae.locking import folder_lock
+    from vlvae.paths import check_output_dir
+
+    settings = _settings(preset_name, steps, overrides)
+    apply_overrides(preset(preset_name), settings)  # every option is checked before the folder is touched
+    out = check_output_dir(out, "run folder")
+    with folder_lock(out, "vlvae figure latent2d", tidy=("", "figures")):
+        return _latent2d(Path(data), out, preset_name, settings, progress, texts)
+
+
+def _latent2d(data: Path, out: Path, preset_name: str, settings: list[str], progress: bool,
+              texts: list[str] | None) -> Path:
+    """:func:`run_latent2d`'s work, with the run folder's lock held."""
     from vlvae.data.dataset import ImageTextDataset
     from vlvae.evaluation.metrics import validation_batch
     from vlvae.training.run import load_text_posterior, load_vlvae, open_run
 
-    out = Path(out)
     started = time.time()
     with torch.enable_grad():
-        _train(Path(data), out, preset_name, steps, overrides, progress)
+        _train(data, out, preset_name, settings, progress)
     trained = time.time() - started
     cfg, info = open_run(out)
     model = load_vlvae(out, cfg)

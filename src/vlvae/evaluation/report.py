@@ -33,8 +33,17 @@ PAPER = {
 _NAMES = {"q_true": "q_True(z|y)", "q_agg": "q_Agg(z|y)", "standard": "p(z) = N(0, I)", "learned": "q_φ(z)"}
 
 
-def load_scorer(dataset: str, classifier_dir: Path, vocab):
-    """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness."""
+def load_scorer(dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None):
+    """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness.
+
+    With ``data`` (the data set whose images it will judge), the classifier is first checked to
+    fit it (:func:`vlvae.evaluation.classifier.check_classifier_fits`; ``whose`` names the data
+    in its messages).
+    """
+    if data is not None:
+        from vlvae.evaluation.classifier import check_classifier_fits
+
+        check_classifier_fits(classifier_dir, data, whose)
     if dataset == "celeba":
         from vlvae.evaluation.celeba_scoring import CelebAScorer, load_celeba_classifier
 
@@ -115,6 +124,26 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         replicates: evaluate replicates 0..R-1 (default: every finished one).
         text_k: the largest k of the log p(y) estimates (default: the run's config).
     """
+    from vlvae.evaluation.classifier import check_classifier_fits
+    from vlvae.locking import folder_lock
+    from vlvae.paths import check_output_dir
+    from vlvae.training.run import check_run_data, open_run
+
+    run, classifier = Path(run), Path(classifier)
+    cfg, info = open_run(run)
+    check_classifier_fits(classifier, check_run_data(run, cfg, info), f"the data of {run}")
+    fix = "evaluate writes metrics.json, report.md and figures/ into it: make it writable, or copy the run"
+    run = check_output_dir(run, "run folder", "--run", fix)
+    with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
+        if figures:
+            check_output_dir(run / "figures", "figures folder", "--run", fix)
+        return _evaluate(run, classifier, examples, k, seeds, min_accuracy, figures, progress, replicates, text_k)
+
+
+def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, seeds: int | None,
+              min_accuracy: float | None, figures: bool, progress: bool, replicates: int | None,
+              text_k: int | None) -> dict:
+    """:func:`evaluate_run`'s work, with the run folder's lock held."""
     from vlvae.evaluation.landing import text_keys, where_samples_land
     from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
     from vlvae.models.likelihoods import pixel_log_jacobian

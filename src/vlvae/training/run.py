@@ -3,7 +3,8 @@
 A run folder ``RUN`` holds::
 
     RUN/config.yaml          the whole ExperimentConfig (model sized from the data)
-    RUN/run.json             data folder, seed, package versions and git commit
+    RUN/run.json             data folder, its kind and vocabulary sha256, seed, package versions, git commit
+    RUN/.lock                while a command writes the run (vlvae.locking; one writer at a time)
     RUN/<stage>/             one per stage: vlvae, q_true, q_agg, prior
         last.ckpt            Lightning checkpoint for --resume
         weights.safetensors  the stage's final weights (trainable part only)
@@ -12,6 +13,8 @@ A run folder ``RUN`` holds::
     RUN/<stage>.r<R>/        training replicate R >= 1 of a stage 2-3 (same layout, another seed)
 
 A stage whose ``metrics.json`` exists is finished and is never retrained.
+Every training command holds the run folder's lock while it writes; options,
+data and folder are checked before the first file is written.
 Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
 the same frozen VLVAE: their spread is the spread over training runs.
 """
@@ -25,9 +28,19 @@ from pathlib import Path
 import torch
 
 from vlvae.config import ExperimentConfig, StageConfig, _to_plain, apply_overrides, load_config, preset, save_config
-from vlvae.data.format import atomic_path, atomic_write_json, read_json, read_manifest, read_vocabulary
+from vlvae.data.format import (
+    atomic_path,
+    atomic_write_json,
+    read_json,
+    read_manifest,
+    read_vocabulary,
+    remove_stale_temporaries,
+    vocabulary_sha256,
+)
 from vlvae.errors import VLVAEError
+from vlvae.locking import folder_lock, holds_lock
 from vlvae.models.config import feature_side
+from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 
 __all__ = [
@@ -37,6 +50,7 @@ __all__ = [
     "stage_seed",
     "finished_replicates",
     "init_run",
+    "check_run_data",
     "open_run",
     "save_weights",
     "load_weights",
@@ -58,6 +72,8 @@ _MAKES = {
     "q_agg": "vlvae train text-posterior --run {run} --objective agg",
     "prior": "vlvae train prior --run {run}",
 }
+#: The fix for a run folder that a stage 2-3 cannot write into.
+_WRITABLE_RUN = "each stage writes its folder inside the run: make it writable, or copy the run"
 #: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
 _SEED_OFFSETS = {"q_true": 1, "q_agg": 1, "prior": 2}
 
@@ -87,18 +103,28 @@ def _make(stage: str, run: Path, replicate: int = 0) -> str:
     return command + (f" --replicates {replicate + 1}" if replicate else "")
 
 
-def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
-    """Create (or reopen with the same config) a run folder for data set ``data``.
-
-    The model's image size, vocabulary size and text length are taken from the data.
-    """
-    run, data = Path(run), Path(data)
+def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the model's image size, vocabulary size and text length taken from the data (read only)."""
     manifest = read_manifest(data)
     vocab = read_vocabulary(data)
     cfg.model.vocab_size = len(vocab)
     cfg.model.text_length = int(manifest.get("text_length", 9))
     cfg.model.image_size = int(manifest["image_size"])
     feature_side(cfg.model.image_size, cfg.model.n_downsample)  # the data's size must suit the model
+    return cfg
+
+
+def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """Create (or reopen with the same config) a run folder for data set ``data``.
+
+    The model's image size, vocabulary size and text length are taken from the data. The data
+    and the configuration are checked before anything is written; call it while holding the
+    run folder's lock (:func:`vlvae.locking.folder_lock`, as :func:`train_vlvae` does).
+    ``run.json`` records the data folder, its data set kind and its vocabulary's sha256.
+    """
+    run, data = Path(run), Path(data)
+    cfg = _sized_for(data, cfg)
+    check_output_dir(run, "run folder")
     if (run / "config.yaml").exists():
         existing = load_config(run / "config.yaml")
         if _to_plain(existing) != _to_plain(cfg):
@@ -107,12 +133,36 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
         info = read_json(run / "run.json", "the run folder is damaged; start a new run")
         if Path(info["data"]).resolve() != data.resolve():
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
+        check_run_data(run, existing, info)
         return existing
-    run.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(data)
     save_config(cfg, run / "config.yaml")
-    atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed,
-                                         "preset": cfg.name, **run_info()})
+    atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed, "preset": cfg.name,
+                                         "dataset": manifest.get("dataset", "two_objects"),
+                                         "vocab_sha256": vocabulary_sha256(data), **run_info()})
     return cfg
+
+
+def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
+    """The data folder of a run, checked to be what the run was made from; clear errors if not.
+
+    Compared: the image size (with the run's model), and, where ``run.json`` records them (runs
+    made since they are recorded), the data set kind and the vocabulary's sha256.
+    """
+    data = Path(info["data"])
+    manifest = read_manifest(data)
+    remedy = f"restore the data set {run} was trained on, or train a new run on this one"
+    size = int(manifest["image_size"])
+    if size != cfg.model.image_size:
+        raise VLVAEError(f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
+                         f"{size} px images; {remedy}")
+    kind = manifest.get("dataset", "two_objects")
+    if info.get("dataset", kind) != kind:
+        raise VLVAEError(f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}")
+    if info.get("vocab_sha256") and info["vocab_sha256"] != vocabulary_sha256(data):
+        raise VLVAEError(f"the vocabulary of {data} (vocab.json) differs from the one {run} was trained on; "
+                         f"{remedy}")
+    return data
 
 
 def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
@@ -252,7 +302,9 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     directory = Path(directory)
     if (directory / "metrics.json").is_file():
         return json.loads((directory / "metrics.json").read_text())
-    directory.mkdir(parents=True, exist_ok=True)
+    check_output_dir(directory, "stage folder")
+    if holds_lock(directory):  # no other vlvae process writes here: earlier killed writes' files are stale
+        remove_stale_temporaries(directory)
     ckpt = directory / "last.ckpt"
     ckpt_path = None
     if ckpt.exists():
@@ -355,10 +407,14 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
     """
     from vlvae.training.tasks import VLVAETask
 
-    cfg = init_run(out, data, _config_for(preset_name, steps, overrides))
-    torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-    task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer)
-    return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
+    # Everything is checked (options, data, the folder) before anything is written.
+    cfg = _sized_for(Path(data), _config_for(preset_name, steps, overrides))
+    out = check_output_dir(out, "run folder")
+    with folder_lock(out, "vlvae train vlvae"):
+        cfg = init_run(out, data, cfg)
+        torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
+        task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer)
+        return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
 
 
 def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True,
@@ -377,11 +433,15 @@ def train_text_posterior(run: Path, objective: str, resume: bool = False, progre
     directory = stage_dir(run, stage, replicate)
     if (directory / "metrics.json").is_file():
         return json.loads((directory / "metrics.json").read_text())
-    vlvae = load_vlvae(run, cfg)
-    torch.manual_seed(seed)
-    task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective, cfg.num_workers)
-    return fit_stage(task, directory, cfg.text_posterior, cfg, "text_posterior", resume, progress,
-                     extra={"objective": objective, "replicate": replicate, "seed": seed})
+    check_run_data(run, cfg, info)
+    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
+    with folder_lock(run, "vlvae train text-posterior"):
+        vlvae = load_vlvae(run, cfg)
+        torch.manual_seed(seed)
+        task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective,
+                                 cfg.num_workers)
+        return fit_stage(task, directory, cfg.text_posterior, cfg, "text_posterior", resume, progress,
+                         extra={"objective": objective, "replicate": replicate, "seed": seed})
 
 
 def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
@@ -393,8 +453,11 @@ def train_prior(run: Path, resume: bool = False, progress: bool = True, replicat
     directory = stage_dir(run, "prior", replicate)
     if (directory / "metrics.json").is_file():
         return json.loads((directory / "metrics.json").read_text())
-    vlvae = load_vlvae(run, cfg)
-    torch.manual_seed(seed)
-    task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
-    return fit_stage(task, directory, cfg.prior, cfg, "aggregate_prior", resume, progress,
-                     extra={"replicate": replicate, "seed": seed})
+    check_run_data(run, cfg, info)
+    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
+    with folder_lock(run, "vlvae train prior"):
+        vlvae = load_vlvae(run, cfg)
+        torch.manual_seed(seed)
+        task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
+        return fit_stage(task, directory, cfg.prior, cfg, "aggregate_prior", resume, progress,
+                         extra={"replicate": replicate, "seed": seed})
