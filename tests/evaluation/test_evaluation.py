@@ -219,6 +219,44 @@ def test_evaluate_refuses_a_weak_classifier(pipeline):
         evaluate_run(out / "run", out / "classifier", min_accuracy=1.0, figures=False, progress=False)
 
 
+def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leaves_no_stale_report(
+        pipeline, tmp_path, monkeypatch):
+    """Issue 10, case 8: report.md is always rendered from the metrics.json beside it; stale temporary
+    files of earlier killed writes are removed by the next evaluation."""
+    import shutil
+    from pathlib import Path
+
+    from vlvae.evaluation import report
+    from vlvae.evaluation.report import evaluate_run
+
+    out, _ = pipeline
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    (run / "figures").mkdir(exist_ok=True)
+    stale = [run / ".metrics.json.k7_x2a9q.tmp", run / "figures" / ".fig3_reconstructions.png.abcd1234.tmp"]
+    for p in stale:
+        p.write_text("left by a killed write")
+    metrics = evaluate_run(run, out / "classifier", figures=False, progress=False)
+    assert not any(p.exists() for p in stale)
+    first = json.loads((run / "metrics.json").read_text())["evaluation_id"]
+    assert first == metrics["evaluation_id"] and len(first) == 32
+    assert first in (run / "report.md").read_text().strip().splitlines()[-1]
+
+    write_text = report.atomic_write_text
+
+    def killed_before_the_report(path, text):
+        if Path(path).name == "report.md":
+            raise KeyboardInterrupt  # the process dies between the two writes
+        write_text(path, text)
+
+    monkeypatch.setattr(report, "atomic_write_text", killed_before_the_report)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run, out / "classifier", figures=False, progress=False)
+    assert json.loads((run / "metrics.json").read_text())["evaluation_id"] != first
+    assert not (run / "report.md").exists(), "an old report.md must not outlive its metrics.json"
+    assert not (run / ".lock").exists()
+
+
 def test_sample_from_text_and_prior(pipeline):
     from vlvae.generate import sample_from_prior, sample_from_text
 

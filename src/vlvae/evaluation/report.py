@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -77,12 +78,23 @@ def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
         "seconds": sum(m["seconds"] for m in metrics), "figures": {},
         **run_info(),
     })
-    atomic_write_json(Path(out) / "summary.json", summary)
+    summary["evaluation_id"] = uuid.uuid4().hex
     cfg, _ = open_run(runs[0])
     text = render_report(summary, cfg).replace("# vlvae report:", "# vlvae summary over VLVAE replicates:", 1)
     text += "\nEach run's own report: " + ", ".join(f"`{Path(r).name}/report.md`" for r in runs) + ".\n"
-    atomic_write_text(Path(out) / "summary.md", text)
+    _write_pair(Path(out) / "summary.json", summary, Path(out) / "summary.md", text)
     return summary
+
+
+def _write_pair(json_path: Path, metrics: dict, md_path: Path, text: str) -> None:
+    """Write metrics and the report rendered from them so that a present report always matches the metrics.
+
+    The old report goes first, then the metrics, then the new report (each write atomic): a kill in
+    between leaves new metrics without a report, never beside an old one.
+    """
+    md_path.unlink(missing_ok=True)
+    atomic_write_json(json_path, metrics)
+    atomic_write_text(md_path, text)
 
 
 def _stage_records(run: Path, replicates: int) -> dict:
@@ -113,6 +125,11 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     Every training replicate of stages 2-3 (``RUN/q_true``, ``RUN/q_true.r1``, ...) is evaluated
     on the same validation examples with the same Monte-Carlo seeds; the tables give the mean ±
     standard deviation over replicates and, separately, the Monte-Carlo error of one evaluation.
+
+    Before any work: the run's data, the classifier (made for data like the run's) and the run
+    folder (writable) are checked, and the run folder's lock is taken for the whole evaluation.
+    A present ``report.md`` was always rendered from the present ``metrics.json`` (both carry the
+    same ``evaluation_id``): the old report is removed before the first new file is written.
 
     Args:
         run: a run folder with all four stages finished.
@@ -241,6 +258,8 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
         **run_info(),
     }
     figure_paths = {}
+    # From here on files are written: first the old report goes, which no longer describes the folder.
+    (run / "report.md").unlink(missing_ok=True)
     if figures:
         from vlvae.evaluation import figures as figs
         from vlvae.training.run import REPLICATED_STAGES
@@ -265,9 +284,8 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
             fig_dir / "stages23_validation.png")
         figure_paths = {k: str(Path(v).relative_to(run)) for k, v in figure_paths.items()}
     metrics["figures"] = figure_paths
-    atomic_write_json(run / "metrics.json", metrics)
-    text = render_report(metrics, cfg)
-    atomic_write_text(run / "report.md", text)
+    metrics["evaluation_id"] = uuid.uuid4().hex
+    _write_pair(run / "metrics.json", metrics, run / "report.md", render_report(metrics, cfg))
     return metrics
 
 
@@ -546,4 +564,6 @@ def render_report(metrics: dict, cfg) -> str:
         for name, path in others.items():
             lines += [f"![{name}]({path})", ""]
     lines += [f"Evaluated in {metrics['seconds']:.0f} s; git commit {metrics['git_commit']}.", ""]
+    if metrics.get("evaluation_id"):
+        lines += [f"Evaluation id {metrics['evaluation_id']} (the same as in the metrics file).", ""]
     return "\n".join(lines)
