@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from vlvae.errors import VLVAEError
+from vlvae.generate import MAX_SAMPLES
 
 __all__ = ["app", "main"]
 
@@ -75,12 +76,16 @@ def data_two_objects(
 def data_preview(
     root: Path = typer.Argument(..., help="Data-set folder."),
     out: Path = typer.Option(..., help="PNG file to write."),
-    n: int = typer.Option(16, help="Number of images."),
+    n: int = typer.Option(16, help=f"Number of images (1 to {MAX_SAMPLES})."),
     split: str = typer.Option("train", help="train or val."),
 ):
     """Save a grid of images with their texts."""
     from vlvae.data.preview import preview_grid
+    from vlvae.paths import check_output_file
 
+    if not 1 <= n <= MAX_SAMPLES:
+        raise VLVAEError(f"--n must be between 1 and {MAX_SAMPLES} images, got {n}")
+    check_output_file(out, "image file")
     preview_grid(root, out, n=n, split=split)
     typer.echo(f"wrote {out}")
 
@@ -244,15 +249,16 @@ def sample_cmd(
                                        "rubber sphere\" (with --posterior)."),
     posterior: str = typer.Option("agg", help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text."),
     prior: str = typer.Option("standard", help="Without --text: standard (N(0, I)) or learned (q_φ(z))."),
-    n: int = typer.Option(3, help="Number of samples."),
+    n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
     seed: int = typer.Option(0, help="Random seed."),
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
     from vlvae.data.preview import image_text_grid
-    from vlvae.generate import sample_from_prior, sample_from_text
+    from vlvae.generate import check_sample_count, sample_from_prior, sample_from_text
+    from vlvae.paths import check_output_file
 
-    if n < 1:
-        raise VLVAEError(f"--n must be at least 1, got {n}")
+    check_sample_count(n)
+    check_output_file(out, "image file")
     if text is not None:
         images, texts = sample_from_text(run, text, posterior, n, seed)
         title = f"q_{posterior}(z|y), y = {text}"
