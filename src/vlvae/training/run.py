@@ -217,7 +217,7 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
     # Weights saved before architectures were named are all of the paper's CycleGAN-style family.
     saved_arch = metadata.get("arch", "cyclegan")
     if expected is not None and saved_arch != expected:
-        raise VLVAEError(f"{path} holds a {kind} of the {saved_arch!r} image architecture, but its config "
+        raise VLVAEError(f"{path} holds {kind} weights of the {saved_arch!r} image architecture, but its config "
                          f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`")
     try:
         module.load_state_dict(state, strict=True)
