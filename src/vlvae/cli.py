@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from vlvae.errors import VLVAEError
-from vlvae.generate import MAX_SAMPLES
+from vlvae.inference import MAX_SAMPLES
 
 __all__ = ["app", "main"]
 
@@ -254,17 +254,23 @@ def sample_cmd(
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
     from vlvae.data.preview import image_text_grid
-    from vlvae.generate import check_sample_count, sample_from_prior, sample_from_text
+    from vlvae.inference import Inference, check_sample_count
     from vlvae.paths import check_output_file
 
     check_sample_count(n)
+    if text is not None and posterior not in ("agg", "true"):
+        raise VLVAEError(f"--posterior must be 'agg' or 'true', got {posterior!r}")
+    if text is None and prior not in ("standard", "learned"):
+        raise VLVAEError(f"--prior must be 'standard' or 'learned', got {prior!r}")
     check_output_file(out, "image file")
+    inference = Inference.open(run)
     if text is not None:
-        images, texts = sample_from_text(run, text, posterior, n, seed)
+        samples = inference.from_text(text, posterior, n, seed)
         title = f"q_{posterior}(z|y), y = {text}"
     else:
-        images, texts = sample_from_prior(run, prior, n, seed)
+        samples = inference.from_prior(prior, n, seed)
         title = f"z ~ {'N(0, I)' if prior == 'standard' else 'learned prior q(z)'}"
+    images, texts = samples.images, samples.texts
     image_text_grid(images, texts, out, columns=min(n, 4), title=title)
     typer.echo(f"wrote {out}")
 
