@@ -275,6 +275,40 @@ def sample_cmd(
     typer.echo(f"wrote {out}")
 
 
+@app.command("serve")
+def serve_cmd(
+    run: Path = typer.Option(..., help="Run folder (its VLVAE trained; the other stages are used when present)."),
+    classifier: Optional[Path] = typer.Option(None, help="Classifier folder: every image is then judged "
+                                              "(correctness beside each sample)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, help="Port to listen on (1 to 65535)."),
+):
+    """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
+    reconstruction and caption, the run's report. API documentation at /docs."""
+    import socket
+
+    import uvicorn
+
+    from vlvae.inference import Inference
+    from vlvae.serve import create_app
+
+    if not 1 <= port <= 65535:
+        raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
+    inference = Inference.open(run, classifier)
+    try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise VLVAEError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or "
+                         "--host") from exc
+    missing = [stage for stage, why in inference.stages().items() if why is not None]
+    typer.echo(f"serving {run} at http://{host}:{port}/ (API documentation at /docs)"
+               + (f"; not trained: {', '.join(missing)}" if missing else "") + "; Ctrl-C stops")
+    uvicorn.run(create_app(inference), host=host, port=port, log_level="warning")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     run: Path = typer.Option(..., help="Run folder with all stages trained."),

@@ -1,0 +1,346 @@
+// The page of `vlvae serve`: builds the text entry from /api/vocab, asks the JSON API, shows the answers.
+// The URL holds the query (tab, text, n, seed, image), so a view can be shared and reproduced.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let vocab = null;
+const TABS = ["text", "prior", "image", "report"];
+let imageQuery = null; // the validation index shown, for the URL
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function setStatus(message, kind = "") {
+  const status = $("status");
+  status.textContent = message;
+  status.className = "status " + kind;
+}
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = { detail: `the server answered ${response.status} without JSON` };
+  }
+  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  return body;
+}
+
+// ------------------------------------------------------------------ settings and the URL
+
+function seed() {
+  return Math.max(0, Math.min(vocab ? vocab.max_seed : 2147483647, parseInt($("seed").value, 10) || 0));
+}
+
+function count() {
+  return parseInt($("n").value, 10) || 1;
+}
+
+function currentTab() {
+  const selected = document.querySelector('[role="tab"][aria-selected="true"]');
+  return selected ? selected.dataset.tab : "text";
+}
+
+function updateUrl() {
+  const params = new URLSearchParams();
+  const tab = currentTab();
+  if (tab !== "text") params.set("tab", tab);
+  if (tab === "text") params.set("text", $("text").value.trim());
+  if (tab === "text" || tab === "prior") {
+    params.set("n", String(count()));
+    params.set("seed", String(seed()));
+  }
+  if (tab === "image" && imageQuery !== null) params.set("image", String(imageQuery));
+  const query = params.toString();
+  history.replaceState(null, "", query ? "?" + query : location.pathname);
+  $("permalink").href = location.href;
+}
+
+function showTab(tab) {
+  for (const name of TABS) {
+    $("tab-" + name).hidden = name !== tab;
+    $("tab-button-" + name).setAttribute("aria-selected", String(name === tab));
+  }
+  document.querySelector(".controls").classList.toggle("inactive", tab === "image" || tab === "report");
+  if (tab === "report") loadReport();
+  updateUrl();
+}
+
+// ------------------------------------------------------------------ the text entry
+
+function textWords() {
+  return $("text").value.trim().split(/\s+/).filter((w) => w);
+}
+
+function buildSlots() {
+  const box = $("slots");
+  box.replaceChildren();
+  if (vocab.layout === "attributes") {
+    // CelebA: a text is the set of present attributes, padded with the blank word.
+    const list = el("fieldset", { class: "attributes" }, el("legend", { text: `attributes (at most ${vocab.text_length})` }));
+    for (const word of vocab.words.filter((w) => w !== vocab.blank)) {
+      const check = el("input", { type: "checkbox", value: word });
+      check.addEventListener("change", fromAttributes);
+      list.append(el("label", { class: "attribute" }, check, document.createTextNode(" " + word)));
+    }
+    box.append(list);
+    return;
+  }
+  vocab.slots.forEach((words, i) => {
+    const select = el("select", { "data-slot": String(i), "aria-label": vocab.slot_names[i] || `word ${i + 1}` });
+    for (const word of words) select.append(el("option", { value: word, text: word }));
+    select.addEventListener("change", fromSlots);
+    box.append(el("label", { class: "slot" }, el("span", { text: vocab.slot_names[i] || `word ${i + 1}` }), select));
+  });
+}
+
+function fromSlots() {
+  $("text").value = [...document.querySelectorAll("#slots select")].map((s) => s.value).join(" ");
+  markSlots();
+}
+
+function fromAttributes() {
+  const checked = [...document.querySelectorAll("#slots input:checked")].map((c) => c.value);
+  const words = checked.slice(0, vocab.text_length);
+  while (words.length < vocab.text_length) words.push(vocab.blank);
+  $("text").value = words.join(" ");
+  markSlots();
+}
+
+// The drop-downs follow the typed text; a word that is not among a slot's choices is marked.
+function markSlots() {
+  const words = textWords();
+  if (vocab.layout === "attributes") {
+    for (const box of document.querySelectorAll("#slots input")) box.checked = words.includes(box.value);
+    return;
+  }
+  document.querySelectorAll("#slots select").forEach((select, i) => {
+    const word = words[i];
+    const fits = word !== undefined && [...select.options].some((o) => o.value === word);
+    if (fits) select.value = word;
+    select.classList.toggle("mismatch", !fits);
+  });
+}
+
+// ------------------------------------------------------------------ results
+
+function figure(sample, reference) {
+  const img = el("img", { src: sample.image, alt: "decoded: " + sample.caption });
+  const caption = el("figcaption", { class: "caption" });
+  const words = sample.caption.split(" ");
+  const wanted = reference ? reference.split(" ") : [];
+  words.forEach((word, i) => {
+    const span = el("span", { text: word });
+    if (reference && wanted[i] !== word) span.className = "differs";
+    caption.append(span, document.createTextNode(" "));
+  });
+  const fig = el("figure", { class: "sample" }, img, caption);
+  if (sample.correctness !== null && sample.correctness !== undefined) {
+    fig.append(el("div", { class: "correctness", text: `correctness ${Math.round(100 * sample.correctness)} %` }));
+  }
+  return fig;
+}
+
+function renderColumns(box, columns, reference) {
+  box.replaceChildren();
+  for (const column of columns) {
+    const div = el("div", { class: "column" + (column.available ? "" : " missing"), "data-name": column.name });
+    div.append(el("h2", { text: column.label }));
+    if (!column.available) {
+      div.append(el("p", { class: "detail", text: column.detail }));
+    } else {
+      const scores = column.samples.map((s) => s.correctness).filter((c) => c !== null && c !== undefined);
+      if (scores.length) {
+        const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
+        div.append(el("p", { class: "mean", text: `mean correctness ${(100 * mean).toFixed(1)} %` }));
+      }
+      const grid = el("div", { class: "grid" });
+      for (const sample of column.samples) grid.append(figure(sample, reference));
+      div.append(grid);
+    }
+    box.append(div);
+  }
+}
+
+// Columns for stages the run lacks are greyed out before anything is asked.
+function placeholderColumns(box, options, stageOf) {
+  renderColumns(box, Object.entries(options).map(([name, label]) => {
+    const stage = stageOf(name);
+    const missing = stage && vocab.missing[stage];
+    return { name, label, available: !missing, detail: missing || "", samples: [] };
+  }));
+}
+
+async function busy(button, work) {
+  button.disabled = true;
+  document.body.setAttribute("aria-busy", "true");
+  try {
+    await work();
+  } catch (e) {
+    setStatus(e.message, "error");
+  } finally {
+    button.disabled = false;
+    document.body.removeAttribute("aria-busy");
+  }
+}
+
+async function generate() {
+  const text = textWords().join(" ");
+  updateUrl();
+  await busy($("generate"), async () => {
+    setStatus("generating…");
+    const params = new URLSearchParams({ text, posterior: "both", n: String(count()), seed: String(seed()) });
+    const answer = await api("/api/text?" + params);
+    renderColumns($("text-results"), answer.columns, answer.text);
+    setStatus(`${answer.n} samples per posterior from "${answer.text}", seed ${answer.seed}`, "ok");
+  });
+}
+
+async function samplePrior() {
+  updateUrl();
+  await busy($("sample-prior"), async () => {
+    setStatus("sampling…");
+    const params = new URLSearchParams({ prior: "both", n: String(count()), seed: String(seed()) });
+    const answer = await api("/api/prior?" + params);
+    renderColumns($("prior-results"), answer.columns, null);
+    setStatus(`${answer.n} samples per prior, seed ${answer.seed}`, "ok");
+  });
+}
+
+function renderImage(answer, title) {
+  const box = $("image-results");
+  box.replaceChildren();
+  const pair = el("div", { class: "pair" },
+    el("figure", { class: "sample" }, el("img", { src: answer.image, alt: "input image" }), el("figcaption", { text: title })),
+    el("figure", { class: "sample" }, el("img", { src: answer.reconstruction, alt: "reconstruction" }),
+      el("figcaption", { text: "reconstruction" })));
+  const facts = el("dl", { class: "facts" });
+  if (answer.text) facts.append(el("dt", { text: "its text" }), el("dd", { text: answer.text }));
+  const caption = el("dd", { class: "caption" });
+  const wanted = answer.text ? answer.text.split(" ") : null;
+  answer.caption.split(" ").forEach((word, i) => {
+    caption.append(el("span", { text: word, class: wanted && wanted[i] !== word ? "differs" : "" }), document.createTextNode(" "));
+  });
+  facts.append(el("dt", { text: "caption" }), caption);
+  if (answer.correctness !== null && answer.correctness !== undefined) {
+    facts.append(el("dt", { text: "correctness of the caption" }), el("dd", { text: `${Math.round(100 * answer.correctness)} %` }));
+  }
+  if (answer.text_correctness !== undefined) {
+    facts.append(el("dt", { text: "correctness of its text" }), el("dd", { text: `${Math.round(100 * answer.text_correctness)} % (the classifier on the real image)` }));
+  }
+  box.append(pair, facts);
+}
+
+async function showValidation(which, button) {
+  await busy(button, async () => {
+    setStatus("encoding…");
+    const answer = await api("/api/validation/" + which);
+    imageQuery = answer.index;
+    $("image-index").value = answer.index;
+    updateUrl();
+    renderImage(answer, `validation image ${answer.index} of ${answer.count}`);
+    setStatus(`validation image ${answer.index}`, "ok");
+  });
+}
+
+async function upload() {
+  const file = $("upload").files[0];
+  if (!file) return;
+  if (file.size > vocab.max_upload_bytes) {
+    setStatus(`${file.name} has ${file.size.toLocaleString()} bytes, more than the limit of ${vocab.max_upload_bytes.toLocaleString()}`, "error");
+    return;
+  }
+  await busy($("upload"), async () => {
+    setStatus("encoding…");
+    const answer = await api("/api/caption", {
+      method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    imageQuery = null;
+    updateUrl();
+    renderImage(answer, `${file.name} (${answer.resized_from[0]} × ${answer.resized_from[1]}, resized)`);
+    setStatus(`captioned ${file.name}`, "ok");
+  });
+}
+
+let reportLoaded = false;
+async function loadReport() {
+  if (reportLoaded) return;
+  reportLoaded = true;
+  const response = await fetch("/report");
+  if (response.ok) {
+    $("report-frame").src = "/report";
+    $("report-frame").hidden = false;
+  } else {
+    let detail = `the server answered ${response.status}`;
+    try { detail = (await response.json()).detail; } catch (e) { /* keep the status */ }
+    $("report-missing").textContent = detail;
+    $("report-missing").hidden = false;
+  }
+}
+
+// ------------------------------------------------------------------ start
+
+function showStages() {
+  $("run").textContent = vocab.run || "";
+  const box = $("stages");
+  box.replaceChildren();
+  for (const [stage, present] of Object.entries(vocab.stages)) {
+    box.append(el("span", { class: "stage " + (present ? "present" : "absent"), title: vocab.missing[stage] || "trained", text: stage }));
+  }
+  if (vocab.classifier) box.append(el("span", { class: "stage present", text: "classifier" }));
+  for (const node of document.querySelectorAll(".when-classifier")) node.hidden = !vocab.classifier;
+}
+
+async function start() {
+  try {
+    const [answer, health] = await Promise.all([api("/api/vocab"), api("/api/health")]);
+    vocab = answer;
+    vocab.run = health.run;
+  } catch (e) {
+    setStatus("cannot read the run's vocabulary: " + e.message, "error");
+    return;
+  }
+  showStages();
+  buildSlots();
+  $("n").max = String(vocab.max_samples);
+  $("seed").max = String(vocab.max_seed);
+  const params = new URLSearchParams(location.search);
+  if (params.has("n")) $("n").value = params.get("n");
+  if (params.has("seed")) $("seed").value = params.get("seed");
+  const text = params.get("text");
+  $("text").value = text || vocab.example || vocab.slots.map((s) => s[0]).join(" ");
+  markSlots();
+  placeholderColumns($("text-results"), vocab.posteriors, (name) => "q_" + name);
+  placeholderColumns($("prior-results"), vocab.priors, (name) => (name === "learned" ? "prior" : null));
+
+  for (const button of document.querySelectorAll('[role="tab"]')) {
+    button.addEventListener("click", () => showTab(button.dataset.tab));
+  }
+  $("text-form").addEventListener("submit", (event) => { event.preventDefault(); generate(); });
+  $("text").addEventListener("input", markSlots);
+  $("sample-prior").addEventListener("click", samplePrior);
+  $("random-image").addEventListener("click", () => showValidation("random", $("random-image")));
+  $("show-image").addEventListener("click", () => showValidation(String(parseInt($("image-index").value, 10) || 0), $("show-image")));
+  $("upload").addEventListener("change", upload);
+  $("new-seed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); updateUrl(); });
+  for (const id of ["seed", "n"]) $(id).addEventListener("change", updateUrl);
+
+  const tab = TABS.includes(params.get("tab")) ? params.get("tab") : "text";
+  showTab(tab);
+  document.body.dataset.ready = "true";
+  if (tab === "text" && text) await generate();
+  if (tab === "prior" && (params.has("n") || params.has("seed"))) await samplePrior();
+  if (tab === "image" && params.has("image")) await showValidation(String(parseInt(params.get("image"), 10) || 0), $("show-image"));
+}
+
+start();
