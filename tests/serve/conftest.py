@@ -1,0 +1,47 @@
+"""A tiny trained run (with its classifier and report) and a live server on it, shared by the serve tests."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from vlvae.inference import Inference
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The folder of `vlvae reproduce --preset tiny`: data/, classifier/, run/ (with report.md)."""
+    from vlvae.reproduce import reproduce
+
+    out = tmp_path_factory.mktemp("serve") / "tiny"
+    reproduce(out, "tiny", workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def inference(tiny):
+    return Inference.open(tiny / "run", tiny / "classifier")
+
+
+@pytest.fixture(scope="session")
+def served(inference):
+    """Base URL of uvicorn serving the tiny run on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    from vlvae.serve import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(inference), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
