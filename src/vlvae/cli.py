@@ -282,6 +282,8 @@ def serve_cmd(
                                               "(correctness beside each sample)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on (1 to 65535)."),
+    threads: Optional[int] = typer.Option(None, help="torch threads for the models (default: torch's, one per "
+                                          "core); requests take the models one at a time."),
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
@@ -294,6 +296,12 @@ def serve_cmd(
 
     if not 1 <= port <= 65535:
         raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
+    if threads is not None:
+        if threads < 1:
+            raise VLVAEError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     inference = Inference.open(run, classifier)
     try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

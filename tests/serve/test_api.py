@@ -326,6 +326,8 @@ def test_serve_command(tiny, monkeypatch):
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--classifier",
                                       str(tiny / "classifier"), "--port", "0"])
     assert isinstance(result.exception, VLVAEError) and "--port must be between 1 and 65535" in str(result.exception)
+    result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--threads", "0"])
+    assert isinstance(result.exception, VLVAEError) and "--threads must be at least 1" in str(result.exception)
     import socket
 
     with socket.socket() as busy:
