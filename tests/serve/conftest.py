@@ -45,3 +45,25 @@ def served(inference):
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture(scope="session")
+def celeba_run(tmp_path_factory):
+    """A CelebA run (a generated miniature CelebA) with only the VLVAE and q_Agg trained, a few steps each."""
+    import sys
+    from pathlib import Path
+
+    from vlvae.data.celeba import build_celeba
+    from vlvae.training.run import train_text_posterior, train_vlvae
+
+    data_tests = str(Path(__file__).resolve().parents[1] / "data")
+    if data_tests not in sys.path:
+        sys.path.insert(0, data_tests)
+    from celeba_fixture import make_celeba_fixture
+
+    base = tmp_path_factory.mktemp("serve_celeba")
+    source = make_celeba_fixture(base / "celeba", n=40)["root"]
+    build_celeba(source, base / "data", workers=1, progress=False)
+    train_vlvae(base / "data", base / "run", "celeba-tiny", progress=False)
+    train_text_posterior(base / "run", "agg", progress=False)
+    return base / "run"

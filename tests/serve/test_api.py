@@ -343,3 +343,20 @@ def test_serve_command(tiny, monkeypatch):
     assert TestClient(application).get("/api/health").status_code == 200
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "data")])
     assert isinstance(result.exception, VLVAEError) and "not a vlvae run folder" in str(result.exception)
+
+
+# ----------------------------------------------------------------------------- CelebA
+
+
+def test_celeba_run_has_an_attribute_layout(celeba_run):
+    client = TestClient(create_app(Inference.open(celeba_run)))
+    vocab = client.get("/api/vocab").json()
+    assert vocab["dataset"] == "celeba" and vocab["layout"] == "attributes" and vocab["blank"] == "-"
+    assert "Smiling" in vocab["words"] and vocab["text_length"] == 9
+    assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": False, "prior": False}
+    text = "Smiling Male Bangs - - - - - -"
+    answer = client.get("/api/text", params={"text": text, "n": 2}).json()
+    assert [c["available"] for c in answer["columns"]] == [True, False]
+    assert len(answer["columns"][0]["samples"]) == 2
+    refused(client.get("/api/text", params={"text": "Smiling Male"}), 400, "has 2 words", "w1 w2")
+    assert len(client.get("/api/validation/0").json()["text"].split()) >= 1

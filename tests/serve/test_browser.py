@@ -114,3 +114,32 @@ def test_prior_image_and_report_tabs(page, served):
     report = frame.content_frame()
     report.wait_for_selector("table")
     assert "vlvae report" in report.text_content("h1")
+
+
+def test_celeba_attributes_are_a_multi_select(page, celeba_run):
+    import threading
+
+    import uvicorn
+
+    from vlvae.inference import Inference
+    from vlvae.serve import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(Inference.open(celeba_run)), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the CelebA test server did not start"
+            page.wait_for_timeout(50)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        page.goto(f"http://127.0.0.1:{port}/?text=Smiling+-+-+-+-+-+-+-+-&n=2")
+        page.wait_for_function("document.querySelectorAll('#text-results figure img').length === 2")
+        assert page.is_checked('#slots input[value="Smiling"]') and not page.is_checked('#slots input[value="Male"]')
+        page.check('#slots input[value="Male"]')
+        assert page.input_value("#text").split() == ["Male", "Smiling"] + ["-"] * 7
+        missing = page.eval_on_selector_all(".column.missing h2", "hs => hs.map(h => h.textContent)")
+        assert missing == ["q_True(z|y)", "q_φ(z)"]  # greyed out: this run has no q_True and no prior
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
