@@ -244,6 +244,17 @@ def test_page_and_static_files_work_offline(client):
         "/api/text", "/api/prior", "/api/caption", "/api/vocab", "/api/health", "/api/validation/{index}"}
 
 
+def test_docstring_examples():
+    import doctest
+
+    import vlvae.inference
+    import vlvae.serve.app
+    import vlvae.serve.markdown
+
+    for module in (vlvae.serve.markdown, vlvae.serve.app, vlvae.inference):
+        assert doctest.testmod(module).failed == 0, module.__name__
+
+
 def test_markdown_renders_the_reports_constructs():
     html = render_markdown("## T\n\n| a | q(z|y) |\n|---|---|\n| <b> | **2** |\n\n- one *x*\n- `c|d`\n\n"
                            "![f](figures/f.png) [bad](javascript:alert)", base="/report/")

@@ -72,6 +72,7 @@ function showTab(tab) {
     $("tab-button-" + name).setAttribute("aria-selected", String(name === tab));
   }
   document.querySelector(".controls").classList.toggle("inactive", tab === "image" || tab === "report");
+  setStatus("");
   if (tab === "report") loadReport();
   updateUrl();
 }
