@@ -81,6 +81,7 @@ def test_health_and_vocab(client, tiny):
     assert vocab["missing"] == {} and vocab["classifier"] is True and vocab["report"] is True
     assert len(vocab["example"].split()) == 9 and vocab["image_size"] == 16
     assert vocab["max_samples"] == PAGE_MAX_SAMPLES
+    assert vocab["opposite_relations"] == {"right": "left", "left": "right", "front": "behind", "behind": "front"}
 
 
 # ----------------------------------------------------------------------------- text -> images
@@ -363,7 +364,7 @@ def test_celeba_run_has_an_attribute_layout(celeba_run):
     client = TestClient(create_app(Inference.open(celeba_run)))
     vocab = client.get("/api/vocab").json()
     assert vocab["dataset"] == "celeba" and vocab["layout"] == "attributes" and vocab["blank"] == "-"
-    assert "Smiling" in vocab["words"] and vocab["text_length"] == 9
+    assert "Smiling" in vocab["words"] and vocab["text_length"] == 9 and vocab["opposite_relations"] is None
     assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": False, "prior": False}
     text = "Smiling Male Bangs - - - - - -"
     answer = client.get("/api/text", params={"text": text, "n": 2}).json()

@@ -95,6 +95,10 @@ def test_a_bad_word_is_marked_and_reported(page, served):
     page.click("#generate")
     page.wait_for_selector("#status.error")
     assert "unknown word" in page.text_content("#status") and "'pink'" in page.text_content("#status")
+    # A caption that reads the same scene from the other object differs from the text in no word.
+    mirrored = page.evaluate("closest('large blue rubber sphere right small red metal cube'.split(' '), "
+                             "'small red metal cube left large blue rubber sphere').join(' ')")
+    assert mirrored == "large blue rubber sphere right small red metal cube"
 
 
 def test_prior_image_and_report_tabs(page, served):

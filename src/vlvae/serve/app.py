@@ -42,6 +42,9 @@ PAGE_MAX_SAMPLES = 64
 #: Seeds stay below 2**31 so that a page's number survives JavaScript and URLs unchanged.
 MAX_SEED = 2**31 - 1
 _FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.(png|jpg|jpeg|svg|json)$")
+#: A Two Objects text read from its other object ("O2 R' O1") describes the same scene; the page marks a
+#: decoded word as differing only when it differs from both readings.
+_OPPOSITE_RELATIONS = {"right": "left", "left": "right", "front": "behind", "behind": "front"}
 #: Multipart bodies are read whole (after the size check) and parsed in memory.
 _MULTIPART_MARGIN = 64 * 1024
 
@@ -164,6 +167,8 @@ def create_app(inference: Inference, report_dir: Path | None = None,
             # CelebA texts are sets of attributes padded with a blank word; Two Objects texts fill slots.
             "layout": "attributes" if inference.dataset == "celeba" else "slots",
             "blank": "-" if inference.dataset == "celeba" else None,
+            "opposite_relations": (_OPPOSITE_RELATIONS if inference.dataset == "two_objects" and len(v.slots) == 9
+                                   else None),
             "words": list(v.words),
             "slots": [list(s) for s in v.slots],
             "slot_names": list(v.slot_names),

@@ -135,11 +135,30 @@ function markSlots() {
 
 // ------------------------------------------------------------------ results
 
+// The readings of a text that describe the same scene: itself and, for Two Objects, "O2 R' O1".
+function readings(text) {
+  const words = text.split(" ");
+  const opposite = vocab.opposite_relations;
+  if (!opposite || words.length !== 9 || !(words[4] in opposite)) return [words];
+  return [words, [...words.slice(5), opposite[words[4]], ...words.slice(0, 4)]];
+}
+
+// The reading of ``reference`` closest to ``words`` (most equal words), to mark the words that differ.
+function closest(words, reference) {
+  let best = null;
+  let bestScore = -1;
+  for (const reading of readings(reference)) {
+    const score = reading.filter((w, i) => w === words[i]).length;
+    if (score > bestScore) [best, bestScore] = [reading, score];
+  }
+  return best;
+}
+
 function figure(sample, reference) {
   const img = el("img", { src: sample.image, alt: "decoded: " + sample.caption });
   const caption = el("figcaption", { class: "caption" });
   const words = sample.caption.split(" ");
-  const wanted = reference ? reference.split(" ") : [];
+  const wanted = reference ? closest(words, reference) : [];
   words.forEach((word, i) => {
     const span = el("span", { text: word });
     if (reference && wanted[i] !== word) span.className = "differs";
@@ -228,8 +247,9 @@ function renderImage(answer, title) {
   const facts = el("dl", { class: "facts" });
   if (answer.text) facts.append(el("dt", { text: "its text" }), el("dd", { text: answer.text }));
   const caption = el("dd", { class: "caption" });
-  const wanted = answer.text ? answer.text.split(" ") : null;
-  answer.caption.split(" ").forEach((word, i) => {
+  const captionWords = answer.caption.split(" ");
+  const wanted = answer.text ? closest(captionWords, answer.text) : null;
+  captionWords.forEach((word, i) => {
     caption.append(el("span", { text: word, class: wanted && wanted[i] !== word ? "differs" : "" }), document.createTextNode(" "));
   });
   facts.append(el("dt", { text: "caption" }), caption);
