@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlvae.data.format import load_images, read_records, read_vocabulary
+from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
@@ -139,7 +139,7 @@ class Inference:
         if classifier is not None:
             from vlvae.evaluation.report import load_scorer
 
-            scorer = load_scorer(info.get("dataset", "two_objects"), Path(classifier), vocab, data,
+            scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), Path(classifier), vocab, data,
                                  f"the data set of {run}")[0]
         return cls(run, cfg, info, data, vocab, model, posteriors, prior, missing, scorer)
 
@@ -147,8 +147,8 @@ class Inference:
 
     @property
     def dataset(self) -> str:
-        """The data set kind (``two_objects``, ``celeba``)."""
-        return self.info.get("dataset", "two_objects")
+        """The data set kind (``two_objects``, ``celeba``), from the data's manifest."""
+        return read_manifest(self.data).get("dataset", "two_objects")
 
     @property
     def image_size(self) -> int:

@@ -44,7 +44,7 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         progress: progress bars inside stages (default: when the terminal is interactive).
         replicates: training replicates of q_True, q_Agg and the prior (each on the same VLVAE,
             with its own seed); the report gives mean ± std over them.
-        vlvae_replicates: train the VLVAE this many times (seeds moved by 1000 each) into
+        vlvae_replicates: train the VLVAE this many times (seeds moved by 1,000,000 each) into
             ``run``, ``run.r1``, ...; ``summary.md`` combines their reports.
 
     Returns:
@@ -121,7 +121,8 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
     all_metrics = []
     for v, run in enumerate(runs):
         tag = f" (VLVAE {v})" if vlvae_replicates > 1 else ""
-        run_overrides = list(overrides) + ([f"seed={cfg.seed + 1000 * v}"] if v else [])
+        # A stride far above stage_seed's 1000 per replicate: no two fits of any run share a seed.
+        run_overrides = list(overrides) + ([f"seed={cfg.seed + 1_000_000 * v}"] if v else [])
         resume = lambda stage, r=0, run=run: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
 
         def stage_one(run=run, run_overrides=run_overrides, resume=resume):

@@ -149,7 +149,7 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
     out, first = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     summary = reproduce(copy, "tiny", workers=1, progress=False, vlvae_replicates=2)
-    assert load_config(copy / "run.r1" / "config.yaml").seed == load_config(copy / "run" / "config.yaml").seed + 1000
+    assert load_config(copy / "run.r1" / "config.yaml").seed == load_config(copy / "run" / "config.yaml").seed + 1_000_000
     second = json.loads((copy / "run.r1" / "metrics.json").read_text())
     s = summary["correctness"]["conditional"]["q_agg"]
     values = [first["correctness"]["conditional"]["q_agg"]["mean"],
@@ -317,3 +317,28 @@ def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
                            {"standard": prior, "learned": prior}, seeds=2)["paper"]
     assert c["differences"]["q_agg - q_true"] == {"mean": 0.0, "stderr": 0.0}
     assert "Paired differences" in (run / "report.md").read_text()
+
+
+def test_scored_examples_never_include_those_early_stopping_chose_weights_on(pipeline, tmp_path):
+    """With patience, stages 2-3 select weights on the last validation examples; the tables then
+    score at most the examples before them."""
+    from omegaconf import OmegaConf
+
+    from vlvae.evaluation.report import evaluate_run
+
+    out, _ = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")
+    config = OmegaConf.load(copy / "run" / "config.yaml")
+    n_val = len(ImageTextDataset(copy / "data", "val"))
+    config.text_posterior.patience, config.text_posterior.val_examples = 1, n_val - 5
+    OmegaConf.save(config, copy / "run" / "config.yaml")
+    metrics = evaluate_run(copy / "run", copy / "classifier", examples=n_val, figures=False, progress=False)
+    assert metrics["settings"]["examples"] == 5 and metrics["settings"]["examples_capped_from"] == n_val
+
+
+def test_evaluate_a_joint_inference_run(tmp_path):
+    """q(z|x, y) needs the text too: Table 3's aggregate encodes every training image with its text."""
+    metrics = reproduce(tmp_path / "joint", "tiny", overrides=["model.joint_inference=true"], workers=1,
+                        progress=False)
+    assert metrics["landing"]["marginal"]["n_components"] == len(ImageTextDataset(tmp_path / "joint" / "data",
+                                                                                  "train"))

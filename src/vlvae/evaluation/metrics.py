@@ -244,7 +244,8 @@ def combine_replicates(tables: list, floats: bool = False):
     ``mean``) becomes ``{"mean": mean over replicates, "std_over_replicates": sample std
     (ddof = 1; 0 for one replicate), "replicates": R, "per_replicate": [...]}`` plus each
     Monte-Carlo error field of the replicates (std over seeds, standard errors), averaged over
-    replicates: the spread of the evaluation's sampling, kept apart from the training spread.
+    replicates: the spread of the evaluation's sampling, reported beside the training spread (which,
+    being the spread of per-replicate estimates, also contains that sampling noise).
     With ``floats``, every other number (e.g. Table 3's fractions) becomes ``{"mean",
     "std_over_replicates", "per_replicate"}`` too; otherwise other values are taken from the
     first replicate.

@@ -196,6 +196,16 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     ev = cfg.evaluation
     examples = examples or ev.examples
     k, seeds, text_k = k or ev.k, seeds or ev.seeds, text_k or ev.text_k
+    # Stages 2-3 that stop early choose their weights on the last validation examples; the
+    # tables score the first ones, never those.
+    held = max([st.val_examples for st in (cfg.text_posterior, cfg.prior) if st.patience > 0], default=0)
+    capped_from = None
+    if examples > len(data) - held:
+        if len(data) - held < 1:
+            raise VLVAEError(f"the validation split of {info['data']} has {len(data)} examples, all used by early "
+                             f"stopping of stages 2-3 (val_examples {held}); lower text_posterior.val_examples and "
+                             "prior.val_examples or make more data")
+        capped_from, examples = examples, len(data) - held
     torch.manual_seed(cfg.seed)
     x, y = validation_batch(data, examples)
     started = time.time()
@@ -207,10 +217,14 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     train = ImageTextDataset(Path(info["data"]), "train")
     if progress:
         print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
-    table = model.posterior_table(train.images)
     ordered = data.dataset != "celeba"
-    train_keys = text_keys(torch.stack([train.text(i) for i in range(len(train))]) if not ordered else
-                           train._texts, ordered)
+    table = model.posterior_table(train.images, texts=(
+        torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None))
+    if ordered:  # Two Objects: the exact text
+        train_keys, y_keys = text_keys(train._texts), text_keys(y)
+    else:  # CelebA: the image's whole set of words, whatever order or subset a text drew
+        train_keys = [tuple(sorted(w)) for w in train._words]
+        y_keys = [tuple(sorted(data._words[i])) for i in range(len(y))]
     per_replicate = []
     for r in range(replicates):
         posteriors = {"q_true": load_text_posterior(run, "true", cfg, r),
@@ -221,7 +235,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
                   f"likelihoods (k = {k}; log p(y) up to k = {text_k}), where samples land ...", flush=True)
         tables = correctness_tables(model, definitions, x, y, posteriors, priors, seeds)
         likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch, text_k=text_k)
-        landing = where_samples_land(table, train_keys, y, text_keys(y, ordered), posteriors, priors,
+        landing = where_samples_land(table, train_keys, y, y_keys, posteriors, priors,
                                      reference=ev.landing_reference, seed=cfg.seed)
         per_replicate.append({"tables": tables, "likelihood": likelihood, "landing": landing})
         last_posteriors, last_priors = posteriors, priors
@@ -250,7 +264,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
         "likelihood": likelihood,
         "landing": landing,
         "stages": _stage_records(run, replicates),
-        "settings": {"examples": len(y), "k": k, "text_k": text_k, "seeds": seeds, "micro_batch": ev.micro_batch,
+        "settings": {"examples": len(y), "examples_capped_from": capped_from, "k": k, "text_k": text_k, "seeds": seeds, "micro_batch": ev.micro_batch,
                      "landing_reference": ev.landing_reference, "replicates": replicates},
         "seconds": time.time() - started,
         "paper": PAPER.get(data.dataset, {}),
@@ -396,12 +410,15 @@ def _landing_lines(landing: dict, replicates: int) -> list[str]:
 
 def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
     lines = ["## Stages 2-3: when each fit stopped", ""]
+    capped = [f"{_NAMES.get(st, st)} replicate {row['replicate']}" for st, rows in stages.items() for row in rows
+              if row.get("stopped_by") == "steps" and row.get("best_step") is not None]
     if figure:
         lines += [f"![stages 2-3 validation curves]({figure})", ""]
     lines += ["Each fit is validated on held-out validation examples (the last of the split, apart from those "
               "scored above); with a patience rule it stops when the objective has not improved for that many "
               "passes and keeps the weights of its best pass.", "",
-              "| stage | replicate | steps | stopped by | best pass (step: value) | minutes |", "|---|---|---|---|---|---|"]
+              "| stage | replicate | steps | stopped by | best pass (step: value) | minutes (last session) |",
+              "|---|---|---|---|---|---|"]
     for stage, rows in stages.items():
         for row in rows:
             best = ("–" if row.get("best_step") is None else
@@ -409,6 +426,9 @@ def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
             minutes = "–" if row.get("seconds") is None else f"{row['seconds'] / 60:.1f}"
             lines.append(f"| {_NAMES.get(stage, stage)} | {row['replicate']} | {row['steps']} | {row['stopped_by']} | "
                          f"{best} | {minutes} |")
+    if capped:
+        lines += ["", "Still improving at the step cap (not converged by the patience rule): " + ", ".join(capped)
+                  + "."]
     return lines + [""]
 
 
@@ -423,10 +443,11 @@ def render_report(metrics: dict, cfg) -> str:
     if vlvaes > 1:
         spread = (f"mean ± standard deviation over **{vlvaes} independently trained VLVAEs** (each with its own "
                   f"seed; each VLVAE's figure is its mean over {metrics.get('stage_replicates', 1)} training "
-                  "replicate(s) of stages 2-3)")
+                  "replicate(s) of stages 2-3; the spread includes the evaluations' sampling noise)")
     elif reps > 1:
         spread = (f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
-                  "with its own seed on the same VLVAE; the VLVAE is trained once)")
+                  "with its own seed on the same VLVAE; the VLVAE is trained once; the spread includes each "
+                  "evaluation's own sampling noise, given apart in parentheses)")
     else:
         spread = ("from **one training run** of each stage (no spread over training runs: train replicates with "
                   "`--replicates N` to get one)")
