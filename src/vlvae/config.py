@@ -64,7 +64,9 @@ class StageConfig:
         kind: ``flow`` (the paper's) or ``gaussian`` (a diagonal-Gaussian baseline) for stages 2-3.
         val_every: steps between validation passes.
         val_examples: validation examples scored at each pass.
-        checkpoint_every: steps between checkpoints (``last.ckpt``).
+        checkpoint_every: steps between checkpoints (``last.ckpt``); a stage with ``patience``
+            checkpoints after every validation pass instead (so a resumed fit stops where an
+            uninterrupted one does).
         max_minutes: stop after this wall time (0 = no limit), as a budget besides ``steps``.
         patience: stages 2-3 only: stop after this many validation passes without an
             improvement of the validation objective by more than ``min_delta`` (0 = never; then

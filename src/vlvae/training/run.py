@@ -314,20 +314,23 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         ckpt_path = str(ckpt)
         task.start_step = _checkpoint_step(ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    checkpoint = ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
-                                 every_n_train_steps=stage.checkpoint_every)
-    callbacks = [checkpoint]
     monitor = getattr(task, "monitor", None)
     stopping = best = None
-    if stage.patience > 0 and monitor is not None and stage.val_examples > 0:
+    patience = stage.patience > 0 and monitor is not None and stage.val_examples > 0
+    # With early stopping the checkpoint is written after each validation pass (a checkpoint every
+    # checkpoint_every steps comes before that step's validation): a resumed fit then neither skips
+    # nor repeats a pass, and stops where an uninterrupted one would.
+    callbacks = [] if patience else [ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
+                                                     every_n_train_steps=stage.checkpoint_every)]
+    if patience:
         from lightning.pytorch.callbacks import EarlyStopping
 
-        from vlvae.training.tasks import BestWeights
+        from vlvae.training.tasks import BestWeights, CheckpointAfterValidation
 
         stopping = EarlyStopping(monitor=monitor, mode="max", patience=stage.patience, min_delta=stage.min_delta,
                                  check_on_train_epoch_end=False, strict=True)
         best = BestWeights(monitor)
-        callbacks += [stopping, best]
+        callbacks += [stopping, best, CheckpointAfterValidation(ckpt)]
     # Each training session (the first, and every --resume) logs into its own folder, so
     # resuming never overwrites the earlier session's CSV.
     session = f"from_step_{task.start_step}"

@@ -33,7 +33,7 @@ from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_ent
 from vlvae.training.schedule import adam_with_schedule
 
 __all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask",
-           "BestWeights"]
+           "BestWeights", "CheckpointAfterValidation"]
 
 
 def step_dataloader(module: L.LightningModule, data, batch_size: int, steps: int, seed: int, start_step: int,
@@ -89,6 +89,23 @@ class BestWeights(L.Callback):
     def load_state_dict(self, state):
         self.best_value, self.best_step = state["best_value"], state["best_step"]
         self.best_state = state["best_state"]
+
+
+class CheckpointAfterValidation(L.Callback):
+    """Writes ``path`` (the stage's ``last.ckpt``) after every validation pass while fitting.
+
+    Used with early stopping instead of a checkpoint every N steps, which Lightning writes before
+    that step's validation pass: a fit resumed from such a checkpoint would skip the pass, and its
+    patience would count differently. Register it after the early-stopping callbacks, so that the
+    checkpoint holds their state after the pass.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
 
 
 class StageTask(L.LightningModule):
