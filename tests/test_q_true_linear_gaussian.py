@@ -92,3 +92,50 @@ def test_text_elbo_fit_recovers_exact_posterior_and_log_evidence():
         # ...and a q away from the posterior is a strictly looser bound (the check discriminates).
         wide = _elbo_terms(W, b, y, mean, log_std + math.log(2.0), eps).mean(0)
         assert (wide < log_evidence - 0.1).all()
+
+
+def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
+    """The real stage-2 path: TextPosteriorTask(objective="true") with the project's TextPosterior
+    (its Gaussian kind), against a frozen stand-in VLVAE whose p(y|z) is linear-Gaussian in z
+    (each discrete text y stands for an observation vector obs(y)). Its training objective, the
+    task's ``_text_elbo``, must bring q(z|y) to the exact posterior of every text."""
+    from dataclasses import replace
+
+    from vlvae.config import preset
+    from vlvae.training.tasks import TextPosteriorTask
+
+    W, b, obs = (t.float() for t in _model())
+    mean, cov = (t.float() for t in _exact_posterior(W.double(), b.double(), obs.double()))
+
+    class LinearGaussianVLVAE(torch.nn.Module):
+        """p(z) = N(0, I); p(y|z) = N(obs(y); W z + b, σ² I), where text y = (i, i, ..., i) means obs[i]."""
+
+        def prior(self):
+            from zuko.distributions import DiagNormal
+
+            return DiagNormal(torch.zeros(D), torch.ones(D))
+
+        def log_py(self, y, z):
+            o = obs[y[..., 0]]
+            return Normal(z @ W.T + b, SIGMA).log_prob(o).sum(-1)
+
+    cfg = preset("tiny")
+    cfg.model = replace(cfg.model, vocab_size=len(obs), text_length=3, latent_dim=D, logvar_min=-12.0,
+                        logvar_max=4.0)
+    stage = replace(cfg.text_posterior, kind="gaussian")
+    task = TextPosteriorTask(cfg.model, stage, ".", 0, LinearGaussianVLVAE(), "true")
+    y = torch.arange(len(obs)).unsqueeze(1).expand(-1, 3)
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(task.trainable().parameters(), lr=1e-2)
+    steps = 2000
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
+    batch = y.repeat(64, 1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = -task._text_elbo(batch, task.posterior(batch)).mean()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    q = task.posterior(y)
+    torch.testing.assert_close(q.mean, mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(q.variance, torch.diagonal(cov).expand_as(q.variance), atol=0.01, rtol=0.1)
