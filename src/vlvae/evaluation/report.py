@@ -432,6 +432,17 @@ def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
     return lines + [""]
 
 
+def _likelihood_rows(label: str, table: dict, names: tuple[str, str], paper: dict, ks: list[int],
+                     paper_at: int) -> list[str]:
+    """One table row per k for two members of a pair; the paper's numbers on the row of ``paper_at``."""
+    rows = []
+    for kk in ks:
+        key, ours = f"k={kk}", " | ".join(_nats(table[name][f"k={kk}"]) for name in names)
+        theirs = " | ".join(str(paper.get(name, "–")) if kk == paper_at else "" for name in names)
+        rows.append(f"| {label}, {key} | {ours} | {theirs} |")
+    return rows
+
+
 def render_report(metrics: dict, cfg) -> str:
     """Markdown with Tables 1-3 in the paper's layout, the paper's numbers beside ours."""
     c, lk, paper = metrics["correctness"], metrics["likelihood"], metrics.get("paper", {})
@@ -484,12 +495,8 @@ def render_report(metrics: dict, cfg) -> str:
         f"| correctness % | {_pct(c['conditional']['q_true'])} | {_pct(c['conditional']['q_agg'])} | "
         f"{pc.get('q_true', '–')} | {pc.get('q_agg', '–')} |",
     ]
-    pl = paper.get("log_p_x_given_y", {})
-    for kk in sorted({1, k}):
-        key = f"k={kk}"
-        lines.append(f"| log p(x|y), {key} | {_nats(lk['log_p_x_given_y']['q_true'][key])} | "
-                     f"{_nats(lk['log_p_x_given_y']['q_agg'][key])} | {pl.get('q_true', '–') if kk == 1 else ''} | "
-                     f"{pl.get('q_agg', '–') if kk == 1 else ''} |")
+    lines += _likelihood_rows("log p(x|y)", lk["log_p_x_given_y"], ("q_true", "q_agg"),
+                              paper.get("log_p_x_given_y", {}), sorted({1, k}), paper_at=1)
     lines += [
         "",
         "## Table 2: N(0, I) vs the learned aggregate prior q_φ(z)",
@@ -499,19 +506,12 @@ def render_report(metrics: dict, cfg) -> str:
         f"| correctness % | {_pct(c['prior']['standard'])} | {_pct(c['prior']['learned'])} | "
         f"{pc.get('standard', '–')} | {pc.get('learned', '–')} |",
     ]
-    pt = paper.get("log_p_x", {})
-    for kk in sorted({1, k}):
-        key = f"k={kk}"
-        lines.append(f"| log p(x), {key} | {_nats(lk['log_p_x']['standard'][key])} | "
-                     f"{_nats(lk['log_p_x']['learned'][key])} | {pt.get('standard', '–') if kk == 1 else ''} | "
-                     f"{pt.get('learned', '–') if kk == 1 else ''} |")
-    pt = paper.get("log_p_y", {})
+    lines += _likelihood_rows("log p(x)", lk["log_p_x"], ("standard", "learned"), paper.get("log_p_x", {}),
+                              sorted({1, k}), paper_at=1)
     text_ks = lk.get("text_k", [])
-    for kk in text_ks:
-        key = f"k={kk}"
-        lines.append(f"| log p(y), {key} | {_nats(lk['log_p_y']['standard'][key])} | "
-                     f"{_nats(lk['log_p_y']['learned'][key])} | {pt.get('standard', '–') if kk == text_ks[-1] else ''} | "
-                     f"{pt.get('learned', '–') if kk == text_ks[-1] else ''} |")
+    if text_ks:
+        lines += _likelihood_rows("log p(y)", lk["log_p_y"], ("standard", "learned"), paper.get("log_p_y", {}),
+                                  text_ks, paper_at=text_ks[-1])
     lines += ["", "log p(y) at k = 1 is log p(y|z) + log p(z) − log r(z|y) at one shared z: the difference between "
               "the priors is then log q_φ(z) − log N(z; 0, I), free of the text decoder; only k > 1 weighs the "
               "samples by p(y|z). Read log p(y) where it has stopped moving with k."]

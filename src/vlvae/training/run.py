@@ -420,6 +420,24 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
         return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
 
 
+def _fit_on_frozen_vlvae(run: Path, stage: str, replicate: int, make_task, stage_cfg_name: str, kind: str,
+                         command: str, resume: bool, progress: bool, extra: dict) -> dict:
+    """Fit a stage 2-3 (replicate R) on the run's frozen VLVAE: ``make_task(cfg, info, seed, vlvae)``."""
+    cfg, info = open_run(run)
+    seed = stage_seed(cfg.seed, stage, replicate)
+    directory = stage_dir(run, stage, replicate)
+    if (directory / "metrics.json").is_file():
+        return json.loads((directory / "metrics.json").read_text())
+    check_run_data(run, cfg, info)
+    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
+    with folder_lock(run, command):
+        vlvae = load_vlvae(run, cfg)
+        torch.manual_seed(seed)
+        task = make_task(cfg, info, seed, vlvae)
+        return fit_stage(task, directory, getattr(cfg, stage_cfg_name), cfg, kind, resume, progress,
+                         extra={**extra, "replicate": replicate, "seed": seed})
+
+
 def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True,
                          replicate: int = 0) -> dict:
     """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen.
@@ -430,37 +448,20 @@ def train_text_posterior(run: Path, objective: str, resume: bool = False, progre
 
     if objective not in ("true", "agg"):
         raise VLVAEError(f"--objective must be 'true' or 'agg', got {objective!r}")
-    cfg, info = open_run(run)
-    stage = f"q_{objective}"
-    seed = stage_seed(cfg.seed, stage, replicate)
-    directory = stage_dir(run, stage, replicate)
-    if (directory / "metrics.json").is_file():
-        return json.loads((directory / "metrics.json").read_text())
-    check_run_data(run, cfg, info)
-    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
-    with folder_lock(run, "vlvae train text-posterior"):
-        vlvae = load_vlvae(run, cfg)
-        torch.manual_seed(seed)
-        task = TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective,
-                                 cfg.num_workers)
-        return fit_stage(task, directory, cfg.text_posterior, cfg, "text_posterior", resume, progress,
-                         extra={"objective": objective, "replicate": replicate, "seed": seed})
+
+    def make(cfg, info, seed, vlvae):
+        return TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective, cfg.num_workers)
+
+    return _fit_on_frozen_vlvae(run, f"q_{objective}", replicate, make, "text_posterior", "text_posterior",
+                                "vlvae train text-posterior", resume, progress, {"objective": objective})
 
 
 def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
     """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
     from vlvae.training.tasks import AggregatePriorTask
 
-    cfg, info = open_run(run)
-    seed = stage_seed(cfg.seed, "prior", replicate)
-    directory = stage_dir(run, "prior", replicate)
-    if (directory / "metrics.json").is_file():
-        return json.loads((directory / "metrics.json").read_text())
-    check_run_data(run, cfg, info)
-    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
-    with folder_lock(run, "vlvae train prior"):
-        vlvae = load_vlvae(run, cfg)
-        torch.manual_seed(seed)
-        task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
-        return fit_stage(task, directory, cfg.prior, cfg, "aggregate_prior", resume, progress,
-                         extra={"replicate": replicate, "seed": seed})
+    def make(cfg, info, seed, vlvae):
+        return AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
+
+    return _fit_on_frozen_vlvae(run, "prior", replicate, make, "prior", "aggregate_prior", "vlvae train prior",
+                                resume, progress, {})
