@@ -345,7 +345,7 @@ def evaluate_cmd(
 @app.command("reproduce")
 def reproduce_cmd(
     out: Path = typer.Option(..., help="Output folder: data/, run/ (with report.md) and classifier/."),
-    preset: str = typer.Option("cpu", help="quick (~10 min on 2 cores), cpu (~45 min, shows the paper's effect) "
+    preset: str = typer.Option("cpu", help="quick (~13 min on 2 cores), cpu (~50 min, shows the paper's effect) "
                                "or paper (GPU scale)."),
     dataset: str = typer.Option("two_objects", help="two_objects or celeba."),
     root: Optional[Path] = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),

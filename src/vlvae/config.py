@@ -168,7 +168,7 @@ def _paper() -> ExperimentConfig:
 
 
 def _cpu() -> ExperimentConfig:
-    """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in about 45 minutes.
+    """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in about 50 minutes.
 
     Why each number (measured on the 2-core development machine with
     ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
@@ -221,7 +221,7 @@ def _cpu() -> ExperimentConfig:
 
 
 def _quick() -> ExperimentConfig:
-    """About 10 minutes on 2 cores: the cpu recipe on 20,000 pairs with shorter stages (``make demo``)."""
+    """About 13 minutes on 2 cores: the cpu recipe on 20,000 pairs with shorter stages (``make demo``)."""
     cfg = _cpu()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
