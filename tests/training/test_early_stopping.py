@@ -129,6 +129,9 @@ def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_
     resumed = runs.train_text_posterior(killed, "agg", resume=True, progress=False)
     assert resumed["steps"] == expected["steps"]
     assert resumed["early_stopping"] == expected["early_stopping"]
+    # one checkpoint per stage, no Lightning default ones beside it
+    stage = runs.stage_dir(killed, "q_agg")
+    assert [p.relative_to(stage).as_posix() for p in stage.rglob("*.ckpt")] == ["last.ckpt"]
     a = load_file(str(runs.stage_dir(straight, "q_agg") / "weights.safetensors"))
     b = load_file(str(runs.stage_dir(killed, "q_agg") / "weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

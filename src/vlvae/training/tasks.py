@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -91,13 +92,14 @@ class BestWeights(L.Callback):
         self.best_state = state["best_state"]
 
 
-class CheckpointAfterValidation(L.Callback):
+class CheckpointAfterValidation(Checkpoint):
     """Writes ``path`` (the stage's ``last.ckpt``) after every validation pass while fitting.
 
     Used with early stopping instead of a checkpoint every N steps, which Lightning writes before
     that step's validation pass: a fit resumed from such a checkpoint would skip the pass, and its
-    patience would count differently. Register it after the early-stopping callbacks, so that the
-    checkpoint holds their state after the pass.
+    patience would count differently. As a :class:`~lightning.pytorch.callbacks.Checkpoint`, it
+    replaces Lightning's default checkpointing and runs after the other callbacks, so the checkpoint
+    holds the early-stopping state after the pass.
     """
 
     def __init__(self, path: Path):
