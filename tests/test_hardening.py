@@ -164,6 +164,21 @@ def test_sample_refuses_a_folder_as_out(vlvae, run_folder, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_sample_into_a_new_folder_writes_nothing_when_the_run_is_bad(vlvae, tmp_path):
+    """The output's folder is made only when the image is written: a refused sample leaves no folder."""
+    before = snapshot(tmp_path)
+    code, _, err = vlvae("sample", "--run", tmp_path / "no-run", "--out", tmp_path / "new" / "deeper" / "s.png")
+    one_error_line(code, err, "not a vlvae run folder")
+    assert snapshot(tmp_path) == before and not (tmp_path / "new").exists()
+
+
+def test_sample_refuses_an_out_below_a_file(vlvae, run_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = vlvae("sample", "--run", run_folder, "--out", tmp_path / "file" / "sub" / "s.png")
+    one_error_line(code, err, "is a file, not a folder")
+    assert not (tmp_path / "file" / "sub").exists()
+
+
 def test_evaluate_refuses_a_run_it_cannot_write(vlvae, data, run_folder, tmp_path, immutable):
     classifier = make_classifier(tmp_path / "classifier", data)
     (run_folder / "figures").write_text("not a folder")

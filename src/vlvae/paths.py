@@ -102,11 +102,12 @@ def check_output_dir(path: Path, what: str = "output folder", option: str = "--o
 
 
 def check_output_file(path: Path, what: str = "output file", option: str = "--out") -> Path:
-    """Make sure a file can be written at ``path`` (its folder is created); nothing else is written.
+    """Make sure a file can be written at ``path``, writing nothing: its folder need not exist yet
+    (the writer creates it), but the nearest existing folder above it must be writable.
 
     Raises:
-        VLVAEError: ``path`` is a folder, lies on a pseudo-filesystem, or its folder cannot be
-            created or written to.
+        VLVAEError: ``path`` is a folder, lies on a pseudo-filesystem, something on its way is a
+            file, or the nearest existing folder cannot be written to.
     """
     path = Path(path)
     pseudo = _pseudo_root(path)
@@ -115,17 +116,14 @@ def check_output_file(path: Path, what: str = "output file", option: str = "--ou
                          f"choose a file on a disk for {option}")
     if path.is_dir():
         raise VLVAEError(f"{what} {path} is a folder; give a file name for {option}, e.g. {path / 'out.png'}")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise VLVAEError(f"cannot write {what} {path}: {parent} is a file, not a folder; "
+    existing = path.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VLVAEError(f"cannot write {what} {path}: {existing} is a file, not a folder; "
                          f"choose another path for {option}")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VLVAEError(f"cannot create the folder of {what} {path} ({_reason(exc)}); "
-                         f"choose another path for {option}") from exc
-    try:
-        _probe(parent)
+        _probe(existing)
     except OSError as exc:
         raise VLVAEError(f"cannot write {what} {path} ({_reason(exc)}); choose a writable path for {option}") from exc
     return path
