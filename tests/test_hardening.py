@@ -26,21 +26,11 @@ import pytest
 from vlvae.cli import app, main
 from vlvae.config import preset
 from vlvae.data.format import read_manifest
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.data.two_objects import generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.classifier import check_classifier_fits, classifier_info, training_settings
 from vlvae.generate import MAX_SAMPLES, check_sample_count
 from vlvae.training.run import init_run
-
-SMALL = dict(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hardening") / "data"
-    generate_two_objects(TwoObjectsSettings(**SMALL), out, workers=1, progress=False)
-    return out
-
 
 @pytest.fixture
 def vlvae(monkeypatch, capsys):
@@ -352,12 +342,12 @@ def test_metrics_are_written_after_the_old_report_is_gone(tmp_path, monkeypatch)
     assert not (tmp_path / "report.md").exists()
 
 
-def test_stale_temporaries_of_a_killed_build_are_removed_on_rerun(data, tmp_path):
+def test_stale_temporaries_of_a_killed_build_are_removed_on_rerun(data, tiny_data_settings, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     before = snapshot(copy)
     stale = [copy / ".manifest.json.a1b2c3d4.tmp", copy / "train" / ".images.npy.zz_9y8x7.tmp"]
     for p in stale:
         p.write_bytes(b"half-written")
-    generate_two_objects(TwoObjectsSettings(**SMALL), copy, workers=1, progress=False)  # finished: nothing to do
+    generate_two_objects(tiny_data_settings, copy, workers=1, progress=False)  # finished: nothing to do
     assert snapshot(copy) == before

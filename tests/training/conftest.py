@@ -1,13 +1,35 @@
-"""A tiny Two Objects data set shared by the training tests (one per test module)."""
+"""Helpers shared by the training tests (the tiny data set itself is in tests/conftest.py)."""
 
+import contextlib
+
+import lightning as L
 import pytest
 
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 
+@pytest.fixture
+def killed_at(monkeypatch):
+    """``with killed_at(step): ...``: every Trainer made inside raises "simulated kill" after that step."""
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "data"
-    generate_two_objects(TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25), out,
-                         workers=1, progress=False)
-    return out
+    class Crash(L.Callback):
+        def __init__(self, step):
+            self.step = step
+
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == self.step:
+                raise RuntimeError("simulated kill")
+
+    @contextlib.contextmanager
+    def arm(step: int):
+        real_trainer = L.Trainer
+
+        def crashing_trainer(*args, **kwargs):
+            kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [Crash(step)]
+            return real_trainer(*args, **kwargs)
+
+        monkeypatch.setattr(L, "Trainer", crashing_trainer)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(L, "Trainer", real_trainer)
+
+    return arm

@@ -90,12 +90,11 @@ def test_validation_is_held_out_from_the_evaluated_examples(run):
     assert indices == list(range(n - 6, n))
 
 
-def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_does(data, tmp_path, monkeypatch):
+def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_does(data, tmp_path, killed_at):
     """Killed at step 4 of a fit that stops by patience at step 8: the resumed fit stops at the same
     step, with the same best pass and bit-identical kept weights."""
     import shutil
 
-    import lightning as L
     from safetensors.torch import load_file
 
     from vlvae.errors import VLVAEError
@@ -109,21 +108,8 @@ def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_
     expected = runs.train_text_posterior(straight, "agg", progress=False)
     assert expected["steps"] == 8 and expected["early_stopping"]["stopped_by"] == "patience"
 
-    class Crash(L.Callback):
-        def on_train_batch_end(self, trainer, *args):
-            if trainer.global_step == 4:
-                raise RuntimeError("simulated kill")
-
-    real_trainer = L.Trainer
-
-    def crashing_trainer(*args, **kwargs):
-        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [Crash()]
-        return real_trainer(*args, **kwargs)
-
-    monkeypatch.setattr(L, "Trainer", crashing_trainer)
-    with pytest.raises(RuntimeError, match="simulated kill"):
+    with killed_at(4), pytest.raises(RuntimeError, match="simulated kill"):
         runs.train_text_posterior(killed, "agg", progress=False)
-    monkeypatch.setattr(L, "Trainer", real_trainer)
     with pytest.raises(VLVAEError, match="--resume"):
         runs.train_text_posterior(killed, "agg", progress=False)
     resumed = runs.train_text_posterior(killed, "agg", resume=True, progress=False)

@@ -102,26 +102,12 @@ def test_prior_stage_trains_only_phi(trained, monkeypatch):
     assert p().sample((5,)).shape == (5, 4)
 
 
-class _Crash(L.Callback):
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == 4:
-            raise RuntimeError("simulated kill")
-
-
-def test_resumed_run_equals_uninterrupted(data, tmp_path, monkeypatch):
+def test_resumed_run_equals_uninterrupted(data, tmp_path, killed_at):
     straight = tmp_path / "straight"
     runs.train_vlvae(data, straight, "tiny", progress=False)
     killed = tmp_path / "killed"
-    real_trainer = L.Trainer
-
-    def crashing_trainer(*args, **kwargs):
-        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [_Crash()]
-        return real_trainer(*args, **kwargs)
-
-    monkeypatch.setattr(L, "Trainer", crashing_trainer)
-    with pytest.raises(RuntimeError, match="simulated kill"):
+    with killed_at(4), pytest.raises(RuntimeError, match="simulated kill"):
         runs.train_vlvae(data, killed, "tiny", progress=False)
-    monkeypatch.setattr(L, "Trainer", real_trainer)
     assert not (killed / "vlvae" / "metrics.json").exists()
     with pytest.raises(VLVAEError, match="--resume"):
         runs.train_vlvae(data, killed, "tiny", progress=False)

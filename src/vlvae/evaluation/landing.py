@@ -586,14 +586,10 @@ def conditional_landing_table(
 # Table 3 of a run
 # --------------------------------------------------------------------------- #
 
-def text_keys(texts: Tensor, ordered: bool = True) -> list[tuple[int, ...]]:
-    """The key a text's conditional aggregate is grouped by.
-
-    Two Objects (``ordered=True``): the whole word sequence (which word goes with which
-    object matters). CelebA (``ordered=False``): its set of words, whatever their drawn order.
-    """
-    rows = texts.tolist()
-    return [tuple(r) if ordered else tuple(sorted(r)) for r in rows]
+def text_keys(texts: Tensor) -> list[tuple[int, ...]]:
+    """The key a Two Objects text's conditional aggregate is grouped by: its whole word sequence
+    (which word goes with which object matters). CelebA groups by each face's set of words instead."""
+    return [tuple(r) for r in texts.tolist()]
 
 
 @torch.no_grad()
