@@ -21,7 +21,6 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
