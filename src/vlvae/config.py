@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DataConfig",
     "StageConfig",
+    "MethodConfig",
     "ClassifierConfig",
     "EvaluationConfig",
     "ExperimentConfig",
@@ -136,12 +137,29 @@ class EvaluationConfig:
 
 
 @dataclass
+class MethodConfig:
+    """Which multimodal VAE stage 1 trains, and the settings only some methods read.
+
+    Attributes:
+        name: a method registered in :mod:`vlvae.methods`: ``vlvae`` (the paper's, marginal
+            inference q(z|x)), ``joint`` (the VLVAE with joint inference q(z|x, y), §6 Fig. 7),
+            ``jmvae`` (Suzuki et al. 2016), ``telbo`` (Vedantam et al. 2018), ``mvae`` (Wu &
+            Goodman 2018). Every method shares the VLVAE's networks and ``vlvae`` stage settings.
+        alpha: JMVAE-kl's weight of its two KL terms to the unimodal posteriors.
+    """
+
+    name: str = "vlvae"
+    alpha: float = 0.1
+
+
+@dataclass
 class ExperimentConfig:
-    """A whole run: data, model, the three training stages, classifier and evaluation."""
+    """A whole run: data, the method, model, the three training stages, classifier and evaluation."""
 
     name: str = "paper"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     model: "ModelConfig" = None  # type: ignore[assignment]
     vlvae: StageConfig = field(default_factory=StageConfig)
     text_posterior: StageConfig = field(default_factory=lambda: StageConfig(
@@ -341,6 +359,7 @@ _RANGES = {
                     "dropout": (0, True, 1, False), "vocab_size": _AT_LEAST_1, "text_length": _AT_LEAST_1,
                     "beta_concentration": _POSITIVE, "flow_steps": _AT_LEAST_1, "flow_hidden": _AT_LEAST_1},
     "ExperimentConfig": {"seed": _SEED, "num_workers": _AT_LEAST_0, "devices": _AT_LEAST_1},
+    "MethodConfig": {"alpha": _AT_LEAST_0},
 }
 
 
@@ -348,9 +367,11 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     """The enumerated string keys and their allowed values, from where each is defined."""
     from vlvae.models.image import ARCHITECTURES, NORMS
     from vlvae.models.posteriors import POSTERIOR_KINDS
+    from vlvae.methods import method_names
     from vlvae.training.schedule import SCHEDULES
 
     return {
+        "MethodConfig": {"name": method_names()},
         "StageConfig": {"lr_schedule": SCHEDULES, "kind": POSTERIOR_KINDS},
         "ClassifierConfig": {"lr_schedule": SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
         "ModelConfig": {"arch": ARCHITECTURES, "norm": NORMS},

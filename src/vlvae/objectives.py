@@ -8,6 +8,9 @@ batch, so the caller chooses the reduction.
 * q_True(z|y), Eqn 3: :func:`text_elbo`.
 * q_Agg(z|y), Eqns 4-5: :func:`aggregate_cross_entropy`; q_φ(z), §4.2:
   :func:`prior_cross_entropy`; JMVAE's term (Suzuki et al. 2016): :func:`jmvae_kl`.
+* Baselines (:mod:`vlvae.methods`): :func:`kl_diagonal_normals`,
+  :func:`product_of_experts` (MVAE), :func:`jmvae_kl_objective` (JMVAE-kl),
+  :func:`sum_of_elbos` (TELBO, MVAE).
 * Evaluation, Eqn 6 and §4.2: :func:`importance_weighted_bound` (IWAE, Burda et
   al. 2016, https://arxiv.org/abs/1509.00519), :func:`conditional_log_likelihood`,
   :func:`marginal_log_likelihood_image`, :func:`marginal_log_likelihood_text`,
@@ -35,6 +38,10 @@ __all__ = [
     "aggregate_cross_entropy",
     "prior_cross_entropy",
     "jmvae_kl",
+    "kl_diagonal_normals",
+    "product_of_experts",
+    "jmvae_kl_objective",
+    "sum_of_elbos",
     "importance_weighted_bound",
     "importance_log_marginals",
     "DefensiveMixture",
@@ -167,6 +174,111 @@ def jmvae_kl(q_zx: Distribution, q_zy: Distribution, n_samples: int = 1) -> Tens
     except NotImplementedError:
         z = q_zx.rsample((n_samples,))
         return (q_zx.log_prob(z) - q_zy.log_prob(z)).mean(0)
+
+
+def kl_diagonal_normals(mean_q: Tensor, logvar_q: Tensor, mean_p: Tensor, logvar_p: Tensor) -> Tensor:
+    r"""KL(N(mean_q, diag e^{logvar_q}) || N(mean_p, diag e^{logvar_p})), analytic.
+
+    .. math:: \tfrac12 Σ_i \Big(\text{logvar}_{p,i} − \text{logvar}_{q,i}
+              + \frac{e^{\text{logvar}_{q,i}} + (\text{mean}_{q,i} − \text{mean}_{p,i})^2}
+                     {e^{\text{logvar}_{p,i}}} − 1\Big)
+
+    Each KL uses each distribution's *own* log-variance (a library once computed
+    TELBO's unimodal KL with the joint log-variance, and its unimodal posteriors
+    collapsed; SPEC §9).
+
+    Arguments:
+        mean_q, logvar_q, mean_p, logvar_p: (batch, latent), broadcasting.
+
+    Returns:
+        (batch,).
+    """
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) / logvar_p.exp()
+                  - 1.0).sum(-1)
+
+
+def product_of_experts(means: Sequence[Tensor], logvars: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    r"""The normalised product of diagonal Gaussian experts (MVAE, Wu & Goodman 2018, §2 and App. A).
+
+    .. math:: \prod_i N(z; μ_i, σ_i^2) ∝ N\Big(z;\ \frac{Σ_i μ_i/σ_i^2}{Σ_i 1/σ_i^2},\
+              \frac{1}{Σ_i 1/σ_i^2}\Big)
+
+    The prior expert N(0, I) is passed like any other (mean 0, log-variance 0).
+
+    Arguments:
+        means, logvars: one (batch, latent) tensor per expert (broadcasting).
+
+    Returns:
+        mean, logvar of the product: (batch, latent) each.
+    """
+    precisions = [torch.exp(-lv) for lv in logvars]
+    total = torch.stack(torch.broadcast_tensors(*precisions)).sum(0)
+    weighted = torch.stack(torch.broadcast_tensors(*[m * t for m, t in zip(means, precisions)])).sum(0)
+    return weighted / total, -torch.log(total)
+
+
+def jmvae_kl_objective(
+    log_px: Tensor,
+    log_py: Tensor,
+    kl_prior: Tensor,
+    kl_to_image: Tensor,
+    kl_to_text: Tensor,
+    alpha: float,
+    w_x: float = 1.0,
+    w_y: float = 1.0,
+    kl_weight: float = 1.0,
+) -> Tensor:
+    r"""JMVAE-kl's objective (Suzuki et al. 2016, Eqn 5 there), with the VLVAE's weights, to maximise.
+
+    .. math:: w_x \log p(x|z) + w_y \log p(y|z) − β_t KL(q(z|x,y) || p(z))
+              − α [KL(q(z|x,y) || q(z|x)) + KL(q(z|x,y) || q(z|y))],\quad z \sim q(z|x,y)
+
+    The first three terms are the joint ELBO (Eqn 1 with joint inference); the α terms pull the
+    unimodal posteriors q(z|x) and q(z|y) towards the joint one.
+
+    Arguments:
+        log_px, log_py: (batch,) at z ~ q(z|x, y).
+        kl_prior: (batch,) KL(q(z|x,y) || N(0, I)).
+        kl_to_image, kl_to_text: (batch,) KL(q(z|x,y) || q(z|x)), KL(q(z|x,y) || q(z|y)).
+        alpha: weight of the two unimodal KL terms.
+        w_x, w_y, kl_weight: as in :func:`vlvae_elbo`.
+
+    Returns:
+        (batch,).
+    """
+    return vlvae_elbo(log_px, log_py, kl_prior, w_x, w_y, kl_weight) - alpha * (kl_to_image + kl_to_text)
+
+
+def sum_of_elbos(
+    joint: tuple[Tensor, Tensor, Tensor],
+    image_only: tuple[Tensor, Tensor],
+    text_only: tuple[Tensor, Tensor],
+    w_x: float = 1.0,
+    w_y: float = 1.0,
+    kl_weight: float = 1.0,
+) -> Tensor:
+    r"""ELBO(x, y) + ELBO(x) + ELBO(y), each weighted like :func:`vlvae_elbo`, to maximise.
+
+    TELBO (Vedantam et al. 2018, Eqn 3 there) with q(z|x,y), q(z|x), q(z|y) as three inference
+    networks; MVAE (Wu & Goodman 2018, Eqn 4 there, all subsets of two modalities) with their
+    products of experts.
+
+    .. math:: [w_x \log p(x|z) + w_y \log p(y|z) − β_t KL]_{q(z|x,y)}
+              + [w_x \log p(x|z) − β_t KL]_{q(z|x)} + [w_y \log p(y|z) − β_t KL]_{q(z|y)}
+
+    Arguments:
+        joint: (log p(x|z), log p(y|z), KL to the prior) at z from the joint posterior, (batch,) each.
+        image_only: (log p(x|z), KL) at z from the image posterior.
+        text_only: (log p(y|z), KL) at z from the text posterior.
+        w_x, w_y, kl_weight: as in :func:`vlvae_elbo`.
+
+    Returns:
+        (batch,).
+    """
+    log_px, log_py, kl = joint
+    return (vlvae_elbo(log_px, log_py, kl, w_x, w_y, kl_weight)
+            + w_x * image_only[0] - kl_weight * image_only[1]
+            + w_y * text_only[0] - kl_weight * text_only[1])
 
 
 def importance_weighted_bound(log_p_joint: Tensor, log_q: Tensor) -> Tensor:

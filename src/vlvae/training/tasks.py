@@ -194,17 +194,24 @@ class StageTask(L.LightningModule):
 
 
 class VLVAETask(StageTask):
-    """Stage 1: the VLVAE with image-only inference q(z|x) (Eqns 1-2).
+    """Stage 1: the VLVAE with image-only inference q(z|x) (Eqns 1-2), or another registered method.
 
     Args:
         scorer: optional judge ``(images (N, 3, H, W) in [0, 1], texts (N, L)) -> (N,) correctness``;
             when given, each validation pass also logs ``val/correctness``, the correctness of
             images decoded from z ~ q(z|x) against the paired text (the ceiling of any q(z|y)).
+        method: the :class:`~vlvae.config.MethodConfig` whose model stage 1 trains (default: the
+            paper's VLVAE). Its ``forward`` gives the loss; a baseline's extra ``terms`` are logged too.
     """
 
-    def __init__(self, *args, scorer: Callable | None = None, **kwargs):
+    def __init__(self, *args, scorer: Callable | None = None, method=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.model = VLVAE(self.model_config)
+        if method is None:
+            self.model = VLVAE(self.model_config)
+        else:
+            from vlvae.methods import build_model
+
+            self.model = build_model(self.model_config, method)
         self.scorer = scorer
 
     def trainable(self):
@@ -215,14 +222,16 @@ class VLVAETask(StageTask):
         kl_weight = kl_warmup(self.global_step, self.stage.kl_warmup_steps)
         out = self.model(x, y, kl_weight=kl_weight, w_x=self.stage.w_x, w_y=self.stage.w_y)
         self._log_all("train", {"loss": out.loss, "elbo": out.elbo, "log_px": out.log_px,
-                                "log_py": out.log_py, "kl": out.kl, "kl_weight": kl_weight},
+                                "log_py": out.log_py, "kl": out.kl, "kl_weight": kl_weight,
+                                **getattr(out, "terms", {})},
                       len(x), prog_bar=("elbo", "kl", "log_py"))
         return out.loss
 
     def validation_step(self, batch, batch_idx):
         x, y = images_to_float(batch["image"]), batch["text"]
         out = self.model(x, y)
-        values = {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl}
+        values = {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl,
+                  **getattr(out, "terms", {})}
         if self.scorer is not None:
             with torch.no_grad():
                 z = self.model.image_posterior(x, y).sample()

@@ -1,0 +1,125 @@
+"""Networks the baselines add to the VLVAE: their own text and joint posteriors (JMVAE, TELBO, MVAE).
+
+Every baseline keeps the VLVAE's generative networks (N(0, I) prior, shared decoder,
+constrained-Beta image decoder, GRU text decoder) and its image posterior q(z|x), and adds:
+
+* :class:`GaussianTextPosterior` — its own q(z|y): the text encoder of
+  :class:`~vlvae.models.posteriors.TextPosterior` and a shared encoder (as q(z|x)'s) to a
+  diagonal Gaussian;
+* for JMVAE and TELBO a joint posterior q(z|x, y): the VLVAE's joint-inference image posterior
+  (its own image and text encoders).
+
+:class:`MultimodalVAE` holds them; each method's file (:mod:`vlvae.methods`) subclasses it with
+its objective. ``image_posterior(x, y)`` is always the image-only q(z|x) (the proposal of the
+bounds, the reconstructions, and what a post-hoc q_Agg aggregates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import LongTensor, Tensor, nn
+from torch.distributions import Distribution
+from zuko.distributions import DiagNormal
+
+from vlvae.models.config import ModelConfig
+from vlvae.models.posteriors import ImagePosterior
+from vlvae.models.shared import SharedEncoder
+from vlvae.models.text import TextEncoder
+from vlvae.models.vlvae import VLVAE, VLVAEOutput
+
+__all__ = ["GaussianTextPosterior", "MultimodalVAE", "MultimodalOutput", "gaussian", "frozen_decoders"]
+
+
+def gaussian(mean: Tensor, logvar: Tensor) -> Distribution:
+    """The diagonal Gaussian N(mean, diag exp(logvar)): batch (batch,), event (latent,)."""
+    return DiagNormal(mean, torch.exp(0.5 * logvar))
+
+
+@dataclass
+class MultimodalOutput(VLVAEOutput):
+    """A baseline's training step: :class:`VLVAEOutput`'s fields for the joint term, plus ``terms``.
+
+    ``elbo``, ``log_px``, ``log_py`` and ``kl`` describe the joint posterior's ELBO; ``terms``
+    holds the method's other scalars (batch means) for the logs.
+    """
+
+    terms: dict = field(default_factory=dict)
+
+
+class GaussianTextPosterior(nn.Module):
+    """q(z|y) as the baselines train it: text encoder -> shared encoder -> diagonal Gaussian.
+
+    Example:
+        >>> q = GaussianTextPosterior(ModelConfig(image_size=16, latent_dim=4))
+        >>> q(torch.randint(19, (3, 9))).rsample().shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.encoder = TextEncoder(config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim)
+        self.shared_encoder = SharedEncoder(config.encoding_dim, config.shared_hidden, config.latent_dim,
+                                            config.logvar_min, config.logvar_max)
+
+    def encode(self, y: LongTensor) -> tuple[Tensor, Tensor]:
+        """y (batch, L) -> mean, logvar (batch, latent)."""
+        return self.shared_encoder(self.encoder(y))
+
+    def forward(self, y: LongTensor) -> Distribution:
+        return gaussian(*self.encode(y))
+
+
+class MultimodalVAE(VLVAE):
+    """The VLVAE's networks with an image-only q(z|x), a Gaussian q(z|y) and optionally a joint q(z|x, y).
+
+    Arguments:
+        config: the model configuration (``joint_inference`` must be off: the joint posterior is
+            a separate network here, and ``image_posterior`` stays image-only).
+        joint_posterior: also build q(z|x, y).
+    """
+
+    def __init__(self, config: ModelConfig, joint_posterior: bool) -> None:
+        if config.joint_inference:
+            raise ValueError("a baseline keeps q(z|x) image-only; set model.joint_inference=false")
+        super().__init__(config)
+        self.text_posterior = GaussianTextPosterior(config)
+        self.joint_posterior = ImagePosterior(replace(config, joint_inference=True)) if joint_posterior else None
+
+    def decode_terms(self, x: Tensor | None, y: LongTensor | None, z: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """log p(x|z) and log p(y|z) (either None when its input is None), sharing one decoder pass."""
+        h, lead = self._shared(z)
+        log_px = None if x is None else self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
+        log_py = None if y is None else self._log_py_of(self._text_logits_of(h, lead, y), y)
+        return log_px, log_py
+
+    @staticmethod
+    def reparameterise(mean: Tensor, logvar: Tensor) -> Tensor:
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+
+class _Decoders(nn.Module):
+    """A view of a model's three decoders (not registered in the model), for :func:`frozen_decoders`."""
+
+    def __init__(self, model: MultimodalVAE) -> None:
+        super().__init__()
+        self.shared_decoder = model.shared_decoder
+        self.image_decoder = model.image_decoder
+        self.text_decoder = model.text_decoder
+        object.__setattr__(self, "owner", model)  # not a submodule
+
+    def forward(self, x, y, z):
+        return self.owner.decode_terms(x, y, z)
+
+
+def frozen_decoders(model: MultimodalVAE, x: Tensor | None, y: LongTensor | None, z: Tensor):
+    """:meth:`MultimodalVAE.decode_terms` with the decoders' parameters detached.
+
+    Gradients reach z (and through it the inference network that drew it) but no decoder
+    parameter: TELBO's unimodal terms train their inference networks against frozen decoders.
+    Batch-norm statistics still move in training mode, as in any forward pass.
+    """
+    view = _Decoders(model)
+    params = {name: p.detach() for name, p in view.named_parameters()}
+    return torch.func.functional_call(view, params, (x, y, z))
