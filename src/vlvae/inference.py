@@ -117,7 +117,7 @@ class Inference:
             VLVAEError: not a run, its data set is missing or differs, the VLVAE is not trained,
                 or the classifier does not fit the data.
         """
-        from vlvae.training.run import check_run_data, load_prior, load_text_posterior, load_vlvae, open_run
+        from vlvae.runs import check_run_data, load_prior, load_text_posterior, load_vlvae, open_run
 
         run = Path(run)
         cfg, info = open_run(run)

@@ -289,7 +289,7 @@ def load_celeba_classifier(directory: Path):
             Two Objects), is unfinished, or its weights do not match.
     """
     from vlvae.models.classifier import AttributeClassifier
-    from vlvae.training.run import load_weights
+    from vlvae.runs import load_weights
 
     directory = Path(directory)
     remedy = _remedy(directory)

@@ -299,7 +299,7 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
 def load_classifier(directory: Path):
     """(model, metrics) of a trained classifier folder, in evaluation mode."""
     from vlvae.models.classifier import RelationalSlotClassifier
-    from vlvae.training.run import load_weights
+    from vlvae.runs import load_weights
 
     directory = Path(directory)
     remedy = f"vlvae train classifier --data DATA --out {directory}"

@@ -277,7 +277,7 @@ def run_latent2d(data: Path, out: Path, preset_name: str = "cpu", steps: int | N
                  overrides: list[str] = (), progress: bool = True, texts: list[str] | None = None) -> Path:
     """Train a 2-D-latent VLVAE with q_True and q_Agg on one-object data and draw Fig. 1.
 
-    Stages already finished in ``out`` are reused (see :mod:`vlvae.training.run`).
+    Stages already finished in ``out`` are reused (see :mod:`vlvae.runs`).
 
     Args:
         data: a one-object data set (``vlvae data two-objects --objects 1 --colours blue,red``).
@@ -308,7 +308,7 @@ def _latent2d(data: Path, out: Path, preset_name: str, settings: list[str], prog
     """:func:`run_latent2d`'s work, with the run folder's lock held."""
     from vlvae.data.dataset import ImageTextDataset
     from vlvae.evaluation.metrics import validation_batch
-    from vlvae.training.run import load_text_posterior, load_vlvae, open_run
+    from vlvae.runs import load_text_posterior, load_vlvae, open_run
 
     started = time.time()
     with torch.enable_grad():

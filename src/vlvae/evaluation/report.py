@@ -62,7 +62,7 @@ def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
     the Monte-Carlo errors are averaged over runs.
     """
     from vlvae.evaluation.metrics import combine_replicates
-    from vlvae.training.run import open_run
+    from vlvae.runs import open_run
 
     keys = ("correctness", "correctness_all_labels", "likelihood")
     summary = {key: combine_replicates([m[key] for m in metrics]) if metrics[0].get(key) else None
@@ -100,7 +100,7 @@ def _stage_records(run: Path, replicates: int) -> dict:
     """Per stage 2-3 and replicate: steps, how training ended, the best pass, wall time (from metrics.json)."""
     import json
 
-    from vlvae.training.run import REPLICATED_STAGES, stage_dir
+    from vlvae.runs import REPLICATED_STAGES, stage_dir
 
     out = {}
     for stage in REPLICATED_STAGES:
@@ -143,7 +143,7 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     from vlvae.evaluation.classifier import check_classifier_fits
     from vlvae.locking import folder_lock
     from vlvae.paths import check_output_dir
-    from vlvae.training.run import check_run_data, open_run
+    from vlvae.runs import check_run_data, open_run
 
     run, classifier = Path(run), Path(classifier)
     cfg, info = open_run(run)
@@ -163,7 +163,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     from vlvae.evaluation.landing import text_keys, where_samples_land
     from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
     from vlvae.models.likelihoods import pixel_log_jacobian
-    from vlvae.training.run import (
+    from vlvae.runs import (
         finished_replicates,
         load_prior,
         load_text_posterior,
@@ -275,7 +275,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     (run / "report.md").unlink(missing_ok=True)
     if figures:
         from vlvae.evaluation import figures as figs
-        from vlvae.training.run import REPLICATED_STAGES
+        from vlvae.runs import REPLICATED_STAGES
 
         fig_dir = run / "figures"
         fig_dir.mkdir(exist_ok=True)

@@ -1,0 +1,265 @@
+"""Run folders: their layout, the "finished" marker, weights, and the loaders of trained stages.
+
+A run folder ``RUN`` holds::
+
+    RUN/config.yaml          the whole ExperimentConfig (model sized from the data)
+    RUN/run.json             data folder, its kind and vocabulary sha256, seed, package versions, git commit
+    RUN/.lock                while a command writes the run (vlvae.locking; one writer at a time)
+    RUN/<stage>/             one per stage: vlvae, q_true, q_agg, prior
+        last.ckpt            Lightning checkpoint for --resume
+        weights.safetensors  the stage's final weights (trainable part only)
+        metrics.json         final metrics, steps, wall time, throughput; written last
+        logs/                CSV and TensorBoard logs
+    RUN/<stage>.r<R>/        training replicate R >= 1 of a stage 2-3 (same layout, another seed)
+
+A stage whose ``metrics.json`` exists is finished and is never retrained.
+Every training command holds the run folder's lock while it writes; options,
+data and folder are checked before the first file is written.
+Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
+the same frozen VLVAE: their spread is the spread over training runs.
+
+This module reads and makes run folders; fitting a stage is :mod:`vlvae.training.run`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config
+from vlvae.data.format import (
+    atomic_path,
+    atomic_write_json,
+    read_json,
+    read_manifest,
+    read_vocabulary,
+    vocabulary_sha256,
+)
+from vlvae.errors import VLVAEError
+from vlvae.models.config import feature_side
+from vlvae.paths import check_output_dir
+from vlvae.runinfo import run_info
+
+__all__ = [
+    "STAGES",
+    "REPLICATED_STAGES",
+    "stage_dir",
+    "stage_seed",
+    "finished_replicates",
+    "init_run",
+    "check_run_data",
+    "open_run",
+    "save_weights",
+    "load_weights",
+    "load_vlvae",
+    "load_text_posterior",
+    "load_prior",
+]
+
+STAGES = ("vlvae", "q_true", "q_agg", "prior")
+#: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
+REPLICATED_STAGES = ("q_true", "q_agg", "prior")
+_MAKES = {
+    "vlvae": "vlvae train vlvae --data DATA --out {run}",
+    "q_true": "vlvae train text-posterior --run {run} --objective true",
+    "q_agg": "vlvae train text-posterior --run {run} --objective agg",
+    "prior": "vlvae train prior --run {run}",
+}
+#: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
+_SEED_OFFSETS = {"q_true": 1, "q_agg": 1, "prior": 2}
+
+
+def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
+    """``RUN/<stage>`` for the first training of a stage, ``RUN/<stage>.r<R>`` for replicate R >= 1."""
+    if replicate < 0:
+        raise VLVAEError(f"a replicate number is 0 or more, got {replicate}")
+    return Path(run) / (stage if replicate == 0 else f"{stage}.r{replicate}")
+
+
+def stage_seed(seed: int, stage: str, replicate: int = 0) -> int:
+    """The seed of a stage 2-3 fit: the run's seed, the stage's offset, and 1000 per replicate."""
+    return seed + _SEED_OFFSETS[stage] + 1000 * replicate
+
+
+def finished_replicates(run: Path) -> int:
+    """How many leading replicates R = 0, 1, ... have every stage 2-3 (q_True, q_Agg, prior) finished."""
+    r = 0
+    while all((stage_dir(run, stage, r) / "metrics.json").is_file() for stage in REPLICATED_STAGES):
+        r += 1
+    return r
+
+
+def _make(stage: str, run: Path, replicate: int = 0) -> str:
+    command = _MAKES[stage].format(run=run)
+    return command + (f" --replicates {replicate + 1}" if replicate else "")
+
+
+def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the model's image size, vocabulary size and text length taken from the data (read only)."""
+    manifest = read_manifest(data)
+    vocab = read_vocabulary(data)
+    cfg.model.vocab_size = len(vocab)
+    cfg.model.text_length = int(manifest.get("text_length", 9))
+    cfg.model.image_size = int(manifest["image_size"])
+    feature_side(cfg.model.image_size, cfg.model.n_downsample)  # the data's size must suit the model
+    return cfg
+
+
+def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """Create (or reopen with the same config) a run folder for data set ``data``.
+
+    The model's image size, vocabulary size and text length are taken from the data. The data
+    and the configuration are checked before anything is written; call it while holding the
+    run folder's lock (:func:`vlvae.locking.folder_lock`, as :func:`vlvae.training.run.train_vlvae` does).
+    ``run.json`` records the data folder, its data set kind and its vocabulary's sha256.
+    """
+    run, data = Path(run), Path(data)
+    cfg = _sized_for(data, cfg)
+    check_output_dir(run, "run folder")
+    if (run / "config.yaml").exists():
+        existing = load_config(run / "config.yaml")
+        if _to_plain(existing) != _to_plain(cfg):
+            raise VLVAEError(f"{run} holds a run with another configuration; choose another --out "
+                             "(or run with the same preset and --set options)")
+        info = read_json(run / "run.json", "the run folder is damaged; start a new run")
+        if Path(info["data"]).resolve() != data.resolve():
+            raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
+        check_run_data(run, existing, info)
+        return existing
+    manifest = read_manifest(data)
+    save_config(cfg, run / "config.yaml")
+    atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed, "preset": cfg.name,
+                                         "dataset": manifest.get("dataset", "two_objects"),
+                                         "vocab_sha256": vocabulary_sha256(data), **run_info()})
+    return cfg
+
+
+def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
+    """The data folder of a run, checked to be what the run was made from; clear errors if not.
+
+    Compared: the image size (with the run's model), and, where ``run.json`` records them (runs
+    made since they are recorded), the data set kind and the vocabulary's sha256.
+    """
+    data = Path(info["data"])
+    manifest = read_manifest(data)
+    remedy = f"restore the data set {run} was trained on, or train a new run on this one"
+    size = int(manifest["image_size"])
+    if size != cfg.model.image_size:
+        raise VLVAEError(f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
+                         f"{size} px images; {remedy}")
+    kind = manifest.get("dataset", "two_objects")
+    if info.get("dataset", kind) != kind:
+        raise VLVAEError(f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}")
+    if info.get("vocab_sha256") and info["vocab_sha256"] != vocabulary_sha256(data):
+        raise VLVAEError(f"the vocabulary of {data} (vocab.json) differs from the one {run} was trained on; "
+                         f"{remedy}")
+    return data
+
+
+def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
+    """The config and run.json of an existing run folder."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise VLVAEError(f"{run} is not a vlvae run folder (no config.yaml); make one with "
+                         f"`vlvae train vlvae --data DATA --out {run}`")
+    cfg = load_config(run / "config.yaml")
+    info = read_json(run / "run.json", "the run folder is damaged; start a new run")
+    return cfg, info
+
+
+def _arch_of(module: torch.nn.Module) -> str | None:
+    """The image-network family of a module that has one (a VLVAE, a classifier), else None."""
+    config = getattr(module, "config", None)
+    return getattr(config, "arch", None) or getattr(module, "arch", None)
+
+
+def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
+    """Save a module's state dict with safetensors (atomically), tagged with its kind and image architecture."""
+    from safetensors.torch import save_file
+
+    # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
+    metadata = {"kind": kind}
+    if _arch_of(module) is not None:
+        metadata["arch"] = _arch_of(module)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
+    """Load weights saved by :func:`save_weights` into ``module``; clear errors on mismatch."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise VLVAEError(f"{path} is missing; make it with `{remedy}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        saved_kind = metadata.get("kind")
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise VLVAEError(f"{path} is corrupt ({exc}); retrain it with `{remedy}`") from exc
+    if saved_kind != kind:
+        raise VLVAEError(f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
+                         f"point to the right run or retrain with `{remedy}`")
+    expected = _arch_of(module)
+    # Weights saved before architectures were named are all of the paper's CycleGAN-style family.
+    saved_arch = metadata.get("arch", "cyclegan")
+    if expected is not None and saved_arch != expected:
+        raise VLVAEError(f"{path} holds {kind} weights of the {saved_arch!r} image architecture, but its config "
+                         f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise VLVAEError(f"{path} does not match the {kind} described by its configuration "
+                         f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`") from exc
+    return module
+
+
+def _require(run: Path, stage: str, replicate: int = 0) -> Path:
+    d = stage_dir(run, stage, replicate)
+    if not (d / "metrics.json").is_file():
+        what = f"stage {stage!r}" + (f" (replicate {replicate})" if replicate else "")
+        raise VLVAEError(f"{what} of {run} is not finished; run `{_make(stage, run, replicate)}`")
+    return d
+
+
+def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
+    """The trained, frozen stage-1 VLVAE of a run, in evaluation mode."""
+    from vlvae.models.vlvae import VLVAE
+
+    cfg = cfg or open_run(run)[0]
+    d = _require(run, "vlvae")
+    model = load_weights(VLVAE(cfg.model), d / "weights.safetensors", "vlvae",
+                         _MAKES["vlvae"].format(run=run))
+    return model.eval().requires_grad_(False)
+
+
+def load_text_posterior(run: Path, objective: str, cfg: ExperimentConfig | None = None, replicate: int = 0):
+    """The trained q_True (``objective="true"``) or q_Agg (``"agg"``) of a run (training replicate R)."""
+    from vlvae.models.posteriors import TextPosterior
+
+    cfg = cfg or open_run(run)[0]
+    stage = f"q_{objective}"
+    d = _require(run, stage, replicate)
+    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.text_posterior.kind)
+    q = load_weights(TextPosterior(cfg.model, kind=kind), d / "weights.safetensors", "text_posterior",
+                     _make(stage, run, replicate))
+    return q.eval().requires_grad_(False)
+
+
+def load_prior(run: Path, cfg: ExperimentConfig | None = None, replicate: int = 0):
+    """The trained aggregate prior q_phi(z) of a run (training replicate R)."""
+    from vlvae.models.posteriors import AggregatePrior
+
+    cfg = cfg or open_run(run)[0]
+    d = _require(run, "prior", replicate)
+    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.prior.kind)
+    p = load_weights(AggregatePrior(cfg.model, kind=kind), d / "weights.safetensors", "aggregate_prior",
+                     _make("prior", run, replicate))
+    return p.eval().requires_grad_(False)
+
