@@ -229,13 +229,13 @@ def _require(run: Path, stage: str, replicate: int = 0) -> Path:
 
 
 def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
-    """The trained, frozen stage-1 VLVAE of a run, in evaluation mode."""
-    from vlvae.models.vlvae import VLVAE
+    """The trained, frozen stage-1 model of a run (the VLVAE or the run's method's), in evaluation mode."""
+    from vlvae.methods import build_model, get_method
 
     cfg = cfg or open_run(run)[0]
     d = _require(run, "vlvae")
-    model = load_weights(VLVAE(cfg.model), d / "weights.safetensors", "vlvae",
-                         _MAKES["vlvae"].format(run=run))
+    model = load_weights(build_model(cfg.model, cfg.method), d / "weights.safetensors",
+                         get_method(cfg.method.name).weights_kind, _MAKES["vlvae"].format(run=run))
     return model.eval().requires_grad_(False)
 
 

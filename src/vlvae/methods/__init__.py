@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["Method", "method_names", "get_method", "build_model"]
+__all__ = ["Method", "method_names", "get_method", "build_model", "configure", "no_joint_inference"]
 
 #: The modules of the registered methods, in the order tables list them.
 _MODULES = ("vlvae", "joint", "jmvae", "telbo", "mvae")
@@ -74,6 +74,14 @@ def get_method(name: str) -> Method:
 def build_model(model_config, method_config):
     """The stage-1 network of ``method_config.name``, sized by ``model_config``."""
     return get_method(method_config.name).model(model_config, method_config)
+
+
+def no_joint_inference(cfg):
+    """A baseline's ``configure``: refuses ``model.joint_inference`` (its q(z|x, y) is a network of its own)."""
+    if cfg.model.joint_inference:
+        raise VLVAEError(f"method {cfg.method.name!r} has its own joint posterior and keeps q(z|x) image-only; "
+                         "drop --set model.joint_inference=true (or use --method joint)")
+    return cfg
 
 
 def configure(cfg):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import LongTensor, Tensor
 
-from vlvae.methods import Method
+from vlvae.methods import Method, no_joint_inference
 from vlvae.models.multimodal import MultimodalOutput, MultimodalVAE
 from vlvae.objectives import jmvae_kl_objective, kl_diagonal_normals, kl_normal_standard
 
@@ -43,5 +43,6 @@ METHOD = Method(
     reference="Suzuki et al. 2016, Eqn 5",
     model=lambda model_config, method_config: JMVAE(model_config, method_config.alpha),
     weights_kind="jmvae",
+    configure=no_joint_inference,
     own_text_posterior="q_JMVAE(z|y)",
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import LongTensor, Tensor
 
-from vlvae.methods import Method
+from vlvae.methods import Method, no_joint_inference
 from vlvae.models.multimodal import GaussianTextPosterior, MultimodalOutput, MultimodalVAE
 from vlvae.models.posteriors import ImagePosterior
 from vlvae.objectives import kl_normal_standard, product_of_experts, sum_of_elbos
@@ -87,5 +87,6 @@ METHOD = Method(
     reference="Wu & Goodman 2018, §2-3",
     model=lambda model_config, method_config: MVAE(model_config),
     weights_kind="mvae",
+    configure=no_joint_inference,
     own_text_posterior="q_MVAE(z|y)",
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import LongTensor, Tensor
 
-from vlvae.methods import Method
+from vlvae.methods import Method, no_joint_inference
 from vlvae.models.multimodal import MultimodalOutput, MultimodalVAE, frozen_decoders
 from vlvae.objectives import kl_normal_standard, sum_of_elbos
 
@@ -59,5 +59,6 @@ METHOD = Method(
     reference="Vedantam et al. 2018, Eqn 3",
     model=lambda model_config, method_config: TELBO(model_config),
     weights_kind="telbo",
+    configure=no_joint_inference,
     own_text_posterior="q_TELBO(z|y)",
 )

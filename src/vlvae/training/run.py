@@ -196,21 +196,24 @@ def _config_for(preset_name: str, steps: int | None, overrides: list[str]) -> Ex
 def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | None = None,
                 overrides: list[str] = (), resume: bool = False, progress: bool = True,
                 scorer=None) -> dict:
-    """Stage 1: train the VLVAE on ``data`` into run folder ``out``.
+    """Stage 1: train the VLVAE (or the method named by ``method.name``) on ``data`` into run folder ``out``.
 
     ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
     to every validation pass (``val/correctness`` in the logs).
     """
+    from vlvae.methods import configure, get_method
     from vlvae.training.tasks import VLVAETask
 
     # Everything is checked (options, data, the folder) before anything is written.
-    cfg = _sized_for(Path(data), _config_for(preset_name, steps, overrides))
+    cfg = configure(_sized_for(Path(data), _config_for(preset_name, steps, overrides)))
     out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae train vlvae"):
         cfg = init_run(out, data, cfg)
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-        task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer)
-        return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, "vlvae", resume, progress)
+        task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer,
+                         method=cfg.method)
+        return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, get_method(cfg.method.name).weights_kind,
+                         resume, progress, extra={"method": cfg.method.name})
 
 
 def _fit_on_frozen_vlvae(run: Path, stage: str, replicate: int, make_task, stage_cfg_name: str, kind: str,
