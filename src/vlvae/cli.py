@@ -174,9 +174,17 @@ def train_vlvae_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     classifier: Optional[Path] = typer.Option(None, help="A trained classifier folder: every validation pass "
                                               "then also logs the correctness of the reconstructions."),
+    method: Optional[str] = typer.Option(None, help="The multimodal VAE to train (a registered method): vlvae "
+                                         "(default, the paper's), joint (q(z|x,y), Fig. 7), jmvae, telbo or mvae."),
 ):
-    """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x)."""
+    """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x), or another method (--method)."""
     from vlvae.training.run import train_vlvae
+
+    if method is not None:
+        from vlvae.methods import get_method
+
+        get_method(method)  # an unknown name: one line naming the registered ones
+        set_ = [f"method.name={method}"] + list(set_)
 
     scorer = None
     if classifier is not None:
@@ -185,7 +193,7 @@ def train_vlvae_cmd(
 
         scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), classifier,
                              read_vocabulary(data), data)[0].score
-    _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), "VLVAE")
+    _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), method or "VLVAE")
 
 
 @train_app.command("text-posterior")
@@ -355,6 +363,9 @@ def reproduce_cmd(
                                    "seeds, the same VLVAE); the report gives mean ± std over these replicates."),
     vlvae_replicates: int = typer.Option(1, help="Train the VLVAE this many times too (run/, run.r1/, ...; each "
                                          "with --replicates of stages 2-3); summary.md gives mean ± std over them."),
+    methods: str = typer.Option("", help="Comma-separated methods to train besides the VLVAE, e.g. "
+                                "jmvae,telbo,mvae,joint: each into methods/NAME/ with q_Agg fitted post hoc; "
+                                "compare.md puts them in one table."),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
@@ -363,8 +374,31 @@ def reproduce_cmd(
     _check_replicates(vlvae_replicates)
     if workers < 1:
         raise VLVAEError(f"--workers must be at least 1, got {workers}")
-    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates, vlvae_replicates=vlvae_replicates)
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates, vlvae_replicates=vlvae_replicates,
+              methods=names)
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
+    if names:
+        typer.echo((Path(out) / "compare.md").read_text())
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders of any methods, trained on one data set."),
+    classifier: Path = typer.Option(..., help="Classifier folder of that data set (vlvae train classifier)."),
+    out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7."),
+    examples: Optional[int] = typer.Option(None, help="Validation examples (default: the first run's config)."),
+    seeds: Optional[int] = typer.Option(None, help="Repetitions of the correctness draws."),
+    k: Optional[int] = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
+):
+    """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior spread, time."""
+    from vlvae.evaluation.compare import compare_runs
+
+    for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
+        if value is not None and value < 1:
+            raise VLVAEError(f"{name} must be at least 1, got {value}")
+    compare_runs(runs, classifier, out, examples, seeds, k)
+    typer.echo((Path(out) / "compare.md").read_text())
 
 
 def main() -> None:

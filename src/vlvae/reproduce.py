@@ -1,7 +1,9 @@
 """``vlvae reproduce``: from nothing to the report, one stage at a time.
 
 Stages (each skipped when already finished; an interrupted one resumes):
-data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation. The
+data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation; with
+``methods``, then each other method's stage 1 and its stages 2-3 in
+``methods/<name>/`` and one comparison table (``compare.md``). The
 classifier is trained before the VLVAE so that stage 1 can report the
 correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (or the CelebA data set), ``run/`` (the run
@@ -30,7 +32,7 @@ def _line(i: int, n: int, name: str, status: str) -> None:
 
 def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects", root: Path | None = None,
               overrides: list[str] = (), workers: int = 2, progress: bool | None = None,
-              replicates: int = 1, vlvae_replicates: int = 1) -> dict:
+              replicates: int = 1, vlvae_replicates: int = 1, methods: tuple[str, ...] = ()) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
     Args:
@@ -46,6 +48,10 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
             with its own seed); the report gives mean ± std over them.
         vlvae_replicates: train the VLVAE this many times (seeds moved by 1,000,000 each) into
             ``run``, ``run.r1``, ...; ``summary.md`` combines their reports.
+        methods: registered methods (:mod:`vlvae.methods`) to train besides the paper's VLVAE,
+            each into ``methods/<name>/`` with the same preset (its stage 1, then its stages 2-3,
+            e.g. q_Agg post hoc); ``compare.md`` and ``compare.json`` then put every method in one
+            table (:func:`vlvae.evaluation.compare.compare_runs`).
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
@@ -64,6 +70,11 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
     else:
         raise VLVAEError(f"unknown --dataset {dataset!r}; choose two_objects or celeba")
     cfg = apply_overrides(preset(name), list(overrides))
+    from vlvae.methods import get_method
+
+    methods = tuple(dict.fromkeys(m for m in methods if m != "vlvae"))
+    for m in methods:
+        get_method(m)  # an unknown name fails here, before anything is written
     settings = None
     if dataset == "two_objects":
         from vlvae.data.two_objects import TwoObjectsSettings
@@ -73,8 +84,45 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
                                       supersample=d.supersample)
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
-        return _reproduce(out, cfg, name, dataset, root, overrides, workers, progress, replicates, vlvae_replicates,
-                          settings)
+        metrics = _reproduce(out, cfg, name, dataset, root, overrides, workers, progress, replicates,
+                             vlvae_replicates, settings)
+        if methods:
+            _other_methods(out, name, overrides, methods, progress)
+        return metrics
+
+
+def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], progress: bool) -> dict:
+    """Stage 1 and stages 2-3 of each other method in ``OUT/methods/<name>``, then ``OUT/compare.md``."""
+    from vlvae.evaluation.compare import compare_runs
+    from vlvae.methods import get_method
+    from vlvae.runs import stage_dir
+    from vlvae.training.run import train_prior, train_text_posterior, train_vlvae
+
+    data, cls = out / "data", out / "classifier"
+    runs = [out / "run"]
+    for m in methods:
+        run = out / "methods" / m
+        resume = lambda stage, run=run: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
+        stages = {"vlvae": lambda: train_vlvae(data, run, name, None, list(overrides) + [f"method.name={m}"],
+                                               resume("vlvae"), progress),
+                  "q_true": lambda: train_text_posterior(run, "true", resume("q_true"), progress),
+                  "q_agg": lambda: train_text_posterior(run, "agg", resume("q_agg"), progress),
+                  "prior": lambda: train_prior(run, resume("prior"), progress)}
+        for stage in ("vlvae", *get_method(m).stages):
+            label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
+            if (stage_dir(run, stage) / "metrics.json").exists():
+                print(f"[methods] {label:<22} already done", flush=True)
+                continue
+            t = time.time()
+            print(f"[methods] {label:<22} running ...", flush=True)
+            stages[stage]()
+            print(f"[methods] {label:<22} done in {time.time() - t:.0f} s", flush=True)
+        runs.append(run)
+    t = time.time()
+    print("[methods] comparison          running ...", flush=True)
+    result = compare_runs(runs, cls, out, progress=False)
+    print(f"[methods] comparison          done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", flush=True)
+    return result
 
 
 def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overrides, workers: int, progress: bool,

@@ -1,0 +1,73 @@
+"""Every registered method through the real pipeline on the tiny preset: stage 1, q_Agg post hoc, compare."""
+
+import json
+
+import pytest
+
+from vlvae.errors import VLVAEError
+from vlvae.methods import get_method, method_names
+from vlvae.reproduce import reproduce
+from vlvae.runs import load_vlvae, open_run
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("methods") / "tiny"
+    reproduce(out, "tiny", workers=1, progress=False, methods=("jmvae", "telbo", "mvae", "joint"))
+    return out
+
+
+def test_each_method_trains_its_model_and_its_post_hoc_q_agg(compared):
+    from vlvae.methods.jmvae import JMVAE
+    from vlvae.methods.mvae import MVAE
+    from vlvae.methods.telbo import TELBO
+
+    for name, cls in (("jmvae", JMVAE), ("telbo", TELBO), ("mvae", MVAE)):
+        run = compared / "methods" / name
+        cfg, _ = open_run(run)
+        assert cfg.method.name == name
+        assert type(load_vlvae(run)) is cls
+        assert (run / "q_agg" / "metrics.json").is_file()
+        assert not (run / "q_true").exists()  # only the stages the method declares
+    cfg, _ = open_run(compared / "methods" / "joint")
+    assert cfg.model.joint_inference
+
+
+def test_comparison_table_has_every_method_and_posterior(compared):
+    result = json.loads((compared / "compare.json").read_text())
+    methods = [row["method"] for row in result["rows"]]
+    assert methods == ["vlvae", "jmvae", "telbo", "mvae", "joint"]
+    for row in result["rows"]:
+        expected = {"q_agg"} | ({"q_true"} if row["method"] == "vlvae" else set())
+        expected |= {"own"} if get_method(row["method"]).own_text_posterior else set()
+        assert set(row["labels"]) == expected
+        assert set(row["correctness"]["conditional"]) == expected
+        assert set(row["log_p_x_given_y"]) == expected
+        assert 0 <= row["captions"]["words"]["mean"] <= 1
+        assert row["captions"]["texts"]["mean"] <= row["captions"]["words"]["mean"]
+        assert row["stage1"]["steps"] == 6
+    text = (compared / "compare.md").read_text()
+    assert "JMVAE-kl" in text and "q_TELBO(z|y)" in text and "fig7_joint_vs_marginal.png" in text
+    assert (compared / "fig7_joint_vs_marginal.png").stat().st_size > 0
+
+
+def test_compare_needs_at_least_one_run(compared, tmp_path):
+    from vlvae.evaluation.compare import compare_runs
+
+    with pytest.raises(VLVAEError, match="at least one run"):
+        compare_runs([], compared / "classifier", tmp_path / "c")
+
+
+def test_unknown_method_is_one_line_before_anything_is_written(tmp_path):
+    with pytest.raises(VLVAEError, match="unknown method 'vae'; choose one of " + ", ".join(method_names())):
+        reproduce(tmp_path / "x", "tiny", workers=1, progress=False, methods=("vae",))
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_baseline_refuses_joint_inference_in_its_config(compared, tmp_path):
+    from vlvae.training.run import train_vlvae
+
+    with pytest.raises(VLVAEError, match="keeps q\\(z\\|x\\) image-only"):
+        train_vlvae(compared / "data", tmp_path / "r", "tiny", None,
+                    ["method.name=jmvae", "model.joint_inference=true"], progress=False)
+    assert not (tmp_path / "r").exists()
