@@ -189,10 +189,10 @@ def train_vlvae_cmd(
     scorer = None
     if classifier is not None:
         from vlvae.data.format import read_manifest, read_vocabulary
+        from vlvae.data.specs import manifest_dataset
         from vlvae.evaluation.report import load_scorer
 
-        scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), classifier,
-                             read_vocabulary(data), data)[0].score
+        scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[0].score
     _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), method or "VLVAE")
 
 
@@ -241,7 +241,7 @@ def train_classifier_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train the independent attribute classifier that judges generated images."""
-    from vlvae.evaluation.classifier import train_classifier_for
+    from vlvae.evaluation.judge import train_classifier_for
 
     metrics = train_classifier_for(data, out, preset, set_, resume, progress)
     acc = metrics["real_accuracy"]

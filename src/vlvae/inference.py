@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
+from vlvae.data.specs import DatasetSpec, data_spec, manifest_dataset
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
@@ -139,7 +140,7 @@ class Inference:
         if classifier is not None:
             from vlvae.evaluation.report import load_scorer
 
-            scorer = load_scorer(read_manifest(data).get("dataset", "two_objects"), Path(classifier), vocab, data,
+            scorer = load_scorer(manifest_dataset(read_manifest(data)), Path(classifier), vocab, data,
                                  f"the data set of {run}")[0]
         return cls(run, cfg, info, data, vocab, model, posteriors, prior, missing, scorer)
 
@@ -148,7 +149,12 @@ class Inference:
     @property
     def dataset(self) -> str:
         """The data set kind (``two_objects``, ``celeba``), from the data's manifest."""
-        return read_manifest(self.data).get("dataset", "two_objects")
+        return manifest_dataset(read_manifest(self.data))
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The data set's description (:mod:`vlvae.data.specs`)."""
+        return data_spec(self.data)
 
     @property
     def image_size(self) -> int:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from vlvae.config import apply_overrides, preset
+from vlvae.data.specs import DATASETS, data_spec, dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
@@ -58,17 +59,12 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
     """
     out = Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
-    if dataset == "celeba":
-        if root is None:
-            raise VLVAEError("--dataset celeba needs --root pointing to your CelebA download "
-                             "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)")
-        from vlvae.evaluation.celeba_scoring import celeba_preset_name
-
-        name = celeba_preset_name(preset_name)
-    elif dataset == "two_objects":
-        name = preset_name
-    else:
-        raise VLVAEError(f"unknown --dataset {dataset!r}; choose two_objects or celeba")
+    if dataset not in DATASETS:
+        raise VLVAEError(f"unknown --dataset {dataset!r}; choose {' or '.join(DATASETS)}")
+    if dataset == "celeba" and root is None:
+        raise VLVAEError("--dataset celeba needs --root pointing to your CelebA download "
+                         "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)")
+    name = dataset_spec(dataset).preset_name(preset_name)
     cfg = apply_overrides(preset(name), list(overrides))
     from vlvae.methods import get_method
 
@@ -128,8 +124,8 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
 def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overrides, workers: int, progress: bool,
                replicates: int, vlvae_replicates: int, settings) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
-    from vlvae.evaluation.classifier import train_classifier_for
-    from vlvae.data.format import read_manifest, read_vocabulary
+    from vlvae.data.format import read_vocabulary
+    from vlvae.evaluation.judge import train_classifier_for
     from vlvae.evaluation.report import evaluate_run, load_scorer
     from vlvae.training.run import stage_dir, train_prior, train_text_posterior, train_vlvae
 
@@ -164,7 +160,7 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
           cls / "metrics.json")
     # The run folder stores the config; later stages read it from there.
     vocab = read_vocabulary(data)
-    dataset_name = read_manifest(data).get("dataset", "two_objects")
+    dataset_name = data_spec(data).name
     runs = [out / ("run" if v == 0 else f"run.r{v}") for v in range(vlvae_replicates)]
     all_metrics = []
     for v, run in enumerate(runs):

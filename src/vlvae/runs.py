@@ -37,6 +37,7 @@ from vlvae.data.format import (
     read_vocabulary,
     vocabulary_sha256,
 )
+from vlvae.data.specs import manifest_dataset
 from vlvae.errors import VLVAEError
 from vlvae.models.config import feature_side
 from vlvae.paths import check_output_dir
@@ -131,7 +132,7 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     manifest = read_manifest(data)
     save_config(cfg, run / "config.yaml")
     atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed, "preset": cfg.name,
-                                         "dataset": manifest.get("dataset", "two_objects"),
+                                         "dataset": manifest_dataset(manifest),
                                          "vocab_sha256": vocabulary_sha256(data), **run_info()})
     return cfg
 
@@ -149,7 +150,7 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     if size != cfg.model.image_size:
         raise VLVAEError(f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
                          f"{size} px images; {remedy}")
-    kind = manifest.get("dataset", "two_objects")
+    kind = manifest_dataset(manifest)
     if info.get("dataset", kind) != kind:
         raise VLVAEError(f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}")
     if info.get("vocab_sha256") and info["vocab_sha256"] != vocabulary_sha256(data):

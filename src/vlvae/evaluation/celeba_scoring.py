@@ -41,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.data.celeba import (
@@ -56,14 +55,9 @@ from vlvae.data.celeba import (
 )
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
+from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.classifier import (
-    ClassifierTask,
-    _stage_of,
-    classifier_info,
-    open_classifier_folder,
-    training_settings,
-)
+from vlvae.evaluation.judge import JudgeTask, _stage_of, classifier_info, open_classifier_folder, training_settings
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
 
@@ -74,21 +68,22 @@ __all__ = [
     "CelebAScorer",
     "celeba_preset_name",
     "load_celeba_classifier",
+    "load_judge",
     "predict_label_probabilities",
     "real_accuracy",
     "real_correctness",
     "train_celeba_classifier",
 ]
 
-KIND = "celeba_classifier"
-"""The tag of the classifier's weights and of its ``classifier.json``."""
+KIND = dataset_spec("celeba").classifier_kind
+"""The tag of the classifier's weights and of its ``classifier.json`` (``celeba_classifier``)."""
 
 _MALE = CELEBA_LABELS.index("Male")
 
 
 def celeba_preset_name(name: str) -> str:
     """The CelebA preset of a scale: ``cpu`` → ``celeba-cpu``; ``celeba-…`` names are kept."""
-    return name if name.startswith("celeba") else f"celeba-{name}"
+    return dataset_spec("celeba").preset_name(name)
 
 
 def _remedy(out: Path) -> str:
@@ -129,34 +124,22 @@ class CelebAClassifierData(Dataset):
         return {"image": image, "targets": self.targets[i], "index": i}
 
 
-class CelebAClassifierTask(ClassifierTask):
+class CelebAClassifierTask(JudgeTask):
     """Multi-label training: a two-class cross-entropy per label, summed over the 18 labels.
 
-    Shares the Two Objects task's seeding (per-step seeds via
-    :func:`vlvae.training.tasks.step_seed`) and optimiser; only the data and the
-    loss differ.
+    Shares every judge's seeding (per-step seeds via :func:`vlvae.training.tasks.step_seed`),
+    loss and optimiser (:class:`vlvae.evaluation.judge.JudgeTask`); only the data and the
+    network's input differ.
     """
 
     def __init__(self, config, stage, data_root: str, seed: int, image_size: int):
         super().__init__(config, stage, data_root, seed, image_size, [2] * len(CELEBA_LABELS), 0)
 
-    def train_dataloader(self):
-        from vlvae.training.tasks import step_dataloader
+    def _data(self, split: str) -> Dataset:
+        return CelebAClassifierData(Path(self.data_root), split)
 
-        data = CelebAClassifierData(Path(self.data_root), "train")
-        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step)
-
-    def val_dataloader(self):
-        data = CelebAClassifierData(Path(self.data_root), "val")
-        n = min(len(data), self.stage.val_examples)
-        return DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=128)
-
-    def _losses(self, batch):
-        logits = self.model(images_to_float(batch["image"]))
-        targets = batch["targets"]
-        loss = sum(F.cross_entropy(l, targets[:, s]) for s, l in enumerate(logits))
-        correct = torch.stack([l.argmax(-1) == targets[:, s] for s, l in enumerate(logits)], 1)
-        return loss, correct.float().mean()
+    def _logits(self, batch):
+        return self.model(images_to_float(batch["image"]))
 
 
 # ----------------------------------------------------------------------------- prediction
@@ -236,7 +219,7 @@ def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cp
                             resume: bool = False, progress: bool = True) -> dict:
     """Train the 18-label CelebA classifier on real training faces into folder ``out``.
 
-    The folder follows :func:`vlvae.evaluation.classifier.train_classifier`:
+    The folder follows :mod:`vlvae.evaluation.judge` (as the Two Objects classifier's does):
     ``classifier.json`` (settings and data path; a folder holding other
     settings is refused), ``weights.safetensors`` (kind ``celeba_classifier``),
     ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json`` with
@@ -382,3 +365,8 @@ class CelebAScorer:
                                                          targets[unspecified][:, others])
         return torch.from_numpy(scores).float()
 
+
+def load_judge(directory: Path, vocab) -> tuple[CelebAScorer, dict]:
+    """(scorer, classifier metrics) of a trained CelebA classifier folder, scoring texts of ``vocab``."""
+    model, metrics = load_celeba_classifier(directory)
+    return CelebAScorer(model, vocab), metrics

@@ -10,26 +10,14 @@ import torch
 
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import atomic_write_json, atomic_write_text
+from vlvae.data.specs import DATASETS, dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.runinfo import run_info
 
 __all__ = ["PAPER", "evaluate_run", "render_report", "summarise_runs"]
 
-#: The paper's validation-set numbers (Tables 1-2).
-PAPER = {
-    "two_objects": {
-        "correctness": {"q_true": 72.75, "q_agg": 87.01, "standard": 65.62, "learned": 83.81},
-        "log_p_x_given_y": {"q_true": 75716.48, "q_agg": 75739.79},
-        "log_p_x": {"standard": 75715.36, "learned": 75726.15},
-        "log_p_y": {"standard": -19.43, "learned": -17.40},
-    },
-    "celeba": {
-        "correctness": {"q_true": 80.83, "q_agg": 80.32, "standard": 80.25, "learned": 81.14},
-        "log_p_x_given_y": {"q_true": -6776.27, "q_agg": -6637.08},
-        "log_p_x": {"standard": -6686.31, "learned": -6636.30},
-        "log_p_y": {"standard": -53.44, "learned": -11.78},
-    },
-}
+#: The paper's validation-set numbers (Tables 1-2), per data set (from :mod:`vlvae.data.specs`).
+PAPER = {name: spec.paper for name, spec in DATASETS.items()}
 _NAMES = {"q_true": "q_True(z|y)", "q_agg": "q_Agg(z|y)", "standard": "p(z) = N(0, I)", "learned": "q_φ(z)"}
 
 
@@ -37,22 +25,14 @@ def load_scorer(dataset: str, classifier_dir: Path, vocab, data: Path | None = N
     """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness.
 
     With ``data`` (the data set whose images it will judge), the classifier is first checked to
-    fit it (:func:`vlvae.evaluation.classifier.check_classifier_fits`; ``whose`` names the data
-    in its messages).
+    fit it (:func:`vlvae.evaluation.judge.check_classifier_fits`; ``whose`` names the data
+    in its messages). The judge is the data set's (:attr:`vlvae.data.specs.DatasetSpec.load_judge`).
     """
     if data is not None:
-        from vlvae.evaluation.classifier import check_classifier_fits
+        from vlvae.evaluation.judge import check_classifier_fits
 
         check_classifier_fits(classifier_dir, data, whose)
-    if dataset == "celeba":
-        from vlvae.evaluation.celeba_scoring import CelebAScorer, load_celeba_classifier
-
-        model, metrics = load_celeba_classifier(classifier_dir)
-        return CelebAScorer(model, vocab), metrics
-    from vlvae.evaluation.classifier import TwoObjectsScorer, load_classifier
-
-    model, metrics = load_classifier(classifier_dir)
-    return TwoObjectsScorer(model, vocab), metrics
+    return dataset_spec(dataset).load_judge(classifier_dir, vocab)
 
 
 def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
@@ -140,7 +120,7 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
         replicates: evaluate replicates 0..R-1 (default: every finished one).
         text_k: the largest k of the log p(y) estimates (default: the run's config).
     """
-    from vlvae.evaluation.classifier import check_classifier_fits
+    from vlvae.evaluation.judge import check_classifier_fits
     from vlvae.locking import folder_lock
     from vlvae.paths import check_output_dir
     from vlvae.runs import check_run_data, open_run
@@ -160,7 +140,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
               min_accuracy: float | None, figures: bool, progress: bool, replicates: int | None,
               text_k: int | None) -> dict:
     """:func:`evaluate_run`'s work, with the run folder's lock held."""
-    from vlvae.evaluation.landing import text_keys, where_samples_land
+    from vlvae.evaluation.landing import where_samples_land
     from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
     from vlvae.models.likelihoods import pixel_log_jacobian
     from vlvae.runs import (
@@ -182,7 +162,8 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
         r = min(max(replicates, 1), available + 1) - 1
         load_text_posterior(run, "true", cfg, r), load_text_posterior(run, "agg", cfg, r), load_prior(run, cfg, r)
     data = ImageTextDataset(Path(info["data"]), "val")
-    scorer, cls_metrics = load_scorer(data.dataset, classifier, data.vocab)
+    spec = dataset_spec(data.dataset)
+    scorer, cls_metrics = load_scorer(spec.name, classifier, data.vocab)
     threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
     real = cls_metrics.get("real_accuracy", {}).get("overall")
     if real is None:
@@ -216,14 +197,10 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     train = ImageTextDataset(Path(info["data"]), "train")
     if progress:
         print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
-    ordered = data.dataset != "celeba"
     table = model.posterior_table(train.images, texts=(
         torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None))
-    if ordered:  # Two Objects: the exact text
-        train_keys, y_keys = text_keys(train._texts), text_keys(y)
-    else:  # CelebA: the image's whole set of words, whatever order or subset a text drew
-        train_keys = [tuple(sorted(w)) for w in train._words]
-        y_keys = [tuple(sorted(data._words[i])) for i in range(len(y))]
+    # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or subset a text drew.
+    train_keys, y_keys = spec.landing_keys(train), spec.landing_keys(data, y)
     per_replicate = []
     for r in range(replicates):
         posteriors = {"q_true": load_text_posterior(run, "true", cfg, r),
@@ -266,7 +243,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
         "settings": {"examples": len(y), "examples_capped_from": capped_from, "k": k, "text_k": text_k, "seeds": seeds, "micro_batch": ev.micro_batch,
                      "landing_reference": ev.landing_reference, "replicates": replicates},
         "seconds": time.time() - started,
-        "paper": PAPER.get(data.dataset, {}),
+        "paper": spec.paper,
         "config_preset": cfg.name,
         **run_info(),
     }

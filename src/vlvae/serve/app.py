@@ -42,9 +42,6 @@ PAGE_MAX_SAMPLES = 64
 #: Seeds stay below 2**31 so that a page's number survives JavaScript and URLs unchanged.
 MAX_SEED = 2**31 - 1
 _FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.(png|jpg|jpeg|svg|json)$")
-#: A Two Objects text read from its other object ("O2 R' O1") describes the same scene; the page marks a
-#: decoded word as differing only when it differs from both readings.
-_OPPOSITE_RELATIONS = {"right": "left", "left": "right", "front": "behind", "behind": "front"}
 #: Multipart bodies are read whole (after the size check) and parsed in memory.
 _MULTIPART_MARGIN = 64 * 1024
 
@@ -164,11 +161,10 @@ def create_app(inference: Inference, report_dir: Path | None = None,
             pass
         return {
             "dataset": inference.dataset,
-            # CelebA texts are sets of attributes padded with a blank word; Two Objects texts fill slots.
-            "layout": "attributes" if inference.dataset == "celeba" else "slots",
-            "blank": "-" if inference.dataset == "celeba" else None,
-            "opposite_relations": (_OPPOSITE_RELATIONS if inference.dataset == "two_objects" and len(v.slots) == 9
-                                   else None),
+            # CelebA texts are sets of attributes padded with a blank word; Two Objects texts fill slots,
+            # and the page marks a decoded word as differing only when it differs from both readings of
+            # a text (from either object: opposite_relations).
+            **inference.spec.page_layout(v),
             "words": list(v.words),
             "slots": [list(s) for s in v.slots],
             "slot_names": list(v.slot_names),
