@@ -47,7 +47,7 @@ def test_comparison_table_has_every_method_and_posterior(compared):
         assert row["captions"]["texts"]["mean"] <= row["captions"]["words"]["mean"]
         assert row["stage1"]["steps"] == 6
     text = (compared / "compare.md").read_text()
-    assert "JMVAE-kl" in text and "q_TELBO(z|y)" in text and "fig7_joint_vs_marginal.png" in text
+    assert "JMVAE-kl" in text and "q_TELBO(z\\|y)" in text and "fig7_joint_vs_marginal.png" in text
     assert (compared / "fig7_joint_vs_marginal.png").stat().st_size > 0
 
 
