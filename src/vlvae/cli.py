@@ -255,7 +255,8 @@ def sample_cmd(
     out: Path = typer.Option(..., help="PNG file to write."),
     text: Optional[str] = typer.Option(None, help="Text to draw, e.g. \"small red metal cube left large blue "
                                        "rubber sphere\" (with --posterior)."),
-    posterior: str = typer.Option("agg", help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text."),
+    posterior: str = typer.Option("agg", help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text; "
+                                  "own: a baseline's own q(z|y) (runs of --method jmvae, telbo, mvae)."),
     prior: str = typer.Option("standard", help="Without --text: standard (N(0, I)) or learned (q_φ(z))."),
     n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -266,8 +267,8 @@ def sample_cmd(
     from vlvae.paths import check_output_file
 
     check_sample_count(n)
-    if text is not None and posterior not in ("agg", "true"):
-        raise VLVAEError(f"--posterior must be 'agg' or 'true', got {posterior!r}")
+    if text is not None and posterior not in ("agg", "true", "own"):
+        raise VLVAEError(f"--posterior must be 'agg', 'true' or 'own', got {posterior!r}")
     if text is None and prior not in ("standard", "learned"):
         raise VLVAEError(f"--prior must be 'standard' or 'learned', got {prior!r}")
     check_output_file(out, "image file")

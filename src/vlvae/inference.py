@@ -136,6 +136,10 @@ class Inference:
             prior = load_prior(run, cfg)
         except VLVAEError as exc:
             missing["prior"] = str(exc)
+        from vlvae.methods import get_method
+
+        if get_method(cfg.method.name).own_text_posterior is not None:
+            posteriors["own"] = model.text_posterior  # a baseline's own q(z|y), trained in stage 1
         scorer = None
         if classifier is not None:
             from vlvae.evaluation.report import load_scorer
@@ -170,8 +174,11 @@ class Inference:
         return {stage: self._missing.get(stage) for stage in stages}
 
     def _posterior(self, posterior: str):
+        if posterior == "own" and "own" in self._posteriors:
+            return self._posteriors["own"]
         if posterior not in TEXT_POSTERIORS:
-            raise VLVAEError(f"posterior must be 'agg' (q_Agg) or 'true' (q_True), got {posterior!r}")
+            extra = ", or 'own' (the method's q(z|y))" if "own" in self._posteriors else ""
+            raise VLVAEError(f"posterior must be 'agg' (q_Agg) or 'true' (q_True){extra}, got {posterior!r}")
         stage = TEXT_POSTERIORS[posterior][0]
         if stage in self._missing:
             raise MissingStage(stage, self._missing[stage])

@@ -71,3 +71,19 @@ def test_a_baseline_refuses_joint_inference_in_its_config(compared, tmp_path):
         train_vlvae(compared / "data", tmp_path / "r", "tiny", None,
                     ["method.name=jmvae", "model.joint_inference=true"], progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_inference_samples_from_a_baselines_own_text_posterior(compared):
+    import numpy as np
+
+    from vlvae.inference import Inference
+
+    baseline = Inference.open(compared / "methods" / "mvae")
+    text = baseline.validation_example(0)[1]
+    own = baseline.from_text(text, "own", n=2, seed=0)
+    agg = baseline.from_text(text, "agg", n=2, seed=0)
+    assert own.images.shape == agg.images.shape == (2, 16, 16, 3)
+    assert not np.array_equal(own.images, agg.images)  # two different q(z|y)
+    assert baseline.stages()["q_true"] is not None  # not trained for a baseline: recorded, not fatal
+    with pytest.raises(VLVAEError, match="posterior must be 'agg' \\(q_Agg\\) or 'true' \\(q_True\\), got 'own'"):
+        Inference.open(compared / "run").from_text(text, "own", n=2)
