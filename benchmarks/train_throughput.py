@@ -35,6 +35,7 @@ is the step budget, raised so that the clock and not the budget ends a fit
 
     python benchmarks/train_throughput.py --preset cpu --preset paper --threads 2
     python benchmarks/train_throughput.py --preset cpu --set model.arch=cyclegan --stage vlvae
+    python benchmarks/train_throughput.py --preset cpu --set method.name=telbo --stage vlvae
 
 The data set is made in a temporary folder and deleted afterwards unless
 ``--data DIR`` is given: DIR is used as is if it is a data set of the preset's
@@ -159,9 +160,13 @@ def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.Lightnin
     """The stage's task, built as ``vlvae train`` builds it, and the architecture it trains."""
     from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
 
-    if stage == "vlvae":  # train_vlvae
+    if stage == "vlvae":  # train_vlvae: the model of the config's method (--set method.name=telbo)
+        from vlvae.methods import configure
+
+        cfg = configure(cfg)
         torch.manual_seed(cfg.seed)
-        return VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers), cfg.model.arch
+        return (VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers, method=cfg.method),
+                cfg.model.arch)
     if stage in ("q_true", "q_agg"):  # train_text_posterior
         vlvae = _frozen_vlvae(cfg)
         torch.manual_seed(cfg.seed + 1)
