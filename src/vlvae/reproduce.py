@@ -92,18 +92,13 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
     from vlvae.evaluation.compare import compare_runs
     from vlvae.methods import get_method
     from vlvae.runs import stage_dir
-    from vlvae.training.run import train_prior, train_text_posterior, train_vlvae
+    from vlvae.training.run import train_stage, train_vlvae
 
     data, cls = out / "data", out / "classifier"
     runs = [out / "run"]
     for m in methods:
         run = out / "methods" / m
         resume = lambda stage, run=run: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
-        stages = {"vlvae": lambda: train_vlvae(data, run, name, None, list(overrides) + [f"method.name={m}"],
-                                               resume("vlvae"), progress),
-                  "q_true": lambda: train_text_posterior(run, "true", resume("q_true"), progress),
-                  "q_agg": lambda: train_text_posterior(run, "agg", resume("q_agg"), progress),
-                  "prior": lambda: train_prior(run, resume("prior"), progress)}
         for stage in ("vlvae", *get_method(m).stages):
             label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
             if (stage_dir(run, stage) / "metrics.json").exists():
@@ -111,7 +106,10 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
                 continue
             t = time.time()
             print(f"[methods] {label:<22} running ...", flush=True)
-            stages[stage]()
+            if stage == "vlvae":
+                train_vlvae(data, run, name, None, list(overrides) + [f"method.name={m}"], resume("vlvae"), progress)
+            else:
+                train_stage(run, stage, resume(stage), progress)
             print(f"[methods] {label:<22} done in {time.time() - t:.0f} s", flush=True)
         runs.append(run)
     t = time.time()
@@ -127,10 +125,11 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
     from vlvae.data.format import read_vocabulary
     from vlvae.evaluation.judge import train_classifier_for
     from vlvae.evaluation.report import evaluate_run, load_scorer
-    from vlvae.training.run import stage_dir, train_prior, train_text_posterior, train_vlvae
+    from vlvae.methods.stages import registered_stages
+    from vlvae.training.run import stage_dir, train_stage, train_vlvae
 
     data, run, cls = out / "data", out / "run", out / "classifier"
-    n = 7
+    n = 4 + len(registered_stages())  # data, classifier, VLVAE, the stages on the frozen VLVAE, evaluation
     started = time.time()
 
     def timed(i, label, fn, done_file: Path):
@@ -179,16 +178,14 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
         timed(3, "VLVAE" + tag, stage_one, stage_dir(run, "vlvae") / "metrics.json")
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
-            timed(4, "q_True" + rtag, lambda: train_text_posterior(run, "true", resume("q_true", r), progress, r),
-                  stage_dir(run, "q_true", r) / "metrics.json")
-            timed(5, "q_Agg" + rtag, lambda: train_text_posterior(run, "agg", resume("q_agg", r), progress, r),
-                  stage_dir(run, "q_agg", r) / "metrics.json")
-            timed(6, "prior" + rtag, lambda: train_prior(run, resume("prior", r), progress, r),
-                  stage_dir(run, "prior", r) / "metrics.json")
-        _line(7, n, "evaluation" + tag, "running ...")
+            for i, stage in enumerate(registered_stages(), start=4):
+                timed(i, stage.progress_label + rtag,
+                      lambda name=stage.name: train_stage(run, name, resume(name, r), progress, r),
+                      stage_dir(run, stage.name, r) / "metrics.json")
+        _line(n, n, "evaluation" + tag, "running ...")
         t = time.time()
         all_metrics.append(evaluate_run(run, cls, progress=False, replicates=replicates))
-        _line(7, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
+        _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
     metrics = all_metrics[0]
     if vlvae_replicates > 1:
         from vlvae.evaluation.report import summarise_runs

@@ -39,6 +39,15 @@ from vlvae.data.format import (
 )
 from vlvae.data.specs import manifest_dataset
 from vlvae.errors import VLVAEError
+from vlvae.methods.stages import (
+    PRIOR,
+    TEXT_POSTERIOR,
+    get_stage,
+    registered_stages,
+    stage_names,
+    stages_fitting,
+    text_posterior_stage,
+)
 from vlvae.models.config import feature_side
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
@@ -55,21 +64,20 @@ __all__ = [
     "save_weights",
     "load_weights",
     "load_vlvae",
+    "load_stage",
     "load_text_posterior",
     "load_prior",
 ]
 
-STAGES = ("vlvae", "q_true", "q_agg", "prior")
+#: Stage 1, then the stages fitted on its frozen model (:mod:`vlvae.methods.stages`), in order.
+STAGES = ("vlvae", *stage_names())
 #: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
-REPLICATED_STAGES = ("q_true", "q_agg", "prior")
-_MAKES = {
-    "vlvae": "vlvae train vlvae --data DATA --out {run}",
-    "q_true": "vlvae train text-posterior --run {run} --objective true",
-    "q_agg": "vlvae train text-posterior --run {run} --objective agg",
-    "prior": "vlvae train prior --run {run}",
-}
+REPLICATED_STAGES = stage_names()
+#: The command that trains each stage (``{run}``: the run folder).
+_MAKES = {"vlvae": "vlvae train vlvae --data DATA --out {run}",
+          **{stage.name: stage.command for stage in registered_stages()}}
 #: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
-_SEED_OFFSETS = {"q_true": 1, "q_agg": 1, "prior": 2}
+_SEED_OFFSETS = {stage.name: stage.seed_offset for stage in registered_stages()}
 
 
 def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
@@ -81,11 +89,11 @@ def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
 
 def stage_seed(seed: int, stage: str, replicate: int = 0) -> int:
     """The seed of a stage 2-3 fit: the run's seed, the stage's offset, and 1000 per replicate."""
-    return seed + _SEED_OFFSETS[stage] + 1000 * replicate
+    return seed + get_stage(stage).seed_offset + 1000 * replicate
 
 
 def finished_replicates(run: Path) -> int:
-    """How many leading replicates R = 0, 1, ... have every stage 2-3 (q_True, q_Agg, prior) finished."""
+    """How many leading replicates R = 0, 1, ... have every stage 2-3 (every registered one) finished."""
     r = 0
     while all((stage_dir(run, stage, r) / "metrics.json").is_file() for stage in REPLICATED_STAGES):
         r += 1
@@ -93,8 +101,9 @@ def finished_replicates(run: Path) -> int:
 
 
 def _make(stage: str, run: Path, replicate: int = 0) -> str:
-    command = _MAKES[stage].format(run=run)
-    return command + (f" --replicates {replicate + 1}" if replicate else "")
+    if stage == "vlvae":
+        return _MAKES["vlvae"].format(run=run)
+    return get_stage(stage).make(run, replicate)
 
 
 def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
@@ -240,27 +249,28 @@ def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
     return model.eval().requires_grad_(False)
 
 
+def load_stage(run: Path, name: str, cfg: ExperimentConfig | None = None, replicate: int = 0):
+    """The trained, frozen module of the registered stage 2-3 ``name`` (training replicate R) of a run.
+
+    A text posterior q(z|y) for a stage that fits one, else an aggregate prior q(z); clear errors
+    (naming the command to run) if it is not finished or its weights do not fit.
+    """
+    from vlvae.models.posteriors import AggregatePrior, TextPosterior
+
+    stage = get_stage(name)
+    cfg = cfg or open_run(run)[0]
+    d = _require(run, stage.name, replicate)
+    kind = json.loads((d / "metrics.json").read_text()).get("kind", getattr(cfg, stage.config_section).kind)
+    module = (TextPosterior if stage.fits == TEXT_POSTERIOR else AggregatePrior)(cfg.model, kind=kind)
+    fitted = load_weights(module, d / "weights.safetensors", stage.weights_kind, stage.make(run, replicate))
+    return fitted.eval().requires_grad_(False)
+
+
 def load_text_posterior(run: Path, objective: str, cfg: ExperimentConfig | None = None, replicate: int = 0):
     """The trained q_True (``objective="true"``) or q_Agg (``"agg"``) of a run (training replicate R)."""
-    from vlvae.models.posteriors import TextPosterior
-
-    cfg = cfg or open_run(run)[0]
-    stage = f"q_{objective}"
-    d = _require(run, stage, replicate)
-    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.text_posterior.kind)
-    q = load_weights(TextPosterior(cfg.model, kind=kind), d / "weights.safetensors", "text_posterior",
-                     _make(stage, run, replicate))
-    return q.eval().requires_grad_(False)
+    return load_stage(run, text_posterior_stage(objective).name, cfg, replicate)
 
 
 def load_prior(run: Path, cfg: ExperimentConfig | None = None, replicate: int = 0):
     """The trained aggregate prior q_phi(z) of a run (training replicate R)."""
-    from vlvae.models.posteriors import AggregatePrior
-
-    cfg = cfg or open_run(run)[0]
-    d = _require(run, "prior", replicate)
-    kind = json.loads((d / "metrics.json").read_text()).get("kind", cfg.prior.kind)
-    p = load_weights(AggregatePrior(cfg.model, kind=kind), d / "weights.safetensors", "aggregate_prior",
-                     _make("prior", run, replicate))
-    return p.eval().requires_grad_(False)
-
+    return load_stage(run, stages_fitting(PRIOR)[0].name, cfg, replicate)  # the one learned prior

@@ -34,6 +34,7 @@ from torch import LongTensor, Tensor
 from vlvae.data.format import atomic_path, atomic_write_json
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, distribution_labels, registered_stages
 
 __all__ = [
     "CONVERGENCE_PANELS",
@@ -50,8 +51,9 @@ __all__ = [
 ]
 
 #: Display names of the text posteriors and priors, in the order they are drawn.
-POSTERIOR_LABELS = {"q_agg": "q_Agg(z|y)", "q_true": "q_True(z|y)"}
-PRIOR_LABELS = {"standard": "prior N(0, I)", "learned": "learned prior q_φ(z)"}
+#: (From the registered stages, :mod:`vlvae.methods.stages`.)
+POSTERIOR_LABELS = distribution_labels(TEXT_POSTERIOR, figure=True)
+PRIOR_LABELS = distribution_labels(PRIOR, figure=True)
 
 _SEED = 0
 _TOP = 3  # words shown per text position in the word-distribution panel
@@ -460,11 +462,7 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
 
 
 #: Stages fitted on the frozen VLVAE: the validation objective each maximises, and its title.
-STOPPING_PANELS = {
-    "q_true": ("val/text_elbo", "q_True(z|y): text ELBO (Eqn 3)"),
-    "q_agg": ("val/cross_entropy", "q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)"),
-    "prior": ("val/cross_entropy", "q_φ(z): E_q(z|x) log q(z)"),
-}
+STOPPING_PANELS = {stage.name: (stage.monitor, stage.curve_title) for stage in registered_stages()}
 
 
 def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
@@ -474,7 +472,7 @@ def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
     the step where it stopped an open one; the PNG has a JSON beside it with the curves.
 
     Args:
-        stage_dirs: stage name (``q_true``, ``q_agg``, ``prior``) -> its replicates' folders.
+        stage_dirs: stage name (a registered stage: ``q_true``, ``q_agg``, ``prior``) -> its replicates' folders.
         out: the PNG to write.
 
     Returns:

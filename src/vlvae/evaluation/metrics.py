@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from vlvae.data.dataset import ImageTextDataset, images_to_float
+from vlvae.methods.stages import paired_distributions
 from vlvae.objectives import DefensiveMixture, importance_log_marginals
 
 __all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "likelihood_tables",
@@ -120,13 +121,14 @@ def correctness_tables(model, scores: dict[str, Callable], x: torch.Tensor, y: t
 
 
 def paired_differences(per_example: dict) -> dict:
-    """Mean ± standard error over examples of q_agg − q_true and learned − standard.
+    """Mean ± standard error over examples of each registered pair present (q_agg − q_true, learned − standard).
 
+    The pairs are those the stages declare (:func:`vlvae.methods.stages.paired_distributions`).
     The two members of each pair are scored on the same validation examples, so
     the per-example difference removes the spread between examples.
     """
     out = {}
-    for a, b in (("q_agg", "q_true"), ("learned", "standard")):
+    for a, b in paired_distributions():
         if a in per_example and b in per_example:
             d = np.asarray(per_example[a], dtype=np.float64) - np.asarray(per_example[b], dtype=np.float64)
             out[f"{a} - {b}"] = {"mean": float(d.mean()),

@@ -12,13 +12,25 @@ from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import atomic_write_json, atomic_write_text
 from vlvae.data.specs import DATASETS, dataset_spec
 from vlvae.errors import VLVAEError
+from vlvae.methods.stages import (
+    PRIOR,
+    STANDARD_PRIOR,
+    TEXT_POSTERIOR,
+    distribution_labels,
+    registered_stages,
+    stages_fitting,
+)
 from vlvae.runinfo import run_info
 
 __all__ = ["PAPER", "evaluate_run", "render_report", "summarise_runs"]
 
 #: The paper's validation-set numbers (Tables 1-2), per data set (from :mod:`vlvae.data.specs`).
 PAPER = {name: spec.paper for name, spec in DATASETS.items()}
-_NAMES = {"q_true": "q_True(z|y)", "q_agg": "q_Agg(z|y)", "standard": "p(z) = N(0, I)", "learned": "q_φ(z)"}
+#: How the tables name each distribution (text posteriors and priors), from :mod:`vlvae.methods.stages`.
+_NAMES = {**distribution_labels(TEXT_POSTERIOR), **distribution_labels(PRIOR)}
+#: The distributions in the order the tables list them: the registered text posteriors, N(0, I), the learned priors.
+_TABLE_ORDER = (*(stage.distribution for stage in stages_fitting(TEXT_POSTERIOR)), STANDARD_PRIOR.distribution,
+                *(stage.distribution for stage in stages_fitting(PRIOR)))
 
 
 def load_scorer(dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None):
@@ -143,14 +155,7 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     from vlvae.evaluation.landing import where_samples_land
     from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
     from vlvae.models.likelihoods import pixel_log_jacobian
-    from vlvae.runs import (
-        finished_replicates,
-        load_prior,
-        load_text_posterior,
-        load_vlvae,
-        open_run,
-        stage_dir,
-    )
+    from vlvae.runs import REPLICATED_STAGES, finished_replicates, load_stage, load_vlvae, open_run, stage_dir
 
     run, classifier = Path(run), Path(classifier)
     cfg, info = open_run(run)
@@ -160,7 +165,8 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     if replicates < 1 or replicates > available:
         # Loading the first missing stage raises the error that names the command to run.
         r = min(max(replicates, 1), available + 1) - 1
-        load_text_posterior(run, "true", cfg, r), load_text_posterior(run, "agg", cfg, r), load_prior(run, cfg, r)
+        for stage in REPLICATED_STAGES:
+            load_stage(run, stage, cfg, r)
     data = ImageTextDataset(Path(info["data"]), "val")
     spec = dataset_spec(data.dataset)
     scorer, cls_metrics = load_scorer(spec.name, classifier, data.vocab)
@@ -178,13 +184,14 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     k, seeds, text_k = k or ev.k, seeds or ev.seeds, text_k or ev.text_k
     # Stages 2-3 that stop early choose their weights on the last validation examples; the
     # tables score the first ones, never those.
-    held = max([st.val_examples for st in (cfg.text_posterior, cfg.prior) if st.patience > 0], default=0)
+    sections = tuple(dict.fromkeys(stage.config_section for stage in registered_stages()))
+    held = max([st.val_examples for st in (getattr(cfg, name) for name in sections) if st.patience > 0], default=0)
     capped_from = None
     if examples > len(data) - held:
         if len(data) - held < 1:
             raise VLVAEError(f"the validation split of {info['data']} has {len(data)} examples, all used by early "
-                             f"stopping of stages 2-3 (val_examples {held}); lower text_posterior.val_examples and "
-                             "prior.val_examples or make more data")
+                             f"stopping of stages 2-3 (val_examples {held}); lower "
+                             + " and ".join(f"{name}.val_examples" for name in sections) + " or make more data")
         capped_from, examples = examples, len(data) - held
     torch.manual_seed(cfg.seed)
     x, y = validation_batch(data, examples)
@@ -203,9 +210,10 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     train_keys, y_keys = spec.landing_keys(train), spec.landing_keys(data, y)
     per_replicate = []
     for r in range(replicates):
-        posteriors = {"q_true": load_text_posterior(run, "true", cfg, r),
-                      "q_agg": load_text_posterior(run, "agg", cfg, r)}
-        priors = {"standard": model.prior, "learned": load_prior(run, cfg, r)}
+        posteriors = {stage.distribution: load_stage(run, stage.name, cfg, r)
+                      for stage in stages_fitting(TEXT_POSTERIOR)}
+        priors = {STANDARD_PRIOR.distribution: model.prior,
+                  **{stage.distribution: load_stage(run, stage.name, cfg, r) for stage in stages_fitting(PRIOR)}}
         if progress:
             print(f"replicate {r + 1}/{replicates}: correctness on {len(y)} validation texts x {seeds} seeds, "
                   f"likelihoods (k = {k}; log p(y) up to k = {text_k}), where samples land ...", flush=True)
@@ -252,7 +260,6 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     (run / "report.md").unlink(missing_ok=True)
     if figures:
         from vlvae.evaluation import figures as figs
-        from vlvae.runs import REPLICATED_STAGES
 
         fig_dir = run / "figures"
         fig_dir.mkdir(exist_ok=True)
@@ -363,7 +370,7 @@ def _landing_lines(landing: dict, replicates: int) -> list[str]:
         "median | in a hole % |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("reference", "q_true", "q_agg", "standard", "learned"):
+    for name in ("reference", *_TABLE_ORDER):
         row = marginal["reference"] if name == "reference" else marginal["sources"].get(name)
         if row is None:
             continue

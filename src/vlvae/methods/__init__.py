@@ -9,8 +9,8 @@ name in :data:`_MODULES`. It declares:
   ``forward(x, y, kl_weight, w_x, w_y)`` returns the loss to minimise (a
   :class:`~vlvae.models.vlvae.VLVAEOutput`, optionally with more ``terms`` to log).
 * ``stages``: the stages fitted on its frozen model after stage 1 (``q_true``, ``q_agg``,
-  ``prior``; see :mod:`vlvae.runs`). ``q_agg`` needs only an image posterior q(z|x), so the
-  paper's q_Agg (Eqn 5) can be fitted post hoc on any method.
+  ``prior``; registered in :mod:`vlvae.methods.stages`). ``q_agg`` needs only an image
+  posterior q(z|x), so the paper's q_Agg (Eqn 5) can be fitted post hoc on any method.
 * ``own_text_posterior``: the label of the method's own q(z|y) (``model.text_posterior``),
   if it trains one; evaluation compares it with the post-hoc q_Agg.
 * ``configure``: what the method fixes in a run's config before it starts (e.g. joint inference).

@@ -21,6 +21,7 @@ from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
 from vlvae.data.format import atomic_write_json, remove_stale_temporaries
 from vlvae.errors import VLVAEError
 from vlvae.locking import folder_lock, holds_lock
+from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 from vlvae.runs import (
@@ -58,6 +59,7 @@ __all__ = [
     "train_vlvae",
     "train_text_posterior",
     "train_prior",
+    "train_stage",
 ]
 
 #: The fix for a run folder that a stage 2-3 cannot write into.
@@ -216,22 +218,22 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
                          resume, progress, extra={"method": cfg.method.name})
 
 
-def _fit_on_frozen_vlvae(run: Path, stage: str, replicate: int, make_task, stage_cfg_name: str, kind: str,
-                         command: str, resume: bool, progress: bool, extra: dict) -> dict:
+def _fit_on_frozen_vlvae(run: Path, stage: Stage, replicate: int, make_task, resume: bool, progress: bool,
+                         extra: dict) -> dict:
     """Fit a stage 2-3 (replicate R) on the run's frozen VLVAE: ``make_task(cfg, info, seed, vlvae)``."""
     cfg, info = open_run(run)
-    seed = stage_seed(cfg.seed, stage, replicate)
-    directory = stage_dir(run, stage, replicate)
+    seed = stage_seed(cfg.seed, stage.name, replicate)
+    directory = stage_dir(run, stage.name, replicate)
     if (directory / "metrics.json").is_file():
         return json.loads((directory / "metrics.json").read_text())
     check_run_data(run, cfg, info)
     run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
-    with folder_lock(run, command):
+    with folder_lock(run, stage.lock_command):
         vlvae = load_vlvae(run, cfg)
         torch.manual_seed(seed)
         task = make_task(cfg, info, seed, vlvae)
-        return fit_stage(task, directory, getattr(cfg, stage_cfg_name), cfg, kind, resume, progress,
-                         extra={**extra, "replicate": replicate, "seed": seed})
+        return fit_stage(task, directory, getattr(cfg, stage.config_section), cfg, stage.weights_kind, resume,
+                         progress, extra={**extra, "replicate": replicate, "seed": seed})
 
 
 def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True,
@@ -242,22 +244,31 @@ def train_text_posterior(run: Path, objective: str, resume: bool = False, progre
     """
     from vlvae.training.tasks import TextPosteriorTask
 
-    if objective not in ("true", "agg"):
-        raise VLVAEError(f"--objective must be 'true' or 'agg', got {objective!r}")
+    stage = text_posterior_stage(objective)
 
     def make(cfg, info, seed, vlvae):
-        return TextPosteriorTask(cfg.model, cfg.text_posterior, info["data"], seed, vlvae, objective, cfg.num_workers)
+        return TextPosteriorTask(cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae,
+                                 objective, cfg.num_workers)
 
-    return _fit_on_frozen_vlvae(run, f"q_{objective}", replicate, make, "text_posterior", "text_posterior",
-                                "vlvae train text-posterior", resume, progress, {"objective": objective})
+    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {"objective": objective})
 
 
 def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
     """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
     from vlvae.training.tasks import AggregatePriorTask
 
-    def make(cfg, info, seed, vlvae):
-        return AggregatePriorTask(cfg.model, cfg.prior, info["data"], seed, vlvae, cfg.num_workers)
+    stage = stages_fitting(PRIOR)[0]  # the one learned prior
 
-    return _fit_on_frozen_vlvae(run, "prior", replicate, make, "prior", "aggregate_prior", "vlvae train prior",
-                                resume, progress, {})
+    def make(cfg, info, seed, vlvae):
+        return AggregatePriorTask(cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae,
+                                  cfg.num_workers)
+
+    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {})
+
+
+def train_stage(run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
+    """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the frozen VLVAE."""
+    stage = get_stage(name)
+    if stage.fits == TEXT_POSTERIOR:
+        return train_text_posterior(run, stage.objective, resume, progress, replicate)
+    return train_prior(run, resume, progress, replicate)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from vlvae.config import StageConfig
 from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.methods.stages import PRIOR, stages_fitting, text_posterior_stage
 from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
@@ -288,8 +289,8 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         if objective not in ("true", "agg"):
             raise ValueError(f"objective must be 'true' or 'agg', got {objective!r}")
         self.objective = objective
-        # Early stopping watches the objective this stage maximises.
-        self.monitor = "val/text_elbo" if objective == "true" else "val/cross_entropy"
+        # Early stopping watches the objective this stage maximises (its registry entry's monitor).
+        self.monitor = text_posterior_stage(objective).monitor
         self.vlvae = self._freeze(vlvae)
         self.posterior = TextPosterior(model_config, kind=stage.kind)
 
@@ -331,7 +332,7 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
         super().__init__(model_config, stage, data_root, seed, num_workers)
         self.vlvae = self._freeze(vlvae)
         self.prior = AggregatePrior(model_config, kind=stage.kind)
-        self.monitor = "val/cross_entropy"
+        self.monitor = stages_fitting(PRIOR)[0].monitor
 
     def trainable(self):
         return self.prior
