@@ -37,8 +37,6 @@ from vlvae.errors import VLVAEError
 
 __all__ = ["compare_runs", "caption_accuracy", "render_comparison"]
 
-_STAGE_POSTERIORS = {"q_agg": ("agg", "q_Agg(z|y) post hoc"), "q_true": ("true", "q_True(z|y)")}
-
 
 @torch.no_grad()
 def caption_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> dict:
@@ -72,17 +70,25 @@ def _posterior_std(model, x: torch.Tensor, y: torch.Tensor, own) -> dict:
     return out
 
 
-def _text_posteriors(run: Path, cfg, model, method) -> tuple[dict, dict]:
-    """name -> q(z|y) for every text posterior of the run, and name -> label."""
-    from vlvae.runs import load_text_posterior, stage_dir
+def _fitted(run: Path, cfg, model, method) -> tuple[dict, dict, dict]:
+    """Every text posterior (name -> q(z|y)) and prior (name -> () -> q(z)) of the run, and their labels.
 
-    posteriors, labels = {}, {}
+    The method's own q(z|y) (``own``) where it trains one, N(0, I), then every registered stage 2-3
+    (:mod:`vlvae.methods.stages`) the run has finished, in the registry's order.
+    """
+    from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR, registered_stages
+    from vlvae.runs import load_stage, stage_dir
+
+    posteriors, priors = {}, {STANDARD_PRIOR.distribution: model.prior}
+    labels = {STANDARD_PRIOR.distribution: STANDARD_PRIOR.label}
     if method.own_text_posterior is not None:
         posteriors["own"], labels["own"] = model.text_posterior, method.own_text_posterior
-    for stage, (objective, label) in _STAGE_POSTERIORS.items():
-        if (stage_dir(run, stage) / "metrics.json").is_file():
-            posteriors[stage], labels[stage] = load_text_posterior(run, objective, cfg), label
-    return posteriors, labels
+    for stage in registered_stages():
+        if (stage_dir(run, stage.name) / "metrics.json").is_file():
+            target = posteriors if stage.fits == TEXT_POSTERIOR else priors
+            target[stage.distribution] = load_stage(run, stage.name, cfg)
+            labels[stage.distribution] = stage.label
+    return posteriors, priors, labels
 
 
 def _stage1_record(run: Path) -> dict:
@@ -112,7 +118,7 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
     from vlvae.models.likelihoods import pixel_log_jacobian
     from vlvae.objectives import conditional_log_likelihood
     from vlvae.paths import check_output_dir
-    from vlvae.runs import check_run_data, load_prior, load_vlvae, open_run, stage_dir
+    from vlvae.runs import check_run_data, load_vlvae, open_run
 
     if not runs:
         raise VLVAEError("give at least one run folder to compare")
@@ -141,10 +147,9 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
                 print(f"{run}: {method.title} ...", flush=True)
             started = time.time()
             model = load_vlvae(run, cfg)
-            posteriors, labels = _text_posteriors(run, cfg, model, method)
-            priors = {"standard": model.prior}
-            if (stage_dir(run, "prior") / "metrics.json").is_file():
-                priors["learned"] = load_prior(run, cfg)
+            posteriors, priors, all_labels = _fitted(run, cfg, model, method)
+            labels = {name: all_labels[name] for name in posteriors}
+            prior_labels = {name: all_labels[name] for name in priors}
             tables = correctness_tables(model, {"paper": scorer.score}, x, y, posteriors, priors, seeds)["paper"]
             torch.manual_seed(cfg0.seed + 1)
             captions = caption_accuracy(model, x, y)
@@ -159,7 +164,7 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
                 log_p_x_given_y[name] = summary
             rows.append({
                 "run": str(run), "method": method.name, "title": method.title, "reference": method.reference,
-                "labels": labels, "correctness": tables, "captions": captions,
+                "labels": labels, "prior_labels": prior_labels, "correctness": tables, "captions": captions,
                 "log_p_x_given_y": log_p_x_given_y, "posterior_std": _posterior_std(
                     model, x[:512], y[:512], posteriors.get("own")),
                 "stage1": _stage1_record(run), "seconds_evaluating": time.time() - started,
@@ -232,18 +237,20 @@ def render_comparison(result: dict) -> str:
             c = row["correctness"]["conditional"][name]
             ll = row["log_p_x_given_y"][name]
             lines.append(f"| {_cell(row['title'])} | {_cell(label)} | {_pct(c)} | {ll['mean']:.1f} ± {ll['stderr']:.1f} |")
-    lines += ["", "| method | reconstruction % | N(0, I) prior % | learned prior % | caption words % | "
-              "caption texts % | std q(z\\|x) | std own q(z\\|y) | stage-1 steps | stage-1 minutes |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    prior_labels = {}
+    for row in result["rows"]:
+        prior_labels.update(row.get("prior_labels", {}))
+    lines += ["", "| method | reconstruction % | " + " | ".join(f"{_cell(label)} %" for label in prior_labels.values())
+              + " | caption words % | caption texts % | std q(z\\|x) | std own q(z\\|y) | stage-1 steps | "
+              "stage-1 minutes |", "|---|---|" + "---|" * len(prior_labels) + "---|---|---|---|---|---|"]
     for row in result["rows"]:
         c, cap, sd, s1 = row["correctness"], row["captions"], row["posterior_std"], row["stage1"]
-        learned = c["prior"].get("learned")
+        priors = " | ".join(_pct(c["prior"][name]) if name in c["prior"] else "—" for name in prior_labels)
         own_std = f"{sd['own_q_z_y']:.3f}" if "own_q_z_y" in sd else "—"
         minutes = (s1["seconds"] or float("nan")) / 60
-        lines.append(f"| {_cell(row['title'])} | {_pct(c['reconstruction'])} | {_pct(c['prior']['standard'])} | "
-                     f"{_pct(learned) if learned else '—'} | {100 * cap['words']['mean']:.1f} | "
-                     f"{100 * cap['texts']['mean']:.1f} | {sd['q_z_x']:.3f} | {own_std} | {s1['steps']} | "
-                     f"{minutes:.1f} |")
+        lines.append(f"| {_cell(row['title'])} | {_pct(c['reconstruction'])} | {priors} | "
+                     f"{100 * cap['words']['mean']:.1f} | {100 * cap['texts']['mean']:.1f} | {sd['q_z_x']:.3f} | "
+                     f"{own_std} | {s1['steps']} | {minutes:.1f} |")
     own_vs_agg = [(row["title"], row) for row in result["rows"] if "own" in row["labels"] and "q_agg" in row["labels"]]
     if own_vs_agg:
         lines += ["", "q_Agg fitted post hoc on each method's q(z|x) against the method's own q(z|y) "
