@@ -87,3 +87,34 @@ def test_inference_samples_from_a_baselines_own_text_posterior(compared):
     assert baseline.stages()["q_true"] is not None  # not trained for a baseline: recorded, not fatal
     with pytest.raises(VLVAEError, match="posterior must be 'agg' \\(q_Agg\\) or 'true' \\(q_True\\), got 'own'"):
         Inference.open(compared / "run").from_text(text, "own", n=2)
+
+
+def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, monkeypatch):
+    """A method defined outside the package (here a VLVAE with twice the KL weight) trains, takes q_Agg
+    post hoc, reloads and enters the comparison once its module exists and its name is registered."""
+    import sys
+    import types
+
+    import vlvae.methods as methods
+    from vlvae.evaluation.compare import compare_runs
+    from vlvae.models.vlvae import VLVAE
+    from vlvae.training.run import train_text_posterior, train_vlvae
+
+    class Beta2(VLVAE):
+        def forward(self, x, y, kl_weight=1.0, w_x=1.0, w_y=1.0):
+            return super().forward(x, y, 2.0 * kl_weight, w_x, w_y)
+
+    module = types.ModuleType("vlvae.methods.beta2")
+    module.METHOD = methods.Method(name="beta2", title="β = 2 VLVAE", reference="a test",
+                                   model=lambda model_config, method_config: Beta2(model_config),
+                                   weights_kind="beta2", stages=("q_agg",))
+    monkeypatch.setitem(sys.modules, "vlvae.methods.beta2", module)
+    monkeypatch.setattr(methods, "_MODULES", methods._MODULES + ("beta2",))
+
+    run = tmp_path / "beta2"
+    train_vlvae(compared / "data", run, "tiny", None, ["method.name=beta2"], progress=False)
+    train_text_posterior(run, "agg", progress=False)
+    assert type(load_vlvae(run)) is Beta2
+    result = compare_runs([compared / "run", run], compared / "classifier", tmp_path / "cmp", progress=False)
+    assert [row["title"] for row in result["rows"]] == ["VLVAE (q(z|x))", "β = 2 VLVAE"]
+    assert set(result["rows"][1]["labels"]) == {"q_agg"}
