@@ -1,6 +1,7 @@
 """Typed experiment configuration with named presets (``paper``, ``cpu``, ``quick``, ``tiny``).
 
 One :class:`ExperimentConfig` describes a whole run: the data to generate, the
+method (:class:`MethodConfig`: the paper's VLVAE or a baseline, :mod:`vlvae.methods`), the
 VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 (stage 2), the aggregate prior (stage 3), the classifier and the evaluation.
 ``--set key=value`` overrides any field; an unknown key is an error.
