@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from vlvae.errors import VLVAEError
+from vlvae.methods import method_names
 from vlvae.inference import MAX_SAMPLES
 
 __all__ = ["app", "main"]
@@ -174,8 +175,9 @@ def train_vlvae_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     classifier: Optional[Path] = typer.Option(None, help="A trained classifier folder: every validation pass "
                                               "then also logs the correctness of the reconstructions."),
-    method: Optional[str] = typer.Option(None, help="The multimodal VAE to train (a registered method): vlvae "
-                                         "(default, the paper's), joint (q(z|x,y), Fig. 7), jmvae, telbo or mvae."),
+    method: Optional[str] = typer.Option(None, help="The multimodal VAE to train, a registered method: "
+                                         + ", ".join(method_names()) + " (default vlvae, the paper's; joint: "
+                                         "q(z|x,y), Fig. 7)."),
 ):
     """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x), or another method (--method)."""
     from vlvae.training.run import train_vlvae
@@ -364,9 +366,9 @@ def reproduce_cmd(
                                    "seeds, the same VLVAE); the report gives mean ± std over these replicates."),
     vlvae_replicates: int = typer.Option(1, help="Train the VLVAE this many times too (run/, run.r1/, ...; each "
                                          "with --replicates of stages 2-3); summary.md gives mean ± std over them."),
-    methods: str = typer.Option("", help="Comma-separated methods to train besides the VLVAE, e.g. "
-                                "jmvae,telbo,mvae,joint: each into methods/NAME/ with q_Agg fitted post hoc; "
-                                "compare.md puts them in one table."),
+    methods: str = typer.Option("", help="Comma-separated methods to train besides the VLVAE (registered: "
+                                + ", ".join(method_names()) + "): each into methods/NAME/ with its stages 2-3 "
+                                "(q_Agg post hoc for the baselines); compare.md puts them in one table."),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
