@@ -41,26 +41,9 @@ from vlvae.runs import (
     stage_seed,
 )
 
-__all__ = [
-    "STAGES",
-    "REPLICATED_STAGES",
-    "stage_dir",
-    "stage_seed",
-    "finished_replicates",
-    "init_run",
-    "check_run_data",
-    "open_run",
-    "save_weights",
-    "load_weights",
-    "load_vlvae",
-    "load_text_posterior",
-    "load_prior",
-    "fit_stage",
-    "train_vlvae",
-    "train_text_posterior",
-    "train_prior",
-    "train_stage",
-]
+# The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
+# they belong to vlvae.runs. This module's own names:
+__all__ = ["fit_stage", "train_vlvae", "train_text_posterior", "train_prior", "train_stage"]
 
 #: The fix for a run folder that a stage 2-3 cannot write into.
 _WRITABLE_RUN = "each stage writes its folder inside the run: make it writable, or copy the run"
