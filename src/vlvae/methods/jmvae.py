@@ -32,9 +32,7 @@ class JMVAE(MultimodalVAE):
         kl_x = kl_diagonal_normals(mean, logvar, *self.posterior.encode(x))
         kl_y = kl_diagonal_normals(mean, logvar, *self.text_posterior.encode(y))
         objective = jmvae_kl_objective(log_px, log_py, kl, kl_x, kl_y, self.alpha, w_x, w_y, kl_weight)
-        return MultimodalOutput(loss=-objective.mean(), elbo=(log_px + log_py - kl).mean(), log_px=log_px.mean(),
-                                log_py=log_py.mean(), kl=kl.mean(),
-                                terms={"kl_joint_image": kl_x.mean(), "kl_joint_text": kl_y.mean()})
+        return MultimodalOutput.of(objective, log_px, log_py, kl, kl_joint_image=kl_x, kl_joint_text=kl_y)
 
 
 METHOD = Method(

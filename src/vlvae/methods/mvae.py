@@ -21,9 +21,10 @@ from vlvae.models.posteriors import ImagePosterior
 from vlvae.objectives import kl_normal_standard, product_of_experts, sum_of_elbos
 
 
-def _with_prior_expert(mean: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
-    zeros = torch.zeros_like(mean)
-    return product_of_experts([zeros, mean], [zeros, logvar])
+def _with_prior_expert(*experts: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The product of the prior expert N(0, I) and the given experts' (mean, logvar): (mean, logvar)."""
+    zeros = torch.zeros_like(experts[0][0])
+    return product_of_experts([zeros] + [m for m, _ in experts], [zeros] + [lv for _, lv in experts])
 
 
 class ImageExpert(ImagePosterior):
@@ -33,7 +34,7 @@ class ImageExpert(ImagePosterior):
         return super().encode(x)
 
     def encode(self, x: Tensor, y: LongTensor | None = None) -> tuple[Tensor, Tensor]:
-        return _with_prior_expert(*self.expert(x))
+        return _with_prior_expert(self.expert(x))
 
 
 class TextExpert(GaussianTextPosterior):
@@ -43,7 +44,7 @@ class TextExpert(GaussianTextPosterior):
         return super().encode(y)
 
     def encode(self, y: LongTensor) -> tuple[Tensor, Tensor]:
-        return _with_prior_expert(*self.expert(y))
+        return _with_prior_expert(self.expert(y))
 
 
 class MVAE(MultimodalVAE):
@@ -56,29 +57,23 @@ class MVAE(MultimodalVAE):
 
     def joint_encode(self, x: Tensor, y: LongTensor) -> tuple[Tensor, Tensor]:
         """q(z|x, y) ∝ N(0, I) q̃(z|x) q̃(z|y): (mean, logvar)."""
-        (mx, lx), (my, ly) = self.posterior.expert(x), self.text_posterior.expert(y)
-        zeros = torch.zeros_like(mx)
-        return product_of_experts([zeros, mx, my], [zeros, lx, ly])
+        return _with_prior_expert(self.posterior.expert(x), self.text_posterior.expert(y))
 
     def forward(self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0,
                 w_y: float = 1.0) -> MultimodalOutput:
-        (mx, lx), (my, ly) = self.posterior.expert(x), self.text_posterior.expert(y)
-        zeros = torch.zeros_like(mx)
-        mean, logvar = product_of_experts([zeros, mx, my], [zeros, lx, ly])
-        mean_x, logvar_x = product_of_experts([zeros, mx], [zeros, lx])
-        mean_y, logvar_y = product_of_experts([zeros, my], [zeros, ly])
+        expert_x, expert_y = self.posterior.expert(x), self.text_posterior.expert(y)
+        mean, logvar = _with_prior_expert(expert_x, expert_y)
+        mean_x, logvar_x = _with_prior_expert(expert_x)
+        mean_y, logvar_y = _with_prior_expert(expert_y)
         log_px, log_py = self.decode_terms(x, y, self.reparameterise(mean, logvar))
         log_px_x, _ = self.decode_terms(x, None, self.reparameterise(mean_x, logvar_x))
         _, log_py_y = self.decode_terms(None, y, self.reparameterise(mean_y, logvar_y))
         kl, kl_x, kl_y = (kl_normal_standard(m, v) for m, v in ((mean, logvar), (mean_x, logvar_x),
                                                                  (mean_y, logvar_y)))
         objective = sum_of_elbos((log_px, log_py, kl), (log_px_x, kl_x), (log_py_y, kl_y), w_x, w_y, kl_weight)
-        return MultimodalOutput(loss=-objective.mean(), elbo=(log_px + log_py - kl).mean(), log_px=log_px.mean(),
-                                log_py=log_py.mean(), kl=kl.mean(),
-                                terms={"elbo_image_only": (log_px_x - kl_x).mean(),
-                                       "elbo_text_only": (log_py_y - kl_y).mean(),
-                                       "std_q_z_x": torch.exp(0.5 * logvar_x).mean(),
-                                       "std_q_z_y": torch.exp(0.5 * logvar_y).mean()})
+        return MultimodalOutput.of(objective, log_px, log_py, kl, elbo_image_only=log_px_x - kl_x,
+                                   elbo_text_only=log_py_y - kl_y, std_q_z_x=torch.exp(0.5 * logvar_x),
+                                   std_q_z_y=torch.exp(0.5 * logvar_y))
 
 
 METHOD = Method(

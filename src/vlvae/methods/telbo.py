@@ -36,7 +36,7 @@ class TELBO(MultimodalVAE):
         _, log_py = frozen_decoders(self, None, y, self.reparameterise(mean_y, logvar_y))
         return {"log_px": log_px, "kl_x": kl_normal_standard(mean_x, logvar_x),
                 "log_py": log_py, "kl_y": kl_normal_standard(mean_y, logvar_y),
-                "std_x": torch.exp(0.5 * logvar_x).mean(), "std_y": torch.exp(0.5 * logvar_y).mean()}
+                "std_x": torch.exp(0.5 * logvar_x), "std_y": torch.exp(0.5 * logvar_y)}
 
     def forward(self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0,
                 w_y: float = 1.0) -> MultimodalOutput:
@@ -46,11 +46,9 @@ class TELBO(MultimodalVAE):
         u = self.unimodal_terms(x, y)
         objective = sum_of_elbos((log_px, log_py, kl), (u["log_px"], u["kl_x"]), (u["log_py"], u["kl_y"]),
                                  w_x, w_y, kl_weight)
-        return MultimodalOutput(loss=-objective.mean(), elbo=(log_px + log_py - kl).mean(), log_px=log_px.mean(),
-                                log_py=log_py.mean(), kl=kl.mean(),
-                                terms={"elbo_image_only": (u["log_px"] - u["kl_x"]).mean(),
-                                       "elbo_text_only": (u["log_py"] - u["kl_y"]).mean(),
-                                       "std_q_z_x": u["std_x"], "std_q_z_y": u["std_y"]})
+        return MultimodalOutput.of(objective, log_px, log_py, kl, elbo_image_only=u["log_px"] - u["kl_x"],
+                                   elbo_text_only=u["log_py"] - u["kl_y"], std_q_z_x=u["std_x"],
+                                   std_q_z_y=u["std_y"])
 
 
 METHOD = Method(

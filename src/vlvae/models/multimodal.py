@@ -47,6 +47,12 @@ class MultimodalOutput(VLVAEOutput):
 
     terms: dict = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, objective: Tensor, log_px: Tensor, log_py: Tensor, kl: Tensor, **terms: Tensor) -> "MultimodalOutput":
+        """From per-example tensors: the objective to maximise and the joint ELBO's terms (batch means taken)."""
+        return cls(loss=-objective.mean(), elbo=(log_px + log_py - kl).mean(), log_px=log_px.mean(),
+                   log_py=log_py.mean(), kl=kl.mean(), terms={k: v.mean() for k, v in terms.items()})
+
 
 class GaussianTextPosterior(nn.Module):
     """q(z|y) as the baselines train it: text encoder -> shared encoder -> diagonal Gaussian.
@@ -87,17 +93,6 @@ class MultimodalVAE(VLVAE):
         self.text_posterior = GaussianTextPosterior(config)
         self.joint_posterior = ImagePosterior(replace(config, joint_inference=True)) if joint_posterior else None
 
-    def decode_terms(self, x: Tensor | None, y: LongTensor | None, z: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """log p(x|z) and log p(y|z) (either None when its input is None), sharing one decoder pass."""
-        h, lead = self._shared(z)
-        log_px = None if x is None else self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
-        log_py = None if y is None else self._log_py_of(self._text_logits_of(h, lead, y), y)
-        return log_px, log_py
-
-    @staticmethod
-    def reparameterise(mean: Tensor, logvar: Tensor) -> Tensor:
-        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-
 
 class _Decoders(nn.Module):
     """A view of a model's three decoders (not registered in the model), for :func:`frozen_decoders`."""
@@ -114,7 +109,7 @@ class _Decoders(nn.Module):
 
 
 def frozen_decoders(model: MultimodalVAE, x: Tensor | None, y: LongTensor | None, z: Tensor):
-    """:meth:`MultimodalVAE.decode_terms` with the decoders' parameters detached.
+    """:meth:`VLVAE.decode_terms` with the decoders' parameters detached.
 
     Gradients reach z (and through it the inference network that drew it) but no decoder
     parameter: TELBO's unimodal terms train their inference networks against frozen decoders.

@@ -188,6 +188,21 @@ class VLVAE(nn.Module):
         words, _ = self.text_decoder.generate(h, greedy=greedy)
         return words.view(*lead, words.shape[-1])
 
+    @staticmethod
+    def reparameterise(mean: Tensor, logvar: Tensor) -> Tensor:
+        """z = mean + exp(logvar / 2) · ε, ε ~ N(0, I): a differentiable sample of N(mean, diag exp(logvar))."""
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+    def decode_terms(self, x: Tensor | None, y: LongTensor | None, z: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """log p(x|z) and log p(y|z) (either None when its input is None) from one pass of the shared decoder.
+
+        One pass feeds both likelihoods (and moves the shared decoder's batch-norm statistics once).
+        """
+        h, lead = self._shared(z)
+        log_px = None if x is None else self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
+        log_py = None if y is None else self._log_py_of(self._text_logits_of(h, lead, y), y)
+        return log_px, log_py
+
     def forward(
         self,
         x: Tensor,
@@ -205,12 +220,7 @@ class VLVAE(nn.Module):
             w_x, w_y: likelihood weights of the training objective (not of ``elbo``).
         """
         mean, logvar = self.posterior.encode(x, y)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        # One pass of the shared decoder feeds both likelihoods (and moves its batch-norm statistics once).
-        h, lead = self._shared(z)
-        alpha = self._alpha_of(h, lead)
-        log_px = self._beta(alpha).log_prob(self.map_pixels(x))
-        log_py = self._log_py_of(self._text_logits_of(h, lead, y), y)
+        log_px, log_py = self.decode_terms(x, y, self.reparameterise(mean, logvar))
         kl = kl_normal_standard(mean, logvar)
         objective = vlvae_elbo(log_px, log_py, kl, w_x=w_x, w_y=w_y, kl_weight=kl_weight)
         return VLVAEOutput(

@@ -24,8 +24,9 @@ from lightning.pytorch.callbacks import Checkpoint
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from vlvae.config import StageConfig
+from vlvae.config import MethodConfig, StageConfig
 from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.methods import build_model
 from vlvae.methods.stages import PRIOR, stages_fitting, text_posterior_stage
 from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
@@ -207,12 +208,7 @@ class VLVAETask(StageTask):
 
     def __init__(self, *args, scorer: Callable | None = None, method=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if method is None:
-            self.model = VLVAE(self.model_config)
-        else:
-            from vlvae.methods import build_model
-
-            self.model = build_model(self.model_config, method)
+        self.model = build_model(self.model_config, method or MethodConfig())
         self.scorer = scorer
 
     def trainable(self):
