@@ -11,7 +11,8 @@ For each run (a run folder of any registered method, :mod:`vlvae.methods`), on t
   Objects each word is one slot of the classifier's) and whole texts. For joint inference the
   "image posterior" is q(z|x, y): its caption shows how much of the text z carries (§6, Fig. 7);
 * log p(x|y): the importance-weighted Eqn-6 bound with q(z|x) as the proposal (k samples), per
-  text posterior, for pixels in [0, 1];
+  text posterior, for pixels in [0, 1] — the same samples and log p(x|z) for every text posterior
+  of a run (:func:`vlvae.evaluation.metrics.image_log_marginals`, shared with ``vlvae evaluate``);
 * the mean standard deviation of q(z|x) and of the method's own q(z|y) (a collapsed unimodal
   posterior, as a library's TELBO had, shows as ≈ 0);
 * stage-1 training steps and wall time, from its metrics.json.
@@ -111,12 +112,11 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
             sampling seeds of the correctness, importance samples of log p(x|y)).
     """
     from vlvae.data.dataset import ImageTextDataset
-    from vlvae.evaluation.metrics import correctness_tables, validation_batch
+    from vlvae.evaluation.metrics import correctness_tables, image_log_marginals, validation_batch
     from vlvae.evaluation.report import load_scorer
     from vlvae.locking import folder_lock
     from vlvae.methods import get_method
     from vlvae.models.likelihoods import pixel_log_jacobian
-    from vlvae.objectives import conditional_log_likelihood
     from vlvae.paths import check_output_dir
     from vlvae.runs import check_run_data, load_vlvae, open_run
 
@@ -154,12 +154,12 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
             torch.manual_seed(cfg0.seed + 1)
             captions = caption_accuracy(model, x, y)
             jac = pixel_log_jacobian(x[0].numel(), cfg.model.pixel_low, cfg.model.pixel_high)
+            # One set of q(z|x) samples and one log p(x|z) per image serve every text posterior (paired).
+            torch.manual_seed(cfg0.seed + 2)
+            bounds = image_log_marginals(model, x, y, posteriors, {}, [k], ev.micro_batch)
             log_p_x_given_y = {}
-            for name, q in posteriors.items():
-                torch.manual_seed(cfg0.seed + 2)
-                values = torch.cat([conditional_log_likelihood(model, q, x[s], y[s], k, ev.micro_batch)
-                                    for s in _slices(len(y), 100)])
-                summary = _mean_se(values)
+            for name in posteriors:
+                summary = _mean_se(bounds[f"log_p_x_given_y/{name}/k={k}"])
                 summary["mean"] += jac
                 log_p_x_given_y[name] = summary
             rows.append({
@@ -184,10 +184,6 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
         atomic_write_json(out / "compare.json", result)
         atomic_write_text(out / "compare.md", render_comparison(result))
     return result
-
-
-def _slices(n: int, size: int):
-    return [slice(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
 def figure_joint_vs_marginal(joint, marginal, x: torch.Tensor, y: torch.Tensor, vocab, out: Path) -> Path:

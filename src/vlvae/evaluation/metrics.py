@@ -33,7 +33,8 @@ from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.methods.stages import paired_distributions
 from vlvae.objectives import DefensiveMixture, importance_log_marginals
 
-__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "likelihood_tables",
+__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "image_log_marginals",
+           "likelihood_tables",
            "text_proposal", "combine_replicates"]
 
 
@@ -162,6 +163,35 @@ def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> Defen
 
 
 @torch.no_grad()
+def image_log_marginals(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
+                        ks: list[int], micro_batch: int, batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """Per-example bounds on log p(x|y) (each text posterior) and log p(x) (each prior), sharing samples.
+
+    Every image's k samples from q(z|x) and their log p(x|z) are drawn and evaluated once and
+    weighed under every distribution (nested in k: the bound at k uses the first k samples), so
+    any two entries are paired. Draws from torch's global generator (seed it first).
+
+    Returns:
+        ``{"log_p_x_given_y/<name>/k=<k>": (N,), "log_p_x/<prior>/k=<k>": (N,)}`` in nats (pixels
+        mapped as the likelihood sees them).
+    """
+    values: dict[str, list[torch.Tensor]] = {}
+    for s in _chunks(len(y), batch_size):
+        dists = {f"log_p_x_given_y/{name}": q(y[s]) for name, q in text_posteriors.items()}
+        dists.update({f"log_p_x/{name}": prior() for name, prior in priors.items()})
+
+        def targets(z, s=s, dists=dists):
+            log_px = model.log_px(x[s], z)
+            return {key: log_px + d.log_prob(z) for key, d in dists.items()}
+
+        est = importance_log_marginals(targets, model.image_posterior(x[s], y[s]), ks, micro_batch)
+        for key, per_k in est.items():
+            for kk, v in per_k.items():
+                values.setdefault(f"{key}/k={kk}", []).append(v)
+    return {key: torch.cat(parts) for key, parts in values.items()}
+
+
+@torch.no_grad()
 def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
                       k: int, micro_batch: int, batch_size: int = 16, seed: int = 0, text_k: int = 1000,
                       text_batch_size: int = 50, text_micro_batch: int = 100) -> dict:
@@ -184,21 +214,8 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
     """
     n = len(y)
     dims = {"x": int(np.prod(x.shape[1:])), "y": int(y.shape[1])}
-    ks = sorted({1, k})
     torch.manual_seed(seed)
-    image_values: dict[str, list[torch.Tensor]] = {}
-    for s in _chunks(n, batch_size):
-        dists = {f"log_p_x_given_y/{name}": q(y[s]) for name, q in text_posteriors.items()}
-        dists.update({f"log_p_x/{name}": prior() for name, prior in priors.items()})
-
-        def targets(z, s=s, dists=dists):
-            log_px = model.log_px(x[s], z)
-            return {key: log_px + d.log_prob(z) for key, d in dists.items()}
-
-        est = importance_log_marginals(targets, model.image_posterior(x[s], y[s]), ks, micro_batch)
-        for key, per_k in est.items():
-            for kk, v in per_k.items():
-                image_values.setdefault(f"{key}/k={kk}", []).append(v)
+    image_values = image_log_marginals(model, x, y, text_posteriors, priors, sorted({1, k}), micro_batch, batch_size)
     text_ks = _k_ladder(text_k)
     torch.manual_seed(seed + 1)
     text_values: dict[str, list[torch.Tensor]] = {}
@@ -216,9 +233,8 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
                 text_values.setdefault(f"{name}/k={kk}", []).append(v)
     out = {"log_p_x_given_y": {}, "log_p_x": {}, "log_p_y": {}, "dimensions": dims, "k": k, "text_k": text_ks}
     per_example: dict = {}
-    for key, parts in image_values.items():
+    for key, vals in image_values.items():
         table, name, kk = key.split("/")
-        vals = torch.cat(parts)
         out[table].setdefault(name, {})[kk] = _stats(vals, dims["x"])
         per_example.setdefault(kk, {}).setdefault(table, {})[name] = vals.double().numpy()
     text_per_example: dict = {}
