@@ -28,7 +28,23 @@ __all__ = ["reproduce"]
 
 
 def _line(i: int, n: int, name: str, status: str) -> None:
-    print(f"[{i}/{n}] {name:<16} {status}", flush=True)
+    _say(f"[{i}/{n}]", name, status)
+
+
+def _say(tag: str, name: str, status: str, width: int = 16) -> None:
+    print(f"{tag} {name:<{width}} {status}", flush=True)
+
+
+def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
+    """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done."""
+    if done_file.exists():
+        _say(tag, label, "already done", width)
+        return None
+    t = time.time()
+    _say(tag, label, "running ...", width)
+    result = fn()
+    _say(tag, label, f"done in {time.time() - t:.0f} s", width)
+    return result
 
 
 def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects", root: Path | None = None,
@@ -101,21 +117,17 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
         resume = lambda stage, run=run: (stage_dir(run, stage) / "last.ckpt").exists()  # noqa: E731
         for stage in ("vlvae", *get_method(m).stages):
             label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
-            if (stage_dir(run, stage) / "metrics.json").exists():
-                print(f"[methods] {label:<22} already done", flush=True)
-                continue
-            t = time.time()
-            print(f"[methods] {label:<22} running ...", flush=True)
             if stage == "vlvae":
-                train_vlvae(data, run, name, None, list(overrides) + [f"method.name={m}"], resume("vlvae"), progress)
+                fn = lambda run=run, m=m: train_vlvae(data, run, name, None,  # noqa: E731
+                                                      list(overrides) + [f"method.name={m}"], resume("vlvae"), progress)
             else:
-                train_stage(run, stage, resume(stage), progress)
-            print(f"[methods] {label:<22} done in {time.time() - t:.0f} s", flush=True)
+                fn = lambda run=run, stage=stage: train_stage(run, stage, resume(stage), progress)  # noqa: E731
+            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22)
         runs.append(run)
     t = time.time()
-    print("[methods] comparison          running ...", flush=True)
-    result = compare_runs(runs, cls, out, progress=False)
-    print(f"[methods] comparison          done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", flush=True)
+    _say("[methods]", "comparison", "running ...", width=22)
+    result = compare_runs(runs, cls, out, progress=False)  # always: the table is over what is present now
+    _say("[methods]", "comparison", f"done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", width=22)
     return result
 
 
@@ -133,14 +145,7 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
     started = time.time()
 
     def timed(i, label, fn, done_file: Path):
-        if done_file.exists():
-            _line(i, n, label, "already done")
-            return None
-        t = time.time()
-        _line(i, n, label, "running ...")
-        result = fn()
-        _line(i, n, label, f"done in {time.time() - t:.0f} s")
-        return result
+        return _once(f"[{i}/{n}]", label, fn, done_file)
 
     if dataset == "celeba":
         from vlvae.data.celeba import build_celeba
