@@ -31,8 +31,12 @@ PARTS = {
     "shared encoder": ["posterior.shared_encoder"],
     "shared decoder": ["shared_decoder"],
     "image decoder": ["image_decoder"],
-    "text decoder (GRU)": ["text_decoder.embedding", "text_decoder.init_hidden", "text_decoder.cell",
-                           "text_decoder.head"],
+    "text decoder (GRU)": [
+        "text_decoder.embedding",
+        "text_decoder.init_hidden",
+        "text_decoder.cell",
+        "text_decoder.head",
+    ],
 }
 
 
@@ -110,21 +114,33 @@ def profile_stage1(cfg, steps: int, data: Path | None) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override key=value"
+    )
     parser.add_argument("--steps", type=int, default=20, help="profiled steps (after 3 warm-up steps)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--data", type=Path, default=None, help="a data set folder, to time batch loading too")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="a data set folder, to time batch loading too"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = apply_overrides(preset(args.preset), args.overrides)
     t = profile_stage1(cfg, args.steps, args.data)
-    step_ms = t["forward: whole model"] + t["backward: whole model"] + t["optimiser (Adam)"] + t.get(
-        "data: load + to float", 0.0)
-    print(f"preset {args.preset} ({cfg.model.arch}), batch {cfg.vlvae.batch_size}, torch threads "
-          f"{torch.get_num_threads()}: {step_ms:.1f} ms per step, {1e3 * cfg.vlvae.batch_size / step_ms:.0f} images/s")
+    step_ms = (
+        t["forward: whole model"]
+        + t["backward: whole model"]
+        + t["optimiser (Adam)"]
+        + t.get("data: load + to float", 0.0)
+    )
+    print(
+        f"preset {args.preset} ({cfg.model.arch}), batch {cfg.vlvae.batch_size}, torch threads "
+        f"{torch.get_num_threads()}: {step_ms:.1f} ms per step, {1e3 * cfg.vlvae.batch_size / step_ms:.0f} images/s"
+    )
     print(f"{'part':<34} {'ms/step':>8} {'share':>6}")
     for key in sorted(t, key=lambda k: -t[k]):
         if "whole model" in key:

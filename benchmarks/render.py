@@ -57,8 +57,10 @@ def main() -> None:
         pool.map(_warm, range(args.workers))  # start-up and imports, untimed
         for size in args.sizes:
             for ss in args.supersample:
-                jobs = [(1000 * w + size + ss, size, ss, args.batch, args.batches_per_worker)
-                        for w in range(args.workers)]
+                jobs = [
+                    (1000 * w + size + ss, size, ss, args.batch, args.batches_per_worker)
+                    for w in range(args.workers)
+                ]
                 t0 = time.perf_counter()
                 results = pool.map(_work, jobs)
                 wall = time.perf_counter() - t0

@@ -44,8 +44,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def load_test(url: str, requests: int = 200, concurrency: int = 8, n: int = 8, posterior: str = "agg",
-              text: str | None = None, timeout: float = 60.0) -> dict:
+def load_test(
+    url: str,
+    requests: int = 200,
+    concurrency: int = 8,
+    n: int = 8,
+    posterior: str = "agg",
+    text: str | None = None,
+    timeout: float = 60.0,
+) -> dict:
     """Send ``requests`` GET /api/text requests from ``concurrency`` threads; latencies in milliseconds.
 
     Args:
@@ -89,12 +96,20 @@ def load_test(url: str, requests: int = 200, concurrency: int = 8, n: int = 8, p
         list(pool.map(one, range(requests)))
     seconds = time.perf_counter() - started
     return {
-        "url": base, "text": text, "posterior": posterior, "n": n, "requests": requests,
-        "concurrency": concurrency, "errors": len(errors), "error_samples": errors[:5],
-        "p50_ms": _percentile(latencies, 0.50), "p95_ms": _percentile(latencies, 0.95),
+        "url": base,
+        "text": text,
+        "posterior": posterior,
+        "n": n,
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "p50_ms": _percentile(latencies, 0.50),
+        "p95_ms": _percentile(latencies, 0.95),
         "max_ms": max(latencies) if latencies else float("nan"),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
-        "seconds": seconds, "requests_per_s": requests / seconds,
+        "seconds": seconds,
+        "requests_per_s": requests / seconds,
     }
 
 
@@ -102,7 +117,7 @@ def format_result(result: dict) -> str:
     """One readable block of a :func:`load_test` result."""
     lines = [
         f"{result['requests']} requests of {result['n']} samples from q_{result['posterior']} "
-        f"(\"{result['text']}\"), {result['concurrency']} concurrent, {result['url']}",
+        f'("{result["text"]}"), {result["concurrency"]} concurrent, {result["url"]}',
         f"latency p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, max {result['max_ms']:.1f} ms, "
         f"mean {result['mean_ms']:.1f} ms; {result['requests_per_s']:.1f} requests/s over {result['seconds']:.1f} s",
         f"errors: {result['errors']}",
@@ -117,8 +132,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(run: str, classifier: str | None, threads: int | None, timeout: float
-                  ) -> tuple[subprocess.Popen, str]:
+def _start_server(
+    run: str, classifier: str | None, threads: int | None, timeout: float
+) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     command = [sys.executable, "-m", "vlvae.cli", "serve", "--run", run, "--port", str(port)]
     if classifier:

@@ -133,13 +133,16 @@ def dataset_for(cfg: ExperimentConfig, n: int, folder: Path, workers: int = 1) -
     if found is not None:
         if found == size:
             return folder
-        raise VLVAEError(f"{folder} holds a data set of {found} px but preset {cfg.name!r} needs {size} px; "
-                         "pass a --data folder that is not itself a data set to cache one set per size")
+        raise VLVAEError(
+            f"{folder} holds a data set of {found} px but preset {cfg.name!r} needs {size} px; "
+            "pass a --data folder that is not itself a data set to cache one set per size"
+        )
     out = folder / f"two_objects_{size}px"
     if _image_size(out) != size:
         d = cfg.data
-        settings = TwoObjectsSettings(n=n, size=size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom,
-                                      supersample=d.supersample)
+        settings = TwoObjectsSettings(
+            n=n, size=size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom, supersample=d.supersample
+        )
         generate_two_objects(settings, out, workers=workers, progress=False)
     return out
 
@@ -165,26 +168,36 @@ def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.Lightnin
 
         cfg = configure(cfg)
         torch.manual_seed(cfg.seed)
-        return (VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers, method=cfg.method),
-                cfg.model.arch)
+        return (
+            VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers, method=cfg.method),
+            cfg.model.arch,
+        )
     if stage in ("q_true", "q_agg"):  # train_text_posterior
         vlvae = _frozen_vlvae(cfg)
         torch.manual_seed(cfg.seed + 1)
-        return TextPosteriorTask(cfg.model, _long(cfg.text_posterior), data, cfg.seed + 1, vlvae, stage[2:],
-                                 cfg.num_workers), cfg.model.arch
+        return TextPosteriorTask(
+            cfg.model, _long(cfg.text_posterior), data, cfg.seed + 1, vlvae, stage[2:], cfg.num_workers
+        ), cfg.model.arch
     if stage == "prior":  # train_prior
         vlvae = _frozen_vlvae(cfg)
         torch.manual_seed(cfg.seed + 2)
-        return AggregatePriorTask(cfg.model, _long(cfg.prior), data, cfg.seed + 2, vlvae,
-                                  cfg.num_workers), cfg.model.arch
+        return AggregatePriorTask(
+            cfg.model, _long(cfg.prior), data, cfg.seed + 2, vlvae, cfg.num_workers
+        ), cfg.model.arch
     if stage == "classifier":  # train_classifier
         from vlvae.evaluation.classifier import ATTRIBUTE_SLOTS, RELATION_SLOT, ClassifierTask, _stage_of
 
         vocab = read_vocabulary(Path(data))
         torch.manual_seed(cfg.seed + 7)
-        task = ClassifierTask(cfg.classifier, _long(_stage_of(cfg.classifier)), data, cfg.seed + 7,
-                              int(read_manifest(Path(data))["image_size"]),
-                              [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS], len(vocab.slots[RELATION_SLOT]))
+        task = ClassifierTask(
+            cfg.classifier,
+            _long(_stage_of(cfg.classifier)),
+            data,
+            cfg.seed + 7,
+            int(read_manifest(Path(data))["image_size"]),
+            [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
+            len(vocab.slots[RELATION_SLOT]),
+        )
         return task, cfg.classifier.arch
     raise VLVAEError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
 
@@ -197,10 +210,21 @@ def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float,
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer = L.Trainer(max_steps=task.stage.steps, accelerator=cfg.accelerator, devices=1,
-                        precision=cfg.precision, callbacks=[clock], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, use_distributed_sampler=False, deterministic=False)
+    trainer = L.Trainer(
+        max_steps=task.stage.steps,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        callbacks=[clock],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        deterministic=False,
+    )
     with warnings.catch_warnings():
         # Expected here: the frozen VLVAE is in eval mode on purpose, the loaders have no workers,
         # and Lightning's own deprecation notice about torch's LeafSpec.
@@ -213,15 +237,31 @@ def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float,
     batch = task.stage.batch_size
     device = trainer.strategy.root_device
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"preset": cfg.name, "arch": arch, "stage": stage, "device": str(device),
-            "batch": batch, "steps": clock.timed_steps, "seconds": clock.elapsed,
-            "examples_per_s": clock.timed_steps * batch / clock.elapsed,
-            "table_s": table["seconds"] if table is not None else None, "peak_gib": peak}
+    return {
+        "preset": cfg.name,
+        "arch": arch,
+        "stage": stage,
+        "device": str(device),
+        "batch": batch,
+        "steps": clock.timed_steps,
+        "seconds": clock.elapsed,
+        "examples_per_s": clock.timed_steps * batch / clock.elapsed,
+        "table_s": table["seconds"] if table is not None else None,
+        "peak_gib": peak,
+    }
 
 
-def benchmark(presets: Sequence[str] = ("cpu",), overrides: Sequence[str] = (), stages: Sequence[str] = STAGES,
-              seconds: float = 10.0, n: int = 2048, data: Path | None = None, workers: int = 1,
-              warmup: int = 3, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+def benchmark(
+    presets: Sequence[str] = ("cpu",),
+    overrides: Sequence[str] = (),
+    stages: Sequence[str] = STAGES,
+    seconds: float = 10.0,
+    n: int = 2048,
+    data: Path | None = None,
+    workers: int = 1,
+    warmup: int = 3,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Throughput rows of every (preset, stage), each also passed to ``on_row`` as soon as it is measured."""
     from vlvae.training.run import init_run
 
@@ -240,8 +280,17 @@ def benchmark(presets: Sequence[str] = ("cpu",), overrides: Sequence[str] = (), 
     return rows
 
 
-_COLUMNS = (("preset", "<12"), ("arch", "<9"), ("stage", "<11"), ("device", "<7"), ("batch", ">5"),
-            ("steps", ">6"), ("examples/s", ">10"), ("q(z|x) table s", ">14"), ("peak GiB", ">8"))
+_COLUMNS = (
+    ("preset", "<12"),
+    ("arch", "<9"),
+    ("stage", "<11"),
+    ("device", "<7"),
+    ("batch", ">5"),
+    ("steps", ">6"),
+    ("examples/s", ">10"),
+    ("q(z|x) table s", ">14"),
+    ("peak GiB", ">8"),
+)
 
 
 def _format(values: Sequence[str]) -> str:
@@ -251,38 +300,86 @@ def _format(values: Sequence[str]) -> str:
 def format_row(row: dict) -> str:
     table = "-" if row["table_s"] is None else f"{row['table_s']:.2f}"
     peak = "-" if row.get("peak_gib") is None else f"{row['peak_gib']:.2f}"
-    return _format([row["preset"], row["arch"], row["stage"], row["device"], str(row["batch"]),
-                    str(row["steps"]), f"{row['examples_per_s']:.1f}", table, peak])
+    return _format(
+        [
+            row["preset"],
+            row["arch"],
+            row["stage"],
+            row["device"],
+            str(row["batch"]),
+            str(row["steps"]),
+            f"{row['examples_per_s']:.1f}",
+            table,
+            peak,
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", action="append", metavar="NAME",
-                        help="preset to measure; repeat for several (default: cpu)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config override applied to every preset, e.g. model.arch=cyclegan or "
-                             "accelerator=cpu; repeatable")
-    parser.add_argument("--stage", action="append", choices=STAGES,
-                        help="stage to measure; repeat for several (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--preset",
+        action="append",
+        metavar="NAME",
+        help="preset to measure; repeat for several (default: cpu)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="config override applied to every preset, e.g. model.arch=cyclegan or "
+        "accelerator=cpu; repeatable",
+    )
+    parser.add_argument(
+        "--stage", action="append", choices=STAGES, help="stage to measure; repeat for several (default: all)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per stage (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the clock starts (default 3)")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps before the clock starts (default 3)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--n", type=int, default=2048, help="image-text pairs in the data set made (default 2048)")
-    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
-                        help="keep the data set here and reuse it next time (default: a temporary folder)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="rendering processes for the data set (default: up to 2)")
+    parser.add_argument(
+        "--n", type=int, default=2048, help="image-text pairs in the data set made (default 2048)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the data set here and reuse it next time (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="rendering processes for the data set (default: up to 2)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." lines
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} Two Objects pairs; "
-          f"{args.seconds:g} s timed per stage after {max(1, args.warmup)} warm-up steps"
-          + (f"; --set {' '.join(args.overrides)}" if args.overrides else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} Two Objects pairs; "
+        f"{args.seconds:g} s timed per stage after {max(1, args.warmup)} warm-up steps"
+        + (f"; --set {' '.join(args.overrides)}" if args.overrides else "")
+    )
     print(_format([name for name, _ in _COLUMNS]))
     try:
-        benchmark(args.preset or ["cpu"], args.overrides, args.stage or STAGES, args.seconds, args.n, args.data,
-                  args.workers, args.warmup, on_row=lambda row: print(format_row(row), flush=True))
+        benchmark(
+            args.preset or ["cpu"],
+            args.overrides,
+            args.stage or STAGES,
+            args.seconds,
+            args.n,
+            args.data,
+            args.workers,
+            args.warmup,
+            on_row=lambda row: print(format_row(row), flush=True),
+        )
     except VLVAEError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -51,8 +51,9 @@ class Holder:
     """A child process that holds a folder's lock until it is killed."""
 
     def __init__(self, folder, command="vlvae train vlvae"):
-        self.process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), command],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(folder), command], stdout=subprocess.PIPE, text=True
+        )
         line = self.process.stdout.readline()
         assert line.strip() == "locked", "the holder did not take the lock"
 

@@ -19,8 +19,15 @@ def throughput():
 
 def test_every_stage_reports_throughput_and_table_seconds(throughput, tmp_path):
     printed = []
-    rows = throughput.benchmark(["tiny"], seconds=0.1, n=64, data=tmp_path, workers=1, warmup=1,
-                                on_row=lambda row: printed.append(throughput.format_row(row)))
+    rows = throughput.benchmark(
+        ["tiny"],
+        seconds=0.1,
+        n=64,
+        data=tmp_path,
+        workers=1,
+        warmup=1,
+        on_row=lambda row: printed.append(throughput.format_row(row)),
+    )
     assert [r["stage"] for r in rows] == list(throughput.STAGES)
     assert len(printed) == len(rows)
     for row in rows:

@@ -11,7 +11,13 @@ def test_paper_preset_is_spec_section_5():
     assert cfg.model.image_size == 112 and cfg.model.latent_dim == 50
     v = cfg.vlvae
     assert (v.batch_size, v.steps, v.lr, v.weight_decay, v.lr_decay, v.kl_warmup_steps) == (
-        20, 400_000, 4e-4, 1e-7, 0.999995, 20_000)
+        20,
+        400_000,
+        4e-4,
+        1e-7,
+        0.999995,
+        20_000,
+    )
     assert (v.w_x, v.w_y) == (0.02, 200.0)
     assert cfg.model.flow_steps == 6 and cfg.model.flow_hidden == 50
 
@@ -30,19 +36,24 @@ def test_presets_are_fresh_copies():
 
 
 def test_overrides_set_typed_values():
-    cfg = apply_overrides(preset("tiny"), ["vlvae.steps=42", "model.latent_dim=6", "vlvae.w_x=0.5",
-                                           "text_posterior.kind=gaussian", "seed=3"])
+    cfg = apply_overrides(
+        preset("tiny"),
+        ["vlvae.steps=42", "model.latent_dim=6", "vlvae.w_x=0.5", "text_posterior.kind=gaussian", "seed=3"],
+    )
     assert cfg.vlvae.steps == 42 and cfg.model.latent_dim == 6 and cfg.vlvae.w_x == 0.5
     assert cfg.text_posterior.kind == "gaussian" and cfg.seed == 3
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("vlvae.stepz=3", "unknown configuration key 'vlvae.stepz'"),
-    ("nosuch=1", "unknown configuration key 'nosuch'"),
-    ("vlvae.steps=abc", "needs an integer"),
-    ("vlvae.steps", "needs key=value"),
-    ("vlvae=3", "is a section"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("vlvae.stepz=3", "unknown configuration key 'vlvae.stepz'"),
+        ("nosuch=1", "unknown configuration key 'nosuch'"),
+        ("vlvae.steps=abc", "needs an integer"),
+        ("vlvae.steps", "needs key=value"),
+        ("vlvae=3", "is a section"),
+    ],
+)
 def test_bad_overrides_raise_one_clear_error(override, fragment):
     with pytest.raises(VLVAEError, match=fragment):
         apply_overrides(preset("tiny"), [override])

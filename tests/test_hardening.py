@@ -32,6 +32,7 @@ from vlvae.evaluation.classifier import check_classifier_fits, classifier_info, 
 from vlvae.generate import MAX_SAMPLES, check_sample_count
 from vlvae.training.run import init_run
 
+
 @pytest.fixture
 def vlvae(monkeypatch, capsys):
     """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
@@ -58,8 +59,10 @@ def one_error_line(code, err, *fragments):
 
 def snapshot(folder):
     """Every file below ``folder`` with its sha256 (to show that nothing was written or lost)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -74,7 +77,9 @@ def make_classifier(folder, data, **changes):
     """A classifier folder's classifier.json for ``data`` (no weights: the checks come first)."""
     folder.mkdir(parents=True)
     cfg = preset("tiny")
-    info = classifier_info(data, read_manifest(data), classifier=training_settings(cfg.classifier), preset="tiny")
+    info = classifier_info(
+        data, read_manifest(data), classifier=training_settings(cfg.classifier), preset="tiny"
+    )
     info.update(changes)
     for key in [k for k, v in changes.items() if v is None]:
         del info[key]
@@ -109,17 +114,24 @@ def immutable(tmp_path):
 # ----------------------------------------------------------------------------- 1. output paths
 
 
-@pytest.mark.parametrize("where, fragment", [
-    ("file", "exists and is a file, not a folder"),
-    ("below a file", "is a file, not a folder"),
-    ("/proc", "lies under /proc, a system pseudo-filesystem"),
-    ("/sys", "lies under /sys, a system pseudo-filesystem"),
-])
+@pytest.mark.parametrize(
+    "where, fragment",
+    [
+        ("file", "exists and is a file, not a folder"),
+        ("below a file", "is a file, not a folder"),
+        ("/proc", "lies under /proc, a system pseudo-filesystem"),
+        ("/sys", "lies under /sys, a system pseudo-filesystem"),
+    ],
+)
 def test_train_refuses_an_unusable_out(vlvae, data, tmp_path, where, fragment):
     blocker = tmp_path / "file"
     blocker.write_text("precious")
-    out = {"file": blocker, "below a file": blocker / "run", "/proc": "/proc/vlvae-test/run",
-           "/sys": "/sys/vlvae-test"}[where]
+    out = {
+        "file": blocker,
+        "below a file": blocker / "run",
+        "/proc": "/proc/vlvae-test/run",
+        "/sys": "/sys/vlvae-test",
+    }[where]
     code, _, err = vlvae("train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress")
     line = one_error_line(code, err, str(out), fragment, "--out")
     assert "Traceback" not in line
@@ -129,11 +141,13 @@ def test_train_refuses_an_unusable_out(vlvae, data, tmp_path, where, fragment):
 def test_other_commands_refuse_an_out_below_a_file(vlvae, data, run_folder, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for args in (["train", "classifier", "--data", data, "--preset", "tiny"],
-                 ["data", "two-objects", "--n", "64", "--size", "16"],
-                 ["reproduce", "--preset", "tiny"],
-                 ["figure", "latent2d", "--data", data, "--preset", "tiny"],
-                 ["data", "preview", data]):
+    for args in (
+        ["train", "classifier", "--data", data, "--preset", "tiny"],
+        ["data", "two-objects", "--n", "64", "--size", "16"],
+        ["reproduce", "--preset", "tiny"],
+        ["figure", "latent2d", "--data", data, "--preset", "tiny"],
+        ["data", "preview", data],
+    ):
         code, _, err = vlvae(*args, "--out", blocker / "x")
         one_error_line(code, err, f"{blocker} is a file, not a folder")
     code, _, err = vlvae("sample", "--run", run_folder, "--out", blocker / "s.png")
@@ -157,7 +171,9 @@ def test_sample_refuses_a_folder_as_out(vlvae, run_folder, tmp_path):
 def test_sample_into_a_new_folder_writes_nothing_when_the_run_is_bad(vlvae, tmp_path):
     """The output's folder is made only when the image is written: a refused sample leaves no folder."""
     before = snapshot(tmp_path)
-    code, _, err = vlvae("sample", "--run", tmp_path / "no-run", "--out", tmp_path / "new" / "deeper" / "s.png")
+    code, _, err = vlvae(
+        "sample", "--run", tmp_path / "no-run", "--out", tmp_path / "new" / "deeper" / "s.png"
+    )
     one_error_line(code, err, "not a vlvae run folder")
     assert snapshot(tmp_path) == before and not (tmp_path / "new").exists()
 
@@ -188,20 +204,28 @@ def test_evaluate_refuses_a_run_it_cannot_write(vlvae, data, run_folder, tmp_pat
 def test_evaluate_and_train_refuse_a_classifier_of_another_image_size(vlvae, data, run_folder, tmp_path):
     classifier = make_classifier(tmp_path / "classifier", data, image_size=32)
     code, _, err = vlvae("evaluate", "--run", run_folder, "--classifier", classifier)
-    one_error_line(code, err, f"the classifier in {classifier} was trained on 32 px images, the data of "
-                              f"{run_folder} has 16 px; train a classifier on this data set: "
-                              f"vlvae train classifier --data {data} --out {classifier}-16px")
+    one_error_line(
+        code,
+        err,
+        f"the classifier in {classifier} was trained on 32 px images, the data of "
+        f"{run_folder} has 16 px; train a classifier on this data set: "
+        f"vlvae train classifier --data {data} --out {classifier}-16px",
+    )
     out = tmp_path / "new-run"
-    code, _, err = vlvae("train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--classifier",
-                         classifier)
+    code, _, err = vlvae(
+        "train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--classifier", classifier
+    )
     one_error_line(code, err, "was trained on 32 px images, the data set")
     assert not out.exists()
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    (dict(kind="celeba_classifier", dataset="celeba"), "was trained on CelebA data, the data set"),
-    (dict(vocab_sha256="0" * 64), "was trained with another vocabulary (vocab.json)"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        (dict(kind="celeba_classifier", dataset="celeba"), "was trained on CelebA data, the data set"),
+        (dict(vocab_sha256="0" * 64), "was trained with another vocabulary (vocab.json)"),
+    ],
+)
 def test_a_classifier_of_another_data_set_or_vocabulary_is_refused(data, tmp_path, changes, fragment):
     classifier = make_classifier(tmp_path / "classifier", data, **changes)
     with pytest.raises(VLVAEError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -229,17 +253,24 @@ def test_run_json_records_the_vocabulary_and_consumers_check_it(data, run_folder
 # ----------------------------------------------------------------------------- 3-4. ranges, --steps
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    (["--steps", "-5"], "configuration key 'vlvae.steps' must be at least 1, got -5"),
-    (["--steps", "0"], "configuration key 'vlvae.steps' must be at least 1, got 0"),
-    (["--set", "vlvae.batch_size=0"], "configuration key 'vlvae.batch_size' must be at least 1, got 0"),
-    (["--set", "vlvae.lr=-1e-3"], "configuration key 'vlvae.lr' must be greater than 0, got -0.001"),
-    (["--set", "vlvae.lr_schedule=linear"],
-     "configuration key 'vlvae.lr_schedule' must be one of exponential, cosine, got 'linear'"),
-])
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        (["--steps", "-5"], "configuration key 'vlvae.steps' must be at least 1, got -5"),
+        (["--steps", "0"], "configuration key 'vlvae.steps' must be at least 1, got 0"),
+        (["--set", "vlvae.batch_size=0"], "configuration key 'vlvae.batch_size' must be at least 1, got 0"),
+        (["--set", "vlvae.lr=-1e-3"], "configuration key 'vlvae.lr' must be greater than 0, got -0.001"),
+        (
+            ["--set", "vlvae.lr_schedule=linear"],
+            "configuration key 'vlvae.lr_schedule' must be one of exponential, cosine, got 'linear'",
+        ),
+    ],
+)
 def test_out_of_range_options_are_refused_before_writing(vlvae, data, tmp_path, bad, fragment):
     out = tmp_path / "run"
-    code, _, err = vlvae("train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress", *bad)
+    code, _, err = vlvae(
+        "train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress", *bad
+    )
     one_error_line(code, err, fragment)
     assert not out.exists()
 
@@ -247,12 +278,24 @@ def test_out_of_range_options_are_refused_before_writing(vlvae, data, tmp_path, 
 def test_a_refused_start_leaves_the_folder_usable(vlvae, data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    code, _, err = vlvae("train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress",
-                         "--set", "vlvae.batch_size=0")
+    code, _, err = vlvae(
+        "train",
+        "vlvae",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--no-progress",
+        "--set",
+        "vlvae.batch_size=0",
+    )
     one_error_line(code, err, "'vlvae.batch_size' must be at least 1")
     assert list(out.iterdir()) == []
-    code, stdout, err = vlvae("train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress",
-                              "--steps", "2")
+    code, stdout, err = vlvae(
+        "train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress", "--steps", "2"
+    )
     assert code == 0, err
     assert "VLVAE: 2 steps" in stdout
     assert (out / "vlvae" / "metrics.json").is_file() and not (out / ".lock").exists()
@@ -263,14 +306,16 @@ def test_presets_pass_validation_and_every_range_is_named():
 
     for name in PRESETS:
         preset(name)
-    for override, fragment in (("evaluation.k=0", "'evaluation.k' must be at least 1"),
-                               ("data.val_fraction=1", "'data.val_fraction' must be in (0, 1)"),
-                               ("vlvae.lr_decay=1.5", "'vlvae.lr_decay' must be in (0, 1]"),
-                               ("classifier.norm=layer", "'classifier.norm' must be one of batch, group"),
-                               ("text_posterior.kind=mixture", "'text_posterior.kind' must be one of flow"),
-                               ("precision=12-bits", "'precision' must be one of"),
-                               ("devices=0", "'devices' must be at least 1"),
-                               ("vlvae.w_x=nan", "'vlvae.w_x' must be greater than 0, got nan")):
+    for override, fragment in (
+        ("evaluation.k=0", "'evaluation.k' must be at least 1"),
+        ("data.val_fraction=1", "'data.val_fraction' must be in (0, 1)"),
+        ("vlvae.lr_decay=1.5", "'vlvae.lr_decay' must be in (0, 1]"),
+        ("classifier.norm=layer", "'classifier.norm' must be one of batch, group"),
+        ("text_posterior.kind=mixture", "'text_posterior.kind' must be one of flow"),
+        ("precision=12-bits", "'precision' must be one of"),
+        ("devices=0", "'devices' must be at least 1"),
+        ("vlvae.w_x=nan", "'vlvae.w_x' must be greater than 0, got nan"),
+    ):
         with pytest.raises(VLVAEError) as exc:
             apply_overrides(preset("tiny"), [override])
         assert fragment in str(exc.value)
@@ -306,17 +351,24 @@ def test_second_data_build_into_a_folder_is_refused(vlvae, tmp_path, holder_of):
     (out / ".partial" / "chunk_00000.json").write_text("[]")
     before = snapshot(out)
     holder = holder_of(out, "vlvae data two-objects")
-    code, _, err = vlvae("data", "two-objects", "--out", out, "--n", "64", "--size", "16", "--workers", "1",
-                         "--no-progress")
-    one_error_line(code, err, f"{out} is being written by process {holder.pid} (vlvae data two-objects, started",
-                   "wait for it or choose another folder")
+    code, _, err = vlvae(
+        "data", "two-objects", "--out", out, "--n", "64", "--size", "16", "--workers", "1", "--no-progress"
+    )
+    one_error_line(
+        code,
+        err,
+        f"{out} is being written by process {holder.pid} (vlvae data two-objects, started",
+        "wait for it or choose another folder",
+    )
     assert {k: v for k, v in snapshot(out).items() if k != ".lock"} == before
 
 
 def test_second_training_into_a_run_folder_is_refused(vlvae, data, run_folder, holder_of):
     before = snapshot(run_folder)
     holder = holder_of(run_folder, "vlvae train vlvae")
-    code, _, err = vlvae("train", "vlvae", "--data", data, "--out", run_folder, "--preset", "tiny", "--no-progress")
+    code, _, err = vlvae(
+        "train", "vlvae", "--data", data, "--out", run_folder, "--preset", "tiny", "--no-progress"
+    )
     one_error_line(code, err, f"{run_folder} is being written by process {holder.pid} (vlvae train vlvae")
     code, _, err = vlvae("train", "prior", "--run", run_folder, "--no-progress")
     one_error_line(code, err, f"{run_folder} is being written by process {holder.pid}")

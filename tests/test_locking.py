@@ -10,6 +10,7 @@ import pytest
 from vlvae.errors import VLVAEError
 from vlvae.locking import LOCK_NAME, folder_lock, holds_lock, lock_holder
 
+
 def test_second_writer_gets_one_line_naming_the_holder(tmp_path, holder_of):
     holder = holder_of(tmp_path, "vlvae data two-objects")
     with pytest.raises(VLVAEError) as exc:
@@ -17,8 +18,9 @@ def test_second_writer_gets_one_line_naming_the_holder(tmp_path, holder_of):
             pytest.fail("took a lock that another process holds")
     message = str(exc.value)
     assert "\n" not in message
-    assert message.startswith(f"{tmp_path} is being written by process {holder.pid} (vlvae data two-objects, "
-                              "started ")
+    assert message.startswith(
+        f"{tmp_path} is being written by process {holder.pid} (vlvae data two-objects, started "
+    )
     assert message.endswith("); wait for it or choose another folder")
 
 
@@ -68,8 +70,13 @@ def test_ddp_children_do_not_lock(tmp_path, holder_of, monkeypatch):
 def test_taking_the_lock_removes_stale_temporaries_only(tmp_path):
     (tmp_path / "figures").mkdir()
     stale = [tmp_path / ".metrics.json.k2x_9abc.tmp", tmp_path / "figures" / ".fig3.png.abcdefgh.tmp"]
-    kept = [tmp_path / "metrics.json", tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.tmp",
-            tmp_path / "figures" / "fig3.png"]
+    kept = [
+        tmp_path / "metrics.json",
+        tmp_path / "notes.tmp",
+        tmp_path / ".hidden",
+        tmp_path / ".x.tmp",
+        tmp_path / "figures" / "fig3.png",
+    ]
     for p in stale + kept:
         p.write_text("x")
     with folder_lock(tmp_path, "vlvae evaluate", tidy=("", "figures")):

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 from torch import nn
-from torch.distributions import AffineTransform, Independent, MixtureSameFamily, Categorical, Normal
+from torch.distributions import AffineTransform, Categorical, Independent, MixtureSameFamily, Normal
 from zuko.distributions import DiagNormal, NormalizingFlow
 
 from vlvae.models import VLVAE, ModelConfig, TextPosterior
@@ -26,7 +26,6 @@ from vlvae.objectives import (
 )
 
 N_MC = 400_000
-
 
 
 def _mc_mean(values):
@@ -68,8 +67,12 @@ def test_kl_warmup_is_linear_then_one():
 def test_weighted_objectives():
     log_px, log_py, kl = torch.tensor([-10.0]), torch.tensor([-2.0]), torch.tensor([3.0])
     torch.testing.assert_close(vlvae_elbo(log_px, log_py, kl), torch.tensor([-15.0]))
-    torch.testing.assert_close(vlvae_elbo(log_px, log_py, kl, w_x=0.1, w_y=10, kl_weight=0.5), torch.tensor([-22.5]))
-    torch.testing.assert_close(text_elbo(log_py, torch.tensor([-1.0]), torch.tensor([0.5])), torch.tensor([-3.5]))
+    torch.testing.assert_close(
+        vlvae_elbo(log_px, log_py, kl, w_x=0.1, w_y=10, kl_weight=0.5), torch.tensor([-22.5])
+    )
+    torch.testing.assert_close(
+        text_elbo(log_py, torch.tensor([-1.0]), torch.tensor([0.5])), torch.tensor([-3.5])
+    )
 
 
 def test_eqn5_decomposition_on_gaussians():
@@ -79,7 +82,9 @@ def test_eqn5_decomposition_on_gaussians():
     mean, std = _gaussians(2, 3)
     q_x = DiagNormal(mean, std)  # batch of the 3 images' posteriors, one text y
     q_y = _mixture(mean, std)
-    q_phi = DiagNormal(torch.tensor([0.5, -0.5], dtype=torch.float64), torch.tensor([2.0, 1.5], dtype=torch.float64))
+    q_phi = DiagNormal(
+        torch.tensor([0.5, -0.5], dtype=torch.float64), torch.tensor([2.0, 1.5], dtype=torch.float64)
+    )
 
     lhs = jmvae_kl(q_x, q_phi).mean()  # analytic
     z = q_x.sample((N_MC,))  # (N, 3, 2)
@@ -206,14 +211,18 @@ def test_k1_bound_is_the_one_sample_elbo_and_matches_it_in_expectation(toy):
     torch.testing.assert_close(direct, elbo[0])
     # closed-form ELBO: E_q log N(x; z, σx²) − KL(q || N(0, I))
     m, s = q.mean, q.stddev
-    expected = (Normal(m, model.SX).log_prob(x) - s**2 / (2 * model.SX**2)).sum(-1) - kl_normal_standard(m, 2 * s.log())
+    expected = (Normal(m, model.SX).log_prob(x) - s**2 / (2 * model.SX**2)).sum(-1) - kl_normal_standard(
+        m, 2 * s.log()
+    )
     diff = bound - expected
     assert abs(diff.mean()) < 4 * diff.std() / math.sqrt(len(diff))
 
 
 def test_importance_weighted_bound_is_log_mean_exp():
     log_p = torch.tensor([[0.0, math.log(3.0)]])
-    torch.testing.assert_close(importance_weighted_bound(log_p, torch.zeros(1, 2)), torch.tensor([math.log(2.0)]))
+    torch.testing.assert_close(
+        importance_weighted_bound(log_p, torch.zeros(1, 2)), torch.tensor([math.log(2.0)])
+    )
 
 
 # --- on a tiny VLVAE ----------------------------------------------------------------------------
@@ -225,9 +234,20 @@ VOCAB, LENGTH = 5, 3
 def tiny():
     torch.manual_seed(8)
     config = ModelConfig(
-        image_size=8, base_channels=2, n_downsample=1, n_res_blocks=1, encoding_dim=6,
-        embedding_dim=4, text_hidden=6, latent_dim=4, shared_hidden=12, decoder_dim=6,
-        vocab_size=VOCAB, text_length=LENGTH, flow_steps=2, flow_hidden=8,
+        image_size=8,
+        base_channels=2,
+        n_downsample=1,
+        n_res_blocks=1,
+        encoding_dim=6,
+        embedding_dim=4,
+        text_hidden=6,
+        latent_dim=4,
+        shared_hidden=12,
+        decoder_dim=6,
+        vocab_size=VOCAB,
+        text_length=LENGTH,
+        flow_steps=2,
+        flow_hidden=8,
     )
     # a narrow q(z|x) keeps the Monte-Carlo error of the bounds at a few nats: the untrained
     # decoder is steep, log p(x|z) moves by nats when z moves by 1e-3
@@ -247,8 +267,9 @@ def test_conditional_likelihood_micro_batching_changes_nothing(tiny):
     torch.testing.assert_close(chunked, whole)
     for prior_bound in (
         lambda mb: marginal_log_likelihood_image(model, model.prior, x, 12, mb),
-        lambda mb: marginal_log_likelihood_text(model, model.prior, y, DefensiveMixture(
-            [text_prior(y), model.prior().expand((len(y),))]), 12, mb),
+        lambda mb: marginal_log_likelihood_text(
+            model, model.prior, y, DefensiveMixture([text_prior(y), model.prior().expand((len(y),))]), 12, mb
+        ),
     ):
         torch.manual_seed(10)
         a = prior_bound(12)
@@ -260,10 +281,12 @@ def test_conditional_likelihood_batched_equals_per_example(tiny):
     model, text_prior, x, y = tiny
     torch.manual_seed(11)
     batched = conditional_log_likelihood(model, text_prior, x, y, k=20, micro_batch=7)
-    single = torch.cat([
-        conditional_log_likelihood(model, text_prior, x[i : i + 1], y[i : i + 1], k=20, micro_batch=7)
-        for i in range(len(x))
-    ])
+    single = torch.cat(
+        [
+            conditional_log_likelihood(model, text_prior, x[i : i + 1], y[i : i + 1], k=20, micro_batch=7)
+            for i in range(len(x))
+        ]
+    )
     assert batched.shape == (4,) and torch.isfinite(batched).all()
     # different noise (seed-to-seed spread ~2 nats), same estimand; the four examples' bounds
     # differ by hundreds of nats, so a misaligned batch would fail by far
@@ -283,13 +306,16 @@ def test_bounds_require_eval_mode(tiny):
 
 # --- log p(y) with a proposal that depends on y alone -------------------------------------------
 
+
 def test_defensive_mixture_density_matches_torch_mixture():
     torch.manual_seed(20)
     means, stds = torch.randn(3, 4, 2, dtype=torch.float64), torch.rand(3, 4, 2, dtype=torch.float64) + 0.2
     weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
     mine = DefensiveMixture([DiagNormal(means[c], stds[c]) for c in range(3)], weights.tolist())
-    ref = MixtureSameFamily(Categorical(weights.expand(4, 3)),
-                            Independent(Normal(means.permute(1, 0, 2), stds.permute(1, 0, 2)), 1))
+    ref = MixtureSameFamily(
+        Categorical(weights.expand(4, 3)),
+        Independent(Normal(means.permute(1, 0, 2), stds.permute(1, 0, 2)), 1),
+    )
     z = torch.randn(7, 4, 2, dtype=torch.float64)
     torch.testing.assert_close(mine.log_prob(z), ref.log_prob(z), rtol=0, atol=1e-6)
 
@@ -307,9 +333,13 @@ def test_defensive_mixture_samples_each_component_by_its_weight():
 
 def test_defensive_mixture_refuses_components_of_other_shapes():
     with pytest.raises(ValueError, match="batch shape"):
-        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(4, 2), torch.ones(4, 2))])
+        DefensiveMixture(
+            [DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(4, 2), torch.ones(4, 2))]
+        )
     with pytest.raises(ValueError, match="differ in shape"):
-        DefensiveMixture([DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(3), torch.ones(3))])
+        DefensiveMixture(
+            [DiagNormal(torch.zeros(3, 2), torch.ones(3, 2)), DiagNormal(torch.zeros(3), torch.ones(3))]
+        )
 
 
 def test_defensive_mixture_with_an_unbatched_component_matches_the_expanded_one():
@@ -327,14 +357,20 @@ def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):
     model, _, y = toy
     exact = _exact(toy)["text"]
     torch.manual_seed(22)
-    est = importance_log_marginals(lambda z: {"p": model.log_py(y, z) + model.prior().log_prob(z)},
-                                   _text_proposal(model, y), [1, 10, 100, 1000], micro_batch=128)["p"]
+    est = importance_log_marginals(
+        lambda z: {"p": model.log_py(y, z) + model.prior().log_prob(z)},
+        _text_proposal(model, y),
+        [1, 10, 100, 1000],
+        micro_batch=128,
+    )["p"]
     gaps = [(est[k] - exact).mean().item() for k in (1, 10, 100, 1000)]
     assert gaps[0] < gaps[1] < gaps[2] and gaps[0] < -0.05, gaps
     assert abs(gaps[3]) < 0.02, gaps
     # asking for the smaller k too changes nothing about the largest one's samples
     torch.manual_seed(22)
-    alone = marginal_log_likelihood_text(model, model.prior, y, _text_proposal(model, y), 1000, micro_batch=300)
+    alone = marginal_log_likelihood_text(
+        model, model.prior, y, _text_proposal(model, y), 1000, micro_batch=300
+    )
     torch.testing.assert_close(alone, est[1000])
 
 
@@ -361,9 +397,15 @@ def test_log_py_difference_between_priors_depends_on_the_text_decoder(tiny):
     def difference(m):
         torch.manual_seed(24)
         proposal = DefensiveMixture([text_prior(y), m.prior().expand((len(y),))])
-        est = importance_log_marginals(lambda z: {"standard": m.log_py(y, z) + m.prior().log_prob(z),
-                                                  "learned": m.log_py(y, z) + learned().log_prob(z)},
-                                       proposal, [1, 100], micro_batch=50)
+        est = importance_log_marginals(
+            lambda z: {
+                "standard": m.log_py(y, z) + m.prior().log_prob(z),
+                "learned": m.log_py(y, z) + learned().log_prob(z),
+            },
+            proposal,
+            [1, 100],
+            micro_batch=50,
+        )
         return {k: (est["learned"][k] - est["standard"][k]) for k in (1, 100)}
 
     before, after = difference(model), difference(other)

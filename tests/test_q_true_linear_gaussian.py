@@ -120,8 +120,9 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
             return Normal(z @ W.T + b, SIGMA).log_prob(o).sum(-1)
 
     cfg = preset("tiny")
-    cfg.model = replace(cfg.model, vocab_size=len(obs), text_length=3, latent_dim=D, logvar_min=-12.0,
-                        logvar_max=4.0)
+    cfg.model = replace(
+        cfg.model, vocab_size=len(obs), text_length=3, latent_dim=D, logvar_min=-12.0, logvar_max=4.0
+    )
     stage = replace(cfg.text_posterior, kind="gaussian")
     task = TextPosteriorTask(cfg.model, stage, ".", 0, LinearGaussianVLVAE(), "true")
     y = torch.arange(len(obs)).unsqueeze(1).expand(-1, 3)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from vlvae.errors import VLVAEError
-from vlvae.methods import method_names
 from vlvae.inference import MAX_SAMPLES
+from vlvae.methods import method_names
 
 __all__ = ["app", "main"]
 
@@ -33,7 +32,7 @@ data_app = typer.Typer(help="Make, preview and verify data sets.", no_args_is_he
 app.add_typer(data_app, name="data")
 
 
-def _words(value: Optional[str]) -> Optional[tuple[str, ...]]:
+def _words(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     return tuple(w.strip() for w in value.split(",") if w.strip())
@@ -48,11 +47,15 @@ def data_two_objects(
     seed: int = typer.Option(0, help="Random seed: the same seed gives identical bytes."),
     workers: int = typer.Option(2, help="Rendering processes (use one per core)."),
     objects: int = typer.Option(2, help="Objects per image: 2, or 1 for the paper's Fig. 1 variant."),
-    colours: Optional[str] = typer.Option(None, help="Comma-separated colours (default: CLEVR's 8; "
-                                          "blue,red with --objects 1)."),
-    sizes: Optional[str] = typer.Option(None, help="Comma-separated sizes (default: small,large)."),
-    zoom: float = typer.Option(1.0, help="Camera zoom (focal-length multiplier); >1 keeps objects "
-                               "legible at low resolution. Recorded in the manifest."),
+    colours: str | None = typer.Option(
+        None, help="Comma-separated colours (default: CLEVR's 8; blue,red with --objects 1)."
+    ),
+    sizes: str | None = typer.Option(None, help="Comma-separated sizes (default: small,large)."),
+    zoom: float = typer.Option(
+        1.0,
+        help="Camera zoom (focal-length multiplier); >1 keeps objects "
+        "legible at low resolution. Recorded in the manifest.",
+    ),
     supersample: int = typer.Option(2, help="Anti-aliasing: s x s samples per pixel."),
     overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -105,14 +108,20 @@ def data_verify(
 
 @data_app.command("celeba")
 def data_celeba(
-    root: Path = typer.Option(..., help="Your CelebA download: img_align_celeba/, list_attr_celeba.txt, "
-                              "list_eval_partition.txt (or the Img/, Anno/, Eval/ sub-folders)."),
+    root: Path = typer.Option(
+        ...,
+        help="Your CelebA download: img_align_celeba/, list_attr_celeba.txt, "
+        "list_eval_partition.txt (or the Img/, Anno/, Eval/ sub-folders).",
+    ),
     out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
     size: int = typer.Option(64, help="Image size after the 128 x 128 crop (64 = 2 x 2 average pooling)."),
-    split: str = typer.Option("paper", help="paper (first 180,000 train, rest validation) or official "
-                              "(CelebA's partition file: train / val; test left out)."),
+    split: str = typer.Option(
+        "paper",
+        help="paper (first 180,000 train, rest validation) or official "
+        "(CelebA's partition file: train / val; test left out).",
+    ),
     workers: int = typer.Option(2, help="JPEG decoding processes."),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N images (for trials)."),
+    limit: int | None = typer.Option(None, help="Use only the first N images (for trials)."),
     seed: int = typer.Option(0, help="Seed of the stored shuffled texts."),
     overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -120,8 +129,17 @@ def data_celeba(
     """Prepare CelebA (SPEC §1.2): cropped 64 x 64 faces, attributes as shuffled words."""
     from vlvae.data.celeba import build_celeba
 
-    build_celeba(root, out, size=size, split=split, workers=workers, overwrite=overwrite, progress=progress,
-                 limit=limit, seed=seed)
+    build_celeba(
+        root,
+        out,
+        size=size,
+        split=split,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        limit=limit,
+        seed=seed,
+    )
     typer.echo(f"data set ready in {out}")
 
 
@@ -131,14 +149,18 @@ app.add_typer(figure_app, name="figure")
 
 @figure_app.command("latent2d")
 def figure_latent2d(
-    data: Path = typer.Option(..., help="One-object data set (vlvae data two-objects --objects 1 "
-                              "--colours blue,red)."),
+    data: Path = typer.Option(
+        ..., help="One-object data set (vlvae data two-objects --objects 1 --colours blue,red)."
+    ),
     out: Path = typer.Option(..., help="Run folder for the z = 2 model; the figure goes to OUT/figures/."),
     preset: str = typer.Option("cpu", help="cpu (a few minutes) or tiny (tests)."),
-    steps: Optional[int] = typer.Option(None, help="Stage-1 steps (overrides the preset)."),
+    steps: int | None = typer.Option(None, help="Stage-1 steps (overrides the preset)."),
     set_: list[str] = typer.Option([], "--set", help="Override config keys."),
-    text: list[str] = typer.Option([], help="Texts to draw (two words each, e.g. --text 'large blue' "
-                                   "--text 'small red'); default: two frequent texts."),
+    text: list[str] = typer.Option(
+        [],
+        help="Texts to draw (two words each, e.g. --text 'large blue' "
+        "--text 'small red'); default: two frequent texts.",
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """Fig. 1: text posteriors p(z|y), q_Agg and q_True over the aggregate of the image posteriors (z in 2-D)."""
@@ -148,8 +170,9 @@ def figure_latent2d(
     typer.echo(f"wrote {path}")
 
 
-train_app = typer.Typer(help="Train the VLVAE, the text posteriors, the aggregate prior and the classifier.",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the VLVAE, the text posteriors, the aggregate prior and the classifier.", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 
 
@@ -165,19 +188,29 @@ def _report(metrics: dict, what: str) -> None:
 
 @train_app.command("vlvae")
 def train_vlvae_cmd(
-    data: Path = typer.Option(..., help="Data-set folder (from `vlvae data two-objects` or `vlvae data celeba`)."),
+    data: Path = typer.Option(
+        ..., help="Data-set folder (from `vlvae data two-objects` or `vlvae data celeba`)."
+    ),
     out: Path = typer.Option(..., help="Run folder to create (or reopen with the same configuration)."),
     preset: str = typer.Option("cpu", help="Named configuration: paper (GPU, SPEC §5), cpu, quick or tiny."),
-    steps: Optional[int] = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
-    set_: list[str] = typer.Option([], "--set", help="Override any config key, e.g. --set vlvae.w_x=0.1 "
-                                    "--set devices=2. Repeatable."),
+    steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override any config key, e.g. --set vlvae.w_x=0.1 --set devices=2. Repeatable."
+    ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    classifier: Optional[Path] = typer.Option(None, help="A trained classifier folder: every validation pass "
-                                              "then also logs the correctness of the reconstructions."),
-    method: Optional[str] = typer.Option(None, help="The multimodal VAE to train, a registered method: "
-                                         + ", ".join(method_names()) + " (default vlvae, the paper's; joint: "
-                                         "q(z|x,y), Fig. 7)."),
+    classifier: Path | None = typer.Option(
+        None,
+        help="A trained classifier folder: every validation pass "
+        "then also logs the correctness of the reconstructions.",
+    ),
+    method: str | None = typer.Option(
+        None,
+        help="The multimodal VAE to train, a registered method: "
+        + ", ".join(method_names())
+        + " (default vlvae, the paper's; joint: "
+        "q(z|x,y), Fig. 7).",
+    ),
 ):
     """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x), or another method (--method)."""
     from vlvae.training.run import train_vlvae
@@ -194,27 +227,37 @@ def train_vlvae_cmd(
         from vlvae.data.specs import manifest_dataset
         from vlvae.evaluation.report import load_scorer
 
-        scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[0].score
+        scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[
+            0
+        ].score
     _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), method or "VLVAE")
 
 
 @train_app.command("text-posterior")
 def train_text_posterior_cmd(
     run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
-    objective: str = typer.Option(..., help="agg: q_Agg, fitted to the aggregate posterior (Eqn 5); "
-                                  "true: q_True, fitted to the true posterior (Eqn 3)."),
+    objective: str = typer.Option(
+        ...,
+        help="agg: q_Agg, fitted to the aggregate posterior (Eqn 5); "
+        "true: q_True, fitted to the true posterior (Eqn 3).",
+    ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    replicates: int = typer.Option(1, help="Training replicates: fit the stage this many times with different "
-                                   "seeds (RUN/q_<objective>, then .r1, .r2, ...); evaluate reports their spread."),
+    replicates: int = typer.Option(
+        1,
+        help="Training replicates: fit the stage this many times with different "
+        "seeds (RUN/q_<objective>, then .r1, .r2, ...); evaluate reports their spread.",
+    ),
 ):
     """Stage 2: train q(z|y) with the VLVAE frozen."""
     from vlvae.training.run import train_text_posterior
 
     _check_replicates(replicates)
     for r in range(replicates):
-        _report(train_text_posterior(run, objective, resume, progress, replicate=r),
-                f"q_{objective}" + (f" (replicate {r})" if replicates > 1 else ""))
+        _report(
+            train_text_posterior(run, objective, resume, progress, replicate=r),
+            f"q_{objective}" + (f" (replicate {r})" if replicates > 1 else ""),
+        )
 
 
 @train_app.command("prior")
@@ -229,8 +272,10 @@ def train_prior_cmd(
 
     _check_replicates(replicates)
     for r in range(replicates):
-        _report(train_prior(run, resume, progress, replicate=r),
-                "aggregate prior" + (f" (replicate {r})" if replicates > 1 else ""))
+        _report(
+            train_prior(run, resume, progress, replicate=r),
+            "aggregate prior" + (f" (replicate {r})" if replicates > 1 else ""),
+        )
 
 
 @train_app.command("classifier")
@@ -238,7 +283,9 @@ def train_classifier_cmd(
     data: Path = typer.Option(..., help="Data-set folder (real images only are used)."),
     out: Path = typer.Option(..., help="Folder for the classifier."),
     preset: str = typer.Option("cpu", help="Named configuration whose `classifier` section is used."),
-    set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set classifier.steps=5000."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override config keys, e.g. --set classifier.steps=5000."
+    ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
@@ -255,10 +302,15 @@ def train_classifier_cmd(
 def sample_cmd(
     run: Path = typer.Option(..., help="Run folder."),
     out: Path = typer.Option(..., help="PNG file to write."),
-    text: Optional[str] = typer.Option(None, help="Text to draw, e.g. \"small red metal cube left large blue "
-                                       "rubber sphere\" (with --posterior)."),
-    posterior: str = typer.Option("agg", help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text; "
-                                  "own: a baseline's own q(z|y) (runs of --method jmvae, telbo, mvae)."),
+    text: str | None = typer.Option(
+        None,
+        help='Text to draw, e.g. "small red metal cube left large blue rubber sphere" (with --posterior).',
+    ),
+    posterior: str = typer.Option(
+        "agg",
+        help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text; "
+        "own: a baseline's own q(z|y) (runs of --method jmvae, telbo, mvae).",
+    ),
     prior: str = typer.Option("standard", help="Without --text: standard (N(0, I)) or learned (q_φ(z))."),
     n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -288,13 +340,19 @@ def sample_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    run: Path = typer.Option(..., help="Run folder (its VLVAE trained; the other stages are used when present)."),
-    classifier: Optional[Path] = typer.Option(None, help="Classifier folder: every image is then judged "
-                                              "(correctness beside each sample)."),
+    run: Path = typer.Option(
+        ..., help="Run folder (its VLVAE trained; the other stages are used when present)."
+    ),
+    classifier: Path | None = typer.Option(
+        None, help="Classifier folder: every image is then judged (correctness beside each sample)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on (1 to 65535)."),
-    threads: Optional[int] = typer.Option(None, help="torch threads for the models (default: torch's, one per "
-                                          "core); requests take the models one at a time."),
+    threads: int | None = typer.Option(
+        None,
+        help="torch threads for the models (default: torch's, one per "
+        "core); requests take the models one at a time.",
+    ),
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
@@ -320,11 +378,15 @@ def serve_cmd(
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        raise VLVAEError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or "
-                         "--host") from exc
+        raise VLVAEError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
+        ) from exc
     missing = [stage for stage, why in inference.stages().items() if why is not None]
-    typer.echo(f"serving {run} at http://{host}:{port}/ (API documentation at /docs)"
-               + (f"; not trained: {', '.join(missing)}" if missing else "") + "; Ctrl-C stops")
+    typer.echo(
+        f"serving {run} at http://{host}:{port}/ (API documentation at /docs)"
+        + (f"; not trained: {', '.join(missing)}" if missing else "")
+        + "; Ctrl-C stops"
+    )
     uvicorn.run(create_app(inference), host=host, port=port, log_level="warning")
 
 
@@ -332,13 +394,20 @@ def serve_cmd(
 def evaluate_cmd(
     run: Path = typer.Option(..., help="Run folder with all stages trained."),
     classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
-    examples: Optional[int] = typer.Option(None, help="Validation examples (default: the run's config)."),
-    k: Optional[int] = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
-    text_k: Optional[int] = typer.Option(None, help="Largest number of importance samples for log p(y) "
-                                         "(reported at 1, 10, 100, ... up to it; default: the run's config)."),
-    seeds: Optional[int] = typer.Option(None, help="Repetitions of the correctness draws."),
-    min_accuracy: Optional[float] = typer.Option(None, help="Refuse classifiers less accurate than this on "
-                                                 "real data (default: stored with the classifier)."),
+    examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
+    k: int | None = typer.Option(
+        None, help="Importance samples for the bounds on log p(x|y) and log p(x)."
+    ),
+    text_k: int | None = typer.Option(
+        None,
+        help="Largest number of importance samples for log p(y) "
+        "(reported at 1, 10, 100, ... up to it; default: the run's config).",
+    ),
+    seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
+    min_accuracy: float | None = typer.Option(
+        None,
+        help="Refuse classifiers less accurate than this on real data (default: stored with the classifier).",
+    ),
     figures: bool = typer.Option(True, help="Draw the figures."),
 ):
     """Tables 1-2 (correctness, log p(x|y), log p(x), log p(y)) and figures: RUN/metrics.json, RUN/report.md."""
@@ -356,19 +425,31 @@ def evaluate_cmd(
 @app.command("reproduce")
 def reproduce_cmd(
     out: Path = typer.Option(..., help="Output folder: data/, run/ (with report.md) and classifier/."),
-    preset: str = typer.Option("cpu", help="quick (~13 min on 2 cores), cpu (~50 min, shows the paper's effect) "
-                               "or paper (GPU scale)."),
+    preset: str = typer.Option(
+        "cpu",
+        help="quick (~13 min on 2 cores), cpu (~50 min, shows the paper's effect) or paper (GPU scale).",
+    ),
     dataset: str = typer.Option("two_objects", help="two_objects or celeba."),
-    root: Optional[Path] = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),
+    root: Path | None = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set vlvae.steps=100."),
     workers: int = typer.Option(2, help="Processes for data generation."),
-    replicates: int = typer.Option(1, help="Train q_True, q_Agg and the prior this many times each (different "
-                                   "seeds, the same VLVAE); the report gives mean ± std over these replicates."),
-    vlvae_replicates: int = typer.Option(1, help="Train the VLVAE this many times too (run/, run.r1/, ...; each "
-                                         "with --replicates of stages 2-3); summary.md gives mean ± std over them."),
-    methods: str = typer.Option("", help="Comma-separated methods to train besides the VLVAE (registered: "
-                                + ", ".join(method_names()) + "): each into methods/NAME/ with its stages 2-3 "
-                                "(q_Agg post hoc for the baselines); compare.md puts them in one table."),
+    replicates: int = typer.Option(
+        1,
+        help="Train q_True, q_Agg and the prior this many times each (different "
+        "seeds, the same VLVAE); the report gives mean ± std over these replicates.",
+    ),
+    vlvae_replicates: int = typer.Option(
+        1,
+        help="Train the VLVAE this many times too (run/, run.r1/, ...; each "
+        "with --replicates of stages 2-3); summary.md gives mean ± std over them.",
+    ),
+    methods: str = typer.Option(
+        "",
+        help="Comma-separated methods to train besides the VLVAE (registered: "
+        + ", ".join(method_names())
+        + "): each into methods/NAME/ with its stages 2-3 "
+        "(q_Agg post hoc for the baselines); compare.md puts them in one table.",
+    ),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
     from vlvae.reproduce import reproduce
@@ -378,8 +459,17 @@ def reproduce_cmd(
     if workers < 1:
         raise VLVAEError(f"--workers must be at least 1, got {workers}")
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    reproduce(out, preset, dataset, root, set_, workers, replicates=replicates, vlvae_replicates=vlvae_replicates,
-              methods=names)
+    reproduce(
+        out,
+        preset,
+        dataset,
+        root,
+        set_,
+        workers,
+        replicates=replicates,
+        vlvae_replicates=vlvae_replicates,
+        methods=names,
+    )
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
     if names:
         typer.echo((Path(out) / "compare.md").read_text())
@@ -390,9 +480,11 @@ def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders of any methods, trained on one data set."),
     classifier: Path = typer.Option(..., help="Classifier folder of that data set (vlvae train classifier)."),
     out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7."),
-    examples: Optional[int] = typer.Option(None, help="Validation examples (default: the first run's config)."),
-    seeds: Optional[int] = typer.Option(None, help="Repetitions of the correctness draws."),
-    k: Optional[int] = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
+    examples: int | None = typer.Option(
+        None, help="Validation examples (default: the first run's config)."
+    ),
+    seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
+    k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
 ):
     """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior spread, time."""
     from vlvae.evaluation.compare import compare_runs

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from vlvae.errors import VLVAEError
@@ -161,12 +160,14 @@ class ExperimentConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
-    model: "ModelConfig" = None  # type: ignore[assignment]
+    model: ModelConfig = None  # type: ignore[assignment]
     vlvae: StageConfig = field(default_factory=StageConfig)
-    text_posterior: StageConfig = field(default_factory=lambda: StageConfig(
-        steps=100_000, val_every=5_000, kl_warmup_steps=0))
-    prior: StageConfig = field(default_factory=lambda: StageConfig(
-        steps=100_000, val_every=5_000, kl_warmup_steps=0))
+    text_posterior: StageConfig = field(
+        default_factory=lambda: StageConfig(steps=100_000, val_every=5_000, kl_warmup_steps=0)
+    )
+    prior: StageConfig = field(
+        default_factory=lambda: StageConfig(steps=100_000, val_every=5_000, kl_warmup_steps=0)
+    )
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     num_workers: int = 0
@@ -221,20 +222,63 @@ def _cpu() -> ExperimentConfig:
     cfg = ExperimentConfig(name="cpu")
     cfg.data = DataConfig(n=100_000, size=64, val_fraction=0.1, zoom=1.8, supersample=2)
     cfg.model = ModelConfig(
-        image_size=64, arch="strided", norm="batch", base_channels=16, n_downsample=4, n_res_blocks=0,
-        encoding_dim=200, embedding_dim=64, text_hidden=128, latent_dim=32, shared_hidden=250, decoder_dim=200,
+        image_size=64,
+        arch="strided",
+        norm="batch",
+        base_channels=16,
+        n_downsample=4,
+        n_res_blocks=0,
+        encoding_dim=200,
+        embedding_dim=64,
+        text_hidden=128,
+        latent_dim=32,
+        shared_hidden=250,
+        decoder_dim=200,
     )
-    cfg.vlvae = StageConfig(steps=13_000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=200,
-                            lr_final_factor=0.05, kl_warmup_steps=1_000, w_x=0.1, w_y=200.0, val_every=500,
-                            val_examples=512, checkpoint_every=500, max_minutes=22.0)
-    cfg.text_posterior = StageConfig(steps=10_000, batch_size=128, lr=1e-3, lr_schedule="cosine",
-                                     lr_warmup_steps=100, lr_final_factor=0.05, kl_warmup_steps=0,
-                                     val_every=250, val_examples=1_000, checkpoint_every=500, patience=6,
-                                     min_delta=0.01)
+    cfg.vlvae = StageConfig(
+        steps=13_000,
+        batch_size=64,
+        lr=1e-3,
+        lr_schedule="cosine",
+        lr_warmup_steps=200,
+        lr_final_factor=0.05,
+        kl_warmup_steps=1_000,
+        w_x=0.1,
+        w_y=200.0,
+        val_every=500,
+        val_examples=512,
+        checkpoint_every=500,
+        max_minutes=22.0,
+    )
+    cfg.text_posterior = StageConfig(
+        steps=10_000,
+        batch_size=128,
+        lr=1e-3,
+        lr_schedule="cosine",
+        lr_warmup_steps=100,
+        lr_final_factor=0.05,
+        kl_warmup_steps=0,
+        val_every=250,
+        val_examples=1_000,
+        checkpoint_every=500,
+        patience=6,
+        min_delta=0.01,
+    )
     cfg.prior = replace(cfg.text_posterior)
-    cfg.classifier = ClassifierConfig(steps=5_000, batch_size=64, lr=1e-3, lr_schedule="cosine",
-                                      lr_warmup_steps=100, lr_final_factor=0.02, arch="strided", norm="batch",
-                                      base_channels=32, n_downsample=4, n_res_blocks=0, min_accuracy=0.9)
+    cfg.classifier = ClassifierConfig(
+        steps=5_000,
+        batch_size=64,
+        lr=1e-3,
+        lr_schedule="cosine",
+        lr_warmup_steps=100,
+        lr_final_factor=0.02,
+        arch="strided",
+        norm="batch",
+        base_channels=32,
+        n_downsample=4,
+        n_res_blocks=0,
+        min_accuracy=0.9,
+    )
     cfg.evaluation = EvaluationConfig(examples=1_000, k=20, micro_batch=20, seeds=3)
     return cfg
 
@@ -244,10 +288,12 @@ def _quick() -> ExperimentConfig:
     cfg = _cpu()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
-    cfg.vlvae = replace(cfg.vlvae, steps=3_000, kl_warmup_steps=500, val_every=500, val_examples=256,
-                        max_minutes=6.0)
-    cfg.text_posterior = replace(cfg.text_posterior, steps=2_500, val_every=250, val_examples=500,
-                                 checkpoint_every=250, patience=4)
+    cfg.vlvae = replace(
+        cfg.vlvae, steps=3_000, kl_warmup_steps=500, val_every=500, val_examples=256, max_minutes=6.0
+    )
+    cfg.text_posterior = replace(
+        cfg.text_posterior, steps=2_500, val_every=250, val_examples=500, checkpoint_every=250, patience=4
+    )
     cfg.prior = replace(cfg.text_posterior)
     cfg.classifier = replace(cfg.classifier, steps=1_500, min_accuracy=0.85)
     cfg.evaluation = EvaluationConfig(examples=500, k=10, micro_batch=10, seeds=2)
@@ -260,17 +306,41 @@ def _tiny() -> ExperimentConfig:
 
     cfg = ExperimentConfig(name="tiny")
     cfg.data = DataConfig(n=64, size=16, val_fraction=0.25, zoom=2.0, supersample=1)
-    cfg.model = ModelConfig(image_size=16, base_channels=4, n_downsample=1, n_res_blocks=1,
-                            encoding_dim=16, embedding_dim=8, text_hidden=16, latent_dim=4,
-                            shared_hidden=16, decoder_dim=16, flow_hidden=8, flow_steps=2)
-    small = StageConfig(steps=6, batch_size=8, lr=1e-3, lr_decay=1.0, kl_warmup_steps=3, w_x=0.1,
-                        w_y=10.0, val_every=3, val_examples=16, checkpoint_every=2)
+    cfg.model = ModelConfig(
+        image_size=16,
+        base_channels=4,
+        n_downsample=1,
+        n_res_blocks=1,
+        encoding_dim=16,
+        embedding_dim=8,
+        text_hidden=16,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=16,
+        flow_hidden=8,
+        flow_steps=2,
+    )
+    small = StageConfig(
+        steps=6,
+        batch_size=8,
+        lr=1e-3,
+        lr_decay=1.0,
+        kl_warmup_steps=3,
+        w_x=0.1,
+        w_y=10.0,
+        val_every=3,
+        val_examples=16,
+        checkpoint_every=2,
+    )
     cfg.vlvae = small
     cfg.text_posterior = replace(small)
     cfg.prior = replace(small)
-    cfg.classifier = ClassifierConfig(steps=6, batch_size=8, base_channels=4, n_downsample=1,
-                                      n_res_blocks=1, min_accuracy=0.0)
-    cfg.evaluation = EvaluationConfig(examples=8, k=3, micro_batch=2, seeds=1, text_k=10, landing_reference=100)
+    cfg.classifier = ClassifierConfig(
+        steps=6, batch_size=8, base_channels=4, n_downsample=1, n_res_blocks=1, min_accuracy=0.0
+    )
+    cfg.evaluation = EvaluationConfig(
+        examples=8, k=3, micro_batch=2, seeds=1, text_k=10, landing_reference=100
+    )
     return cfg
 
 
@@ -317,8 +387,16 @@ def _celeba_tiny() -> ExperimentConfig:
     return cfg
 
 
-PRESETS = {"paper": _paper, "cpu": _cpu, "quick": _quick, "tiny": _tiny, "celeba-paper": _celeba_paper,
-           "celeba-cpu": _celeba_cpu, "celeba-quick": _celeba_quick, "celeba-tiny": _celeba_tiny}
+PRESETS = {
+    "paper": _paper,
+    "cpu": _cpu,
+    "quick": _quick,
+    "tiny": _tiny,
+    "celeba-paper": _celeba_paper,
+    "celeba-cpu": _celeba_cpu,
+    "celeba-quick": _celeba_quick,
+    "celeba-tiny": _celeba_tiny,
+}
 
 
 def preset(name: str) -> ExperimentConfig:
@@ -338,27 +416,66 @@ _FRACTION = (0, True, 1, True)
 _SEED = (0, True, 2**32 - 1, True)  # numpy and Lightning accept seeds in [0, 2**32)
 
 _STAGE_RANGES = {
-    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _POSITIVE, "weight_decay": _AT_LEAST_0,
-    "lr_decay": (0, False, 1, True), "lr_warmup_steps": _AT_LEAST_0, "lr_final_factor": _FRACTION,
-    "kl_warmup_steps": _AT_LEAST_0, "w_x": _POSITIVE, "w_y": _POSITIVE, "val_every": _AT_LEAST_1,
-    "val_examples": _AT_LEAST_0, "checkpoint_every": _AT_LEAST_1, "max_minutes": _AT_LEAST_0,
-    "patience": _AT_LEAST_0, "min_delta": _AT_LEAST_0,
+    "steps": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1,
+    "lr": _POSITIVE,
+    "weight_decay": _AT_LEAST_0,
+    "lr_decay": (0, False, 1, True),
+    "lr_warmup_steps": _AT_LEAST_0,
+    "lr_final_factor": _FRACTION,
+    "kl_warmup_steps": _AT_LEAST_0,
+    "w_x": _POSITIVE,
+    "w_y": _POSITIVE,
+    "val_every": _AT_LEAST_1,
+    "val_examples": _AT_LEAST_0,
+    "checkpoint_every": _AT_LEAST_1,
+    "max_minutes": _AT_LEAST_0,
+    "patience": _AT_LEAST_0,
+    "min_delta": _AT_LEAST_0,
 }
 _RANGES = {
-    "DataConfig": {"n": _AT_LEAST_1, "size": (8, True, None, False), "val_fraction": (0, False, 1, False),
-                   "zoom": _POSITIVE, "supersample": _AT_LEAST_1, "seed": _SEED},
+    "DataConfig": {
+        "n": _AT_LEAST_1,
+        "size": (8, True, None, False),
+        "val_fraction": (0, False, 1, False),
+        "zoom": _POSITIVE,
+        "supersample": _AT_LEAST_1,
+        "seed": _SEED,
+    },
     "StageConfig": _STAGE_RANGES,
-    "ClassifierConfig": {"steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _POSITIVE,
-                         "lr_warmup_steps": _AT_LEAST_0, "lr_final_factor": _FRACTION, "base_channels": _AT_LEAST_1,
-                         "n_downsample": _AT_LEAST_0, "n_res_blocks": _AT_LEAST_0, "min_accuracy": _FRACTION},
-    "EvaluationConfig": {name: _AT_LEAST_1 for name in ("examples", "k", "micro_batch", "seeds", "text_k",
-                                                         "landing_reference")},
-    "ModelConfig": {"image_size": (8, True, None, False), "image_channels": _AT_LEAST_1,
-                    "base_channels": _AT_LEAST_1, "n_downsample": _AT_LEAST_0, "n_res_blocks": _AT_LEAST_0,
-                    "encoding_dim": _AT_LEAST_1, "embedding_dim": _AT_LEAST_1, "text_hidden": _AT_LEAST_1,
-                    "latent_dim": (2, True, None, False), "shared_hidden": _AT_LEAST_1, "decoder_dim": _AT_LEAST_1,
-                    "dropout": (0, True, 1, False), "vocab_size": _AT_LEAST_1, "text_length": _AT_LEAST_1,
-                    "beta_concentration": _POSITIVE, "flow_steps": _AT_LEAST_1, "flow_hidden": _AT_LEAST_1},
+    "ClassifierConfig": {
+        "steps": _AT_LEAST_1,
+        "batch_size": _AT_LEAST_1,
+        "lr": _POSITIVE,
+        "lr_warmup_steps": _AT_LEAST_0,
+        "lr_final_factor": _FRACTION,
+        "base_channels": _AT_LEAST_1,
+        "n_downsample": _AT_LEAST_0,
+        "n_res_blocks": _AT_LEAST_0,
+        "min_accuracy": _FRACTION,
+    },
+    "EvaluationConfig": {
+        name: _AT_LEAST_1 for name in ("examples", "k", "micro_batch", "seeds", "text_k", "landing_reference")
+    },
+    "ModelConfig": {
+        "image_size": (8, True, None, False),
+        "image_channels": _AT_LEAST_1,
+        "base_channels": _AT_LEAST_1,
+        "n_downsample": _AT_LEAST_0,
+        "n_res_blocks": _AT_LEAST_0,
+        "encoding_dim": _AT_LEAST_1,
+        "embedding_dim": _AT_LEAST_1,
+        "text_hidden": _AT_LEAST_1,
+        "latent_dim": (2, True, None, False),
+        "shared_hidden": _AT_LEAST_1,
+        "decoder_dim": _AT_LEAST_1,
+        "dropout": (0, True, 1, False),
+        "vocab_size": _AT_LEAST_1,
+        "text_length": _AT_LEAST_1,
+        "beta_concentration": _POSITIVE,
+        "flow_steps": _AT_LEAST_1,
+        "flow_hidden": _AT_LEAST_1,
+    },
     "ExperimentConfig": {"seed": _SEED, "num_workers": _AT_LEAST_0, "devices": _AT_LEAST_1},
     "MethodConfig": {"alpha": _AT_LEAST_0},
 }
@@ -366,9 +483,9 @@ _RANGES = {
 
 def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     """The enumerated string keys and their allowed values, from where each is defined."""
+    from vlvae.methods import method_names
     from vlvae.models.image import ARCHITECTURES, NORMS
     from vlvae.models.posteriors import POSTERIOR_KINDS
-    from vlvae.methods import method_names
     from vlvae.training.schedule import SCHEDULES
 
     return {
@@ -385,8 +502,10 @@ def _lightning_precisions() -> tuple[str, ...]:
 
     from lightning.fabric import connector
 
-    names = [typing.get_args(getattr(connector, name, typing.Literal[()]))
-             for name in ("_PRECISION_INPUT_STR", "_PRECISION_INPUT_STR_ALIAS")]
+    names = [
+        typing.get_args(getattr(connector, name, typing.Literal[()]))
+        for name in ("_PRECISION_INPUT_STR", "_PRECISION_INPUT_STR_ALIAS")
+    ]
     return tuple(dict.fromkeys(v for group in names for v in group))
 
 
@@ -430,11 +549,13 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
                 ok = ok and (value >= low if low_in else value > low)
                 ok = ok and (high is None or (value <= high if high_in else value < high))
                 if not ok:
-                    raise VLVAEError(f"configuration key {key!r} must be {_range_text(*ranges[f.name])}, "
-                                     f"got {value!r}")
+                    raise VLVAEError(
+                        f"configuration key {key!r} must be {_range_text(*ranges[f.name])}, got {value!r}"
+                    )
             elif f.name in allowed and value not in allowed[f.name]:
-                raise VLVAEError(f"configuration key {key!r} must be one of {', '.join(allowed[f.name])}, "
-                                 f"got {value!r}")
+                raise VLVAEError(
+                    f"configuration key {key!r} must be one of {', '.join(allowed[f.name])}, got {value!r}"
+                )
 
     check(cfg, "")
     return cfg
@@ -456,8 +577,10 @@ def _from_plain(cls, data: dict, where: str = ""):
     unknown = set(data) - known
     if unknown:
         key = f"{where}{sorted(unknown)[0]}"
-        raise VLVAEError(f"unknown configuration key {key!r}; valid keys at this level: "
-                         f"{', '.join(sorted(where + k for k in known))}")
+        raise VLVAEError(
+            f"unknown configuration key {key!r}; valid keys at this level: "
+            f"{', '.join(sorted(where + k for k in known))}"
+        )
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
@@ -491,7 +614,13 @@ def _coerce(value, kind, key):
         try:
             if kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return kind(value) if kind is not int else int(float(value)) if isinstance(value, str) else int(value)
+            return (
+                kind(value)
+                if kind is not int
+                else int(float(value))
+                if isinstance(value, str)
+                else int(value)
+            )
         except (TypeError, ValueError):
             pass
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

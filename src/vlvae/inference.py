@@ -13,9 +13,9 @@ models, so a seeded request gives the same images whichever other requests run a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -57,8 +57,10 @@ class MissingStage(VLVAEError):
 def check_sample_count(n: int, limit: int = MAX_SAMPLES, name: str = "--n") -> None:
     """Refuse a number of samples outside 1..``limit`` with one clear line."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
-        raise VLVAEError(f"{name} must be between 1 and {limit} (the most samples one request may ask for), "
-                         f"got {n!r}; ask several times with other seeds for more")
+        raise VLVAEError(
+            f"{name} must be between 1 and {limit} (the most samples one request may ask for), "
+            f"got {n!r}; ask several times with other seeds for more"
+        )
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -94,8 +96,19 @@ class Inference:
         ((4, 64, 64, 3), 'small red metal cube left large blue rubber sphere')
     """
 
-    def __init__(self, run: Path, config, info: dict, data: Path, vocab: Vocabulary, model,
-                 posteriors: dict, prior, missing: dict[str, str], scorer=None):
+    def __init__(
+        self,
+        run: Path,
+        config,
+        info: dict,
+        data: Path,
+        vocab: Vocabulary,
+        model,
+        posteriors: dict,
+        prior,
+        missing: dict[str, str],
+        scorer=None,
+    ):
         self.run, self.config, self.info, self.data, self.vocab = run, config, info, data, vocab
         self.model = model
         self._posteriors = posteriors
@@ -106,7 +119,7 @@ class Inference:
         self._validation: tuple | None = None
 
     @classmethod
-    def open(cls, run: Path, classifier: Path | None = None) -> "Inference":
+    def open(cls, run: Path, classifier: Path | None = None) -> Inference:
         """Open ``run``: its VLVAE (required) and whichever of q_Agg, q_True and q_φ(z) are finished.
 
         Args:
@@ -144,8 +157,9 @@ class Inference:
         if classifier is not None:
             from vlvae.evaluation.report import load_scorer
 
-            scorer = load_scorer(manifest_dataset(read_manifest(data)), Path(classifier), vocab, data,
-                                 f"the data set of {run}")[0]
+            scorer = load_scorer(
+                manifest_dataset(read_manifest(data)), Path(classifier), vocab, data, f"the data set of {run}"
+            )[0]
         return cls(run, cfg, info, data, vocab, model, posteriors, prior, missing, scorer)
 
     # ----------------------------------------------------------------- what the run holds
@@ -204,8 +218,10 @@ class Inference:
         """
         ids = self.vocab.encode(text)
         if len(ids) != self.text_length:
-            raise VLVAEError(f"the text has {len(ids)} words, the model reads {self.text_length} "
-                             f"(layout: {' '.join(self.vocab.slot_names) or 'see vocab.json'})")
+            raise VLVAEError(
+                f"the text has {len(ids)} words, the model reads {self.text_length} "
+                f"(layout: {' '.join(self.vocab.slot_names) or 'see vocab.json'})"
+            )
         return torch.tensor(ids, dtype=torch.long)
 
     def decode_texts(self, ids: torch.Tensor) -> list[str]:
@@ -226,8 +242,9 @@ class Inference:
         return Samples(to_uint8(images), self.decode_texts(ids), correctness)
 
     @torch.no_grad()
-    def from_text(self, text: str | Sequence[str] | torch.Tensor, posterior: str = "agg", n: int = 3,
-                  seed: int = 0) -> Samples:
+    def from_text(
+        self, text: str | Sequence[str] | torch.Tensor, posterior: str = "agg", n: int = 3, seed: int = 0
+    ) -> Samples:
         """n images decoded from z ~ q(z|y), each with the text decoded from its z.
 
         Args:
@@ -282,8 +299,10 @@ class Inference:
             raise VLVAEError(f"images must be uint8 or float, got {x.dtype}")
         size = self.image_size
         if tuple(x.shape[-2:]) != (size, size):
-            raise VLVAEError(f"the model reads {size} x {size} images, got {x.shape[-1]} x {x.shape[-2]}; "
-                             "resize them first")
+            raise VLVAEError(
+                f"the model reads {size} x {size} images, got {x.shape[-1]} x {x.shape[-2]}; "
+                "resize them first"
+            )
         if not 1 <= len(x) <= MAX_SAMPLES:
             raise VLVAEError(f"give between 1 and {MAX_SAMPLES} images at a time, got {len(x)}")
         return x
@@ -335,8 +354,10 @@ class Inference:
         """(uint8 image (H, W, 3), its text) of validation image ``index``."""
         images, records = self._validation_split()
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
-            raise VLVAEError(f"validation image {index!r} does not exist; the validation split has "
-                             f"{len(images)} images (0 to {len(images) - 1})")
+            raise VLVAEError(
+                f"validation image {index!r} does not exist; the validation split has "
+                f"{len(images)} images (0 to {len(images) - 1})"
+            )
         record = records[index]
         words = record.get("text") or record.get("words") or []
         return np.array(images[index]), " ".join(words)

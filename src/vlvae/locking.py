@@ -92,8 +92,9 @@ def _acquire(folder: Path, command: str) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise VLVAEError(f"cannot create the lock file {path} ({exc.strerror}); "
-                             "choose a writable folder") from exc
+            raise VLVAEError(
+                f"cannot create the lock file {path} ({exc.strerror}); choose a writable folder"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -193,8 +193,9 @@ def kl_diagonal_normals(mean_q: Tensor, logvar_q: Tensor, mean_p: Tensor, logvar
     Returns:
         (batch,).
     """
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) / logvar_p.exp()
-                  - 1.0).sum(-1)
+    return 0.5 * (
+        logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) / logvar_p.exp() - 1.0
+    ).sum(-1)
 
 
 def product_of_experts(means: Sequence[Tensor], logvars: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -276,9 +277,13 @@ def sum_of_elbos(
         (batch,).
     """
     log_px, log_py, kl = joint
-    return (vlvae_elbo(log_px, log_py, kl, w_x, w_y, kl_weight)
-            + w_x * image_only[0] - kl_weight * image_only[1]
-            + w_y * text_only[0] - kl_weight * text_only[1])
+    return (
+        vlvae_elbo(log_px, log_py, kl, w_x, w_y, kl_weight)
+        + w_x * image_only[0]
+        - kl_weight * image_only[1]
+        + w_y * text_only[0]
+        - kl_weight * text_only[1]
+    )
 
 
 def importance_weighted_bound(log_p_joint: Tensor, log_q: Tensor) -> Tensor:
@@ -426,12 +431,19 @@ class DefensiveMixture(Distribution):
         event = components[0].event_shape
         for c in components:
             if c.batch_shape not in (batch, torch.Size()) or c.event_shape != event:
-                raise ValueError(f"Mixture components differ in shape: {tuple(c.batch_shape)}{tuple(c.event_shape)} vs "
-                                 f"{tuple(batch)}{tuple(event)}; each must have batch shape {tuple(batch)} or none.")
-        weights = torch.full((len(components),), 1.0 / len(components)) if weights is None else \
-            torch.as_tensor(weights, dtype=torch.float64)
+                raise ValueError(
+                    f"Mixture components differ in shape: {tuple(c.batch_shape)}{tuple(c.event_shape)} vs "
+                    f"{tuple(batch)}{tuple(event)}; each must have batch shape {tuple(batch)} or none."
+                )
+        weights = (
+            torch.full((len(components),), 1.0 / len(components))
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         if (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"Mixture weights must be non-negative with a positive sum, got {weights.tolist()}.")
+            raise ValueError(
+                f"Mixture weights must be non-negative with a positive sum, got {weights.tolist()}."
+            )
         self.components = list(components)
         self.log_weights = (weights / weights.sum()).log().float()
         super().__init__(batch_shape=batch, event_shape=event, validate_args=False)
@@ -440,11 +452,17 @@ class DefensiveMixture(Distribution):
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         """Draw a component per (sample, batch) entry from the weights, then z from it."""
         sample_shape = torch.Size(sample_shape)
-        draws = torch.stack([c.sample(sample_shape if c.batch_shape == self.batch_shape else
-                                      sample_shape + self.batch_shape)
-                             for c in self.components])  # (C, *sample, *batch, *event)
-        choice = torch.multinomial(self.log_weights.exp(), sample_shape.numel() * self.batch_shape.numel(),
-                                   replacement=True).view(*sample_shape, *self.batch_shape)
+        draws = torch.stack(
+            [
+                c.sample(
+                    sample_shape if c.batch_shape == self.batch_shape else sample_shape + self.batch_shape
+                )
+                for c in self.components
+            ]
+        )  # (C, *sample, *batch, *event)
+        choice = torch.multinomial(
+            self.log_weights.exp(), sample_shape.numel() * self.batch_shape.numel(), replacement=True
+        ).view(*sample_shape, *self.batch_shape)
         index = choice.view(1, *choice.shape, *(1,) * len(self.event_shape))
         index = index.expand(1, *choice.shape, *self.event_shape).to(draws.device)
         return draws.gather(0, index).squeeze(0)
@@ -537,5 +555,6 @@ def marginal_log_likelihood_text(
         )
     with torch.no_grad():
         p_z = prior()
-    return importance_log_marginals(lambda z: {"p": model.log_py(y, z) + p_z.log_prob(z)}, proposal, [k],
-                                    micro_batch)["p"][k]
+    return importance_log_marginals(
+        lambda z: {"p": model.log_py(y, z) + p_z.log_prob(z)}, proposal, [k], micro_batch
+    )["p"][k]

@@ -65,7 +65,9 @@ def _probe(folder: Path) -> None:
         Path(name).unlink(missing_ok=True)
 
 
-def check_output_dir(path: Path, what: str = "output folder", option: str = "--out", fix: str | None = None) -> Path:
+def check_output_dir(
+    path: Path, what: str = "output folder", option: str = "--out", fix: str | None = None
+) -> Path:
     """Make sure ``path`` is (or can become) a writable folder; create it.
 
     Args:
@@ -92,7 +94,9 @@ def check_output_dir(path: Path, what: str = "output folder", option: str = "--o
     except OSError as exc:
         blocker = _file_above(path)
         if blocker is not None:
-            raise VLVAEError(f"cannot create {what} {path}: {blocker} is a file, not a folder; {fix}") from exc
+            raise VLVAEError(
+                f"cannot create {what} {path}: {blocker} is a file, not a folder; {fix}"
+            ) from exc
         raise VLVAEError(f"cannot create {what} {path} ({_reason(exc)}); {fix}") from exc
     try:
         _probe(path)
@@ -112,18 +116,24 @@ def check_output_file(path: Path, what: str = "output file", option: str = "--ou
     path = Path(path)
     pseudo = _pseudo_root(path)
     if pseudo is not None:
-        raise VLVAEError(f"{what} {path} lies under {pseudo}, a system pseudo-filesystem, not a disk; "
-                         f"choose a file on a disk for {option}")
+        raise VLVAEError(
+            f"{what} {path} lies under {pseudo}, a system pseudo-filesystem, not a disk; "
+            f"choose a file on a disk for {option}"
+        )
     if path.is_dir():
         raise VLVAEError(f"{what} {path} is a folder; give a file name for {option}, e.g. {path / 'out.png'}")
     existing = path.absolute().parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise VLVAEError(f"cannot write {what} {path}: {existing} is a file, not a folder; "
-                         f"choose another path for {option}")
+        raise VLVAEError(
+            f"cannot write {what} {path}: {existing} is a file, not a folder; "
+            f"choose another path for {option}"
+        )
     try:
         _probe(existing)
     except OSError as exc:
-        raise VLVAEError(f"cannot write {what} {path} ({_reason(exc)}); choose a writable path for {option}") from exc
+        raise VLVAEError(
+            f"cannot write {what} {path} ({_reason(exc)}); choose a writable path for {option}"
+        ) from exc
     return path

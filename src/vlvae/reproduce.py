@@ -47,9 +47,18 @@ def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
     return result
 
 
-def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects", root: Path | None = None,
-              overrides: list[str] = (), workers: int = 2, progress: bool | None = None,
-              replicates: int = 1, vlvae_replicates: int = 1, methods: tuple[str, ...] = ()) -> dict:
+def reproduce(
+    out: Path,
+    preset_name: str = "cpu",
+    dataset: str = "two_objects",
+    root: Path | None = None,
+    overrides: list[str] = (),
+    workers: int = 2,
+    progress: bool | None = None,
+    replicates: int = 1,
+    vlvae_replicates: int = 1,
+    methods: tuple[str, ...] = (),
+) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
     Args:
@@ -78,8 +87,10 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
     if dataset not in DATASETS:
         raise VLVAEError(f"unknown --dataset {dataset!r}; choose {' or '.join(DATASETS)}")
     if dataset == "celeba" and root is None:
-        raise VLVAEError("--dataset celeba needs --root pointing to your CelebA download "
-                         "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)")
+        raise VLVAEError(
+            "--dataset celeba needs --root pointing to your CelebA download "
+            "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)"
+        )
     name = dataset_spec(dataset).preset_name(preset_name)
     cfg = apply_overrides(preset(name), list(overrides))
     from vlvae.methods import get_method
@@ -92,12 +103,29 @@ def reproduce(out: Path, preset_name: str = "cpu", dataset: str = "two_objects",
         from vlvae.data.two_objects import TwoObjectsSettings
 
         d = cfg.data
-        settings = TwoObjectsSettings(n=d.n, size=d.size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom,
-                                      supersample=d.supersample)
+        settings = TwoObjectsSettings(
+            n=d.n,
+            size=d.size,
+            val_fraction=d.val_fraction,
+            seed=d.seed,
+            zoom=d.zoom,
+            supersample=d.supersample,
+        )
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
-        metrics = _reproduce(out, cfg, name, dataset, root, overrides, workers, progress, replicates,
-                             vlvae_replicates, settings)
+        metrics = _reproduce(
+            out,
+            cfg,
+            name,
+            dataset,
+            root,
+            overrides,
+            workers,
+            progress,
+            replicates,
+            vlvae_replicates,
+            settings,
+        )
         if methods:
             _other_methods(out, name, overrides, methods, progress)
         return metrics
@@ -118,8 +146,15 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
         for stage in ("vlvae", *get_method(m).stages):
             label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
             if stage == "vlvae":
-                fn = lambda run=run, m=m: train_vlvae(data, run, name, None,  # noqa: E731
-                                                      list(overrides) + [f"method.name={m}"], resume("vlvae"), progress)
+                fn = lambda run=run, m=m: train_vlvae(
+                    data,
+                    run,
+                    name,
+                    None,  # noqa: E731
+                    list(overrides) + [f"method.name={m}"],
+                    resume("vlvae"),
+                    progress,
+                )
             else:
                 fn = lambda run=run, stage=stage: train_stage(run, stage, resume(stage), progress)  # noqa: E731
             _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22)
@@ -131,8 +166,19 @@ def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], pr
     return result
 
 
-def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overrides, workers: int, progress: bool,
-               replicates: int, vlvae_replicates: int, settings) -> dict:
+def _reproduce(
+    out: Path,
+    cfg,
+    name: str,
+    dataset: str,
+    root: Path | None,
+    overrides,
+    workers: int,
+    progress: bool,
+    replicates: int,
+    vlvae_replicates: int,
+    settings,
+) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
     from vlvae.data.format import read_vocabulary
     from vlvae.evaluation.judge import train_classifier_for
@@ -150,18 +196,38 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
     if dataset == "celeba":
         from vlvae.data.celeba import build_celeba
 
-        timed(1, "data (CelebA)", lambda: build_celeba(
-            Path(root), data, size=cfg.data.size, split="paper", workers=workers, progress=progress,
-            limit=cfg.data.n if cfg.data.n < 202_599 else None), data / "manifest.json")
+        timed(
+            1,
+            "data (CelebA)",
+            lambda: build_celeba(
+                Path(root),
+                data,
+                size=cfg.data.size,
+                split="paper",
+                workers=workers,
+                progress=progress,
+                limit=cfg.data.n if cfg.data.n < 202_599 else None,
+            ),
+            data / "manifest.json",
+        )
     else:
         from vlvae.data.two_objects import generate_two_objects
 
-        timed(1, "data", lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
-              data / "manifest.json")
+        timed(
+            1,
+            "data",
+            lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
+            data / "manifest.json",
+        )
     # The judge comes first: stage 1 then logs its reconstructions' correctness at every validation.
-    timed(2, "classifier", lambda: train_classifier_for(data, cls, name, list(overrides),
-                                                        (cls / "last.ckpt").exists(), progress),
-          cls / "metrics.json")
+    timed(
+        2,
+        "classifier",
+        lambda: train_classifier_for(
+            data, cls, name, list(overrides), (cls / "last.ckpt").exists(), progress
+        ),
+        cls / "metrics.json",
+    )
     # The run folder stores the config; later stages read it from there.
     vocab = read_vocabulary(data)
     dataset_name = data_spec(data).name
@@ -175,7 +241,9 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
 
         def stage_one(run=run, run_overrides=run_overrides, resume=resume):
             scorer, _ = load_scorer(dataset_name, cls, vocab, data)
-            return train_vlvae(data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score)
+            return train_vlvae(
+                data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score
+            )
 
         if (stage_dir(run, "vlvae") / "metrics.json").exists():
             # Finished: this only checks that the run folder holds this configuration.
@@ -184,9 +252,12 @@ def _reproduce(out: Path, cfg, name: str, dataset: str, root: Path | None, overr
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
             for i, stage in enumerate(registered_stages(), start=4):
-                timed(i, stage.progress_label + rtag,
-                      lambda name=stage.name: train_stage(run, name, resume(name, r), progress, r),
-                      stage_dir(run, stage.name, r) / "metrics.json")
+                timed(
+                    i,
+                    stage.progress_label + rtag,
+                    lambda name=stage.name: train_stage(run, name, resume(name, r), progress, r),
+                    stage_dir(run, stage.name, r) / "metrics.json",
+                )
         _line(n, n, "evaluation" + tag, "running ...")
         t = time.time()
         all_metrics.append(evaluate_run(run, cls, progress=False, replicates=replicates))

@@ -74,8 +74,10 @@ STAGES = ("vlvae", *stage_names())
 #: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
 REPLICATED_STAGES = stage_names()
 #: The command that trains each stage (``{run}``: the run folder).
-_MAKES = {"vlvae": "vlvae train vlvae --data DATA --out {run}",
-          **{stage.name: stage.command for stage in registered_stages()}}
+_MAKES = {
+    "vlvae": "vlvae train vlvae --data DATA --out {run}",
+    **{stage.name: stage.command for stage in registered_stages()},
+}
 #: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
 _SEED_OFFSETS = {stage.name: stage.seed_offset for stage in registered_stages()}
 
@@ -131,8 +133,10 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     if (run / "config.yaml").exists():
         existing = load_config(run / "config.yaml")
         if _to_plain(existing) != _to_plain(cfg):
-            raise VLVAEError(f"{run} holds a run with another configuration; choose another --out "
-                             "(or run with the same preset and --set options)")
+            raise VLVAEError(
+                f"{run} holds a run with another configuration; choose another --out "
+                "(or run with the same preset and --set options)"
+            )
         info = read_json(run / "run.json", "the run folder is damaged; start a new run")
         if Path(info["data"]).resolve() != data.resolve():
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
@@ -140,9 +144,17 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
         return existing
     manifest = read_manifest(data)
     save_config(cfg, run / "config.yaml")
-    atomic_write_json(run / "run.json", {"data": str(data.resolve()), "seed": cfg.seed, "preset": cfg.name,
-                                         "dataset": manifest_dataset(manifest),
-                                         "vocab_sha256": vocabulary_sha256(data), **run_info()})
+    atomic_write_json(
+        run / "run.json",
+        {
+            "data": str(data.resolve()),
+            "seed": cfg.seed,
+            "preset": cfg.name,
+            "dataset": manifest_dataset(manifest),
+            "vocab_sha256": vocabulary_sha256(data),
+            **run_info(),
+        },
+    )
     return cfg
 
 
@@ -157,14 +169,19 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     remedy = f"restore the data set {run} was trained on, or train a new run on this one"
     size = int(manifest["image_size"])
     if size != cfg.model.image_size:
-        raise VLVAEError(f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
-                         f"{size} px images; {remedy}")
+        raise VLVAEError(
+            f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
+            f"{size} px images; {remedy}"
+        )
     kind = manifest_dataset(manifest)
     if info.get("dataset", kind) != kind:
-        raise VLVAEError(f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}")
+        raise VLVAEError(
+            f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}"
+        )
     if info.get("vocab_sha256") and info["vocab_sha256"] != vocabulary_sha256(data):
-        raise VLVAEError(f"the vocabulary of {data} (vocab.json) differs from the one {run} was trained on; "
-                         f"{remedy}")
+        raise VLVAEError(
+            f"the vocabulary of {data} (vocab.json) differs from the one {run} was trained on; {remedy}"
+        )
     return data
 
 
@@ -172,8 +189,10 @@ def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
     """The config and run.json of an existing run folder."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
-        raise VLVAEError(f"{run} is not a vlvae run folder (no config.yaml); make one with "
-                         f"`vlvae train vlvae --data DATA --out {run}`")
+        raise VLVAEError(
+            f"{run} is not a vlvae run folder (no config.yaml); make one with "
+            f"`vlvae train vlvae --data DATA --out {run}`"
+        )
     cfg = load_config(run / "config.yaml")
     info = read_json(run / "run.json", "the run folder is damaged; start a new run")
     return cfg, info
@@ -214,19 +233,25 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
     except (SafetensorError, OSError, ValueError) as exc:
         raise VLVAEError(f"{path} is corrupt ({exc}); retrain it with `{remedy}`") from exc
     if saved_kind != kind:
-        raise VLVAEError(f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
-                         f"point to the right run or retrain with `{remedy}`")
+        raise VLVAEError(
+            f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
+            f"point to the right run or retrain with `{remedy}`"
+        )
     expected = _arch_of(module)
     # Weights saved before architectures were named are all of the paper's CycleGAN-style family.
     saved_arch = metadata.get("arch", "cyclegan")
     if expected is not None and saved_arch != expected:
-        raise VLVAEError(f"{path} holds {kind} weights of the {saved_arch!r} image architecture, but its config "
-                         f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`")
+        raise VLVAEError(
+            f"{path} holds {kind} weights of the {saved_arch!r} image architecture, but its config "
+            f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`"
+        )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise VLVAEError(f"{path} does not match the {kind} described by its configuration "
-                         f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`") from exc
+        raise VLVAEError(
+            f"{path} does not match the {kind} described by its configuration "
+            f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`"
+        ) from exc
     return module
 
 
@@ -244,8 +269,12 @@ def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
 
     cfg = cfg or open_run(run)[0]
     d = _require(run, "vlvae")
-    model = load_weights(build_model(cfg.model, cfg.method), d / "weights.safetensors",
-                         get_method(cfg.method.name).weights_kind, _MAKES["vlvae"].format(run=run))
+    model = load_weights(
+        build_model(cfg.model, cfg.method),
+        d / "weights.safetensors",
+        get_method(cfg.method.name).weights_kind,
+        _MAKES["vlvae"].format(run=run),
+    )
     return model.eval().requires_grad_(False)
 
 

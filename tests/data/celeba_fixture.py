@@ -55,9 +55,24 @@ def make_celeba_fixture(root: Path, n: int = 40, layout: str = "flat", seed: int
     values = (rng.random((n, len(names))) < 0.25).astype(np.int8)
     values[:, names.index("Male")] = np.arange(n) % 2
     text_labels = [
-        "Bushy_Eyebrows", "Male", "Mouth_Slightly_Open", "Smiling", "Bald", "Bangs", "Black_Hair",
-        "Blond_Hair", "Brown_Hair", "Eyeglasses", "Gray_Hair", "Heavy_Makeup", "Mustache", "Pale_Skin",
-        "Receding_Hairline", "Straight_Hair", "Wavy_Hair", "Wearing_Hat",
+        "Bushy_Eyebrows",
+        "Male",
+        "Mouth_Slightly_Open",
+        "Smiling",
+        "Bald",
+        "Bangs",
+        "Black_Hair",
+        "Blond_Hair",
+        "Brown_Hair",
+        "Eyeglasses",
+        "Gray_Hair",
+        "Heavy_Makeup",
+        "Mustache",
+        "Pale_Skin",
+        "Receding_Hairline",
+        "Straight_Hair",
+        "Wavy_Hair",
+        "Wearing_Hat",
     ]
     if n > 2:
         values[2, [names.index(w) for w in text_labels]] = 1
@@ -76,4 +91,10 @@ def make_celeba_fixture(root: Path, n: int = 40, layout: str = "flat", seed: int
     n_train, n_val = int(0.7 * n), int(0.15 * n)
     partition = {f: 0 if i < n_train else 1 if i < n_train + n_val else 2 for i, f in enumerate(filenames)}
     (eval_dir / "list_eval_partition.txt").write_text("".join(f"{f} {p}\n" for f, p in partition.items()))
-    return {"root": root, "filenames": filenames, "names": list(names), "values": values, "partition": partition}
+    return {
+        "root": root,
+        "filenames": filenames,
+        "names": list(names),
+        "values": values,
+        "partition": partition,
+    }

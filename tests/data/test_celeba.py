@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from celeba_fixture import make_celeba_fixture
 from PIL import Image
 
-from celeba_fixture import make_celeba_fixture
 from vlvae.data import celeba
 from vlvae.data.celeba import (
     BLANK,
@@ -35,8 +35,10 @@ def _build(source, out, **kw):
 
 
 def _bytes(out):
-    return {p: (out / p).read_bytes() for p in
-            ("train/images.npy", "val/images.npy", "train/scenes.json", "val/scenes.json", "vocab.json")}
+    return {
+        p: (out / p).read_bytes()
+        for p in ("train/images.npy", "val/images.npy", "train/scenes.json", "val/scenes.json", "vocab.json")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +153,21 @@ def test_read_attributes_handles_odd_whitespace(celeba_source):
     np.testing.assert_array_equal(values, celeba_source["values"])
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda lines: ["41"] + lines[1:], "says it lists 41 images but has 40 rows"),
-    (lambda lines: lines[:5] + [lines[5] + " 1"] + lines[6:], "line 6 has 41 values for 40 attributes"),
-    (lambda lines: lines[:4] + [lines[4].replace("-1", " 0", 1)] + lines[5:], r"line 5 gives .* '0', not -1 or 1"),
-    (lambda lines: lines[:4] + [lines[4].replace("-1", "x", 1)] + lines[5:], r"line 5 gives .* 'x', not -1 or 1"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda lines: ["41"] + lines[1:], "says it lists 41 images but has 40 rows"),
+        (lambda lines: lines[:5] + [lines[5] + " 1"] + lines[6:], "line 6 has 41 values for 40 attributes"),
+        (
+            lambda lines: lines[:4] + [lines[4].replace("-1", " 0", 1)] + lines[5:],
+            r"line 5 gives .* '0', not -1 or 1",
+        ),
+        (
+            lambda lines: lines[:4] + [lines[4].replace("-1", "x", 1)] + lines[5:],
+            r"line 5 gives .* 'x', not -1 or 1",
+        ),
+    ],
+)
 def test_read_attributes_errors(celeba_source, tmp_path, damage, message):
     lines = (celeba_source["root"] / "list_attr_celeba.txt").read_text().splitlines()
     path = tmp_path / "list_attr_celeba.txt"
@@ -281,7 +292,9 @@ def test_interrupted_build_resumes_to_the_same_bytes(celeba_source, built, tmp_p
 
     monkeypatch.setattr(celeba, "_decode_chunk", real)
     decoded = []
-    monkeypatch.setattr(celeba, "_decode_chunk", lambda paths, *a: decoded.append(len(paths)) or real(paths, *a))
+    monkeypatch.setattr(
+        celeba, "_decode_chunk", lambda paths, *a: decoded.append(len(paths)) or real(paths, *a)
+    )
     _build(celeba_source, out, chunk_size=16)
     assert decoded == [16, 8]  # the first chunk was not decoded again
     assert _bytes(out) == _bytes(built)
@@ -355,7 +368,9 @@ def test_word_probabilities_puts_female_after_male():
     p = np.arange(1, 19, dtype=float)[None] / 20  # label j has probability (j+1)/20
     words = word_probabilities(p)
     assert words.shape == (1, 19)
-    assert words[0, 1] == pytest.approx(0.10) and words[0, 2] == pytest.approx(0.90)  # Male, Female = 1 - Male
+    assert words[0, 1] == pytest.approx(0.10) and words[0, 2] == pytest.approx(
+        0.90
+    )  # Male, Female = 1 - Male
     np.testing.assert_allclose(words[0, [0] + list(range(3, 19))], np.delete(p[0], 1))
     with pytest.raises(VLVAEError, match=r"expected \(N, 18\)"):
         word_probabilities(np.zeros((2, 19)))

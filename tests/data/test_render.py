@@ -116,8 +116,12 @@ def test_occlusion_and_depth_order():
     assert both.object_pixels[0, 0] < 0.5 * alone.object_pixels[0, 0]
     assert both.pixel_coords[0, 1, 2] < both.pixel_coords[0, 0, 2]  # the big one is nearer
     # Swapping which one is in front swaps the hiding.
-    behind = obj(size="large", colour="gray", x=float(small.x - 1.5 * towards_camera[0]),
-                 y=float(small.y - 1.5 * towards_camera[1]))
+    behind = obj(
+        size="large",
+        colour="gray",
+        x=float(small.x - 1.5 * towards_camera[0]),
+        y=float(small.y - 1.5 * towards_camera[1]),
+    )
     r = render_scenes([Scene(objects=(small, behind))], size)
     assert r.object_pixels[0, 0] == alone.object_pixels[0, 0]
     assert r.pixel_coords[0, 1, 2] > r.pixel_coords[0, 0, 2]
@@ -170,8 +174,9 @@ def test_colours_and_materials():
 def test_shapes_have_different_nested_silhouettes():
     masks = {}
     for shape in ("sphere", "cylinder", "cube"):
-        r = render_scenes([Scene(objects=(obj(shape=shape, rotation=0.3),))], SIZE, zoom=3.0,
-                          return_masks=True)
+        r = render_scenes(
+            [Scene(objects=(obj(shape=shape, rotation=0.3),))], SIZE, zoom=3.0, return_masks=True
+        )
         masks[shape] = r.masks[0, 0]
     sphere, cyl, cube = masks["sphere"], masks["cylinder"], masks["cube"]
     # sphere inside cylinder inside cube (same r, same centre), strictly

@@ -119,16 +119,18 @@ def test_other_settings_need_overwrite(built, tmp_path):
     with pytest.raises(VLVAEError, match="other settings.*--overwrite"):
         generate_two_objects(TwoObjectsSettings(**{**SMALL, "seed": 5}), copy, workers=1, progress=False)
     verify_dataset(copy)  # untouched
-    generate_two_objects(TwoObjectsSettings(**{**SMALL, "seed": 5}), copy, workers=1, overwrite=True,
-                         progress=False)
+    generate_two_objects(
+        TwoObjectsSettings(**{**SMALL, "seed": 5}), copy, workers=1, overwrite=True, progress=False
+    )
     assert read_manifest(copy)["seed"] == 5
     verify_dataset(copy)
 
 
 def test_one_object_variant(tmp_path):
     out = tmp_path / "one"
-    generate_two_objects(TwoObjectsSettings.one_object(n=20, size=16, zoom=1.5, supersample=1), out,
-                         workers=1, progress=False)
+    generate_two_objects(
+        TwoObjectsSettings.one_object(n=20, size=16, zoom=1.5, supersample=1), out, workers=1, progress=False
+    )
     vocab = read_vocabulary(out)
     assert vocab.words == ("small", "large", "red", "blue")
     for rec in read_records(out, "train"):
@@ -138,14 +140,17 @@ def test_one_object_variant(tmp_path):
     assert read_manifest(out)["text_length"] == 2
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    (dict(n=0), "--n must be a positive"),
-    (dict(n=-3), "--n must be a positive"),
-    (dict(size=8), "--size must be at least 16"),
-    (dict(colours=("red", "pink")), "unknown colour 'pink'"),
-    (dict(sizes=("huge",)), "unknown size 'huge'"),
-    (dict(val_fraction=1.5), "--val-fraction"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(n=0), "--n must be a positive"),
+        (dict(n=-3), "--n must be a positive"),
+        (dict(size=8), "--size must be at least 16"),
+        (dict(colours=("red", "pink")), "unknown colour 'pink'"),
+        (dict(sizes=("huge",)), "unknown size 'huge'"),
+        (dict(val_fraction=1.5), "--val-fraction"),
+    ],
+)
 def test_bad_settings_fail_before_writing(tmp_path, kwargs, fragment):
     with pytest.raises(VLVAEError, match=fragment):
         generate_two_objects(TwoObjectsSettings(**{**SMALL, **kwargs}), tmp_path / "x", progress=False)
@@ -191,8 +196,11 @@ def test_verify_detects_corruption(built, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     exe = [sys.executable, "-m", "vlvae.cli"]
-    r = subprocess.run(exe + ["data", "two-objects", "--out", str(tmp_path / "d"), "--n", "0"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        exe + ["data", "two-objects", "--out", str(tmp_path / "d"), "--n", "0"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --n must be a positive")
     assert "Traceback" not in r.stderr
     r = subprocess.run(exe + ["data", "verify", str(tmp_path / "missing")], capture_output=True, text=True)

@@ -56,13 +56,13 @@ def _texts(vocab, *texts):
 FACE = _probs(Male=0.9, Smiling=0.8, Bangs=0.3)
 UNSURE = np.full(18, 0.5)
 CASES = [  # (face, text, paper's correctness, all-labels correctness), worked by hand
-    (FACE, "Male Smiling Bangs", 2 / 3, 17 / 18),       # Bangs 0.3 fails; all labels: Bangs wrong
-    (FACE, "Female Smiling", 1 / 2, 17 / 18),           # p(Female) = 0.1; all labels: Male wrong
-    (FACE, "", 0.0, 16 / 17),                           # no words -> 0; no sex -> 17 labels, Smiling wrong
-    (FACE, "Smiling Smiling Bangs", 2 / 3, 16 / 17),    # repeats count per occurrence; Bangs wrong
-    (FACE, "Male Female Eyeglasses", 1 / 3, 15 / 17),   # both sexes -> 17 labels; Eyeglasses, Smiling wrong
-    (UNSURE, "Female", 0.0, 1.0),                       # 0.5 is not > 0.5, for Male nor Female
-    (UNSURE, "Male Bald", 0.0, 16 / 18),                # Male and Bald predicted absent
+    (FACE, "Male Smiling Bangs", 2 / 3, 17 / 18),  # Bangs 0.3 fails; all labels: Bangs wrong
+    (FACE, "Female Smiling", 1 / 2, 17 / 18),  # p(Female) = 0.1; all labels: Male wrong
+    (FACE, "", 0.0, 16 / 17),  # no words -> 0; no sex -> 17 labels, Smiling wrong
+    (FACE, "Smiling Smiling Bangs", 2 / 3, 16 / 17),  # repeats count per occurrence; Bangs wrong
+    (FACE, "Male Female Eyeglasses", 1 / 3, 15 / 17),  # both sexes -> 17 labels; Eyeglasses, Smiling wrong
+    (UNSURE, "Female", 0.0, 1.0),  # 0.5 is not > 0.5, for Male nor Female
+    (UNSURE, "Male Bald", 0.0, 16 / 18),  # Male and Bald predicted absent
 ]
 
 
@@ -156,14 +156,19 @@ def test_classifier_metrics_and_real_correctness(pipeline):
     if len(keep) == len(data):
         assert float(scorer.score(images, texts).double().mean()) == pytest.approx(real["paper"], abs=1e-6)
     assert scorer.score_all_labels(images, texts).tolist() == pytest.approx(
-        [float(np.mean([(p > 0.5) == (t > 0) for p, t in zip(row, data.targets[i].tolist())]))
-         for row, i in zip(scorer.probabilities(images), keep)])
+        [
+            float(np.mean([(p > 0.5) == (t > 0) for p, t in zip(row, data.targets[i].tolist())]))
+            for row, i in zip(scorer.probabilities(images), keep)
+        ]
+    )
 
 
 def test_classifier_folder_refuses_other_settings(pipeline):
     out, _ = pipeline
     with pytest.raises(VLVAEError, match="other settings"):
-        train_celeba_classifier(out / "data", out / "classifier", "tiny", ["classifier.steps=7"], progress=False)
+        train_celeba_classifier(
+            out / "data", out / "classifier", "tiny", ["classifier.steps=7"], progress=False
+        )
     # The same settings (a scale name means its CelebA preset) return the finished metrics.
     metrics = train_celeba_classifier(out / "data", out / "classifier", "tiny", progress=False)
     assert "real_correctness" in metrics
@@ -200,11 +205,20 @@ def test_load_celeba_classifier_refuses_two_objects_classifier(tmp_path):
     c = preset("tiny").classifier
     folder = tmp_path / "two_objects_classifier"
     folder.mkdir()
-    (folder / "classifier.json").write_text(json.dumps(
-        {"data": str(tmp_path / "data"), "classifier": c.__dict__, "preset": "tiny", "image_size": 16}))
+    (folder / "classifier.json").write_text(
+        json.dumps(
+            {"data": str(tmp_path / "data"), "classifier": c.__dict__, "preset": "tiny", "image_size": 16}
+        )
+    )
     (folder / "metrics.json").write_text(json.dumps({"real_accuracy": {"overall": 1.0}, "min_accuracy": 0.0}))
-    model = AttributeClassifier(16, [2, 8, 2, 3, 2, 8, 2, 3], 4, base_channels=c.base_channels,
-                                n_downsample=c.n_downsample, n_res_blocks=c.n_res_blocks)
+    model = AttributeClassifier(
+        16,
+        [2, 8, 2, 3, 2, 8, 2, 3],
+        4,
+        base_channels=c.base_channels,
+        n_downsample=c.n_downsample,
+        n_res_blocks=c.n_res_blocks,
+    )
     save_weights(model, folder / "weights.safetensors", "attribute_classifier")
     with pytest.raises(VLVAEError, match="Two Objects classifier, not a CelebA classifier"):
         load_celeba_classifier(folder)

@@ -20,8 +20,14 @@ def _train(step, loss):
 
 
 def _val(step, minutes, log_px, kl, correctness=None):
-    metrics = {"epoch": 0, "val/elbo": log_px - kl - 20.0, "val/log_px": log_px, "val/log_py": -20.0, "val/kl": kl,
-               "val/minutes": minutes}
+    metrics = {
+        "epoch": 0,
+        "val/elbo": log_px - kl - 20.0,
+        "val/log_px": log_px,
+        "val/log_py": -20.0,
+        "val/kl": kl,
+        "val/minutes": minutes,
+    }
     if correctness is not None:
         metrics["val/correctness"] = correctness
     return step, metrics
@@ -47,14 +53,40 @@ def resumed_stage(tmp_path):
     ``trainer.validate`` (logged one step later, without val/minutes).
     """
     stage = tmp_path / "run" / "vlvae"
-    first = [_train(9, 9.0), _train(19, 8.0), _val(19, 1.0, -500.0, 10.0, 0.25), _train(29, 7.0),
-             _train(39, 6.5), _val(39, 2.0, -400.0, 12.0, 0.5), _train(49, 6.0), _train(59, 5.5),
-             _val(59, 3.0, -350.0, 13.0, 0.625), _train(69, 5.0)]
-    second = [_train(49, 6.1), _train(59, 5.6), _val(59, 2.9, -345.0, 13.5, 0.75), _train(69, 5.1),
-              _train(79, 4.5), _val(79, 3.9, -320.0, 14.0, 0.8), _train(89, 4.2), _train(99, 4.0),
-              _val(99, 4.9, -310.0, 14.5, 0.875),
-              (100, {"epoch": 1, "val/elbo": -345.0, "val/log_px": -311.0, "val/log_py": -20.0, "val/kl": 14.4,
-                     "val/correctness": 0.86})]
+    first = [
+        _train(9, 9.0),
+        _train(19, 8.0),
+        _val(19, 1.0, -500.0, 10.0, 0.25),
+        _train(29, 7.0),
+        _train(39, 6.5),
+        _val(39, 2.0, -400.0, 12.0, 0.5),
+        _train(49, 6.0),
+        _train(59, 5.5),
+        _val(59, 3.0, -350.0, 13.0, 0.625),
+        _train(69, 5.0),
+    ]
+    second = [
+        _train(49, 6.1),
+        _train(59, 5.6),
+        _val(59, 2.9, -345.0, 13.5, 0.75),
+        _train(69, 5.1),
+        _train(79, 4.5),
+        _val(79, 3.9, -320.0, 14.0, 0.8),
+        _train(89, 4.2),
+        _train(99, 4.0),
+        _val(99, 4.9, -310.0, 14.5, 0.875),
+        (
+            100,
+            {
+                "epoch": 1,
+                "val/elbo": -345.0,
+                "val/log_px": -311.0,
+                "val/log_py": -20.0,
+                "val/kl": 14.4,
+                "val/correctness": 0.86,
+            },
+        ),
+    ]
     _write_session(stage, 0, first)
     _write_session(stage, 40, second)
     return stage
@@ -94,8 +126,18 @@ def test_sessions_in_step_order_and_discarded_history_dropped(tmp_path):
     even where it logs no pass at that step; the pass logged at N - 1 saw the checkpoint's weights."""
     stage = tmp_path / "vlvae"
     _write_session(stage, 0, [_val(19, 1.0, -5.0, 1.0), _val(39, 2.0, -4.0, 1.5), _val(59, 3.0, -3.5, 1.7)])
-    _write_session(stage, 40, [_val(59, 2.8, -3.4, 1.8), _val(79, 3.8, -3.2, 1.9), _val(99, 4.8, -3.0, 2.0),
-                               _val(118, 5.7, -2.95, 2.05), _val(119, 5.8, -2.9, 2.1), _val(139, 6.8, -2.8, 2.2)])
+    _write_session(
+        stage,
+        40,
+        [
+            _val(59, 2.8, -3.4, 1.8),
+            _val(79, 3.8, -3.2, 1.9),
+            _val(99, 4.8, -3.0, 2.0),
+            _val(118, 5.7, -2.95, 2.05),
+            _val(119, 5.8, -2.9, 2.1),
+            _val(139, 6.8, -2.8, 2.2),
+        ],
+    )
     _write_session(stage, 119, [_train(129, 1.0), _val(159, 7.6, -2.7, 2.3)])
     curves = read_validation_curves(stage)
     np.testing.assert_array_equal(curves["step"], [19, 39, 59, 79, 99, 118, 159])
@@ -109,12 +151,25 @@ def test_convergence_summary_last_quarter(resumed_stage):
     assert s["last"] == {"step": 99, "minutes": 4.9, "log_px": -310.0, "kl": 14.5, "correctness": 0.875}
     # The last quarter of 4.9 minutes starts at 3.675; the last pass at or before it is step 59 (2.9 min).
     assert s["since_minutes"] == pytest.approx(0.75 * 4.9)
-    assert s["change"]["log_px"] == {"from_step": 59, "from_minutes": 2.9, "to_step": 99, "to_minutes": 4.9,
-                                      "change": pytest.approx(35.0)}
+    assert s["change"]["log_px"] == {
+        "from_step": 59,
+        "from_minutes": 2.9,
+        "to_step": 99,
+        "to_minutes": 4.9,
+        "change": pytest.approx(35.0),
+    }
     assert s["change"]["correctness"]["change"] == pytest.approx(0.125)
     line = _convergence_line(s, SimpleNamespace(model=SimpleNamespace(pixel_low=0.001, pixel_high=0.999)))
-    for fragment in ("step 99", "4.9 min", "log p(x|z) -310.00", "KL 14.50", "correctness 87.50 %",
-                     "from 2.9 min, step 59", "log p(x|z) +35.00", "correctness +12.50 points"):
+    for fragment in (
+        "step 99",
+        "4.9 min",
+        "log p(x|z) -310.00",
+        "KL 14.50",
+        "correctness 87.50 %",
+        "from 2.9 min, step 59",
+        "log p(x|z) +35.00",
+        "correctness +12.50 points",
+    ):
         assert fragment in line
 
 
@@ -127,7 +182,9 @@ def test_figure_convergence_png_and_json(resumed_stage, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "a temporary file was left"
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["x"] == "val/minutes"
-    assert saved["curves"] == {key: values.tolist() for key, values in read_validation_curves(resumed_stage).items()}
+    assert saved["curves"] == {
+        key: values.tolist() for key, values in read_validation_curves(resumed_stage).items()
+    }
     for key, expected in EXPECTED.items():
         assert saved["curves"][key] == expected, key
     assert saved["summary"]["last"]["step"] == 99
@@ -141,7 +198,9 @@ def test_figure_convergence_without_correctness(tmp_path):
         assert image.width > 0 and image.height > 0
     saved = json.loads(out.with_suffix(".json").read_text())
     assert "val/correctness" not in saved["curves"]
-    assert saved["summary"]["last"]["correctness"] is None and saved["summary"]["change"]["correctness"] is None
+    assert (
+        saved["summary"]["last"]["correctness"] is None and saved["summary"]["change"]["correctness"] is None
+    )
 
 
 def test_no_logs_raise(tmp_path):

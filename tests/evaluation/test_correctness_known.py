@@ -84,9 +84,12 @@ def standard():  # image bright, text attribute 0: never correct
 def _expected(per_example: np.ndarray) -> dict:
     """The summary of a deterministic per-example correctness repeated over SEEDS seeds."""
     pooled = np.tile(per_example, SEEDS).astype(np.float64)
-    return {"mean": per_example.mean(), "std_over_seeds": 0.0,
-            "stderr_over_examples": pooled.std(ddof=1) / math.sqrt(len(pooled)),
-            "per_seed": [per_example.mean()] * SEEDS}
+    return {
+        "mean": per_example.mean(),
+        "std_over_seeds": 0.0,
+        "stderr_over_examples": pooled.std(ddof=1) / math.sqrt(len(pooled)),
+        "per_seed": [per_example.mean()] * SEEDS,
+    }
 
 
 def _check(summary: dict, per_example: np.ndarray):
@@ -99,9 +102,16 @@ def _check(summary: dict, per_example: np.ndarray):
 
 @pytest.fixture(scope="module")
 def tables():
-    return correctness_tables(StubModel(), {"match": match, "mismatch": mismatch}, X, Y,
-                              {"q_true": q_true, "q_agg": q_agg, "coin": q_coin},
-                              {"learned": learned, "standard": standard}, seeds=SEEDS, batch_size=16)
+    return correctness_tables(
+        StubModel(),
+        {"match": match, "mismatch": mismatch},
+        X,
+        Y,
+        {"q_true": q_true, "q_agg": q_agg, "coin": q_coin},
+        {"learned": learned, "standard": standard},
+        seeds=SEEDS,
+        batch_size=16,
+    )
 
 
 def test_every_definition_has_every_table(tables):

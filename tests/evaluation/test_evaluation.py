@@ -47,7 +47,8 @@ def test_correctness_of_real_images_equals_classifier_accuracy(pipeline):
     expected = real_accuracy(model, out / "data", "val", limit=16)["overall"]
     assert scores.mean().item() == pytest.approx(expected, abs=1e-6)
     assert metrics["real_accuracy"]["overall"] == pytest.approx(
-        real_accuracy(model, out / "data", "val")["overall"], abs=1e-6)
+        real_accuracy(model, out / "data", "val")["overall"], abs=1e-6
+    )
 
 
 def test_correctness_of_random_texts_is_chance(pipeline):
@@ -59,8 +60,12 @@ def test_correctness_of_random_texts_is_chance(pipeline):
     g = torch.Generator().manual_seed(0)
     reps = 40
     xs = x.repeat(reps, 1, 1, 1)
-    texts = torch.stack([torch.tensor([vocab.index[s[int(torch.randint(len(s), (), generator=g))]]
-                                       for s in vocab.slots]) for _ in range(len(xs))])
+    texts = torch.stack(
+        [
+            torch.tensor([vocab.index[s[int(torch.randint(len(s), (), generator=g))]] for s in vocab.slots])
+            for _ in range(len(xs))
+        ]
+    )
     chance = np.mean([1 / len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS])
     scores = TwoObjectsScorer(model, vocab).score(xs, texts)
     stderr = scores.std().item() / len(scores) ** 0.5
@@ -75,16 +80,20 @@ def test_scorer_hand_case():
 
     class AlwaysFirst(torch.nn.Module):
         def forward(self, x, relation):
-            return [torch.zeros(len(x), len(vocab.slots[s])).index_fill_(1, torch.tensor([0]), 1.0)
-                    for s in ATTRIBUTE_SLOTS]
+            return [
+                torch.zeros(len(x), len(vocab.slots[s])).index_fill_(1, torch.tensor([0]), 1.0)
+                for s in ATTRIBUTE_SLOTS
+            ]
 
     scorer = TwoObjectsScorer(AlwaysFirst(), vocab)
-    texts = torch.tensor([
-        vocab.encode("small cyan rubber sphere left small cyan rubber sphere"),   # every word first: 8/8
-        vocab.encode("large cyan metal sphere right small red rubber cube"),      # 4 of 8
-        vocab.encode("large red metal cube front large red metal cube"),          # 0 of 8
-        vocab.encode("small cyan rubber sphere small small cyan rubber sphere"),  # no relation word: 0
-    ])
+    texts = torch.tensor(
+        [
+            vocab.encode("small cyan rubber sphere left small cyan rubber sphere"),  # every word first: 8/8
+            vocab.encode("large cyan metal sphere right small red rubber cube"),  # 4 of 8
+            vocab.encode("large red metal cube front large red metal cube"),  # 0 of 8
+            vocab.encode("small cyan rubber sphere small small cyan rubber sphere"),  # no relation word: 0
+        ]
+    )
     scores = scorer.score(torch.zeros(4, 3, 8, 8), texts)
     assert scores.tolist() == [1.0, 0.5, 0.0, 0.0]
 
@@ -101,8 +110,17 @@ def test_summarise_against_numpy():
 def test_report_and_metrics(pipeline):
     out, metrics = pipeline
     report = (out / "run" / "report.md").read_text()
-    for fragment in ("Table 1", "Table 2", "72.75", "87.01", "65.62", "83.81", "log p(x|y)", "log p(y)",
-                     "Classifier accuracy on real validation images"):
+    for fragment in (
+        "Table 1",
+        "Table 2",
+        "72.75",
+        "87.01",
+        "65.62",
+        "83.81",
+        "log p(x|y)",
+        "log p(y)",
+        "Classifier accuracy on real validation images",
+    ):
         assert fragment in report
     saved = json.loads((out / "run" / "metrics.json").read_text())
     assert set(saved["correctness"]["conditional"]) == {"q_true", "q_agg"}
@@ -149,11 +167,16 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
     out, first = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     summary = reproduce(copy, "tiny", workers=1, progress=False, vlvae_replicates=2)
-    assert load_config(copy / "run.r1" / "config.yaml").seed == load_config(copy / "run" / "config.yaml").seed + 1_000_000
+    assert (
+        load_config(copy / "run.r1" / "config.yaml").seed
+        == load_config(copy / "run" / "config.yaml").seed + 1_000_000
+    )
     second = json.loads((copy / "run.r1" / "metrics.json").read_text())
     s = summary["correctness"]["conditional"]["q_agg"]
-    values = [first["correctness"]["conditional"]["q_agg"]["mean"],
-              second["correctness"]["conditional"]["q_agg"]["mean"]]
+    values = [
+        first["correctness"]["conditional"]["q_agg"]["mean"],
+        second["correctness"]["conditional"]["q_agg"]["mean"],
+    ]
     assert s["replicates"] == 2 and s["per_replicate"] == pytest.approx(values)
     assert s["std_over_replicates"] == pytest.approx(np.std(values, ddof=1))
     text = (copy / "summary.md").read_text()
@@ -220,7 +243,8 @@ def test_evaluate_refuses_a_weak_classifier(pipeline):
 
 
 def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leaves_no_stale_report(
-        pipeline, tmp_path, monkeypatch):
+    pipeline, tmp_path, monkeypatch
+):
     """Issue 10, case 8: report.md is always rendered from the metrics.json beside it; stale temporary
     files of earlier killed writes are removed by the next evaluation."""
     import shutil
@@ -280,9 +304,26 @@ def test_sample_command_writes_png(pipeline, tmp_path):
 
     out, _ = pipeline
     png = tmp_path / "s.png"
-    r = subprocess.run([sys.executable, "-m", "vlvae.cli", "sample", "--run", str(out / "run"), "--text",
-                        "small red metal cube left large blue rubber sphere", "--posterior", "true",
-                        "--n", "2", "--out", str(png)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlvae.cli",
+            "sample",
+            "--run",
+            str(out / "run"),
+            "--text",
+            "small red metal cube left large blue rubber sphere",
+            "--posterior",
+            "true",
+            "--n",
+            "2",
+            "--out",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -313,8 +354,15 @@ def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
             for d in table.values():
                 assert d == {"mean": 0.0, "stderr": 0.0}, kk
     model_c, _ = load_classifier(out / "classifier")
-    c = correctness_tables(model, {"paper": TwoObjectsScorer(model_c, data.vocab).score}, x, y, same,
-                           {"standard": prior, "learned": prior}, seeds=2)["paper"]
+    c = correctness_tables(
+        model,
+        {"paper": TwoObjectsScorer(model_c, data.vocab).score},
+        x,
+        y,
+        same,
+        {"standard": prior, "learned": prior},
+        seeds=2,
+    )["paper"]
     assert c["differences"]["q_agg - q_true"] == {"mean": 0.0, "stderr": 0.0}
     assert "Paired differences" in (run / "report.md").read_text()
 
@@ -338,7 +386,9 @@ def test_scored_examples_never_include_those_early_stopping_chose_weights_on(pip
 
 def test_evaluate_a_joint_inference_run(tmp_path):
     """q(z|x, y) needs the text too: Table 3's aggregate encodes every training image with its text."""
-    metrics = reproduce(tmp_path / "joint", "tiny", overrides=["model.joint_inference=true"], workers=1,
-                        progress=False)
-    assert metrics["landing"]["marginal"]["n_components"] == len(ImageTextDataset(tmp_path / "joint" / "data",
-                                                                                  "train"))
+    metrics = reproduce(
+        tmp_path / "joint", "tiny", overrides=["model.joint_inference=true"], workers=1, progress=False
+    )
+    assert metrics["landing"]["marginal"]["n_components"] == len(
+        ImageTextDataset(tmp_path / "joint" / "data", "train")
+    )

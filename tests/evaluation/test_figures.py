@@ -41,8 +41,9 @@ def one_object(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_objects(tmp_path_factory):
     out = tmp_path_factory.mktemp("two_objects") / "data"
-    return generate_two_objects(TwoObjectsSettings(n=48, size=16, zoom=2.0, supersample=1), out, workers=1,
-                                progress=False)
+    return generate_two_objects(
+        TwoObjectsSettings(n=48, size=16, zoom=2.0, supersample=1), out, workers=1, progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +82,16 @@ def test_conditional_samples_png_and_reproducible(fresh, tmp_path):
         return torch.full((len(images),), 7 / 8)
 
     before = torch.get_rng_state()
-    first = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "a.png", n_texts=3, n_samples=2,
-                                       scorer=scorer)
+    first = figure_conditional_samples(
+        model, posteriors, y, vocab, tmp_path / "a.png", n_texts=3, n_samples=2, scorer=scorer
+    )
     assert torch.equal(torch.get_rng_state(), before), "the figure must not move the caller's random stream"
     assert calls == [((6, 3, 16, 16), (6, 9))] * 2  # one batch per posterior: 3 texts x 2 samples
     h, w, _ = _png_shape(first)
     assert 600 <= w <= 2000 and 300 <= h <= 2000
-    second = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "b.png", n_texts=3, n_samples=2,
-                                        scorer=scorer)
+    second = figure_conditional_samples(
+        model, posteriors, y, vocab, tmp_path / "b.png", n_texts=3, n_samples=2, scorer=scorer
+    )
     assert first.read_bytes() == second.read_bytes()
     plain = figure_conditional_samples(model, posteriors, y, vocab, tmp_path / "c.png", n_texts=2)
     assert _png_shape(plain)[0] < h  # two rows instead of three
@@ -114,7 +117,7 @@ def test_grid_log_density_is_normalised_prior_when_text_is_uninformative():
     assert torch.isclose(log_mass.exp().sum(), torch.tensor(1.0), atol=1e-5)
     a = np.linspace(-3.0, 3.0, 41)
     z1, z2 = np.meshgrid(a, a)  # rows follow z2, columns z1
-    density = np.exp(-(z1 ** 2 + z2 ** 2) / 2)
+    density = np.exp(-(z1**2 + z2**2) / 2)
     np.testing.assert_allclose(log_mass.exp().view(41, 41).numpy(), density / density.sum(), atol=1e-7)
 
 

@@ -40,8 +40,9 @@ def test_kl_of_diagonal_normals_matches_torch():
     expected = kl_divergence(_normal(mq, lq), _normal(mp, lp))
     torch.testing.assert_close(kl_diagonal_normals(mq, lq, mp, lp), expected)
     # Against N(0, I) it is the VLVAE's KL.
-    torch.testing.assert_close(kl_diagonal_normals(mq, lq, torch.zeros(7), torch.zeros(7)),
-                               kl_normal_standard(mq, lq))
+    torch.testing.assert_close(
+        kl_diagonal_normals(mq, lq, torch.zeros(7), torch.zeros(7)), kl_normal_standard(mq, lq)
+    )
 
 
 def test_product_of_experts_is_the_normalised_product_of_densities():
@@ -51,7 +52,9 @@ def test_product_of_experts_is_the_normalised_product_of_densities():
     mean, logvar = product_of_experts(means, logvars)
     z = torch.randn(50, 4, 3, generator=g) * 3
     # log N(z; product) − Σ_i log N(z; expert_i) is the log normaliser: the same for every z.
-    diff = _normal(mean, logvar).log_prob(z) - sum(_normal(m, lv).log_prob(z) for m, lv in zip(means, logvars))
+    diff = _normal(mean, logvar).log_prob(z) - sum(
+        _normal(m, lv).log_prob(z) for m, lv in zip(means, logvars)
+    )
     assert torch.allclose(diff, diff[:1].expand_as(diff), atol=1e-4)
     # One expert is its own product; with the N(0, I) expert, the conjugate-Gaussian closed form.
     m1, l1 = product_of_experts(means[:1], logvars[:1])
@@ -68,7 +71,9 @@ def test_jmvae_and_sum_of_elbos_objectives_are_their_formulas():
     got = jmvae_kl_objective(a, b, c.abs(), d.abs(), e.abs(), alpha=0.3, w_x=0.1, w_y=20.0, kl_weight=0.5)
     torch.testing.assert_close(got, 0.1 * a + 20 * b - 0.5 * c.abs() - 0.3 * (d.abs() + e.abs()))
     got = sum_of_elbos((a, b, c), (d, e), (c, a), w_x=0.1, w_y=20.0, kl_weight=0.5)
-    torch.testing.assert_close(got, vlvae_elbo(a, b, c, 0.1, 20.0, 0.5) + 0.1 * d - 0.5 * e + 20.0 * c - 0.5 * a)
+    torch.testing.assert_close(
+        got, vlvae_elbo(a, b, c, 0.1, 20.0, 0.5) + 0.1 * d - 0.5 * e + 20.0 * c - 0.5 * a
+    )
 
 
 def test_jmvae_kl_terms_match_monte_carlo():
@@ -90,11 +95,15 @@ def test_telbo_unimodal_terms_leave_the_decoders_frozen():
     x, y = _batch()
     u = model.unimodal_terms(x, y)
     objective = (0.1 * u["log_px"] - u["kl_x"] + 10.0 * u["log_py"] - u["kl_y"]).mean()
-    decoders = [p for m in (model.shared_decoder, model.image_decoder, model.text_decoder) for p in m.parameters()]
+    decoders = [
+        p for m in (model.shared_decoder, model.image_decoder, model.text_decoder) for p in m.parameters()
+    ]
     encoders = list(model.posterior.parameters()) + list(model.text_posterior.parameters())
     grads = torch.autograd.grad(objective, decoders + encoders, allow_unused=True, retain_graph=True)
-    assert all(g is None for g in grads[:len(decoders)])
-    assert all(g is not None for g in grads[len(decoders):]) and any(g.abs().sum() > 0 for g in grads[len(decoders):])
+    assert all(g is None for g in grads[: len(decoders)])
+    assert all(g is not None for g in grads[len(decoders) :]) and any(
+        g.abs().sum() > 0 for g in grads[len(decoders) :]
+    )
     # An optimiser step on the unimodal terms alone moves q(z|x) and q(z|y), and leaves every decoder
     # parameter bit-identical.
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -106,7 +115,9 @@ def test_telbo_unimodal_terms_leave_the_decoders_frozen():
     for name, value in before.items():
         if name.split(".")[0] in ("shared_decoder", "image_decoder", "text_decoder", "joint_posterior"):
             assert torch.equal(value, after[name]), name
-    assert not torch.equal(before["posterior.shared_encoder.out.weight"], after["posterior.shared_encoder.out.weight"])
+    assert not torch.equal(
+        before["posterior.shared_encoder.out.weight"], after["posterior.shared_encoder.out.weight"]
+    )
     # The full objective does train the decoders (through the joint term).
     full = model(x, y, 1.0, 0.1, 10.0).loss
     (grad,) = torch.autograd.grad(full, next(model.image_decoder.parameters()))

@@ -68,8 +68,14 @@ def test_a_baseline_refuses_joint_inference_in_its_config(compared, tmp_path):
     from vlvae.training.run import train_vlvae
 
     with pytest.raises(VLVAEError, match="keeps q\\(z\\|x\\) image-only"):
-        train_vlvae(compared / "data", tmp_path / "r", "tiny", None,
-                    ["method.name=jmvae", "model.joint_inference=true"], progress=False)
+        train_vlvae(
+            compared / "data",
+            tmp_path / "r",
+            "tiny",
+            None,
+            ["method.name=jmvae", "model.joint_inference=true"],
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -85,7 +91,9 @@ def test_inference_samples_from_a_baselines_own_text_posterior(compared):
     assert own.images.shape == agg.images.shape == (2, 16, 16, 3)
     assert not np.array_equal(own.images, agg.images)  # two different q(z|y)
     assert baseline.stages()["q_true"] is not None  # not trained for a baseline: recorded, not fatal
-    with pytest.raises(VLVAEError, match="posterior must be 'agg' \\(q_Agg\\) or 'true' \\(q_True\\), got 'own'"):
+    with pytest.raises(
+        VLVAEError, match="posterior must be 'agg' \\(q_Agg\\) or 'true' \\(q_True\\), got 'own'"
+    ):
         Inference.open(compared / "run").from_text(text, "own", n=2)
 
 
@@ -105,9 +113,14 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
             return super().forward(x, y, 2.0 * kl_weight, w_x, w_y)
 
     module = types.ModuleType("vlvae.methods.beta2")
-    module.METHOD = methods.Method(name="beta2", title="β = 2 VLVAE", reference="a test",
-                                   model=lambda model_config, method_config: Beta2(model_config),
-                                   weights_kind="beta2", stages=("q_agg",))
+    module.METHOD = methods.Method(
+        name="beta2",
+        title="β = 2 VLVAE",
+        reference="a test",
+        model=lambda model_config, method_config: Beta2(model_config),
+        weights_kind="beta2",
+        stages=("q_agg",),
+    )
     monkeypatch.setitem(sys.modules, "vlvae.methods.beta2", module)
     monkeypatch.setattr(methods, "_MODULES", methods._MODULES + ("beta2",))
 

@@ -42,8 +42,9 @@ def test_paired_differences_pair_exactly_the_registered_pairs_against_numpy():
 
 def test_a_stage_added_to_the_registry_is_paired_without_touching_the_metrics(monkeypatch):
     q_agg = get_stage("q_agg")
-    extra = dataclasses.replace(q_agg, name="q_new", objective="new", distribution="q_new",
-                                paired_against="q_agg", seed_offset=3)
+    extra = dataclasses.replace(
+        q_agg, name="q_new", objective="new", distribution="q_new", paired_against="q_agg", seed_offset=3
+    )
     monkeypatch.setattr(registry, "_REGISTRY", (*registered_stages(), extra))
     monkeypatch.setattr(registry, "_BY_NAME", {**registry._BY_NAME, "q_new": extra})
     per_example = _per_example([*_all_distributions(), "q_new"], seed=1)
@@ -63,9 +64,15 @@ def test_stage_seeds_are_the_registry_offsets_plus_1000_per_replicate(replicate)
     assert {s.name: s.seed_offset for s in registered_stages()} == {"q_true": 1, "q_agg": 1, "prior": 2}
 
 
-@pytest.mark.parametrize("call", [lambda: get_stage("q_foo"), lambda: runs.stage_seed(0, "q_foo"),
-                                  lambda: runs.stage_seed(0, "vlvae"),
-                                  lambda: runs.load_stage("RUN", "q_foo", preset("tiny"))])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: get_stage("q_foo"),
+        lambda: runs.stage_seed(0, "q_foo"),
+        lambda: runs.stage_seed(0, "vlvae"),
+        lambda: runs.load_stage("RUN", "q_foo", preset("tiny")),
+    ],
+)
 def test_an_unknown_stage_is_one_line_naming_the_known_ones(call):
     with pytest.raises(VLVAEError) as err:
         call()
@@ -77,8 +84,11 @@ def test_an_unknown_stage_is_one_line_naming_the_known_ones(call):
 def test_an_unknown_objective_names_the_registered_ones(tmp_path):
     from vlvae.training.run import train_text_posterior
 
-    for call in (lambda: registry.text_posterior_stage("own"), lambda: runs.load_text_posterior(tmp_path, "own"),
-                 lambda: train_text_posterior(tmp_path / "run", "own")):
+    for call in (
+        lambda: registry.text_posterior_stage("own"),
+        lambda: runs.load_text_posterior(tmp_path, "own"),
+        lambda: train_text_posterior(tmp_path / "run", "own"),
+    ):
         with pytest.raises(VLVAEError, match=r"^--objective must be 'true' or 'agg', got 'own'$"):
             call()
     assert not (tmp_path / "run").exists()
@@ -89,8 +99,10 @@ def test_an_unfinished_stage_names_the_registered_command(tmp_path):
     for stage in registered_stages():
         with pytest.raises(VLVAEError) as err:
             runs.load_stage(tmp_path, stage.name, cfg, replicate=2)
-        assert str(err.value) == (f"stage {stage.name!r} (replicate 2) of {tmp_path} is not finished; run "
-                                  f"`{stage.command.format(run=tmp_path)} --replicates 3`")
+        assert str(err.value) == (
+            f"stage {stage.name!r} (replicate 2) of {tmp_path} is not finished; run "
+            f"`{stage.command.format(run=tmp_path)} --replicates 3`"
+        )
     with pytest.raises(VLVAEError, match="vlvae train prior --run"):
         runs.load_prior(tmp_path, cfg)
     with pytest.raises(VLVAEError, match="vlvae train text-posterior --run .* --objective true`"):
@@ -104,15 +116,24 @@ def test_the_names_read_elsewhere_come_from_the_registry():
     assert runs.REPLICATED_STAGES == tuple(s.name for s in registered_stages())
     # The figures draw q_Agg before q_True and N(0, I) before the learned prior, with these labels.
     assert list(figures.POSTERIOR_LABELS.items()) == [("q_agg", "q_Agg(z|y)"), ("q_true", "q_True(z|y)")]
-    assert list(figures.PRIOR_LABELS.items()) == [("standard", "prior N(0, I)"), ("learned", "learned prior q_φ(z)")]
-    assert report._NAMES == {"q_true": "q_True(z|y)", "q_agg": "q_Agg(z|y)", "standard": "p(z) = N(0, I)",
-                             "learned": "q_φ(z)"}
+    assert list(figures.PRIOR_LABELS.items()) == [
+        ("standard", "prior N(0, I)"),
+        ("learned", "learned prior q_φ(z)"),
+    ]
+    assert report._NAMES == {
+        "q_true": "q_True(z|y)",
+        "q_agg": "q_Agg(z|y)",
+        "standard": "p(z) = N(0, I)",
+        "learned": "q_φ(z)",
+    }
     assert report._TABLE_ORDER == ("q_true", "q_agg", "standard", "learned")
     assert list(figures.STOPPING_PANELS) == list(runs.REPLICATED_STAGES)
     assert {s.fits for s in registered_stages()} == {TEXT_POSTERIOR, PRIOR}
     for stage in registered_stages():
         assert figures.STOPPING_PANELS[stage.name] == (stage.monitor, stage.curve_title)
-        assert stage.lock_command in stage.command and stage.command.startswith(stage.lock_command + " --run {run}")
+        assert stage.lock_command in stage.command and stage.command.startswith(
+            stage.lock_command + " --run {run}"
+        )
 
 
 def test_every_method_takes_only_registered_stages():
@@ -122,7 +143,9 @@ def test_every_method_takes_only_registered_stages():
 
 
 def test_the_registry_imports_neither_training_nor_evaluation():
-    code = ("import sys, vlvae.methods.stages; "
-            "print(sorted(m for m in sys.modules if m.startswith(('vlvae.training', 'vlvae.evaluation'))))")
+    code = (
+        "import sys, vlvae.methods.stages; "
+        "print(sorted(m for m in sys.modules if m.startswith(('vlvae.training', 'vlvae.evaluation'))))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -6,11 +6,11 @@ import torch
 from vlvae.models import AttributeClassifier
 
 
-
-
 def test_slot_logit_shapes_and_condition_changes_output():
     torch.manual_seed(0)
-    clf = AttributeClassifier(16, [2, 8, 2, 3, 2, 8, 2, 3], n_conditions=4, base_channels=4, n_res_blocks=1).eval()
+    clf = AttributeClassifier(
+        16, [2, 8, 2, 3, 2, 8, 2, 3], n_conditions=4, base_channels=4, n_res_blocks=1
+    ).eval()
     x = torch.rand(1, 3, 16, 16).expand(4, -1, -1, -1)
     logits = clf(x, torch.arange(4))
     assert [t.shape for t in logits] == [(4, n) for n in (2, 8, 2, 3, 2, 8, 2, 3)]
@@ -78,7 +78,9 @@ def test_relational_classifier_front_is_the_closed_form_mixture():
     with torch.no_grad():
         h = clf.hidden(clf.encoder(x))
         p = torch.sigmoid(clf.front(h))
-        expected = [p * clf.heads[i](h).softmax(-1) + (1 - p) * clf.heads[i + 4](h).softmax(-1) for i in range(4)]
+        expected = [
+            p * clf.heads[i](h).softmax(-1) + (1 - p) * clf.heads[i + 4](h).softmax(-1) for i in range(4)
+        ]
         front = clf(x, torch.full((3,), RelationalSlotClassifier.FRONT))
     for i in range(4):
         torch.testing.assert_close(front[i].exp(), expected[i], atol=1e-6, rtol=1e-5)

@@ -8,12 +8,18 @@ from vlvae.models import AggregatePrior, ModelConfig, SigmoidAffineTransform, Te
 LATENT = 5  # odd, so the halves differ in size
 
 
-
-
 def _config(**kw):
     return ModelConfig(
-        image_size=16, latent_dim=LATENT, vocab_size=6, text_length=3,
-        embedding_dim=4, text_hidden=8, encoding_dim=6, flow_steps=3, flow_hidden=7, **kw,
+        image_size=16,
+        latent_dim=LATENT,
+        vocab_size=6,
+        text_length=3,
+        embedding_dim=4,
+        text_hidden=8,
+        encoding_dim=6,
+        flow_steps=3,
+        flow_hidden=7,
+        **kw,
     )
 
 

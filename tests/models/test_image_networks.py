@@ -5,8 +5,13 @@ import torch
 
 from vlvae.errors import VLVAEError
 from vlvae.models import VLVAE, ModelConfig
-from vlvae.models.image import (ARCHITECTURES, StridedDecoder, StridedEncoder, make_image_decoder,
-                                make_image_encoder)
+from vlvae.models.image import (
+    ARCHITECTURES,
+    StridedDecoder,
+    StridedEncoder,
+    make_image_decoder,
+    make_image_encoder,
+)
 
 
 @pytest.mark.parametrize("size,n_down", [(16, 2), (32, 3), (64, 4), (64, 2)])
@@ -66,9 +71,21 @@ def test_unknown_arch_is_a_config_error():
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_vlvae_trains_every_parameter_in_each_family(arch):
     torch.manual_seed(0)
-    cfg = ModelConfig(image_size=16, arch=arch, base_channels=4, n_res_blocks=1, encoding_dim=8,
-                      embedding_dim=5, text_hidden=8, latent_dim=4, shared_hidden=16, decoder_dim=8,
-                      vocab_size=7, text_length=4, flow_hidden=8)
+    cfg = ModelConfig(
+        image_size=16,
+        arch=arch,
+        base_channels=4,
+        n_res_blocks=1,
+        encoding_dim=8,
+        embedding_dim=5,
+        text_hidden=8,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=8,
+        vocab_size=7,
+        text_length=4,
+        flow_hidden=8,
+    )
     model = VLVAE(cfg)
     out = model(torch.rand(3, 3, 16, 16), torch.randint(7, (3, 4)), kl_weight=0.5, w_x=0.1, w_y=10.0)
     out.loss.backward()

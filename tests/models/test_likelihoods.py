@@ -6,7 +6,6 @@ from torch.distributions import Beta
 from vlvae.models import ConstrainedBeta, map_pixels, unmap_pixels
 
 
-
 def test_log_prob_matches_torch_beta():
     torch.manual_seed(0)
     alpha = torch.rand(4, 3, 5, 5, dtype=torch.float64) * 0.98 + 0.01

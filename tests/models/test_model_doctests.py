@@ -11,7 +11,6 @@ import vlvae.models
 MODULES = ["likelihoods", "image", "text", "shared", "flows", "posteriors", "vlvae", "classifier"]
 
 
-
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(f"vlvae.models.{name}")

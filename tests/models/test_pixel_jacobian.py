@@ -19,9 +19,22 @@ from vlvae.models.vlvae import VLVAE
 @pytest.mark.parametrize("low, high", [(0.02, 0.98), (0.1, 0.6)])
 def test_log_px_plus_jacobian_is_density_of_unmapped_pixels(low, high):
     torch.manual_seed(0)
-    cfg = ModelConfig(image_size=8, base_channels=4, n_downsample=1, n_res_blocks=1, encoding_dim=16,
-                      embedding_dim=8, text_hidden=16, latent_dim=4, shared_hidden=16, decoder_dim=16,
-                      flow_hidden=8, flow_steps=2, pixel_low=low, pixel_high=high)
+    cfg = ModelConfig(
+        image_size=8,
+        base_channels=4,
+        n_downsample=1,
+        n_res_blocks=1,
+        encoding_dim=16,
+        embedding_dim=8,
+        text_hidden=16,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=16,
+        flow_hidden=8,
+        flow_steps=2,
+        pixel_low=low,
+        pixel_high=high,
+    )
     model = VLVAE(cfg).double().eval()
     x = torch.rand(5, 3, 8, 8, dtype=torch.float64) * 0.98 + 0.01
     z = torch.randn(5, 4, dtype=torch.float64)
@@ -36,7 +49,8 @@ def test_log_px_plus_jacobian_is_density_of_unmapped_pixels(low, high):
         b = beta.concentration * (1.0 - beta.alpha)
     scale = high - low
     reference = Independent(
-        TransformedDistribution(Beta(a, b), AffineTransform(loc=-low / scale, scale=1.0 / scale)), 3)
+        TransformedDistribution(Beta(a, b), AffineTransform(loc=-low / scale, scale=1.0 / scale)), 3
+    )
     expected = reference.log_prob(x)
 
     assert ours.shape == expected.shape == (5,)

@@ -11,11 +11,19 @@ from vlvae.objectives import aggregate_cross_entropy, prior_cross_entropy
 MODE, STD = 3.0, 0.5  # q(z|x) for the two images: N(±(3, 3), 0.5² I)
 
 
-
 def _config(**kw):
     return ModelConfig(
-        image_size=16, base_channels=4, n_res_blocks=1, encoding_dim=8, embedding_dim=4,
-        text_hidden=8, latent_dim=2, shared_hidden=16, vocab_size=3, text_length=2, **kw,
+        image_size=16,
+        base_channels=4,
+        n_res_blocks=1,
+        encoding_dim=8,
+        embedding_dim=4,
+        text_hidden=8,
+        latent_dim=2,
+        shared_hidden=16,
+        vocab_size=3,
+        text_length=2,
+        **kw,
     )
 
 

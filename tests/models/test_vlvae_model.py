@@ -9,12 +9,21 @@ from vlvae.models import VLVAE, ModelConfig, VLVAEOutput
 VOCAB, LENGTH, SIDE, LATENT = 7, 4, 16, 4
 
 
-
 def _config(**kw):
     return ModelConfig(
-        image_size=SIDE, base_channels=4, n_res_blocks=1, encoding_dim=8, embedding_dim=5,
-        text_hidden=8, latent_dim=LATENT, shared_hidden=16, decoder_dim=8, vocab_size=VOCAB,
-        text_length=LENGTH, flow_hidden=8, **kw,
+        image_size=SIDE,
+        base_channels=4,
+        n_res_blocks=1,
+        encoding_dim=8,
+        embedding_dim=5,
+        text_hidden=8,
+        latent_dim=LATENT,
+        shared_hidden=16,
+        decoder_dim=8,
+        vocab_size=VOCAB,
+        text_length=LENGTH,
+        flow_hidden=8,
+        **kw,
     )
 
 

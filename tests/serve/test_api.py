@@ -71,8 +71,11 @@ def refused(response, status, *fragments):
 
 def test_health_and_vocab(client, tiny):
     health = client.get("/api/health").json()
-    assert health == {"status": "ok", "run": str(tiny / "run"),
-                      "stages": {"q_agg": True, "q_true": True, "prior": True}}
+    assert health == {
+        "status": "ok",
+        "run": str(tiny / "run"),
+        "stages": {"q_agg": True, "q_true": True, "prior": True},
+    }
     vocab = client.get("/api/vocab").json()
     assert vocab["dataset"] == "two_objects" and vocab["layout"] == "slots"
     assert vocab["slot_names"][:5] == ["O1size", "O1colour", "O1material", "O1shape", "R"]
@@ -81,7 +84,12 @@ def test_health_and_vocab(client, tiny):
     assert vocab["missing"] == {} and vocab["classifier"] is True and vocab["report"] is True
     assert len(vocab["example"].split()) == 9 and vocab["image_size"] == 16
     assert vocab["max_samples"] == PAGE_MAX_SAMPLES
-    assert vocab["opposite_relations"] == {"right": "left", "left": "right", "front": "behind", "behind": "front"}
+    assert vocab["opposite_relations"] == {
+        "right": "left",
+        "left": "right",
+        "front": "behind",
+        "behind": "front",
+    }
 
 
 # ----------------------------------------------------------------------------- text -> images
@@ -114,19 +122,22 @@ def test_text_by_words_and_single_posterior(client):
     assert by_words == by_text and [c["name"] for c in by_text["columns"]] == ["agg"]
 
 
-@pytest.mark.parametrize("params, fragments", [
-    ({"text": "small pink metal cube left large blue rubber sphere"}, ["unknown word", "'pink'"]),
-    ({"text": "small red cube"}, ["has 3 words", "reads 9", "O1size O1colour"]),
-    ({"text": ""}, ["has 0 words"]),
-    ({}, ["give a text", "O1size"]),
-    ({"text": TEXT, "word": "small"}, ["not both"]),
-    ({"text": TEXT, "posterior": "best"}, ["posterior must be", "'best'"]),
-    ({"text": TEXT, "n": 0}, ["n must be between 1 and 64", "got 0"]),
-    ({"text": TEXT, "n": PAGE_MAX_SAMPLES + 1}, ["n must be between 1 and 64"]),
-    ({"text": TEXT, "n": "many"}, ["n:", "integer", "'many'"]),
-    ({"text": TEXT, "seed": -1}, ["seed must be between 0 and", "got -1"]),
-    ({"text": TEXT, "seed": MAX_SEED + 1}, ["seed must be between 0 and"]),
-])
+@pytest.mark.parametrize(
+    "params, fragments",
+    [
+        ({"text": "small pink metal cube left large blue rubber sphere"}, ["unknown word", "'pink'"]),
+        ({"text": "small red cube"}, ["has 3 words", "reads 9", "O1size O1colour"]),
+        ({"text": ""}, ["has 0 words"]),
+        ({}, ["give a text", "O1size"]),
+        ({"text": TEXT, "word": "small"}, ["not both"]),
+        ({"text": TEXT, "posterior": "best"}, ["posterior must be", "'best'"]),
+        ({"text": TEXT, "n": 0}, ["n must be between 1 and 64", "got 0"]),
+        ({"text": TEXT, "n": PAGE_MAX_SAMPLES + 1}, ["n must be between 1 and 64"]),
+        ({"text": TEXT, "n": "many"}, ["n:", "integer", "'many'"]),
+        ({"text": TEXT, "seed": -1}, ["seed must be between 0 and", "got -1"]),
+        ({"text": TEXT, "seed": MAX_SEED + 1}, ["seed must be between 0 and"]),
+    ],
+)
 def test_bad_text_requests_answer_400_and_the_server_keeps_serving(client, params, fragments):
     refused(client.get("/api/text", params=params), 400, *fragments)
     assert client.get("/api/health").status_code == 200
@@ -137,7 +148,10 @@ def test_bad_text_requests_answer_400_and_the_server_keeps_serving(client, param
 
 def test_prior_columns(client, inference):
     answer = client.get("/api/prior", params={"n": 4, "seed": 1}).json()
-    assert [(c["name"], c["label"]) for c in answer["columns"]] == [("standard", "N(0, I)"), ("learned", "q_φ(z)")]
+    assert [(c["name"], c["label"]) for c in answer["columns"]] == [
+        ("standard", "N(0, I)"),
+        ("learned", "q_φ(z)"),
+    ]
     for column in answer["columns"]:
         assert len(column["samples"]) == 4
         for sample in column["samples"]:
@@ -149,11 +163,14 @@ def test_prior_columns(client, inference):
     assert one["columns"] == answer["columns"][:1]
 
 
-@pytest.mark.parametrize("params, fragments", [
-    ({"prior": "flat"}, ["prior must be", "'flat'"]),
-    ({"n": 10_000}, ["n must be between 1 and 64"]),
-    ({"seed": "x"}, ["seed:", "'x'"]),
-])
+@pytest.mark.parametrize(
+    "params, fragments",
+    [
+        ({"prior": "flat"}, ["prior must be", "'flat'"]),
+        ({"n": 10_000}, ["n must be between 1 and 64"]),
+        ({"seed": "x"}, ["seed:", "'x'"]),
+    ],
+)
 def test_bad_prior_requests(client, params, fragments):
     refused(client.get("/api/prior", params=params), 400, *fragments)
 
@@ -181,9 +198,14 @@ def test_bad_uploads(client):
     refused(send(png(8, 8, fmt="GIF"), "x.gif", "image/gif"), 415, "GIF", "PNG or JPEG")
     refused(send(png(16, 16)[:60]), 415, "not a readable PNG or JPEG")  # truncated
     refused(send(b"\0" * (MAX_UPLOAD_BYTES + 1)), 413, "limit")
-    refused(client.post("/api/caption", content=b"\0" * (MAX_UPLOAD_BYTES + 70_000),
-                        headers={"Content-Type": "image/png"}), 413, "limit")
-    side = int(MAX_UPLOAD_PIXELS ** 0.5) + 10
+    refused(
+        client.post(
+            "/api/caption", content=b"\0" * (MAX_UPLOAD_BYTES + 70_000), headers={"Content-Type": "image/png"}
+        ),
+        413,
+        "limit",
+    )
+    side = int(MAX_UPLOAD_PIXELS**0.5) + 10
     big = png(side, side)  # a few kB of PNG that would decode to more pixels than allowed
     assert len(big) < MAX_UPLOAD_BYTES
     refused(send(big), 413, f"{side} x {side} pixels")
@@ -211,8 +233,12 @@ def test_validation_images(client, inference):
     assert first == client.get("/api/validation/random", params={"seed": 3}).json()
     assert 0 <= first["index"] < count
     assert client.get("/api/validation/random").status_code == 200
-    refused(client.get(f"/api/validation/{count}"), 404, f"validation image {count} does not exist",
-            f"0 to {count - 1}")
+    refused(
+        client.get(f"/api/validation/{count}"),
+        404,
+        f"validation image {count} does not exist",
+        f"0 to {count - 1}",
+    )
     refused(client.get("/api/validation/-1"), 404, "does not exist")
     refused(client.get("/api/validation/first"), 400, "index", "'first'")
 
@@ -242,7 +268,13 @@ def test_page_and_static_files_work_offline(client):
         # No CDN: the page loads nothing from another host.
         assert "http://" not in response.text and "https://" not in response.text, name
     assert client.get("/openapi.json").json()["paths"].keys() >= {
-        "/api/text", "/api/prior", "/api/caption", "/api/vocab", "/api/health", "/api/validation/{index}"}
+        "/api/text",
+        "/api/prior",
+        "/api/caption",
+        "/api/vocab",
+        "/api/health",
+        "/api/validation/{index}",
+    }
 
 
 def test_docstring_examples():
@@ -257,12 +289,17 @@ def test_docstring_examples():
 
 
 def test_markdown_renders_the_reports_constructs():
-    html = render_markdown("## T\n\n| a | q(z|y) |\n|---|---|\n| <b> | **2** |\n\n- one *x*\n- `c|d`\n\n"
-                           "![f](figures/f.png) [bad](javascript:alert)", base="/report/")
+    html = render_markdown(
+        "## T\n\n| a | q(z|y) |\n|---|---|\n| <b> | **2** |\n\n- one *x*\n- `c|d`\n\n"
+        "![f](figures/f.png) [bad](javascript:alert)",
+        base="/report/",
+    )
     assert "<h2>T</h2>" in html and "<th>q(z|y)</th>" in html and "<td>&lt;b&gt;</td>" in html
     assert "<strong>2</strong>" in html and "<em>x</em>" in html and "<code>c|d</code>" in html
     assert 'src="/report/figures/f.png"' in html and "javascript" not in html
-    assert render_markdown("#x\n| y") == "<p>#x</p>\n<p>| y</p>"  # not a heading, not a table; no endless loop
+    assert (
+        render_markdown("#x\n| y") == "<p>#x</p>\n<p>| y</p>"
+    )  # not a heading, not a table; no endless loop
 
 
 # ----------------------------------------------------------------------------- a run with stages missing
@@ -271,18 +308,26 @@ def test_markdown_renders_the_reports_constructs():
 def test_missing_stages_grey_out_or_answer_409(partial, partial_run):
     vocab = partial.get("/api/vocab").json()
     assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": False, "prior": False}
-    assert "vlvae train text-posterior" in vocab["missing"]["q_true"] and "--objective true" in vocab["missing"]["q_true"]
+    assert (
+        "vlvae train text-posterior" in vocab["missing"]["q_true"]
+        and "--objective true" in vocab["missing"]["q_true"]
+    )
     assert "vlvae train prior" in vocab["missing"]["prior"] and vocab["report"] is False
     assert vocab["classifier"] is False
     both = partial.get("/api/text", params={"text": TEXT, "n": 2}).json()
     agg, true = both["columns"]
     assert agg["available"] and len(agg["samples"]) == 2 and agg["samples"][0]["correctness"] is None
     assert not true["available"] and true["samples"] == [] and "--objective true" in true["detail"]
-    detail = refused(partial.get("/api/text", params={"text": TEXT, "posterior": "true"}), 409,
-                     f"vlvae train text-posterior --run {partial_run} --objective true")
+    detail = refused(
+        partial.get("/api/text", params={"text": TEXT, "posterior": "true"}),
+        409,
+        f"vlvae train text-posterior --run {partial_run} --objective true",
+    )
     assert partial.get("/api/text", params={"text": TEXT, "posterior": "true"}).json()["stage"] == "q_true"
     assert "not finished" in detail
-    refused(partial.get("/api/prior", params={"prior": "learned"}), 409, f"vlvae train prior --run {partial_run}")
+    refused(
+        partial.get("/api/prior", params={"prior": "learned"}), 409, f"vlvae train prior --run {partial_run}"
+    )
     prior = partial.get("/api/prior").json()
     assert [c["available"] for c in prior["columns"]] == [True, False]
     refused(partial.get("/report"), 404, "no report.md", "vlvae evaluate --run")
@@ -335,11 +380,16 @@ def test_serve_command(tiny, monkeypatch):
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda application, **kw: calls.append((application, kw)))
-    result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--classifier",
-                                      str(tiny / "classifier"), "--port", "0"])
-    assert isinstance(result.exception, VLVAEError) and "--port must be between 1 and 65535" in str(result.exception)
+    result = CliRunner().invoke(
+        app, ["serve", "--run", str(tiny / "run"), "--classifier", str(tiny / "classifier"), "--port", "0"]
+    )
+    assert isinstance(result.exception, VLVAEError) and "--port must be between 1 and 65535" in str(
+        result.exception
+    )
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--threads", "0"])
-    assert isinstance(result.exception, VLVAEError) and "--threads must be at least 1" in str(result.exception)
+    assert isinstance(result.exception, VLVAEError) and "--threads must be at least 1" in str(
+        result.exception
+    )
     import socket
 
     with socket.socket() as busy:
@@ -347,7 +397,9 @@ def test_serve_command(tiny, monkeypatch):
         busy.listen()
         port = busy.getsockname()[1]
         result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--port", str(port)])
-        assert isinstance(result.exception, VLVAEError) and f"cannot listen on 127.0.0.1:{port}" in str(result.exception)
+        assert isinstance(result.exception, VLVAEError) and f"cannot listen on 127.0.0.1:{port}" in str(
+            result.exception
+        )
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--port", str(port)])
     assert result.exit_code == 0, result.output
     application, kw = calls[-1]

@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed "
-                               "(pip install -e '.[test]')")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install "
-                                "chromium); the browser test drives it through Playwright")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright's Python package is not installed (pip install -e '.[test]')"
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium binary on PATH (Debian: apt-get install "
+    "chromium); the browser test drives it through Playwright",
+)
 
 TIMEOUT_MS = 30_000
 
@@ -44,7 +48,8 @@ def page(browser):
 def decoded_images(page, selector):
     """(count, how many finished decoding with a natural width > 0) of the images under ``selector``."""
     return page.eval_on_selector_all(
-        selector, "imgs => [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length]")
+        selector, "imgs => [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length]"
+    )
 
 
 def test_pick_words_generate_and_share(page, served, tmp_path):
@@ -62,7 +67,9 @@ def test_pick_words_generate_and_share(page, served, tmp_path):
     assert decoded_images(page, "#text-results figure img") == [8, 8]
     headings = page.eval_on_selector_all("#text-results .column h2", "hs => hs.map(h => h.textContent)")
     assert headings == ["q_Agg(z|y)", "q_True(z|y)"]
-    captions = page.eval_on_selector_all("#text-results figcaption", "cs => cs.map(c => c.textContent.trim())")
+    captions = page.eval_on_selector_all(
+        "#text-results figcaption", "cs => cs.map(c => c.textContent.trim())"
+    )
     assert len(captions) == 8 and all(len(c.split()) == 9 for c in captions)
     scores = page.eval_on_selector_all("#text-results .correctness", "cs => cs.map(c => c.textContent)")
     assert len(scores) == 8 and all(s.startswith("correctness ") and s.endswith(" %") for s in scores)
@@ -96,8 +103,10 @@ def test_a_bad_word_is_marked_and_reported(page, served):
     page.wait_for_selector("#status.error")
     assert "unknown word" in page.text_content("#status") and "'pink'" in page.text_content("#status")
     # A caption that reads the same scene from the other object differs from the text in no word.
-    mirrored = page.evaluate("closest('large blue rubber sphere right small red metal cube'.split(' '), "
-                             "'small red metal cube left large blue rubber sphere').join(' ')")
+    mirrored = page.evaluate(
+        "closest('large blue rubber sphere right small red metal cube'.split(' '), "
+        "'small red metal cube left large blue rubber sphere').join(' ')"
+    )
     assert mirrored == "large blue rubber sphere right small red metal cube"
 
 
@@ -128,8 +137,9 @@ def test_celeba_attributes_are_a_multi_select(page, celeba_run):
     from vlvae.inference import Inference
     from vlvae.serve import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(Inference.open(celeba_run)), host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Inference.open(celeba_run)), host="127.0.0.1", port=0, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -139,7 +149,9 @@ def test_celeba_attributes_are_a_multi_select(page, celeba_run):
         port = server.servers[0].sockets[0].getsockname()[1]
         page.goto(f"http://127.0.0.1:{port}/?text=Smiling+-+-+-+-+-+-+-+-&n=2")
         page.wait_for_function("document.querySelectorAll('#text-results figure img').length === 2")
-        assert page.is_checked('#slots input[value="Smiling"]') and not page.is_checked('#slots input[value="Male"]')
+        assert page.is_checked('#slots input[value="Smiling"]') and not page.is_checked(
+            '#slots input[value="Male"]'
+        )
         page.check('#slots input[value="Male"]')
         assert page.input_value("#text").split() == ["Male", "Smiling"] + ["-"] * 7
         missing = page.eval_on_selector_all(".column.missing h2", "hs => hs.map(h => h.textContent)")

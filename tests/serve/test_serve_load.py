@@ -19,12 +19,16 @@ def test_load_test_reports_latency_without_errors(served):
     result = serve_load.load_test(served, requests=16, concurrency=4, n=8, posterior="both")
     assert result["errors"] == 0, result["error_samples"]
     assert result["requests"] == 16 and len(result["text"].split()) == 9
-    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"] and math.isfinite(result["requests_per_s"])
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"] and math.isfinite(
+        result["requests_per_s"]
+    )
     text = serve_load.format_result(result)
     assert "p50" in text and "p95" in text and "errors: 0" in text
 
 
 def test_load_test_counts_errors(served):
     result = _module().load_test(served, requests=3, concurrency=2, n=8, text="small pink")
-    assert result["errors"] == 3 and "400" in result["error_samples"][0] and "pink" in result["error_samples"][0]
+    assert (
+        result["errors"] == 3 and "400" in result["error_samples"][0] and "pink" in result["error_samples"][0]
+    )
     assert math.isnan(result["p50_ms"])

@@ -9,9 +9,18 @@ import torch
 from vlvae.training import run as runs
 from vlvae.training.tasks import BestWeights
 
-STOP = ["text_posterior.steps=40", "text_posterior.val_every=2", "text_posterior.checkpoint_every=2",
-        "text_posterior.patience=2", "text_posterior.min_delta=1e9", "prior.steps=40", "prior.val_every=2",
-        "prior.patience=1", "prior.min_delta=1e9", "prior.val_examples=6"]
+STOP = [
+    "text_posterior.steps=40",
+    "text_posterior.val_every=2",
+    "text_posterior.checkpoint_every=2",
+    "text_posterior.patience=2",
+    "text_posterior.min_delta=1e9",
+    "prior.steps=40",
+    "prior.val_every=2",
+    "prior.patience=1",
+    "prior.min_delta=1e9",
+    "prior.val_examples=6",
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +31,12 @@ def run(data, tmp_path_factory):
 
 
 def _fake_trainer(value, step):
-    return SimpleNamespace(state=SimpleNamespace(fn="fit"), sanity_checking=False,
-                           callback_metrics={"val/x": torch.tensor(value)}, global_step=step)
+    return SimpleNamespace(
+        state=SimpleNamespace(fn="fit"),
+        sanity_checking=False,
+        callback_metrics={"val/x": torch.tensor(value)},
+        global_step=step,
+    )
 
 
 def test_best_weights_keeps_the_state_of_the_highest_pass_and_survives_a_checkpoint():
@@ -90,7 +103,9 @@ def test_validation_is_held_out_from_the_evaluated_examples(run):
     assert indices == list(range(n - 6, n))
 
 
-def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_does(data, tmp_path, killed_at):
+def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_does(
+    data, tmp_path, killed_at
+):
     """Killed at step 4 of a fit that stops by patience at step 8: the resumed fit stops at the same
     step, with the same best pass and bit-identical kept weights."""
     import shutil
@@ -99,8 +114,13 @@ def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_
 
     from vlvae.errors import VLVAEError
 
-    overrides = ["text_posterior.steps=40", "text_posterior.val_every=2", "text_posterior.checkpoint_every=2",
-                 "text_posterior.patience=3", "text_posterior.min_delta=1e9"]
+    overrides = [
+        "text_posterior.steps=40",
+        "text_posterior.val_every=2",
+        "text_posterior.checkpoint_every=2",
+        "text_posterior.patience=3",
+        "text_posterior.min_delta=1e9",
+    ]
     straight = tmp_path / "straight"
     runs.train_vlvae(data, straight, "tiny", overrides=overrides, progress=False)
     killed = tmp_path / "killed"

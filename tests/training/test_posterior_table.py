@@ -34,9 +34,18 @@ def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
     vlvae = VLVAE(cfg.model)
     task = TextPosteriorTask(cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=vlvae, objective="agg")
     record = _Record()
-    trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, callbacks=[record])
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[record],
+    )
     trainer.fit(task)
 
     assert task._posterior_table is not None, "on_fit_start did not tabulate q(z|x)"

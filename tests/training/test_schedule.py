@@ -26,7 +26,9 @@ def test_cosine_follows_half_a_cosine_to_the_final_factor():
         progress = min(1.0, (t - warm) / (total - warm))
         expected = final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
         assert lr_factor(t, "cosine", total, warmup_steps=warm, final_factor=final) == pytest.approx(expected)
-    assert lr_factor(600, "cosine", total, warmup_steps=warm, final_factor=final) == pytest.approx((1 + final) / 2)
+    assert lr_factor(600, "cosine", total, warmup_steps=warm, final_factor=final) == pytest.approx(
+        (1 + final) / 2
+    )
 
 
 def test_unknown_schedule_is_refused():

@@ -156,8 +156,24 @@ def test_ddp_two_processes_on_cpu(data, tmp_path):
     """A 2-process DDP (gloo) run of the tiny preset through the command line."""
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "vlvae.cli", "train", "vlvae", "--data", str(data), "--out", str(run),
-           "--preset", "tiny", "--set", "devices=2", "--set", "accelerator=cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlvae.cli",
+        "train",
+        "vlvae",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--set",
+        "devices=2",
+        "--set",
+        "accelerator=cpu",
+        "--no-progress",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((run / "vlvae" / "metrics.json").read_text())

@@ -10,9 +10,21 @@ from vlvae.training.run import load_weights, save_weights
 
 
 def _cfg(arch):
-    return ModelConfig(image_size=16, arch=arch, base_channels=4, n_res_blocks=1, encoding_dim=8, embedding_dim=5,
-                       text_hidden=8, latent_dim=4, shared_hidden=16, decoder_dim=8, vocab_size=7, text_length=4,
-                       flow_hidden=8)
+    return ModelConfig(
+        image_size=16,
+        arch=arch,
+        base_channels=4,
+        n_res_blocks=1,
+        encoding_dim=8,
+        embedding_dim=5,
+        text_hidden=8,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=8,
+        vocab_size=7,
+        text_length=4,
+        flow_hidden=8,
+    )
 
 
 def test_round_trip_keeps_the_weights(tmp_path):

@@ -89,9 +89,25 @@ __all__ = [
 BLANK = "-"
 TEXT_LENGTH = 9
 CELEBA_WORDS: tuple[str, ...] = (
-    "Bushy_Eyebrows", "Male", "Female", "Mouth_Slightly_Open", "Smiling", "Bald", "Bangs",
-    "Black_Hair", "Blond_Hair", "Brown_Hair", "Eyeglasses", "Gray_Hair", "Heavy_Makeup",
-    "Mustache", "Pale_Skin", "Receding_Hairline", "Straight_Hair", "Wavy_Hair", "Wearing_Hat",
+    "Bushy_Eyebrows",
+    "Male",
+    "Female",
+    "Mouth_Slightly_Open",
+    "Smiling",
+    "Bald",
+    "Bangs",
+    "Black_Hair",
+    "Blond_Hair",
+    "Brown_Hair",
+    "Eyeglasses",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "Mustache",
+    "Pale_Skin",
+    "Receding_Hairline",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Hat",
     BLANK,
 )
 """The 20 tokens of SPEC §1.2 in the paper's order; ``-`` (blank) is last, index 19."""
@@ -162,8 +178,11 @@ def find_celeba_files(root: Path) -> CelebAFiles:
     images = _first(image_dirs, lambda d: d.is_dir() and any(d.glob("*.jpg")))
     attributes = _first([root / _ATTR_FILE, root / "Anno" / _ATTR_FILE], Path.is_file)
     partition = _first([root / _PARTITION_FILE, root / "Eval" / _PARTITION_FILE], Path.is_file)
-    missing = [name for name, found in ((f"{_IMAGE_DIR}/ with .jpg files", images), (_ATTR_FILE, attributes))
-               if found is None]
+    missing = [
+        name
+        for name, found in ((f"{_IMAGE_DIR}/ with .jpg files", images), (_ATTR_FILE, attributes))
+        if found is None
+    ]
     if missing:
         raise VLVAEError(f"{root} lacks {' and '.join(missing)}; {_LAYOUT_HELP}")
     return CelebAFiles(images=images, attributes=attributes, partition=partition)
@@ -224,7 +243,9 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         bad = np.argwhere((values != 1) & (values != -1))
         where = bad[0] if len(bad) else None
     else:  # a value that is not even an integer
-        where = next((i, j) for i, row in enumerate(rows) for j, v in enumerate(row[1:]) if v not in ("1", "-1"))
+        where = next(
+            (i, j) for i, row in enumerate(rows) for j, v in enumerate(row[1:]) if v not in ("1", "-1")
+        )
     if where is not None:
         i, j = where
         raise VLVAEError(
@@ -285,7 +306,9 @@ def preprocess(image: Image.Image, size: int = 64) -> np.ndarray:
     """
     crop = CROP_BOX[2] - CROP_BOX[0]
     if not 1 <= size <= crop:
-        raise VLVAEError(f"image size {size} is out of range; choose a size from 1 to {crop} (the paper uses 64)")
+        raise VLVAEError(
+            f"image size {size} is out of range; choose a size from 1 to {crop} (the paper uses 64)"
+        )
     if image.size != ALIGNED_SIZE:
         raise VLVAEError(
             f"image is {image.size[0]}x{image.size[1]}, not CelebA's aligned {ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]}; "
@@ -330,8 +353,7 @@ def _decode_chunk(paths: list[Path], size: int, pool: ProcessPoolExecutor | None
     for i, (array, error) in enumerate(results):
         if error is not None:
             raise VLVAEError(
-                f"{paths[i]} is not a readable CelebA image ({error}); "
-                f"re-download or re-extract {_IMAGE_DIR}"
+                f"{paths[i]} is not a readable CelebA image ({error}); re-download or re-extract {_IMAGE_DIR}"
             )
         out[i] = array
     return out
@@ -373,7 +395,9 @@ def _label_index(names: list[str]) -> list[int]:
 def _labels_to_words(labels: np.ndarray) -> np.ndarray:
     """(N, 18) label values → (N, 19) word values, Female = 1 − Male inserted after Male."""
     male = CELEBA_LABELS.index("Male")
-    return np.concatenate([labels[:, : male + 1], 1 - labels[:, male : male + 1], labels[:, male + 1 :]], axis=1)
+    return np.concatenate(
+        [labels[:, : male + 1], 1 - labels[:, male : male + 1], labels[:, male + 1 :]], axis=1
+    )
 
 
 def label_targets(values: np.ndarray, names: list[str]) -> np.ndarray:
@@ -485,7 +509,7 @@ def _word_count_stats(counts: list[int], length: int) -> dict:
         "over_length": {
             "count": int(sum(c > length for c in counts)),
             "handling": f"the text keeps a random subset of {length} of the present words; "
-                        "the record's 'words' still lists them all",
+            "the record's 'words' still lists them all",
         },
     }
 
@@ -611,17 +635,24 @@ def build_celeba(
         for i, (filename, row) in enumerate(zip(order, rows)):
             words = [w for w, p in zip(_ATTRIBUTE_WORDS, present[i]) if p]
             word_counts.append(len(words))
-            records["train" if i < len(train) else "val"].append({
-                "filename": filename,
-                "attributes": {n: int(v) for n, v in zip(names, row)},
-                "words": words,
-                "text": celeba_text(words, rng, text_length),
-            })
-        info = {"dataset": "celeba", "attribute_names": names, "words": list(CELEBA_WORDS),
-                "text_length": text_length, "image_size": [size, size, 3]}
+            records["train" if i < len(train) else "val"].append(
+                {
+                    "filename": filename,
+                    "attributes": {n: int(v) for n, v in zip(names, row)},
+                    "words": words,
+                    "text": celeba_text(words, rng, text_length),
+                }
+            )
+        info = {
+            "dataset": "celeba",
+            "attribute_names": names,
+            "words": list(CELEBA_WORDS),
+            "text_length": text_length,
+            "image_size": [size, size, 3],
+        }
         split_rule = {
             "paper": f"first {len(train)} images in filename order train, the rest validation "
-                     f"(180,000 of 202,599 in the paper; ⌊N·180000/202599⌋ for fewer images)",
+            f"(180,000 of 202,599 in the paper; ⌊N·180000/202599⌋ for fewer images)",
             "official": f"{_PARTITION_FILE}: 0 train, 1 validation; {left_out} test images (2) left out",
         }[split]
         manifest = {
@@ -631,8 +662,13 @@ def build_celeba(
             "image_size": size,
             "pixel_value_range": [0, 255],
             "text_length": text_length,
-            "split": {"name": split, "rule": split_rule, "train": len(train), "val": len(val),
-                      "test_left_out": left_out},
+            "split": {
+                "name": split,
+                "rule": split_rule,
+                "train": len(train),
+                "val": len(val),
+                "test_left_out": left_out,
+            },
             "source": {
                 "root": str(root.resolve()),
                 "images_listed": len(listed),
@@ -658,8 +694,13 @@ def _chunk_path(partial: Path, start: int, stop: int) -> Path:
 
 def _decode_missing_chunks(partial, paths, chunks, size, workers, progress) -> None:
     todo = [(a, b) for a, b in chunks if not _chunk_path(partial, a, b).is_file()]
-    bar = tqdm(total=len(paths), initial=len(paths) - sum(b - a for a, b in todo),
-               desc="CelebA images", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(paths),
+        initial=len(paths) - sum(b - a for a, b in todo),
+        desc="CelebA images",
+        unit="img",
+        disable=not progress,
+    )
     pool = None
     if workers > 1 and todo:
         # spawn, not fork: the caller may hold torch threads, which fork can deadlock. An executor,

@@ -64,12 +64,19 @@ SENSOR_MM = 32.0
 
 #: Area lamps aimed at the origin: position, square side, strength, colour.
 LIGHTS: dict[str, dict] = {
-    "key": {"position": (6.4467, -2.9052, 4.2584), "size": 0.5, "strength": 100.0,
-            "colour": (1.0, 0.9323, 0.8167)},
-    "fill": {"position": (-4.6711, -4.0136, 3.0112), "size": 0.5, "strength": 30.0,
-             "colour": (0.7617, 0.8177, 1.0)},
-    "back": {"position": (-1.1685, 2.6460, 5.8157), "size": 1.0, "strength": 50.0,
-             "colour": (1.0, 1.0, 1.0)},
+    "key": {
+        "position": (6.4467, -2.9052, 4.2584),
+        "size": 0.5,
+        "strength": 100.0,
+        "colour": (1.0, 0.9323, 0.8167),
+    },
+    "fill": {
+        "position": (-4.6711, -4.0136, 3.0112),
+        "size": 0.5,
+        "strength": 30.0,
+        "colour": (0.7617, 0.8177, 1.0),
+    },
+    "back": {"position": (-1.1685, 2.6460, 5.8157), "size": 1.0, "strength": 50.0, "colour": (1.0, 1.0, 1.0)},
 }
 LIGHT_JITTER = 1.0
 #: Weak sun from high above: direction towards the sun and strength.

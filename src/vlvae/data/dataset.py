@@ -38,16 +38,21 @@ class ImageTextDataset(Dataset):
         self.images = load_images(self.root, split)
         self.records = read_records(self.root, split)
         if len(self.images) != len(self.records):
-            raise VLVAEError(f"{root}/{split} has {len(self.images)} images but {len(self.records)} "
-                             "records; rebuild the data set")
+            raise VLVAEError(
+                f"{root}/{split} has {len(self.images)} images but {len(self.records)} "
+                "records; rebuild the data set"
+            )
         self.dataset = self.manifest.get("dataset", "two_objects")
-        self.text_length = int(self.manifest.get("text_length", len(self.records[0]["text"]) if self.records else 9))
+        self.text_length = int(
+            self.manifest.get("text_length", len(self.records[0]["text"]) if self.records else 9)
+        )
         if self.dataset == "celeba":
             self._words = [self.vocab.encode(r["words"]) for r in self.records]
             self._blank = self.vocab.index["-"]
         else:
-            self._texts = torch.tensor([self.vocab.encode(r["text"]) for r in self.records],
-                                       dtype=torch.long).reshape(len(self.records), self.text_length)
+            self._texts = torch.tensor(
+                [self.vocab.encode(r["text"]) for r in self.records], dtype=torch.long
+            ).reshape(len(self.records), self.text_length)
 
     @property
     def image_size(self) -> int:
@@ -60,7 +65,9 @@ class ImageTextDataset(Dataset):
         if self.dataset == "celeba":
             words = self._words[i]
             order = torch.randperm(len(words)).tolist()[: self.text_length]
-            ids = [words[j] for j in order] + [self._blank] * (self.text_length - min(len(words), self.text_length))
+            ids = [words[j] for j in order] + [self._blank] * (
+                self.text_length - min(len(words), self.text_length)
+            )
             return torch.tensor(ids, dtype=torch.long)
         return self._texts[i]
 
@@ -82,8 +89,10 @@ class StepSampler(Sampler[int]):
 
     def __init__(self, n: int, batch_size: int, steps: int, seed: int, rank: int = 0, world_size: int = 1):
         if n < batch_size * world_size:
-            raise VLVAEError(f"the data has {n} examples, fewer than one batch of "
-                             f"{batch_size * world_size}; lower the batch size or make more data")
+            raise VLVAEError(
+                f"the data has {n} examples, fewer than one batch of "
+                f"{batch_size * world_size}; lower the batch size or make more data"
+            )
         self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
         self.rank, self.world_size = rank, world_size
         self.start_step = 0
@@ -102,4 +111,4 @@ class StepSampler(Sampler[int]):
                 g = torch.Generator().manual_seed(self.seed + epoch)
                 perm, cached_epoch = torch.randperm(self.n, generator=g), epoch
             lo = b * global_batch + self.rank * self.batch_size
-            yield from perm[lo: lo + self.batch_size].tolist()
+            yield from perm[lo : lo + self.batch_size].tolist()

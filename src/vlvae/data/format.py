@@ -279,8 +279,9 @@ def prepare_output_folder(out: Path, settings: dict, overwrite: bool, command: s
     return partial, False
 
 
-def assemble_images(out: Path, split: str, chunks: list[tuple[Path, int, int]], lo: int, hi: int,
-                    size: int) -> None:
+def assemble_images(
+    out: Path, split: str, chunks: list[tuple[Path, int, int]], lo: int, hi: int, size: int
+) -> None:
     """Copy rows [lo, hi) of a chunked image sequence into ``out/split/images.npy``.
 
     Args:
@@ -304,10 +305,14 @@ def assemble_images(out: Path, split: str, chunks: list[tuple[Path, int, int]], 
         try:
             chunk = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise VLVAEError(f"{path} is corrupt ({exc}); delete it and rerun to make that chunk again") from exc
+            raise VLVAEError(
+                f"{path} is corrupt ({exc}); delete it and rerun to make that chunk again"
+            ) from exc
         if chunk.shape != (stop - start, size, size, 3) or chunk.dtype != np.uint8:
-            raise VLVAEError(f"{path} has the wrong shape {chunk.shape}; delete it and rerun to make it again")
-        array[a - lo:b - lo] = chunk[a - start:b - start]
+            raise VLVAEError(
+                f"{path} has the wrong shape {chunk.shape}; delete it and rerun to make it again"
+            )
+        array[a - lo : b - lo] = chunk[a - start : b - start]
     commit()
 
 
@@ -338,7 +343,12 @@ def finalise_dataset(
         counts[split] = len(records)
     atomic_write_json(out / "vocab.json", vocabulary.to_json())
     checksums["vocab.json"] = sha256_file(out / "vocab.json")
-    full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest,
-            "counts": counts, "sha256": checksums}
+    full = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        **manifest,
+        "counts": counts,
+        "sha256": checksums,
+    }
     atomic_write_json(out / "manifest.json", full)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)

@@ -11,8 +11,9 @@ from vlvae.data.format import SPLITS, atomic_path, load_images, read_manifest, r
 __all__ = ["preview_grid", "image_text_grid"]
 
 
-def image_text_grid(images: np.ndarray, texts: list[str], out: Path, columns: int = 4,
-                    title: str | None = None) -> Path:
+def image_text_grid(
+    images: np.ndarray, texts: list[str], out: Path, columns: int = 4, title: str | None = None
+) -> Path:
     """Save a grid of uint8 images (N, H, W, 3), each captioned with its text."""
     import matplotlib
 

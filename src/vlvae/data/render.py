@@ -46,8 +46,8 @@ only, are sRGB 80.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -192,12 +192,15 @@ class _Scenes:
         ln = _normalise(-lc)  # every light is aimed at the origin
         t1 = _normalise(np.cross(ln, np.array([0.0, 0.0, 1.0])))
         t2 = np.cross(ln, t1)
-        side = np.array([clevr.LIGHTS[n]["size"] for n in _LAMP_NAMES]
-                        + [2.0 * _SUN_DISTANCE * math.tan(SUN_SPREAD)], dtype=f64)  # (4,)
+        side = np.array(
+            [clevr.LIGHTS[n]["size"] for n in _LAMP_NAMES] + [2.0 * _SUN_DISTANCE * math.tan(SUN_SPREAD)],
+            dtype=f64,
+        )  # (4,)
 
         def on_square(uv: np.ndarray) -> np.ndarray:  # (n, 2) offsets -> (B, 4, n, 3) points
             return lc[:, :, None] + side[None, :, None, None] * (
-                uv[None, None, :, :1] * t1[:, :, None] + uv[None, None, :, 1:] * t2[:, :, None])
+                uv[None, None, :, :1] * t1[:, :, None] + uv[None, None, :, 1:] * t2[:, :, None]
+            )
 
         lq = on_square(_grid_offsets(LAMP_GRID))
         lcorn = on_square(np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]]))
@@ -223,8 +226,15 @@ class _Scenes:
         lam = q[..., 2:] / np.maximum(q[..., 2:] - c[..., 2:], 1e-3)
         pr = (q[..., :2] + (c[..., :2] - q[..., :2]) * lam).reshape(B, 4, -1, 2)
         margin = 0.05
-        boxes = np.stack([pr[..., 0].min(-1) - margin, pr[..., 0].max(-1) + margin,
-                          pr[..., 1].min(-1) - margin, pr[..., 1].max(-1) + margin], axis=-1)
+        boxes = np.stack(
+            [
+                pr[..., 0].min(-1) - margin,
+                pr[..., 0].max(-1) + margin,
+                pr[..., 1].min(-1) - margin,
+                pr[..., 1].max(-1) + margin,
+            ],
+            axis=-1,
+        )
 
         # Radiance of open, unshadowed ground near the origin: drives the
         # ambient bounce onto matte objects.
@@ -330,7 +340,11 @@ def _round_cube_entry(x, y, z, ex, ey, ez, r, near, far):
     """
     inner = r * (1.0 - CUBE_BEVEL)
     hx, hy, hz = x + near * ex, y + near * ey, z + near * ez
-    beyond = (hx.abs() > inner).to(torch.int8) + (hy.abs() > inner).to(torch.int8) + (hz.abs() > inner).to(torch.int8)
+    beyond = (
+        (hx.abs() > inner).to(torch.int8)
+        + (hy.abs() > inner).to(torch.int8)
+        + (hz.abs() > inner).to(torch.int8)
+    )
     sel = ((beyond >= 2) & (near <= far)).nonzero().squeeze(1)
     if sel.numel() == 0:
         return near
@@ -342,7 +356,11 @@ def _round_cube_entry(x, y, z, ex, ey, ez, r, near, far):
         qy = (y + t * ey).abs() - inner
         qz = (z + t * ez).abs() - inner
         ox, oy, oz = qx.clamp(min=0.0), qy.clamp(min=0.0), qz.clamp(min=0.0)
-        dist = torch.sqrt(ox * ox + oy * oy + oz * oz) + torch.maximum(torch.maximum(qx, qy), qz).clamp(max=0.0) - rr
+        dist = (
+            torch.sqrt(ox * ox + oy * oy + oz * oz)
+            + torch.maximum(torch.maximum(qx, qy), qz).clamp(max=0.0)
+            - rr
+        )
         t = t + dist
     hit = (dist < rr * 0.05) & (t <= g(far))
     near = near.clone()
@@ -388,8 +406,9 @@ def _interval(S: _Scenes, kk, sidx, ox, oy, oz, dx, dy, dz, rounded: bool = Fals
         elif code == 1:
             a, b = _interval_cylinder(lx, ly, lz, g(dx), g(dy), g(dz), r)
         else:
-            a, b = _interval_cube(lx, ly, lz, g(dx), g(dy), g(dz), r, S.cos[k_s, s_s], S.sin[k_s, s_s],
-                                      rounded)
+            a, b = _interval_cube(
+                lx, ly, lz, g(dx), g(dy), g(dz), r, S.cos[k_s, s_s], S.sin[k_s, s_s], rounded
+            )
         if n == M:
             near, far = a, b
         else:
@@ -567,8 +586,9 @@ def _ground_radiance(S: _Scenes, gx, gy, sidx=None, shadow_mask=None):
     sels = []
     for li in range(4):
         bx = S.box[li]
-        outside = torch.maximum(torch.maximum(gat(bx[0]) - gx, gx - gat(bx[1])),
-                                torch.maximum(gat(bx[2]) - gy, gy - gat(bx[3])))
+        outside = torch.maximum(
+            torch.maximum(gat(bx[0]) - gx, gx - gat(bx[1])), torch.maximum(gat(bx[2]) - gy, gy - gat(bx[3]))
+        )
         cand = outside < 0.0
         if shadow_mask is not None:
             cand &= shadow_mask
@@ -636,7 +656,9 @@ def _direct(S: _Scenes, sidx, kk, px, py, pz, nx, ny, nz, rx, ry, rz, shadows: b
             vy = S.lamp_c[li, 1, sidx] - py
             vz = S.lamp_c[li, 2, sidx] - pz
             d2 = _dot(vx, vy, vz, vx, vy, vz)
-            cl = (-_dot(S.lamp_n[li, 0, sidx], S.lamp_n[li, 1, sidx], S.lamp_n[li, 2, sidx], vx, vy, vz)).clamp(min=0.0)
+            cl = (
+                -_dot(S.lamp_n[li, 0, sidx], S.lamp_n[li, 1, sidx], S.lamp_n[li, 2, sidx], vx, vy, vz)
+            ).clamp(min=0.0)
             cn = _dot(nx, ny, nz, vx, vy, vz).clamp(min=0.0)
             # I0 cos(lamp) cos(surface) / d^2 = relu(-n_l.v) relu(n.v) / d^4 (I0 per channel later)
             energies.append(cl * cn / (d2 * d2))
@@ -672,8 +694,15 @@ def _direct(S: _Scenes, sidx, kk, px, py, pz, nx, ny, nz, rx, ry, rz, shadows: b
     lob = []
     for exponent in (METAL_SHARP_EXP, METAL_ROUGH_EXP, RUBBER_SHEEN_EXP):
         terms = [_phong(cosines[li], exponent) * energies[li] for li in range(4)]
-        lob.append([terms[0] * float(rgbs[0][ch]) + terms[1] * float(rgbs[1][ch])
-                    + terms[2] * float(rgbs[2][ch]) + terms[3] * float(rgbs[3][ch]) for ch in range(3)])
+        lob.append(
+            [
+                terms[0] * float(rgbs[0][ch])
+                + terms[1] * float(rgbs[1][ch])
+                + terms[2] * float(rgbs[2][ch])
+                + terms[3] * float(rgbs[3][ch])
+                for ch in range(3)
+            ]
+        )
     return diffuse, lob[0], lob[1], lob[2]
 
 
@@ -693,23 +722,26 @@ def _shade_objects(S: _Scenes, sidx, kk, px, py, pz, dx, dy, dz):
     m = (1.0 + _dot(dx, dy, dz, nx, ny, nz)).clamp(0.0, 1.0)
     m2 = m * m
     fres = RUBBER_F0 + (1.0 - RUBBER_F0) * (m2 * m2 * m)
-    out = torch.stack([
-        alb[ch] * diffuse[ch] * (1.0 / math.pi) + fres * (sheen[ch] + S.ground0[ch, sidx] * 0.5)
-        for ch in range(3)
-    ])
+    out = torch.stack(
+        [
+            alb[ch] * diffuse[ch] * (1.0 / math.pi) + fres * (sheen[ch] + S.ground0[ch, sidx] * 0.5)
+            for ch in range(3)
+        ]
+    )
     metal = S.metal[kk, sidx]
     msel = metal.nonzero().squeeze(1)
     if msel.numel():
         g = lambda v: v.index_select(0, msel)  # noqa: E731
         ms, mk = g(sidx), g(kk)
         mx, my, mz = g(rx), g(ry), g(rz)
-        env = _trace_reflection(S, ms, mk, g(px) + g(nx) * 1e-3, g(py) + g(ny) * 1e-3,
-                                g(pz) + g(nz) * 1e-3, mx, my, mz)
+        env = _trace_reflection(
+            S, ms, mk, g(px) + g(nx) * 1e-3, g(py) + g(ny) * 1e-3, g(pz) + g(nz) * 1e-3, mx, my, mz
+        )
         # Glossy tinted by the colour: 0.6 sharp + 0.4 rough, both reflecting
         # the traced environment; the lobes add the lamps' highlights.
-        mrgb = torch.stack([
-            alb[ch, msel] * (env[ch] + 0.6 * g(sharp[ch]) + 0.4 * g(rough[ch])) for ch in range(3)
-        ])
+        mrgb = torch.stack(
+            [alb[ch, msel] * (env[ch] + 0.6 * g(sharp[ch]) + 0.4 * g(rough[ch])) for ch in range(3)]
+        )
         out[:, msel] = mrgb
     return out
 
@@ -847,8 +879,18 @@ def render_scenes(
         if sel.numel() == 0:
             continue
         sidx = torch.div(sel, P, rounding_mode="floor")
-        near, far = _interval(S, j, sidx, S.cam[0, sidx], S.cam[1, sidx], S.cam[2, sidx],
-                              fdx.index_select(0, sel), fdy.index_select(0, sel), fdz.index_select(0, sel), True)
+        near, far = _interval(
+            S,
+            j,
+            sidx,
+            S.cam[0, sidx],
+            S.cam[1, sidx],
+            S.cam[2, sidx],
+            fdx.index_select(0, sel),
+            fdy.index_select(0, sel),
+            fdz.index_select(0, sel),
+            True,
+        )
         hit = (near <= far) & (near > _EPS) & (near < tbest.index_select(0, sel))
         sel = sel[hit]
         tbest[sel] = near[hit]

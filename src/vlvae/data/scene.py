@@ -122,14 +122,10 @@ def sample_scene(
         if len(placed) == n_objects:
             break
     camera = tuple(
-        float(c + rng.uniform(-clevr.CAMERA_JITTER, clevr.CAMERA_JITTER))
-        for c in clevr.CAMERA_POSITION
+        float(c + rng.uniform(-clevr.CAMERA_JITTER, clevr.CAMERA_JITTER)) for c in clevr.CAMERA_POSITION
     )
     lights = {
-        name: tuple(
-            float(c + rng.uniform(-clevr.LIGHT_JITTER, clevr.LIGHT_JITTER))
-            for c in spec["position"]
-        )
+        name: tuple(float(c + rng.uniform(-clevr.LIGHT_JITTER, clevr.LIGHT_JITTER)) for c in spec["position"])
         for name, spec in clevr.LIGHTS.items()
     }
     return Scene(objects=tuple(placed), camera=camera, lights=lights)

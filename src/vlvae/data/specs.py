@@ -12,10 +12,11 @@ them only when called, so importing this module imports nothing from evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vlvae.data.format import read_manifest
 from vlvae.errors import VLVAEError
@@ -114,8 +115,11 @@ class DatasetSpec:
         """What the web page needs to lay out the text entry of a vocabulary: ``layout`` (``slots``
         or ``attributes``), ``blank`` (the padding word or None) and ``opposite_relations``."""
         relational = self.opposite_relations is not None and len(vocab.slots) == self.relational_text_slots
-        return {"layout": "slots" if self.ordered_texts else "attributes", "blank": self.blank_word,
-                "opposite_relations": dict(self.opposite_relations) if relational else None}
+        return {
+            "layout": "slots" if self.ordered_texts else "attributes",
+            "blank": self.blank_word,
+            "opposite_relations": dict(self.opposite_relations) if relational else None,
+        }
 
 
 TWO_OBJECTS = DatasetSpec(
@@ -163,8 +167,9 @@ def dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise VLVAEError(f"unknown data set {name!r}; the known data sets are "
-                         f"{', '.join(DATASETS)}") from None
+        raise VLVAEError(
+            f"unknown data set {name!r}; the known data sets are {', '.join(DATASETS)}"
+        ) from None
 
 
 def dataset_title(name: str) -> str:

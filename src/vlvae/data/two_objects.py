@@ -23,8 +23,8 @@ import numpy as np
 from vlvae.data import clevr
 from vlvae.data.format import (
     DATASET_FOLDERS,
-    atomic_save_npy,
     assemble_images,
+    atomic_save_npy,
     atomic_write_json,
     finalise_dataset,
     prepare_output_folder,
@@ -85,8 +85,10 @@ class TwoObjectsSettings:
         if self.supersample < 1:
             raise VLVAEError(f"--supersample must be at least 1, got {self.supersample}")
         for name, values, allowed in (
-            ("colour", self.colours, clevr.COLOURS), ("size", self.sizes, clevr.SIZES),
-            ("shape", self.shapes, clevr.SHAPES), ("material", self.materials, clevr.MATERIALS),
+            ("colour", self.colours, clevr.COLOURS),
+            ("size", self.sizes, clevr.SIZES),
+            ("shape", self.shapes, clevr.SHAPES),
+            ("material", self.materials, clevr.MATERIALS),
         ):
             unknown = [v for v in values if v not in allowed]
             if unknown or not values:
@@ -98,7 +100,7 @@ class TwoObjectsSettings:
         self.shapes, self.materials = tuple(self.shapes), tuple(self.materials)
 
     @classmethod
-    def one_object(cls, **kwargs) -> "TwoObjectsSettings":
+    def one_object(cls, **kwargs) -> TwoObjectsSettings:
         """The Fig. 1 variant: one object, blue or red, small or large, shape and material fixed."""
         defaults = dict(objects=1, colours=("blue", "red"), shapes=("sphere",), materials=("rubber",))
         return cls(**{**defaults, **kwargs})
@@ -132,7 +134,6 @@ def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
     """Images and records of chunk ``c``: visible scenes only, each with its texts."""
     import torch
 
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core renders fastest; restored below for in-process use
     try:
@@ -152,8 +153,7 @@ def _render_chunk_single_thread(settings_json: dict, c: int) -> tuple[np.ndarray
     while len(images) < count:
         want = min(_RENDER_BATCH, count - len(images))
         scenes = [
-            sample_scene(rng, s.objects, s.colours, s.sizes, s.shapes, s.materials)
-            for _ in range(want)
+            sample_scene(rng, s.objects, s.colours, s.sizes, s.shapes, s.materials) for _ in range(want)
         ]
         out = render_scenes(scenes, s.size, zoom=s.zoom, supersample=s.supersample)
         for i, scene in enumerate(scenes):
@@ -210,8 +210,13 @@ def _generate(settings: TwoObjectsSettings, out: Path, workers: int, overwrite: 
     pending = [c for c in range(settings.n_chunks) if not all(p.exists() for p in _chunk_paths(partial, c))]
     from tqdm import tqdm
 
-    bar = tqdm(total=settings.n, unit="img", desc="rendering", disable=not progress,
-               initial=(settings.n_chunks - len(pending)) * settings.chunk_size)
+    bar = tqdm(
+        total=settings.n,
+        unit="img",
+        desc="rendering",
+        disable=not progress,
+        initial=(settings.n_chunks - len(pending)) * settings.chunk_size,
+    )
     jobs = [(settings.to_json(), c) for c in pending]
 
     def save(c, result):
@@ -247,8 +252,10 @@ def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
         "relation_eps": clevr.RELATION_EPS,
         "min_pixels": min_pixels(settings.size),
     }
-    chunks = [(_chunk_paths(partial, c)[0], c * settings.chunk_size,
-               min((c + 1) * settings.chunk_size, settings.n)) for c in range(settings.n_chunks)]
+    chunks = [
+        (_chunk_paths(partial, c)[0], c * settings.chunk_size, min((c + 1) * settings.chunk_size, settings.n))
+        for c in range(settings.n_chunks)
+    ]
     splits = {}
     for split, (lo, hi) in ranges.items():
         assemble_images(out, split, chunks, lo, hi, settings.size)

@@ -39,8 +39,10 @@ def verify_dataset(root: Path, checksums: bool = True) -> dict:
             if not path.is_file():
                 raise VLVAEError(f"{path} is missing; rebuild the data set with --overwrite")
             if sha256_file(path) != expected:
-                raise VLVAEError(f"{path} does not match its checksum in manifest.json; it was changed "
-                                 "or corrupted: rebuild the data set with --overwrite")
+                raise VLVAEError(
+                    f"{path} does not match its checksum in manifest.json; it was changed "
+                    "or corrupted: rebuild the data set with --overwrite"
+                )
     vocab = read_vocabulary(root)
     words = set(vocab.words)
     size = manifest.get("image_size")
@@ -49,29 +51,41 @@ def verify_dataset(root: Path, checksums: bool = True) -> dict:
         images = load_images(root, split)
         records = read_records(root, split)
         if len(images) != len(records):
-            raise VLVAEError(f"{root}/{split} has {len(images)} images but {len(records)} records; "
-                             "rebuild the data set with --overwrite")
+            raise VLVAEError(
+                f"{root}/{split} has {len(images)} images but {len(records)} records; "
+                "rebuild the data set with --overwrite"
+            )
         if images.shape[1:3] != (size, size):
-            raise VLVAEError(f"{root}/{split}/images.npy is {images.shape[1]}x{images.shape[2]}, "
-                             f"the manifest says {size}x{size}; rebuild the data set")
+            raise VLVAEError(
+                f"{root}/{split}/images.npy is {images.shape[1]}x{images.shape[2]}, "
+                f"the manifest says {size}x{size}; rebuild the data set"
+            )
         if manifest.get("counts", {}).get(split) != len(records):
-            raise VLVAEError(f"{root}/{split} holds {len(records)} examples, the manifest says "
-                             f"{manifest.get('counts', {}).get(split)}; rebuild the data set")
+            raise VLVAEError(
+                f"{root}/{split} holds {len(records)} examples, the manifest says "
+                f"{manifest.get('counts', {}).get(split)}; rebuild the data set"
+            )
         for i, rec in enumerate(records):
             texts = rec.get("texts", [rec.get("text", [])])
             for text in texts + [rec.get("text", [])]:
                 bad = [w for w in text if w not in words]
                 if bad:
-                    raise VLVAEError(f"{split} example {i} uses word(s) {bad} missing from vocab.json; "
-                                     "rebuild the data set")
+                    raise VLVAEError(
+                        f"{split} example {i} uses word(s) {bad} missing from vocab.json; "
+                        "rebuild the data set"
+                    )
             if manifest.get("dataset") == "two_objects":
                 truth = true_texts(scene_from_record(rec))
                 if sorted(map(tuple, truth)) != sorted(map(tuple, rec["texts"])):
-                    raise VLVAEError(f"{split} example {i}: its stored texts are not the true texts of "
-                                     "its scene; rebuild the data set")
+                    raise VLVAEError(
+                        f"{split} example {i}: its stored texts are not the true texts of "
+                        "its scene; rebuild the data set"
+                    )
                 if rec["text"] not in rec["texts"]:
-                    raise VLVAEError(f"{split} example {i}: its text {' '.join(rec['text'])!r} is not "
-                                     "true of its scene; rebuild the data set")
+                    raise VLVAEError(
+                        f"{split} example {i}: its text {' '.join(rec['text'])!r} is not "
+                        "true of its scene; rebuild the data set"
+                    )
                 summary["texts_checked"] += len(rec["texts"])
         summary["counts"][split] = len(records)
     return summary

@@ -43,8 +43,7 @@ class Vocabulary:
         unknown = [w for w in words if w not in index]
         if unknown:
             raise VLVAEError(
-                f"unknown word(s) {', '.join(map(repr, unknown))}; "
-                f"the vocabulary is: {' '.join(self.words)}"
+                f"unknown word(s) {', '.join(map(repr, unknown))}; the vocabulary is: {' '.join(self.words)}"
             )
         return [index[w] for w in words]
 
@@ -60,7 +59,7 @@ class Vocabulary:
         }
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Vocabulary":
+    def from_json(cls, obj: dict) -> Vocabulary:
         try:
             return cls(
                 words=tuple(obj["words"]),
@@ -81,13 +80,17 @@ def _ordered(values, order):
 
 
 def two_objects_vocabulary(
-    colours=tuple(clevr.COLOURS), sizes=tuple(clevr.SIZES),
-    shapes=clevr.SHAPES, materials=clevr.MATERIALS,
+    colours=tuple(clevr.COLOURS),
+    sizes=tuple(clevr.SIZES),
+    shapes=clevr.SHAPES,
+    materials=clevr.MATERIALS,
 ) -> Vocabulary:
     """The nine-slot vocabulary ``O1size O1colour O1material O1shape R O2size ...`` (SPEC §1.1)."""
     obj_slots = (
-        _ordered(sizes, _SIZE_ORDER), _ordered(colours, _COLOUR_ORDER),
-        tuple(materials), tuple(shapes),
+        _ordered(sizes, _SIZE_ORDER),
+        _ordered(colours, _COLOUR_ORDER),
+        tuple(materials),
+        tuple(shapes),
     )
     slots = obj_slots + (clevr.RELATIONS,) + obj_slots
     names = tuple(f"O1{n}" for n in _SLOT_NAMES) + ("R",) + tuple(f"O2{n}" for n in _SLOT_NAMES)

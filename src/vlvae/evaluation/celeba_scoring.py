@@ -57,7 +57,13 @@ from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import atomic_write_json, read_json, read_manifest
 from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.judge import JudgeTask, _stage_of, classifier_info, open_classifier_folder, training_settings
+from vlvae.evaluation.judge import (
+    JudgeTask,
+    _stage_of,
+    classifier_info,
+    open_classifier_folder,
+    training_settings,
+)
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
 
@@ -105,12 +111,16 @@ class CelebAClassifierData(Dataset):
     def __init__(self, root: Path, split: str):
         self.base = ImageTextDataset(Path(root), split)
         if self.base.dataset != "celeba":
-            raise VLVAEError(f"{root} is a {self.base.dataset} data set, not CelebA; build one with "
-                             "`vlvae data celeba --root CELEBA --out DATA`")
+            raise VLVAEError(
+                f"{root} is a {self.base.dataset} data set, not CelebA; build one with "
+                "`vlvae data celeba --root CELEBA --out DATA`"
+            )
         records = self.base.records
         if records and "attributes" not in records[0]:
-            raise VLVAEError(f"{root}/{split}/scenes.json has no 'attributes' per image; rebuild the data set "
-                             "with `vlvae data celeba`")
+            raise VLVAEError(
+                f"{root}/{split}/scenes.json has no 'attributes' per image; rebuild the data set "
+                "with `vlvae data celeba`"
+            )
         names = list(records[0]["attributes"]) if records else list(CELEBA_LABELS)
         values = np.array([[r["attributes"][n] for n in names] for r in records], dtype=np.int64)
         self.targets = torch.from_numpy(label_targets(values.reshape(len(records), len(names)), names)).long()
@@ -159,7 +169,7 @@ def predict_label_probabilities(model, images, batch_size: int = 256) -> np.ndar
     out = []
     try:
         for lo in range(0, len(images), batch_size):
-            batch = images[lo:lo + batch_size]
+            batch = images[lo : lo + batch_size]
             if not torch.is_tensor(batch):
                 batch = torch.from_numpy(np.array(batch))  # a copy: memory-mapped arrays are read-only
             if batch.dtype == torch.uint8:
@@ -192,8 +202,11 @@ def real_accuracy(model, root: Path, split: str = "val", limit: int | None = Non
 def _accuracy(data, n, probs) -> dict:
     correct = (probs > 0.5) == (data.targets[:n].numpy() > 0)
     per_label = correct.mean(axis=0) if n else np.full(len(CELEBA_LABELS), np.nan)
-    return {"overall": float(per_label.mean()), "per_slot": dict(zip(CELEBA_LABELS, per_label.tolist())),
-            "examples": n}
+    return {
+        "overall": float(per_label.mean()),
+        "per_slot": dict(zip(CELEBA_LABELS, per_label.tolist())),
+        "examples": n,
+    }
 
 
 def real_correctness(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
@@ -208,15 +221,24 @@ def real_correctness(model, root: Path, split: str = "val", limit: int | None = 
 def _correctness(data, n, probs) -> dict:
     paper = correctness_paper(word_probabilities(probs), words_present(data.words[:n]), empty=0.0)
     all_labels = correctness_all_labels(probs, data.targets[:n].numpy())
-    return {"paper": float(paper.mean()) if n else float("nan"),
-            "all_labels": float(all_labels.mean()) if n else float("nan"), "examples": n}
+    return {
+        "paper": float(paper.mean()) if n else float("nan"),
+        "all_labels": float(all_labels.mean()) if n else float("nan"),
+        "examples": n,
+    }
 
 
 # ----------------------------------------------------------------------------- training and loading
 
 
-def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cpu", overrides: list[str] = (),
-                            resume: bool = False, progress: bool = True) -> dict:
+def train_celeba_classifier(
+    data: Path,
+    out: Path,
+    preset_name: str = "celeba-cpu",
+    overrides: list[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train the 18-label CelebA classifier on real training faces into folder ``out``.
 
     The folder follows :mod:`vlvae.evaluation.judge` (as the Two Objects classifier's does):
@@ -244,18 +266,33 @@ def train_celeba_classifier(data: Path, out: Path, preset_name: str = "celeba-cp
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
     if manifest.get("dataset") != "celeba":
-        raise VLVAEError(f"{data} is not a CelebA data set; the CelebA classifier needs one built by "
-                         "`vlvae data celeba` (Two Objects data trains the Two Objects classifier)")
+        raise VLVAEError(
+            f"{data} is not a CelebA data set; the CelebA classifier needs one built by "
+            "`vlvae data celeba` (Two Objects data trains the Two Objects classifier)"
+        )
     name = celeba_preset_name(preset_name)
     cfg: ExperimentConfig = apply_overrides(preset(name), list(overrides))
-    info = {"kind": KIND, **classifier_info(data, manifest, classifier=training_settings(cfg.classifier),
-                                            preset=name, labels=list(CELEBA_LABELS))}
+    info = {
+        "kind": KIND,
+        **classifier_info(
+            data,
+            manifest,
+            classifier=training_settings(cfg.classifier),
+            preset=name,
+            labels=list(CELEBA_LABELS),
+        ),
+    }
     out = check_output_dir(out, "classifier folder")
     with folder_lock(out, "vlvae train classifier"):
         open_classifier_folder(out, info)
         torch.manual_seed(cfg.seed + 7)  # the initial weights are a function of the seed
-        task = CelebAClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
-                                    int(manifest["image_size"]))
+        task = CelebAClassifierTask(
+            cfg.classifier,
+            _stage_of(cfg.classifier),
+            str(data.resolve()),
+            cfg.seed + 7,
+            int(manifest["image_size"]),
+        )
         metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)
         if "real_accuracy" not in metrics:
             metrics["real_accuracy"], metrics["real_correctness"] = real_scores(task.model, data, "val")
@@ -278,22 +315,34 @@ def load_celeba_classifier(directory: Path):
     remedy = _remedy(directory)
     if not directory.is_dir():
         raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{remedy}`")
-    info = read_json(directory / "classifier.json", f"{directory} is not a classifier folder; train one with "
-                                                    f"`{remedy}`")
+    info = read_json(
+        directory / "classifier.json", f"{directory} is not a classifier folder; train one with `{remedy}`"
+    )
     kind = info.get("kind", "two_objects") if isinstance(info, dict) else "foreign"
     if kind != KIND:
         # The Two Objects classifier's classifier.json (vlvae.evaluation.classifier) has no "kind".
         what = "a Two Objects classifier" if kind == "two_objects" else f"a {kind} classifier"
-        raise VLVAEError(f"{directory} holds {what}, not a CelebA classifier; pass the classifier trained on "
-                         f"the CelebA data (`{remedy}`)")
+        raise VLVAEError(
+            f"{directory} holds {what}, not a CelebA classifier; pass the classifier trained on "
+            f"the CelebA data (`{remedy}`)"
+        )
     if info.get("labels") != list(CELEBA_LABELS):
-        raise VLVAEError(f"{directory} was trained on other labels than this version's 18 CelebA labels; "
-                         f"retrain it with `{remedy}`")
+        raise VLVAEError(
+            f"{directory} was trained on other labels than this version's 18 CelebA labels; "
+            f"retrain it with `{remedy}`"
+        )
     metrics = read_json(directory / "metrics.json", f"finish training with `{remedy} --resume`")
     c = info["classifier"]
-    model = AttributeClassifier(info["image_size"], [2] * len(CELEBA_LABELS), 0, base_channels=c["base_channels"],
-                                n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"],
-                                arch=c.get("arch", "cyclegan"), norm=c.get("norm", "batch"))
+    model = AttributeClassifier(
+        info["image_size"],
+        [2] * len(CELEBA_LABELS),
+        0,
+        base_channels=c["base_channels"],
+        n_downsample=c["n_downsample"],
+        n_res_blocks=c["n_res_blocks"],
+        arch=c.get("arch", "cyclegan"),
+        norm=c.get("norm", "batch"),
+    )
     load_weights(model, directory / "weights.safetensors", KIND, remedy)
     return model.eval().requires_grad_(False), metrics
 
@@ -315,8 +364,10 @@ class CelebAScorer:
     def __init__(self, model, vocab):
         unknown = [w for w in vocab.words if w not in CELEBA_WORDS]
         if unknown:
-            raise VLVAEError(f"the vocabulary holds {', '.join(map(repr, unknown[:3]))}, not CelebA words; "
-                             "score CelebA runs with the CelebA classifier and Two Objects runs with theirs")
+            raise VLVAEError(
+                f"the vocabulary holds {', '.join(map(repr, unknown[:3]))}, not CelebA words; "
+                "score CelebA runs with the CelebA classifier and Two Objects runs with theirs"
+            )
         self.model, self.vocab = model, vocab
 
     def _words(self, texts: torch.Tensor) -> list[list[str]]:
@@ -361,8 +412,9 @@ class CelebAScorer:
         unspecified = male == female
         if unspecified.any():
             others = [j for j in range(len(CELEBA_LABELS)) if j != _MALE]
-            scores[unspecified] = correctness_all_labels(probs[unspecified][:, others],
-                                                         targets[unspecified][:, others])
+            scores[unspecified] = correctness_all_labels(
+                probs[unspecified][:, others], targets[unspecified][:, others]
+            )
         return torch.from_numpy(scores).float()
 
 

@@ -74,8 +74,10 @@ class TwoObjectsClassifierData(Dataset):
     def __init__(self, root: Path, split: str, all_texts: bool):
         self.base = ImageTextDataset(root, split)
         if self.base.dataset != "two_objects" or len(self.base.vocab.slots) != 9:
-            raise VLVAEError(f"{root} is not a two-object Two Objects data set; the attribute classifier "
-                             "needs nine-word texts")
+            raise VLVAEError(
+                f"{root} is not a two-object Two Objects data set; the attribute classifier "
+                "needs nine-word texts"
+            )
         self.all_texts = all_texts
         vocab = self.base.vocab
         self.targets = [[_slot_targets(vocab, t) for t in r["texts"]] for r in self.base.records]
@@ -110,7 +112,9 @@ class ClassifierTask(JudgeTask):
 
 
 @torch.no_grad()
-def predict_slots(model, images: torch.Tensor, relations: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_slots(
+    model, images: torch.Tensor, relations: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """Predicted slot-local class of each attribute slot: (N, 8) long.
 
     Args:
@@ -120,7 +124,7 @@ def predict_slots(model, images: torch.Tensor, relations: torch.Tensor, batch_si
     model.eval()
     out = []
     for lo in range(0, len(images), batch_size):
-        logits = model(images[lo:lo + batch_size], relations[lo:lo + batch_size])
+        logits = model(images[lo : lo + batch_size], relations[lo : lo + batch_size])
         out.append(torch.stack([l.argmax(-1) for l in logits], 1))
     return torch.cat(out) if out else torch.zeros(0, len(ATTRIBUTE_SLOTS), dtype=torch.long)
 
@@ -135,18 +139,26 @@ def real_accuracy(model, root: Path, split: str = "val", limit: int | None = Non
     targets = torch.stack([it["targets"] for it in items])
     correct = (predict_slots(model, images, relations) == targets).float()
     names = [data.base.vocab.slot_names[s] for s in ATTRIBUTE_SLOTS]
-    return {"overall": float(correct.mean()), "per_slot": dict(zip(names, correct.mean(0).tolist())),
-            "examples": n}
+    return {
+        "overall": float(correct.mean()),
+        "per_slot": dict(zip(names, correct.mean(0).tolist())),
+        "examples": n,
+    }
 
 
-def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides: list[str] = (),
-                     resume: bool = False, progress: bool = True) -> dict:
+def train_classifier(
+    data: Path,
+    out: Path,
+    preset_name: str = "cpu",
+    overrides: list[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train the Two Objects attribute classifier on real training images into folder ``out``."""
-    from vlvae.training.run import fit_stage
-
     from vlvae.data.format import read_vocabulary
     from vlvae.locking import folder_lock
     from vlvae.paths import check_output_dir
+    from vlvae.training.run import fit_stage
 
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
@@ -158,10 +170,18 @@ def train_classifier(data: Path, out: Path, preset_name: str = "cpu", overrides:
     with folder_lock(out, "vlvae train classifier"):
         open_classifier_folder(out, info)
         torch.manual_seed(cfg.seed + 7)
-        task = ClassifierTask(cfg.classifier, _stage_of(cfg.classifier), str(data.resolve()), cfg.seed + 7,
-                              int(manifest["image_size"]), slot_sizes, len(vocab.slots[RELATION_SLOT]))
-        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume,
-                            progress)
+        task = ClassifierTask(
+            cfg.classifier,
+            _stage_of(cfg.classifier),
+            str(data.resolve()),
+            cfg.seed + 7,
+            int(manifest["image_size"]),
+            slot_sizes,
+            len(vocab.slots[RELATION_SLOT]),
+        )
+        metrics = fit_stage(
+            task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume, progress
+        )
         if "real_accuracy" not in metrics:
             metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
             metrics["min_accuracy"] = cfg.classifier.min_accuracy
@@ -182,10 +202,16 @@ def load_classifier(directory: Path):
 
     vocab = read_vocabulary(Path(info["data"]))
     c = info["classifier"]
-    model = RelationalSlotClassifier(info["image_size"], [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
-                                len(vocab.slots[RELATION_SLOT]), base_channels=c["base_channels"],
-                                n_downsample=c["n_downsample"], n_res_blocks=c["n_res_blocks"],
-                                arch=c.get("arch", "cyclegan"), norm=c.get("norm", "batch"))
+    model = RelationalSlotClassifier(
+        info["image_size"],
+        [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
+        len(vocab.slots[RELATION_SLOT]),
+        base_channels=c["base_channels"],
+        n_downsample=c["n_downsample"],
+        n_res_blocks=c["n_res_blocks"],
+        arch=c.get("arch", "cyclegan"),
+        norm=c.get("norm", "batch"),
+    )
     load_weights(model, directory / "weights.safetensors", "attribute_classifier", remedy)
     return model.eval().requires_grad_(False), metrics
 
@@ -207,8 +233,9 @@ class TwoObjectsScorer:
         words = [self.vocab.decode(t) for t in texts]
         relation_words = self.vocab.slots[RELATION_SLOT]
         valid = torch.tensor([w[RELATION_SLOT] in relation_words for w in words])
-        relations = torch.tensor([relation_words.index(w[RELATION_SLOT]) if v else 0
-                                  for w, v in zip(words, valid.tolist())])
+        relations = torch.tensor(
+            [relation_words.index(w[RELATION_SLOT]) if v else 0 for w, v in zip(words, valid.tolist())]
+        )
         predicted = predict_slots(self.model, images, relations)
         scores = torch.zeros(len(words))
         for i, w in enumerate(words):

@@ -50,7 +50,7 @@ def caption_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 
     """
     words, texts = [], []
     for lo in range(0, len(y), batch_size):
-        xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+        xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
         z = model.image_posterior(xb, yb).sample()
         right = (model.generate_text(z, greedy=True) == yb).float()
         words.append(right.mean(-1))
@@ -96,12 +96,22 @@ def _stage1_record(run: Path) -> dict:
     from vlvae.runs import stage_dir
 
     m = json.loads((stage_dir(run, "vlvae") / "metrics.json").read_text())
-    return {"steps": m.get("steps"), "seconds": m.get("seconds_this_session"),
-            "examples_per_second": m.get("examples_per_second")}
+    return {
+        "steps": m.get("steps"),
+        "seconds": m.get("seconds_this_session"),
+        "examples_per_second": m.get("examples_per_second"),
+    }
 
 
-def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | None = None,
-                 seeds: int | None = None, k: int | None = None, progress: bool = True) -> dict:
+def compare_runs(
+    runs: list[Path],
+    classifier: Path,
+    out: Path,
+    examples: int | None = None,
+    seeds: int | None = None,
+    k: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Score every run on the same validation texts and write ``OUT/compare.{json,md}`` (module docstring).
 
     Args:
@@ -126,16 +136,21 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
     opened = [open_run(r) for r in runs]
     datas = [check_run_data(r, cfg, info) for r, (cfg, info) in zip(runs, opened)]
     if len({d.resolve() for d in datas}) > 1:
-        raise VLVAEError("the runs were trained on different data sets (" + ", ".join(map(str, datas))
-                         + "); compare runs of one data set")
+        raise VLVAEError(
+            "the runs were trained on different data sets ("
+            + ", ".join(map(str, datas))
+            + "); compare runs of one data set"
+        )
     cfg0 = opened[0][0]
     ev = cfg0.evaluation
     examples, seeds, k = examples or ev.examples, seeds or ev.seeds, k or ev.k
     out = check_output_dir(out, "output folder")
     data = ImageTextDataset(datas[0], "val")
     scorer, _ = load_scorer(data.dataset, Path(classifier), data.vocab, datas[0], f"the data of {runs[0]}")
-    held = max([st.val_examples for c, _ in opened for st in (c.text_posterior, c.prior) if st.patience > 0],
-               default=0)
+    held = max(
+        [st.val_examples for c, _ in opened for st in (c.text_posterior, c.prior) if st.patience > 0],
+        default=0,
+    )
     examples = max(1, min(examples, len(data) - held))
     torch.manual_seed(cfg0.seed)
     x, y = validation_batch(data, examples)
@@ -150,7 +165,9 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
             posteriors, priors, all_labels = _fitted(run, cfg, model, method)
             labels = {name: all_labels[name] for name in posteriors}
             prior_labels = {name: all_labels[name] for name in priors}
-            tables = correctness_tables(model, {"paper": scorer.score}, x, y, posteriors, priors, seeds)["paper"]
+            tables = correctness_tables(model, {"paper": scorer.score}, x, y, posteriors, priors, seeds)[
+                "paper"
+            ]
             torch.manual_seed(cfg0.seed + 1)
             captions = caption_accuracy(model, x, y)
             jac = pixel_log_jacobian(x[0].numel(), cfg.model.pixel_low, cfg.model.pixel_high)
@@ -162,21 +179,36 @@ def compare_runs(runs: list[Path], classifier: Path, out: Path, examples: int | 
                 summary = _mean_se(bounds[f"log_p_x_given_y/{name}/k={k}"])
                 summary["mean"] += jac
                 log_p_x_given_y[name] = summary
-            rows.append({
-                "run": str(run), "method": method.name, "title": method.title, "reference": method.reference,
-                "labels": labels, "prior_labels": prior_labels, "correctness": tables, "captions": captions,
-                "log_p_x_given_y": log_p_x_given_y, "posterior_std": _posterior_std(
-                    model, x[:512], y[:512], posteriors.get("own")),
-                "stage1": _stage1_record(run), "seconds_evaluating": time.time() - started,
-            })
+            rows.append(
+                {
+                    "run": str(run),
+                    "method": method.name,
+                    "title": method.title,
+                    "reference": method.reference,
+                    "labels": labels,
+                    "prior_labels": prior_labels,
+                    "correctness": tables,
+                    "captions": captions,
+                    "log_p_x_given_y": log_p_x_given_y,
+                    "posterior_std": _posterior_std(model, x[:512], y[:512], posteriors.get("own")),
+                    "stage1": _stage1_record(run),
+                    "seconds_evaluating": time.time() - started,
+                }
+            )
             models[method.name] = model
-        result = {"runs": [str(r) for r in runs], "classifier": str(classifier), "dataset": data.dataset,
-                  "settings": {"examples": len(y), "seeds": seeds, "k": k}, "rows": rows,
-                  "evaluation_id": uuid.uuid4().hex}
+        result = {
+            "runs": [str(r) for r in runs],
+            "classifier": str(classifier),
+            "dataset": data.dataset,
+            "settings": {"examples": len(y), "seeds": seeds, "k": k},
+            "rows": rows,
+            "evaluation_id": uuid.uuid4().hex,
+        }
         figure = None
         if "vlvae" in models and "joint" in models:
-            figure = figure_joint_vs_marginal(models["joint"], models["vlvae"], x[:6], y[:6], data.vocab,
-                                              out / "fig7_joint_vs_marginal.png")
+            figure = figure_joint_vs_marginal(
+                models["joint"], models["vlvae"], x[:6], y[:6], data.vocab, out / "fig7_joint_vs_marginal.png"
+            )
             result["figure"] = figure.name
         from vlvae.data.format import atomic_write_json, atomic_write_text
 
@@ -199,8 +231,11 @@ def figure_joint_vs_marginal(joint, marginal, x: torch.Tensor, y: torch.Tensor, 
     with torch.no_grad():
         zj = joint.image_posterior(x, y).mean
         zm = marginal.image_posterior(x, y).mean
-        rows = [("data", x, y), ("joint q(z|x,y)", joint.image_mean(zj), joint.generate_text(zj)),
-                ("marginal q(z|x)", marginal.image_mean(zm), marginal.generate_text(zm))]
+        rows = [
+            ("data", x, y),
+            ("joint q(z|x,y)", joint.image_mean(zj), joint.generate_text(zj)),
+            ("marginal q(z|x)", marginal.image_mean(zm), marginal.generate_text(zm)),
+        ]
     fig, axes = new_figure(3, n, (1.9 * n, 6.6))
     for r, (label, images, texts) in enumerate(rows):
         for c in range(n):
@@ -222,39 +257,61 @@ def _pct(s: dict) -> str:
 def render_comparison(result: dict) -> str:
     """compare.md from compare.json's content."""
     st = result["settings"]
-    lines = [f"# vlvae comparison of methods ({result['dataset']})", "",
-             f"{st['examples']} validation texts; correctness ± std over {st['seeds']} sampling seeds; "
-             f"log p(x|y) (nats, pixels in [0, 1], Eqn-6 bound with q(z|x) as proposal, k = {st['k']}) and "
-             "caption accuracy ± standard error over examples. One training run per method (no spread over "
-             "training seeds). Judge: " + f"`{result['classifier']}`.", "",
-             "| method | text posterior | text→image correctness % | log p(x\\|y) |", "|---|---|---|---|"]
+    lines = [
+        f"# vlvae comparison of methods ({result['dataset']})",
+        "",
+        f"{st['examples']} validation texts; correctness ± std over {st['seeds']} sampling seeds; "
+        f"log p(x|y) (nats, pixels in [0, 1], Eqn-6 bound with q(z|x) as proposal, k = {st['k']}) and "
+        "caption accuracy ± standard error over examples. One training run per method (no spread over "
+        "training seeds). Judge: " + f"`{result['classifier']}`.",
+        "",
+        "| method | text posterior | text→image correctness % | log p(x\\|y) |",
+        "|---|---|---|---|",
+    ]
     for row in result["rows"]:
         for name, label in row["labels"].items():
             c = row["correctness"]["conditional"][name]
             ll = row["log_p_x_given_y"][name]
-            lines.append(f"| {_cell(row['title'])} | {_cell(label)} | {_pct(c)} | {ll['mean']:.1f} ± {ll['stderr']:.1f} |")
+            lines.append(
+                f"| {_cell(row['title'])} | {_cell(label)} | {_pct(c)} | {ll['mean']:.1f} ± {ll['stderr']:.1f} |"
+            )
     prior_labels = {}
     for row in result["rows"]:
         prior_labels.update(row.get("prior_labels", {}))
-    lines += ["", "| method | reconstruction % | " + " | ".join(f"{_cell(label)} %" for label in prior_labels.values())
-              + " | caption words % | caption texts % | std q(z\\|x) | std own q(z\\|y) | stage-1 steps | "
-              "stage-1 minutes |", "|---|---|" + "---|" * len(prior_labels) + "---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| method | reconstruction % | "
+        + " | ".join(f"{_cell(label)} %" for label in prior_labels.values())
+        + " | caption words % | caption texts % | std q(z\\|x) | std own q(z\\|y) | stage-1 steps | "
+        "stage-1 minutes |",
+        "|---|---|" + "---|" * len(prior_labels) + "---|---|---|---|---|---|",
+    ]
     for row in result["rows"]:
         c, cap, sd, s1 = row["correctness"], row["captions"], row["posterior_std"], row["stage1"]
         priors = " | ".join(_pct(c["prior"][name]) if name in c["prior"] else "—" for name in prior_labels)
         own_std = f"{sd['own_q_z_y']:.3f}" if "own_q_z_y" in sd else "—"
         minutes = (s1["seconds"] or float("nan")) / 60
-        lines.append(f"| {_cell(row['title'])} | {_pct(c['reconstruction'])} | {priors} | "
-                     f"{100 * cap['words']['mean']:.1f} | {100 * cap['texts']['mean']:.1f} | {sd['q_z_x']:.3f} | "
-                     f"{own_std} | {s1['steps']} | {minutes:.1f} |")
-    own_vs_agg = [(row["title"], row) for row in result["rows"] if "own" in row["labels"] and "q_agg" in row["labels"]]
+        lines.append(
+            f"| {_cell(row['title'])} | {_pct(c['reconstruction'])} | {priors} | "
+            f"{100 * cap['words']['mean']:.1f} | {100 * cap['texts']['mean']:.1f} | {sd['q_z_x']:.3f} | "
+            f"{own_std} | {s1['steps']} | {minutes:.1f} |"
+        )
+    own_vs_agg = [
+        (row["title"], row) for row in result["rows"] if "own" in row["labels"] and "q_agg" in row["labels"]
+    ]
     if own_vs_agg:
-        lines += ["", "q_Agg fitted post hoc on each method's q(z|x) against the method's own q(z|y) "
-                      "(paired over the same texts and seeds):", ""]
+        lines += [
+            "",
+            "q_Agg fitted post hoc on each method's q(z|x) against the method's own q(z|y) "
+            "(paired over the same texts and seeds):",
+            "",
+        ]
         for title, row in own_vs_agg:
             cond = row["correctness"]["conditional"]
             a, b = np.mean(cond["q_agg"]["per_seed"]), np.mean(cond["own"]["per_seed"])
-            lines.append(f"- {title}: q_Agg {100 * a:.1f} % vs own {100 * b:.1f} % ({100 * (a - b):+.1f} points)")
+            lines.append(
+                f"- {title}: q_Agg {100 * a:.1f} % vs own {100 * b:.1f} % ({100 * (a - b):+.1f} points)"
+            )
     if result.get("figure"):
         lines += ["", f"![Fig. 7]({result['figure']})"]
     lines += ["", "Runs: " + ", ".join(f"`{r}`" for r in result["runs"]), ""]

@@ -83,7 +83,7 @@ def text_caption(ids, vocab: Vocabulary, width: int = 22) -> str:
     words = vocab.decode(ids)
     if vocab.slot_names and "R" in vocab.slot_names and len(words) == len(vocab.slot_names):
         r = vocab.slot_names.index("R")
-        return "\n".join(" ".join(part) for part in (words[:r], words[r:r + 1], words[r + 1:]) if part)
+        return "\n".join(" ".join(part) for part in (words[:r], words[r : r + 1], words[r + 1 :]) if part)
     return textwrap.fill(" ".join(words), width=width)
 
 
@@ -95,8 +95,16 @@ def _image(ax, image: Tensor, caption: str | None = None, fontsize: float = 7.5)
     for side in ax.spines.values():
         side.set_visible(False)
     if caption:
-        ax.text(0.5, -0.04, caption, transform=ax.transAxes, ha="center", va="top", fontsize=fontsize,
-                linespacing=1.15)
+        ax.text(
+            0.5,
+            -0.04,
+            caption,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=fontsize,
+            linespacing=1.15,
+        )
 
 
 def _slot_labels(vocab: Vocabulary, length: int) -> list[str]:
@@ -117,8 +125,15 @@ def _word_table(ax, probs: Tensor, vocab: Vocabulary) -> None:
     for t in range(length):
         for j in range(top_p.shape[1]):
             p = float(top_p[t, j])
-            ax.text(j, t, f"{vocab.words[int(top_i[t, j])]} {p:.2f}".replace(" 0.", " ."), ha="center",
-                    va="center", fontsize=6.5, color="white" if p > 0.6 else "black")
+            ax.text(
+                j,
+                t,
+                f"{vocab.words[int(top_i[t, j])]} {p:.2f}".replace(" 0.", " ."),
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if p > 0.6 else "black",
+            )
     ax.set_yticks(range(length), _slot_labels(vocab, length), fontsize=6.5)
     ax.set_xticks([])
     ax.tick_params(length=0)
@@ -133,8 +148,16 @@ def _posterior_z(model, x: Tensor, y: LongTensor, sample: bool) -> Tensor:
 
 
 @torch.no_grad()
-def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, priors: dict, out: Path,
-                           n: int = 6, sample: bool = False) -> Path:
+def figure_reconstructions(
+    model,
+    x: Tensor,
+    y: LongTensor,
+    vocab: Vocabulary,
+    priors: dict,
+    out: Path,
+    n: int = 6,
+    sample: bool = False,
+) -> Path:
     """Fig. 3 / 5: data, reconstruction with word distributions, and samples from each prior.
 
     Row i: (1) data image x_i with its text y_i; (2) the mean image of z = the mean of q(z|x_i)
@@ -172,9 +195,14 @@ def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, p
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in y)
     row_h = 1.55 + 0.15 * lines
     widths = [1.5, 1.5, 2.7] + [1.5] * len(prior_draws)
-    fig, axes = new_figure(n, n_cols, (sum(widths) + 0.6, row_h * n + 0.8), gridspec_kw={"width_ratios": widths})
-    titles = ["data image + text", "reconstruction\n(z = mean of q(z|x))" if not sample
-              else "reconstruction\n(z ~ q(z|x))", "text decoder p(y|z), same z:\ntop words per position"]
+    fig, axes = new_figure(
+        n, n_cols, (sum(widths) + 0.6, row_h * n + 0.8), gridspec_kw={"width_ratios": widths}
+    )
+    titles = [
+        "data image + text",
+        "reconstruction\n(z = mean of q(z|x))" if not sample else "reconstruction\n(z ~ q(z|x))",
+        "text decoder p(y|z), same z:\ntop words per position",
+    ]
     titles += [f"sample from\n{PRIOR_LABELS.get(name, name)}" for name in prior_draws]
     for i in range(n):
         _image(axes[i, 0], x[i], text_caption(y[i], vocab))
@@ -184,8 +212,11 @@ def figure_reconstructions(model, x: Tensor, y: LongTensor, vocab: Vocabulary, p
             _image(axes[i, 3 + j], images[i], text_caption(texts[i], vocab))
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=9, fontweight="bold", pad=8)
-    fig.suptitle("Reconstructions and prior samples: images from the mean of p(x|z), "
-                 "texts decoded greedily from p(y|z)", fontsize=10)
+    fig.suptitle(
+        "Reconstructions and prior samples: images from the mean of p(x|z), "
+        "texts decoded greedily from p(y|z)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=2.2)
     return save_figure(fig, out)
 
@@ -212,13 +243,23 @@ def _score_caption(score: float, vocab: Vocabulary) -> str:
 
 def _ordered(mapping: dict, order: dict) -> dict:
     """``mapping`` with the keys of ``order`` first, in that order, then the rest as given."""
-    return {**{k: mapping[k] for k in order if k in mapping}, **{k: v for k, v in mapping.items() if k not in order}}
+    return {
+        **{k: mapping[k] for k in order if k in mapping},
+        **{k: v for k, v in mapping.items() if k not in order},
+    }
 
 
 @torch.no_grad()
-def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, vocab: Vocabulary, out: Path,
-                               n_texts: int = 4, n_samples: int = 3,
-                               scorer: Callable[[Tensor, LongTensor], Tensor] | None = None) -> Path:
+def figure_conditional_samples(
+    model,
+    text_posteriors: dict,
+    y: LongTensor,
+    vocab: Vocabulary,
+    out: Path,
+    n_texts: int = 4,
+    n_samples: int = 3,
+    scorer: Callable[[Tensor, LongTensor], Tensor] | None = None,
+) -> Path:
     """Fig. 4 / 6: images and texts decoded from z ~ q(z|y) for given texts, per text posterior.
 
     Row per text: the given text; then, for each text posterior (q_Agg first, then q_True),
@@ -257,13 +298,23 @@ def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, voca
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in texts) + (scorer is not None)
     row_h = 1.5 + 0.15 * lines
     widths = [1.7] + [1.5] * (n_samples * len(draws))
-    fig, axes = new_figure(n_texts, len(widths), (sum(widths) + 0.6, row_h * n_texts + 0.9),
-                           gridspec_kw={"width_ratios": widths})
+    fig, axes = new_figure(
+        n_texts, len(widths), (sum(widths) + 0.6, row_h * n_texts + 0.9), gridspec_kw={"width_ratios": widths}
+    )
     for i in range(n_texts):
         ax = axes[i, 0]
         ax.axis("off")
-        ax.text(0.5, 0.5, text_caption(texts[i], vocab), transform=ax.transAxes, ha="center", va="center",
-                fontsize=9, fontweight="bold", linespacing=1.3)
+        ax.text(
+            0.5,
+            0.5,
+            text_caption(texts[i], vocab),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            fontweight="bold",
+            linespacing=1.3,
+        )
         for g, (images, decoded, scores) in enumerate(draws.values()):
             for s in range(n_samples):
                 caption = text_caption(decoded[i, s], vocab)
@@ -273,11 +324,13 @@ def figure_conditional_samples(model, text_posteriors: dict, y: LongTensor, voca
     axes[0, 0].set_title("given text y", fontsize=9, fontweight="bold", pad=8)
     for g, name in enumerate(draws):
         for s in range(n_samples):
-            axes[0, 1 + g * n_samples + s].set_title(f"z{s} ~ {POSTERIOR_LABELS.get(name, name)}", fontsize=9,
-                                                      fontweight="bold", pad=8)
+            axes[0, 1 + g * n_samples + s].set_title(
+                f"z{s} ~ {POSTERIOR_LABELS.get(name, name)}", fontsize=9, fontweight="bold", pad=8
+            )
     note = "; caption: greedy text of the same z" + (", correctness against y" if scorer is not None else "")
-    fig.suptitle(f"Conditional samples: images (mean of p(x|z)) for z from each text posterior{note}",
-                 fontsize=10)
+    fig.suptitle(
+        f"Conditional samples: images (mean of p(x|z)) for z from each text posterior{note}", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98), h_pad=2.2)
     # Rule between the posteriors' column groups so each group reads as one block.
     for g in range(1, len(draws)):
@@ -339,8 +392,10 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
     stage_dir = Path(stage_dir)
     paths = sorted((stage_dir / "logs" / "csv").glob("*/metrics.csv"))
     if not paths:
-        raise VLVAEError(f"{stage_dir} has no training logs (logs/csv/*/metrics.csv); train the stage first, "
-                         "or pass the stage folder of a run (e.g. RUN/vlvae)")
+        raise VLVAEError(
+            f"{stage_dir} has no training logs (logs/csv/*/metrics.csv); train the stage first, "
+            "or pass the stage folder of a run (e.g. RUN/vlvae)"
+        )
     sessions = []
     for path in paths:
         start, rows = _read_session(path)
@@ -356,8 +411,14 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
             if (row.get("val/minutes") or "").strip():
                 passes[_step(row)] = row
     steps = sorted(passes)
-    columns = sorted({key for row in passes.values() for key, value in row.items()
-                      if key and key.startswith("val/") and key != "val/minutes" and (value or "").strip()})
+    columns = sorted(
+        {
+            key
+            for row in passes.values()
+            for key, value in row.items()
+            if key and key.startswith("val/") and key != "val/minutes" and (value or "").strip()
+        }
+    )
     curves = {"step": np.array(steps, dtype=np.int64)}
     for key in ["val/minutes", *columns]:
         cells = [(passes[s].get(key) or "").strip() for s in steps]
@@ -388,8 +449,13 @@ def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -
             change[name] = None
             continue
         a, b = int(before[-1]), int(logged[-1])
-        change[name] = {"from_step": int(steps[a]), "from_minutes": float(minutes[a]), "to_step": int(steps[b]),
-                        "to_minutes": float(minutes[b]), "change": float(values[b] - values[a])}
+        change[name] = {
+            "from_step": int(steps[a]),
+            "from_minutes": float(minutes[a]),
+            "to_step": int(steps[b]),
+            "to_minutes": float(minutes[b]),
+            "change": float(values[b] - values[a]),
+        }
     return {"last": last, "fraction": fraction, "since_minutes": since, "change": change}
 
 
@@ -423,8 +489,10 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
     stage_dir, out = Path(stage_dir), Path(out)
     curves = read_validation_curves(stage_dir) if curves is None else curves
     if not len(curves["step"]):
-        raise VLVAEError(f"the logs in {stage_dir} have no validation passes with val/minutes (the run predates "
-                         "it, or never reached a validation pass), so there is no convergence curve to draw")
+        raise VLVAEError(
+            f"the logs in {stage_dir} have no validation passes with val/minutes (the run predates "
+            "it, or never reached a validation pass), so there is no convergence curve to draw"
+        )
     minutes, steps = curves["val/minutes"], curves["step"]
     fig, axes = new_figure(1, len(CONVERGENCE_PANELS), (4.2 * len(CONVERGENCE_PANELS), 3.6))
     for ax, (key, (title, scale)) in zip(axes[0], CONVERGENCE_PANELS.items()):
@@ -432,32 +500,53 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
         values = curves.get(key)
         logged = np.isfinite(values) if values is not None else np.zeros(len(steps), dtype=bool)
         if not logged.any():
-            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", fontsize=11,
-                    color="0.45")
+            ax.text(
+                0.5,
+                0.5,
+                "not logged",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="0.45",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             continue
         x, y = minutes[logged], scale * values[logged]
         ax.plot(x, y, marker="o", markersize=3.5, linewidth=1.2, color="C0")
         high = y[-1] >= (y.min() + y.max()) / 2  # label the last point on the side with room
-        ax.annotate(f"step {int(steps[logged][-1])}", xy=(x[-1], y[-1]), xytext=(-8, -10 if high else 10),
-                    textcoords="offset points", ha="right", va="top" if high else "bottom", fontsize=8,
-                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.7})
+        ax.annotate(
+            f"step {int(steps[logged][-1])}",
+            xy=(x[-1], y[-1]),
+            xytext=(-8, -10 if high else 10),
+            textcoords="offset points",
+            ha="right",
+            va="top" if high else "bottom",
+            fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.7},
+        )
         ax.margins(x=0.06, y=0.12)
         ax.plot(x[-1:], y[-1:], marker="o", markersize=6, color="C3", linestyle="none")
         ax.set_xlabel("training minutes (wall clock)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{stage_dir.name}: {len(steps)} validation passes during training "
-                 f"(steps {int(steps[0])}-{int(steps[-1])}, {float(minutes[-1]):.3g} min)", fontsize=10)
+    fig.suptitle(
+        f"{stage_dir.name}: {len(steps)} validation passes during training "
+        f"(steps {int(steps[0])}-{int(steps[-1])}, {float(minutes[-1]):.3g} min)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     save_figure(fig, out)
-    atomic_write_json(out.with_suffix(".json"), {
-        "stage_dir": str(stage_dir),
-        "x": "val/minutes",
-        "curves": {key: _json_values(values) for key, values in curves.items()},
-        "summary": convergence_summary(curves),
-    })
+    atomic_write_json(
+        out.with_suffix(".json"),
+        {
+            "stage_dir": str(stage_dir),
+            "x": "val/minutes",
+            "curves": {key: _json_values(values) for key, values in curves.items()},
+            "summary": convergence_summary(curves),
+        },
+    )
     return out
 
 
@@ -494,22 +583,40 @@ def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
                 continue
             steps, values = curves["step"] + 1, curves[key]  # logged step s saw s + 1 updates
             color = f"C{r % 10}"
-            ax.plot(steps, values, linewidth=1.1, marker="o", markersize=2.5, color=color, label=f"replicate {r}")
+            ax.plot(
+                steps, values, linewidth=1.1, marker="o", markersize=2.5, color=color, label=f"replicate {r}"
+            )
             info = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
             stop = info.get("early_stopping") or {}
             if stop.get("best_step") is not None:
-                ax.plot([stop["best_step"]], [stop["best_value"]], marker="*", markersize=10, color=color,
-                        linestyle="none")
-            ax.plot(steps[-1:], values[-1:], marker="o", markersize=7, markerfacecolor="none", color=color,
-                    linestyle="none")
-            record.setdefault(stage, []).append({"step": _json_values(steps), key: _json_values(values),
-                                                 "early_stopping": stop or None})
+                ax.plot(
+                    [stop["best_step"]],
+                    [stop["best_value"]],
+                    marker="*",
+                    markersize=10,
+                    color=color,
+                    linestyle="none",
+                )
+            ax.plot(
+                steps[-1:],
+                values[-1:],
+                marker="o",
+                markersize=7,
+                markerfacecolor="none",
+                color=color,
+                linestyle="none",
+            )
+            record.setdefault(stage, []).append(
+                {"step": _json_values(steps), key: _json_values(values), "early_stopping": stop or None}
+            )
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Stages 2-3 on the held-out validation examples (★ best pass, kept; ○ last pass)", fontsize=10)
+    fig.suptitle(
+        "Stages 2-3 on the held-out validation examples (★ best pass, kept; ○ last pass)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     save_figure(fig, out)
     atomic_write_json(out.with_suffix(".json"), record)

@@ -43,17 +43,32 @@ class JudgeTask(L.LightningModule):
     (:meth:`_logits`); every batch has ``targets`` (N, slots) of slot-local class indices.
     """
 
-    def __init__(self, config: ClassifierConfig, stage: StageConfig, data_root: str, seed: int,
-                 image_size: int, slot_sizes: list[int], n_conditions: int):
+    def __init__(
+        self,
+        config: ClassifierConfig,
+        stage: StageConfig,
+        data_root: str,
+        seed: int,
+        image_size: int,
+        slot_sizes: list[int],
+        n_conditions: int,
+    ):
         super().__init__()
         from vlvae.models.classifier import AttributeClassifier, RelationalSlotClassifier
 
         self.config, self.stage, self.data_root, self.seed = config, stage, data_root, seed
         self.start_step = 0
         network = RelationalSlotClassifier if n_conditions else AttributeClassifier
-        self.model = network(image_size, slot_sizes, n_conditions, base_channels=config.base_channels,
-                             n_downsample=config.n_downsample, n_res_blocks=config.n_res_blocks,
-                             arch=config.arch, norm=config.norm)
+        self.model = network(
+            image_size,
+            slot_sizes,
+            n_conditions,
+            base_channels=config.base_channels,
+            n_downsample=config.n_downsample,
+            n_res_blocks=config.n_res_blocks,
+            arch=config.arch,
+            norm=config.norm,
+        )
 
     def _data(self, split: str) -> Dataset:
         """The judge's examples of a split (``train`` or ``val``)."""
@@ -75,7 +90,9 @@ class JudgeTask(L.LightningModule):
         from vlvae.training.tasks import step_dataloader
 
         data = self._data("train")
-        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step)
+        return step_dataloader(
+            self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step
+        )
 
     def val_dataloader(self):
         data = self._data("val")
@@ -112,10 +129,20 @@ def training_settings(config: ClassifierConfig) -> dict:
 
 
 def _stage_of(config: ClassifierConfig) -> StageConfig:
-    return StageConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, weight_decay=0.0,
-                       lr_decay=1.0, lr_schedule=config.lr_schedule, lr_warmup_steps=config.lr_warmup_steps,
-                       lr_final_factor=config.lr_final_factor, kl_warmup_steps=0, val_every=max(1, config.steps // 4),
-                       val_examples=2_000, checkpoint_every=max(1, config.steps // 10))
+    return StageConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=0.0,
+        lr_decay=1.0,
+        lr_schedule=config.lr_schedule,
+        lr_warmup_steps=config.lr_warmup_steps,
+        lr_final_factor=config.lr_final_factor,
+        kl_warmup_steps=0,
+        val_every=max(1, config.steps // 4),
+        val_examples=2_000,
+        checkpoint_every=max(1, config.steps // 10),
+    )
 
 
 #: Keys of classifier.json added later (provenance): a folder written before them is reopened without them.
@@ -131,10 +158,14 @@ def open_classifier_folder(out: Path, info: dict) -> None:
     if (out / "classifier.json").exists():
         existing = read_json(out / "classifier.json", f"delete {out} and train again")
         if not isinstance(existing, dict):
-            raise VLVAEError(f"{out}/classifier.json is not a classifier description; delete {out} and train again")
+            raise VLVAEError(
+                f"{out}/classifier.json is not a classifier description; delete {out} and train again"
+            )
         comparable = {k: v for k, v in info.items() if k in existing or k not in _LATER_KEYS}
         if existing != comparable:
-            raise VLVAEError(f"{out} holds a classifier trained with other settings or data; choose another --out")
+            raise VLVAEError(
+                f"{out} holds a classifier trained with other settings or data; choose another --out"
+            )
         return
     atomic_write_json(out / "classifier.json", info)
 
@@ -144,8 +175,13 @@ def classifier_info(data: Path, manifest: dict, **fields) -> dict:
     vocabulary sha256, and ``fields`` (settings, preset, ...)."""
     from vlvae.data.format import vocabulary_sha256
 
-    return {"data": str(Path(data).resolve()), **fields, "image_size": int(manifest["image_size"]),
-            "dataset": manifest_dataset(manifest), "vocab_sha256": vocabulary_sha256(data)}
+    return {
+        "data": str(Path(data).resolve()),
+        **fields,
+        "image_size": int(manifest["image_size"]),
+        "dataset": manifest_dataset(manifest),
+        "vocab_sha256": vocabulary_sha256(data),
+    }
 
 
 def _trained_on(info: dict) -> str:
@@ -154,8 +190,10 @@ def _trained_on(info: dict) -> str:
     if info.get("dataset"):
         return info["dataset"]
     kind = info.get("kind")
-    return next((s.name for s in DATASETS.values() if s.classifier_kind and s.classifier_kind == kind),
-                DEFAULT_DATASET)
+    return next(
+        (s.name for s in DATASETS.values() if s.classifier_kind and s.classifier_kind == kind),
+        DEFAULT_DATASET,
+    )
 
 
 def check_classifier_fits(directory: Path, data: Path, whose: str | None = None) -> dict:
@@ -179,36 +217,53 @@ def check_classifier_fits(directory: Path, data: Path, whose: str | None = None)
     make = f"vlvae train classifier --data {data} --out {directory}"
     if not directory.is_dir():
         raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{make}`")
-    info = read_json(directory / "classifier.json", f"{directory} is not a classifier folder; train one with "
-                                                    f"`{make}`")
+    info = read_json(
+        directory / "classifier.json", f"{directory} is not a classifier folder; train one with `{make}`"
+    )
     if not isinstance(info, dict):
-        raise VLVAEError(f"{directory}/classifier.json is not a classifier description; train one with `{make}`")
+        raise VLVAEError(
+            f"{directory}/classifier.json is not a classifier description; train one with `{make}`"
+        )
     manifest = read_manifest(data)
     whose = whose or f"the data set {data}"
 
     def remedy(suffix: str) -> str:
-        return (f"train a classifier on this data set: vlvae train classifier --data {data} "
-                f"--out {directory.parent / (directory.name + suffix)}")
+        return (
+            f"train a classifier on this data set: vlvae train classifier --data {data} "
+            f"--out {directory.parent / (directory.name + suffix)}"
+        )
 
     kind = manifest_dataset(manifest)
     trained_on = _trained_on(info)
     if trained_on != kind:
-        raise VLVAEError(f"the classifier in {directory} was trained on {dataset_title(trained_on)} "
-                         f"data, {whose} is {dataset_title(kind)}; {remedy('-' + kind)}")
+        raise VLVAEError(
+            f"the classifier in {directory} was trained on {dataset_title(trained_on)} "
+            f"data, {whose} is {dataset_title(kind)}; {remedy('-' + kind)}"
+        )
     size, trained_size = int(manifest["image_size"]), info.get("image_size")
     if trained_size is not None and int(trained_size) != size:
-        raise VLVAEError(f"the classifier in {directory} was trained on {trained_size} px images, {whose} has "
-                         f"{size} px; {remedy(f'-{size}px')}")
+        raise VLVAEError(
+            f"the classifier in {directory} was trained on {trained_size} px images, {whose} has "
+            f"{size} px; {remedy(f'-{size}px')}"
+        )
     if info.get("vocab_sha256"):
         from vlvae.data.format import vocabulary_sha256
 
         if info["vocab_sha256"] != vocabulary_sha256(data):
-            raise VLVAEError(f"the classifier in {directory} was trained with another vocabulary (vocab.json) than "
-                             f"{whose}; {remedy('-new')}")
+            raise VLVAEError(
+                f"the classifier in {directory} was trained with another vocabulary (vocab.json) than "
+                f"{whose}; {remedy('-new')}"
+            )
     return info
 
 
-def train_classifier_for(data: Path, out: Path, preset_name: str = "cpu", overrides: list[str] = (),
-                         resume: bool = False, progress: bool = True) -> dict:
+def train_classifier_for(
+    data: Path,
+    out: Path,
+    preset_name: str = "cpu",
+    overrides: list[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train the classifier that suits the data set (its spec's judge): Two Objects attributes or CelebA labels."""
     return data_spec(data).train_classifier(data, out, preset_name, overrides, resume, progress)

@@ -66,8 +66,7 @@ Keys = Tensor | np.ndarray | Sequence[Any]
 def _check_gaussians(means: Tensor, logvars: Tensor) -> None:
     if means.ndim != 2 or means.shape != logvars.shape:
         raise ValueError(
-            f"means and logvars must both be (N, D); got {tuple(means.shape)} "
-            f"and {tuple(logvars.shape)}"
+            f"means and logvars must both be (N, D); got {tuple(means.shape)} and {tuple(logvars.shape)}"
         )
     if means.shape[0] == 0:
         raise ValueError("the aggregate needs at least one component (N = 0)")
@@ -198,15 +197,11 @@ def _group(keys: list[Hashable]) -> dict[Hashable, list[int]]:
     return groups
 
 
-def _component_index(
-    component_keys: Keys, n: int, device: torch.device
-) -> dict[Hashable, Tensor]:
+def _component_index(component_keys: Keys, n: int, device: torch.device) -> dict[Hashable, Tensor]:
     keys = _hashable_keys(component_keys)
     if len(keys) != n:
         raise ValueError(f"component_keys has {len(keys)} entries but there are {n} components")
-    return {
-        key: torch.tensor(idx, dtype=torch.long, device=device) for key, idx in _group(keys).items()
-    }
+    return {key: torch.tensor(idx, dtype=torch.long, device=device) for key, idx in _group(keys).items()}
 
 
 def conditional_aggregate_log_density(
@@ -275,9 +270,7 @@ def _default_generator(generator: torch.Generator | None, device: torch.device) 
     return torch.Generator(device=device).manual_seed(0)
 
 
-def _draw(
-    means: Tensor, logvars: Tensor, component: Tensor, generator: torch.Generator
-) -> Tensor:
+def _draw(means: Tensor, logvars: Tensor, component: Tensor, generator: torch.Generator) -> Tensor:
     mu = means[component].to(torch.float64)
     std = torch.exp(0.5 * logvars[component].to(torch.float64))
     eps = torch.randn(mu.shape, generator=generator, dtype=torch.float64, device=mu.device)
@@ -306,9 +299,7 @@ def sample_aggregate(
     """
     _check_gaussians(means, logvars)
     gen = _default_generator(generator, means.device)
-    component = torch.randint(
-        means.shape[0], (n,), generator=gen, device=means.device, dtype=torch.long
-    )
+    component = torch.randint(means.shape[0], (n,), generator=gen, device=means.device, dtype=torch.long)
     return _draw(means, logvars, component, gen)
 
 
@@ -339,9 +330,7 @@ def sample_conditional_aggregate(
     gen = _default_generator(generator, means.device)
     wanted = _hashable_keys(keys)
     index = _component_index(component_keys, means.shape[0], means.device)
-    out = torch.full(
-        (len(wanted), means.shape[1]), math.nan, dtype=torch.float64, device=means.device
-    )
+    out = torch.full((len(wanted), means.shape[1]), math.nan, dtype=torch.float64, device=means.device)
     for key, rows in _group(wanted).items():
         comp = index.get(key)
         if comp is None:
@@ -421,9 +410,7 @@ def landing_table(
     _check_percentile(percentile)
 
     def density(z: Tensor) -> Tensor:
-        return aggregate_log_density(
-            z, means, logvars, row_chunk=row_chunk, component_chunk=component_chunk
-        )
+        return aggregate_log_density(z, means, logvars, row_chunk=row_chunk, component_chunk=component_chunk)
 
     ref = density(reference_samples)
     threshold = _quantile(ref, percentile)
@@ -574,9 +561,7 @@ def conditional_landing_table(
         "mean_components_per_key": float(np.mean(n_components)) if n_components else None,
         "reference": summary(n_ref, ref_per_key, ref_values, ref_holes),
         "sources": {
-            name: summary(
-                int(samples_by_source[name].shape[0]), per_key[name], values[name], holes[name]
-            )
+            name: summary(int(samples_by_source[name].shape[0]), per_key[name], values[name], holes[name])
             for name in by_source
         },
     }
@@ -585,6 +570,7 @@ def conditional_landing_table(
 # --------------------------------------------------------------------------- #
 # Table 3 of a run
 # --------------------------------------------------------------------------- #
+
 
 def text_keys(texts: Tensor) -> list[tuple[int, ...]]:
     """The key a Two Objects text's conditional aggregate is grouped by: its whole word sequence
@@ -633,7 +619,14 @@ def where_samples_land(
     ref = sample_aggregate(means, logvars, reference, generator=g)
     return {
         "marginal": landing_table(samples, means, logvars, ref, percentile=percentile),
-        "conditional": conditional_landing_table(conditional, list(y_keys), means, logvars, list(train_keys),
-                                                 own_per_key=own_per_key, percentile=percentile,
-                                                 generator=g),
+        "conditional": conditional_landing_table(
+            conditional,
+            list(y_keys),
+            means,
+            logvars,
+            list(train_keys),
+            own_per_key=own_per_key,
+            percentile=percentile,
+            generator=g,
+        ),
     }

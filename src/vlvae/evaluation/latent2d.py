@@ -67,22 +67,40 @@ HOLE_THRESHOLD = 0.01
 #: The figure in the README was measured with the cpu preset's earlier recipe (the paper's CycleGAN-style
 #: networks, constant learning rates), pinned here so that it stays reproducible as published.
 LATENT2D_DEFAULTS: dict[str, list[str]] = {
-    "cpu": ["model.arch=cyclegan", "model.n_downsample=2", "model.n_res_blocks=1", "vlvae.lr=5e-4",
-            "vlvae.lr_schedule=exponential", "vlvae.lr_decay=1.0", "vlvae.lr_warmup_steps=0",
-            "text_posterior.lr_schedule=exponential", "text_posterior.lr_decay=1.0",
-            "text_posterior.lr_warmup_steps=0",
-            "model.base_channels=8", "model.shared_hidden=128",
-            "vlvae.steps=2500", "vlvae.batch_size=32", "vlvae.kl_warmup_steps=500", "vlvae.val_every=2500",
-            "vlvae.checkpoint_every=500", "vlvae.val_examples=256",
-            "text_posterior.steps=1000", "text_posterior.batch_size=64", "text_posterior.val_every=1000",
-            "text_posterior.checkpoint_every=500", "text_posterior.val_examples=256"],
+    "cpu": [
+        "model.arch=cyclegan",
+        "model.n_downsample=2",
+        "model.n_res_blocks=1",
+        "vlvae.lr=5e-4",
+        "vlvae.lr_schedule=exponential",
+        "vlvae.lr_decay=1.0",
+        "vlvae.lr_warmup_steps=0",
+        "text_posterior.lr_schedule=exponential",
+        "text_posterior.lr_decay=1.0",
+        "text_posterior.lr_warmup_steps=0",
+        "model.base_channels=8",
+        "model.shared_hidden=128",
+        "vlvae.steps=2500",
+        "vlvae.batch_size=32",
+        "vlvae.kl_warmup_steps=500",
+        "vlvae.val_every=2500",
+        "vlvae.checkpoint_every=500",
+        "vlvae.val_examples=256",
+        "text_posterior.steps=1000",
+        "text_posterior.batch_size=64",
+        "text_posterior.val_every=1000",
+        "text_posterior.checkpoint_every=500",
+        "text_posterior.val_examples=256",
+    ],
 }
 
 _LIMIT = 3.5  # the grid covers at least [-3.5, 3.5]², N(0, I)'s bulk
 _POINTS = 161  # per axis; an odd count puts a grid point at z = 0
 _LEVELS = (0.5, 0.9, 0.99)  # contours enclose these fractions of a distribution's mass
-_STYLES = ({"line": "#1f3fbf", "shade": (0.12, 0.35, 0.95)},  # text 1: blue, as in the paper
-           {"line": "#1a7f2e", "shade": (0.15, 0.70, 0.25)})  # text 2: green
+_STYLES = (
+    {"line": "#1f3fbf", "shade": (0.12, 0.35, 0.95)},  # text 1: blue, as in the paper
+    {"line": "#1a7f2e", "shade": (0.15, 0.70, 0.25)},
+)  # text 2: green
 
 
 def make_grid(limit: float = _LIMIT, points: int = _POINTS) -> tuple[Tensor, Tensor]:
@@ -105,7 +123,7 @@ def normalise_on_grid(log_density: Tensor) -> Tensor:
 
 def _batched(fn, grid: Tensor, batch_size: int) -> Tensor:
     """``fn`` ((B, latent) -> (B,)) over grid points (M, latent) in batches of ``batch_size``: (M,)."""
-    return torch.cat([fn(grid[lo:lo + batch_size]) for lo in range(0, len(grid), batch_size)])
+    return torch.cat([fn(grid[lo : lo + batch_size]) for lo in range(0, len(grid), batch_size)])
 
 
 @torch.no_grad()
@@ -121,8 +139,9 @@ def grid_log_density(model, y: LongTensor, grid: Tensor, batch_size: int = 4096)
     Returns:
         (M,) log probability mass of each grid cell; ``exp`` sums to 1.
     """
+
     def log_joint(z: Tensor) -> Tensor:
-        log_prior = -0.5 * (z ** 2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+        log_prior = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
         return model.log_py(y.expand(len(z), -1), z) + log_prior
 
     return normalise_on_grid(_batched(log_joint, grid, batch_size))
@@ -139,6 +158,7 @@ def aggregate_log_density(posterior: Distribution, grid: Tensor, batch_size: int
     Returns:
         (M,) log probability mass of each grid cell.
     """
+
     def mixture(z: Tensor) -> Tensor:
         return torch.logsumexp(posterior.log_prob(z.unsqueeze(1)), dim=1)
 
@@ -146,7 +166,9 @@ def aggregate_log_density(posterior: Distribution, grid: Tensor, batch_size: int
 
 
 @torch.no_grad()
-def text_posterior_log_density(q, y: LongTensor, grid: Tensor, batch_size: int = 4096) -> tuple[Tensor, float]:
+def text_posterior_log_density(
+    q, y: LongTensor, grid: Tensor, batch_size: int = 4096
+) -> tuple[Tensor, float]:
     """A learned text posterior q(z|y) on a grid.
 
     Args:
@@ -194,8 +216,10 @@ def choose_texts(texts: LongTensor, vocab, colour_slot: str = "colour") -> list[
         if (text[slot] != first[slot]) if slot is not None else text != first:
             # The text naming blue goes first, so that it is drawn in blue (the second in green).
             return sorted([first, text], key=lambda t: "blue" not in vocab.decode(t))
-    raise VLVAEError("the validation texts hold only one colour; make the data with "
-                     "`vlvae data two-objects --objects 1 --colours blue,red`")
+    raise VLVAEError(
+        "the validation texts hold only one colour; make the data with "
+        "`vlvae data two-objects --objects 1 --colours blue,red`"
+    )
 
 
 def _shade(ax, mass: np.ndarray, colour, extent) -> None:
@@ -207,8 +231,9 @@ def _shade(ax, mass: np.ndarray, colour, extent) -> None:
     ax.imshow(rgba, origin="lower", extent=extent, interpolation="bilinear")
 
 
-def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], panels: dict, holes: dict,
-                  out: Path) -> Path:
+def draw_latent2d(
+    axis: Tensor, names: list[str], aggregates: list[Tensor], panels: dict, holes: dict, out: Path
+) -> Path:
     """Draw Fig. 1: one panel per text posterior over the shaded image aggregates.
 
     Args:
@@ -229,8 +254,14 @@ def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], pane
             _shade(ax, aggregates[k].exp().view(g, g).numpy(), _STYLES[k]["shade"], extent)
         for k, log_mass in enumerate(per_text):
             mass = log_mass.exp().view(g, g).numpy()
-            ax.contour(axis.numpy(), axis.numpy(), mass, levels=hpd_levels(log_mass),
-                       colors=_STYLES[k]["line"], linewidths=1.3)
+            ax.contour(
+                axis.numpy(),
+                axis.numpy(),
+                mass,
+                levels=hpd_levels(log_mass),
+                colors=_STYLES[k]["line"],
+                linewidths=1.3,
+            )
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
@@ -238,17 +269,32 @@ def draw_latent2d(axis: Tensor, names: list[str], aggregates: list[Tensor], pane
         ax.set_xlabel("z₁")
         ax.set_ylabel("z₂")
         summary = "\n".join(f"'{n}': {100 * h:.0f}%" for n, h in zip(names, holes[title]))
-        ax.text(0.02, 0.02, f"mass in holes:\n{summary}", transform=ax.transAxes, fontsize=8.5, va="bottom",
-                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+        ax.text(
+            0.02,
+            0.02,
+            f"mass in holes:\n{summary}",
+            transform=ax.transAxes,
+            fontsize=8.5,
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"},
+        )
     handles = []
     for k, name in enumerate(names):
-        handles.append(Patch(facecolor=(*_STYLES[k]["shade"], 0.6),
-                             label=f"shaded: (1/N) Σ q(z|x) over validation images of '{name}'"))
-        handles.append(Line2D([], [], color=_STYLES[k]["line"], lw=1.5,
-                              label=f"lines: posterior of the text '{name}'"))
+        handles.append(
+            Patch(
+                facecolor=(*_STYLES[k]["shade"], 0.6),
+                label=f"shaded: (1/N) Σ q(z|x) over validation images of '{name}'",
+            )
+        )
+        handles.append(
+            Line2D([], [], color=_STYLES[k]["line"], lw=1.5, label=f"lines: posterior of the text '{name}'")
+        )
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False)
-    fig.suptitle("Text posteriors vs the aggregate of image posteriors, z ∈ R²  (lines enclose 50/90/99 % "
-                 f"of the mass; holes: aggregate < {HOLE_THRESHOLD:.0%} of its max)", fontsize=11)
+    fig.suptitle(
+        "Text posteriors vs the aggregate of image posteriors, z ∈ R²  (lines enclose 50/90/99 % "
+        f"of the mass; holes: aggregate < {HOLE_THRESHOLD:.0%} of its max)",
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0.14, 1, 0.95))
     return save_figure(fig, out)
 
@@ -259,8 +305,12 @@ def _settings(preset_name: str, steps: int | None, overrides) -> list[str]:
     if any(o.split("=", 1)[0].strip() == "model.latent_dim" for o in overrides):
         raise VLVAEError("Fig. 1 needs a 2-D latent; drop the model.latent_dim override")
     # ``steps`` goes after the preset's defaults (which set vlvae.steps too) so that it wins.
-    return (LATENT2D_DEFAULTS.get(preset_name, []) + ([f"vlvae.steps={steps}"] if steps is not None else [])
-            + overrides + ["model.latent_dim=2"])
+    return (
+        LATENT2D_DEFAULTS.get(preset_name, [])
+        + ([f"vlvae.steps={steps}"] if steps is not None else [])
+        + overrides
+        + ["model.latent_dim=2"]
+    )
 
 
 def _train(data: Path, out: Path, preset_name: str, settings: list[str], progress: bool) -> None:
@@ -273,8 +323,15 @@ def _train(data: Path, out: Path, preset_name: str, settings: list[str], progres
 
 
 @torch.no_grad()
-def run_latent2d(data: Path, out: Path, preset_name: str = "cpu", steps: int | None = None,
-                 overrides: list[str] = (), progress: bool = True, texts: list[str] | None = None) -> Path:
+def run_latent2d(
+    data: Path,
+    out: Path,
+    preset_name: str = "cpu",
+    steps: int | None = None,
+    overrides: list[str] = (),
+    progress: bool = True,
+    texts: list[str] | None = None,
+) -> Path:
     """Train a 2-D-latent VLVAE with q_True and q_Agg on one-object data and draw Fig. 1.
 
     Stages already finished in ``out`` are reused (see :mod:`vlvae.runs`).
@@ -303,8 +360,9 @@ def run_latent2d(data: Path, out: Path, preset_name: str = "cpu", steps: int | N
         return _latent2d(Path(data), out, preset_name, settings, progress, texts)
 
 
-def _latent2d(data: Path, out: Path, preset_name: str, settings: list[str], progress: bool,
-              texts: list[str] | None) -> Path:
+def _latent2d(
+    data: Path, out: Path, preset_name: str, settings: list[str], progress: bool, texts: list[str] | None
+) -> Path:
     """:func:`run_latent2d`'s work, with the run folder's lock held."""
     from vlvae.data.dataset import ImageTextDataset
     from vlvae.evaluation.metrics import validation_batch
@@ -316,8 +374,10 @@ def _latent2d(data: Path, out: Path, preset_name: str, settings: list[str], prog
     trained = time.time() - started
     cfg, info = open_run(out)
     model = load_vlvae(out, cfg)
-    posteriors = {"q_Agg(z|y)": load_text_posterior(out, "agg", cfg),
-                  "q_True(z|y)": load_text_posterior(out, "true", cfg)}
+    posteriors = {
+        "q_Agg(z|y)": load_text_posterior(out, "agg", cfg),
+        "q_True(z|y)": load_text_posterior(out, "true", cfg),
+    }
     val = ImageTextDataset(Path(info["data"]), "val")
     x, y = validation_batch(val, len(val))
     if texts is None:
@@ -348,16 +408,20 @@ def _latent2d(data: Path, out: Path, preset_name: str, settings: list[str], prog
             learned[k].append(log_mass)
             inside[k].append(frac)
     panels = {"true posterior p(z|y)": true_post, **learned}
-    holes = {title: [mass_in_holes(lm, agg) for lm, agg in zip(per_text, aggregates)]
-             for title, per_text in panels.items()}
+    holes = {
+        title: [mass_in_holes(lm, agg) for lm, agg in zip(per_text, aggregates)]
+        for title, per_text in panels.items()
+    }
 
     fig_dir = out / "figures"
     path = draw_latent2d(axis, names, aggregates, panels, holes, fig_dir / "fig1_latent2d.png")
     keys = {"true posterior p(z|y)": "true_posterior", "q_Agg(z|y)": "q_agg", "q_True(z|y)": "q_true"}
     report = {
-        "claim": ("fraction of each text distribution's mass (on the grid) lying where the aggregate of that "
-                  f"text's image posteriors is below {HOLE_THRESHOLD:.0%} of its maximum; the paper's claim is "
-                  "that p(z|y) has much mass there, and that q_Agg(z|y) has less than q_True(z|y)"),
+        "claim": (
+            "fraction of each text distribution's mass (on the grid) lying where the aggregate of that "
+            f"text's image posteriors is below {HOLE_THRESHOLD:.0%} of its maximum; the paper's claim is "
+            "that p(z|y) has much mass there, and that q_Agg(z|y) has less than q_True(z|y)"
+        ),
         "hole_threshold": HOLE_THRESHOLD,
         "grid": {"limit": limit, "points_per_axis": len(axis)},
         "texts": {

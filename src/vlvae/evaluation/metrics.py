@@ -24,7 +24,7 @@ evaluation apart.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,17 +33,26 @@ from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.methods.stages import paired_distributions
 from vlvae.objectives import DefensiveMixture, importance_log_marginals
 
-__all__ = ["validation_batch", "summarise", "paired_differences", "correctness_tables", "image_log_marginals",
-           "likelihood_tables",
-           "text_proposal", "combine_replicates"]
+__all__ = [
+    "validation_batch",
+    "summarise",
+    "paired_differences",
+    "correctness_tables",
+    "image_log_marginals",
+    "likelihood_tables",
+    "text_proposal",
+    "combine_replicates",
+]
 
 
 def validation_batch(data: ImageTextDataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` validation images (float, (n, 3, H, W)) and texts ((n, L) long)."""
     n = min(n, len(data))
     items = [data[i] for i in range(n)]
-    return (images_to_float(torch.stack([it["image"] for it in items])),
-            torch.stack([it["text"] for it in items]))
+    return (
+        images_to_float(torch.stack([it["image"] for it in items])),
+        torch.stack([it["text"] for it in items]),
+    )
 
 
 def summarise(per_seed: list[np.ndarray]) -> dict:
@@ -54,7 +63,9 @@ def summarise(per_seed: list[np.ndarray]) -> dict:
     return {
         "mean": float(means.mean()),
         "std_over_seeds": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
-        "stderr_over_examples": float(pooled.std(ddof=1) / math.sqrt(len(pooled))) if len(pooled) > 1 else 0.0,
+        "stderr_over_examples": float(pooled.std(ddof=1) / math.sqrt(len(pooled)))
+        if len(pooled) > 1
+        else 0.0,
         "per_seed": means.tolist(),
         "examples": int(len(per_seed[0])),
     }
@@ -66,8 +77,16 @@ def _chunks(n: int, size: int):
 
 
 @torch.no_grad()
-def correctness_tables(model, scores: dict[str, Callable], x: torch.Tensor, y: torch.Tensor,
-                       text_posteriors: dict, priors: dict, seeds: int, batch_size: int = 256) -> dict:
+def correctness_tables(
+    model,
+    scores: dict[str, Callable],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    text_posteriors: dict,
+    priors: dict,
+    seeds: int,
+    batch_size: int = 256,
+) -> dict:
     """Correctness of conditional (Table 1) and prior (Table 2) generation, under each definition.
 
     Every image is generated once and scored by every definition in ``scores``.
@@ -87,9 +106,12 @@ def correctness_tables(model, scores: dict[str, Callable], x: torch.Tensor, y: t
     """
     chunks = list(_chunks(len(y), batch_size))
     # The distributions do not depend on the seed: build them once, draw from them per seed.
-    sources = {("conditional", name): (1000, [(q(y[s]), s) for s in chunks])
-               for name, q in text_posteriors.items()}
-    sources.update({("prior", name): (2000, [(prior(), s) for s in chunks]) for name, prior in priors.items()})
+    sources = {
+        ("conditional", name): (1000, [(q(y[s]), s) for s in chunks]) for name, q in text_posteriors.items()
+    }
+    sources.update(
+        {("prior", name): (2000, [(prior(), s) for s in chunks]) for name, prior in priors.items()}
+    )
     sources[("reconstruction", None)] = (3000, [(model.image_posterior(x[s], y[s]), s) for s in chunks])
     runs = {key: {d: [] for d in scores} for key in sources}
     for (table, name), (base_seed, dists) in sources.items():
@@ -132,8 +154,10 @@ def paired_differences(per_example: dict) -> dict:
     for a, b in paired_distributions():
         if a in per_example and b in per_example:
             d = np.asarray(per_example[a], dtype=np.float64) - np.asarray(per_example[b], dtype=np.float64)
-            out[f"{a} - {b}"] = {"mean": float(d.mean()),
-                                 "stderr": float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0}
+            out[f"{a} - {b}"] = {
+                "mean": float(d.mean()),
+                "stderr": float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0,
+            }
     return out
 
 
@@ -148,8 +172,11 @@ def _k_ladder(k_max: int) -> list[int]:
 
 def _stats(values: torch.Tensor, dim: int) -> dict:
     v = values.double()
-    return {"mean": float(v.mean()), "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
-            "per_dim": float(v.mean() / dim)}
+    return {
+        "mean": float(v.mean()),
+        "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
+        "per_dim": float(v.mean() / dim),
+    }
 
 
 def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> DefensiveMixture:
@@ -163,8 +190,16 @@ def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> Defen
 
 
 @torch.no_grad()
-def image_log_marginals(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
-                        ks: list[int], micro_batch: int, batch_size: int = 16) -> dict[str, torch.Tensor]:
+def image_log_marginals(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    text_posteriors: dict,
+    priors: dict,
+    ks: list[int],
+    micro_batch: int,
+    batch_size: int = 16,
+) -> dict[str, torch.Tensor]:
     """Per-example bounds on log p(x|y) (each text posterior) and log p(x) (each prior), sharing samples.
 
     Every image's k samples from q(z|x) and their log p(x|z) are drawn and evaluated once and
@@ -192,9 +227,20 @@ def image_log_marginals(model, x: torch.Tensor, y: torch.Tensor, text_posteriors
 
 
 @torch.no_grad()
-def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: dict, priors: dict,
-                      k: int, micro_batch: int, batch_size: int = 16, seed: int = 0, text_k: int = 1000,
-                      text_batch_size: int = 50, text_micro_batch: int = 100) -> dict:
+def likelihood_tables(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    text_posteriors: dict,
+    priors: dict,
+    k: int,
+    micro_batch: int,
+    batch_size: int = 16,
+    seed: int = 0,
+    text_k: int = 1000,
+    text_batch_size: int = 50,
+    text_micro_batch: int = 100,
+) -> dict:
     """Unweighted likelihood bounds in nats per example (and per dimension).
 
     log p(x|y) (Eqn 6, under each text posterior) and log p(x) (under each prior) share one set of
@@ -215,7 +261,9 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
     n = len(y)
     dims = {"x": int(np.prod(x.shape[1:])), "y": int(y.shape[1])}
     torch.manual_seed(seed)
-    image_values = image_log_marginals(model, x, y, text_posteriors, priors, sorted({1, k}), micro_batch, batch_size)
+    image_values = image_log_marginals(
+        model, x, y, text_posteriors, priors, sorted({1, k}), micro_batch, batch_size
+    )
     text_ks = _k_ladder(text_k)
     torch.manual_seed(seed + 1)
     text_values: dict[str, list[torch.Tensor]] = {}
@@ -226,8 +274,9 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
             log_py = model.log_py(y[s], z)
             return {name: log_py + d.log_prob(z) for name, d in dists.items()}
 
-        est = importance_log_marginals(targets, text_proposal(text_posteriors, priors, y[s]), text_ks,
-                                       text_micro_batch)
+        est = importance_log_marginals(
+            targets, text_proposal(text_posteriors, priors, y[s]), text_ks, text_micro_batch
+        )
         for name, per_k in est.items():
             for kk, v in per_k.items():
                 text_values.setdefault(f"{name}/k={kk}", []).append(v)
@@ -244,9 +293,13 @@ def likelihood_tables(model, x: torch.Tensor, y: torch.Tensor, text_posteriors: 
         out["log_p_y"].setdefault(name, {})[kk] = _stats(vals, dims["y"])
         text_per_example.setdefault(kk, {})[name] = vals.double().numpy()
     # The same images, texts and samples for both members of a pair: their difference is paired.
-    out["differences"] = {kk: {table: paired_differences(per_name) for table, per_name in tables.items()}
-                          for kk, tables in per_example.items()}
-    out["log_p_y_differences"] = {kk: paired_differences(per_name) for kk, per_name in text_per_example.items()}
+    out["differences"] = {
+        kk: {table: paired_differences(per_name) for table, per_name in tables.items()}
+        for kk, tables in per_example.items()
+    }
+    out["log_p_y_differences"] = {
+        kk: paired_differences(per_name) for kk, per_name in text_per_example.items()
+    }
     return out
 
 
@@ -271,14 +324,19 @@ def combine_replicates(tables: list, floats: bool = False):
     first = tables[0]
     if floats and isinstance(first, float) and not isinstance(first, bool):
         values = np.array([t for t in tables], dtype=np.float64)
-        return {"mean": float(values.mean()),
-                "std_over_replicates": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                "per_replicate": values.tolist()}
+        return {
+            "mean": float(values.mean()),
+            "std_over_replicates": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "per_replicate": values.tolist(),
+        }
     if isinstance(first, dict) and "mean" in first and isinstance(first["mean"], float):
         means = np.array([t["mean"] for t in tables], dtype=np.float64)
-        out = {"mean": float(means.mean()),
-               "std_over_replicates": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
-               "replicates": len(tables), "per_replicate": means.tolist()}
+        out = {
+            "mean": float(means.mean()),
+            "std_over_replicates": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
+            "replicates": len(tables),
+            "per_replicate": means.tolist(),
+        }
         for key in _MC_FIELDS:
             if key in first:
                 out[key] = float(np.mean([t[key] for t in tables]))

@@ -29,11 +29,16 @@ PAPER = {name: spec.paper for name, spec in DATASETS.items()}
 #: How the tables name each distribution (text posteriors and priors), from :mod:`vlvae.methods.stages`.
 _NAMES = {**distribution_labels(TEXT_POSTERIOR), **distribution_labels(PRIOR)}
 #: The distributions in the order the tables list them: the registered text posteriors, N(0, I), the learned priors.
-_TABLE_ORDER = (*(stage.distribution for stage in stages_fitting(TEXT_POSTERIOR)), STANDARD_PRIOR.distribution,
-                *(stage.distribution for stage in stages_fitting(PRIOR)))
+_TABLE_ORDER = (
+    *(stage.distribution for stage in stages_fitting(TEXT_POSTERIOR)),
+    STANDARD_PRIOR.distribution,
+    *(stage.distribution for stage in stages_fitting(PRIOR)),
+)
 
 
-def load_scorer(dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None):
+def load_scorer(
+    dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None
+):
     """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness.
 
     With ``data`` (the data set whose images it will judge), the classifier is first checked to
@@ -57,18 +62,28 @@ def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
     from vlvae.runs import open_run
 
     keys = ("correctness", "correctness_all_labels", "likelihood")
-    summary = {key: combine_replicates([m[key] for m in metrics]) if metrics[0].get(key) else None
-               for key in keys}
+    summary = {
+        key: combine_replicates([m[key] for m in metrics]) if metrics[0].get(key) else None for key in keys
+    }
     summary["landing"] = combine_replicates([m["landing"] for m in metrics], floats=True)
     summary["likelihood"]["pixel_jacobian_nats"] = metrics[0]["likelihood"]["pixel_jacobian_nats"]
     first = metrics[0]
-    summary.update({
-        "dataset": first["dataset"], "runs": [str(r) for r in runs], "classifier": first["classifier"],
-        "replicates": len(runs), "vlvae_replicates": len(runs), "stage_replicates": first["replicates"],
-        "settings": first["settings"], "paper": first["paper"], "config_preset": first["config_preset"],
-        "seconds": sum(m["seconds"] for m in metrics), "figures": {},
-        **run_info(),
-    })
+    summary.update(
+        {
+            "dataset": first["dataset"],
+            "runs": [str(r) for r in runs],
+            "classifier": first["classifier"],
+            "replicates": len(runs),
+            "vlvae_replicates": len(runs),
+            "stage_replicates": first["replicates"],
+            "settings": first["settings"],
+            "paper": first["paper"],
+            "config_preset": first["config_preset"],
+            "seconds": sum(m["seconds"] for m in metrics),
+            "figures": {},
+            **run_info(),
+        }
+    )
     summary["evaluation_id"] = uuid.uuid4().hex
     cfg, _ = open_run(runs[0])
     text = render_report(summary, cfg).replace("# vlvae report:", "# vlvae summary over VLVAE replicates:", 1)
@@ -100,17 +115,34 @@ def _stage_records(run: Path, replicates: int) -> dict:
         for r in range(replicates):
             m = json.loads((stage_dir(run, stage, r) / "metrics.json").read_text())
             stop = m.get("early_stopping") or {}
-            rows.append({"replicate": r, "steps": m.get("steps"), "seconds": m.get("seconds_this_session"),
-                         "stopped_by": stop.get("stopped_by", "steps"), "best_step": stop.get("best_step"),
-                         "best_value": stop.get("best_value"), "monitor": stop.get("monitor"),
-                         "validation": m.get("validation", {})})
+            rows.append(
+                {
+                    "replicate": r,
+                    "steps": m.get("steps"),
+                    "seconds": m.get("seconds_this_session"),
+                    "stopped_by": stop.get("stopped_by", "steps"),
+                    "best_step": stop.get("best_step"),
+                    "best_value": stop.get("best_value"),
+                    "monitor": stop.get("monitor"),
+                    "validation": m.get("validation", {}),
+                }
+            )
         out[stage] = rows
     return out
 
 
-def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: int | None = None,
-                 seeds: int | None = None, min_accuracy: float | None = None, figures: bool = True,
-                 progress: bool = True, replicates: int | None = None, text_k: int | None = None) -> dict:
+def evaluate_run(
+    run: Path,
+    classifier: Path,
+    examples: int | None = None,
+    k: int | None = None,
+    seeds: int | None = None,
+    min_accuracy: float | None = None,
+    figures: bool = True,
+    progress: bool = True,
+    replicates: int | None = None,
+    text_k: int | None = None,
+) -> dict:
     """Compute Tables 1-3 for a run and write ``RUN/metrics.json`` and ``RUN/report.md``.
 
     Every training replicate of stages 2-3 (``RUN/q_true``, ``RUN/q_true.r1``, ...) is evaluated
@@ -145,15 +177,31 @@ def evaluate_run(run: Path, classifier: Path, examples: int | None = None, k: in
     with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
         if figures:
             check_output_dir(run / "figures", "figures folder", "--run", fix)
-        return _evaluate(run, classifier, examples, k, seeds, min_accuracy, figures, progress, replicates, text_k)
+        return _evaluate(
+            run, classifier, examples, k, seeds, min_accuracy, figures, progress, replicates, text_k
+        )
 
 
-def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, seeds: int | None,
-              min_accuracy: float | None, figures: bool, progress: bool, replicates: int | None,
-              text_k: int | None) -> dict:
+def _evaluate(
+    run: Path,
+    classifier: Path,
+    examples: int | None,
+    k: int | None,
+    seeds: int | None,
+    min_accuracy: float | None,
+    figures: bool,
+    progress: bool,
+    replicates: int | None,
+    text_k: int | None,
+) -> dict:
     """:func:`evaluate_run`'s work, with the run folder's lock held."""
     from vlvae.evaluation.landing import where_samples_land
-    from vlvae.evaluation.metrics import combine_replicates, correctness_tables, likelihood_tables, validation_batch
+    from vlvae.evaluation.metrics import (
+        combine_replicates,
+        correctness_tables,
+        likelihood_tables,
+        validation_batch,
+    )
     from vlvae.models.likelihoods import pixel_log_jacobian
     from vlvae.runs import REPLICATED_STAGES, finished_replicates, load_stage, load_vlvae, open_run, stage_dir
 
@@ -173,25 +221,34 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
     real = cls_metrics.get("real_accuracy", {}).get("overall")
     if real is None:
-        raise VLVAEError(f"{classifier}/metrics.json has no real-data accuracy (its training was cut short); "
-                         f"rerun `vlvae train classifier --data DATA --out {classifier} --resume`")
+        raise VLVAEError(
+            f"{classifier}/metrics.json has no real-data accuracy (its training was cut short); "
+            f"rerun `vlvae train classifier --data DATA --out {classifier} --resume`"
+        )
     if real < threshold:
-        raise VLVAEError(f"the classifier in {classifier} is {real:.1%} accurate on real validation data, below "
-                         f"the {threshold:.0%} needed for correctness to mean much; train it longer "
-                         "(vlvae train classifier --set classifier.steps=...) or pass --min-accuracy")
+        raise VLVAEError(
+            f"the classifier in {classifier} is {real:.1%} accurate on real validation data, below "
+            f"the {threshold:.0%} needed for correctness to mean much; train it longer "
+            "(vlvae train classifier --set classifier.steps=...) or pass --min-accuracy"
+        )
     ev = cfg.evaluation
     examples = examples or ev.examples
     k, seeds, text_k = k or ev.k, seeds or ev.seeds, text_k or ev.text_k
     # Stages 2-3 that stop early choose their weights on the last validation examples; the
     # tables score the first ones, never those.
     sections = tuple(dict.fromkeys(stage.config_section for stage in registered_stages()))
-    held = max([st.val_examples for st in (getattr(cfg, name) for name in sections) if st.patience > 0], default=0)
+    held = max(
+        [st.val_examples for st in (getattr(cfg, name) for name in sections) if st.patience > 0], default=0
+    )
     capped_from = None
     if examples > len(data) - held:
         if len(data) - held < 1:
-            raise VLVAEError(f"the validation split of {info['data']} has {len(data)} examples, all used by early "
-                             f"stopping of stages 2-3 (val_examples {held}); lower "
-                             + " and ".join(f"{name}.val_examples" for name in sections) + " or make more data")
+            raise VLVAEError(
+                f"the validation split of {info['data']} has {len(data)} examples, all used by early "
+                f"stopping of stages 2-3 (val_examples {held}); lower "
+                + " and ".join(f"{name}.val_examples" for name in sections)
+                + " or make more data"
+            )
         capped_from, examples = examples, len(data) - held
     torch.manual_seed(cfg.seed)
     x, y = validation_batch(data, examples)
@@ -204,23 +261,35 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     train = ImageTextDataset(Path(info["data"]), "train")
     if progress:
         print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
-    table = model.posterior_table(train.images, texts=(
-        torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None))
+    table = model.posterior_table(
+        train.images,
+        texts=(
+            torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None
+        ),
+    )
     # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or subset a text drew.
     train_keys, y_keys = spec.landing_keys(train), spec.landing_keys(data, y)
     per_replicate = []
     for r in range(replicates):
-        posteriors = {stage.distribution: load_stage(run, stage.name, cfg, r)
-                      for stage in stages_fitting(TEXT_POSTERIOR)}
-        priors = {STANDARD_PRIOR.distribution: model.prior,
-                  **{stage.distribution: load_stage(run, stage.name, cfg, r) for stage in stages_fitting(PRIOR)}}
+        posteriors = {
+            stage.distribution: load_stage(run, stage.name, cfg, r)
+            for stage in stages_fitting(TEXT_POSTERIOR)
+        }
+        priors = {
+            STANDARD_PRIOR.distribution: model.prior,
+            **{stage.distribution: load_stage(run, stage.name, cfg, r) for stage in stages_fitting(PRIOR)},
+        }
         if progress:
-            print(f"replicate {r + 1}/{replicates}: correctness on {len(y)} validation texts x {seeds} seeds, "
-                  f"likelihoods (k = {k}; log p(y) up to k = {text_k}), where samples land ...", flush=True)
+            print(
+                f"replicate {r + 1}/{replicates}: correctness on {len(y)} validation texts x {seeds} seeds, "
+                f"likelihoods (k = {k}; log p(y) up to k = {text_k}), where samples land ...",
+                flush=True,
+            )
         tables = correctness_tables(model, definitions, x, y, posteriors, priors, seeds)
         likelihood = likelihood_tables(model, x, y, posteriors, priors, k, ev.micro_batch, text_k=text_k)
-        landing = where_samples_land(table, train_keys, y, y_keys, posteriors, priors,
-                                     reference=ev.landing_reference, seed=cfg.seed)
+        landing = where_samples_land(
+            table, train_keys, y, y_keys, posteriors, priors, reference=ev.landing_reference, seed=cfg.seed
+        )
         per_replicate.append({"tables": tables, "likelihood": likelihood, "landing": landing})
         last_posteriors, last_priors = posteriors, priors
     combined_tables = combine_replicates([p["tables"] for p in per_replicate])
@@ -240,16 +309,28 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
     metrics = {
         "dataset": data.dataset,
         "run": str(run),
-        "classifier": {"path": str(classifier), "real_accuracy": cls_metrics.get("real_accuracy"),
-                       "real_correctness": cls_metrics.get("real_correctness"), "threshold": threshold},
+        "classifier": {
+            "path": str(classifier),
+            "real_accuracy": cls_metrics.get("real_accuracy"),
+            "real_correctness": cls_metrics.get("real_correctness"),
+            "threshold": threshold,
+        },
         "replicates": replicates,
         "correctness": correctness,
         "correctness_all_labels": alternative,
         "likelihood": likelihood,
         "landing": landing,
         "stages": _stage_records(run, replicates),
-        "settings": {"examples": len(y), "examples_capped_from": capped_from, "k": k, "text_k": text_k, "seeds": seeds, "micro_batch": ev.micro_batch,
-                     "landing_reference": ev.landing_reference, "replicates": replicates},
+        "settings": {
+            "examples": len(y),
+            "examples_capped_from": capped_from,
+            "k": k,
+            "text_k": text_k,
+            "seeds": seeds,
+            "micro_batch": ev.micro_batch,
+            "landing_reference": ev.landing_reference,
+            "replicates": replicates,
+        },
         "seconds": time.time() - started,
         "paper": spec.paper,
         "config_preset": cfg.name,
@@ -265,20 +346,29 @@ def _evaluate(run: Path, classifier: Path, examples: int | None, k: int | None, 
         fig_dir.mkdir(exist_ok=True)
         # The sample figures show the last replicate's fits (each replicate's numbers are in the tables).
         figure_paths["reconstructions"] = figs.figure_reconstructions(
-            model, x[:6], y[:6], data.vocab, last_priors, fig_dir / "fig3_reconstructions.png")
+            model, x[:6], y[:6], data.vocab, last_priors, fig_dir / "fig3_reconstructions.png"
+        )
         figure_paths["conditional_samples"] = figs.figure_conditional_samples(
-            model, last_posteriors, y, data.vocab, fig_dir / "fig4_conditional_samples.png", scorer=scorer.score)
+            model,
+            last_posteriors,
+            y,
+            data.vocab,
+            fig_dir / "fig4_conditional_samples.png",
+            scorer=scorer.score,
+        )
         try:
             curves = figs.read_validation_curves(run / "vlvae")
         except VLVAEError:  # no stage 1 logs
             curves = None
         if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
-            figure_paths["convergence"] = figs.figure_convergence(run / "vlvae", fig_dir / "stage1_convergence.png",
-                                                                  curves)
+            figure_paths["convergence"] = figs.figure_convergence(
+                run / "vlvae", fig_dir / "stage1_convergence.png", curves
+            )
             metrics["stage1_convergence"] = figs.convergence_summary(curves)
         figure_paths["stopping"] = figs.figure_stopping(
             {stage: [stage_dir(run, stage, r) for r in range(replicates)] for stage in REPLICATED_STAGES},
-            fig_dir / "stages23_validation.png")
+            fig_dir / "stages23_validation.png",
+        )
         figure_paths = {k: str(Path(v).relative_to(run)) for k, v in figure_paths.items()}
     metrics["figures"] = figure_paths
     metrics["evaluation_id"] = uuid.uuid4().hex
@@ -319,20 +409,29 @@ def _convergence_line(conv: dict, cfg) -> str:
     def _v(value, scale=1.0, unit=""):
         return "not logged" if value is None else f"{scale * value:.2f}{unit}"
 
-    text = (f"Last validation pass while training stage 1 (step {last['step']}, {last['minutes']:.3g} min): "
-            f"log p(x|z) {_v(last.get('log_px'))}, KL {_v(last.get('kl'))}, correctness "
-            f"{_v(last.get('correctness'), 100, ' %')}. ")
+    text = (
+        f"Last validation pass while training stage 1 (step {last['step']}, {last['minutes']:.3g} min): "
+        f"log p(x|z) {_v(last.get('log_px'))}, KL {_v(last.get('kl'))}, correctness "
+        f"{_v(last.get('correctness'), 100, ' %')}. "
+    )
     ch_x, ch_c = change.get("log_px"), change.get("correctness")
     if ch_x is None:
-        text += (f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % "
-                 "of its training minutes.")
+        text += (
+            f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % "
+            "of its training minutes."
+        )
     else:
-        text += (f"Over the last {100 * conv['fraction']:.0f} % of its training minutes (from "
-                 f"{ch_x['from_minutes']:.3g} min, step {ch_x['from_step']}): log p(x|z) {ch_x['change']:+.2f}"
-                 + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "") + ".")
-    return (text + " (Logged during training on the stage's validation subset: log p(x|z) is a one-sample "
-            f"estimate for pixels in [{cfg.model.pixel_low}, {cfg.model.pixel_high}], without the tables' "
-            "Jacobian, so compare its trend, not its magnitude.)")
+        text += (
+            f"Over the last {100 * conv['fraction']:.0f} % of its training minutes (from "
+            f"{ch_x['from_minutes']:.3g} min, step {ch_x['from_step']}): log p(x|z) {ch_x['change']:+.2f}"
+            + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "")
+            + "."
+        )
+    return (
+        text + " (Logged during training on the stage's validation subset: log p(x|z) is a one-sample "
+        f"estimate for pixels in [{cfg.model.pixel_low}, {cfg.model.pixel_high}], without the tables' "
+        "Jacobian, so compare its trend, not its magnitude.)"
+    )
 
 
 def _plain(x):
@@ -375,11 +474,13 @@ def _landing_lines(landing: dict, replicates: int) -> list[str]:
         if row is None:
             continue
         c = conditional["reference"] if name == "reference" else conditional["sources"].get(name)
-        lines.append(f"| {names.get(name, name)} | {v(row['mean_log_density'])} | {v(row['median_log_density'])} | "
-                     f"{v(row['q10_log_density'])} to {v(row['q90_log_density'])} | "
-                     f"{v(row['hole_fraction'], '{:.1f}', 100)} | "
-                     f"{v(c['median_log_density']) if c else '–'} | "
-                     f"{v(c['hole_fraction'], '{:.1f}', 100) if c else '–'} |")
+        lines.append(
+            f"| {names.get(name, name)} | {v(row['mean_log_density'])} | {v(row['median_log_density'])} | "
+            f"{v(row['q10_log_density'])} to {v(row['q90_log_density'])} | "
+            f"{v(row['hole_fraction'], '{:.1f}', 100)} | "
+            f"{v(c['median_log_density']) if c else '–'} | "
+            f"{v(c['hole_fraction'], '{:.1f}', 100) if c else '–'} |"
+        )
     lines += [
         "",
         "The aggregate posterior is a mixture of narrow Gaussians; in many dimensions almost every point off "
@@ -393,30 +494,47 @@ def _landing_lines(landing: dict, replicates: int) -> list[str]:
 
 def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
     lines = ["## Stages 2-3: when each fit stopped", ""]
-    capped = [f"{_NAMES.get(st, st)} replicate {row['replicate']}" for st, rows in stages.items() for row in rows
-              if row.get("stopped_by") == "steps" and row.get("best_step") is not None]
+    capped = [
+        f"{_NAMES.get(st, st)} replicate {row['replicate']}"
+        for st, rows in stages.items()
+        for row in rows
+        if row.get("stopped_by") == "steps" and row.get("best_step") is not None
+    ]
     if figure:
         lines += [f"![stages 2-3 validation curves]({figure})", ""]
-    lines += ["Each fit is validated on held-out validation examples (the last of the split, apart from those "
-              "scored above); with a patience rule it stops when the objective has not improved for that many "
-              "passes and keeps the weights of its best pass.", "",
-              "| stage | replicate | steps | stopped by | best pass (step: value) | minutes (last session) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "Each fit is validated on held-out validation examples (the last of the split, apart from those "
+        "scored above); with a patience rule it stops when the objective has not improved for that many "
+        "passes and keeps the weights of its best pass.",
+        "",
+        "| stage | replicate | steps | stopped by | best pass (step: value) | minutes (last session) |",
+        "|---|---|---|---|---|---|",
+    ]
     for stage, rows in stages.items():
         for row in rows:
-            best = ("–" if row.get("best_step") is None else
-                    f"{row['best_step']}: {row['best_value']:.3f} ({row['monitor']})")
+            best = (
+                "–"
+                if row.get("best_step") is None
+                else f"{row['best_step']}: {row['best_value']:.3f} ({row['monitor']})"
+            )
             minutes = "–" if row.get("seconds") is None else f"{row['seconds'] / 60:.1f}"
-            lines.append(f"| {_NAMES.get(stage, stage)} | {row['replicate']} | {row['steps']} | {row['stopped_by']} | "
-                         f"{best} | {minutes} |")
+            lines.append(
+                f"| {_NAMES.get(stage, stage)} | {row['replicate']} | {row['steps']} | {row['stopped_by']} | "
+                f"{best} | {minutes} |"
+            )
     if capped:
-        lines += ["", "Still improving at the step cap (not converged by the patience rule): " + ", ".join(capped)
-                  + "."]
+        lines += [
+            "",
+            "Still improving at the step cap (not converged by the patience rule): "
+            + ", ".join(capped)
+            + ".",
+        ]
     return lines + [""]
 
 
-def _likelihood_rows(label: str, table: dict, names: tuple[str, str], paper: dict, ks: list[int],
-                     paper_at: int) -> list[str]:
+def _likelihood_rows(
+    label: str, table: dict, names: tuple[str, str], paper: dict, ks: list[int], paper_at: int
+) -> list[str]:
     """One table row per k for two members of a pair; the paper's numbers on the row of ``paper_at``."""
     rows = []
     for kk in ks:
@@ -435,16 +553,22 @@ def render_report(metrics: dict, cfg) -> str:
     pc = paper.get("correctness", {})
     vlvaes = metrics.get("vlvae_replicates", 1)
     if vlvaes > 1:
-        spread = (f"mean ± standard deviation over **{vlvaes} independently trained VLVAEs** (each with its own "
-                  f"seed; each VLVAE's figure is its mean over {metrics.get('stage_replicates', 1)} training "
-                  "replicate(s) of stages 2-3; the spread includes the evaluations' sampling noise)")
+        spread = (
+            f"mean ± standard deviation over **{vlvaes} independently trained VLVAEs** (each with its own "
+            f"seed; each VLVAE's figure is its mean over {metrics.get('stage_replicates', 1)} training "
+            "replicate(s) of stages 2-3; the spread includes the evaluations' sampling noise)"
+        )
     elif reps > 1:
-        spread = (f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
-                  "with its own seed on the same VLVAE; the VLVAE is trained once; the spread includes each "
-                  "evaluation's own sampling noise, given apart in parentheses)")
+        spread = (
+            f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
+            "with its own seed on the same VLVAE; the VLVAE is trained once; the spread includes each "
+            "evaluation's own sampling noise, given apart in parentheses)"
+        )
     else:
-        spread = ("from **one training run** of each stage (no spread over training runs: train replicates with "
-                  "`--replicates N` to get one)")
+        spread = (
+            "from **one training run** of each stage (no spread over training runs: train replicates with "
+            "`--replicates N` to get one)"
+        )
     lines = [
         f"# vlvae report: {metrics['dataset']} ({metrics['config_preset']} preset)",
         "",
@@ -459,14 +583,18 @@ def render_report(metrics: dict, cfg) -> str:
         "",
         f"Classifier accuracy on real validation images: **{100 * acc.get('overall', float('nan')):.2f} %** "
         "(the ceiling of any correctness figure). Per slot: "
-        + ", ".join(f"{n} {100 * v:.1f}" for n, v in acc.get("per_slot", {}).items()) + ".",
+        + ", ".join(f"{n} {100 * v:.1f}" for n, v in acc.get("per_slot", {}).items())
+        + ".",
         "",
     ]
     rc = metrics["classifier"].get("real_correctness")
     if rc:
-        lines += [f"Real validation faces scored against their own words: {100 * rc['paper']:.2f} % (paper's "
-                  f"definition), {100 * rc['all_labels']:.2f} % (all labels) — the ceiling of the correctness "
-                  "figures.", ""]
+        lines += [
+            f"Real validation faces scored against their own words: {100 * rc['paper']:.2f} % (paper's "
+            f"definition), {100 * rc['all_labels']:.2f} % (all labels) — the ceiling of the correctness "
+            "figures.",
+            "",
+        ]
     lines += [
         f"Reconstruction (z ~ q(z|x) of the real image): {_pct(c['reconstruction'])} % — the ceiling of any "
         "q(z|y).",
@@ -478,8 +606,14 @@ def render_report(metrics: dict, cfg) -> str:
         f"| correctness % | {_pct(c['conditional']['q_true'])} | {_pct(c['conditional']['q_agg'])} | "
         f"{pc.get('q_true', '–')} | {pc.get('q_agg', '–')} |",
     ]
-    lines += _likelihood_rows("log p(x|y)", lk["log_p_x_given_y"], ("q_true", "q_agg"),
-                              paper.get("log_p_x_given_y", {}), sorted({1, k}), paper_at=1)
+    lines += _likelihood_rows(
+        "log p(x|y)",
+        lk["log_p_x_given_y"],
+        ("q_true", "q_agg"),
+        paper.get("log_p_x_given_y", {}),
+        sorted({1, k}),
+        paper_at=1,
+    )
     lines += [
         "",
         "## Table 2: N(0, I) vs the learned aggregate prior q_φ(z)",
@@ -489,15 +623,30 @@ def render_report(metrics: dict, cfg) -> str:
         f"| correctness % | {_pct(c['prior']['standard'])} | {_pct(c['prior']['learned'])} | "
         f"{pc.get('standard', '–')} | {pc.get('learned', '–')} |",
     ]
-    lines += _likelihood_rows("log p(x)", lk["log_p_x"], ("standard", "learned"), paper.get("log_p_x", {}),
-                              sorted({1, k}), paper_at=1)
+    lines += _likelihood_rows(
+        "log p(x)",
+        lk["log_p_x"],
+        ("standard", "learned"),
+        paper.get("log_p_x", {}),
+        sorted({1, k}),
+        paper_at=1,
+    )
     text_ks = lk.get("text_k", [])
     if text_ks:
-        lines += _likelihood_rows("log p(y)", lk["log_p_y"], ("standard", "learned"), paper.get("log_p_y", {}),
-                                  text_ks, paper_at=text_ks[-1])
-    lines += ["", "log p(y) at k = 1 is log p(y|z) + log p(z) − log r(z|y) at one shared z: the difference between "
-              "the priors is then log q_φ(z) − log N(z; 0, I), free of the text decoder; only k > 1 weighs the "
-              "samples by p(y|z). Read log p(y) where it has stopped moving with k."]
+        lines += _likelihood_rows(
+            "log p(y)",
+            lk["log_p_y"],
+            ("standard", "learned"),
+            paper.get("log_p_y", {}),
+            text_ks,
+            paper_at=text_ks[-1],
+        )
+    lines += [
+        "",
+        "log p(y) at k = 1 is log p(y|z) + log p(z) − log r(z|y) at one shared z: the difference between "
+        "the priors is then log q_φ(z) − log N(z; 0, I), free of the text decoder; only k > 1 weighs the "
+        "samples by p(y|z). Read log p(y) where it has stopped moving with k.",
+    ]
     diffs = c.get("differences", {})
     ld = lk.get("differences", {}).get(f"k={k}", {})
     yd = lk.get("log_p_y_differences", {})
@@ -519,17 +668,29 @@ def render_report(metrics: dict, cfg) -> str:
             f"{_diff(yd[top]['learned - standard']) if top and top in yd else '–'} |",
         ]
         if yd:
-            lines += ["", "log p(y), q_φ(z) − N(0, I), by k: " + ", ".join(
-                f"k = {kk}: {_diff(yd[f'k={kk}']['learned - standard'])}" for kk in text_ks if f"k={kk}" in yd) + "."]
+            lines += [
+                "",
+                "log p(y), q_φ(z) − N(0, I), by k: "
+                + ", ".join(
+                    f"k = {kk}: {_diff(yd[f'k={kk}']['learned - standard'])}"
+                    for kk in text_ks
+                    if f"k={kk}" in yd
+                )
+                + ".",
+            ]
     d = lk["dimensions"]
     lines += [
         "",
         f"Per dimension (k = {k}): log p(x|y) q_True {lk['log_p_x_given_y']['q_true'][f'k={k}']['per_dim']:.4f}, "
         f"q_Agg {lk['log_p_x_given_y']['q_agg'][f'k={k}']['per_dim']:.4f} nats per pixel-channel "
         f"(D = {d['x']})"
-        + (f"; log p(y) per word (k = {text_ks[-1]}): N(0, I) "
-           f"{lk['log_p_y']['standard'][f'k={text_ks[-1]}']['per_dim']:.4f}, q_φ(z) "
-           f"{lk['log_p_y']['learned'][f'k={text_ks[-1]}']['per_dim']:.4f} (L = {d['y']})" if text_ks else "")
+        + (
+            f"; log p(y) per word (k = {text_ks[-1]}): N(0, I) "
+            f"{lk['log_p_y']['standard'][f'k={text_ks[-1]}']['per_dim']:.4f}, q_φ(z) "
+            f"{lk['log_p_y']['learned'][f'k={text_ks[-1]}']['per_dim']:.4f} (L = {d['y']})"
+            if text_ks
+            else ""
+        )
         + ".",
         "",
         "The paper's numbers come from 112 × 112 images, z = 50 and 400k steps; a reduced preset differs in "
@@ -558,8 +719,14 @@ def render_report(metrics: dict, cfg) -> str:
         lines += _stopping_lines(metrics["stages"], figs.get("stopping"))
     conv = metrics.get("stage1_convergence")
     if conv and "convergence" in figs:
-        lines += ["## Stage 1 convergence", "", f"![convergence]({figs['convergence']})", "",
-                  _convergence_line(conv, cfg), ""]
+        lines += [
+            "## Stage 1 convergence",
+            "",
+            f"![convergence]({figs['convergence']})",
+            "",
+            _convergence_line(conv, cfg),
+            "",
+        ]
     others = {name: path for name, path in figs.items() if name not in ("convergence", "stopping")}
     if others:
         lines += ["## Figures", ""]

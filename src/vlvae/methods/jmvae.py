@@ -24,8 +24,9 @@ class JMVAE(MultimodalVAE):
         super().__init__(config, joint_posterior=True)
         self.alpha = alpha
 
-    def forward(self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0,
-                w_y: float = 1.0) -> MultimodalOutput:
+    def forward(
+        self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0, w_y: float = 1.0
+    ) -> MultimodalOutput:
         mean, logvar = self.joint_posterior.encode(x, y)
         log_px, log_py = self.decode_terms(x, y, self.reparameterise(mean, logvar))
         kl = kl_normal_standard(mean, logvar)

@@ -59,8 +59,9 @@ class MVAE(MultimodalVAE):
         """q(z|x, y) ∝ N(0, I) q̃(z|x) q̃(z|y): (mean, logvar)."""
         return _with_prior_expert(self.posterior.expert(x), self.text_posterior.expert(y))
 
-    def forward(self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0,
-                w_y: float = 1.0) -> MultimodalOutput:
+    def forward(
+        self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0, w_y: float = 1.0
+    ) -> MultimodalOutput:
         expert_x, expert_y = self.posterior.expert(x), self.text_posterior.expert(y)
         mean, logvar = _with_prior_expert(expert_x, expert_y)
         mean_x, logvar_x = _with_prior_expert(expert_x)
@@ -68,12 +69,22 @@ class MVAE(MultimodalVAE):
         log_px, log_py = self.decode_terms(x, y, self.reparameterise(mean, logvar))
         log_px_x, _ = self.decode_terms(x, None, self.reparameterise(mean_x, logvar_x))
         _, log_py_y = self.decode_terms(None, y, self.reparameterise(mean_y, logvar_y))
-        kl, kl_x, kl_y = (kl_normal_standard(m, v) for m, v in ((mean, logvar), (mean_x, logvar_x),
-                                                                 (mean_y, logvar_y)))
-        objective = sum_of_elbos((log_px, log_py, kl), (log_px_x, kl_x), (log_py_y, kl_y), w_x, w_y, kl_weight)
-        return MultimodalOutput.of(objective, log_px, log_py, kl, elbo_image_only=log_px_x - kl_x,
-                                   elbo_text_only=log_py_y - kl_y, std_q_z_x=torch.exp(0.5 * logvar_x),
-                                   std_q_z_y=torch.exp(0.5 * logvar_y))
+        kl, kl_x, kl_y = (
+            kl_normal_standard(m, v) for m, v in ((mean, logvar), (mean_x, logvar_x), (mean_y, logvar_y))
+        )
+        objective = sum_of_elbos(
+            (log_px, log_py, kl), (log_px_x, kl_x), (log_py_y, kl_y), w_x, w_y, kl_weight
+        )
+        return MultimodalOutput.of(
+            objective,
+            log_px,
+            log_py,
+            kl,
+            elbo_image_only=log_px_x - kl_x,
+            elbo_text_only=log_py_y - kl_y,
+            std_q_z_x=torch.exp(0.5 * logvar_x),
+            std_q_z_y=torch.exp(0.5 * logvar_y),
+        )
 
 
 METHOD = Method(

@@ -109,22 +109,56 @@ STANDARD_PRIOR = FixedPrior(distribution="standard", label="p(z) = N(0, I)", fig
 
 #: The registered stages, in the order they are trained, tabulated and reported.
 _REGISTRY = (
-    Stage(name="q_true", fits=TEXT_POSTERIOR, objective="true", distribution="q_true", label="q_True(z|y)",
-          figure_label="q_True(z|y)", progress_label="q_True", weights_kind="text_posterior",
-          config_section="text_posterior", seed_offset=1,
-          command="vlvae train text-posterior --run {run} --objective true",
-          monitor="val/text_elbo", curve_title="q_True(z|y): text ELBO (Eqn 3)", draw_order=1),
-    Stage(name="q_agg", fits=TEXT_POSTERIOR, objective="agg", distribution="q_agg", label="q_Agg(z|y)",
-          figure_label="q_Agg(z|y)", progress_label="q_Agg", weights_kind="text_posterior",
-          config_section="text_posterior", seed_offset=1,
-          command="vlvae train text-posterior --run {run} --objective agg",
-          monitor="val/cross_entropy", curve_title="q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)",
-          paired_against="q_true", draw_order=0),
-    Stage(name="prior", fits=PRIOR, objective=None, distribution="learned", label="q_φ(z)",
-          figure_label="learned prior q_φ(z)", progress_label="prior", weights_kind="aggregate_prior",
-          config_section="prior", seed_offset=2, command="vlvae train prior --run {run}",
-          monitor="val/cross_entropy", curve_title="q_φ(z): E_q(z|x) log q(z)",
-          paired_against=STANDARD_PRIOR.distribution, draw_order=0),
+    Stage(
+        name="q_true",
+        fits=TEXT_POSTERIOR,
+        objective="true",
+        distribution="q_true",
+        label="q_True(z|y)",
+        figure_label="q_True(z|y)",
+        progress_label="q_True",
+        weights_kind="text_posterior",
+        config_section="text_posterior",
+        seed_offset=1,
+        command="vlvae train text-posterior --run {run} --objective true",
+        monitor="val/text_elbo",
+        curve_title="q_True(z|y): text ELBO (Eqn 3)",
+        draw_order=1,
+    ),
+    Stage(
+        name="q_agg",
+        fits=TEXT_POSTERIOR,
+        objective="agg",
+        distribution="q_agg",
+        label="q_Agg(z|y)",
+        figure_label="q_Agg(z|y)",
+        progress_label="q_Agg",
+        weights_kind="text_posterior",
+        config_section="text_posterior",
+        seed_offset=1,
+        command="vlvae train text-posterior --run {run} --objective agg",
+        monitor="val/cross_entropy",
+        curve_title="q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)",
+        paired_against="q_true",
+        draw_order=0,
+    ),
+    Stage(
+        name="prior",
+        fits=PRIOR,
+        objective=None,
+        distribution="learned",
+        label="q_φ(z)",
+        figure_label="learned prior q_φ(z)",
+        progress_label="prior",
+        weights_kind="aggregate_prior",
+        config_section="prior",
+        seed_offset=2,
+        command="vlvae train prior --run {run}",
+        monitor="val/cross_entropy",
+        curve_title="q_φ(z): E_q(z|x) log q(z)",
+        paired_against=STANDARD_PRIOR.distribution,
+        draw_order=0,
+    ),
 )
 _BY_NAME = {stage.name: stage for stage in _REGISTRY}
 
@@ -142,8 +176,9 @@ def registered_stages() -> tuple[Stage, ...]:
 def get_stage(name: str) -> Stage:
     """The registered stage called ``name``; one clear line if there is none."""
     if name not in _BY_NAME:
-        raise VLVAEError(f"unknown stage {name!r}; the stages fitted on a frozen model are "
-                         f"{', '.join(_BY_NAME)}")
+        raise VLVAEError(
+            f"unknown stage {name!r}; the stages fitted on a frozen model are {', '.join(_BY_NAME)}"
+        )
     return _BY_NAME[name]
 
 
@@ -163,8 +198,9 @@ def text_posterior_stage(objective: str) -> Stage:
 
 def paired_distributions() -> tuple[tuple[str, str], ...]:
     """(distribution, the one it is paired against) for every stage that declares a pair, in order."""
-    return tuple((stage.distribution, stage.paired_against) for stage in _REGISTRY
-                 if stage.paired_against is not None)
+    return tuple(
+        (stage.distribution, stage.paired_against) for stage in _REGISTRY if stage.paired_against is not None
+    )
 
 
 def distribution_labels(fits: str, figure: bool = False) -> dict[str, str]:

@@ -34,21 +34,35 @@ class TELBO(MultimodalVAE):
         mean_y, logvar_y = self.text_posterior.encode(y)
         log_px, _ = frozen_decoders(self, x, None, self.reparameterise(mean_x, logvar_x))
         _, log_py = frozen_decoders(self, None, y, self.reparameterise(mean_y, logvar_y))
-        return {"log_px": log_px, "kl_x": kl_normal_standard(mean_x, logvar_x),
-                "log_py": log_py, "kl_y": kl_normal_standard(mean_y, logvar_y),
-                "std_x": torch.exp(0.5 * logvar_x), "std_y": torch.exp(0.5 * logvar_y)}
+        return {
+            "log_px": log_px,
+            "kl_x": kl_normal_standard(mean_x, logvar_x),
+            "log_py": log_py,
+            "kl_y": kl_normal_standard(mean_y, logvar_y),
+            "std_x": torch.exp(0.5 * logvar_x),
+            "std_y": torch.exp(0.5 * logvar_y),
+        }
 
-    def forward(self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0,
-                w_y: float = 1.0) -> MultimodalOutput:
+    def forward(
+        self, x: Tensor, y: LongTensor, kl_weight: float = 1.0, w_x: float = 1.0, w_y: float = 1.0
+    ) -> MultimodalOutput:
         mean, logvar = self.joint_posterior.encode(x, y)
         log_px, log_py = self.decode_terms(x, y, self.reparameterise(mean, logvar))
         kl = kl_normal_standard(mean, logvar)
         u = self.unimodal_terms(x, y)
-        objective = sum_of_elbos((log_px, log_py, kl), (u["log_px"], u["kl_x"]), (u["log_py"], u["kl_y"]),
-                                 w_x, w_y, kl_weight)
-        return MultimodalOutput.of(objective, log_px, log_py, kl, elbo_image_only=u["log_px"] - u["kl_x"],
-                                   elbo_text_only=u["log_py"] - u["kl_y"], std_q_z_x=u["std_x"],
-                                   std_q_z_y=u["std_y"])
+        objective = sum_of_elbos(
+            (log_px, log_py, kl), (u["log_px"], u["kl_x"]), (u["log_py"], u["kl_y"]), w_x, w_y, kl_weight
+        )
+        return MultimodalOutput.of(
+            objective,
+            log_px,
+            log_py,
+            kl,
+            elbo_image_only=u["log_px"] - u["kl_x"],
+            elbo_text_only=u["log_py"] - u["kl_y"],
+            std_q_z_x=u["std_x"],
+            std_q_z_y=u["std_y"],
+        )
 
 
 METHOD = Method(

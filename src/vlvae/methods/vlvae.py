@@ -9,7 +9,6 @@ Cremer & Kushman 2018, Eqns 1-2 (stage 1), Eqn 3 (q_True), Eqns 4-5 (q_Agg), §4
 from vlvae.methods import Method
 from vlvae.models.vlvae import VLVAE
 
-
 METHOD = Method(
     name="vlvae",
     title="VLVAE (q(z|x))",

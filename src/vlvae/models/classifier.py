@@ -60,8 +60,9 @@ class AttributeClassifier(nn.Module):
         super().__init__()
         self.arch = arch
         self.n_conditions = n_conditions
-        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES,
-                                          norm)
+        self.encoder = make_image_encoder(
+            arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES, norm
+        )
         self.hidden = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES + n_conditions, FEATURES), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(FEATURES, n) for n in slot_sizes)
 
@@ -110,15 +111,27 @@ class RelationalSlotClassifier(nn.Module):
 
     RIGHT, LEFT, FRONT, BEHIND = range(4)
 
-    def __init__(self, image_size: int, slot_sizes: list[int], n_conditions: int, base_channels: int = 32,
-                 n_downsample: int = 2, n_res_blocks: int = 2, arch: str = "cyclegan", norm: str = "batch") -> None:
+    def __init__(
+        self,
+        image_size: int,
+        slot_sizes: list[int],
+        n_conditions: int,
+        base_channels: int = 32,
+        n_downsample: int = 2,
+        n_res_blocks: int = 2,
+        arch: str = "cyclegan",
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         if n_conditions != 4 or len(slot_sizes) != 8 or slot_sizes[:4] != slot_sizes[4:]:
-            raise ValueError("RelationalSlotClassifier needs the Two Objects layout: 4 relations and 2 x 4 slots.")
+            raise ValueError(
+                "RelationalSlotClassifier needs the Two Objects layout: 4 relations and 2 x 4 slots."
+            )
         self.arch = arch
         self.object_slots = list(slot_sizes[:4])
-        self.encoder = make_image_encoder(arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES,
-                                          norm)
+        self.encoder = make_image_encoder(
+            arch, image_size, 3, base_channels, n_downsample, n_res_blocks, FEATURES, norm
+        )
         self.hidden = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES, FEATURES), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(FEATURES, n) for n in self.object_slots * 2)
         self.front = nn.Linear(FEATURES, 1)
@@ -137,10 +150,16 @@ class RelationalSlotClassifier(nn.Module):
         certain = torch.zeros_like(log_front)
         c = condition
         # log P(O1 = A) and log P(O1 = B) for each example's relation word.
-        o1_is_a = torch.where(c == self.LEFT, certain, torch.where(c == self.RIGHT, never,
-                              torch.where(c == self.FRONT, log_front, log_back)))
-        o1_is_b = torch.where(c == self.LEFT, never, torch.where(c == self.RIGHT, certain,
-                              torch.where(c == self.FRONT, log_back, log_front)))
+        o1_is_a = torch.where(
+            c == self.LEFT,
+            certain,
+            torch.where(c == self.RIGHT, never, torch.where(c == self.FRONT, log_front, log_back)),
+        )
+        o1_is_b = torch.where(
+            c == self.LEFT,
+            never,
+            torch.where(c == self.RIGHT, certain, torch.where(c == self.FRONT, log_back, log_front)),
+        )
         wa, wb = o1_is_a.unsqueeze(-1), o1_is_b.unsqueeze(-1)
         o1 = [torch.logaddexp(wa + la, wb + lb) for la, lb in zip(a, b)]
         o2 = [torch.logaddexp(wb + la, wa + lb) for la, lb in zip(a, b)]

@@ -103,6 +103,4 @@ class ModelConfig:
                 "(0, 1) for the Beta likelihood; use e.g. pixel_low=0.02, pixel_high=0.98."
             )
         if self.logvar_min >= self.logvar_max:
-            raise VLVAEError(
-                f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})."
-            )
+            raise VLVAEError(f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max}).")

@@ -210,8 +210,11 @@ class ResidualConv(nn.Module):
 
     def __init__(self, channels: int, norm: str = "batch") -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), _norm(norm, channels),
-                                   nn.ReLU(inplace=True))
+        self.block = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            _norm(norm, channels),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (batch, channels, H, W) -> (batch, channels, H, W)."""
@@ -245,8 +248,16 @@ class StridedEncoder(nn.Module):
         torch.Size([2, 8])
     """
 
-    def __init__(self, image_size: int, in_channels: int, base_channels: int, n_downsample: int,
-                 out_features: int, n_res_layers: int = 0, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        image_size: int,
+        in_channels: int,
+        base_channels: int,
+        n_downsample: int,
+        out_features: int,
+        n_res_layers: int = 0,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         side = feature_side(image_size, n_downsample)
         if n_downsample < 1:
@@ -297,8 +308,16 @@ class StridedDecoder(nn.Module):
         torch.Size([2, 3, 16, 16])
     """
 
-    def __init__(self, in_features: int, image_size: int, out_channels: int, base_channels: int,
-                 n_downsample: int, n_res_layers: int = 0, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        image_size: int,
+        out_channels: int,
+        base_channels: int,
+        n_downsample: int,
+        n_res_layers: int = 0,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         if n_downsample < 1:
             raise ValueError("the strided decoder needs n_downsample >= 1")
@@ -335,22 +354,40 @@ def _check_arch(arch: str) -> None:
         raise ValueError(f"unknown image architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def make_image_encoder(arch: str, image_size: int, in_channels: int, base_channels: int, n_downsample: int,
-                       n_res_blocks: int, out_features: int, norm: str = "batch") -> nn.Module:
+def make_image_encoder(
+    arch: str,
+    image_size: int,
+    in_channels: int,
+    base_channels: int,
+    n_downsample: int,
+    n_res_blocks: int,
+    out_features: int,
+    norm: str = "batch",
+) -> nn.Module:
     """The image encoder of family ``arch``: ``n_res_blocks`` residual blocks at the bottleneck (``cyclegan``)
     or residual 3×3 layers after each stride-2 convolution (``strided``); ``norm`` is the strided family's."""
     _check_arch(arch)
     if arch == "strided":
-        return StridedEncoder(image_size, in_channels, base_channels, n_downsample, out_features, n_res_blocks,
-                              norm)
+        return StridedEncoder(
+            image_size, in_channels, base_channels, n_downsample, out_features, n_res_blocks, norm
+        )
     return ImageEncoder(image_size, in_channels, base_channels, n_downsample, n_res_blocks, out_features)
 
 
-def make_image_decoder(arch: str, in_features: int, image_size: int, out_channels: int, base_channels: int,
-                       n_downsample: int, n_res_blocks: int, norm: str = "batch") -> nn.Module:
+def make_image_decoder(
+    arch: str,
+    in_features: int,
+    image_size: int,
+    out_channels: int,
+    base_channels: int,
+    n_downsample: int,
+    n_res_blocks: int,
+    norm: str = "batch",
+) -> nn.Module:
     """The image decoder of family ``arch``, ``n_res_blocks`` as in :func:`make_image_encoder`."""
     _check_arch(arch)
     if arch == "strided":
-        return StridedDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks,
-                              norm)
+        return StridedDecoder(
+            in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks, norm
+        )
     return ImageDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)

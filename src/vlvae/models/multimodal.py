@@ -48,10 +48,18 @@ class MultimodalOutput(VLVAEOutput):
     terms: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, objective: Tensor, log_px: Tensor, log_py: Tensor, kl: Tensor, **terms: Tensor) -> "MultimodalOutput":
+    def of(
+        cls, objective: Tensor, log_px: Tensor, log_py: Tensor, kl: Tensor, **terms: Tensor
+    ) -> MultimodalOutput:
         """From per-example tensors: the objective to maximise and the joint ELBO's terms (batch means taken)."""
-        return cls(loss=-objective.mean(), elbo=(log_px + log_py - kl).mean(), log_px=log_px.mean(),
-                   log_py=log_py.mean(), kl=kl.mean(), terms={k: v.mean() for k, v in terms.items()})
+        return cls(
+            loss=-objective.mean(),
+            elbo=(log_px + log_py - kl).mean(),
+            log_px=log_px.mean(),
+            log_py=log_py.mean(),
+            kl=kl.mean(),
+            terms={k: v.mean() for k, v in terms.items()},
+        )
 
 
 class GaussianTextPosterior(nn.Module):
@@ -65,9 +73,12 @@ class GaussianTextPosterior(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.encoder = TextEncoder(config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim)
-        self.shared_encoder = SharedEncoder(config.encoding_dim, config.shared_hidden, config.latent_dim,
-                                            config.logvar_min, config.logvar_max)
+        self.encoder = TextEncoder(
+            config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim
+        )
+        self.shared_encoder = SharedEncoder(
+            config.encoding_dim, config.shared_hidden, config.latent_dim, config.logvar_min, config.logvar_max
+        )
 
     def encode(self, y: LongTensor) -> tuple[Tensor, Tensor]:
         """y (batch, L) -> mean, logvar (batch, latent)."""
@@ -91,7 +102,9 @@ class MultimodalVAE(VLVAE):
             raise ValueError("a baseline keeps q(z|x) image-only; set model.joint_inference=false")
         super().__init__(config)
         self.text_posterior = GaussianTextPosterior(config)
-        self.joint_posterior = ImagePosterior(replace(config, joint_inference=True)) if joint_posterior else None
+        self.joint_posterior = (
+            ImagePosterior(replace(config, joint_inference=True)) if joint_posterior else None
+        )
 
 
 class _Decoders(nn.Module):

@@ -100,8 +100,9 @@ class VLVAE(nn.Module):
         return self.posterior(x, y)
 
     @torch.no_grad()
-    def posterior_table(self, images, texts: LongTensor | None = None, batch_size: int = 256
-                        ) -> tuple[Tensor, Tensor]:
+    def posterior_table(
+        self, images, texts: LongTensor | None = None, batch_size: int = 256
+    ) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x) for every image of a set, encoded in batches.
 
         Arguments:
@@ -115,9 +116,9 @@ class VLVAE(nn.Module):
         device = self._zeros.device
         means, logvars = [], []
         for lo in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.array(images[lo:lo + batch_size])).to(device)
+            x = torch.from_numpy(np.array(images[lo : lo + batch_size])).to(device)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            y = None if texts is None else texts[lo:lo + batch_size].to(device)
+            y = None if texts is None else texts[lo : lo + batch_size].to(device)
             mean, logvar = self.posterior.encode(x, y)
             means.append(mean)
             logvars.append(logvar)
@@ -193,7 +194,9 @@ class VLVAE(nn.Module):
         """z = mean + exp(logvar / 2) · ε, ε ~ N(0, I): a differentiable sample of N(mean, diag exp(logvar))."""
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
 
-    def decode_terms(self, x: Tensor | None, y: LongTensor | None, z: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def decode_terms(
+        self, x: Tensor | None, y: LongTensor | None, z: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
         """log p(x|z) and log p(y|z) (either None when its input is None) from one pass of the shared decoder.
 
         One pass feeds both likelihoods (and moves the shared decoder's batch-norm statistics once).

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -61,9 +61,14 @@ def _check_seed(seed: int) -> None:
 
 def _samples_json(samples: Samples) -> list[dict]:
     scores = samples.correctness
-    return [{"image": png_data_url(image), "caption": text,
-             "correctness": None if scores is None else round(float(scores[i]), 4)}
-            for i, (image, text) in enumerate(zip(samples.images, samples.texts))]
+    return [
+        {
+            "image": png_data_url(image),
+            "caption": text,
+            "correctness": None if scores is None else round(float(scores[i]), 4),
+        }
+        for i, (image, text) in enumerate(zip(samples.images, samples.texts))
+    ]
 
 
 def _columns(choice: str, options: dict, what: str, draw: Callable[[str], Samples]) -> list[dict]:
@@ -99,8 +104,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def create_app(inference: Inference, report_dir: Path | None = None,
-               max_samples: int = PAGE_MAX_SAMPLES) -> FastAPI:
+def create_app(
+    inference: Inference, report_dir: Path | None = None, max_samples: int = PAGE_MAX_SAMPLES
+) -> FastAPI:
     """The application for one opened run.
 
     Args:
@@ -115,9 +121,12 @@ def create_app(inference: Inference, report_dir: Path | None = None,
         ... # doctest: +SKIP
     """
     report_dir = Path(report_dir if report_dir is not None else inference.run)
-    app = FastAPI(title="vlvae serve", version="1",
-                  description=f"Text → image, prior samples and image → text for the run {inference.run}. "
-                  "Bad input answers 4xx with {\"detail\": \"...\"} naming the problem.")
+    app = FastAPI(
+        title="vlvae serve",
+        version="1",
+        description=f"Text → image, prior samples and image → text for the run {inference.run}. "
+        'Bad input answers 4xx with {"detail": "..."} naming the problem.',
+    )
     app.mount("/static", StaticFiles(directory=_static()), name="static")
     evaluate_command = f"vlvae evaluate --run {inference.run} --classifier CLS"
 
@@ -144,8 +153,11 @@ def create_app(inference: Inference, report_dir: Path | None = None,
     @app.get("/api/health")
     def health() -> dict:
         """The server is up; the run it serves and which of its stages are loaded."""
-        return {"status": "ok", "run": str(inference.run),
-                "stages": {stage: why is None for stage, why in inference.stages().items()}}
+        return {
+            "status": "ok",
+            "run": str(inference.run),
+            "stages": {stage: why is None for stage, why in inference.stages().items()},
+        }
 
     @app.get("/api/vocab")
     def vocab() -> dict:
@@ -184,8 +196,8 @@ def create_app(inference: Inference, report_dir: Path | None = None,
 
     @app.get("/api/text")
     def text_to_images(
-        text: Optional[str] = Query(None, description="The text: words separated by spaces."),
-        word: Optional[list[str]] = Query(None, description="Or one word per slot, in order (repeat word=)."),
+        text: str | None = Query(None, description="The text: words separated by spaces."),
+        word: list[str] | None = Query(None, description="Or one word per slot, in order (repeat word=)."),
         posterior: str = Query("both", description="agg (q_Agg), true (q_True) or both."),
         n: int = Query(8, description=f"Samples per posterior (1 to {max_samples})."),
         seed: int = Query(0, description=f"Random seed (0 to {MAX_SEED}); both posteriors share it."),
@@ -195,14 +207,17 @@ def create_app(inference: Inference, report_dir: Path | None = None,
         if text is not None and word:
             raise VLVAEError("give either text=... or word=... (one per slot), not both")
         if text is None and not word:
-            raise VLVAEError(f"give a text: text=... (words separated by spaces) or one word=... per slot "
-                             f"(layout: {' '.join(inference.vocab.slot_names) or 'see /api/vocab'})")
+            raise VLVAEError(
+                f"give a text: text=... (words separated by spaces) or one word=... per slot "
+                f"(layout: {' '.join(inference.vocab.slot_names) or 'see /api/vocab'})"
+            )
         check_sample_count(n, max_samples, "n")
         _check_seed(seed)
         words = text.split() if text is not None else list(word)
         ids = inference.encode_text(words)
-        columns = _columns(posterior, TEXT_POSTERIORS, "posterior",
-                           lambda name: inference.from_text(ids, name, n, seed))
+        columns = _columns(
+            posterior, TEXT_POSTERIORS, "posterior", lambda name: inference.from_text(ids, name, n, seed)
+        )
         return {"text": " ".join(words), "n": n, "seed": seed, "columns": columns}
 
     @app.get("/api/prior")
@@ -221,8 +236,13 @@ def create_app(inference: Inference, report_dir: Path | None = None,
     def _described(image, **fields) -> dict:
         samples = inference.reconstruct(image)
         score = None if samples.correctness is None else round(float(samples.correctness[0]), 4)
-        return {"image": png_data_url(image), "reconstruction": png_data_url(samples.images[0]),
-                "caption": samples.texts[0], "correctness": score, **fields}
+        return {
+            "image": png_data_url(image),
+            "reconstruction": png_data_url(samples.images[0]),
+            "caption": samples.texts[0],
+            "correctness": score,
+            **fields,
+        }
 
     @app.post("/api/caption")
     async def caption(request: Request) -> dict:
@@ -233,16 +253,23 @@ def create_app(inference: Inference, report_dir: Path | None = None,
         declared = request.headers.get("content-length")
         limit = MAX_UPLOAD_BYTES + _MULTIPART_MARGIN
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise UploadRefused(f"the upload has {int(declared):,} bytes, more than the limit of "
-                                f"{MAX_UPLOAD_BYTES:,}; send a smaller PNG or JPEG", 413)
+            raise UploadRefused(
+                f"the upload has {int(declared):,} bytes, more than the limit of "
+                f"{MAX_UPLOAD_BYTES:,}; send a smaller PNG or JPEG",
+                413,
+            )
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                raise UploadRefused(f"the upload has more than {MAX_UPLOAD_BYTES:,} bytes, the limit; send a "
-                                    "smaller PNG or JPEG", 413)
+                raise UploadRefused(
+                    f"the upload has more than {MAX_UPLOAD_BYTES:,} bytes, the limit; send a "
+                    "smaller PNG or JPEG",
+                    413,
+                )
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
+
             async def stream():
                 yield bytes(body)
                 yield b""
@@ -250,7 +277,9 @@ def create_app(inference: Inference, report_dir: Path | None = None,
             try:
                 form = await _InMemoryParser(request.headers, stream(), max_files=1, max_fields=4).parse()
             except Exception as exc:  # the parser's errors are several types; each means a bad body
-                raise VLVAEError(f"the multipart body could not be read ({exc}); send the image as field 'file'")
+                raise VLVAEError(
+                    f"the multipart body could not be read ({exc}); send the image as field 'file'"
+                )
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise VLVAEError("the multipart body has no file field 'file'; send the image as file=@IMAGE")
@@ -272,7 +301,7 @@ def create_app(inference: Inference, report_dir: Path | None = None,
         return _described(image, **fields)
 
     @app.get("/api/validation/random")
-    def validation_random(seed: Optional[int] = Query(None, description="Pick reproducibly.")) -> dict:
+    def validation_random(seed: int | None = Query(None, description="Pick reproducibly.")) -> dict:
         """A validation image picked at random, with its text, reconstruction and caption."""
         count = inference.validation_count()
         if count == 0:
@@ -292,9 +321,11 @@ def create_app(inference: Inference, report_dir: Path | None = None,
         if not path.is_file():
             raise HTTPException(404, f"{report_dir} has no report.md; make it with `{evaluate_command}`")
         body = render_markdown(path.read_text(encoding="utf-8"), base="/report/")
-        return HTMLResponse("<!doctype html><html><head><meta charset=\"utf-8\"><title>vlvae report</title>"
-                            "<link rel=\"stylesheet\" href=\"/static/style.css\"></head>"
-                            f"<body class=\"report\">{body}</body></html>")
+        return HTMLResponse(
+            '<!doctype html><html><head><meta charset="utf-8"><title>vlvae report</title>'
+            '<link rel="stylesheet" href="/static/style.css"></head>'
+            f'<body class="report">{body}</body></html>'
+        )
 
     @app.get("/report/figures/{name}")
     def figure(name: str) -> FileResponse:

@@ -10,7 +10,14 @@ from PIL import Image, UnidentifiedImageError
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "UploadRefused", "png_bytes", "png_data_url", "read_upload"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_PIXELS",
+    "UploadRefused",
+    "png_bytes",
+    "png_data_url",
+    "read_upload",
+]
 
 #: The largest upload accepted (a 2 MB JPEG is a large photograph; the model reads 64 x 64).
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -50,8 +57,11 @@ def read_upload(data: bytes, size: int) -> tuple[np.ndarray, tuple[int, int]]:
             a readable PNG or JPEG.
     """
     if len(data) > MAX_UPLOAD_BYTES:
-        raise UploadRefused(f"the upload has {len(data):,} bytes, more than the limit of {MAX_UPLOAD_BYTES:,}; "
-                            "send a smaller PNG or JPEG", 413)
+        raise UploadRefused(
+            f"the upload has {len(data):,} bytes, more than the limit of {MAX_UPLOAD_BYTES:,}; "
+            "send a smaller PNG or JPEG",
+            413,
+        )
     if not data:
         raise UploadRefused("the upload is empty; send a PNG or JPEG image", 415)
     try:
@@ -60,16 +70,22 @@ def read_upload(data: bytes, size: int) -> tuple[np.ndarray, tuple[int, int]]:
                 raise UploadRefused(f"the upload is a {image.format} image; send a PNG or JPEG", 415)
             width, height = image.size
             if width * height > MAX_UPLOAD_PIXELS:
-                raise UploadRefused(f"the upload is {width} x {height} pixels, more than {MAX_UPLOAD_PIXELS:,}; "
-                                    "send a smaller image", 413)
+                raise UploadRefused(
+                    f"the upload is {width} x {height} pixels, more than {MAX_UPLOAD_PIXELS:,}; "
+                    "send a smaller image",
+                    413,
+                )
             rgb = image.convert("RGB")
     except UploadRefused:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UploadRefused(f"the upload is not a readable PNG or JPEG image ({type(exc).__name__}); "
-                            "send a PNG or JPEG", 415) from exc
+        raise UploadRefused(
+            f"the upload is not a readable PNG or JPEG image ({type(exc).__name__}); send a PNG or JPEG", 415
+        ) from exc
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     square = rgb.crop((left, top, left + side, top + side))
-    resized = square.resize((size, size), Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC)
+    resized = square.resize(
+        (size, size), Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
+    )
     return np.asarray(resized, dtype=np.uint8).copy(), (width, height)

@@ -36,8 +36,9 @@ def _inline(text: str, base: str) -> str:
 
     text = _CODE.sub(keep, text.replace("\\|", "|"))
     text = html.escape(text, quote=False)
-    text = _IMAGE.sub(lambda m: f'<img alt="{html.escape(m.group(1))}" src="{html.escape(_url(m.group(2), base))}">',
-                      text)
+    text = _IMAGE.sub(
+        lambda m: f'<img alt="{html.escape(m.group(1))}" src="{html.escape(_url(m.group(2), base))}">', text
+    )
     text = _LINK.sub(lambda m: f'<a href="{html.escape(_url(m.group(2), base))}">{m.group(1)}</a>', text)
     text = _BOLD.sub(r"<strong>\1</strong>", text)
     text = _ITALIC.sub(r"<em>\1</em>", text)
@@ -55,10 +56,13 @@ def _cells(line: str) -> list[str]:
 
 def _table(lines: list[str], base: str) -> str:
     head, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{_inline(c, base)}</th>" for c in head) + "</tr></thead>",
-           "<tbody>"]
+    out = [
+        "<table>",
+        "<thead><tr>" + "".join(f"<th>{_inline(c, base)}</th>" for c in head) + "</tr></thead>",
+        "<tbody>",
+    ]
     for row in rows:
-        row = (row + [""] * len(head))[:max(len(head), len(row))]
+        row = (row + [""] * len(head))[: max(len(head), len(row))]
         out.append("<tr>" + "".join(f"<td>{_inline(c, base)}</td>" for c in row) + "</tr>")
     out += ["</tbody>", "</table>"]
     return "\n".join(out)
@@ -83,7 +87,7 @@ def render_markdown(text: str, base: str = "") -> str:
             j = i + 1
             while j < len(lines) and not lines[j].strip().startswith("```"):
                 j += 1
-            blocks.append("<pre><code>" + html.escape("\n".join(lines[i + 1:j])) + "</code></pre>")
+            blocks.append("<pre><code>" + html.escape("\n".join(lines[i + 1 : j])) + "</code></pre>")
             i = j + 1
         elif re.match(r"^#{1,6}\s", stripped):
             level = len(stripped) - len(stripped.lstrip("#"))
@@ -108,8 +112,12 @@ def render_markdown(text: str, base: str = "") -> str:
         else:
             paragraph = [stripped]  # the first line always, so that every pass consumes a line
             i += 1
-            while (i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("#", "|", "```"))
-                   and not re.match(r"^[-*]\s", lines[i].strip())):
+            while (
+                i < len(lines)
+                and lines[i].strip()
+                and not lines[i].strip().startswith(("#", "|", "```"))
+                and not re.match(r"^[-*]\s", lines[i].strip())
+            ):
                 paragraph.append(lines[i].strip())
                 i += 1
             blocks.append("<p>" + _inline(" ".join(paragraph), base) + "</p>")

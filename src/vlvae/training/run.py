@@ -25,16 +25,10 @@ from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 from vlvae.runs import (
-    REPLICATED_STAGES,
-    STAGES,
     _sized_for,
     check_run_data,
-    finished_replicates,
     init_run,
-    load_prior,
-    load_text_posterior,
     load_vlvae,
-    load_weights,
     open_run,
     save_weights,
     stage_dir,
@@ -53,11 +47,21 @@ def _checkpoint_step(path: Path) -> int:
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
     except Exception as exc:  # a truncated or foreign file
-        raise VLVAEError(f"{path} is not a readable checkpoint ({exc}); delete it to restart the stage") from exc
+        raise VLVAEError(
+            f"{path} is not a readable checkpoint ({exc}); delete it to restart the stage"
+        ) from exc
 
 
-def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, kind: str,
-              resume: bool = False, progress: bool = True, extra: dict | None = None) -> dict:
+def fit_stage(
+    task,
+    directory: Path,
+    stage: StageConfig,
+    cfg: ExperimentConfig,
+    kind: str,
+    resume: bool = False,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
     """Train one stage with Lightning, or do nothing if it is finished.
 
     Args:
@@ -87,8 +91,10 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     ckpt_path = None
     if ckpt.exists():
         if not resume:
-            raise VLVAEError(f"{directory} holds an unfinished stage ({ckpt.name}); pass --resume to "
-                             f"continue it, or delete {directory} to start it again")
+            raise VLVAEError(
+                f"{directory} holds an unfinished stage ({ckpt.name}); pass --resume to "
+                f"continue it, or delete {directory} to start it again"
+            )
         ckpt_path = str(ckpt)
         task.start_step = _checkpoint_step(ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -98,23 +104,37 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     # With early stopping the checkpoint is written after each validation pass (a checkpoint every
     # checkpoint_every steps comes before that step's validation): a resumed fit then neither skips
     # nor repeats a pass, and stops where an uninterrupted one would.
-    callbacks = [] if patience else [ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True,
-                                                     every_n_train_steps=stage.checkpoint_every)]
+    callbacks = (
+        []
+        if patience
+        else [
+            ModelCheckpoint(
+                dirpath=directory, save_top_k=0, save_last=True, every_n_train_steps=stage.checkpoint_every
+            )
+        ]
+    )
     if patience:
         from lightning.pytorch.callbacks import EarlyStopping
 
         from vlvae.training.tasks import BestWeights, CheckpointAfterValidation
 
-        stopping = EarlyStopping(monitor=monitor, mode="max", patience=stage.patience, min_delta=stage.min_delta,
-                                 check_on_train_epoch_end=False, strict=True)
+        stopping = EarlyStopping(
+            monitor=monitor,
+            mode="max",
+            patience=stage.patience,
+            min_delta=stage.min_delta,
+            check_on_train_epoch_end=False,
+            strict=True,
+        )
         best = BestWeights(monitor)
         callbacks += [stopping, best, CheckpointAfterValidation(ckpt)]
     # Each training session (the first, and every --resume) logs into its own folder, so
     # resuming never overwrites the earlier session's CSV.
     session = f"from_step_{task.start_step}"
-    loggers = [CSVLogger(directory / "logs", name="csv", version=session),
-               TensorBoardLogger(directory / "logs", name="tensorboard", version=session,
-                                 default_hp_metric=False)]
+    loggers = [
+        CSVLogger(directory / "logs", name="csv", version=session),
+        TensorBoardLogger(directory / "logs", name="tensorboard", version=session, default_hp_metric=False),
+    ]
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
@@ -137,17 +157,25 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
     trainer.fit(task, ckpt_path=ckpt_path)
     seconds = time.time() - started
     if trainer.interrupted:
-        raise VLVAEError(f"training of {directory.name} was interrupted at step {trainer.global_step}; "
-                         "rerun the same command with --resume to continue")
+        raise VLVAEError(
+            f"training of {directory.name} was interrupted at step {trainer.global_step}; "
+            "rerun the same command with --resume to continue"
+        )
     steps_done = trainer.global_step - task.start_step
     train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     stopping_info = {}
     if best is not None:
         stopped = stopping.wait_count >= stage.patience
-        stopping_info = {"monitor": monitor, "patience": stage.patience, "min_delta": stage.min_delta,
-                         "stopped_by": "patience" if stopped else ("steps" if trainer.global_step >= stage.steps
-                                                                   else "time"),
-                         "best_step": best.best_step, "best_value": best.best_value}
+        stopping_info = {
+            "monitor": monitor,
+            "patience": stage.patience,
+            "min_delta": stage.min_delta,
+            "stopped_by": "patience"
+            if stopped
+            else ("steps" if trainer.global_step >= stage.steps else "time"),
+            "best_step": best.best_step,
+            "best_value": best.best_value,
+        }
         best.restore(task.trainable())
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
@@ -158,9 +186,11 @@ def fit_stage(task, directory: Path, stage: StageConfig, cfg: ExperimentConfig, 
         "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
         "validation": {k: float(v) for k, v in final.items()},
         "train_last": train_last,
-        "weights": ("weights.safetensors (the weights of the best validation pass, step "
-                    f"{best.best_step})" if best is not None and best.best_step is not None else
-                    "weights.safetensors (the last step's weights; no selection by validation)"),
+        "weights": (
+            f"weights.safetensors (the weights of the best validation pass, step {best.best_step})"
+            if best is not None and best.best_step is not None
+            else "weights.safetensors (the last step's weights; no selection by validation)"
+        ),
         "early_stopping": stopping_info or None,
         **(extra or {}),
         **run_info(),
@@ -178,9 +208,16 @@ def _config_for(preset_name: str, steps: int | None, overrides: list[str]) -> Ex
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
-def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | None = None,
-                overrides: list[str] = (), resume: bool = False, progress: bool = True,
-                scorer=None) -> dict:
+def train_vlvae(
+    data: Path,
+    out: Path,
+    preset_name: str = "cpu",
+    steps: int | None = None,
+    overrides: list[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+    scorer=None,
+) -> dict:
     """Stage 1: train the VLVAE (or the method named by ``method.name``) on ``data`` into run folder ``out``.
 
     ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
@@ -195,14 +232,30 @@ def train_vlvae(data: Path, out: Path, preset_name: str = "cpu", steps: int | No
     with folder_lock(out, "vlvae train vlvae"):
         cfg = init_run(out, data, cfg)
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-        task = VLVAETask(cfg.model, cfg.vlvae, str(Path(data).resolve()), cfg.seed, cfg.num_workers, scorer=scorer,
-                         method=cfg.method)
-        return fit_stage(task, stage_dir(out, "vlvae"), cfg.vlvae, cfg, get_method(cfg.method.name).weights_kind,
-                         resume, progress, extra={"method": cfg.method.name})
+        task = VLVAETask(
+            cfg.model,
+            cfg.vlvae,
+            str(Path(data).resolve()),
+            cfg.seed,
+            cfg.num_workers,
+            scorer=scorer,
+            method=cfg.method,
+        )
+        return fit_stage(
+            task,
+            stage_dir(out, "vlvae"),
+            cfg.vlvae,
+            cfg,
+            get_method(cfg.method.name).weights_kind,
+            resume,
+            progress,
+            extra={"method": cfg.method.name},
+        )
 
 
-def _fit_on_frozen_vlvae(run: Path, stage: Stage, replicate: int, make_task, resume: bool, progress: bool,
-                         extra: dict) -> dict:
+def _fit_on_frozen_vlvae(
+    run: Path, stage: Stage, replicate: int, make_task, resume: bool, progress: bool, extra: dict
+) -> dict:
     """Fit a stage 2-3 (replicate R) on the run's frozen VLVAE: ``make_task(cfg, info, seed, vlvae)``."""
     cfg, info = open_run(run)
     seed = stage_seed(cfg.seed, stage.name, replicate)
@@ -215,12 +268,21 @@ def _fit_on_frozen_vlvae(run: Path, stage: Stage, replicate: int, make_task, res
         vlvae = load_vlvae(run, cfg)
         torch.manual_seed(seed)
         task = make_task(cfg, info, seed, vlvae)
-        return fit_stage(task, directory, getattr(cfg, stage.config_section), cfg, stage.weights_kind, resume,
-                         progress, extra={**extra, "replicate": replicate, "seed": seed})
+        return fit_stage(
+            task,
+            directory,
+            getattr(cfg, stage.config_section),
+            cfg,
+            stage.weights_kind,
+            resume,
+            progress,
+            extra={**extra, "replicate": replicate, "seed": seed},
+        )
 
 
-def train_text_posterior(run: Path, objective: str, resume: bool = False, progress: bool = True,
-                         replicate: int = 0) -> dict:
+def train_text_posterior(
+    run: Path, objective: str, resume: bool = False, progress: bool = True, replicate: int = 0
+) -> dict:
     """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen.
 
     ``replicate`` R >= 1 trains another replicate into ``RUN/q_<objective>.r<R>`` with its own seed.
@@ -230,8 +292,15 @@ def train_text_posterior(run: Path, objective: str, resume: bool = False, progre
     stage = text_posterior_stage(objective)
 
     def make(cfg, info, seed, vlvae):
-        return TextPosteriorTask(cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae,
-                                 objective, cfg.num_workers)
+        return TextPosteriorTask(
+            cfg.model,
+            getattr(cfg, stage.config_section),
+            info["data"],
+            seed,
+            vlvae,
+            objective,
+            cfg.num_workers,
+        )
 
     return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {"objective": objective})
 
@@ -243,13 +312,16 @@ def train_prior(run: Path, resume: bool = False, progress: bool = True, replicat
     stage = stages_fitting(PRIOR)[0]  # the one learned prior
 
     def make(cfg, info, seed, vlvae):
-        return AggregatePriorTask(cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae,
-                                  cfg.num_workers)
+        return AggregatePriorTask(
+            cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae, cfg.num_workers
+        )
 
     return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {})
 
 
-def train_stage(run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
+def train_stage(
+    run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0
+) -> dict:
     """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the frozen VLVAE."""
     stage = get_stage(name)
     if stage.fits == TEXT_POSTERIOR:

@@ -16,8 +16,14 @@ __all__ = ["SCHEDULES", "lr_factor", "adam_with_schedule"]
 SCHEDULES = ("exponential", "cosine")
 
 
-def lr_factor(step: int, schedule: str, total_steps: int, decay: float = 1.0, warmup_steps: int = 0,
-              final_factor: float = 0.0) -> float:
+def lr_factor(
+    step: int,
+    schedule: str,
+    total_steps: int,
+    decay: float = 1.0,
+    warmup_steps: int = 0,
+    final_factor: float = 0.0,
+) -> float:
     """The multiplier of the base learning rate at optimisation step ``step`` (0-based).
 
     Arguments:
@@ -52,6 +58,10 @@ def adam_with_schedule(parameters, stage) -> dict:
     import torch
 
     opt = torch.optim.Adam(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(
-        step, stage.lr_schedule, stage.steps, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda step: lr_factor(
+            step, stage.lr_schedule, stage.steps, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor
+        ),
+    )
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader, Subset
 
 from vlvae.config import MethodConfig, StageConfig
@@ -34,23 +34,45 @@ from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
 from vlvae.training.schedule import adam_with_schedule
 
-__all__ = ["step_dataloader", "step_seed", "StageTask", "VLVAETask", "TextPosteriorTask", "AggregatePriorTask",
-           "BestWeights", "CheckpointAfterValidation"]
+__all__ = [
+    "step_dataloader",
+    "step_seed",
+    "StageTask",
+    "VLVAETask",
+    "TextPosteriorTask",
+    "AggregatePriorTask",
+    "BestWeights",
+    "CheckpointAfterValidation",
+]
 
 
-def step_dataloader(module: L.LightningModule, data, batch_size: int, steps: int, seed: int, start_step: int,
-                    num_workers: int = 0) -> DataLoader:
+def step_dataloader(
+    module: L.LightningModule,
+    data,
+    batch_size: int,
+    steps: int,
+    seed: int,
+    start_step: int,
+    num_workers: int = 0,
+) -> DataLoader:
     """A training loader whose batch at step t is a function of (seed, t), resumable mid-run.
 
     The sampler starts every new iteration at the module's current global step
     and gives each DDP rank its slice of the global batch (see :class:`StepSampler`).
     """
-    sampler = StepSampler(len(data), batch_size, steps, seed, rank=module.global_rank,
-                          world_size=module.trainer.world_size)
+    sampler = StepSampler(
+        len(data), batch_size, steps, seed, rank=module.global_rank, world_size=module.trainer.world_size
+    )
     sampler.start_step = start_step
     sampler.step_source = lambda: module.global_step
-    return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+    )
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -73,20 +95,30 @@ class BestWeights(L.Callback):
         self.best_state: dict | None = None
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.state.fn != "fit" or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if (
+            trainer.state.fn != "fit"
+            or trainer.sanity_checking
+            or self.monitor not in trainer.callback_metrics
+        ):
             return
         value = float(trainer.callback_metrics[self.monitor])
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_step = value, int(trainer.global_step)
-            self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.trainable().state_dict().items()}
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in pl_module.trainable().state_dict().items()
+            }
 
     def restore(self, module: torch.nn.Module) -> None:
         if self.best_state is not None:
             module.load_state_dict(self.best_state)
 
     def state_dict(self):
-        return {"monitor": self.monitor, "best_value": self.best_value, "best_step": self.best_step,
-                "best_state": self.best_state}
+        return {
+            "monitor": self.monitor,
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state):
         self.best_value, self.best_step = state["best_value"], state["best_step"]
@@ -122,8 +154,9 @@ class StageTask(L.LightningModule):
         num_workers: data-loader processes.
     """
 
-    def __init__(self, model_config: ModelConfig, stage: StageConfig, data_root: str, seed: int,
-                 num_workers: int = 0):
+    def __init__(
+        self, model_config: ModelConfig, stage: StageConfig, data_root: str, seed: int, num_workers: int = 0
+    ):
         super().__init__()
         self.model_config, self.stage, self.data_root = model_config, stage, str(data_root)
         self.seed, self.num_workers = seed, num_workers
@@ -175,24 +208,36 @@ class StageTask(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.dataset("train")
-        return step_dataloader(self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step,
-                               self.num_workers)
+        return step_dataloader(
+            self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step, self.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
         """The last ``val_examples`` of the validation split: held out from the evaluation, which
         scores the first examples, so that stopping and weight selection never see what is scored."""
         data = self.dataset("val")
         n = min(len(data), self.stage.val_examples)
-        return DataLoader(Subset(data, range(len(data) - n, len(data))),
-                          batch_size=min(self.stage.batch_size * 2, max(n, 1)), shuffle=False, num_workers=0)
+        return DataLoader(
+            Subset(data, range(len(data) - n, len(data))),
+            batch_size=min(self.stage.batch_size * 2, max(n, 1)),
+            shuffle=False,
+            num_workers=0,
+        )
 
     def configure_optimizers(self):
         return adam_with_schedule(self.trainable().parameters(), self.stage)
 
     def _log_all(self, prefix: str, values: dict, batch_size: int, prog_bar=()):
         for key, value in values.items():
-            self.log(f"{prefix}/{key}", value, batch_size=batch_size, prog_bar=key in prog_bar,
-                     sync_dist=prefix == "val", on_step=prefix == "train", on_epoch=prefix == "val")
+            self.log(
+                f"{prefix}/{key}",
+                value,
+                batch_size=batch_size,
+                prog_bar=key in prog_bar,
+                sync_dist=prefix == "val",
+                on_step=prefix == "train",
+                on_epoch=prefix == "val",
+            )
 
 
 class VLVAETask(StageTask):
@@ -218,17 +263,32 @@ class VLVAETask(StageTask):
         x, y = images_to_float(batch["image"]), batch["text"]
         kl_weight = kl_warmup(self.global_step, self.stage.kl_warmup_steps)
         out = self.model(x, y, kl_weight=kl_weight, w_x=self.stage.w_x, w_y=self.stage.w_y)
-        self._log_all("train", {"loss": out.loss, "elbo": out.elbo, "log_px": out.log_px,
-                                "log_py": out.log_py, "kl": out.kl, "kl_weight": kl_weight,
-                                **getattr(out, "terms", {})},
-                      len(x), prog_bar=("elbo", "kl", "log_py"))
+        self._log_all(
+            "train",
+            {
+                "loss": out.loss,
+                "elbo": out.elbo,
+                "log_px": out.log_px,
+                "log_py": out.log_py,
+                "kl": out.kl,
+                "kl_weight": kl_weight,
+                **getattr(out, "terms", {}),
+            },
+            len(x),
+            prog_bar=("elbo", "kl", "log_py"),
+        )
         return out.loss
 
     def validation_step(self, batch, batch_idx):
         x, y = images_to_float(batch["image"]), batch["text"]
         out = self.model(x, y)
-        values = {"elbo": out.elbo, "log_px": out.log_px, "log_py": out.log_py, "kl": out.kl,
-                  **getattr(out, "terms", {})}
+        values = {
+            "elbo": out.elbo,
+            "log_px": out.log_px,
+            "log_py": out.log_py,
+            "kl": out.kl,
+            **getattr(out, "terms", {}),
+        }
         if self.scorer is not None:
             with torch.no_grad():
                 z = self.model.image_posterior(x, y).sample()
