@@ -379,7 +379,7 @@ def test_second_training_into_a_run_folder_is_refused(vlvae, data, run_folder, h
 
 
 def test_metrics_are_written_after_the_old_report_is_gone(tmp_path, monkeypatch):
-    from vlvae.evaluation import report
+    from vlvae.evaluation import driver as report
 
     (tmp_path / "metrics.json").write_text('{"evaluation_id": "old"}')
     (tmp_path / "report.md").write_text("old report of the old metrics")

@@ -225,7 +225,7 @@ def train_vlvae_cmd(
     if classifier is not None:
         from vlvae.data.format import read_manifest, read_vocabulary
         from vlvae.data.specs import manifest_dataset
-        from vlvae.evaluation.report import load_scorer
+        from vlvae.evaluation.driver import load_scorer
 
         scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[
             0
@@ -411,7 +411,7 @@ def evaluate_cmd(
     figures: bool = typer.Option(True, help="Draw the figures."),
 ):
     """Tables 1-2 (correctness, log p(x|y), log p(x), log p(y)) and figures: RUN/metrics.json, RUN/report.md."""
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.evaluation.driver import evaluate_run
 
     for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
         if value is not None and value < 1:
@@ -487,7 +487,7 @@ def compare_cmd(
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
 ):
     """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior spread, time."""
-    from vlvae.evaluation.compare import compare_runs
+    from vlvae.evaluation.driver import compare_runs
 
     for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
         if value is not None and value < 1:

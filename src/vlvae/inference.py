@@ -155,7 +155,7 @@ class Inference:
             posteriors["own"] = model.text_posterior  # a baseline's own q(z|y), trained in stage 1
         scorer = None
         if classifier is not None:
-            from vlvae.evaluation.report import load_scorer
+            from vlvae.evaluation.driver import load_scorer
 
             scorer = load_scorer(
                 manifest_dataset(read_manifest(data)), Path(classifier), vocab, data, f"the data set of {run}"

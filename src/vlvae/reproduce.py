@@ -133,7 +133,7 @@ def reproduce(
 
 def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], progress: bool) -> dict:
     """Stage 1 and stages 2-3 of each other method in ``OUT/methods/<name>``, then ``OUT/compare.md``."""
-    from vlvae.evaluation.compare import compare_runs
+    from vlvae.evaluation.driver import compare_runs
     from vlvae.methods import get_method
     from vlvae.runs import stage_dir
     from vlvae.training.run import train_stage, train_vlvae
@@ -182,7 +182,7 @@ def _reproduce(
     """:func:`reproduce`'s stages, with the output folder's lock held."""
     from vlvae.data.format import read_vocabulary
     from vlvae.evaluation.judge import train_classifier_for
-    from vlvae.evaluation.report import evaluate_run, load_scorer
+    from vlvae.evaluation.driver import evaluate_run, load_scorer
     from vlvae.methods.stages import registered_stages
     from vlvae.training.run import stage_dir, train_stage, train_vlvae
 
@@ -264,7 +264,7 @@ def _reproduce(
         _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
     metrics = all_metrics[0]
     if vlvae_replicates > 1:
-        from vlvae.evaluation.report import summarise_runs
+        from vlvae.evaluation.driver import summarise_runs
 
         metrics = summarise_runs(runs, all_metrics, out)
         print(f"total {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)

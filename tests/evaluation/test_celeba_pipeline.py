@@ -200,7 +200,7 @@ def test_load_celeba_classifier_refuses_two_objects_classifier(tmp_path):
     """A folder as `train_classifier` leaves it for Two Objects data: one clear error."""
     from vlvae.config import preset
     from vlvae.models.classifier import AttributeClassifier
-    from vlvae.training.run import save_weights
+    from vlvae.runs import save_weights
 
     c = preset("tiny").classifier
     folder = tmp_path / "two_objects_classifier"
@@ -228,7 +228,7 @@ def test_load_celeba_classifier_refuses_foreign_weights(pipeline, tmp_path):
     """A CelebA classifier.json beside weights of another kind: load_weights names the kind."""
     import shutil
 
-    from vlvae.training.run import save_weights
+    from vlvae.runs import save_weights
 
     out, _ = pipeline
     folder = tmp_path / "mixed"

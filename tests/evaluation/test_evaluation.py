@@ -186,7 +186,7 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
 
 def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipeline, tmp_path):
     """--replicates 2 on a finished run trains only replicate 1 of stages 2-3 and reports the spread."""
-    from vlvae.training.run import finished_replicates, load_text_posterior
+    from vlvae.runs import finished_replicates, load_text_posterior
 
     out, _ = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
@@ -222,7 +222,7 @@ def test_reproduce_skips_finished_stages(pipeline, capsys):
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
     import shutil
 
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     run = tmp_path / "run"
@@ -235,7 +235,7 @@ def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
 
 
 def test_evaluate_refuses_a_weak_classifier(pipeline):
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     with pytest.raises(VLVAEError, match="below the 100% needed"):
@@ -250,8 +250,8 @@ def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leave
     import shutil
     from pathlib import Path
 
-    from vlvae.evaluation import report
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.evaluation import driver as report
+    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     run = tmp_path / "run"
@@ -340,7 +340,7 @@ def test_paired_differences_against_numpy():
 def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
     """Pairs line up example by example: the same q in both roles differs by exactly 0 everywhere."""
     from vlvae.evaluation.metrics import correctness_tables, likelihood_tables, validation_batch
-    from vlvae.training.run import load_prior, load_text_posterior, load_vlvae
+    from vlvae.runs import load_prior, load_text_posterior, load_vlvae
 
     out, _ = pipeline
     run = out / "run"
@@ -372,7 +372,7 @@ def test_scored_examples_never_include_those_early_stopping_chose_weights_on(pip
     score at most the examples before them."""
     from omegaconf import OmegaConf
 
-    from vlvae.evaluation.report import evaluate_run
+    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")

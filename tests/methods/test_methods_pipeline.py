@@ -35,24 +35,53 @@ def test_each_method_trains_its_model_and_its_post_hoc_q_agg(compared):
 
 def test_comparison_table_has_every_method_and_posterior(compared):
     result = json.loads((compared / "compare.json").read_text())
-    methods = [row["method"] for row in result["rows"]]
+    assert result["schema"] == 2
+    methods = [m["method"]["name"] for m in result["metrics"]]
     assert methods == ["vlvae", "jmvae", "telbo", "mvae", "joint"]
-    for row in result["rows"]:
-        expected = {"q_agg"} | ({"q_true"} if row["method"] == "vlvae" else set())
-        expected |= {"own"} if get_method(row["method"]).own_text_posterior else set()
-        assert set(row["labels"]) == expected
-        assert set(row["correctness"]["conditional"]) == expected
-        assert set(row["log_p_x_given_y"]) == expected
-        assert 0 <= row["captions"]["words"]["mean"] <= 1
-        assert row["captions"]["texts"]["mean"] <= row["captions"]["words"]["mean"]
-        assert row["stage1"]["steps"] == 6
+    k = f"k={result['settings']['k']}"
+    for m in result["metrics"]:
+        name = m["method"]["name"]
+        expected = {"q_agg"} | ({"q_true"} if name == "vlvae" else set())
+        expected |= {"own"} if get_method(name).own_text_posterior else set()
+        assert set(m["distributions"]["text_posteriors"]) == expected
+        assert set(m["correctness"]["conditional"]) == expected
+        assert set(m["likelihood"]["log_p_x_given_y"]) == expected
+        assert all(k in m["likelihood"]["log_p_x_given_y"][q] for q in expected)
+        assert 0 <= m["captions"]["words"]["mean"] <= 1
+        assert m["captions"]["texts"]["mean"] <= m["captions"]["words"]["mean"]
+        assert m["stage1"]["steps"] == 6
+        # The comparison is a rendering of each run's own evaluation: the same metrics.json.
+        run = compared / ("run" if name == "vlvae" else f"methods/{name}")
+        assert json.loads((run / "metrics.json").read_text())["evaluation_id"] == m["evaluation_id"]
     text = (compared / "compare.md").read_text()
     assert "JMVAE-kl" in text and "q_TELBO(z\\|y)" in text and "fig7_joint_vs_marginal.png" in text
     assert (compared / "fig7_joint_vs_marginal.png").stat().st_size > 0
 
 
+def test_every_methods_run_has_its_own_report(compared):
+    """`vlvae evaluate` works on a run of any method: its own q(z|y) beside q_Agg post hoc, Tables 1-3."""
+    for name in ("jmvae", "telbo", "mvae", "joint"):
+        method = get_method(name)
+        report = (compared / "methods" / name / "report.md").read_text()
+        assert method.title in report and "q_Agg(z|y)" in report and "Table 3" in report
+        if method.own_text_posterior:
+            assert method.own_text_posterior in report
+        assert "q_True(z|y)" not in report  # not a stage of the baselines
+
+
+def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_path):
+    from vlvae.evaluation.driver import compare_runs
+
+    before = json.loads((compared / "methods" / "jmvae" / "metrics.json").read_text())["evaluation_id"]
+    runs = [compared / "methods" / "jmvae"]
+    again = compare_runs(runs, compared / "classifier", tmp_path / "c1", progress=False)
+    assert again["metrics"][0]["evaluation_id"] == before  # same judge, settings and weights: reused
+    other = compare_runs(runs, compared / "classifier", tmp_path / "c2", seeds=2, progress=False)
+    assert other["metrics"][0]["evaluation_id"] != before and other["metrics"][0]["settings"]["seeds"] == 2
+
+
 def test_compare_needs_at_least_one_run(compared, tmp_path):
-    from vlvae.evaluation.compare import compare_runs
+    from vlvae.evaluation.driver import compare_runs
 
     with pytest.raises(VLVAEError, match="at least one run"):
         compare_runs([], compared / "classifier", tmp_path / "c")
@@ -104,7 +133,7 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
     import types
 
     import vlvae.methods as methods
-    from vlvae.evaluation.compare import compare_runs
+    from vlvae.evaluation.driver import compare_runs
     from vlvae.models.vlvae import VLVAE
     from vlvae.training.run import train_text_posterior, train_vlvae
 
@@ -129,5 +158,5 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
     train_text_posterior(run, "agg", progress=False)
     assert type(load_vlvae(run)) is Beta2
     result = compare_runs([compared / "run", run], compared / "classifier", tmp_path / "cmp", progress=False)
-    assert [row["title"] for row in result["rows"]] == ["VLVAE (q(z|x))", "β = 2 VLVAE"]
-    assert set(result["rows"][1]["labels"]) == {"q_agg"}
+    assert [m["method"]["title"] for m in result["metrics"]] == ["VLVAE (q(z|x))", "β = 2 VLVAE"]
+    assert set(result["metrics"][1]["distributions"]["text_posteriors"]) == {"q_agg"}

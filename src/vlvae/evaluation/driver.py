@@ -1,0 +1,567 @@
+"""The one evaluation path: every number of every run, for any registered method.
+
+:func:`evaluate_run` reads what to compute from the run's method (its stage-1 model, its own
+q(z|y) if it has one, the stages 2-3 it takes, :mod:`vlvae.methods`) and from the registry of
+metrics (:mod:`vlvae.evaluation.registry`), and writes one versioned ``RUN/metrics.json`` and
+the ``RUN/report.md`` rendered from it. :func:`compare_runs` puts runs of several methods in one
+table: it evaluates each run through :func:`evaluate_run` (or reuses a ``metrics.json`` made
+with the same judge, settings and weights) and renders ``compare.md`` from those metrics.
+:func:`summarise_runs` combines the metrics of independently trained stage-1 models. Every
+``report.md``, ``compare.md`` and ``summary.md`` is a rendering of this one schema
+(:mod:`vlvae.evaluation.report`, :mod:`vlvae.evaluation.compare`).
+
+``metrics.json`` schema (version :data:`SCHEMA`): ``schema``, ``dataset``, ``run``, ``method``
+(name, title, reference), ``distributions`` (the text posteriors and priors evaluated, name ->
+label), ``classifier``, ``replicates``, ``settings``, ``inputs`` (sha256 of every weights file
+read), one key per metric key of the registry (``correctness``, ``likelihood``, ``landing``,
+``captions``, ...), ``figures``, ``seconds``, ``paper``, ``config_preset``, the run record
+(versions, commit) and ``evaluation_id``. Files without ``schema`` (version 1, written by the
+VLVAE-only evaluation) are read by :func:`read_metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from vlvae.data.dataset import ImageTextDataset
+from vlvae.data.format import atomic_write_json, atomic_write_text, sha256_file
+from vlvae.data.specs import dataset_spec
+from vlvae.errors import VLVAEError
+from vlvae.evaluation import figures as figs
+from vlvae.evaluation.compare import render_comparison
+from vlvae.evaluation.judge import check_classifier_fits
+from vlvae.evaluation.metrics import validation_batch
+from vlvae.evaluation.registry import OWN_POSTERIOR, Evaluation, Subject, registered_metrics
+from vlvae.evaluation.report import render_report, render_summary
+from vlvae.locking import folder_lock
+from vlvae.methods import get_method
+from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR, get_stage
+from vlvae.paths import check_output_dir
+from vlvae.runinfo import run_info
+from vlvae.runs import check_run_data, load_stage, load_vlvae, open_run, stage_dir
+
+__all__ = [
+    "SCHEMA",
+    "load_scorer",
+    "method_stages",
+    "finished_replicates",
+    "evaluate_run",
+    "compare_runs",
+    "summarise_runs",
+    "read_metrics",
+]
+
+#: The version of the ``metrics.json`` schema this module writes.
+SCHEMA = 2
+
+
+def load_scorer(
+    dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None
+):
+    """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness.
+
+    With ``data`` (the data set whose images it will judge), the classifier is first checked to
+    fit it (:func:`vlvae.evaluation.judge.check_classifier_fits`; ``whose`` names the data
+    in its messages). The judge is the data set's (:attr:`vlvae.data.specs.DatasetSpec.load_judge`).
+    """
+    if data is not None:
+        check_classifier_fits(classifier_dir, data, whose)
+    return dataset_spec(dataset).load_judge(classifier_dir, vocab)
+
+
+def method_stages(method) -> tuple:
+    """The registered stages 2-3 a method takes (:attr:`vlvae.methods.Method.stages`), in registry order."""
+    return tuple(get_stage(name) for name in method.stages)
+
+
+def finished_replicates(run: Path, stages) -> int:
+    """How many leading replicates R = 0, 1, ... of a run have every one of ``stages`` finished."""
+    r = 0
+    while stages and all((stage_dir(run, stage.name, r) / "metrics.json").is_file() for stage in stages):
+        r += 1
+    return r
+
+
+def _subject(run: Path, cfg, method, model, stages, replicate: int) -> Subject:
+    """The run's stage-1 model with its own q(z|y) (if any) and the stages 2-3 of replicate R."""
+    posteriors = {OWN_POSTERIOR: model.text_posterior} if method.own_text_posterior is not None else {}
+    priors = {STANDARD_PRIOR.distribution: model.prior}
+    for stage in stages:
+        target = posteriors if stage.fits == TEXT_POSTERIOR else priors
+        target[stage.distribution] = load_stage(run, stage.name, cfg, replicate)
+    return Subject(model=model, text_posteriors=posteriors, priors=priors, replicate=replicate)
+
+
+def _labels(method, stages) -> dict:
+    """The text posteriors and priors a run of ``method`` offers, name -> label, in the tables' order."""
+    posteriors = {OWN_POSTERIOR: method.own_text_posterior} if method.own_text_posterior is not None else {}
+    priors = {STANDARD_PRIOR.distribution: STANDARD_PRIOR.label}
+    for stage in stages:
+        (posteriors if stage.fits == TEXT_POSTERIOR else priors)[stage.distribution] = stage.label
+    return {"text_posteriors": posteriors, "priors": priors}
+
+
+def _check_judge(classifier: Path, cls_metrics: dict, min_accuracy: float | None) -> float:
+    """The accuracy threshold the judge meets; one clear line if it does not."""
+    threshold = cls_metrics.get("min_accuracy", 0.9) if min_accuracy is None else min_accuracy
+    real = cls_metrics.get("real_accuracy", {}).get("overall")
+    if real is None:
+        raise VLVAEError(
+            f"{classifier}/metrics.json has no real-data accuracy (its training was cut short); "
+            f"rerun `vlvae train classifier --data DATA --out {classifier} --resume`"
+        )
+    if real < threshold:
+        raise VLVAEError(
+            f"the classifier in {classifier} is {real:.1%} accurate on real validation data, below "
+            f"the {threshold:.0%} needed for correctness to mean much; train it longer "
+            "(vlvae train classifier --set classifier.steps=...) or pass --min-accuracy"
+        )
+    return threshold
+
+
+def _held_out(cfg, stages) -> int:
+    """Validation examples at the end of the split that early stopping of stages 2-3 chooses weights on."""
+    sections = dict.fromkeys(stage.config_section for stage in stages)
+    return max(
+        [st.val_examples for st in (getattr(cfg, name) for name in sections) if st.patience > 0], default=0
+    )
+
+
+def _settings(cfg, examples, k, seeds, text_k) -> dict:
+    ev = cfg.evaluation
+    return {
+        "examples_requested": examples or ev.examples,
+        "k": k or ev.k,
+        "text_k": text_k or ev.text_k,
+        "seeds": seeds or ev.seeds,
+        "micro_batch": ev.micro_batch,
+        "landing_reference": ev.landing_reference,
+    }
+
+
+def _inputs(run: Path, stages, replicates: int, classifier: Path) -> dict:
+    """sha256 of every weights file an evaluation reads: a metrics.json is current while they match."""
+    files = [stage_dir(run, "vlvae") / "weights.safetensors"]
+    files += [stage_dir(run, s.name, r) / "weights.safetensors" for r in range(replicates) for s in stages]
+    out = {str(f.relative_to(run)): sha256_file(f) for f in files}
+    judge = Path(classifier) / "weights.safetensors"
+    out["classifier"] = sha256_file(judge) if judge.is_file() else None
+    return out
+
+
+def evaluate_run(
+    run: Path,
+    classifier: Path,
+    examples: int | None = None,
+    k: int | None = None,
+    seeds: int | None = None,
+    min_accuracy: float | None = None,
+    figures: bool = True,
+    progress: bool = True,
+    replicates: int | None = None,
+    text_k: int | None = None,
+) -> dict:
+    """Compute every registered metric for a run of any method; write ``RUN/metrics.json`` and ``RUN/report.md``.
+
+    Every training replicate of the method's stages 2-3 (``RUN/q_agg``, ``RUN/q_agg.r1``, ...) is
+    evaluated on the same validation examples with the same Monte-Carlo seeds; the tables give the
+    mean ± standard deviation over replicates and, separately, the Monte-Carlo error of one evaluation.
+
+    Before any work: the run's data, the classifier (made for data like the run's) and the run
+    folder (writable) are checked, and the run folder's lock is taken for the whole evaluation.
+    A present ``report.md`` was always rendered from the present ``metrics.json`` (both carry the
+    same ``evaluation_id``): the old report is removed before the first new file is written.
+
+    Args:
+        run: a run folder whose stage 1 and the stages 2-3 of its method are finished.
+        classifier: a trained classifier folder for the same data set.
+        examples, k, seeds: override the run config's evaluation settings.
+        min_accuracy: refuse a classifier whose real validation accuracy is lower
+            (default: the threshold stored with the classifier).
+        figures: also draw the figures.
+        progress: print what is being computed.
+        replicates: evaluate replicates 0..R-1 (default: every finished one).
+        text_k: the largest k of the log p(y) estimates (default: the run's config).
+    """
+    run, classifier = Path(run), Path(classifier)
+    cfg, info = open_run(run)
+    check_classifier_fits(classifier, check_run_data(run, cfg, info), f"the data of {run}")
+    fix = "evaluate writes metrics.json, report.md and figures/ into it: make it writable, or copy the run"
+    run = check_output_dir(run, "run folder", "--run", fix)
+    with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
+        if figures:
+            check_output_dir(run / "figures", "figures folder", "--run", fix)
+        return _evaluate(
+            run,
+            classifier,
+            _settings(cfg, examples, k, seeds, text_k),
+            min_accuracy,
+            figures,
+            progress,
+            replicates,
+        )
+
+
+def _evaluate(
+    run: Path,
+    classifier: Path,
+    settings: dict,
+    min_accuracy: float | None,
+    figures: bool,
+    progress: bool,
+    replicates: int | None,
+) -> dict:
+    """:func:`evaluate_run`'s work, with the run folder's lock held."""
+    cfg, info = open_run(run)
+    method = get_method(cfg.method.name)
+    stages = method_stages(method)
+    model = load_vlvae(run, cfg)
+    available = finished_replicates(run, stages) if stages else 1
+    replicates = available if replicates is None else replicates
+    if replicates < 1 or replicates > available:
+        # Loading the first missing stage raises the error that names the command to run.
+        r = min(max(replicates, 1), available + 1) - 1
+        for stage in stages:
+            load_stage(run, stage.name, cfg, r)
+    settings = {**settings, "replicates": replicates}
+    data = ImageTextDataset(Path(info["data"]), "val")
+    spec = dataset_spec(data.dataset)
+    scorer, cls_metrics = load_scorer(spec.name, classifier, data.vocab)
+    threshold = _check_judge(classifier, cls_metrics, min_accuracy)
+    # Stages 2-3 that stop early choose their weights on the last validation examples; the
+    # tables score the first ones, never those.
+    held = _held_out(cfg, stages)
+    examples, capped_from = settings["examples_requested"], None
+    if examples > len(data) - held:
+        if len(data) - held < 1:
+            sections = dict.fromkeys(stage.config_section for stage in stages)
+            raise VLVAEError(
+                f"the validation split of {info['data']} has {len(data)} examples, all used by early "
+                f"stopping of stages 2-3 (val_examples {held}); lower "
+                + " and ".join(f"{name}.val_examples" for name in sections)
+                + " or make more data"
+            )
+        capped_from, examples = examples, len(data) - held
+    settings.update(examples=examples, examples_capped_from=capped_from)
+    torch.manual_seed(cfg.seed)
+    x, y = validation_batch(data, examples)
+    started = time.time()
+    scores = {"paper": scorer.score}
+    if hasattr(scorer, "score_all_labels"):
+        # CelebA: the paper scores the text's words (TELBO's definition, the headline); the
+        # authors' code scored every binary label. Both are reported, each named.
+        scores["all_labels"] = scorer.score_all_labels
+
+    def aggregate():
+        train = ImageTextDataset(Path(info["data"]), "train")
+        if progress:
+            print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
+        texts = torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None
+        # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or subset a text drew.
+        return (
+            model.posterior_table(train.images, texts=texts),
+            spec.landing_keys(train),
+            spec.landing_keys(data, y),
+        )
+
+    ev = Evaluation(
+        run=run,
+        cfg=cfg,
+        method=method,
+        stages=stages,
+        x=x,
+        y=y,
+        scores=scores,
+        settings=settings,
+        aggregate=aggregate,
+    )
+    subjects = [_subject(run, cfg, method, model, stages, r) for r in range(replicates)]
+    metrics = {
+        "schema": SCHEMA,
+        "dataset": data.dataset,
+        "run": str(run),
+        "method": {"name": method.name, "title": method.title, "reference": method.reference},
+        "distributions": _labels(method, stages),
+    }
+    metrics.update(_compute(ev, subjects, progress))
+    metrics.update(
+        {
+            "classifier": {
+                "path": str(classifier),
+                "real_accuracy": cls_metrics.get("real_accuracy"),
+                "real_correctness": cls_metrics.get("real_correctness"),
+                "threshold": threshold,
+            },
+            "replicates": replicates,
+            "settings": settings,
+            "inputs": _inputs(run, stages, replicates, classifier),
+            "seconds": time.time() - started,
+            "paper": spec.paper,
+            "config_preset": cfg.name,
+            **run_info(),
+        }
+    )
+    # From here on files are written: first the old report goes, which no longer describes the folder.
+    (run / "report.md").unlink(missing_ok=True)
+    metrics["figures"] = (
+        _figures(run, metrics, model, subjects[-1], stages, data, x, y, scorer) if figures else {}
+    )
+    metrics["evaluation_id"] = uuid.uuid4().hex
+    _write_pair(run / "metrics.json", metrics, run / "report.md", render_report(metrics, cfg))
+    return metrics
+
+
+def _compute(ev: Evaluation, subjects: list[Subject], progress: bool) -> dict:
+    """Every registered metric the run offers what it needs for, combined over training replicates."""
+    out: dict = {}
+    metrics = [m for m in registered_metrics() if m.needs(ev)]
+    for metric in (m for m in metrics if not m.per_replicate):
+        out.update(metric.compute(ev, subjects[0]))
+    per_replicate = []
+    for subject in subjects:
+        if progress:
+            st = ev.settings
+            print(
+                f"replicate {subject.replicate + 1}/{len(subjects)}: "
+                + ", ".join(m.name for m in metrics if m.per_replicate)
+                + f" on {len(ev.y)} validation texts ({st['seeds']} seeds, k = {st['k']}, "
+                f"log p(y) up to k = {st['text_k']}) ...",
+                flush=True,
+            )
+        values = {}
+        for metric in (m for m in metrics if m.per_replicate):
+            values.update(metric.compute(ev, subject))
+        per_replicate.append(values)
+    for metric in (m for m in metrics if m.per_replicate):
+        for key in metric.keys:
+            out[key] = metric.combine(ev, key, [values[key] for values in per_replicate])
+    return out
+
+
+def _figures(run: Path, metrics: dict, model, subject: Subject, stages, data, x, y, scorer) -> dict:
+    """Figs. 3-4, stage 1's convergence and the stopping curves; paths relative to the run."""
+    fig_dir = run / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    paths = {}
+    # The sample figures show the last replicate's fits (each replicate's numbers are in the tables).
+    paths["reconstructions"] = figs.figure_reconstructions(
+        model, x[:6], y[:6], data.vocab, subject.priors, fig_dir / "fig3_reconstructions.png"
+    )
+    if subject.text_posteriors:
+        paths["conditional_samples"] = figs.figure_conditional_samples(
+            model,
+            subject.text_posteriors,
+            y,
+            data.vocab,
+            fig_dir / "fig4_conditional_samples.png",
+            scorer=scorer.score,
+        )
+    try:
+        curves = figs.read_validation_curves(stage_dir(run, "vlvae"))
+    except VLVAEError:  # no stage 1 logs
+        curves = None
+    if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
+        paths["convergence"] = figs.figure_convergence(
+            stage_dir(run, "vlvae"), fig_dir / "stage1_convergence.png", curves
+        )
+        metrics["stage1_convergence"] = figs.convergence_summary(curves)
+    if stages:
+        paths["stopping"] = figs.figure_stopping(
+            {s.name: [stage_dir(run, s.name, r) for r in range(metrics["replicates"])] for s in stages},
+            fig_dir / "stages23_validation.png",
+        )
+    return {name: str(Path(p).relative_to(run)) for name, p in paths.items()}
+
+
+def _write_pair(json_path: Path, metrics: dict, md_path: Path, text: str) -> None:
+    """Write metrics and the report rendered from them so that a present report always matches the metrics.
+
+    The old report goes first, then the metrics, then the new report (each write atomic): a kill in
+    between leaves new metrics without a report, never beside an old one.
+    """
+    md_path.unlink(missing_ok=True)
+    atomic_write_json(json_path, metrics)
+    atomic_write_text(md_path, text)
+
+
+def read_metrics(path: Path) -> dict:
+    """A ``metrics.json`` of any schema version, as the current schema.
+
+    Version 1 (no ``schema`` key; the VLVAE-only evaluation) gains ``schema``, ``method`` and
+    ``distributions`` (read from its tables); its numbers are unchanged.
+    """
+    metrics = json.loads(Path(path).read_text())
+    if metrics.get("schema", 1) > SCHEMA:
+        raise VLVAEError(f"{path} was written by a newer vlvae (schema {metrics['schema']}); upgrade vlvae")
+    if "schema" not in metrics:
+        c = metrics.get("correctness") or {}
+        lk = metrics.get("likelihood") or {}
+        posteriors = list(c.get("conditional") or lk.get("log_p_x_given_y") or {})
+        priors = list(c.get("prior") or lk.get("log_p_x") or {})
+        labels = {**_labels(get_method("vlvae"), ())["priors"]}
+        for name in ("q_true", "q_agg", "prior"):
+            stage = get_stage(name)
+            labels[stage.distribution] = stage.label
+        metrics.update(
+            schema=1,
+            method={"name": "vlvae", **{k: getattr(get_method("vlvae"), k) for k in ("title", "reference")}},
+            distributions={
+                "text_posteriors": {n: labels.get(n, n) for n in posteriors},
+                "priors": {n: labels.get(n, n) for n in priors},
+            },
+        )
+    return metrics
+
+
+def _current(run: Path, classifier: Path, settings: dict) -> dict | None:
+    """The run's metrics.json if it was computed with this judge, these settings and the present weights."""
+    path = run / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = read_metrics(path)
+    except (VLVAEError, ValueError):
+        return None
+    if metrics.get("schema") != SCHEMA or metrics["classifier"]["path"] != str(classifier):
+        return None
+    if any(metrics["settings"].get(key) != value for key, value in settings.items()):
+        return None
+    stages = method_stages(get_method(metrics["method"]["name"]))
+    replicates = finished_replicates(run, stages) if stages else 1
+    if metrics["replicates"] != replicates:
+        return None
+    try:
+        return metrics if metrics.get("inputs") == _inputs(run, stages, replicates, classifier) else None
+    except OSError:
+        return None
+
+
+def compare_runs(
+    runs: list[Path],
+    classifier: Path,
+    out: Path,
+    examples: int | None = None,
+    seeds: int | None = None,
+    k: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """One table over runs of any methods: ``OUT/compare.json`` and ``OUT/compare.md``.
+
+    Each run is evaluated by :func:`evaluate_run` (which writes its own ``metrics.json`` and
+    ``report.md``) with the same judge and settings — the first run's, overridden by ``examples``,
+    ``seeds`` and ``k`` — unless its ``metrics.json`` already holds exactly that evaluation of its
+    present weights, which is then reused. Every run is scored on the same validation texts with
+    the same seeds. With the VLVAE under marginal and under joint inference among the runs, Fig. 7
+    (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is drawn too.
+    """
+    if not runs:
+        raise VLVAEError("give at least one run folder to compare")
+    runs, classifier = [Path(r) for r in runs], Path(classifier)
+    opened = [open_run(r) for r in runs]
+    datas = [check_run_data(r, cfg, info) for r, (cfg, info) in zip(runs, opened)]
+    if len({d.resolve() for d in datas}) > 1:
+        raise VLVAEError(
+            "the runs were trained on different data sets ("
+            + ", ".join(map(str, datas))
+            + "); compare runs of one data set"
+        )
+    check_classifier_fits(classifier, datas[0], f"the data of {runs[0]}")
+    out = check_output_dir(out, "output folder")
+    cfg0 = opened[0][0]
+    settings = _settings(cfg0, examples, k, seeds, None)
+    with folder_lock(out, "vlvae compare"):
+        all_metrics = []
+        for run, (cfg, _) in zip(runs, opened):
+            method = get_method(cfg.method.name)
+            wanted = {**settings, "text_k": cfg.evaluation.text_k}
+            metrics = _current(run, classifier, wanted)
+            if progress:
+                print(
+                    f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),
+                    flush=True,
+                )
+            if metrics is None:
+                metrics = evaluate_run(
+                    run,
+                    classifier,
+                    settings["examples_requested"],
+                    settings["k"],
+                    settings["seeds"],
+                    progress=progress,
+                )
+            all_metrics.append(metrics)
+        result = {
+            "schema": SCHEMA,
+            "dataset": all_metrics[0]["dataset"],
+            "runs": [str(r) for r in runs],
+            "classifier": str(classifier),
+            "settings": {
+                "examples": all_metrics[0]["settings"]["examples"],
+                "seeds": settings["seeds"],
+                "k": settings["k"],
+            },
+            "metrics": all_metrics,
+            "evaluation_id": uuid.uuid4().hex,
+        }
+        methods = {m["method"]["name"]: run for m, run in zip(all_metrics, runs)}
+        if "vlvae" in methods and "joint" in methods:
+            data = ImageTextDataset(datas[0], "val")
+            torch.manual_seed(cfg0.seed)
+            x, y = validation_batch(data, 6)
+            figure = figs.figure_joint_vs_marginal(
+                load_vlvae(methods["joint"]),
+                load_vlvae(methods["vlvae"]),
+                x,
+                y,
+                data.vocab,
+                out / "fig7_joint_vs_marginal.png",
+            )
+            result["figure"] = figure.name
+        _write_pair(out / "compare.json", result, out / "compare.md", render_comparison(result))
+    return result
+
+
+def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
+    """Mean ± std over independently trained stage-1 models: ``OUT/summary.json`` and ``OUT/summary.md``.
+
+    Each run's figures (already averaged over its stage-2/3 replicates) count as one replicate;
+    the Monte-Carlo errors are averaged over runs. Every registered metric key that combines over
+    runs is carried (:attr:`vlvae.evaluation.registry.Metric.across_runs`).
+    """
+    first = metrics[0]
+    summary = {}
+    for metric in registered_metrics():
+        if metric.across_runs is None:
+            continue
+        for key in metric.keys:
+            if key in first:
+                summary[key] = metric.across_runs(key, [m[key] for m in metrics])
+    summary.update(
+        {
+            "schema": SCHEMA,
+            "dataset": first["dataset"],
+            "method": first["method"],
+            "distributions": first["distributions"],
+            "runs": [str(r) for r in runs],
+            "classifier": first["classifier"],
+            "replicates": len(runs),
+            "vlvae_replicates": len(runs),
+            "stage_replicates": first["replicates"],
+            "settings": first["settings"],
+            "paper": first["paper"],
+            "config_preset": first["config_preset"],
+            "seconds": sum(m["seconds"] for m in metrics),
+            "figures": {},
+            **run_info(),
+        }
+    )
+    summary["evaluation_id"] = uuid.uuid4().hex
+    cfg, _ = open_run(runs[0])
+    text = render_summary(summary, cfg, runs)
+    _write_pair(Path(out) / "summary.json", summary, Path(out) / "summary.md", text)
+    return summary
