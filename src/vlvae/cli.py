@@ -392,7 +392,7 @@ def serve_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    run: Path = typer.Option(..., help="Run folder with all stages trained."),
+    run: Path = typer.Option(..., help="Run folder of any method, with the stages its method takes trained."),
     classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
     examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
     k: int | None = typer.Option(
@@ -410,7 +410,7 @@ def evaluate_cmd(
     ),
     figures: bool = typer.Option(True, help="Draw the figures."),
 ):
-    """Tables 1-2 (correctness, log p(x|y), log p(x), log p(y)) and figures: RUN/metrics.json, RUN/report.md."""
+    """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures: RUN/metrics.json, RUN/report.md."""
     from vlvae.evaluation.driver import evaluate_run
 
     for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):

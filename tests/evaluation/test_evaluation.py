@@ -392,3 +392,48 @@ def test_evaluate_a_joint_inference_run(tmp_path):
     assert metrics["landing"]["marginal"]["n_components"] == len(
         ImageTextDataset(tmp_path / "joint" / "data", "train")
     )
+
+
+def test_a_registered_metric_is_computed_for_every_run_and_carried_by_the_summary(pipeline, tmp_path, monkeypatch):
+    """A new metric is one registry entry: the driver computes it per replicate, combines it, writes it
+    to metrics.json, and the summary over runs carries it; a metric whose needs are unmet is skipped."""
+    from vlvae.evaluation import driver, registry
+
+    def mean_text_length(ev, subject):
+        # A toy metric with an exact answer: the fraction of non-padding words is a property of y alone.
+        return {"toy": {"mean": float((ev.y > 0).double().mean()), "stderr": 0.0}}
+
+    toy = registry.Metric(name="toy", keys=("toy",), description="a test metric", compute=mean_text_length)
+    never = registry.Metric(
+        name="never", keys=("never",), description="needs what no run has", compute=None, needs=lambda ev: False
+    )
+    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY + (toy, never))
+    out = _copy_pipeline(pipeline[0], tmp_path / "copy")
+    metrics = driver.evaluate_run(out / "run", out / "classifier", figures=False, progress=False)
+    assert "never" not in metrics
+    y = metrics["toy"]
+    assert y["replicates"] == 1 and 0 < y["mean"] <= 1 and y["std_over_replicates"] == 0.0
+    assert json.loads((out / "run" / "metrics.json").read_text())["toy"] == y
+    summary = driver.summarise_runs([out / "run", out / "run"], [metrics, metrics], tmp_path / "s")
+    assert summary["toy"]["mean"] == pytest.approx(y["mean"]) and summary["toy"]["replicates"] == 2
+
+
+def test_a_version_1_metrics_file_is_read_and_rendered(pipeline, tmp_path):
+    """metrics.json files written before the schema was versioned still read and render the same tables."""
+    from vlvae.evaluation.driver import read_metrics
+    from vlvae.evaluation.report import render_report
+    from vlvae.runs import open_run
+
+    out, _ = pipeline
+    current = json.loads((out / "run" / "metrics.json").read_text())
+    old = {k: v for k, v in current.items() if k not in ("schema", "method", "distributions", "inputs")}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    upgraded = read_metrics(tmp_path / "metrics.json")
+    assert upgraded["schema"] == 1 and upgraded["method"]["name"] == "vlvae"
+    assert upgraded["distributions"] == current["distributions"]
+    cfg, _ = open_run(out / "run")
+    assert render_report(upgraded, cfg) == render_report(current, cfg)
+    newer = {**current, "schema": 99}
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
+    with pytest.raises(VLVAEError, match="newer vlvae"):
+        read_metrics(tmp_path / "newer.json")

@@ -160,3 +160,24 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
     result = compare_runs([compared / "run", run], compared / "classifier", tmp_path / "cmp", progress=False)
     assert [m["method"]["title"] for m in result["metrics"]] == ["VLVAE (q(z|x))", "β = 2 VLVAE"]
     assert set(result["metrics"][1]["distributions"]["text_posteriors"]) == {"q_agg"}
+
+
+def test_vlvae_evaluate_on_a_jmvae_run_writes_its_report(compared, tmp_path):
+    """The command, not only the function: `vlvae evaluate` on a baseline's run (it once asked for q_True)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from vlvae.cli import app
+
+    run = tmp_path / "jmvae"
+    shutil.copytree(compared / "methods" / "jmvae", run)
+    (run / "report.md").unlink()
+    result = CliRunner().invoke(
+        app, ["evaluate", "--run", str(run), "--classifier", str(compared / "classifier"), "--no-figures"]
+    )
+    assert result.exit_code == 0, result.output
+    report = (run / "report.md").read_text()
+    assert "JMVAE-kl" in report and "q_JMVAE(z|y)" in report and "q_Agg(z|y)" in report
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"]["name"] == "jmvae" and set(metrics["stages"]) == {"q_agg"}

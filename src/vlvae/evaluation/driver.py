@@ -563,5 +563,6 @@ def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
     summary["evaluation_id"] = uuid.uuid4().hex
     cfg, _ = open_run(runs[0])
     text = render_summary(summary, cfg, runs)
+    Path(out).mkdir(parents=True, exist_ok=True)
     _write_pair(Path(out) / "summary.json", summary, Path(out) / "summary.md", text)
     return summary
