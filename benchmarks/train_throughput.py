@@ -263,7 +263,7 @@ def benchmark(
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Throughput rows of every (preset, stage), each also passed to ``on_row`` as soon as it is measured."""
-    from vlvae.training.run import init_run
+    from vlvae.runs import init_run
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="vlvae-throughput-") as tmp:

@@ -30,7 +30,7 @@ from vlvae.data.two_objects import generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.classifier import check_classifier_fits, classifier_info, training_settings
 from vlvae.generate import MAX_SAMPLES, check_sample_count
-from vlvae.training.run import init_run
+from vlvae.runs import init_run
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_a_classifier_from_before_provenance_is_accepted(data, tmp_path):
 
 
 def test_run_json_records_the_vocabulary_and_consumers_check_it(data, run_folder, tmp_path):
-    from vlvae.training.run import check_run_data, open_run
+    from vlvae.runs import check_run_data, open_run
 
     cfg, info = open_run(run_folder)
     assert info["dataset"] == "two_objects" and len(info["vocab_sha256"]) == 64

@@ -11,15 +11,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vlvae import runs
 from vlvae.config import apply_overrides, preset
 from vlvae.errors import VLVAEError
-from vlvae.training import run as runs
+from vlvae.training import run as training
 
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     run = tmp_path_factory.mktemp("train") / "run"
-    runs.train_vlvae(data, run, "tiny", progress=False)
+    training.train_vlvae(data, run, "tiny", progress=False)
     return run
 
 
@@ -41,21 +42,21 @@ def test_run_folder_records_config_seed_versions_commit(trained):
 def test_finished_stage_is_a_no_op(trained, data, monkeypatch):
     before = (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
-    runs.train_vlvae(data, trained, "tiny", progress=False)
+    training.train_vlvae(data, trained, "tiny", progress=False)
     assert (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns == before
 
 
 def _keep_loaded_vlvae(monkeypatch) -> list:
     """Record the VLVAE instances the training functions load, to inspect them after training."""
     loaded = []
-    real = runs.load_vlvae
+    real = training.load_vlvae
 
     def keeping(*args, **kwargs):
         model = real(*args, **kwargs)
         loaded.append(model)
         return model
 
-    monkeypatch.setattr(runs, "load_vlvae", keeping)
+    monkeypatch.setattr(training, "load_vlvae", keeping)
     return loaded
 
 
@@ -63,7 +64,7 @@ def _keep_loaded_vlvae(monkeypatch) -> list:
 def test_stage_two_leaves_the_vlvae_bit_identical(trained, objective, monkeypatch):
     saved = _weights(trained / "vlvae" / "weights.safetensors")
     loaded = _keep_loaded_vlvae(monkeypatch)
-    metrics = runs.train_text_posterior(trained, objective, progress=False)
+    metrics = training.train_text_posterior(trained, objective, progress=False)
     assert metrics["steps"] == 6 and metrics["objective"] == objective
     (used,) = loaded  # the very model that stage 2 trained against
     after = used.state_dict()
@@ -94,7 +95,7 @@ def test_frozen_task_keeps_batch_norm_statistics(trained):
 def test_prior_stage_trains_only_phi(trained, monkeypatch):
     saved = _weights(trained / "vlvae" / "weights.safetensors")
     loaded = _keep_loaded_vlvae(monkeypatch)
-    runs.train_prior(trained, progress=False)
+    training.train_prior(trained, progress=False)
     (used,) = loaded
     after = used.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in saved.items())
@@ -104,14 +105,14 @@ def test_prior_stage_trains_only_phi(trained, monkeypatch):
 
 def test_resumed_run_equals_uninterrupted(data, tmp_path, killed_at):
     straight = tmp_path / "straight"
-    runs.train_vlvae(data, straight, "tiny", progress=False)
+    training.train_vlvae(data, straight, "tiny", progress=False)
     killed = tmp_path / "killed"
     with killed_at(4), pytest.raises(RuntimeError, match="simulated kill"):
-        runs.train_vlvae(data, killed, "tiny", progress=False)
+        training.train_vlvae(data, killed, "tiny", progress=False)
     assert not (killed / "vlvae" / "metrics.json").exists()
     with pytest.raises(VLVAEError, match="--resume"):
-        runs.train_vlvae(data, killed, "tiny", progress=False)
-    resumed = runs.train_vlvae(data, killed, "tiny", resume=True, progress=False)
+        training.train_vlvae(data, killed, "tiny", progress=False)
+    resumed = training.train_vlvae(data, killed, "tiny", resume=True, progress=False)
     assert resumed["steps"] == 6
     a = _weights(straight / "vlvae" / "weights.safetensors")
     b = _weights(killed / "vlvae" / "weights.safetensors")
@@ -122,13 +123,13 @@ def test_resumed_run_equals_uninterrupted(data, tmp_path, killed_at):
 
 def test_bad_input_gets_clear_errors(data, trained, tmp_path):
     with pytest.raises(VLVAEError, match="does not exist"):
-        runs.train_vlvae(tmp_path / "nowhere", tmp_path / "r", "tiny", progress=False)
+        training.train_vlvae(tmp_path / "nowhere", tmp_path / "r", "tiny", progress=False)
     with pytest.raises(VLVAEError, match="unknown configuration key 'vlvae.stepz'"):
-        runs.train_vlvae(data, tmp_path / "r2", "tiny", overrides=["vlvae.stepz=3"], progress=False)
+        training.train_vlvae(data, tmp_path / "r2", "tiny", overrides=["vlvae.stepz=3"], progress=False)
     with pytest.raises(VLVAEError, match="not a vlvae run folder"):
-        runs.train_text_posterior(tmp_path, "agg", progress=False)
+        training.train_text_posterior(tmp_path, "agg", progress=False)
     with pytest.raises(VLVAEError, match="another configuration"):
-        runs.train_vlvae(data, trained, "tiny", overrides=["vlvae.steps=7"], progress=False)
+        training.train_vlvae(data, trained, "tiny", overrides=["vlvae.steps=7"], progress=False)
     # A checkpoint of another model: the prior's weights where the VLVAE's belong.
     from vlvae.models.vlvae import VLVAE
 

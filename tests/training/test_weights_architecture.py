@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from vlvae.errors import VLVAEError
 from vlvae.models import VLVAE, ModelConfig
-from vlvae.training.run import load_weights, save_weights
+from vlvae.runs import load_weights, save_weights
 
 
 def _cfg(arch):
