@@ -280,7 +280,7 @@ def render_report(metrics: dict, cfg) -> str:
         )
     lines = [
         f"# vlvae report: {metrics['dataset']} ({metrics['config_preset']} preset)"
-        + ("" if method["name"] == "vlvae" else f", {method['title']} ({method['reference']})"),
+        + f": {method['title']} ({method['reference']})",
         "",
         f"Validation examples: {settings['examples']}; sampling seeds: {settings['seeds']}. Every figure is "
         f"{spread}. In parentheses, the error of the evaluation itself: for correctness (MC ±) the standard "
