@@ -19,6 +19,7 @@ untouched and the figure is reproducible).
 from __future__ import annotations
 
 import csv
+import json
 import re
 import textwrap
 from collections.abc import Callable
@@ -568,8 +569,6 @@ def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
     Returns:
         ``out``.
     """
-    import json
-
     out = Path(out)
     fig, axes = new_figure(1, len(STOPPING_PANELS), (4.4 * len(STOPPING_PANELS), 3.6))
     record = {}
