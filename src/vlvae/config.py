@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_write_text
 
 if TYPE_CHECKING:
     from vlvae.models.config import ModelConfig
@@ -658,8 +659,6 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     """Write the config as YAML (atomically)."""
     from omegaconf import OmegaConf
-
-    from vlvae.data.format import atomic_write_text
 
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(_to_plain(cfg))))
 

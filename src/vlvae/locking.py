@@ -27,7 +27,7 @@ Distributed training: Lightning's DDP children (``LOCAL_RANK`` set and not 0)
 re-run the command while the parent holds the lock, so they skip locking.
 
 On taking a lock (the outermost time), stale temporary files of earlier killed
-writes (the ``.NAME.XXXXXXXX.tmp`` files of :func:`vlvae.data.format.atomic_path`)
+writes (the ``.NAME.XXXXXXXX.tmp`` files of :func:`vlvae.io.atomic_path`)
 are removed from the folder and the sub-folders named in ``tidy``: while the
 lock is held, no other vlvae process can be writing them.
 """
@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vlvae.errors import VLVAEError
+from vlvae.io import remove_stale_temporaries
 
 __all__ = ["LOCK_NAME", "folder_lock", "holds_lock", "lock_holder"]
 
@@ -157,8 +158,6 @@ def folder_lock(folder: Path, command: str, tidy: Iterable[str] = ("",)) -> Iter
     fd = _acquire(folder, command)
     _HELD[key] = [fd, 1]
     try:
-        from vlvae.data.format import remove_stale_temporaries
-
         for sub in tidy:
             remove_stale_temporaries(folder / sub)
         yield folder

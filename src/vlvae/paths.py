@@ -27,7 +27,7 @@ PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 _ALLOWED_BELOW = (Path("/dev/shm"),)
 
 #: Prefix of the probe files; deliberately unlike the temporary files of
-#: :func:`vlvae.data.format.atomic_path`, which a rerun removes as stale.
+#: :func:`vlvae.io.atomic_path`, which a rerun removes as stale.
 _PROBE_PREFIX = ".vlvae-write-probe-"
 
 

@@ -29,16 +29,10 @@ from pathlib import Path
 import torch
 
 from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config
-from vlvae.data.format import (
-    atomic_path,
-    atomic_write_json,
-    read_json,
-    read_manifest,
-    read_vocabulary,
-    vocabulary_sha256,
-)
+from vlvae.data.format import read_manifest, read_vocabulary, vocabulary_sha256
 from vlvae.data.specs import manifest_dataset
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_path, atomic_write_json, read_json
 from vlvae.methods.stages import (
     PRIOR,
     TEXT_POSTERIOR,

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from vlvae.data import two_objects as to
-from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary, sha256_file
+from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
 from vlvae.data.render import render_scenes
 from vlvae.data.scene import scene_from_record, true_texts
 from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects, min_pixels
 from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
+from vlvae.io import sha256_file
 
 SMALL = dict(n=40, size=24, zoom=1.6, supersample=1, chunk_size=16)
 

@@ -48,15 +48,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlvae import runinfo
-from vlvae.data.format import (
-    DATASET_FOLDERS,
-    assemble_images,
-    atomic_save_npy,
-    finalise_dataset,
-    prepare_output_folder,
-)
+from vlvae.data.format import DATASET_FOLDERS, assemble_images, finalise_dataset, prepare_output_folder
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_save_npy
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
 

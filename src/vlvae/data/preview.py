@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlvae.data.format import SPLITS, atomic_path, load_images, read_manifest, read_records
+from vlvae.data.format import SPLITS, load_images, read_manifest, read_records
+from vlvae.io import atomic_path
 
 __all__ = ["preview_grid", "image_text_grid"]
 

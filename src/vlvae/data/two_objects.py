@@ -21,18 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from vlvae.data import clevr
-from vlvae.data.format import (
-    DATASET_FOLDERS,
-    assemble_images,
-    atomic_save_npy,
-    atomic_write_json,
-    finalise_dataset,
-    prepare_output_folder,
-    read_json,
-)
+from vlvae.data.format import DATASET_FOLDERS, assemble_images, finalise_dataset, prepare_output_folder
 from vlvae.data.scene import sample_scene, scene_record, true_texts
 from vlvae.data.vocabulary import Vocabulary, one_object_vocabulary, two_objects_vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_save_npy, atomic_write_json, read_json
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info

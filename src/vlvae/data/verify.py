@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlvae.data.format import (
-    SPLITS,
-    load_images,
-    read_manifest,
-    read_records,
-    read_vocabulary,
-    sha256_file,
-)
+from vlvae.data.format import SPLITS, load_images, read_manifest, read_records, read_vocabulary
 from vlvae.data.scene import scene_from_record, true_texts
 from vlvae.errors import VLVAEError
+from vlvae.io import sha256_file
 
 __all__ = ["verify_dataset"]
 

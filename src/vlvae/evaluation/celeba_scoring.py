@@ -54,7 +54,7 @@ from vlvae.data.celeba import (
     words_present,
 )
 from vlvae.data.dataset import ImageTextDataset, images_to_float
-from vlvae.data.format import atomic_write_json, read_json, read_manifest
+from vlvae.data.format import read_manifest
 from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.judge import (
@@ -64,6 +64,7 @@ from vlvae.evaluation.judge import (
     open_classifier_folder,
     training_settings,
 )
+from vlvae.io import atomic_write_json, read_json
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
 

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.data.dataset import ImageTextDataset, images_to_float
-from vlvae.data.format import atomic_write_json, read_json, read_manifest
+from vlvae.data.format import read_manifest
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.judge import (
@@ -35,6 +35,7 @@ from vlvae.evaluation.judge import (
     train_classifier_for,
     training_settings,
 )
+from vlvae.io import atomic_write_json, read_json
 
 __all__ = [
     "RELATION_SLOT",

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from vlvae.config import ClassifierConfig, StageConfig
-from vlvae.data.format import atomic_write_json, read_json, read_manifest
+from vlvae.data.format import read_manifest
 from vlvae.data.specs import DATASETS, DEFAULT_DATASET, data_spec, dataset_title, manifest_dataset
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_write_json, read_json
 
 __all__ = [
     "JudgeTask",

@@ -35,9 +35,9 @@ from torch.distributions import Distribution
 from zuko.distributions import DiagNormal
 
 from vlvae.config import apply_overrides, preset
-from vlvae.data.format import atomic_write_json
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.figures import new_figure, save_figure
+from vlvae.io import atomic_write_json
 
 __all__ = [
     "HOLE_THRESHOLD",

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
-from vlvae.data.format import atomic_write_json, remove_stale_temporaries
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_write_json, remove_stale_temporaries
 from vlvae.locking import folder_lock, holds_lock
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
 from vlvae.paths import check_output_dir
