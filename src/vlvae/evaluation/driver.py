@@ -63,7 +63,7 @@ SCHEMA = 2
 def load_scorer(
     dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None
 ):
-    """(scorer, classifier metrics) for a data set: the judge whose ``score(images, texts)`` gives correctness.
+    """(scorer, classifier metrics) of a data set's judge; ``score(images, texts)`` gives correctness.
 
     With ``data`` (the data set whose images it will judge), the classifier is first checked to
     fit it (:func:`vlvae.evaluation.judge.check_classifier_fits`; ``whose`` names the data
@@ -166,7 +166,7 @@ def evaluate_run(
     replicates: int | None = None,
     text_k: int | None = None,
 ) -> dict:
-    """Compute every registered metric for a run of any method; write ``RUN/metrics.json`` and ``RUN/report.md``.
+    """Every registered metric of a run of any method: ``RUN/metrics.json`` and ``RUN/report.md``.
 
     Every training replicate of the method's stages 2-3 (``RUN/q_agg``, ``RUN/q_agg.r1``, ...) is
     evaluated on the same validation examples with the same Monte-Carlo seeds; the tables give the
@@ -262,7 +262,8 @@ def _evaluate(
         if progress:
             print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
         texts = torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None
-        # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or subset a text drew.
+        # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or
+        # subset a text drew.
         return (
             model.posterior_table(train.images, texts=texts),
             spec.landing_keys(train),

@@ -563,7 +563,7 @@ def figure_stopping(stage_dirs: dict[str, list[Path]], out: Path) -> Path:
     the step where it stopped an open one; the PNG has a JSON beside it with the curves.
 
     Args:
-        stage_dirs: stage name (a registered stage: ``q_true``, ``q_agg``, ``prior``) -> its replicates' folders.
+        stage_dirs: registered stage name (``q_true``, ``q_agg``, ``prior``) -> its replicates' folders.
         out: the PNG to write.
 
     Returns:

@@ -146,7 +146,7 @@ def correctness_tables(
 
 
 def paired_differences(per_example: dict) -> dict:
-    """Mean ± standard error over examples of each registered pair present (q_agg − q_true, learned − standard).
+    """Mean ± standard error over examples of each registered pair present (e.g. q_agg − q_true).
 
     The pairs are those the stages declare (:func:`vlvae.methods.stages.paired_distributions`).
     The two members of each pair are scored on the same validation examples, so

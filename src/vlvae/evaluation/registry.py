@@ -226,7 +226,7 @@ def _stage1(ev: Evaluation, s: Subject) -> dict:
 
 
 def _stage_records(ev: Evaluation, s: Subject) -> dict:
-    """Per stage 2-3 and replicate: steps, how training ended, the best pass, wall time (from metrics.json)."""
+    """Per stage 2-3 and replicate: steps, how it ended, the best pass, wall time (its metrics.json)."""
     out = {}
     for stage in ev.stages:
         rows = []
@@ -263,7 +263,7 @@ _REGISTRY = (
     Metric(
         name="captions",
         keys=("captions",),
-        description="image → text: greedy captions of z ~ q(z|x) against the true texts, per word and per text",
+        description="image → text: greedy captions of z ~ q(z|x) against the true texts (words, texts)",
         compute=_captions,
         per_replicate=False,
         combine=_first,
@@ -307,7 +307,7 @@ _REGISTRY = (
     Metric(
         name="likelihood",
         keys=("likelihood",),
-        description="log p(x|y) per q(z|y), log p(x) and log p(y) per prior (unweighted, importance weighted)",
+        description="log p(x|y) per q(z|y), log p(x) and log p(y) per prior (unweighted, IW bounds)",
         compute=_likelihood,
         combine=_combine_likelihood,
         across_runs=_likelihood_across_runs,

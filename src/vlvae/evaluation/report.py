@@ -1,4 +1,4 @@
-"""``report.md`` and ``summary.md``: renderings of one run's ``metrics.json`` (:mod:`vlvae.evaluation.driver`).
+"""``report.md`` and ``summary.md``: renderings of a run's ``metrics.json`` (:mod:`vlvae.evaluation.driver`).
 
 Tables 1-3 in the paper's layout, the paper's numbers beside ours, for whatever text posteriors
 and priors the run's method offers (``metrics["distributions"]``): the VLVAE's q_True, q_Agg and
@@ -17,7 +17,7 @@ __all__ = ["PAPER", "render_report", "render_summary"]
 
 #: The paper's validation-set numbers (Tables 1-2), per data set (from :mod:`vlvae.data.specs`).
 PAPER = {name: spec.paper for name, spec in DATASETS.items()}
-#: How the tables name each registered distribution (text posteriors and priors), from :mod:`vlvae.methods.stages`.
+#: How the tables name each registered distribution (from :mod:`vlvae.methods.stages`).
 _NAMES = {**distribution_labels(TEXT_POSTERIOR), **distribution_labels(PRIOR)}
 #: The registered distributions in the order the tables list them: text posteriors, N(0, I), learned priors.
 _TABLE_ORDER = (
@@ -110,14 +110,16 @@ def _landing_lines(landing: dict, replicates: int, labels: dict) -> list[str]:
         f"(exact, z = {marginal['latent_dim']}), at one z per validation text from each q(z|y) and as many "
         "from each prior. *In a hole*: below the "
         f"{_plain(marginal['percentile']):g}st percentile of the aggregate's own samples "
-        f"({marginal['reference']['n']} of them; threshold {v(marginal['threshold'])} nats). Per text: the same "
+        f"({marginal['reference']['n']} of them; threshold {v(marginal['threshold'])} nats). "
+        "Per text: the same "
         "with the aggregate of the training images whose text is the validation text "
-        f"({v(conditional['n_keys_with_components'], '{:.0f}')} of {conditional['n_keys']} texts have such images, "
+        f"({v(conditional['n_keys_with_components'], '{:.0f}')} of {conditional['n_keys']} texts "
+        "have such images, "
         f"{v(conditional['mean_components_per_key'], '{:.2f}')} images per text on average; its own "
         f"{conditional['own_per_key']} samples per text set each text's threshold).",
         "",
-        "| z from | log q_agg(z): mean | median | 10th–90th percentile | in a hole % | per text: log q_agg(z|y) "
-        "median | in a hole % |",
+        "| z from | log q_agg(z): mean | median | 10th–90th percentile | in a hole % "
+        "| per text: log q_agg(z|y) median | in a hole % |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in names:
@@ -197,7 +199,7 @@ def _likelihood_rows(
 
 
 def _generation_table(title: str, names: dict, correctness: dict, paper: dict) -> list[str]:
-    """The head and correctness row of Table 1 or 2: ours per distribution, then the paper's where it has one."""
+    """Head and correctness row of Table 1 or 2: ours per distribution, then the paper's where it has one."""
     theirs = [name for name in names if name in paper]
     cells = [_pct(correctness[name]) for name in names] + [str(paper[name]) for name in theirs]
     return [
@@ -412,6 +414,6 @@ def render_report(metrics: dict, cfg) -> str:
 
 
 def render_summary(summary: dict, cfg, runs: list[Path]) -> str:
-    """``summary.md``: the report's tables over independently trained stage-1 models, with links to their reports."""
+    """``summary.md``: the report over independently trained stage-1 models, linking their own reports."""
     text = render_report(summary, cfg).replace("# vlvae report:", "# vlvae summary over VLVAE replicates:", 1)
     return text + "\nEach run's own report: " + ", ".join(f"`{Path(r).name}/report.md`" for r in runs) + ".\n"
