@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 from vlvae.data.dataset import ImageTextDataset
-from vlvae.data.format import atomic_write_json, atomic_write_text, sha256_file
 from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import figures as figs
@@ -38,6 +37,7 @@ from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.evaluation.metrics import validation_batch
 from vlvae.evaluation.registry import OWN_POSTERIOR, Evaluation, Subject, registered_metrics
 from vlvae.evaluation.report import render_report, render_summary
+from vlvae.io import atomic_write_json, atomic_write_text, sha256_file
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method
 from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR, get_stage

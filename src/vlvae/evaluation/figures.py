@@ -32,9 +32,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from torch import LongTensor, Tensor
 
-from vlvae.data.format import atomic_path, atomic_write_json
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.io import atomic_path, atomic_write_json
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, distribution_labels, registered_stages
 
 __all__ = [
