@@ -23,6 +23,7 @@ from vlvae.data.specs import DATASETS, data_spec, dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
+from vlvae.seeds import stage1_replicate_seed
 
 __all__ = ["reproduce"]
 
@@ -181,8 +182,8 @@ def _reproduce(
 ) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
     from vlvae.data.format import read_vocabulary
-    from vlvae.evaluation.judge import train_classifier_for
     from vlvae.evaluation.driver import evaluate_run, load_scorer
+    from vlvae.evaluation.judge import train_classifier_for
     from vlvae.methods.stages import registered_stages
     from vlvae.training.run import stage_dir, train_stage, train_vlvae
 
@@ -236,7 +237,7 @@ def _reproduce(
     for v, run in enumerate(runs):
         tag = f" (VLVAE {v})" if vlvae_replicates > 1 else ""
         # A stride far above stage_seed's 1000 per replicate: no two fits of any run share a seed.
-        run_overrides = list(overrides) + ([f"seed={cfg.seed + 1_000_000 * v}"] if v else [])
+        run_overrides = list(overrides) + ([f"seed={stage1_replicate_seed(cfg.seed, v)}"] if v else [])
         resume = lambda stage, r=0, run=run: (stage_dir(run, stage, r) / "last.ckpt").exists()  # noqa: E731
 
         def stage_one(run=run, run_overrides=run_overrides, resume=resume):

@@ -45,6 +45,7 @@ from vlvae.methods.stages import (
 from vlvae.models.config import feature_side
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
+from vlvae.seeds import replicate_seed
 
 __all__ = [
     "STAGES",
@@ -72,8 +73,6 @@ _MAKES = {
     "vlvae": "vlvae train vlvae --data DATA --out {run}",
     **{stage.name: stage.command for stage in registered_stages()},
 }
-#: Seed offsets of the stages fitted on a frozen VLVAE (added to the run's seed).
-_SEED_OFFSETS = {stage.name: stage.seed_offset for stage in registered_stages()}
 
 
 def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
@@ -84,8 +83,9 @@ def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
 
 
 def stage_seed(seed: int, stage: str, replicate: int = 0) -> int:
-    """The seed of a stage 2-3 fit: the run's seed, the stage's offset, and 1000 per replicate."""
-    return seed + get_stage(stage).seed_offset + 1000 * replicate
+    """The seed of a stage 2-3 fit: the run's seed, the stage's offset, and 1000 per replicate
+    (:func:`vlvae.seeds.replicate_seed`)."""
+    return replicate_seed(seed, get_stage(stage).seed_offset, replicate)
 
 
 def finished_replicates(run: Path) -> int:

@@ -67,6 +67,7 @@ from vlvae.evaluation.judge import (
 from vlvae.io import atomic_write_json, read_json
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
+from vlvae.seeds import classifier_seed
 
 __all__ = [
     "KIND",
@@ -138,7 +139,7 @@ class CelebAClassifierData(Dataset):
 class CelebAClassifierTask(JudgeTask):
     """Multi-label training: a two-class cross-entropy per label, summed over the 18 labels.
 
-    Shares every judge's seeding (per-step seeds via :func:`vlvae.training.tasks.step_seed`),
+    Shares every judge's seeding (per-step seeds via :func:`vlvae.seeds.step_seed`),
     loss and optimiser (:class:`vlvae.evaluation.judge.JudgeTask`); only the data and the
     network's input differ.
     """
@@ -286,12 +287,12 @@ def train_celeba_classifier(
     out = check_output_dir(out, "classifier folder")
     with folder_lock(out, "vlvae train classifier"):
         open_classifier_folder(out, info)
-        torch.manual_seed(cfg.seed + 7)  # the initial weights are a function of the seed
+        torch.manual_seed(classifier_seed(cfg.seed))  # the initial weights are a function of the seed
         task = CelebAClassifierTask(
             cfg.classifier,
             _stage_of(cfg.classifier),
             str(data.resolve()),
-            cfg.seed + 7,
+            classifier_seed(cfg.seed),
             int(manifest["image_size"]),
         )
         metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)

@@ -36,6 +36,7 @@ from vlvae.evaluation.judge import (
     training_settings,
 )
 from vlvae.io import atomic_write_json, read_json
+from vlvae.seeds import classifier_seed
 
 __all__ = [
     "RELATION_SLOT",
@@ -170,12 +171,12 @@ def train_classifier(
     out = check_output_dir(out, "classifier folder")
     with folder_lock(out, "vlvae train classifier"):
         open_classifier_folder(out, info)
-        torch.manual_seed(cfg.seed + 7)
+        torch.manual_seed(classifier_seed(cfg.seed))
         task = ClassifierTask(
             cfg.classifier,
             _stage_of(cfg.classifier),
             str(data.resolve()),
-            cfg.seed + 7,
+            classifier_seed(cfg.seed),
             int(manifest["image_size"]),
             slot_sizes,
             len(vocab.slots[RELATION_SLOT]),

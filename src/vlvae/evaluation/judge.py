@@ -25,6 +25,7 @@ from vlvae.data.format import read_manifest
 from vlvae.data.specs import DATASETS, DEFAULT_DATASET, data_spec, dataset_title, manifest_dataset
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
+from vlvae.seeds import step_seed
 
 __all__ = [
     "JudgeTask",
@@ -83,8 +84,6 @@ class JudgeTask(L.LightningModule):
         return self.model
 
     def on_train_batch_start(self, batch, batch_idx):
-        from vlvae.training.tasks import step_seed
-
         torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
 
     def train_dataloader(self):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlvae.errors import VLVAEError
+from vlvae.seeds import PRIOR_SEED_OFFSET, TEXT_POSTERIOR_SEED_OFFSET
 
 __all__ = [
     "TEXT_POSTERIOR",
@@ -49,13 +50,14 @@ class Stage:
         name: its folder ``RUN/<name>`` (``.r<R>`` for replicate R), the name in ``Method.stages``.
         fits: :data:`TEXT_POSTERIOR` (q(z|y)) or :data:`PRIOR` (q(z)).
         objective: for a text posterior, its ``--objective`` (``true``: Eqn 3; ``agg``: Eqn 5); else None.
-        distribution: its name in the evaluation's tables and ``metrics.json`` (e.g. ``learned`` for the prior).
+        distribution: its name in the evaluation's tables and ``metrics.json`` (e.g. ``learned`` for
+            the prior).
         label: how the report's tables name it.
         figure_label: how the figures name it.
         progress_label: how ``reproduce`` names it in its progress lines.
         weights_kind: the tag stored with its weights (weights of another kind are refused).
         config_section: the section of the run's config with its settings (``cfg.<section>``).
-        seed_offset: added to the run's seed (and 1000 per replicate) to seed its fit.
+        seed_offset: added to the run's seed (and 1000 per replicate) to seed its fit (:mod:`vlvae.seeds`).
         command: the command that trains it, ``{run}`` standing for the run folder.
         monitor: the validation metric its fit maximises (early stopping, the stopping figure).
         curve_title: the title of its panel in the stopping figure.
@@ -81,7 +83,8 @@ class Stage:
 
     @property
     def lock_command(self) -> str:
-        """The command's name without its options (e.g. ``vlvae train prior``), as the run's lock records it."""
+        """The command's name without its options (e.g. ``vlvae train prior``), as the run's lock
+        records it."""
         return self.command.split(" --", 1)[0]
 
     def make(self, run: Path, replicate: int = 0) -> str:
@@ -119,7 +122,7 @@ _REGISTRY = (
         progress_label="q_True",
         weights_kind="text_posterior",
         config_section="text_posterior",
-        seed_offset=1,
+        seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective true",
         monitor="val/text_elbo",
         curve_title="q_True(z|y): text ELBO (Eqn 3)",
@@ -135,7 +138,7 @@ _REGISTRY = (
         progress_label="q_Agg",
         weights_kind="text_posterior",
         config_section="text_posterior",
-        seed_offset=1,
+        seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective agg",
         monitor="val/cross_entropy",
         curve_title="q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)",
@@ -152,7 +155,7 @@ _REGISTRY = (
         progress_label="prior",
         weights_kind="aggregate_prior",
         config_section="prior",
-        seed_offset=2,
+        seed_offset=PRIOR_SEED_OFFSET,
         command="vlvae train prior --run {run}",
         monitor="val/cross_entropy",
         curve_title="q_φ(z): E_q(z|x) log q(z)",

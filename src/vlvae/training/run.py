@@ -34,6 +34,7 @@ from vlvae.runs import (
     stage_dir,
     stage_seed,
 )
+from vlvae.seeds import STAGE1_SEED_OFFSET
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
 # they belong to vlvae.runs. This module's own names:
@@ -231,7 +232,8 @@ def train_vlvae(
     out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae train vlvae"):
         cfg = init_run(out, data, cfg)
-        torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
+        # The initial weights are a function of the seed.
+        torch.manual_seed(cfg.seed + STAGE1_SEED_OFFSET)
         task = VLVAETask(
             cfg.model,
             cfg.vlvae,

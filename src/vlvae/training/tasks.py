@@ -32,11 +32,11 @@ from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
 from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
+from vlvae.seeds import VALIDATION_STEP, step_seed
 from vlvae.training.schedule import adam_with_schedule
 
 __all__ = [
     "step_dataloader",
-    "step_seed",
     "StageTask",
     "VLVAETask",
     "TextPosteriorTask",
@@ -73,11 +73,6 @@ def step_dataloader(
         drop_last=True,
         persistent_workers=num_workers > 0,
     )
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """The torch seed of optimisation step ``step`` on process ``rank``."""
-    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
 
 
 class BestWeights(L.Callback):
@@ -184,7 +179,7 @@ class StageTask(L.LightningModule):
         # Every validation pass draws the same noise (common random numbers), so the curve moves
         # with the weights, not with the draws; training reseeds at each step, so this changes
         # nothing about training.
-        torch.manual_seed(step_seed(self.seed, self.global_rank, -1))
+        torch.manual_seed(step_seed(self.seed, self.global_rank, VALIDATION_STEP))
 
     def on_validation_epoch_end(self):
         if self.trainer.state.fn == "fit":
