@@ -1,4 +1,4 @@
-"""Stage 1 convergence: validation curves read from Lightning's CSV logs over resumed sessions, and their figure."""
+"""Stage 1 convergence: validation curves from Lightning's CSV logs over resumed sessions; their figure."""
 
 import csv
 import json
@@ -35,7 +35,8 @@ def _val(step, minutes, log_px, kl, correctness=None):
 
 def _write_session(stage: Path, start: int, rows) -> Path:
     """One training session's metrics.csv, written by Lightning's own CSVLogger as the trainer drives it
-    (``log_metrics(metrics, step)`` then ``save()`` per call; new keys rewrite the header, other cells blank)."""
+    (``log_metrics(metrics, step)`` then ``save()`` per call; new keys rewrite the header, other cells
+    blank)."""
     logger = CSVLogger(stage / "logs", name="csv", version=f"from_step_{start}")
     for step, metrics in rows:
         logger.log_metrics(metrics, step=step)

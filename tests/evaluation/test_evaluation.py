@@ -394,7 +394,7 @@ def test_evaluate_a_joint_inference_run(tmp_path):
     )
 
 
-def test_a_registered_metric_is_computed_for_every_run_and_carried_by_the_summary(pipeline, tmp_path, monkeypatch):
+def test_a_registered_metric_is_computed_and_carried_by_the_summary(pipeline, tmp_path, monkeypatch):
     """A new metric is one registry entry: the driver computes it per replicate, combines it, writes it
     to metrics.json, and the summary over runs carries it; a metric whose needs are unmet is skipped."""
     from vlvae.evaluation import driver, registry
@@ -405,7 +405,11 @@ def test_a_registered_metric_is_computed_for_every_run_and_carried_by_the_summar
 
     toy = registry.Metric(name="toy", keys=("toy",), description="a test metric", compute=mean_text_length)
     never = registry.Metric(
-        name="never", keys=("never",), description="needs what no run has", compute=None, needs=lambda ev: False
+        name="never",
+        keys=("never",),
+        description="needs what no run has",
+        compute=None,
+        needs=lambda _: False,
     )
     monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY + (toy, never))
     out = _copy_pipeline(pipeline[0], tmp_path / "copy")
