@@ -20,9 +20,9 @@ optimisation step t on rank r          :func:`step_seed` (``seed * 1_000_003 + r
 a validation pass                      :func:`step_seed` at step :data:`VALIDATION_STEP` (-1)
 epoch e's permutation of the data      ``seed + e`` (:class:`vlvae.data.dataset.StepSampler`)
 evaluation: the validation examples    ``seed`` (the run's)
-evaluation: log p(x|y), log p(x)       ``seed`` (the run's)
+evaluation: log p(x|y), log p(x)       :data:`LIKELIHOOD_SEED` (0, whatever the run's seed)
 evaluation: Table 3's draws            ``seed`` (the run's)
-evaluation: log p(y)                   ``seed + 1`` (:data:`TEXT_LIKELIHOOD_SEED_OFFSET`)
+evaluation: log p(y)                   ``LIKELIHOOD_SEED + 1`` (:data:`TEXT_LIKELIHOOD_SEED_OFFSET`)
 evaluation: captions' z ~ q(z|x)       ``seed + 1`` (:data:`CAPTION_SEED_OFFSET`)
 evaluation: correctness draws          ``1000 + s``, ``2000 + s``, ``3000 + s`` for draw s of the text
                                        posteriors, the priors, the reconstructions
@@ -68,6 +68,7 @@ __all__ = [
     "STEP_RANK_FACTOR",
     "STEP_SEED_MODULUS",
     "VALIDATION_STEP",
+    "LIKELIHOOD_SEED",
     "TEXT_LIKELIHOOD_SEED_OFFSET",
     "CAPTION_SEED_OFFSET",
     "CORRECTNESS_SEED_BASES",
@@ -102,6 +103,9 @@ VALIDATION_STEP = -1
 
 #: Evaluation: the draws of log p(y)'s estimator: the run's seed plus this (log p(x|y) and
 #: log p(x) use the run's seed itself).
+#: The evaluation's likelihood bounds draw their q(z|x) samples from this seed, the same for every
+#: run (as the evaluation always has: a run's seed does not move them).
+LIKELIHOOD_SEED = 0
 TEXT_LIKELIHOOD_SEED_OFFSET = 1
 #: Evaluation: the captions' draws of z ~ q(z|x): the run's seed plus this.
 CAPTION_SEED_OFFSET = 1

@@ -1,4 +1,4 @@
-"""Tables 1-2: correctness of generated images and likelihood bounds (SPEC §6, paper §4).
+"""Tables 1-2: correctness of generated images and likelihood bounds (docs/design.md §6, paper §4).
 
 Correctness (Table 1, conditional): for each validation text y, z ~ q(z|y)
 (q_True or q_Agg), the decoded mean image is scored against y by the
@@ -32,6 +32,7 @@ import torch
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.methods.stages import paired_distributions
 from vlvae.objectives import DefensiveMixture, importance_log_marginals
+from vlvae.seeds import CORRECTNESS_SEED_BASES, LIKELIHOOD_SEED, TEXT_LIKELIHOOD_SEED_OFFSET
 
 __all__ = [
     "caption_accuracy",
@@ -109,12 +110,19 @@ def correctness_tables(
     chunks = list(_chunks(len(y), batch_size))
     # The distributions do not depend on the seed: build them once, draw from them per seed.
     sources = {
-        ("conditional", name): (1000, [(q(y[s]), s) for s in chunks]) for name, q in text_posteriors.items()
+        ("conditional", name): (CORRECTNESS_SEED_BASES["conditional"], [(q(y[s]), s) for s in chunks])
+        for name, q in text_posteriors.items()
     }
     sources.update(
-        {("prior", name): (2000, [(prior(), s) for s in chunks]) for name, prior in priors.items()}
+        {
+            ("prior", name): (CORRECTNESS_SEED_BASES["prior"], [(prior(), s) for s in chunks])
+            for name, prior in priors.items()
+        }
     )
-    sources[("reconstruction", None)] = (3000, [(model.image_posterior(x[s], y[s]), s) for s in chunks])
+    sources[("reconstruction", None)] = (
+        CORRECTNESS_SEED_BASES["reconstruction"],
+        [(model.image_posterior(x[s], y[s]), s) for s in chunks],
+    )
     runs = {key: {d: [] for d in scores} for key in sources}
     for (table, name), (base_seed, dists) in sources.items():
         for seed in range(seeds):
@@ -184,7 +192,7 @@ def _stats(values: torch.Tensor, dim: int) -> dict:
 def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> DefensiveMixture:
     """The proposal of log p(y): an equal mixture of every text posterior q(z|y) and every prior.
 
-    It depends on y alone and is the same for every prior it compares (SPEC §6). Each prior
+    It depends on y alone and is the same for every prior it compares (docs/design.md §6). Each prior
     is a component so that the posterior under each, p(y|z) p(z) / p(y), has a part of the
     proposal near it; the text posteriors place samples where p(y|z) is high.
     """
@@ -238,7 +246,7 @@ def likelihood_tables(
     k: int,
     micro_batch: int,
     batch_size: int = 16,
-    seed: int = 0,
+    seed: int = LIKELIHOOD_SEED,
     text_k: int = 1000,
     text_batch_size: int = 50,
     text_micro_batch: int = 100,
@@ -267,7 +275,7 @@ def likelihood_tables(
         model, x, y, text_posteriors, priors, sorted({1, k}), micro_batch, batch_size
     )
     text_ks = _k_ladder(text_k)
-    torch.manual_seed(seed + 1)
+    torch.manual_seed(seed + TEXT_LIKELIHOOD_SEED_OFFSET)
     text_values: dict[str, list[torch.Tensor]] = {}
     for s in _chunks(n, text_batch_size):
         dists = {name: prior() for name, prior in priors.items()}

@@ -32,6 +32,7 @@ from vlvae.evaluation.metrics import (
 )
 from vlvae.models.likelihoods import pixel_log_jacobian
 from vlvae.runs import stage_dir
+from vlvae.seeds import CAPTION_SEED_OFFSET
 
 __all__ = [
     "OWN_POSTERIOR",
@@ -40,14 +41,11 @@ __all__ = [
     "Metric",
     "registered_metrics",
     "metric_keys",
-    "CAPTION_SEED_OFFSET",
     "SPREAD_EXAMPLES",
 ]
 
 #: The name of a method's own q(z|y) (JMVAE, TELBO, MVAE) among a run's text posteriors.
 OWN_POSTERIOR = "own"
-#: Seed of the captions' draws of z ~ q(z|x): the run's seed plus this.
-CAPTION_SEED_OFFSET = 1
 #: How many validation examples the posterior spread averages over.
 SPREAD_EXAMPLES = 512
 
