@@ -9,7 +9,7 @@ objective) and the optimiser step get their own ranges; loading a batch from
 a data set (``--data DIR``) is timed the same way when a data set is given.
 
     python benchmarks/profile_step.py --preset cpu --threads 2 --steps 20
-    python benchmarks/profile_step.py --preset cpu --set model.arch=cyclegan   # the paper's networks at cpu scale
+    python benchmarks/profile_step.py --preset cpu --set model.arch=cyclegan  # the paper's, cpu scale
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def main() -> None:
     )
     print(
         f"preset {args.preset} ({cfg.model.arch}), batch {cfg.vlvae.batch_size}, torch threads "
-        f"{torch.get_num_threads()}: {step_ms:.1f} ms per step, {1e3 * cfg.vlvae.batch_size / step_ms:.0f} images/s"
+        f"{torch.get_num_threads()}: {step_ms:.1f} ms per step, "
+        f"{1e3 * cfg.vlvae.batch_size / step_ms:.0f} images/s"
     )
     print(f"{'part':<34} {'ms/step':>8} {'share':>6}")
     for key in sorted(t, key=lambda k: -t[k]):

@@ -1,6 +1,7 @@
 """A bounded load test of `vlvae serve` on loopback: latency of /api/text under concurrent clients.
 
-    python benchmarks/serve_load.py --run RUN [--classifier CLS] [--threads T] [--requests 200] [--concurrency 8] [--n 8]
+    python benchmarks/serve_load.py --run RUN [--classifier CLS] [--threads T] [--requests 200] \
+        [--concurrency 8] [--n 8]
     python benchmarks/serve_load.py --url http://127.0.0.1:8000      # a server that is already running
 
 With --run it starts `vlvae serve` on a free loopback port in a child process (so that the clients
@@ -118,8 +119,9 @@ def format_result(result: dict) -> str:
     lines = [
         f"{result['requests']} requests of {result['n']} samples from q_{result['posterior']} "
         f'("{result["text"]}"), {result["concurrency"]} concurrent, {result["url"]}',
-        f"latency p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, max {result['max_ms']:.1f} ms, "
-        f"mean {result['mean_ms']:.1f} ms; {result['requests_per_s']:.1f} requests/s over {result['seconds']:.1f} s",
+        f"latency p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, "
+        f"max {result['max_ms']:.1f} ms, mean {result['mean_ms']:.1f} ms; "
+        f"{result['requests_per_s']:.1f} requests/s over {result['seconds']:.1f} s",
         f"errors: {result['errors']}",
     ]
     lines += [f"  {e}" for e in result["error_samples"]]

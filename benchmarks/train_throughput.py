@@ -3,7 +3,7 @@
 For each preset (and ``--set`` overrides) this builds a small real Two Objects
 data set of the preset's image size and zoom, then, for each stage, the same
 task object that ``vlvae train`` builds (src/vlvae/training/run.py and
-``train_classifier`` in src/vlvae/evaluation/classifier.py):
+``train_classifier`` in src/vlvae/training/judges.py):
 
     vlvae       VLVAETask                         stage 1, weighted ELBO with KL warm-up
     q_true      TextPosteriorTask(objective=true) stage 2, the VLVAE frozen
@@ -59,8 +59,15 @@ import torch
 
 from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.data.labels import ATTRIBUTE_SLOTS, RELATION_SLOT
 from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
+from vlvae.methods import configure
+from vlvae.models.vlvae import VLVAE
+from vlvae.runs import init_run, stage_seed
+from vlvae.seeds import classifier_seed
+from vlvae.training.judges import ClassifierTask, judge_stage
+from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
 
 STAGES = ("vlvae", "q_true", "q_agg", "prior", "classifier")
 TABULATING = ("q_true", "q_agg", "prior")  # the stages whose on_fit_start tabulates q(z|x)
@@ -149,8 +156,6 @@ def dataset_for(cfg: ExperimentConfig, n: int, folder: Path, workers: int = 1) -
 
 def _frozen_vlvae(cfg: ExperimentConfig):
     """A VLVAE as ``load_vlvae`` returns it (evaluation mode, no gradients), with fresh weights."""
-    from vlvae.models.vlvae import VLVAE
-
     torch.manual_seed(cfg.seed)
     return VLVAE(cfg.model).eval().requires_grad_(False)
 
@@ -161,11 +166,7 @@ def _long(stage_config):
 
 def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.LightningModule, str]:
     """The stage's task, built as ``vlvae train`` builds it, and the architecture it trains."""
-    from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
-
     if stage == "vlvae":  # train_vlvae: the model of the config's method (--set method.name=telbo)
-        from vlvae.methods import configure
-
         cfg = configure(cfg)
         torch.manual_seed(cfg.seed)
         return (
@@ -174,26 +175,30 @@ def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.Lightnin
         )
     if stage in ("q_true", "q_agg"):  # train_text_posterior
         vlvae = _frozen_vlvae(cfg)
-        torch.manual_seed(cfg.seed + 1)
+        torch.manual_seed(stage_seed(cfg.seed, stage))
         return TextPosteriorTask(
-            cfg.model, _long(cfg.text_posterior), data, cfg.seed + 1, vlvae, stage[2:], cfg.num_workers
+            cfg.model,
+            _long(cfg.text_posterior),
+            data,
+            stage_seed(cfg.seed, stage),
+            vlvae,
+            stage[2:],
+            cfg.num_workers,
         ), cfg.model.arch
     if stage == "prior":  # train_prior
         vlvae = _frozen_vlvae(cfg)
-        torch.manual_seed(cfg.seed + 2)
+        torch.manual_seed(stage_seed(cfg.seed, "prior"))
         return AggregatePriorTask(
-            cfg.model, _long(cfg.prior), data, cfg.seed + 2, vlvae, cfg.num_workers
+            cfg.model, _long(cfg.prior), data, stage_seed(cfg.seed, "prior"), vlvae, cfg.num_workers
         ), cfg.model.arch
     if stage == "classifier":  # train_classifier
-        from vlvae.evaluation.classifier import ATTRIBUTE_SLOTS, RELATION_SLOT, ClassifierTask, _stage_of
-
         vocab = read_vocabulary(Path(data))
-        torch.manual_seed(cfg.seed + 7)
+        torch.manual_seed(classifier_seed(cfg.seed))
         task = ClassifierTask(
             cfg.classifier,
-            _long(_stage_of(cfg.classifier)),
+            _long(judge_stage(cfg.classifier)),
             data,
-            cfg.seed + 7,
+            classifier_seed(cfg.seed),
             int(read_manifest(Path(data))["image_size"]),
             [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
             len(vocab.slots[RELATION_SLOT]),
@@ -263,8 +268,6 @@ def benchmark(
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Throughput rows of every (preset, stage), each also passed to ``on_row`` as soon as it is measured."""
-    from vlvae.runs import init_run
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="vlvae-throughput-") as tmp:
         cache = Path(data) if data is not None else Path(tmp) / "data"

@@ -70,7 +70,8 @@ class Holder:
 
 @pytest.fixture
 def holder_of():
-    """``holder_of(folder, command)`` starts a child process holding ``folder``'s write lock (killed at the end)."""
+    """``holder_of(folder, command)`` starts a child process holding ``folder``'s write lock (killed at
+    the end)."""
     holders = []
 
     def start(folder, command="vlvae train vlvae"):

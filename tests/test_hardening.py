@@ -28,9 +28,10 @@ from vlvae.config import preset
 from vlvae.data.format import read_manifest
 from vlvae.data.two_objects import generate_two_objects
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.classifier import check_classifier_fits, classifier_info, training_settings
+from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.generate import MAX_SAMPLES, check_sample_count
 from vlvae.runs import init_run
+from vlvae.training.judges import classifier_info, training_settings
 
 
 @pytest.fixture
@@ -48,7 +49,8 @@ def vlvae(monkeypatch, capsys):
 
 
 def one_error_line(code, err, *fragments):
-    """The command failed with exit code 2 and printed exactly one line, ``error: ...``, with the fragments."""
+    """The command failed with exit code 2 and printed exactly one line, ``error: ...``, with the
+    fragments."""
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -375,7 +377,7 @@ def test_second_training_into_a_run_folder_is_refused(vlvae, data, run_folder, h
     assert {k: v for k, v in snapshot(run_folder).items() if k != ".lock"} == before
 
 
-# ----------------------------------------------------------------------------- 8. whole evaluations, stale files
+# ------------------------------------------------------------------------- 8. whole evaluations, stale files
 
 
 def test_metrics_are_written_after_the_old_report_is_gone(tmp_path, monkeypatch):

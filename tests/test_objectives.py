@@ -353,7 +353,8 @@ def test_defensive_mixture_with_an_unbatched_component_matches_the_expanded_one(
 
 
 def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):
-    """k = 1, 10, 100, 1000 from one draw: the mean estimate rises to the closed form log N(y; 0, (1 + σy²) I) as k grows."""
+    """k = 1, 10, 100, 1000 from one draw: the mean estimate rises to the closed form
+    log N(y; 0, (1 + σy²) I) as k grows."""
     model, _, y = toy
     exact = _exact(toy)["text"]
     torch.manual_seed(22)

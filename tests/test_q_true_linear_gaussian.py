@@ -1,4 +1,5 @@
-"""q_True's objective (Eqn 3, ``vlvae.objectives.text_elbo``) recovers the exact posterior of a linear-Gaussian model.
+"""q_True's objective (Eqn 3, ``vlvae.objectives.text_elbo``) recovers the exact posterior of a
+linear-Gaussian model.
 
 Model: p(z) = N(0, I_d), p(y|z) = N(W z + b, σ² I_n), with W's columns orthogonal so that
 the exact posterior is a diagonal Gaussian:

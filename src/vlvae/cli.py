@@ -10,14 +10,32 @@ their ranges (:func:`vlvae.config.validate_config`), output paths by
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
+import warnings
 from pathlib import Path
 
+import lightning  # noqa: F401  (sets its loggers' levels on import; main() sets ours after)
+import torch
 import typer
 
+from vlvae.data.celeba import build_celeba
+from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.data.preview import image_text_grid, preview_grid
+from vlvae.data.specs import manifest_dataset
+from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
-from vlvae.inference import MAX_SAMPLES
-from vlvae.methods import method_names
+from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
+from vlvae.inference import MAX_SAMPLES, Inference, check_sample_count
+from vlvae.methods import get_method, method_names
+from vlvae.paths import check_output_file
+from vlvae.recipes.figure1 import run_latent2d
+from vlvae.recipes.reproduce import reproduce
+from vlvae.serve import create_app
+from vlvae.training.judges import train_classifier_for
+from vlvae.training.run import train_prior, train_text_posterior, train_vlvae
 
 __all__ = ["app", "main"]
 
@@ -61,8 +79,6 @@ def data_two_objects(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Generate the Two Objects (CLEVR-style) data set with this project's fast CPU renderer."""
-    from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
-
     kwargs = dict(n=n, size=size, val_fraction=val_fraction, seed=seed, zoom=zoom, supersample=supersample)
     if _words(colours) is not None:
         kwargs["colours"] = _words(colours)
@@ -84,9 +100,6 @@ def data_preview(
     split: str = typer.Option("train", help="train or val."),
 ):
     """Save a grid of images with their texts."""
-    from vlvae.data.preview import preview_grid
-    from vlvae.paths import check_output_file
-
     if not 1 <= n <= MAX_SAMPLES:
         raise VLVAEError(f"--n must be between 1 and {MAX_SAMPLES} images, got {n}")
     check_output_file(out, "image file")
@@ -100,8 +113,6 @@ def data_verify(
     checksums: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
 ):
     """Check shapes, checksums and that every text is true of its scene; exit non-zero if not."""
-    from vlvae.data.verify import verify_dataset
-
     summary = verify_dataset(root, checksums=checksums)
     typer.echo(f"OK: {summary['counts']}, {summary['texts_checked']} texts checked")
 
@@ -126,9 +137,7 @@ def data_celeba(
     overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Prepare CelebA (SPEC §1.2): cropped 64 x 64 faces, attributes as shuffled words."""
-    from vlvae.data.celeba import build_celeba
-
+    """Prepare CelebA (docs/design.md §1.2): cropped 64 x 64 faces, attributes as shuffled words."""
     build_celeba(
         root,
         out,
@@ -163,9 +172,8 @@ def figure_latent2d(
     ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
-    """Fig. 1: text posteriors p(z|y), q_Agg and q_True over the aggregate of the image posteriors (z in 2-D)."""
-    from vlvae.evaluation.latent2d import run_latent2d
-
+    """Fig. 1: text posteriors p(z|y), q_Agg and q_True over the aggregate of the image posteriors
+    (z in 2-D)."""
     path = run_latent2d(data, out, preset, steps, set_, progress, list(text) or None)
     typer.echo(f"wrote {path}")
 
@@ -192,7 +200,9 @@ def train_vlvae_cmd(
         ..., help="Data-set folder (from `vlvae data two-objects` or `vlvae data celeba`)."
     ),
     out: Path = typer.Option(..., help="Run folder to create (or reopen with the same configuration)."),
-    preset: str = typer.Option("cpu", help="Named configuration: paper (GPU, SPEC §5), cpu, quick or tiny."),
+    preset: str = typer.Option(
+        "cpu", help="Named configuration: paper (GPU, docs/design.md §5), cpu, quick or tiny."
+    ),
     steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
     set_: list[str] = typer.Option(
         [], "--set", help="Override any config key, e.g. --set vlvae.w_x=0.1 --set devices=2. Repeatable."
@@ -213,20 +223,12 @@ def train_vlvae_cmd(
     ),
 ):
     """Stage 1: train the VLVAE (Eqns 1-2) with image-only inference q(z|x), or another method (--method)."""
-    from vlvae.training.run import train_vlvae
-
     if method is not None:
-        from vlvae.methods import get_method
-
         get_method(method)  # an unknown name: one line naming the registered ones
         set_ = [f"method.name={method}"] + list(set_)
 
     scorer = None
     if classifier is not None:
-        from vlvae.data.format import read_manifest, read_vocabulary
-        from vlvae.data.specs import manifest_dataset
-        from vlvae.evaluation.driver import load_scorer
-
         scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[
             0
         ].score
@@ -250,8 +252,6 @@ def train_text_posterior_cmd(
     ),
 ):
     """Stage 2: train q(z|y) with the VLVAE frozen."""
-    from vlvae.training.run import train_text_posterior
-
     _check_replicates(replicates)
     for r in range(replicates):
         _report(
@@ -268,8 +268,6 @@ def train_prior_cmd(
     replicates: int = typer.Option(1, help="Training replicates (RUN/prior, then RUN/prior.r1, ...)."),
 ):
     """Stage 3: train the aggregate prior q(z) (§4.2) with the VLVAE frozen."""
-    from vlvae.training.run import train_prior
-
     _check_replicates(replicates)
     for r in range(replicates):
         _report(
@@ -290,8 +288,6 @@ def train_classifier_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train the independent attribute classifier that judges generated images."""
-    from vlvae.evaluation.judge import train_classifier_for
-
     metrics = train_classifier_for(data, out, preset, set_, resume, progress)
     acc = metrics["real_accuracy"]
     slots = ", ".join(f"{k} {100 * v:.1f}" for k, v in acc.get("per_slot", {}).items())
@@ -316,10 +312,6 @@ def sample_cmd(
     seed: int = typer.Option(0, help="Random seed."),
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
-    from vlvae.data.preview import image_text_grid
-    from vlvae.inference import Inference, check_sample_count
-    from vlvae.paths import check_output_file
-
     check_sample_count(n)
     if text is not None and posterior not in ("agg", "true", "own"):
         raise VLVAEError(f"--posterior must be 'agg', 'true' or 'own', got {posterior!r}")
@@ -356,20 +348,13 @@ def serve_cmd(
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
-    import socket
-
-    import uvicorn
-
-    from vlvae.inference import Inference
-    from vlvae.serve import create_app
+    import uvicorn  # deferred: the web server is needed only by `vlvae serve`
 
     if not 1 <= port <= 65535:
         raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
     if threads is not None:
         if threads < 1:
             raise VLVAEError(f"--threads must be at least 1, got {threads}")
-        import torch
-
         torch.set_num_threads(threads)
     inference = Inference.open(run, classifier)
     try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
@@ -395,9 +380,7 @@ def evaluate_cmd(
     run: Path = typer.Option(..., help="Run folder of any method, with the stages its method takes trained."),
     classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
     examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
-    k: int | None = typer.Option(
-        None, help="Importance samples for the bounds on log p(x|y) and log p(x)."
-    ),
+    k: int | None = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
     text_k: int | None = typer.Option(
         None,
         help="Largest number of importance samples for log p(y) "
@@ -410,9 +393,8 @@ def evaluate_cmd(
     ),
     figures: bool = typer.Option(True, help="Draw the figures."),
 ):
-    """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures: RUN/metrics.json, RUN/report.md."""
-    from vlvae.evaluation.driver import evaluate_run
-
+    """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures:
+    RUN/metrics.json, RUN/report.md."""
     for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
         if value is not None and value < 1:
             raise VLVAEError(f"{name} must be at least 1, got {value}")
@@ -451,9 +433,8 @@ def reproduce_cmd(
         "(q_Agg post hoc for the baselines); compare.md puts them in one table.",
     ),
 ):
-    """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages skipped)."""
-    from vlvae.reproduce import reproduce
-
+    """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages
+    skipped)."""
     _check_replicates(replicates)
     _check_replicates(vlvae_replicates)
     if workers < 1:
@@ -480,15 +461,12 @@ def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders of any methods, trained on one data set."),
     classifier: Path = typer.Option(..., help="Classifier folder of that data set (vlvae train classifier)."),
     out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7."),
-    examples: int | None = typer.Option(
-        None, help="Validation examples (default: the first run's config)."
-    ),
+    examples: int | None = typer.Option(None, help="Validation examples (default: the first run's config)."),
     seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
 ):
-    """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior spread, time."""
-    from vlvae.evaluation.driver import compare_runs
-
+    """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior
+    spread, time."""
     for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
         if value is not None and value < 1:
             raise VLVAEError(f"{name} must be at least 1, got {value}")
@@ -498,11 +476,6 @@ def compare_cmd(
 
 def main() -> None:
     """Entry point: run the app, printing VLVAEErrors as one line."""
-    import logging
-    import warnings
-
-    import lightning  # noqa: F401  (sets its loggers' levels on import; ours must come after)
-
     # Lightning's banners and tips drown the one progress line per stage; its warnings still show.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)

@@ -5,22 +5,30 @@ method (:class:`MethodConfig`: the paper's VLVAE or a baseline, :mod:`vlvae.meth
 VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 (stage 2), the aggregate prior (stage 3), the classifier and the evaluation.
 ``--set key=value`` overrides any field; an unknown key is an error.
+
+Its floor: above :mod:`vlvae.models` (it holds the model's :class:`~vlvae.models.config.ModelConfig`
+and checks its choices) and :mod:`vlvae.methods` (it checks ``method.name`` against the method
+registry), below :mod:`vlvae.runs` and :mod:`vlvae.training`. So the methods take their config
+as an argument and never import this module; the learning-rate schedules' names
+(:data:`LR_SCHEDULES`) are defined here and read by :mod:`vlvae.training.schedule`.
 """
 
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from omegaconf import OmegaConf
 
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from vlvae.models.config import ModelConfig
+from vlvae.methods import method_names
+from vlvae.models.config import ARCHITECTURES, NORMS, POSTERIOR_KINDS, ModelConfig
 
 __all__ = [
+    "LR_SCHEDULES",
     "DataConfig",
     "StageConfig",
     "MethodConfig",
@@ -34,6 +42,11 @@ __all__ = [
     "save_config",
     "load_config",
 ]
+
+
+#: The learning-rate schedules a stage may use (``lr_schedule``; :mod:`vlvae.training.schedule`):
+#: the paper's exponential decay, or linear warm-up with cosine decay.
+LR_SCHEDULES = ("exponential", "cosine")
 
 
 @dataclass
@@ -62,7 +75,7 @@ class StageConfig:
         lr_warmup_steps: steps of linear learning-rate warm-up (both schedules).
         lr_final_factor: the cosine schedule's final multiplier of ``lr``.
         kl_warmup_steps: steps over which the KL weight rises linearly from 0 to 1 (stage 1).
-        w_x, w_y: likelihood weights of the image and text terms (stage 1, SPEC §3).
+        w_x, w_y: likelihood weights of the image and text terms (stage 1, docs/design.md §3).
         kind: ``flow`` (the paper's) or ``gaussian`` (a diagonal-Gaussian baseline) for stages 2-3.
         val_every: steps between validation passes.
         val_examples: validation examples scored at each pass.
@@ -98,7 +111,7 @@ class StageConfig:
 
 @dataclass
 class ClassifierConfig:
-    """The independent attribute classifier (SPEC §6).
+    """The independent attribute classifier (docs/design.md §6).
 
     ``lr_schedule``, ``lr_warmup_steps`` and ``lr_final_factor`` as in :class:`StageConfig`
     (the default, ``exponential`` without decay, is a constant learning rate); ``arch``, ``norm``,
@@ -178,13 +191,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.model is None:
-            from vlvae.models.config import ModelConfig
-
             self.model = ModelConfig()
 
 
 def _paper() -> ExperimentConfig:
-    """SPEC §5 exactly: 112 px, z = 50, batch 20, 400k steps, Adam 4e-4, 20k-step warm-up."""
+    """docs/design.md §5 exactly: 112 px, z = 50, batch 20, 400k steps, Adam 4e-4, 20k-step warm-up."""
     return ExperimentConfig(name="paper")
 
 
@@ -196,7 +207,7 @@ def _cpu() -> ExperimentConfig:
 
     - data: 100,000 pairs at 64 x 64 render in about 2.5 minutes (~700 images/s), so
       stage 1 sees each training image about 9 times rather than 40 times a set of 30,000;
-      zoom 1.8 makes a small object about 9 px wide (SPEC §8: shapes fail at ~8 px).
+      zoom 1.8 makes a small object about 9 px wide (docs/design.md §8: shapes fail at ~8 px).
     - model: ``arch="strided"`` instead of the paper's CycleGAN-style networks, which kept
       the same budget at 127-142 images/s: stride-2 4x4 convolutions with batch norm and
       nothing at full resolution train at ~775 images/s with 16 base channels (~360/s with
@@ -218,8 +229,6 @@ def _cpu() -> ExperimentConfig:
       style judge of the earlier preset reached 87.5 %, shape 62 %).
     - evaluation: 1,000 validation texts, 3 seeds, k = 20.
     """
-    from vlvae.models.config import ModelConfig
-
     cfg = ExperimentConfig(name="cpu")
     cfg.data = DataConfig(n=100_000, size=64, val_fraction=0.1, zoom=1.8, supersample=2)
     cfg.model = ModelConfig(
@@ -303,8 +312,6 @@ def _quick() -> ExperimentConfig:
 
 def _tiny() -> ExperimentConfig:
     """Seconds, for tests: every code path, no meaningful numbers."""
-    from vlvae.models.config import ModelConfig
-
     cfg = ExperimentConfig(name="tiny")
     cfg.data = DataConfig(n=64, size=16, val_fraction=0.25, zoom=2.0, supersample=1)
     cfg.model = ModelConfig(
@@ -346,7 +353,7 @@ def _tiny() -> ExperimentConfig:
 
 
 def _celeba(base: ExperimentConfig, name: str, n: int) -> ExperimentConfig:
-    """CelebA at the scale of ``base``: 64 px faces, the authors' w_x = 0.1 and w_y = 100 (SPEC §2.1).
+    """CelebA at the scale of ``base``: 64 px faces, the authors' w_x = 0.1, w_y = 100 (docs/design.md §2.1).
 
     ``data.n`` is how many images of the download are used (all 202,599 for the paper).
     """
@@ -484,24 +491,17 @@ _RANGES = {
 
 def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     """The enumerated string keys and their allowed values, from where each is defined."""
-    from vlvae.methods import method_names
-    from vlvae.models.image import ARCHITECTURES, NORMS
-    from vlvae.models.posteriors import POSTERIOR_KINDS
-    from vlvae.training.schedule import SCHEDULES
-
     return {
         "MethodConfig": {"name": method_names()},
-        "StageConfig": {"lr_schedule": SCHEDULES, "kind": POSTERIOR_KINDS},
-        "ClassifierConfig": {"lr_schedule": SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
+        "StageConfig": {"lr_schedule": LR_SCHEDULES, "kind": POSTERIOR_KINDS},
+        "ClassifierConfig": {"lr_schedule": LR_SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
         "ModelConfig": {"arch": ARCHITECTURES, "norm": NORMS},
         "ExperimentConfig": {"precision": _lightning_precisions(), "accelerator": _lightning_accelerators()},
     }
 
 
 def _lightning_precisions() -> tuple[str, ...]:
-    import typing
-
-    from lightning.fabric import connector
+    from lightning.fabric import connector  # deferred: heavy; importing the config needs no torch
 
     names = [
         typing.get_args(getattr(connector, name, typing.Literal[()]))
@@ -511,7 +511,7 @@ def _lightning_precisions() -> tuple[str, ...]:
 
 
 def _lightning_accelerators() -> tuple[str, ...]:
-    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.accelerators import AcceleratorRegistry  # deferred: heavy, as above
 
     return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
 
@@ -571,9 +571,7 @@ def _to_plain(obj):
 
 
 def _from_plain(cls, data: dict, where: str = ""):
-    import typing
-
-    hints = typing.get_type_hints(cls, globalns={**globals(), **_model_namespace()})
+    hints = typing.get_type_hints(cls, globalns=globals())
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
@@ -595,12 +593,6 @@ def _from_plain(cls, data: dict, where: str = ""):
             value = _coerce(value, hint, f"{where}{f.name}")
         kwargs[f.name] = value
     return cls(**kwargs)
-
-
-def _model_namespace():
-    from vlvae.models.config import ModelConfig
-
-    return {"ModelConfig": ModelConfig}
 
 
 def _coerce(value, kind, key):
@@ -635,8 +627,6 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
         VLVAEError: an override without ``=``, an unknown key, a value of the wrong type, or one
             out of its range (:func:`validate_config`).
     """
-    from omegaconf import OmegaConf
-
     data = _to_plain(cfg)
     for item in overrides:
         if "=" not in item:
@@ -658,15 +648,11 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     """Write the config as YAML (atomically)."""
-    from omegaconf import OmegaConf
-
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(_to_plain(cfg))))
 
 
 def load_config(path: Path) -> ExperimentConfig:
     """Read a config written by :func:`save_config`."""
-    from omegaconf import OmegaConf
-
     path = Path(path)
     if not path.is_file():
         raise VLVAEError(f"{path} is missing; is this a run folder made by `vlvae train vlvae`?")

@@ -24,6 +24,9 @@ from vlvae.data.format import load_images, read_manifest, read_records, read_voc
 from vlvae.data.specs import DatasetSpec, data_spec, manifest_dataset
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.evaluation.driver import load_scorer
+from vlvae.methods import get_method
+from vlvae.runs import check_run_data, load_prior, load_text_posterior, load_vlvae, open_run
 
 __all__ = [
     "MAX_SAMPLES",
@@ -131,8 +134,6 @@ class Inference:
             VLVAEError: not a run, its data set is missing or differs, the VLVAE is not trained,
                 or the classifier does not fit the data.
         """
-        from vlvae.runs import check_run_data, load_prior, load_text_posterior, load_vlvae, open_run
-
         run = Path(run)
         cfg, info = open_run(run)
         data = check_run_data(run, cfg, info)
@@ -149,14 +150,10 @@ class Inference:
             prior = load_prior(run, cfg)
         except VLVAEError as exc:
             missing["prior"] = str(exc)
-        from vlvae.methods import get_method
-
         if get_method(cfg.method.name).own_text_posterior is not None:
             posteriors["own"] = model.text_posterior  # a baseline's own q(z|y), trained in stage 1
         scorer = None
         if classifier is not None:
-            from vlvae.evaluation.driver import load_scorer
-
             scorer = load_scorer(
                 manifest_dataset(read_manifest(data)), Path(classifier), vocab, data, f"the data set of {run}"
             )[0]
@@ -183,7 +180,8 @@ class Inference:
         return int(self.config.model.text_length)
 
     def stages(self) -> dict[str, str | None]:
-        """Every stage 2-3 of the run -> None when it is loaded, else why not (with the command to make it)."""
+        """Every stage 2-3 of the run -> None when it is loaded, else why not (with the command to
+        make it)."""
         stages = [stage for stage, _ in TEXT_POSTERIORS.values()] + ["prior"]
         return {stage: self._missing.get(stage) for stage in stages}
 

@@ -185,7 +185,7 @@ def kl_diagonal_normals(mean_q: Tensor, logvar_q: Tensor, mean_p: Tensor, logvar
 
     Each KL uses each distribution's *own* log-variance (a library once computed
     TELBO's unimodal KL with the joint log-variance, and its unimodal posteriors
-    collapsed; SPEC §9).
+    collapsed; docs/design.md §9).
 
     Arguments:
         mean_q, logvar_q, mean_p, logvar_p: (batch, latent), broadcasting.
@@ -348,7 +348,7 @@ def conditional_log_likelihood(
               \frac{p(x|z_i)\, q_φ(z_i|y)}{q(z_i|x)}, \quad z_i \sim q(z|x)
 
     The proposal is the image posterior q(z|x) (q(z|x, y) for a joint-inference
-    model), never q_φ(z|y) (far looser, SPEC §6). p(x|z) is the unweighted
+    model), never q_φ(z|y) (far looser, docs/design.md §6). p(x|z) is the unweighted
     constrained-Beta likelihood of the mapped pixels. k = 1 is Eqn 6's
     one-sample estimate. No gradients.
 

@@ -27,12 +27,15 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 
 from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config
 from vlvae.data.format import read_manifest, read_vocabulary, vocabulary_sha256
 from vlvae.data.specs import manifest_dataset
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_path, atomic_write_json, read_json
+from vlvae.methods import build_model, get_method
 from vlvae.methods.stages import (
     PRIOR,
     TEXT_POSTERIOR,
@@ -43,6 +46,7 @@ from vlvae.methods.stages import (
     text_posterior_stage,
 )
 from vlvae.models.config import feature_side
+from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 from vlvae.seeds import replicate_seed
@@ -103,7 +107,8 @@ def _make(stage: str, run: Path, replicate: int = 0) -> str:
 
 
 def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with the model's image size, vocabulary size and text length taken from the data (read only)."""
+    """``cfg`` with the model's image size, vocabulary size and text length taken from the data
+    (read only)."""
     manifest = read_manifest(data)
     vocab = read_vocabulary(data)
     cfg.model.vocab_size = len(vocab)
@@ -199,9 +204,8 @@ def _arch_of(module: torch.nn.Module) -> str | None:
 
 
 def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
-    """Save a module's state dict with safetensors (atomically), tagged with its kind and image architecture."""
-    from safetensors.torch import save_file
-
+    """Save a module's state dict with safetensors (atomically), tagged with its kind and image
+    architecture."""
     # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
     metadata = {"kind": kind}
@@ -213,9 +217,6 @@ def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
 
 def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
     """Load weights saved by :func:`save_weights` into ``module``; clear errors on mismatch."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise VLVAEError(f"{path} is missing; make it with `{remedy}`")
@@ -259,8 +260,6 @@ def _require(run: Path, stage: str, replicate: int = 0) -> Path:
 
 def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
     """The trained, frozen stage-1 model of a run (the VLVAE or the run's method's), in evaluation mode."""
-    from vlvae.methods import build_model, get_method
-
     cfg = cfg or open_run(run)[0]
     d = _require(run, "vlvae")
     model = load_weights(
@@ -278,8 +277,6 @@ def load_stage(run: Path, name: str, cfg: ExperimentConfig | None = None, replic
     A text posterior q(z|y) for a stage that fits one, else an aggregate prior q(z); clear errors
     (naming the command to run) if it is not finished or its weights do not fit.
     """
-    from vlvae.models.posteriors import AggregatePrior, TextPosterior
-
     stage = get_stage(name)
     cfg = cfg or open_run(run)[0]
     d = _require(run, stage.name, replicate)

@@ -1,4 +1,4 @@
-"""CelebA as words (SPEC §1.2, §2.1), tested on a miniature CelebA the tests build."""
+"""CelebA as words (docs/design.md §1.2, §2.1), tested on a miniature CelebA the tests build."""
 
 import numpy as np
 import pytest

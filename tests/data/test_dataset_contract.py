@@ -16,7 +16,8 @@ from celeba_fixture import make_celeba_fixture
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.specs import DATASETS, dataset_spec
 from vlvae.data.verify import verify_dataset
-from vlvae.reproduce import reproduce
+from vlvae.evaluation.judge import load_judge
+from vlvae.recipes.reproduce import reproduce
 
 #: How the tests make a tiny source of each registered data set: (preset scale, folder -> --root or None).
 SOURCES = {
@@ -58,7 +59,7 @@ def test_its_data_builds_and_verifies(pipeline):
 def test_its_judge_trains_and_scores_real_images(pipeline):
     name, out = pipeline
     data = ImageTextDataset(out / "data", "val")
-    scorer, metrics = dataset_spec(name).load_judge(out / "classifier", data.vocab)
+    scorer, metrics = load_judge(dataset_spec(name).judge, out / "classifier", data.vocab)
     x = torch.stack([data[i]["image"] for i in range(4)]).float() / 255
     y = torch.stack([data[i]["text"] for i in range(4)])
     scores = scorer.score(x, y)

@@ -1,7 +1,7 @@
 """Tests of the CLEVR-style CPU renderer against independent geometry.
 
 The expected pixel positions come from a pinhole camera built here from the
-facts of shared/CLEVR.md (camera aimed at the origin, +z up, 35 mm lens on a
+facts of docs/design.md §10 (camera aimed at the origin, +z up, 35 mm lens on a
 32 mm sensor), not from the renderer's own code.
 """
 

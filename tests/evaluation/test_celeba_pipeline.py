@@ -11,19 +11,16 @@ from torch import nn
 
 from vlvae.data.celeba import CELEBA_LABELS, celeba_vocabulary
 from vlvae.data.dataset import images_to_float
+from vlvae.data.labels import CelebAClassifierData
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.celeba_scoring import (
-    CelebAClassifierData,
-    CelebAScorer,
-    load_celeba_classifier,
-    train_celeba_classifier,
-)
+from vlvae.evaluation.celeba_scoring import CelebAScorer, load_celeba_classifier
+from vlvae.training.judges import train_celeba_classifier
 
 _DATA_TESTS = str(Path(__file__).resolve().parents[1] / "data")
 if _DATA_TESTS not in sys.path:
     sys.path.insert(0, _DATA_TESTS)
 
-from celeba_fixture import make_celeba_fixture
+from celeba_fixture import make_celeba_fixture  # noqa: E402  (tests/data is on the path only from here)
 
 # ----------------------------------------------------------------------------- the scorer on a stub
 
@@ -100,7 +97,7 @@ def test_scorer_refuses_a_two_objects_vocabulary():
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from vlvae.reproduce import reproduce
+    from vlvae.recipes.reproduce import reproduce
 
     base = tmp_path_factory.mktemp("celeba_pipeline")
     source = make_celeba_fixture(base / "celeba", n=40)["root"]
@@ -128,7 +125,7 @@ def test_reproduce_celeba_report(pipeline):
         for name in names:
             assert 0.0 <= saved["correctness"][table][name]["mean"] <= 1.0
     assert set(saved["classifier"]["real_accuracy"]["per_slot"]) == set(CELEBA_LABELS)
-    # SPEC §6: the authors' code's definition is reported beside the paper's, named.
+    # docs/design.md §6: the authors' code's definition is reported beside the paper's, named.
     alt = saved["correctness_all_labels"]
     for table, names in (("conditional", ("q_true", "q_agg")), ("prior", ("standard", "learned"))):
         for name in names:

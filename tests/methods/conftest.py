@@ -3,7 +3,7 @@
 import pytest
 
 from vlvae.methods import method_names
-from vlvae.reproduce import reproduce
+from vlvae.recipes.reproduce import reproduce
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 
 from vlvae.errors import VLVAEError
 from vlvae.methods import get_method, method_names
-from vlvae.reproduce import reproduce
+from vlvae.recipes.reproduce import reproduce
 from vlvae.runs import load_vlvae, open_run
 
 

@@ -84,7 +84,7 @@ def test_rsample_shapes_and_finite_log_prob():
 
 
 def test_log_prob_finite_far_from_support():
-    """SPEC §8: inverting a flow at far-out z overflowed to NaN; the guard keeps it finite."""
+    """docs/design.md §8: inverting a flow at far-out z overflowed to NaN; the guard keeps it finite."""
     torch.manual_seed(2)
     for kind in ("flow", "gaussian"):
         text = _perturb(TextPosterior(_config(), kind=kind), scale=1.0)

@@ -86,10 +86,10 @@ def test_flow_fits_bimodal_aggregate_but_gaussian_cannot(which, reference):
         if which == "text_posterior":
             module = TextPosterior(_config(flow_steps=6, flow_hidden=50), kind=kind)
             y = torch.tensor([[1, 2]])
-            results[kind] = _fit(lambda n: module(y.expand(n, 2)), module)
+            results[kind] = _fit(lambda n, module=module, y=y: module(y.expand(n, 2)), module)
         else:
             module = AggregatePrior(_config(flow_steps=6, flow_hidden=50), kind=kind)
-            results[kind] = _fit(lambda n: module(), module)
+            results[kind] = _fit(lambda n, module=module: module(), module)
     # a cross-entropy is never below the entropy; MC error of each estimate is ~0.01 nats
     assert results["flow"] > entropy - 0.05
     assert results["flow"] < entropy + 0.35, (results, entropy)

@@ -37,7 +37,7 @@ def test_forward_finite_and_gradients_reach_every_parameter(joint):
     torch.manual_seed(0)
     model = VLVAE(_config(joint_inference=joint))
     x, y = _batch()
-    x[0, 0] = 1.0  # saturated pixels must stay finite (SPEC §2 caution)
+    x[0, 0] = 1.0  # saturated pixels must stay finite (docs/design.md §2 caution)
     x[1, 1] = 0.0
     out = model(x, y, kl_weight=0.5, w_x=0.1, w_y=10.0)
     assert isinstance(out, VLVAEOutput)

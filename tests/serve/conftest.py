@@ -12,7 +12,7 @@ from vlvae.inference import Inference
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The folder of `vlvae reproduce --preset tiny`: data/, classifier/, run/ (with report.md)."""
-    from vlvae.reproduce import reproduce
+    from vlvae.recipes.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("serve") / "tiny"
     reproduce(out, "tiny", workers=1, progress=False)

@@ -3,7 +3,7 @@
 Builds a vlvae data set (see :mod:`vlvae.data.format`) from the CelebA folder a
 user downloaded: each aligned face is cropped and pooled to 64 × 64 × 3, and its
 text is the present attributes from a 19-word subset (plus ``-`` as blank),
-shuffled and padded to nine words (SPEC §1.2, §2.1).
+shuffled and padded to nine words (docs/design.md §1.2, §2.1).
 
 References:
     CelebA: Deep Learning Face Attributes in the Wild, Liu et al. 2015,
@@ -19,7 +19,7 @@ Choices made here (the paper leaves them open):
   holds exactly one of Male/Female. A classifier therefore predicts 18 binary
   labels (:data:`CELEBA_LABELS`, Male as one label); :func:`word_probabilities`
   turns them into the 19 word probabilities with p(Female) = 1 − p(Male).
-* Images: the crop box and pooling of the authors' released code (SPEC §2.1),
+* Images: the crop box and pooling of the authors' released code (docs/design.md §2.1),
   crop 128 × 128 at (top 48, left 25) of the 178 × 218 aligned image, then
   mean pooling by 128 / ``size``; pooled means are rounded half up in integer
   arithmetic, so the bytes are exact and platform independent.
@@ -105,7 +105,7 @@ CELEBA_WORDS: tuple[str, ...] = (
     "Wearing_Hat",
     BLANK,
 )
-"""The 20 tokens of SPEC §1.2 in the paper's order; ``-`` (blank) is last, index 19."""
+"""The 20 tokens of docs/design.md §1.2 in the paper's order; ``-`` (blank) is last, index 19."""
 
 CELEBA_LABELS: tuple[str, ...] = tuple(w for w in CELEBA_WORDS if w not in ("Female", BLANK))
 """The 18 CelebA attributes behind the 19 words, in word order (Male stands for Male/Female)."""
@@ -114,7 +114,7 @@ _ATTRIBUTE_WORDS = CELEBA_WORDS[:-1]
 ALIGNED_SIZE = (178, 218)
 """(width, height) of CelebA's aligned-and-cropped images."""
 CROP_BOX = (25, 48, 153, 176)
-"""(left, top, right, bottom) of the 128 × 128 face crop (SPEC §2.1)."""
+"""(left, top, right, bottom) of the 128 × 128 face crop (docs/design.md §2.1)."""
 CELEBA_TOTAL = 202_599
 PAPER_TRAIN = 180_000
 
@@ -278,7 +278,7 @@ def _pooling(size: int) -> str:
 
 
 def preprocess(image: Image.Image, size: int = 64) -> np.ndarray:
-    """Crop an aligned CelebA face and shrink it (SPEC §2.1).
+    """Crop an aligned CelebA face and shrink it (docs/design.md §2.1).
 
     Crops 128 × 128 at (top 48, left 25) of the 178 × 218 aligned image, then
     shrinks to ``size`` × ``size``: when ``size`` divides 128, by mean pooling
@@ -306,8 +306,8 @@ def preprocess(image: Image.Image, size: int = 64) -> np.ndarray:
         )
     if image.size != ALIGNED_SIZE:
         raise VLVAEError(
-            f"image is {image.size[0]}x{image.size[1]}, not CelebA's aligned {ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]}; "
-            f"use the img_align_celeba images, not the in-the-wild ones"
+            f"image is {image.size[0]}x{image.size[1]}, not CelebA's aligned "
+            f"{ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]}; use the img_align_celeba images, not the in-the-wild ones"
         )
     face = image.convert("RGB").crop(CROP_BOX)
     if crop % size:
@@ -382,7 +382,8 @@ def _label_index(names: list[str]) -> list[int]:
     missing = [label for label in CELEBA_LABELS if label not in names]
     if missing:
         raise VLVAEError(
-            f"the attribute list lacks {', '.join(missing)}; use CelebA's own {_ATTR_FILE} with its 40 attributes"
+            f"the attribute list lacks {', '.join(missing)}; "
+            f"use CelebA's own {_ATTR_FILE} with its 40 attributes"
         )
     return [names.index(label) for label in CELEBA_LABELS]
 
@@ -735,7 +736,7 @@ def word_probabilities(label_probs: np.ndarray) -> np.ndarray:
 
 
 def correctness_paper(probs: np.ndarray, words_present: np.ndarray, empty: float = np.nan) -> np.ndarray:
-    """The paper's correctness of texts for images (§5.4; SPEC §6, the headline definition).
+    """The paper's correctness of texts for images (§5.4; docs/design.md §6, the headline definition).
 
     The fraction of a text's non-blank words to which the classifier gives the
     image probability > 0.5; word order is ignored. A word repeated in a text
@@ -767,7 +768,7 @@ def correctness_paper(probs: np.ndarray, words_present: np.ndarray, empty: float
 
 
 def correctness_all_labels(label_probs: np.ndarray, label_targets: np.ndarray) -> np.ndarray:
-    """Correctness as the authors' code scored it: accuracy over all binary labels (SPEC §6).
+    """Correctness as the authors' code scored it: accuracy over all binary labels (docs/design.md §6).
 
     Every label counts, present or absent: the prediction (probability > 0.5)
     must equal the target. With the 18 labels of :data:`CELEBA_LABELS` Male/Female

@@ -4,7 +4,7 @@ CLEVR (Johnson et al. 2016, "CLEVR: A Diagnostic Dataset for Compositional
 Language and Elementary Visual Reasoning", https://arxiv.org/abs/1612.06890)
 renders its scenes with Blender/Cycles, which costs seconds per image. This
 module renders the same scene description (``vlvae.data.scene.Scene``) with
-the facts of ``shared/CLEVR.md`` -- camera, three jittered square area lamps
+the facts of docs/design.md §10 -- camera, three jittered square area lamps
 plus a weak sun, grey ground, rubber and metal spheres, cylinders and rounded
 cubes -- in milliseconds per image, so that 100,000 images take minutes on a
 CPU. It is not a path tracer: direct light with soft shadows, one ground
@@ -77,7 +77,7 @@ CYLINDER_BEVEL = 0.06
 LAMP_GRID = 2
 #: Angular radius (radians) of the sun's disc, for its slightly soft shadow.
 SUN_SPREAD = 0.02
-#: Normal-incidence reflectance of rubber's grazing sheen (CLEVR.md: 0.8 %).
+#: Normal-incidence reflectance of rubber's grazing sheen (docs/design.md §10: 0.8 %).
 RUBBER_F0 = 0.008
 #: Phong exponents (powers of two: evaluated by repeated squaring) of the
 #: lamp highlights: metal's sharp (0.6) and rough (0.4) lobes and rubber's sheen.
@@ -293,10 +293,19 @@ def _safe(d):
     return torch.where(d == 0.0, torch.full_like(d, 1e-20), d)
 
 
-def _slab(l, d, r):
+def _identity(t):
+    return t
+
+
+def _rows(index):
+    """The function that takes rows ``index`` of a tensor (bound now, not when it is called)."""
+    return lambda t: t.index_select(0, index)
+
+
+def _slab(offset, d, r):
     inv = 1.0 / _safe(d)
-    t1 = (-r - l) * inv
-    t2 = (r - l) * inv
+    t1 = (-r - offset) * inv
+    t2 = (r - offset) * inv
     return torch.minimum(t1, t2), torch.maximum(t1, t2)
 
 
@@ -391,10 +400,7 @@ def _interval(S: _Scenes, kk, sidx, ox, oy, oz, dx, dy, dz, rounded: bool = Fals
         n = sel.numel()
         if n == 0:
             continue
-        if n == M:
-            g = lambda t: t  # noqa: E731
-        else:
-            g = lambda t: t.index_select(0, sel)  # noqa: E731
+        g = _identity if n == M else _rows(sel)
         k_s = kk if isinstance(kk, int) else g(kk)
         s_s = g(sidx)
         r = S.r[k_s, s_s]
@@ -441,7 +447,7 @@ def _first_hit(S: _Scenes, sidx, ox, oy, oz, dx, dy, dz, exclude=None):
         sel = cand.nonzero().squeeze(1)
         if sel.numel() == 0:
             continue
-        g = lambda v: v.index_select(0, sel)  # noqa: E731
+        g = _rows(sel)
         near, far = _interval(S, j, g(sidx), g(ox), g(oy), g(oz), g(dx), g(dy), g(dz), True)
         hit = (near <= far) & (near > _EPS) & (near < t.index_select(0, sel))
         sel = sel[hit]
@@ -464,7 +470,7 @@ def _normals(S: _Scenes, kk, sidx, px, py, pz):
         sel = (shape == code).nonzero().squeeze(1)
         if sel.numel() == 0:
             continue
-        g = lambda t: t.index_select(0, sel)  # noqa: E731
+        g = _rows(sel)
         k_s, s_s = g(kk), g(sidx)
         r = S.r[k_s, s_s]
         lx = g(px) - S.ox[k_s, s_s]
@@ -544,7 +550,7 @@ def _visibility(S: _Scenes, sidx, lid, px, py, pz, self_k=None):
         n = sel.numel()
         if n == 0:
             continue
-        g = lambda v: v.index_select(0, sel)  # noqa: E731
+        g = _rows(sel)
         qs, ql, qx, qy, qz = g(sidx), g(lid), g(px), g(py), g(pz)
         dx = torch.cat([S.lamp_q[ql, gi, 0, qs] - qx for gi in range(G)])
         dy = torch.cat([S.lamp_q[ql, gi, 1, qs] - qy for gi in range(G)])
@@ -674,7 +680,7 @@ def _direct(S: _Scenes, sidx, kk, px, py, pz, nx, ny, nz, rx, ry, rz, shadows: b
         if sum(counts):
             sel = torch.cat(sels)
             lid = torch.cat([torch.full((c,), li, dtype=torch.int64) for li, c in enumerate(counts)])
-            g = lambda v: v.index_select(0, sel)  # noqa: E731
+            g = _rows(sel)
             vis = _visibility(S, g(sidx), lid, g(px), g(py), g(pz), g(kk))
             for li, (si, vi) in enumerate(zip(sels, vis.split(counts))):
                 if si.numel():

@@ -6,7 +6,7 @@ and is applied by :mod:`vlvae.data.two_objects`.
 
 References:
     CLEVR, Johnson et al. 2016, https://arxiv.org/abs/1612.06890 (rules as
-    stated in ``shared/CLEVR.md``).
+    stated in docs/design.md §10).
 """
 
 from __future__ import annotations

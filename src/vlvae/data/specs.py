@@ -1,13 +1,14 @@
 """One description per data set: what the rest of the package asks of a data set, in one place.
 
 Each data set (Two Objects, CelebA) is a :class:`DatasetSpec` in :data:`DATASETS`: its name and
-title, the paper's numbers, its judge (how to train and load the classifier that scores
-generated images), how Table 3 groups its texts, how the web page lays out its text entry, and
-how its presets are named. Code that used to branch on a data set's name looks the spec up
-instead (:func:`dataset_spec`, :func:`data_spec`).
+title, the paper's numbers, its judge (the classifier that scores generated images), how Table 3
+groups its texts, how the web page lays out its text entry, and how its presets are named. Code
+that used to branch on a data set's name looks the spec up instead (:func:`dataset_spec`,
+:func:`data_spec`).
 
-The judges live in :mod:`vlvae.evaluation`; a spec names them by module and function and imports
-them only when called, so importing this module imports nothing from evaluation.
+A spec names its judge by a registry key (:attr:`DatasetSpec.judge`); the floors above look the
+key up: training trains it (:data:`vlvae.training.judges.TRAINERS`), evaluation loads it
+(:data:`vlvae.evaluation.judge.JUDGES`). This module imports neither.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from vlvae.data.format import read_manifest
 from vlvae.errors import VLVAEError
 
@@ -25,7 +28,7 @@ __all__ = [
     "DEFAULT_DATASET",
     "DATASETS",
     "DatasetSpec",
-    "LazyFunction",
+    "text_keys",
     "data_spec",
     "dataset_spec",
     "dataset_title",
@@ -36,15 +39,11 @@ __all__ = [
 DEFAULT_DATASET = "two_objects"
 
 
-@dataclass(frozen=True)
-class LazyFunction:
-    """``module.name``, imported when first called (a spec's judge lives above the data floor)."""
-
-    module: str
-    name: str
-
-    def __call__(self, *args, **kwargs):
-        return getattr(import_module(self.module), self.name)(*args, **kwargs)
+def text_keys(texts: Tensor) -> list[tuple[int, ...]]:
+    """The key a Two Objects text's conditional aggregate is grouped by (Table 3): its whole word
+    sequence (which word goes with which object matters). CelebA groups by each face's set of words
+    instead (:meth:`DatasetSpec.landing_keys`)."""
+    return [tuple(r) for r in texts.tolist()]
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,9 @@ class DatasetSpec:
         name: the ``dataset`` a data folder's manifest records (``two_objects``, ``celeba``).
         title: the name messages and reports use (``Two Objects``, ``CelebA``).
         paper: the paper's validation-set numbers (Tables 1-2): table -> column -> value.
-        load_judge: ``(classifier_dir, vocab) -> (scorer, classifier metrics)``; the scorer's
-            ``score(images, texts)`` gives correctness.
-        train_classifier: ``(data, out, preset_name, overrides, resume, progress) -> metrics``:
-            trains the judge on the data set's real training images.
+        judge: the registry key of its judge, the classifier that scores generated images: training
+            trains it on the data set's real training images (:mod:`vlvae.training.judges`),
+            evaluation loads it (:mod:`vlvae.evaluation.judge`).
         classifier_kind: the ``kind`` its classifier's ``classifier.json`` records (None: it
             records none), which names the data set of a classifier made before ``dataset`` was
             recorded.
@@ -76,8 +74,7 @@ class DatasetSpec:
     name: str
     title: str
     paper: Mapping[str, Mapping[str, float]]
-    load_judge: LazyFunction
-    train_classifier: LazyFunction
+    judge: str
     classifier_kind: str | None = None
     ordered_texts: bool = True
     blank_word: str | None = None
@@ -105,11 +102,15 @@ class DatasetSpec:
             texts: the drawn texts of its first examples, or None for every example.
         """
         if self.ordered_texts:
-            from vlvae.evaluation.landing import text_keys
-
             return text_keys(dataset._texts if texts is None else texts)
         n = len(dataset) if texts is None else len(texts)
         return [tuple(sorted(dataset._words[i])) for i in range(n)]
+
+    def load_judge(self, classifier_dir: Path, vocab):
+        """Transitional (evaluation core: being reworked): :func:`vlvae.evaluation.judge.load_judge`
+        of this data set's judge, for callers that still ask the spec. Remove once every caller
+        (``vlvae.evaluation.driver.load_scorer``) calls the evaluation's registry directly."""
+        return import_module("vlvae.evaluation.judge").load_judge(self.judge, classifier_dir, vocab)
 
     def page_layout(self, vocab) -> dict[str, Any]:
         """What the web page needs to lay out the text entry of a vocabulary: ``layout`` (``slots``
@@ -131,8 +132,7 @@ TWO_OBJECTS = DatasetSpec(
         "log_p_x": {"standard": 75715.36, "learned": 75726.15},
         "log_p_y": {"standard": -19.43, "learned": -17.40},
     },
-    load_judge=LazyFunction("vlvae.evaluation.classifier", "load_judge"),
-    train_classifier=LazyFunction("vlvae.evaluation.classifier", "train_classifier"),
+    judge="attribute_classifier",
     opposite_relations={"right": "left", "left": "right", "front": "behind", "behind": "front"},
     relational_text_slots=9,
 )
@@ -146,8 +146,7 @@ CELEBA = DatasetSpec(
         "log_p_x": {"standard": -6686.31, "learned": -6636.30},
         "log_p_y": {"standard": -53.44, "learned": -11.78},
     },
-    load_judge=LazyFunction("vlvae.evaluation.celeba_scoring", "load_judge"),
-    train_classifier=LazyFunction("vlvae.evaluation.celeba_scoring", "train_celeba_classifier"),
+    judge="celeba_classifier",
     classifier_kind="celeba_classifier",
     ordered_texts=False,
     blank_word="-",

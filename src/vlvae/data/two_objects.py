@@ -19,9 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from vlvae.data import clevr
 from vlvae.data.format import DATASET_FOLDERS, assemble_images, finalise_dataset, prepare_output_folder
+from vlvae.data.render import render_scenes
 from vlvae.data.scene import sample_scene, scene_record, true_texts
 from vlvae.data.vocabulary import Vocabulary, one_object_vocabulary, two_objects_vocabulary
 from vlvae.errors import VLVAEError
@@ -125,8 +128,6 @@ def vocabulary_for(settings: TwoObjectsSettings) -> Vocabulary:
 
 def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
     """Images and records of chunk ``c``: visible scenes only, each with its texts."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core renders fastest; restored below for in-process use
     try:
@@ -136,8 +137,6 @@ def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
 
 
 def _render_chunk_single_thread(settings_json: dict, c: int) -> tuple[np.ndarray, list[dict]]:
-    from vlvae.data.render import render_scenes
-
     s = TwoObjectsSettings(**settings_json)
     rng = np.random.default_rng([s.seed, c])
     count = min(s.chunk_size, s.n - c * s.chunk_size)
@@ -201,8 +200,6 @@ def _generate(settings: TwoObjectsSettings, out: Path, workers: int, overwrite: 
     if done:
         return
     pending = [c for c in range(settings.n_chunks) if not all(p.exists() for p in _chunk_paths(partial, c))]
-    from tqdm import tqdm
-
     bar = tqdm(
         total=settings.n,
         unit="img",

@@ -85,7 +85,7 @@ def two_objects_vocabulary(
     shapes=clevr.SHAPES,
     materials=clevr.MATERIALS,
 ) -> Vocabulary:
-    """The nine-slot vocabulary ``O1size O1colour O1material O1shape R O2size ...`` (SPEC §1.1)."""
+    """The nine-slot vocabulary ``O1size O1colour O1material O1shape R O2size ...`` (docs/design.md §1.1)."""
     obj_slots = (
         _ordered(sizes, _SIZE_ORDER),
         _ordered(colours, _COLOUR_ORDER),
@@ -99,7 +99,7 @@ def two_objects_vocabulary(
 
 
 def one_object_vocabulary(colours=("blue", "red"), sizes=tuple(clevr.SIZES)) -> Vocabulary:
-    """The two-slot ``size colour`` vocabulary of the Fig. 1 variant (SPEC §1.1)."""
+    """The two-slot ``size colour`` vocabulary of the Fig. 1 variant (docs/design.md §1.1)."""
     slots = (_ordered(sizes, _SIZE_ORDER), _ordered(colours, _COLOUR_ORDER))
     words = tuple(dict.fromkeys(w for slot in slots for w in slot))
     return Vocabulary(words=words, slots=slots, slot_names=("size", "colour"))

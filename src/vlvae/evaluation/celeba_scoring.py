@@ -1,14 +1,16 @@
-"""The CelebA classifier and the correctness of generated faces against texts (SPEC §6, paper §5.4).
+"""The CelebA classifier in evaluation and the correctness of generated faces against texts
+(docs/design.md §6, paper §5.4).
 
 The judge is the network of :class:`vlvae.models.classifier.AttributeClassifier`
 as an 18-label classifier: one two-class slot per label of
 :data:`vlvae.data.celeba.CELEBA_LABELS` (Male stands for Male/Female; Female is
 its absence) and no condition. It is trained on real training faces only,
-independently of the VLVAE, with a two-class cross-entropy per label; the
-targets are each image's CelebA attributes, not the words of a (possibly
-truncated) text.
+independently of the VLVAE, with a two-class cross-entropy per label
+(:func:`vlvae.training.judges.train_celeba_classifier`); the targets are each
+image's CelebA attributes, not the words of a (possibly truncated) text. This
+module loads it (:func:`load_celeba_classifier`) and scores faces (:class:`CelebAScorer`).
 
-Two definitions of correctness are offered, because the sources differ (SPEC §6):
+Two definitions of correctness are offered, because the sources differ (docs/design.md §6):
 
 * :meth:`CelebAScorer.score`, the headline: the paper's words — TELBO's
   definition, which scores the specified attributes only. Correctness of a text
@@ -36,43 +38,33 @@ Choices made here (neither source fixes them):
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.data.celeba import (
     CELEBA_LABELS,
     CELEBA_WORDS,
     correctness_all_labels,
     correctness_paper,
-    label_targets,
     word_probabilities,
     words_present,
 )
-from vlvae.data.dataset import ImageTextDataset, images_to_float
-from vlvae.data.format import read_manifest
+from vlvae.data.labels import CelebAClassifierData
 from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.judge import (
-    JudgeTask,
-    _stage_of,
-    classifier_info,
-    open_classifier_folder,
-    training_settings,
-)
-from vlvae.io import atomic_write_json, read_json
-from vlvae.locking import folder_lock
-from vlvae.paths import check_output_dir
-from vlvae.seeds import classifier_seed
+from vlvae.io import read_json
+from vlvae.models.classifier import AttributeClassifier
+from vlvae.runs import load_weights
+from vlvae.training.judges import CELEBA_KIND, predict_label_probabilities
+from vlvae.training.judges import celeba_real_accuracy as real_accuracy
+from vlvae.training.judges import celeba_real_correctness as real_correctness
+from vlvae.training.judges import celeba_real_scores as real_scores
 
 __all__ = [
     "KIND",
     "CelebAClassifierData",
-    "CelebAClassifierTask",
     "CelebAScorer",
     "celeba_preset_name",
     "load_celeba_classifier",
@@ -80,10 +72,10 @@ __all__ = [
     "predict_label_probabilities",
     "real_accuracy",
     "real_correctness",
-    "train_celeba_classifier",
+    "real_scores",
 ]
 
-KIND = dataset_spec("celeba").classifier_kind
+KIND = CELEBA_KIND
 """The tag of the classifier's weights and of its ``classifier.json`` (``celeba_classifier``)."""
 
 _MALE = CELEBA_LABELS.index("Male")
@@ -98,209 +90,7 @@ def _remedy(out: Path) -> str:
     return f"vlvae train classifier --data CELEBA_DATA --out {out}"
 
 
-# ----------------------------------------------------------------------------- data
-
-
-class CelebAClassifierData(Dataset):
-    """Real faces of one split with their 18 binary labels.
-
-    Each item: ``image`` uint8 (3, H, W), ``targets`` long (18,) in the order of
-    :data:`CELEBA_LABELS`, ``index``. The labels come from each record's
-    ``attributes`` (all 40 CelebA attributes), so a face with more than nine
-    present words still has all of them as targets.
-    """
-
-    def __init__(self, root: Path, split: str):
-        self.base = ImageTextDataset(Path(root), split)
-        if self.base.dataset != "celeba":
-            raise VLVAEError(
-                f"{root} is a {self.base.dataset} data set, not CelebA; build one with "
-                "`vlvae data celeba --root CELEBA --out DATA`"
-            )
-        records = self.base.records
-        if records and "attributes" not in records[0]:
-            raise VLVAEError(
-                f"{root}/{split}/scenes.json has no 'attributes' per image; rebuild the data set "
-                "with `vlvae data celeba`"
-            )
-        names = list(records[0]["attributes"]) if records else list(CELEBA_LABELS)
-        values = np.array([[r["attributes"][n] for n in names] for r in records], dtype=np.int64)
-        self.targets = torch.from_numpy(label_targets(values.reshape(len(records), len(names)), names)).long()
-        self.words = [r["words"] for r in records]
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> dict:
-        image = torch.from_numpy(np.array(self.base.images[i])).permute(2, 0, 1)
-        return {"image": image, "targets": self.targets[i], "index": i}
-
-
-class CelebAClassifierTask(JudgeTask):
-    """Multi-label training: a two-class cross-entropy per label, summed over the 18 labels.
-
-    Shares every judge's seeding (per-step seeds via :func:`vlvae.seeds.step_seed`),
-    loss and optimiser (:class:`vlvae.evaluation.judge.JudgeTask`); only the data and the
-    network's input differ.
-    """
-
-    def __init__(self, config, stage, data_root: str, seed: int, image_size: int):
-        super().__init__(config, stage, data_root, seed, image_size, [2] * len(CELEBA_LABELS), 0)
-
-    def _data(self, split: str) -> Dataset:
-        return CelebAClassifierData(Path(self.data_root), split)
-
-    def _logits(self, batch):
-        return self.model(images_to_float(batch["image"]))
-
-
-# ----------------------------------------------------------------------------- prediction
-
-
-@torch.no_grad()
-def predict_label_probabilities(model, images, batch_size: int = 256) -> np.ndarray:
-    """p(label present | image) for the 18 labels: float64 (N, 18).
-
-    Args:
-        model: an 18-label :class:`~vlvae.models.classifier.AttributeClassifier`.
-        images: float (N, 3, H, W) in [0, 1], or uint8 (N, H, W, 3) (array or
-            tensor, converted one batch at a time).
-    """
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for lo in range(0, len(images), batch_size):
-            batch = images[lo : lo + batch_size]
-            if not torch.is_tensor(batch):
-                batch = torch.from_numpy(np.array(batch))  # a copy: memory-mapped arrays are read-only
-            if batch.dtype == torch.uint8:
-                batch = images_to_float(batch)
-            logits = model(batch.float())
-            out.append(torch.stack([l.softmax(-1)[:, 1] for l in logits], 1).double().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, len(CELEBA_LABELS)))
-
-
-def _real_predictions(model, root: Path, split: str, limit: int | None):
-    """(data, n, label probabilities (n, 18)) of the first ``limit`` real faces of a split."""
-    data = CelebAClassifierData(root, split)
-    n = len(data) if limit is None else min(len(data), limit)
-    return data, n, predict_label_probabilities(model, data.base.images[:n])
-
-
-def real_scores(model, root: Path, split: str = "val", limit: int | None = None) -> tuple[dict, dict]:
-    """:func:`real_accuracy` and :func:`real_correctness` from one pass of the classifier."""
-    predictions = _real_predictions(model, root, split, limit)
-    return _accuracy(*predictions), _correctness(*predictions)
-
-
-def real_accuracy(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Accuracy of the 18 labels on real faces: overall (mean over labels), per label, examples."""
-    return _accuracy(*_real_predictions(model, root, split, limit))
-
-
-def _accuracy(data, n, probs) -> dict:
-    correct = (probs > 0.5) == (data.targets[:n].numpy() > 0)
-    per_label = correct.mean(axis=0) if n else np.full(len(CELEBA_LABELS), np.nan)
-    return {
-        "overall": float(per_label.mean()),
-        "per_slot": dict(zip(CELEBA_LABELS, per_label.tolist())),
-        "examples": n,
-    }
-
-
-def real_correctness(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Both correctness definitions for real faces against their own words (all present words).
-
-    This is what a perfect generator would score with this classifier: the
-    ceiling of the correctness tables.
-    """
-    return _correctness(*_real_predictions(model, root, split, limit))
-
-
-def _correctness(data, n, probs) -> dict:
-    paper = correctness_paper(word_probabilities(probs), words_present(data.words[:n]), empty=0.0)
-    all_labels = correctness_all_labels(probs, data.targets[:n].numpy())
-    return {
-        "paper": float(paper.mean()) if n else float("nan"),
-        "all_labels": float(all_labels.mean()) if n else float("nan"),
-        "examples": n,
-    }
-
-
-# ----------------------------------------------------------------------------- training and loading
-
-
-def train_celeba_classifier(
-    data: Path,
-    out: Path,
-    preset_name: str = "celeba-cpu",
-    overrides: list[str] = (),
-    resume: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Train the 18-label CelebA classifier on real training faces into folder ``out``.
-
-    The folder follows :mod:`vlvae.evaluation.judge` (as the Two Objects classifier's does):
-    ``classifier.json`` (settings and data path; a folder holding other
-    settings is refused), ``weights.safetensors`` (kind ``celeba_classifier``),
-    ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json`` with
-    ``real_accuracy`` (overall, per_slot, examples), ``real_correctness``
-    (paper, all_labels) and ``min_accuracy``.
-
-    Args:
-        data: a CelebA data set (``vlvae data celeba``).
-        out: the classifier folder.
-        preset_name: whose ``classifier`` section is used; a name without the
-            ``celeba`` prefix means the CelebA preset of that scale (``cpu`` →
-            ``celeba-cpu``).
-        overrides: ``key=value`` config overrides (e.g. ``classifier.steps=5000``).
-        resume: continue from ``out/last.ckpt``.
-        progress: show Lightning's progress bar.
-
-    Returns:
-        The metrics written to ``out/metrics.json``.
-    """
-    from vlvae.training.run import fit_stage
-
-    data, out = Path(data), Path(out)
-    manifest = read_manifest(data)
-    if manifest.get("dataset") != "celeba":
-        raise VLVAEError(
-            f"{data} is not a CelebA data set; the CelebA classifier needs one built by "
-            "`vlvae data celeba` (Two Objects data trains the Two Objects classifier)"
-        )
-    name = celeba_preset_name(preset_name)
-    cfg: ExperimentConfig = apply_overrides(preset(name), list(overrides))
-    info = {
-        "kind": KIND,
-        **classifier_info(
-            data,
-            manifest,
-            classifier=training_settings(cfg.classifier),
-            preset=name,
-            labels=list(CELEBA_LABELS),
-        ),
-    }
-    out = check_output_dir(out, "classifier folder")
-    with folder_lock(out, "vlvae train classifier"):
-        open_classifier_folder(out, info)
-        torch.manual_seed(classifier_seed(cfg.seed))  # the initial weights are a function of the seed
-        task = CelebAClassifierTask(
-            cfg.classifier,
-            _stage_of(cfg.classifier),
-            str(data.resolve()),
-            classifier_seed(cfg.seed),
-            int(manifest["image_size"]),
-        )
-        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), KIND, resume, progress)
-        if "real_accuracy" not in metrics:
-            metrics["real_accuracy"], metrics["real_correctness"] = real_scores(task.model, data, "val")
-            metrics["min_accuracy"] = cfg.classifier.min_accuracy
-            atomic_write_json(out / "metrics.json", metrics)
-    return metrics
+# ----------------------------------------------------------------------------- loading
 
 
 def load_celeba_classifier(directory: Path):
@@ -310,9 +100,6 @@ def load_celeba_classifier(directory: Path):
         VLVAEError: the folder is missing, holds another kind of classifier (e.g.
             Two Objects), is unfinished, or its weights do not match.
     """
-    from vlvae.models.classifier import AttributeClassifier
-    from vlvae.runs import load_weights
-
     directory = Path(directory)
     remedy = _remedy(directory)
     if not directory.is_dir():
@@ -353,7 +140,7 @@ def load_celeba_classifier(directory: Path):
 
 
 class CelebAScorer:
-    """Correctness of faces against CelebA texts (Tables 1-2's metric for CelebA, SPEC §6).
+    """Correctness of faces against CelebA texts (Tables 1-2's metric for CelebA, docs/design.md §6).
 
     :meth:`score` is the paper's definition (the headline), :meth:`score_all_labels`
     the authors' code's; the module docstring gives both and the choices made.

@@ -1,54 +1,34 @@
-"""The Two Objects judge: an independent attribute classifier that scores generated images (SPEC §6, paper §4).
+"""The Two Objects judge in evaluation: load the attribute classifier, score images (docs/design.md §6).
 
 The image and the relation word go in, the other eight words of the text come
 out (one categorical per slot); a text and an image agree on a slot when the
-classifier's prediction for that slot equals the text's word. Trained on real
-training images only, independently of the VLVAE. Every true text of an image
-is a training target (a random one at each load), so the classifier can be
-asked about any relation word.
+classifier's prediction for that slot equals the text's word. It is trained on
+real training images only, independently of the VLVAE (:mod:`vlvae.training.judges`,
+from the examples of :mod:`vlvae.data.labels`); this module loads it
+(:func:`load_classifier`) and scores generated images (:class:`TwoObjectsScorer`).
 
-What every judge shares (the classifier folder, the training task, checking
-that a classifier fits a data set) is :mod:`vlvae.evaluation.judge`'s; its
-names are importable from here too.
+The names of the data and of the training floor that evaluation uses (the slots, the examples,
+the predictions and the real-data accuracy) are importable from here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vlvae.config import ExperimentConfig, apply_overrides, preset
-from vlvae.data.dataset import ImageTextDataset, images_to_float
-from vlvae.data.format import read_manifest
+from vlvae.data.format import read_vocabulary
+from vlvae.data.labels import ATTRIBUTE_SLOTS, RELATION_SLOT, TwoObjectsClassifierData
 from vlvae.data.vocabulary import Vocabulary
-from vlvae.errors import VLVAEError
-from vlvae.evaluation.judge import (
-    JudgeTask,
-    _stage_of,
-    check_classifier_fits,
-    classifier_info,
-    open_classifier_folder,
-    train_classifier_for,
-    training_settings,
-)
-from vlvae.io import atomic_write_json, read_json
-from vlvae.seeds import classifier_seed
+from vlvae.io import read_json
+from vlvae.models.classifier import RelationalSlotClassifier
+from vlvae.runs import load_weights
+from vlvae.training.judges import ATTRIBUTE_KIND, predict_slots, real_accuracy
 
 __all__ = [
     "RELATION_SLOT",
     "ATTRIBUTE_SLOTS",
     "TwoObjectsClassifierData",
-    "ClassifierTask",
-    "train_classifier",
-    "train_classifier_for",
-    "training_settings",
-    "open_classifier_folder",
-    "classifier_info",
-    "check_classifier_fits",
     "predict_slots",
     "real_accuracy",
     "load_classifier",
@@ -56,152 +36,13 @@ __all__ = [
     "TwoObjectsScorer",
 ]
 
-RELATION_SLOT = 4
-ATTRIBUTE_SLOTS = (0, 1, 2, 3, 5, 6, 7, 8)
-
-
-def _slot_targets(vocab: Vocabulary, text: list[str]) -> tuple[int, list[int]]:
-    """(relation index, slot-local class index of each of the eight attribute words)."""
-    relation = vocab.slots[RELATION_SLOT].index(text[RELATION_SLOT])
-    return relation, [vocab.slots[s].index(text[s]) for s in ATTRIBUTE_SLOTS]
-
-
-class TwoObjectsClassifierData(Dataset):
-    """Images with (relation, eight attribute targets).
-
-    ``all_texts=False`` (training): a random one of the image's true texts at each load.
-    ``all_texts=True`` (validation): item ``4 i + t`` is image i with its t-th true text.
-    """
-
-    def __init__(self, root: Path, split: str, all_texts: bool):
-        self.base = ImageTextDataset(root, split)
-        if self.base.dataset != "two_objects" or len(self.base.vocab.slots) != 9:
-            raise VLVAEError(
-                f"{root} is not a two-object Two Objects data set; the attribute classifier "
-                "needs nine-word texts"
-            )
-        self.all_texts = all_texts
-        vocab = self.base.vocab
-        self.targets = [[_slot_targets(vocab, t) for t in r["texts"]] for r in self.base.records]
-        self.per_image = min(len(t) for t in self.targets)
-
-    def __len__(self):
-        return len(self.base) * (self.per_image if self.all_texts else 1)
-
-    def __getitem__(self, i):
-        if self.all_texts:
-            image_index, t = divmod(i, self.per_image)
-        else:
-            image_index = i
-            t = int(torch.randint(len(self.targets[i]), ()).item())
-        relation, slots = self.targets[image_index][t]
-        image = torch.from_numpy(np.array(self.base.images[image_index])).permute(2, 0, 1)
-        return {"image": image, "relation": relation, "targets": torch.tensor(slots)}
-
-
-class ClassifierTask(JudgeTask):
-    """Cross-entropy training of the Two Objects judge
-    (:class:`vlvae.models.classifier.RelationalSlotClassifier`: image and relation word in, eight slots out).
-
-    Training: a random one of each image's true texts at each load; validation: every true text.
-    """
-
-    def _data(self, split: str) -> Dataset:
-        return TwoObjectsClassifierData(Path(self.data_root), split, all_texts=split != "train")
-
-    def _logits(self, batch):
-        return self.model(images_to_float(batch["image"]), batch["relation"])
-
-
-@torch.no_grad()
-def predict_slots(
-    model, images: torch.Tensor, relations: torch.Tensor, batch_size: int = 256
-) -> torch.Tensor:
-    """Predicted slot-local class of each attribute slot: (N, 8) long.
-
-    Args:
-        images: float (N, 3, H, W) in [0, 1].
-        relations: long (N,) relation indices.
-    """
-    model.eval()
-    out = []
-    for lo in range(0, len(images), batch_size):
-        logits = model(images[lo : lo + batch_size], relations[lo : lo + batch_size])
-        out.append(torch.stack([l.argmax(-1) for l in logits], 1))
-    return torch.cat(out) if out else torch.zeros(0, len(ATTRIBUTE_SLOTS), dtype=torch.long)
-
-
-def real_accuracy(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Per-slot and overall accuracy on real images with every true text of each."""
-    data = TwoObjectsClassifierData(root, split, all_texts=True)
-    n = len(data) if limit is None else min(len(data), limit * data.per_image)
-    items = [data[i] for i in range(n)]
-    images = images_to_float(torch.stack([it["image"] for it in items]))
-    relations = torch.tensor([it["relation"] for it in items])
-    targets = torch.stack([it["targets"] for it in items])
-    correct = (predict_slots(model, images, relations) == targets).float()
-    names = [data.base.vocab.slot_names[s] for s in ATTRIBUTE_SLOTS]
-    return {
-        "overall": float(correct.mean()),
-        "per_slot": dict(zip(names, correct.mean(0).tolist())),
-        "examples": n,
-    }
-
-
-def train_classifier(
-    data: Path,
-    out: Path,
-    preset_name: str = "cpu",
-    overrides: list[str] = (),
-    resume: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Train the Two Objects attribute classifier on real training images into folder ``out``."""
-    from vlvae.data.format import read_vocabulary
-    from vlvae.locking import folder_lock
-    from vlvae.paths import check_output_dir
-    from vlvae.training.run import fit_stage
-
-    data, out = Path(data), Path(out)
-    manifest = read_manifest(data)
-    cfg: ExperimentConfig = apply_overrides(preset(preset_name), list(overrides))
-    info = classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name)
-    vocab = read_vocabulary(data)
-    slot_sizes = [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS]
-    out = check_output_dir(out, "classifier folder")
-    with folder_lock(out, "vlvae train classifier"):
-        open_classifier_folder(out, info)
-        torch.manual_seed(classifier_seed(cfg.seed))
-        task = ClassifierTask(
-            cfg.classifier,
-            _stage_of(cfg.classifier),
-            str(data.resolve()),
-            classifier_seed(cfg.seed),
-            int(manifest["image_size"]),
-            slot_sizes,
-            len(vocab.slots[RELATION_SLOT]),
-        )
-        metrics = fit_stage(
-            task, out, task.stage, replace(cfg, devices=1), "attribute_classifier", resume, progress
-        )
-        if "real_accuracy" not in metrics:
-            metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
-            metrics["min_accuracy"] = cfg.classifier.min_accuracy
-            atomic_write_json(out / "metrics.json", metrics)
-    return metrics
-
 
 def load_classifier(directory: Path):
     """(model, metrics) of a trained classifier folder, in evaluation mode."""
-    from vlvae.models.classifier import RelationalSlotClassifier
-    from vlvae.runs import load_weights
-
     directory = Path(directory)
     remedy = f"vlvae train classifier --data DATA --out {directory}"
     info = read_json(directory / "classifier.json", f"train one with `{remedy}`")
     metrics = read_json(directory / "metrics.json", f"finish training with `{remedy} --resume`")
-    from vlvae.data.format import read_vocabulary
-
     vocab = read_vocabulary(Path(info["data"]))
     c = info["classifier"]
     model = RelationalSlotClassifier(
@@ -214,7 +55,7 @@ def load_classifier(directory: Path):
         arch=c.get("arch", "cyclegan"),
         norm=c.get("norm", "batch"),
     )
-    load_weights(model, directory / "weights.safetensors", "attribute_classifier", remedy)
+    load_weights(model, directory / "weights.safetensors", ATTRIBUTE_KIND, remedy)
     return model.eval().requires_grad_(False), metrics
 
 

@@ -1,10 +1,12 @@
-"""What every judge shares: the classifier folder, its training task, and checking that it fits.
+"""The judges in evaluation: which judge scores a data set's images, and whether a classifier fits.
 
-A judge is an independent classifier, trained on a data set's real training images only, that
-scores generated images against texts. Each data set has its own
-(:mod:`vlvae.evaluation.classifier` for Two Objects, :mod:`vlvae.evaluation.celeba_scoring` for
-CelebA; :class:`vlvae.data.specs.DatasetSpec` names it); both build on this module and neither
-imports the other.
+A judge is an independent classifier, trained on a data set's real training images only
+(:mod:`vlvae.training.judges`), that scores generated images against texts. Each data set names
+its judge by a registry key (:attr:`vlvae.data.specs.DatasetSpec.judge`); :data:`JUDGES` maps the
+key to the function that loads it (:mod:`vlvae.evaluation.classifier` for Two Objects,
+:mod:`vlvae.evaluation.celeba_scoring` for CelebA; neither imports this module nor the other),
+and :func:`load_judge` loads the one a key names. :func:`check_classifier_fits` checks that a
+classifier folder judges images like those of a data set.
 
 A classifier folder holds ``classifier.json`` (what it is made from: data folder and kind, image
 size, vocabulary sha256, settings; a folder holding another is refused), ``weights.safetensors``,
@@ -13,175 +15,31 @@ size, vocabulary sha256, settings; a folder holding another is refused), ``weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-
-from vlvae.config import ClassifierConfig, StageConfig
-from vlvae.data.format import read_manifest
-from vlvae.data.specs import DATASETS, DEFAULT_DATASET, data_spec, dataset_title, manifest_dataset
+from vlvae.data.format import read_manifest, vocabulary_sha256
+from vlvae.data.specs import DATASETS, DEFAULT_DATASET, dataset_title, manifest_dataset
 from vlvae.errors import VLVAEError
-from vlvae.io import atomic_write_json, read_json
-from vlvae.seeds import step_seed
+from vlvae.evaluation import celeba_scoring, classifier
+from vlvae.io import read_json
 
-__all__ = [
-    "JudgeTask",
-    "training_settings",
-    "open_classifier_folder",
-    "classifier_info",
-    "check_classifier_fits",
-    "train_classifier_for",
-]
+__all__ = ["JUDGES", "load_judge", "check_classifier_fits"]
 
-
-class JudgeTask(L.LightningModule):
-    """Cross-entropy training of a judge: one categorical per slot of
-    :class:`vlvae.models.classifier.AttributeClassifier` (with ``n_conditions``, the relational one).
-
-    A judge supplies its examples (:meth:`_data`) and how its network reads a batch
-    (:meth:`_logits`); every batch has ``targets`` (N, slots) of slot-local class indices.
-    """
-
-    def __init__(
-        self,
-        config: ClassifierConfig,
-        stage: StageConfig,
-        data_root: str,
-        seed: int,
-        image_size: int,
-        slot_sizes: list[int],
-        n_conditions: int,
-    ):
-        super().__init__()
-        from vlvae.models.classifier import AttributeClassifier, RelationalSlotClassifier
-
-        self.config, self.stage, self.data_root, self.seed = config, stage, data_root, seed
-        self.start_step = 0
-        network = RelationalSlotClassifier if n_conditions else AttributeClassifier
-        self.model = network(
-            image_size,
-            slot_sizes,
-            n_conditions,
-            base_channels=config.base_channels,
-            n_downsample=config.n_downsample,
-            n_res_blocks=config.n_res_blocks,
-            arch=config.arch,
-            norm=config.norm,
-        )
-
-    def _data(self, split: str) -> Dataset:
-        """The judge's examples of a split (``train`` or ``val``)."""
-        raise NotImplementedError
-
-    def _logits(self, batch) -> list[torch.Tensor]:
-        """One (N, classes) logit tensor per slot for a batch."""
-        raise NotImplementedError
-
-    def trainable(self):
-        return self.model
-
-    def on_train_batch_start(self, batch, batch_idx):
-        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
-
-    def train_dataloader(self):
-        from vlvae.training.tasks import step_dataloader
-
-        data = self._data("train")
-        return step_dataloader(
-            self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step
-        )
-
-    def val_dataloader(self):
-        data = self._data("val")
-        n = min(len(data), self.stage.val_examples)
-        return DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=128)
-
-    def _losses(self, batch):
-        logits = self._logits(batch)
-        targets = batch["targets"]
-        loss = sum(F.cross_entropy(l, targets[:, s]) for s, l in enumerate(logits))
-        correct = torch.stack([l.argmax(-1) == targets[:, s] for s, l in enumerate(logits)], 1)
-        return loss, correct.float().mean()
-
-    def training_step(self, batch, batch_idx):
-        loss, acc = self._losses(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/accuracy", acc, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss, acc = self._losses(batch)
-        self.log("val/loss", loss, sync_dist=True)
-        self.log("val/accuracy", acc, sync_dist=True)
-
-    def configure_optimizers(self):
-        from vlvae.training.schedule import adam_with_schedule
-
-        return adam_with_schedule(self.model.parameters(), self.stage)
+#: Judge key (:attr:`vlvae.data.specs.DatasetSpec.judge`) -> ``(classifier_dir, vocab) -> (scorer,
+#: classifier metrics)``; the scorer's ``score(images, texts)`` gives correctness.
+JUDGES: dict[str, Callable] = {
+    "attribute_classifier": classifier.load_judge,
+    "celeba_classifier": celeba_scoring.load_judge,
+}
 
 
-def training_settings(config: ClassifierConfig) -> dict:
-    """The settings that decide a classifier's weights (its acceptance threshold does not)."""
-    return {k: v for k, v in config.__dict__.items() if k != "min_accuracy"}
-
-
-def _stage_of(config: ClassifierConfig) -> StageConfig:
-    return StageConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=0.0,
-        lr_decay=1.0,
-        lr_schedule=config.lr_schedule,
-        lr_warmup_steps=config.lr_warmup_steps,
-        lr_final_factor=config.lr_final_factor,
-        kl_warmup_steps=0,
-        val_every=max(1, config.steps // 4),
-        val_examples=2_000,
-        checkpoint_every=max(1, config.steps // 10),
-    )
-
-
-#: Keys of classifier.json added later (provenance): a folder written before them is reopened without them.
-_LATER_KEYS = ("dataset", "vocab_sha256")
-
-
-def open_classifier_folder(out: Path, info: dict) -> None:
-    """Create a classifier folder, or reopen one trained with the same ``info``; refuse any other.
-
-    Call it while holding the folder's lock (:func:`vlvae.locking.folder_lock`).
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "classifier.json").exists():
-        existing = read_json(out / "classifier.json", f"delete {out} and train again")
-        if not isinstance(existing, dict):
-            raise VLVAEError(
-                f"{out}/classifier.json is not a classifier description; delete {out} and train again"
-            )
-        comparable = {k: v for k, v in info.items() if k in existing or k not in _LATER_KEYS}
-        if existing != comparable:
-            raise VLVAEError(
-                f"{out} holds a classifier trained with other settings or data; choose another --out"
-            )
-        return
-    atomic_write_json(out / "classifier.json", info)
-
-
-def classifier_info(data: Path, manifest: dict, **fields) -> dict:
-    """classifier.json's record of what a classifier is made from: data folder and kind, image size,
-    vocabulary sha256, and ``fields`` (settings, preset, ...)."""
-    from vlvae.data.format import vocabulary_sha256
-
-    return {
-        "data": str(Path(data).resolve()),
-        **fields,
-        "image_size": int(manifest["image_size"]),
-        "dataset": manifest_dataset(manifest),
-        "vocab_sha256": vocabulary_sha256(data),
-    }
+def load_judge(judge: str, classifier_dir: Path, vocab):
+    """(scorer, classifier metrics) of the judge registered as ``judge``, loaded from ``classifier_dir``
+    to score texts of ``vocab``."""
+    if judge not in JUDGES:
+        raise VLVAEError(f"unknown judge {judge!r}; the registered judges are {', '.join(JUDGES)}")
+    return JUDGES[judge](Path(classifier_dir), vocab)
 
 
 def _trained_on(info: dict) -> str:
@@ -247,23 +105,9 @@ def check_classifier_fits(directory: Path, data: Path, whose: str | None = None)
             f"{size} px; {remedy(f'-{size}px')}"
         )
     if info.get("vocab_sha256"):
-        from vlvae.data.format import vocabulary_sha256
-
         if info["vocab_sha256"] != vocabulary_sha256(data):
             raise VLVAEError(
                 f"the classifier in {directory} was trained with another vocabulary (vocab.json) than "
                 f"{whose}; {remedy('-new')}"
             )
     return info
-
-
-def train_classifier_for(
-    data: Path,
-    out: Path,
-    preset_name: str = "cpu",
-    overrides: list[str] = (),
-    resume: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Train the classifier that suits the data set (its spec's judge): Two Objects attributes or CelebA labels."""
-    return data_spec(data).train_classifier(data, out, preset_name, overrides, resume, progress)

@@ -77,7 +77,8 @@ def build_model(model_config, method_config):
 
 
 def no_joint_inference(cfg):
-    """A baseline's ``configure``: refuses ``model.joint_inference`` (its q(z|x, y) is a network of its own)."""
+    """A baseline's ``configure``: refuses ``model.joint_inference`` (its q(z|x, y) is a network of
+    its own)."""
     if cfg.model.joint_inference:
         raise VLVAEError(
             f"method {cfg.method.name!r} has its own joint posterior and keeps q(z|x) image-only; "

@@ -7,7 +7,7 @@ ELBO(x, y) under q(z|x, y) + ELBO(x) under q(z|x) + ELBO(y) under q(z|y)
 paper, the unimodal terms do not train the decoders: they are evaluated with the decoders'
 parameters detached (:func:`vlvae.models.multimodal.frozen_decoders`), so only the joint term
 shapes p(x|z) and p(y|z), and each unimodal term trains its own inference network. Every KL is
-computed with its own posterior's variance (SPEC §9: a library's TELBO used the joint one, and its
+computed with its own posterior's variance (docs/design.md §9: a library's TELBO used the joint one, and its
 unimodal posteriors collapsed); the training logs report the unimodal posteriors' mean standard
 deviation to show they do not.
 """

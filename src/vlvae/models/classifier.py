@@ -2,7 +2,7 @@
 
 The paper's classifiers are "nearly the same as the image encoder"; for Two
 Objects the relation word is an extra input so that the eight other words are
-determined (SPEC §2.1, §6). For CelebA the same network is a multi-label
+determined (docs/design.md §2.1, §6). For CelebA the same network is a multi-label
 classifier: one two-class slot per attribute and no condition.
 
 The condition enters after the convolutions, as a one-hot vector concatenated

@@ -1,7 +1,7 @@
-"""Typed configuration of the VLVAE and its text posteriors and priors (SPEC §2, §2.1, §4).
+"""Typed configuration of the VLVAE and its text posteriors and priors (docs/design.md §2, §2.1, §4).
 
 Defaults are the paper's architecture (Cremer & Kushman 2018, §5.1) with the
-facts taken from the authors' released code (SPEC §2.1): 64-channel 7×7 stem,
+facts taken from the authors' released code (docs/design.md §2.1): 64-channel 7×7 stem,
 two stride-2 convolutions, three residual blocks, 200-d encodings, 100-d word
 embeddings, 50-d latent, width-500 shared MLPs, six flow steps with 50 tanh
 hidden units, Beta concentration 100.
@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["ModelConfig", "feature_side"]
+__all__ = ["ModelConfig", "feature_side", "ARCHITECTURES", "NORMS", "POSTERIOR_KINDS"]
+
+#: Image network families: ``cyclegan`` is the paper's (docs/design.md §2, §2.1); ``strided`` is the
+#: CPU presets' (built by :func:`vlvae.models.image.make_image_encoder` and ``make_image_decoder``).
+ARCHITECTURES = ("cyclegan", "strided")
+#: Normalisation layers of the strided family (:mod:`vlvae.models.image`).
+NORMS = ("batch", "group")
+#: The families of the text posteriors and priors fitted on a frozen model
+#: (:mod:`vlvae.models.posteriors`): a flow (the paper's) or a diagonal Gaussian.
+POSTERIOR_KINDS = ("flow", "gaussian")
 
 
 def feature_side(image_size: int, n_downsample: int) -> int:
@@ -33,7 +42,7 @@ class ModelConfig:
     Attributes:
         image_size: side of the square input images; divisible by ``2**n_downsample``.
         image_channels: colour channels of the images.
-        arch: image encoder/decoder family: ``cyclegan`` (the paper's, SPEC §2) or
+        arch: image encoder/decoder family: ``cyclegan`` (the paper's, docs/design.md §2) or
             ``strided`` (strided convolutions with batch norm, the CPU presets';
             see :mod:`vlvae.models.image`).
         norm: normalisation of the ``strided`` family: ``batch`` or ``group``.
@@ -52,7 +61,7 @@ class ModelConfig:
         text_length: words per text.
         beta_concentration: c in the constrained Beta(c·α, c·(1 − α)) image likelihood.
         pixel_low, pixel_high: pixels x ∈ [0, 1] are mapped to pixel_low + (pixel_high −
-            pixel_low)·x before the Beta likelihood (SPEC §2 caution).
+            pixel_low)·x before the Beta likelihood (docs/design.md §2 caution).
         logvar_min, logvar_max: clamp of every Gaussian log-variance the networks output.
         flow_steps: coupling steps (each a pair of Eqns 7-8) of the flows.
         flow_hidden: tanh hidden units of each coupling hypernetwork.
@@ -85,8 +94,6 @@ class ModelConfig:
     joint_inference: bool = False
 
     def __post_init__(self) -> None:
-        from vlvae.models.image import ARCHITECTURES, NORMS
-
         if self.arch not in ARCHITECTURES:
             raise VLVAEError(f"model.arch is {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if self.norm not in NORMS:

@@ -14,20 +14,20 @@ How this maps onto zuko (1.6):
 
 * Each half-step is a :class:`zuko.flows.GeneralCouplingTransform` with an
   explicit half mask (``True`` marks the conditioning half) whose hypernetwork
-  is zuko's MLP with one tanh hidden layer of 50 units (SPEC §2.1).
+  is zuko's MLP with one tanh hidden layer of 50 units (docs/design.md §2.1).
 * zuko's flows map a sample *to* the base noise (``log_prob`` runs the
   transform forwards, ``rsample`` its inverse). The paper writes its steps in
   the sampling direction, so the coupling list is the paper's sequence
   reversed, and the univariate transform, :class:`SigmoidAffineTransform`, is
   the normalising map u = (z − μ)/σ; its inverse is the paper's z = σ·u + μ.
   ``log_prob`` then evaluates each hypernetwork once.
-* σ = sigmoid(a + 3) + 1e-3, as the authors' sigmoid scale (SPEC §2.1), with
+* σ = sigmoid(a + 3) + 1e-3, as the authors' sigmoid scale (docs/design.md §2.1), with
   two changes. The offset 3 makes a fresh hypernetwork (a ≈ 0) start near the
   identity (σ ≈ 0.95) instead of halving every coordinate at each of the twelve
   half-steps (a 1/64 contraction at initialisation). The floor 1e-3 keeps
   1/σ and log σ finite. zuko's own MonotonicAffineTransform uses σ = exp(·)
   with a soft bound, which is not the paper's σ, so it is not used.
-* Guard (SPEC §8): inverting a flow on samples far from its training data
+* Guard (docs/design.md §8): inverting a flow on samples far from its training data
   divides by σ up to twelve times and overflowed to NaN in a probe. The
   normalising map clamps its output to ±1e6, so ``log_prob`` is finite (and
   hugely negative) for any finite z; below that bound it is exact.

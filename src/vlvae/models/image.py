@@ -5,7 +5,7 @@ Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
 https://arxiv.org/abs/1703.10593), itself after Johnson et al. 2016: a
 reflection-padded 7×7 stem, stride-2 convolutions that double the width,
 residual blocks with instance normalisation (Ulyanov et al. 2016). Per the
-authors' code (SPEC §2.1) the encoder ends in a 10-channel map, flattened and
+authors' code (docs/design.md §2.1) the encoder ends in a 10-channel map, flattened and
 projected to 1,000 then to the 200-d encoding; the decoder mirrors it from a
 1,000-d vector reshaped to 10 × 10 × 10.
 """
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlvae.models.config import feature_side
+from vlvae.models.config import ARCHITECTURES, NORMS, feature_side
 
 __all__ = [
     "ARCHITECTURES",
@@ -181,10 +181,6 @@ class ImageDecoder(nn.Module):
         return self.body(seed)
 
 
-#: Normalisation layers of the strided family.
-NORMS = ("batch", "group")
-
-
 def _norm(kind: str, channels: int) -> nn.Module:
     """Batch norm (Ioffe & Szegedy 2015) or group norm with up to 8 groups (Wu & He 2018).
 
@@ -343,10 +339,6 @@ class StridedDecoder(nn.Module):
         """h: (batch, in_features) -> α: (batch, out_channels, image_size, image_size)."""
         seed = self.seed_norm(self.seed(h).view(-1, self.width, self.side, self.side))
         return self.body(seed.contiguous(memory_format=torch.channels_last)).contiguous()
-
-
-#: Image network families: ``cyclegan`` is the paper's (SPEC §2, §2.1); ``strided`` is the CPU presets'.
-ARCHITECTURES = ("cyclegan", "strided")
 
 
 def _check_arch(arch: str) -> None:

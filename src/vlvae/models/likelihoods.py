@@ -7,7 +7,7 @@ Pixels are mapped affinely into [low, high] = [0.02, 0.98] before the density
 is evaluated. The Beta log-density diverges at 0 and 1: with the authors' clamp
 to [1e-5, 1 − 1e-5], saturated pixels (e.g. a yellow object's red channel at
 255) give enormous log-densities whose size swings from batch to batch, and a
-probe here saw the posterior collapse (SPEC §2 caution, §8). Likelihoods are
+probe here saw the posterior collapse (docs/design.md §2 caution, §8). Likelihoods are
 therefore densities of the *mapped* pixels; the map is applied identically in
 training and evaluation, and reported likelihoods name it.
 """

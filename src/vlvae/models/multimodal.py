@@ -51,7 +51,8 @@ class MultimodalOutput(VLVAEOutput):
     def of(
         cls, objective: Tensor, log_px: Tensor, log_py: Tensor, kl: Tensor, **terms: Tensor
     ) -> MultimodalOutput:
-        """From per-example tensors: the objective to maximise and the joint ELBO's terms (batch means taken)."""
+        """From per-example tensors: the objective to maximise and the joint ELBO's terms (batch means
+        taken)."""
         return cls(
             loss=-objective.mean(),
             elbo=(log_px + log_py - kl).mean(),

@@ -23,15 +23,13 @@ from torch.distributions import Distribution
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow
 
-from vlvae.models.config import ModelConfig
+from vlvae.models.config import POSTERIOR_KINDS, ModelConfig
 from vlvae.models.flows import ConditionalDiagNormal, LearnableDiagNormal, coupling_transforms
 from vlvae.models.image import make_image_encoder
 from vlvae.models.shared import SharedEncoder
 from vlvae.models.text import TextEncoder
 
 __all__ = ["ImagePosterior", "TextPosterior", "AggregatePrior", "POSTERIOR_KINDS"]
-
-POSTERIOR_KINDS = ("flow", "gaussian")
 
 
 def _check_kind(kind: str) -> None:

@@ -3,7 +3,7 @@
 Shared encoder: the concatenated modality encodings pass through three
 fully-connected layers with batch norm (Ioffe & Szegedy 2015) and a residual
 connection (He et al. 2016) to the mean and log-variance of a diagonal Gaussian
-over z; the log-variance is clamped to [−15, 10] (SPEC §2.1).
+over z; the log-variance is clamped to [−15, 10] (docs/design.md §2.1).
 
 Shared decoder: z passes through five fully-connected layers of width 500 with
 two residual connections and batch norm to a 200-d vector read by both the

@@ -1,13 +1,13 @@
 """GRU text encoder and autoregressive GRU text decoder (Cremer & Kushman 2018, §5.1).
 
-Encoder: word embeddings (100-d, SPEC §2.1) read by a GRU (Cho et al. 2014,
+Encoder: word embeddings (100-d, docs/design.md §2.1) read by a GRU (Cho et al. 2014,
 https://arxiv.org/abs/1406.1078) with 200 hidden units; the final hidden state,
 projected linearly, is the encoding.
 
 Decoder p(y|z): a GRU cell unrolled over the words. Each step sees the previous
 word (a begin-of-sentence index at step 0), the previous hidden state and the
 shared decoder's output; the hidden state starts from a projection of that
-output and is clamped to [−2, 2] (SPEC §2.1). Every hidden state goes through a
+output and is clamped to [−2, 2] (docs/design.md §2.1). Every hidden state goes through a
 three-layer residual MLP head with batch norm and dropout to word logits.
 
 Timing (this 2-core CPU, batch 64, 9 words, forward + backward): ``nn.GRU``

@@ -191,7 +191,8 @@ class VLVAE(nn.Module):
 
     @staticmethod
     def reparameterise(mean: Tensor, logvar: Tensor) -> Tensor:
-        """z = mean + exp(logvar / 2) · ε, ε ~ N(0, I): a differentiable sample of N(mean, diag exp(logvar))."""
+        """z = mean + exp(logvar / 2) · ε, ε ~ N(0, I): a differentiable sample of
+        N(mean, diag exp(logvar))."""
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
 
     def decode_terms(

@@ -279,7 +279,7 @@ def create_app(
             except Exception as exc:  # the parser's errors are several types; each means a bad body
                 raise VLVAEError(
                     f"the multipart body could not be read ({exc}); send the image as field 'file'"
-                )
+                ) from exc
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise VLVAEError("the multipart body has no file field 'file'; send the image as file=@IMAGE")

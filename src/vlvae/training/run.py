@@ -15,12 +15,16 @@ import json
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, remove_stale_temporaries
 from vlvae.locking import folder_lock, holds_lock
+from vlvae.methods import configure, get_method
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
@@ -35,6 +39,13 @@ from vlvae.runs import (
     stage_seed,
 )
 from vlvae.seeds import STAGE1_SEED_OFFSET
+from vlvae.training.tasks import (
+    AggregatePriorTask,
+    BestWeights,
+    CheckpointAfterValidation,
+    TextPosteriorTask,
+    VLVAETask,
+)
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
 # they belong to vlvae.runs. This module's own names:
@@ -78,10 +89,6 @@ def fit_stage(
     Returns:
         The stage's metrics (also in ``directory/metrics.json``).
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
     directory = Path(directory)
     if (directory / "metrics.json").is_file():
         return json.loads((directory / "metrics.json").read_text())
@@ -115,10 +122,6 @@ def fit_stage(
         ]
     )
     if patience:
-        from lightning.pytorch.callbacks import EarlyStopping
-
-        from vlvae.training.tasks import BestWeights, CheckpointAfterValidation
-
         stopping = EarlyStopping(
             monitor=monitor,
             mode="max",
@@ -224,9 +227,6 @@ def train_vlvae(
     ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
     to every validation pass (``val/correctness`` in the logs).
     """
-    from vlvae.methods import configure, get_method
-    from vlvae.training.tasks import VLVAETask
-
     # Everything is checked (options, data, the folder) before anything is written.
     cfg = configure(_sized_for(Path(data), _config_for(preset_name, steps, overrides)))
     out = check_output_dir(out, "run folder")
@@ -289,8 +289,6 @@ def train_text_posterior(
 
     ``replicate`` R >= 1 trains another replicate into ``RUN/q_<objective>.r<R>`` with its own seed.
     """
-    from vlvae.training.tasks import TextPosteriorTask
-
     stage = text_posterior_stage(objective)
 
     def make(cfg, info, seed, vlvae):
@@ -309,8 +307,6 @@ def train_text_posterior(
 
 def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
     """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
-    from vlvae.training.tasks import AggregatePriorTask
-
     stage = stages_fitting(PRIOR)[0]  # the one learned prior
 
     def make(cfg, info, seed, vlvae):
@@ -324,7 +320,8 @@ def train_prior(run: Path, resume: bool = False, progress: bool = True, replicat
 def train_stage(
     run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0
 ) -> dict:
-    """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the frozen VLVAE."""
+    """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the
+    frozen VLVAE."""
     stage = get_stage(name)
     if stage.fits == TEXT_POSTERIOR:
         return train_text_posterior(run, stage.objective, resume, progress, replicate)

@@ -1,6 +1,6 @@
 """Learning-rate schedules: the paper's exponential decay, and linear warm-up with cosine decay.
 
-``exponential`` (SPEC §2.1, the authors' code): lr_t = lr · decay^t.
+``exponential`` (docs/design.md §2.1, the authors' code): lr_t = lr · decay^t.
 ``cosine``: lr rises linearly from 0 over ``warmup_steps`` (Goyal et al. 2017,
 https://arxiv.org/abs/1706.02677), then follows half a cosine from lr down to
 ``final_factor`` · lr at ``total_steps`` (SGDR without restarts, Loshchilov &
@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 
+import torch
+
+from vlvae.config import LR_SCHEDULES
+
 __all__ = ["SCHEDULES", "lr_factor", "adam_with_schedule"]
 
-SCHEDULES = ("exponential", "cosine")
+#: The schedules' names (defined with the config that chooses one, :data:`vlvae.config.LR_SCHEDULES`).
+SCHEDULES = LR_SCHEDULES
 
 
 def lr_factor(
@@ -55,8 +60,6 @@ def adam_with_schedule(parameters, stage) -> dict:
 
     ``stage`` is a :class:`vlvae.config.StageConfig`; the schedule steps once per optimisation step.
     """
-    import torch
-
     opt = torch.optim.Adam(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,

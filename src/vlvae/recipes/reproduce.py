@@ -1,0 +1,261 @@
+"""``vlvae reproduce``: from nothing to the report, one stage at a time.
+
+Stages (each skipped when already finished; an interrupted one resumes):
+data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation; with
+``methods``, then each other method's stage 1 and its stages 2-3 in
+``methods/<name>/`` and one comparison table (``compare.md``). The
+classifier is trained before the VLVAE so that stage 1 can report the
+correctness of its reconstructions as it trains. The
+output folder holds ``data/`` (or the CelebA data set), ``run/`` (the run
+folder with ``report.md``), and ``classifier/``. The options are checked
+before anything is written, and the output folder is locked for the whole
+run (each stage also locks the sub-folder it writes).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from vlvae.config import apply_overrides, preset
+from vlvae.data.celeba import build_celeba
+from vlvae.data.format import read_vocabulary
+from vlvae.data.specs import DATASETS, data_spec, dataset_spec
+from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.errors import VLVAEError
+from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
+from vlvae.locking import folder_lock
+from vlvae.methods import get_method
+from vlvae.methods.stages import registered_stages
+from vlvae.paths import check_output_dir
+from vlvae.runs import stage_dir
+from vlvae.seeds import stage1_replicate_seed
+from vlvae.training.judges import train_classifier_for
+from vlvae.training.run import train_stage, train_vlvae
+
+__all__ = ["reproduce"]
+
+
+def _line(i: int, n: int, name: str, status: str) -> None:
+    _say(f"[{i}/{n}]", name, status)
+
+
+def _say(tag: str, name: str, status: str, width: int = 16) -> None:
+    print(f"{tag} {name:<{width}} {status}", flush=True)
+
+
+def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
+    """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done."""
+    if done_file.exists():
+        _say(tag, label, "already done", width)
+        return None
+    t = time.time()
+    _say(tag, label, "running ...", width)
+    result = fn()
+    _say(tag, label, f"done in {time.time() - t:.0f} s", width)
+    return result
+
+
+def reproduce(
+    out: Path,
+    preset_name: str = "cpu",
+    dataset: str = "two_objects",
+    root: Path | None = None,
+    overrides: list[str] = (),
+    workers: int = 2,
+    progress: bool | None = None,
+    replicates: int = 1,
+    vlvae_replicates: int = 1,
+    methods: tuple[str, ...] = (),
+) -> dict:
+    """Run the whole pipeline into ``out`` and return the evaluation metrics.
+
+    Args:
+        out: output folder (created).
+        preset_name: ``quick``, ``cpu`` or ``paper`` (or ``tiny`` for tests); CelebA uses the
+            ``celeba-`` presets of the same scale when ``dataset="celeba"``.
+        dataset: ``two_objects`` or ``celeba``.
+        root: the CelebA download (``dataset="celeba"`` only).
+        overrides: ``key=value`` config overrides.
+        workers: processes for data generation.
+        progress: progress bars inside stages (default: when the terminal is interactive).
+        replicates: training replicates of q_True, q_Agg and the prior (each on the same VLVAE,
+            with its own seed); the report gives mean ± std over them.
+        vlvae_replicates: train the VLVAE this many times (seeds moved by 1,000,000 each) into
+            ``run``, ``run.r1``, ...; ``summary.md`` combines their reports.
+        methods: registered methods (:mod:`vlvae.methods`) to train besides the paper's VLVAE,
+            each into ``methods/<name>/`` with the same preset (its stage 1, then its stages 2-3,
+            e.g. q_Agg post hoc); ``compare.md`` and ``compare.json`` then put every method in one
+            table (:func:`vlvae.evaluation.driver.compare_runs`).
+
+    Returns:
+        The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
+    """
+    out = Path(out)
+    progress = sys.stderr.isatty() if progress is None else progress
+    if dataset not in DATASETS:
+        raise VLVAEError(f"unknown --dataset {dataset!r}; choose {' or '.join(DATASETS)}")
+    if dataset == "celeba" and root is None:
+        raise VLVAEError(
+            "--dataset celeba needs --root pointing to your CelebA download "
+            "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)"
+        )
+    name = dataset_spec(dataset).preset_name(preset_name)
+    cfg = apply_overrides(preset(name), list(overrides))
+
+    methods = tuple(dict.fromkeys(m for m in methods if m != "vlvae"))
+    for m in methods:
+        get_method(m)  # an unknown name fails here, before anything is written
+    settings = None
+    if dataset == "two_objects":
+        d = cfg.data
+        settings = TwoObjectsSettings(
+            n=d.n,
+            size=d.size,
+            val_fraction=d.val_fraction,
+            seed=d.seed,
+            zoom=d.zoom,
+            supersample=d.supersample,
+        )
+    out = check_output_dir(out, "output folder")
+    with folder_lock(out, "vlvae reproduce"):
+        metrics = _reproduce(
+            out,
+            cfg,
+            name,
+            dataset,
+            root,
+            overrides,
+            workers,
+            progress,
+            replicates,
+            vlvae_replicates,
+            settings,
+        )
+        if methods:
+            _other_methods(out, name, overrides, methods, progress)
+        return metrics
+
+
+def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], progress: bool) -> dict:
+    """Stage 1 and stages 2-3 of each other method in ``OUT/methods/<name>``, then ``OUT/compare.md``."""
+
+    data, cls = out / "data", out / "classifier"
+    runs = [out / "run"]
+    for m in methods:
+        run = out / "methods" / m
+        for stage in ("vlvae", *get_method(m).stages):
+            label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
+            resume = (stage_dir(run, stage) / "last.ckpt").exists()
+            if stage == "vlvae":
+                method_overrides = list(overrides) + [f"method.name={m}"]
+                fn = partial(train_vlvae, data, run, name, None, method_overrides, resume, progress)
+            else:
+                fn = partial(train_stage, run, stage, resume, progress)
+            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22)
+        runs.append(run)
+    t = time.time()
+    _say("[methods]", "comparison", "running ...", width=22)
+    result = compare_runs(runs, cls, out, progress=False)  # always: the table is over what is present now
+    _say("[methods]", "comparison", f"done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", width=22)
+    return result
+
+
+def _reproduce(
+    out: Path,
+    cfg,
+    name: str,
+    dataset: str,
+    root: Path | None,
+    overrides,
+    workers: int,
+    progress: bool,
+    replicates: int,
+    vlvae_replicates: int,
+    settings,
+) -> dict:
+    """:func:`reproduce`'s stages, with the output folder's lock held."""
+
+    data, run, cls = out / "data", out / "run", out / "classifier"
+    n = 4 + len(registered_stages())  # data, classifier, VLVAE, the stages on the frozen VLVAE, evaluation
+    started = time.time()
+
+    def timed(i, label, fn, done_file: Path):
+        return _once(f"[{i}/{n}]", label, fn, done_file)
+
+    if dataset == "celeba":
+        timed(
+            1,
+            "data (CelebA)",
+            lambda: build_celeba(
+                Path(root),
+                data,
+                size=cfg.data.size,
+                split="paper",
+                workers=workers,
+                progress=progress,
+                limit=cfg.data.n if cfg.data.n < 202_599 else None,
+            ),
+            data / "manifest.json",
+        )
+    else:
+        timed(
+            1,
+            "data",
+            lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
+            data / "manifest.json",
+        )
+    # The judge comes first: stage 1 then logs its reconstructions' correctness at every validation.
+    timed(
+        2,
+        "classifier",
+        lambda: train_classifier_for(
+            data, cls, name, list(overrides), (cls / "last.ckpt").exists(), progress
+        ),
+        cls / "metrics.json",
+    )
+    # The run folder stores the config; later stages read it from there.
+    vocab = read_vocabulary(data)
+    dataset_name = data_spec(data).name
+    runs = [out / ("run" if v == 0 else f"run.r{v}") for v in range(vlvae_replicates)]
+    all_metrics = []
+    for v, run in enumerate(runs):
+        tag = f" (VLVAE {v})" if vlvae_replicates > 1 else ""
+        # A stride far above stage_seed's 1000 per replicate: no two fits of any run share a seed.
+        run_overrides = list(overrides) + ([f"seed={stage1_replicate_seed(cfg.seed, v)}"] if v else [])
+
+        def resume(stage: str, r: int = 0, run: Path = run) -> bool:
+            return (stage_dir(run, stage, r) / "last.ckpt").exists()
+
+        def stage_one(run=run, run_overrides=run_overrides, resume=resume):
+            scorer, _ = load_scorer(dataset_name, cls, vocab, data)
+            return train_vlvae(
+                data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score
+            )
+
+        if (stage_dir(run, "vlvae") / "metrics.json").exists():
+            # Finished: this only checks that the run folder holds this configuration.
+            train_vlvae(data, run, name, None, run_overrides, False, progress)
+        timed(3, "VLVAE" + tag, stage_one, stage_dir(run, "vlvae") / "metrics.json")
+        for r in range(replicates):
+            rtag = tag + (f" r{r}" if replicates > 1 else "")
+            for i, stage in enumerate(registered_stages(), start=4):
+                timed(
+                    i,
+                    stage.progress_label + rtag,
+                    partial(train_stage, run, stage.name, resume(stage.name, r), progress, r),
+                    stage_dir(run, stage.name, r) / "metrics.json",
+                )
+        _line(n, n, "evaluation" + tag, "running ...")
+        t = time.time()
+        all_metrics.append(evaluate_run(run, cls, progress=False, replicates=replicates))
+        _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
+    metrics = all_metrics[0]
+    if vlvae_replicates > 1:
+        metrics = summarise_runs(runs, all_metrics, out)
+        print(f"total {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)
+    else:
+        print(f"total {time.time() - started:.0f} s; report: {runs[0] / 'report.md'}", flush=True)
+    return metrics
