@@ -22,18 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "vlvae"
 
 #: (file relative to src/vlvae, function) -> why its in-function import of a vlvae module stays.
-ALLOWED = {
-    # Transitional, until tests/evaluation/test_figures.py imports run_latent2d from the recipe.
-    ("evaluation/latent2d.py", "run_latent2d"): "re-export of vlvae.recipes.figure1.run_latent2d",
-    # Evaluation core: being reworked (the lead removes these entries as the files are switched).
-}
+ALLOWED = {}
 
 #: (file, function) -> why it imports a vlvae module by name (importlib.import_module).
 ALLOWED_DYNAMIC = {
     ("methods/__init__.py", "get_method"): "the method registry imports its own package's modules",
-    # Transitional (evaluation core: being reworked): until evaluation.driver.load_scorer calls
-    # vlvae.evaluation.judge.load_judge itself.
-    ("data/specs.py", "load_judge"): "DatasetSpec.load_judge, the old way to load a data set's judge",
 }
 
 

@@ -16,7 +16,7 @@ from vlvae.evaluation.classifier import (
     real_accuracy,
 )
 from vlvae.evaluation.metrics import summarise
-from vlvae.reproduce import reproduce
+from vlvae.recipes.reproduce import reproduce
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,11 @@ from vlvae.evaluation.latent2d import (
     hpd_levels,
     make_grid,
     mass_in_holes,
-    run_latent2d,
 )
 from vlvae.evaluation.metrics import validation_batch
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
+from vlvae.recipes.figure1 import run_latent2d
 
 
 @pytest.fixture(scope="module")

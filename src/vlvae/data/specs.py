@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +104,6 @@ class DatasetSpec:
             return text_keys(dataset._texts if texts is None else texts)
         n = len(dataset) if texts is None else len(texts)
         return [tuple(sorted(dataset._words[i])) for i in range(n)]
-
-    def load_judge(self, classifier_dir: Path, vocab):
-        """Transitional (evaluation core: being reworked): :func:`vlvae.evaluation.judge.load_judge`
-        of this data set's judge, for callers that still ask the spec. Remove once every caller
-        (``vlvae.evaluation.driver.load_scorer``) calls the evaluation's registry directly."""
-        return import_module("vlvae.evaluation.judge").load_judge(self.judge, classifier_dir, vocab)
 
     def page_layout(self, vocab) -> dict[str, Any]:
         """What the web page needs to lay out the text entry of a vocabulary: ``layout`` (``slots``

@@ -33,7 +33,7 @@ from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import figures as figs
 from vlvae.evaluation.compare import render_comparison
-from vlvae.evaluation.judge import check_classifier_fits
+from vlvae.evaluation.judge import check_classifier_fits, load_judge
 from vlvae.evaluation.metrics import validation_batch
 from vlvae.evaluation.registry import OWN_POSTERIOR, Evaluation, Subject, registered_metrics
 from vlvae.evaluation.report import render_report, render_summary
@@ -67,11 +67,12 @@ def load_scorer(
 
     With ``data`` (the data set whose images it will judge), the classifier is first checked to
     fit it (:func:`vlvae.evaluation.judge.check_classifier_fits`; ``whose`` names the data
-    in its messages). The judge is the data set's (:attr:`vlvae.data.specs.DatasetSpec.load_judge`).
+    in its messages). The judge is the one the data set names (:attr:`vlvae.data.specs.DatasetSpec.judge`,
+    registered in :data:`vlvae.evaluation.judge.JUDGES`).
     """
     if data is not None:
         check_classifier_fits(classifier_dir, data, whose)
-    return dataset_spec(dataset).load_judge(classifier_dir, vocab)
+    return load_judge(dataset_spec(dataset).judge, classifier_dir, vocab)
 
 
 def method_stages(method) -> tuple:

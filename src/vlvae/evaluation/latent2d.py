@@ -52,7 +52,6 @@ __all__ = [
     "mass_in_holes",
     "normalise_on_grid",
     "figure_latent2d",
-    "run_latent2d",
     "text_posterior_log_density",
 ]
 
@@ -359,12 +358,3 @@ def figure_latent2d(
     }
     atomic_write_json(fig_dir / "fig1_latent2d.json", report)
     return path
-
-
-def run_latent2d(*args, **kwargs) -> Path:
-    """Transitional (evaluation core: being reworked): :func:`vlvae.recipes.figure1.run_latent2d`, which
-    trains Fig. 1's run and then draws it with :func:`figure_latent2d`. Kept importable from here
-    until ``tests/evaluation/test_figures.py`` imports it from the recipe; remove it then."""
-    from vlvae.recipes.figure1 import run_latent2d as recipe  # transitional upward import, see above
-
-    return recipe(*args, **kwargs)
