@@ -26,18 +26,7 @@ import numpy as np
 
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
-
-# Re-exported for the evaluation core until it imports them from vlvae.io (then remove this import).
-from vlvae.io import (  # noqa: F401
-    atomic_path,
-    atomic_save_npy,
-    atomic_write_json,
-    atomic_write_text,
-    open_npy_for_writing,
-    read_json,
-    remove_stale_temporaries,
-    sha256_file,
-)
+from vlvae.io import atomic_write_json, open_npy_for_writing, read_json, sha256_file
 from vlvae.paths import check_output_dir
 
 __all__ = [
