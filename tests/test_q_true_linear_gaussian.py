@@ -99,7 +99,8 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
     """The real stage-2 path: TextPosteriorTask(objective="true") with the project's TextPosterior
     (its Gaussian kind), against a frozen stand-in VLVAE whose p(y|z) is linear-Gaussian in z
     (each discrete text y stands for an observation vector obs(y)). Its training objective, the
-    task's ``_text_elbo``, must bring q(z|y) to the exact posterior of every text."""
+    task's objective (the registry's q_True entry), must bring q(z|y) to the exact posterior of
+    every text."""
     from dataclasses import replace
 
     from vlvae.config import preset
@@ -134,7 +135,7 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
     batch = y.repeat(64, 1)
     for _ in range(steps):
         opt.zero_grad()
-        loss = -task._text_elbo(batch, task.posterior(batch)).mean()
+        loss = -task._value(task.fitted, {"text": batch}, task.posterior(batch)).mean()
         loss.backward()
         opt.step()
         schedule.step()

@@ -28,8 +28,9 @@ from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
-from vlvae.inference import MAX_SAMPLES, Inference, check_sample_count
+from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, Inference, check_sample_count
 from vlvae.methods import get_method, method_names
+from vlvae.methods.stages import TEXT_POSTERIOR, choices, text_posterior_stage
 from vlvae.paths import check_output_file
 from vlvae.recipes.figure1 import run_latent2d
 from vlvae.recipes.reproduce import reproduce
@@ -48,6 +49,16 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make, preview and verify data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+#: ``vlvae sample --posterior own``: a baseline's own q(z|y), trained in its stage 1.
+OWN = "own"
+
+
+def _one_of(names: list[str]) -> str:
+    """``'a', 'b' or 'c'``."""
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _words(value: str | None) -> tuple[str, ...] | None:
@@ -240,8 +251,9 @@ def train_text_posterior_cmd(
     run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
     objective: str = typer.Option(
         ...,
-        help="agg: q_Agg, fitted to the aggregate posterior (Eqn 5); "
-        "true: q_True, fitted to the true posterior (Eqn 3).",
+        help="Which text posterior (the stage registry's): "
+        + "; ".join(f"{name}: {stage.curve_title}" for name, stage in choices(TEXT_POSTERIOR).items())
+        + ".",
     ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -253,10 +265,11 @@ def train_text_posterior_cmd(
 ):
     """Stage 2: train q(z|y) with the VLVAE frozen."""
     _check_replicates(replicates)
+    stage = text_posterior_stage(objective)
     for r in range(replicates):
         _report(
             train_text_posterior(run, objective, resume, progress, replicate=r),
-            f"q_{objective}" + (f" (replicate {r})" if replicates > 1 else ""),
+            stage.name + (f" (replicate {r})" if replicates > 1 else ""),
         )
 
 
@@ -304,19 +317,25 @@ def sample_cmd(
     ),
     posterior: str = typer.Option(
         "agg",
-        help="agg (q_Agg) or true (q_True): which q(z|y) draws z for --text; "
+        help=" or ".join(f"{name} ({label})" for name, (_, label) in TEXT_POSTERIORS.items())
+        + ": which q(z|y) draws z for --text; "
         "own: a baseline's own q(z|y) (runs of --method jmvae, telbo, mvae).",
     ),
-    prior: str = typer.Option("standard", help="Without --text: standard (N(0, I)) or learned (q_φ(z))."),
+    prior: str = typer.Option(
+        "standard",
+        help="Without --text: "
+        + " or ".join(f"{name} ({label})" for name, (_, label) in PRIORS.items())
+        + ".",
+    ),
     n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
     seed: int = typer.Option(0, help="Random seed."),
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
     check_sample_count(n)
-    if text is not None and posterior not in ("agg", "true", "own"):
-        raise VLVAEError(f"--posterior must be 'agg', 'true' or 'own', got {posterior!r}")
-    if text is None and prior not in ("standard", "learned"):
-        raise VLVAEError(f"--prior must be 'standard' or 'learned', got {prior!r}")
+    if text is not None and posterior not in (*TEXT_POSTERIORS, OWN):
+        raise VLVAEError(f"--posterior must be {_one_of([*TEXT_POSTERIORS, OWN])}, got {posterior!r}")
+    if text is None and prior not in PRIORS:
+        raise VLVAEError(f"--prior must be {_one_of(list(PRIORS))}, got {prior!r}")
     check_output_file(out, "image file")
     inference = Inference.open(run)
     if text is not None:
@@ -324,7 +343,7 @@ def sample_cmd(
         title = f"q_{posterior}(z|y), y = {text}"
     else:
         samples = inference.from_prior(prior, n, seed)
-        title = f"z ~ {'N(0, I)' if prior == 'standard' else 'learned prior q(z)'}"
+        title = f"z ~ {PRIORS[prior][1]}"
     images, texts = samples.images, samples.texts
     image_text_grid(images, texts, out, columns=min(n, 4), title=title)
     typer.echo(f"wrote {out}")

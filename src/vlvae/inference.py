@@ -26,7 +26,8 @@ from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import load_scorer
 from vlvae.methods import get_method
-from vlvae.runs import check_run_data, load_prior, load_text_posterior, load_vlvae, open_run
+from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, choices
+from vlvae.runs import check_run_data, load_stage, load_vlvae, open_run
 
 __all__ = [
     "MAX_SAMPLES",
@@ -42,10 +43,12 @@ __all__ = [
 #: The most samples one request may ask for (``vlvae sample --n``; a grid of 256 images is already
 #: larger than a screen, and the memory of one request stays bounded).
 MAX_SAMPLES = 256
-#: The text posteriors q(z|y) a run may hold: name -> (stage folder, label).
-TEXT_POSTERIORS = {"agg": ("q_agg", "q_Agg(z|y)"), "true": ("q_true", "q_True(z|y)")}
-#: The priors p(z): name -> (stage folder or None for N(0, I), label).
-PRIORS = {"standard": (None, "N(0, I)"), "learned": ("prior", "q_φ(z)")}
+#: The text posteriors q(z|y) a run may hold, from the stage registry (:func:`vlvae.methods.stages.choices`):
+#: name (``--posterior``) -> (stage folder, label).
+_POSTERIOR_STAGES = choices(TEXT_POSTERIOR)
+TEXT_POSTERIORS = {name: (stage.name, stage.column_label) for name, stage in _POSTERIOR_STAGES.items()}
+#: The priors p(z), from the stage registry: name (``--prior``) -> (stage folder or None for N(0, I), label).
+PRIORS = {name: (getattr(entry, "name", None), entry.column_label) for name, entry in choices(PRIOR).items()}
 
 
 class MissingStage(VLVAEError):
@@ -108,14 +111,14 @@ class Inference:
         vocab: Vocabulary,
         model,
         posteriors: dict,
-        prior,
+        priors: dict,
         missing: dict[str, str],
         scorer=None,
     ):
         self.run, self.config, self.info, self.data, self.vocab = run, config, info, data, vocab
         self.model = model
         self._posteriors = posteriors
-        self._prior = prior
+        self._priors = priors
         self._missing = missing
         self.scorer = scorer
         self._lock = threading.Lock()
@@ -139,17 +142,15 @@ class Inference:
         data = check_run_data(run, cfg, info)
         vocab = read_vocabulary(data)
         model = load_vlvae(run, cfg)
-        posteriors, missing = {}, {}
-        for name, (stage, _) in TEXT_POSTERIORS.items():
-            try:
-                posteriors[name] = load_text_posterior(run, name, cfg)
-            except VLVAEError as exc:
-                missing[stage] = str(exc)
-        prior = None
-        try:
-            prior = load_prior(run, cfg)
-        except VLVAEError as exc:
-            missing["prior"] = str(exc)
+        posteriors, priors, missing = {}, {}, {}
+        for loaded, options in ((posteriors, TEXT_POSTERIORS), (priors, PRIORS)):
+            for name, (stage, _) in options.items():
+                if stage is None:  # N(0, I): part of the model
+                    continue
+                try:
+                    loaded[name] = load_stage(run, stage, cfg)
+                except VLVAEError as exc:
+                    missing[stage] = str(exc)
         if get_method(cfg.method.name).own_text_posterior is not None:
             posteriors["own"] = model.text_posterior  # a baseline's own q(z|y), trained in stage 1
         scorer = None
@@ -157,7 +158,7 @@ class Inference:
             scorer = load_scorer(
                 manifest_dataset(read_manifest(data)), Path(classifier), vocab, data, f"the data set of {run}"
             )[0]
-        return cls(run, cfg, info, data, vocab, model, posteriors, prior, missing, scorer)
+        return cls(run, cfg, info, data, vocab, model, posteriors, priors, missing, scorer)
 
     # ----------------------------------------------------------------- what the run holds
 
@@ -182,7 +183,7 @@ class Inference:
     def stages(self) -> dict[str, str | None]:
         """Every stage 2-3 of the run -> None when it is loaded, else why not (with the command to
         make it)."""
-        stages = [stage for stage, _ in TEXT_POSTERIORS.values()] + ["prior"]
+        stages = [stage for stage, _ in (*TEXT_POSTERIORS.values(), *PRIORS.values()) if stage is not None]
         return {stage: self._missing.get(stage) for stage in stages}
 
     def _posterior(self, posterior: str):
@@ -190,7 +191,10 @@ class Inference:
             return self._posteriors["own"]
         if posterior not in TEXT_POSTERIORS:
             extra = ", or 'own' (the method's q(z|y))" if "own" in self._posteriors else ""
-            raise VLVAEError(f"posterior must be 'agg' (q_Agg) or 'true' (q_True){extra}, got {posterior!r}")
+            allowed = " or ".join(
+                f"{name!r} ({stage.progress_label})" for name, stage in _POSTERIOR_STAGES.items()
+            )
+            raise VLVAEError(f"posterior must be {allowed}{extra}, got {posterior!r}")
         stage = TEXT_POSTERIORS[posterior][0]
         if stage in self._missing:
             raise MissingStage(stage, self._missing[stage])
@@ -198,12 +202,14 @@ class Inference:
 
     def _prior_distribution(self, prior: str):
         if prior not in PRIORS:
-            raise VLVAEError(f"prior must be 'standard' (N(0, I)) or 'learned' (q_φ(z)), got {prior!r}")
-        if prior == "standard":
+            allowed = " or ".join(f"{name!r} ({label})" for name, (_, label) in PRIORS.items())
+            raise VLVAEError(f"prior must be {allowed}, got {prior!r}")
+        stage = PRIORS[prior][0]
+        if stage is None:
             return self.model.prior()
-        if "prior" in self._missing:
-            raise MissingStage("prior", self._missing["prior"])
-        return self._prior()
+        if stage in self._missing:
+            raise MissingStage(stage, self._missing[stage])
+        return self._priors[prior]()
 
     # ----------------------------------------------------------------- text
 

@@ -8,6 +8,9 @@ batch, so the caller chooses the reduction.
 * q_True(z|y), Eqn 3: :func:`text_elbo`.
 * q_Agg(z|y), Eqns 4-5: :func:`aggregate_cross_entropy`; q_φ(z), §4.2:
   :func:`prior_cross_entropy`; JMVAE's term (Suzuki et al. 2016): :func:`jmvae_kl`.
+* The objectives of the stages fitted on a frozen model, each with one signature (the stage
+  registry, :mod:`vlvae.methods.stages`, names them): :func:`true_posterior_objective` (q_True),
+  :func:`aggregate_posterior_objective` (q_Agg), :func:`aggregate_prior_objective` (q_φ(z)).
 * Baselines (:mod:`vlvae.methods`): :func:`kl_diagonal_normals`,
   :func:`product_of_experts` (MVAE), :func:`jmvae_kl_objective` (JMVAE-kl),
   :func:`sum_of_elbos` (TELBO, MVAE).
@@ -37,6 +40,10 @@ __all__ = [
     "text_elbo",
     "aggregate_cross_entropy",
     "prior_cross_entropy",
+    "StageObjective",
+    "true_posterior_objective",
+    "aggregate_posterior_objective",
+    "aggregate_prior_objective",
     "jmvae_kl",
     "kl_diagonal_normals",
     "product_of_experts",
@@ -152,6 +159,30 @@ def prior_cross_entropy(log_q_phi: Tensor) -> Tensor:
         (batch,): the Monte-Carlo mean over the samples.
     """
     return log_q_phi if log_q_phi.dim() == 1 else log_q_phi.mean(-1)
+
+
+#: The objective of a stage fitted on a frozen model, per example, to maximise:
+#: ``(q, y, model, image_z) -> (batch,)`` for the fitted distribution ``q`` (q_φ(z|y) of the texts
+#: ``y``, or q_φ(z)), the frozen stage-1 ``model``, and ``image_z()``, which draws z ~ q(z|x) for the
+#: batch's images when called (an objective that does not call it draws no image noise).
+StageObjective = Callable[[Distribution, Tensor, object, Callable[[], Tensor]], Tensor]
+
+
+def true_posterior_objective(q: Distribution, y: Tensor, model, image_z: Callable[[], Tensor]) -> Tensor:
+    """q_True's objective (Eqn 3): the text ELBO at z ~ q_φ(z|y) (reparameterised) under the frozen
+    model's p(y|z) and prior N(0, I); no image noise is drawn."""
+    z = q.rsample()
+    return text_elbo(model.log_py(y, z), model.prior().log_prob(z), q.log_prob(z))
+
+
+def aggregate_posterior_objective(q: Distribution, y: Tensor, model, image_z: Callable[[], Tensor]) -> Tensor:
+    """q_Agg's objective (Eqn 5): log q_φ(z|y) at z ~ q(z|x) of each pair's image."""
+    return aggregate_cross_entropy(q.log_prob(image_z()))
+
+
+def aggregate_prior_objective(q: Distribution, y: Tensor, model, image_z: Callable[[], Tensor]) -> Tensor:
+    """The aggregate prior's objective (§4.2): log q_φ(z) at z ~ q(z|x) of each image."""
+    return prior_cross_entropy(q.log_prob(image_z()))
 
 
 def jmvae_kl(q_zx: Distribution, q_zy: Distribution, n_samples: int = 1) -> Tensor:

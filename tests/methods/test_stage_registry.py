@@ -43,7 +43,7 @@ def test_paired_differences_pair_exactly_the_registered_pairs_against_numpy():
 def test_a_stage_added_to_the_registry_is_paired_without_touching_the_metrics(monkeypatch):
     q_agg = get_stage("q_agg")
     extra = dataclasses.replace(
-        q_agg, name="q_new", objective="new", distribution="q_new", paired_against="q_agg", seed_offset=3
+        q_agg, name="q_new", choice="new", distribution="q_new", paired_against="q_agg", seed_offset=3
     )
     monkeypatch.setattr(registry, "_REGISTRY", (*registered_stages(), extra))
     monkeypatch.setattr(registry, "_BY_NAME", {**registry._BY_NAME, "q_new": extra})
@@ -134,6 +134,58 @@ def test_the_names_read_elsewhere_come_from_the_registry():
         assert stage.lock_command in stage.command and stage.command.startswith(
             stage.lock_command + " --run {run}"
         )
+
+
+def test_the_commands_the_page_and_inference_choose_from_the_registry():
+    from vlvae import inference
+    from vlvae.cli import app
+    from vlvae.training.tasks import STAGE_TASKS, AggregatePriorTask, TextPosteriorTask
+
+    assert inference.TEXT_POSTERIORS == {"agg": ("q_agg", "q_Agg(z|y)"), "true": ("q_true", "q_True(z|y)")}
+    assert inference.PRIORS == {"standard": (None, "N(0, I)"), "learned": ("prior", "q_φ(z)")}
+    assert list(registry.choices(TEXT_POSTERIOR)) == ["agg", "true"]
+    assert registry.chosen_stage(PRIOR, "learned") is get_stage("prior")
+    assert registry.chosen_stage(PRIOR, "standard") is STANDARD_PRIOR
+    with pytest.raises(VLVAEError, match=r"^--posterior must be 'agg' or 'true', got 'x'$"):
+        registry.chosen_stage(TEXT_POSTERIOR, "x")
+    # Validation computes q_Agg's cross-entropy before q_True's text ELBO (the noise of earlier runs).
+    assert [s.metric for s in registry.validation_stages()] == ["cross_entropy", "text_elbo"]
+    assert STAGE_TASKS[TEXT_POSTERIOR].__self__ is TextPosteriorTask
+    assert STAGE_TASKS[PRIOR].__self__ is AggregatePriorTask
+    for stage in registered_stages():
+        assert stage.monitor == f"val/{stage.metric}" and callable(stage.objective)
+    from typer.testing import CliRunner
+
+    help_text = CliRunner().invoke(app, ["train", "text-posterior", "--help"]).output
+    assert all(name in help_text for name in registry.choices(TEXT_POSTERIOR))
+
+
+def test_a_fourth_text_posterior_is_one_registry_entry(data, tmp_path, monkeypatch):
+    """A new entry (its own objective, metric and folder) trains through the registry's task."""
+    from vlvae.objectives import aggregate_posterior_objective
+    from vlvae.training.run import train_stage, train_vlvae
+
+    def halved(q, y, model, image_z):
+        return 0.5 * aggregate_posterior_objective(q, y, model, image_z)
+
+    extra = dataclasses.replace(
+        get_stage("q_agg"),
+        name="q_half",
+        choice="half",
+        distribution="q_half",
+        objective=halved,
+        metric="half_cross_entropy",
+        validation_rank=2,
+        paired_against=None,
+    )
+    monkeypatch.setattr(registry, "_REGISTRY", (*registered_stages(), extra))
+    monkeypatch.setattr(registry, "_BY_NAME", {**registry._BY_NAME, "q_half": extra})
+    run = tmp_path / "run"
+    train_vlvae(data, run, "tiny", progress=False)
+    metrics = train_stage(run, "q_half", progress=False)
+    assert metrics["objective"] == "half" and metrics["steps"] == preset("tiny").text_posterior.steps
+    assert {"val/cross_entropy", "val/text_elbo", "val/half_cross_entropy"} <= set(metrics["validation"])
+    assert runs.load_stage(run, "q_half") is not None
 
 
 def test_every_method_takes_only_registered_stages():

@@ -82,6 +82,11 @@ def test_health_and_vocab(client, tiny):
     assert len(vocab["slots"]) == vocab["text_length"] == 9 and "red" in vocab["slots"][1]
     assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": True, "prior": True}
     assert vocab["missing"] == {} and vocab["classifier"] is True and vocab["report"] is True
+    # The menus and the stage behind each entry come from the stage registry (the page reads them).
+    assert vocab["posteriors"] == {"agg": "q_Agg(z|y)", "true": "q_True(z|y)"}
+    assert vocab["priors"] == {"standard": "N(0, I)", "learned": "q_φ(z)"}
+    assert vocab["posterior_stages"] == {"agg": "q_agg", "true": "q_true"}
+    assert vocab["prior_stages"] == {"standard": None, "learned": "prior"}
     assert len(vocab["example"].split()) == 9 and vocab["image_size"] == 16
     assert vocab["max_samples"] == PAGE_MAX_SAMPLES
     assert vocab["opposite_relations"] == {

@@ -1,11 +1,15 @@
 """The stages fitted on a frozen stage-1 model (stages 2-3), as one ordered table.
 
 Each entry says what it fits (a text posterior q(z|y) or a prior q(z)), how it is trained
-(the command, the config section, the seed offset, the tag of its weights, the validation
-objective it maximises), and how evaluation names it (its distribution's name in the tables
-and ``metrics.json``, its labels, the distribution it is paired against in paired
-differences). Run folders (:mod:`vlvae.runs`), training (:mod:`vlvae.training.run`),
-``reproduce``, the tables, the report and the figures read these names from here.
+(its objective, a function of :mod:`vlvae.objectives`, and the metric it is logged as; the
+command, the config section, the seed offset, the tag of its weights), how commands and the web
+page choose it (``--objective``, ``--posterior``, ``--prior``, the page's menus), and how
+evaluation names it (its distribution's name in the tables and ``metrics.json``, its labels, the
+distribution it is paired against in paired differences). Run folders (:mod:`vlvae.runs`),
+training (:mod:`vlvae.training.run`, whose Lightning task is the one for what the stage fits:
+:data:`vlvae.training.tasks.STAGE_TASKS`), the CLI's choices, :mod:`vlvae.inference` and the web
+page, ``reproduce``, the tables, the report and the figures read these names from here: a new
+text posterior is one entry (and its objective in :mod:`vlvae.objectives`).
 
 The fixed prior N(0, I) of every model is no stage; it is named here too
 (:data:`STANDARD_PRIOR`), because the learned prior is paired against it.
@@ -16,10 +20,16 @@ This module imports neither training nor evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlvae.errors import VLVAEError
+from vlvae.objectives import (
+    aggregate_posterior_objective,
+    aggregate_prior_objective,
+    true_posterior_objective,
+)
 from vlvae.seeds import PRIOR_SEED_OFFSET, TEXT_POSTERIOR_SEED_OFFSET
 
 __all__ = [
@@ -32,6 +42,9 @@ __all__ = [
     "get_stage",
     "registered_stages",
     "text_posterior_stage",
+    "chosen_stage",
+    "choices",
+    "validation_stages",
     "stages_fitting",
     "paired_distributions",
     "distribution_labels",
@@ -49,7 +62,8 @@ class Stage:
     Attributes:
         name: its folder ``RUN/<name>`` (``.r<R>`` for replicate R), the name in ``Method.stages``.
         fits: :data:`TEXT_POSTERIOR` (q(z|y)) or :data:`PRIOR` (q(z)).
-        objective: for a text posterior, its ``--objective`` (``true``: Eqn 3; ``agg``: Eqn 5); else None.
+        choice: how commands and the web page choose it: a text posterior's ``--objective`` and
+            ``--posterior`` (``true``: Eqn 3; ``agg``: Eqn 5), a prior's ``--prior`` (``learned``).
         distribution: its name in the evaluation's tables and ``metrics.json`` (e.g. ``learned`` for
             the prior).
         label: how the report's tables name it.
@@ -59,15 +73,21 @@ class Stage:
         config_section: the section of the run's config with its settings (``cfg.<section>``).
         seed_offset: added to the run's seed (and 1000 per replicate) to seed its fit (:mod:`vlvae.seeds`).
         command: the command that trains it, ``{run}`` standing for the run folder.
-        monitor: the validation metric its fit maximises (early stopping, the stopping figure).
+        objective: what its fit maximises, per example (a :data:`vlvae.objectives.StageObjective`).
+        metric: the name its objective is logged as (``train/<metric>``, ``val/<metric>``).
         curve_title: the title of its panel in the stopping figure.
         paired_against: the distribution it is compared with in paired differences, or None.
-        draw_order: figures draw the distributions of one kind in increasing order of this.
+        draw_order: figures, the web page's columns and the commands' lists show the distributions
+            of one kind in increasing order of this.
+        validation_rank: a text posterior's validation pass computes the objective of every text
+            posterior (one per metric), in increasing order of this (ties: registry order); each
+            draws its own noise, so the order is fixed for the curves to stay those of earlier runs.
+        menu_label: how the web page's columns name it (default: ``label``).
     """
 
     name: str
     fits: str
-    objective: str | None
+    choice: str
     distribution: str
     label: str
     figure_label: str
@@ -76,10 +96,23 @@ class Stage:
     config_section: str
     seed_offset: int
     command: str
-    monitor: str
+    objective: Callable
+    metric: str
     curve_title: str
     paired_against: str | None = None
     draw_order: int = 0
+    validation_rank: int = 0
+    menu_label: str | None = None
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric its fit maximises (early stopping, the stopping figure)."""
+        return f"val/{self.metric}"
+
+    @property
+    def column_label(self) -> str:
+        """How the web page's columns name it."""
+        return self.menu_label or self.label
 
     @property
     def lock_command(self) -> str:
@@ -100,22 +133,35 @@ class FixedPrior:
         distribution: its name in the evaluation's tables and ``metrics.json``.
         label: how the report's tables name it.
         figure_label: how the figures name it.
+        menu_label: how the web page's columns name it.
     """
 
     distribution: str
     label: str
     figure_label: str
+    menu_label: str
+
+    @property
+    def choice(self) -> str:
+        """How commands and the web page choose it (``--prior``): its distribution's name."""
+        return self.distribution
+
+    @property
+    def column_label(self) -> str:
+        return self.menu_label
 
 
 #: The standard normal prior p(z) = N(0, I) of stage 1.
-STANDARD_PRIOR = FixedPrior(distribution="standard", label="p(z) = N(0, I)", figure_label="prior N(0, I)")
+STANDARD_PRIOR = FixedPrior(
+    distribution="standard", label="p(z) = N(0, I)", figure_label="prior N(0, I)", menu_label="N(0, I)"
+)
 
 #: The registered stages, in the order they are trained, tabulated and reported.
 _REGISTRY = (
     Stage(
         name="q_true",
         fits=TEXT_POSTERIOR,
-        objective="true",
+        choice="true",
         distribution="q_true",
         label="q_True(z|y)",
         figure_label="q_True(z|y)",
@@ -124,14 +170,16 @@ _REGISTRY = (
         config_section="text_posterior",
         seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective true",
-        monitor="val/text_elbo",
+        objective=true_posterior_objective,
+        metric="text_elbo",
         curve_title="q_True(z|y): text ELBO (Eqn 3)",
         draw_order=1,
+        validation_rank=1,
     ),
     Stage(
         name="q_agg",
         fits=TEXT_POSTERIOR,
-        objective="agg",
+        choice="agg",
         distribution="q_agg",
         label="q_Agg(z|y)",
         figure_label="q_Agg(z|y)",
@@ -140,7 +188,8 @@ _REGISTRY = (
         config_section="text_posterior",
         seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective agg",
-        monitor="val/cross_entropy",
+        objective=aggregate_posterior_objective,
+        metric="cross_entropy",
         curve_title="q_Agg(z|y): E_q(z|x) log q(z|y) (Eqn 5)",
         paired_against="q_true",
         draw_order=0,
@@ -148,7 +197,7 @@ _REGISTRY = (
     Stage(
         name="prior",
         fits=PRIOR,
-        objective=None,
+        choice="learned",
         distribution="learned",
         label="q_φ(z)",
         figure_label="learned prior q_φ(z)",
@@ -157,7 +206,8 @@ _REGISTRY = (
         config_section="prior",
         seed_offset=PRIOR_SEED_OFFSET,
         command="vlvae train prior --run {run}",
-        monitor="val/cross_entropy",
+        objective=aggregate_prior_objective,
+        metric="cross_entropy",
         curve_title="q_φ(z): E_q(z|x) log q(z)",
         paired_against=STANDARD_PRIOR.distribution,
         draw_order=0,
@@ -193,10 +243,36 @@ def stages_fitting(fits: str) -> tuple[Stage, ...]:
 def text_posterior_stage(objective: str) -> Stage:
     """The text posterior fitted with ``--objective objective``; one clear line if there is none."""
     for stage in stages_fitting(TEXT_POSTERIOR):
-        if stage.objective == objective:
+        if stage.choice == objective:
             return stage
-    choices = " or ".join(repr(stage.objective) for stage in stages_fitting(TEXT_POSTERIOR))
-    raise VLVAEError(f"--objective must be {choices}, got {objective!r}")
+    allowed = " or ".join(repr(stage.choice) for stage in stages_fitting(TEXT_POSTERIOR))
+    raise VLVAEError(f"--objective must be {allowed}, got {objective!r}")
+
+
+def choices(fits: str) -> dict[str, Stage | FixedPrior]:
+    """How commands and the web page choose a text posterior or a prior: choice -> the stage (or, for
+    priors, first :data:`STANDARD_PRIOR`), in the order of ``draw_order`` (``agg`` before ``true``)."""
+    entries: list[Stage | FixedPrior] = [STANDARD_PRIOR] if fits == PRIOR else []
+    entries += sorted(stages_fitting(fits), key=lambda stage: stage.draw_order)
+    return {entry.choice: entry for entry in entries}
+
+
+def chosen_stage(fits: str, choice: str) -> Stage | FixedPrior:
+    """The text posterior or prior chosen as ``choice``; one clear line if there is none."""
+    options = choices(fits)
+    if choice not in options:
+        what = "--posterior" if fits == TEXT_POSTERIOR else "--prior"
+        raise VLVAEError(f"{what} must be {' or '.join(map(repr, options))}, got {choice!r}")
+    return options[choice]
+
+
+def validation_stages() -> tuple[Stage, ...]:
+    """The text posteriors whose objectives a text posterior's validation pass computes, one per
+    metric, in the order it computes them (``validation_rank``, then registry order)."""
+    first: dict[str, Stage] = {}
+    for stage in sorted(stages_fitting(TEXT_POSTERIOR), key=lambda stage: stage.validation_rank):
+        first.setdefault(stage.metric, stage)
+    return tuple(first.values())
 
 
 def paired_distributions() -> tuple[tuple[str, str], ...]:

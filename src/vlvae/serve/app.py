@@ -94,6 +94,11 @@ def _columns(choice: str, options: dict, what: str, draw: Callable[[str], Sample
     return columns
 
 
+def _menu(options: dict) -> str:
+    """``agg (q_Agg(z|y)), true (q_True(z|y))``: a menu's names with their labels, for the API's docs."""
+    return ", ".join(f"{name} ({label})" for name, (_, label) in options.items())
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
@@ -187,6 +192,10 @@ def create_app(
             "missing": {stage: why for stage, why in stages.items() if why is not None},
             "posteriors": {name: label for name, (_, label) in TEXT_POSTERIORS.items()},
             "priors": {name: label for name, (_, label) in PRIORS.items()},
+            # The stage behind each menu entry (None: N(0, I), part of the model), from the stage
+            # registry: the page greys out the columns of missing stages with it.
+            "posterior_stages": {name: stage for name, (stage, _) in TEXT_POSTERIORS.items()},
+            "prior_stages": {name: stage for name, (stage, _) in PRIORS.items()},
             "classifier": inference.scorer is not None,
             "report": (report_dir / "report.md").is_file(),
             "max_samples": max_samples,
@@ -198,7 +207,7 @@ def create_app(
     def text_to_images(
         text: str | None = Query(None, description="The text: words separated by spaces."),
         word: list[str] | None = Query(None, description="Or one word per slot, in order (repeat word=)."),
-        posterior: str = Query("both", description="agg (q_Agg), true (q_True) or both."),
+        posterior: str = Query("both", description=f"{_menu(TEXT_POSTERIORS)} or both."),
         n: int = Query(8, description=f"Samples per posterior (1 to {max_samples})."),
         seed: int = Query(0, description=f"Random seed (0 to {MAX_SEED}); both posteriors share it."),
     ) -> dict:
@@ -222,7 +231,7 @@ def create_app(
 
     @app.get("/api/prior")
     def prior_samples(
-        prior: str = Query("both", description="standard (N(0, I)), learned (q_φ(z)) or both."),
+        prior: str = Query("both", description=f"{_menu(PRIORS)} or both."),
         n: int = Query(8, description=f"Samples per prior (1 to {max_samples})."),
         seed: int = Query(0, description=f"Random seed (0 to {MAX_SEED})."),
     ) -> dict:

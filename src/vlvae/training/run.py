@@ -39,13 +39,7 @@ from vlvae.runs import (
     stage_seed,
 )
 from vlvae.seeds import STAGE1_SEED_OFFSET
-from vlvae.training.tasks import (
-    AggregatePriorTask,
-    BestWeights,
-    CheckpointAfterValidation,
-    TextPosteriorTask,
-    VLVAETask,
-)
+from vlvae.training.tasks import STAGE_TASKS, BestWeights, CheckpointAfterValidation, VLVAETask
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
 # they belong to vlvae.runs. This module's own names:
@@ -282,47 +276,32 @@ def _fit_on_frozen_vlvae(
         )
 
 
-def train_text_posterior(
-    run: Path, objective: str, resume: bool = False, progress: bool = True, replicate: int = 0
-) -> dict:
-    """Stage 2: q_True (``objective="true"``) or q_Agg (``"agg"``), with the VLVAE frozen.
-
-    ``replicate`` R >= 1 trains another replicate into ``RUN/q_<objective>.r<R>`` with its own seed.
-    """
-    stage = text_posterior_stage(objective)
-
-    def make(cfg, info, seed, vlvae):
-        return TextPosteriorTask(
-            cfg.model,
-            getattr(cfg, stage.config_section),
-            info["data"],
-            seed,
-            vlvae,
-            objective,
-            cfg.num_workers,
-        )
-
-    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {"objective": objective})
-
-
-def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
-    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
-    stage = stages_fitting(PRIOR)[0]  # the one learned prior
-
-    def make(cfg, info, seed, vlvae):
-        return AggregatePriorTask(
-            cfg.model, getattr(cfg, stage.config_section), info["data"], seed, vlvae, cfg.num_workers
-        )
-
-    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, {})
-
-
 def train_stage(
     run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0
 ) -> dict:
     """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the
-    frozen VLVAE."""
+    frozen VLVAE, with the task for what it fits (:data:`vlvae.training.tasks.STAGE_TASKS`).
+
+    ``replicate`` R >= 1 trains another replicate into ``RUN/<name>.r<R>`` with its own seed.
+    """
     stage = get_stage(name)
-    if stage.fits == TEXT_POSTERIOR:
-        return train_text_posterior(run, stage.objective, resume, progress, replicate)
-    return train_prior(run, resume, progress, replicate)
+
+    def make(cfg, info, seed, vlvae):
+        section = getattr(cfg, stage.config_section)
+        return STAGE_TASKS[stage.fits](stage, cfg.model, section, info["data"], seed, vlvae, cfg.num_workers)
+
+    extra = {"objective": stage.choice} if stage.fits == TEXT_POSTERIOR else {}
+    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, extra)
+
+
+def train_text_posterior(
+    run: Path, objective: str, resume: bool = False, progress: bool = True, replicate: int = 0
+) -> dict:
+    """Stage 2: the text posterior fitted with ``--objective objective`` (``true``: q_True, ``agg``:
+    q_Agg), with the VLVAE frozen (replicate R as for :func:`train_stage`)."""
+    return train_stage(run, text_posterior_stage(objective).name, resume, progress, replicate)
+
+
+def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
+    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
+    return train_stage(run, stages_fitting(PRIOR)[0].name, resume, progress, replicate)  # the learned prior

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -27,11 +28,18 @@ from torch.utils.data import DataLoader, Subset
 from vlvae.config import MethodConfig, StageConfig
 from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
 from vlvae.methods import build_model
-from vlvae.methods.stages import PRIOR, stages_fitting, text_posterior_stage
+from vlvae.methods.stages import (
+    PRIOR,
+    TEXT_POSTERIOR,
+    Stage,
+    stages_fitting,
+    text_posterior_stage,
+    validation_stages,
+)
 from vlvae.models.config import ModelConfig
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
-from vlvae.objectives import aggregate_cross_entropy, kl_warmup, prior_cross_entropy, text_elbo
+from vlvae.objectives import kl_warmup
 from vlvae.seeds import VALIDATION_STEP, step_seed
 from vlvae.training.schedule import adam_with_schedule
 
@@ -41,6 +49,7 @@ __all__ = [
     "VLVAETask",
     "TextPosteriorTask",
     "AggregatePriorTask",
+    "STAGE_TASKS",
     "BestWeights",
     "CheckpointAfterValidation",
 ]
@@ -328,74 +337,91 @@ class _FrozenVLVAEMixin:
 
 
 class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
-    """Stage 2: q_phi(z|y) fitted to the true posterior (Eqn 3) or the aggregate posterior (Eqn 5).
+    """Stage 2: q_phi(z|y) fitted with a registered text posterior's objective (:mod:`vlvae.methods.stages`):
+    the true posterior (q_True, Eqn 3) or the aggregate posterior (q_Agg, Eqn 5), or any other entry.
 
     Args:
         vlvae: the trained stage-1 model (frozen here).
-        objective: ``"true"`` (q_True, Eqn 3) or ``"agg"`` (q_Agg, Eqn 5).
+        objective: the registered text-posterior stage to fit, or its ``--objective`` (``"true"``,
+            ``"agg"``).
     """
 
-    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, objective: str, num_workers=0):
+    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, objective, num_workers=0):
         super().__init__(model_config, stage, data_root, seed, num_workers)
-        if objective not in ("true", "agg"):
-            raise ValueError(f"objective must be 'true' or 'agg', got {objective!r}")
-        self.objective = objective
+        fitted = objective if isinstance(objective, Stage) else text_posterior_stage(objective)
+        if fitted.fits != TEXT_POSTERIOR:
+            raise ValueError(f"stage {fitted.name!r} fits a {fitted.fits}, not a text posterior")
+        self.fitted = fitted
+        self.objective = fitted.choice
         # Early stopping watches the objective this stage maximises (its registry entry's monitor).
-        self.monitor = text_posterior_stage(objective).monitor
+        self.monitor = fitted.monitor
         self.vlvae = self._freeze(vlvae)
         self.posterior = TextPosterior(model_config, kind=stage.kind)
+
+    @classmethod
+    def for_stage(cls, fitted: Stage, model_config, stage, data_root, seed, vlvae, num_workers=0):
+        """The task that fits the registered text posterior ``fitted`` (:data:`STAGE_TASKS`)."""
+        return cls(model_config, stage, data_root, seed, vlvae, fitted, num_workers)
 
     def trainable(self):
         return self.posterior
 
-    def _cross_entropy(self, batch, q_y):
-        """q_Agg's objective per example: E_q(z|x) log q_phi(z|y) (Eqn 5)."""
-        return aggregate_cross_entropy(q_y.log_prob(self.sample_image_posterior(batch)))
-
-    def _text_elbo(self, y, q_y):
-        """q_True's objective per example: the text ELBO at z ~ q_phi(z|y) (Eqn 3)."""
-        z = q_y.rsample()
-        return text_elbo(self.vlvae.log_py(y, z), self.vlvae.prior().log_prob(z), q_y.log_prob(z))
+    def _value(self, fitted: Stage, batch, q_y):
+        """``fitted``'s objective per example (z ~ q(z|x) drawn only if the objective asks for it)."""
+        return fitted.objective(q_y, batch["text"], self.vlvae, partial(self.sample_image_posterior, batch))
 
     def training_step(self, batch, batch_idx):
         y = batch["text"]
         q_y = self.posterior(y)
-        if self.objective == "agg":
-            value, name = self._cross_entropy(batch, q_y).mean(), "cross_entropy"
-        else:
-            value, name = self._text_elbo(y, q_y).mean(), "text_elbo"
+        value, name = self._value(self.fitted, batch, q_y).mean(), self.fitted.metric
         self._log_all("train", {name: value}, len(y), prog_bar=(name,))
         return -value
 
     def validation_step(self, batch, batch_idx):
         y = batch["text"]
         q_y = self.posterior(y)
-        # Cross-entropy first: its z ~ q(z|x) is drawn before the text ELBO's z, as before.
-        cross_entropy = self._cross_entropy(batch, q_y)
-        elbo = self._text_elbo(y, q_y)
-        self._log_all("val", {"cross_entropy": cross_entropy.mean(), "text_elbo": elbo.mean()}, len(y))
+        # Every text posterior's objective, in the registry's validation order (q_Agg's cross-entropy
+        # first: its z ~ q(z|x) is drawn before the text ELBO's z, as it always was).
+        values = {fitted.metric: self._value(fitted, batch, q_y).mean() for fitted in validation_stages()}
+        self._log_all("val", values, len(y))
 
 
 class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
-    """Stage 3: q_phi(z) fitted to the aggregate posterior E_pD(x) q(z|x) (§4.2)."""
+    """Stage 3: q_phi(z) fitted to the aggregate posterior E_pD(x) q(z|x) (§4.2), or with another
+    registered prior's objective (``fitted``; default: the registry's one learned prior)."""
 
-    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, num_workers=0):
+    def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, num_workers=0, fitted=None):
         super().__init__(model_config, stage, data_root, seed, num_workers)
         self.vlvae = self._freeze(vlvae)
         self.prior = AggregatePrior(model_config, kind=stage.kind)
-        self.monitor = stages_fitting(PRIOR)[0].monitor
+        self.fitted = fitted if fitted is not None else stages_fitting(PRIOR)[0]
+        self.monitor = self.fitted.monitor
+
+    @classmethod
+    def for_stage(cls, fitted: Stage, model_config, stage, data_root, seed, vlvae, num_workers=0):
+        """The task that fits the registered prior ``fitted`` (:data:`STAGE_TASKS`)."""
+        return cls(model_config, stage, data_root, seed, vlvae, num_workers, fitted)
 
     def trainable(self):
         return self.prior
 
-    def _cross_entropy(self, batch):
-        return prior_cross_entropy(self.prior().log_prob(self.sample_image_posterior(batch))).mean()
+    def _value(self, batch):
+        image_z = partial(self.sample_image_posterior, batch)
+        return self.fitted.objective(self.prior(), batch["text"], self.vlvae, image_z).mean()
 
     def training_step(self, batch, batch_idx):
-        value = self._cross_entropy(batch)
-        self._log_all("train", {"cross_entropy": value}, len(batch["image"]), prog_bar=("cross_entropy",))
+        value, name = self._value(batch), self.fitted.metric
+        self._log_all("train", {name: value}, len(batch["image"]), prog_bar=(name,))
         return -value
 
     def validation_step(self, batch, batch_idx):
-        value = self._cross_entropy(batch)
-        self._log_all("val", {"cross_entropy": value}, len(batch["image"]))
+        self._log_all("val", {self.fitted.metric: self._value(batch)}, len(batch["image"]))
+
+
+#: How training builds the Lightning task of a stage fitted on a frozen model, by what the stage fits
+#: (:attr:`vlvae.methods.stages.Stage.fits`): ``factory(stage, model_config, stage_config, data_root,
+#: seed, vlvae, num_workers)``.
+STAGE_TASKS: dict[str, Callable] = {
+    TEXT_POSTERIOR: TextPosteriorTask.for_stage,
+    PRIOR: AggregatePriorTask.for_stage,
+}

@@ -341,8 +341,9 @@ async function start() {
   const text = params.get("text");
   $("text").value = text || vocab.example || vocab.slots.map((s) => s[0]).join(" ");
   markSlots();
-  placeholderColumns($("text-results"), vocab.posteriors, (name) => "q_" + name);
-  placeholderColumns($("prior-results"), vocab.priors, (name) => (name === "learned" ? "prior" : null));
+  // The stage behind each column comes from the API (the stage registry), not from its name.
+  placeholderColumns($("text-results"), vocab.posteriors, (name) => vocab.posterior_stages[name]);
+  placeholderColumns($("prior-results"), vocab.priors, (name) => vocab.prior_stages[name]);
 
   for (const button of document.querySelectorAll('[role="tab"]')) {
     button.addEventListener("click", () => showTab(button.dataset.tab));
