@@ -70,3 +70,46 @@ def test_corrupt_config_file(tmp_path):
         load_config(tmp_path / "config.yaml")
     with pytest.raises(VLVAEError, match="missing"):
         load_config(tmp_path / "nothing.yaml")
+
+
+# ----------------------------------------------------------------------------- a method's own knobs
+
+
+def test_a_methods_knobs_are_read_checked_and_saved_under_method(tmp_path):
+    from vlvae.methods.jmvae import JMVAEConfig
+
+    cfg = apply_overrides(preset("tiny"), ["method.name=jmvae", "method.alpha=0.3"])
+    assert cfg.method == JMVAEConfig(name="jmvae", alpha=0.3)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert "alpha: 0.3" in (tmp_path / "config.yaml").read_text()
+    assert load_config(tmp_path / "config.yaml") == cfg
+    with pytest.raises(VLVAEError, match=r"'method.alpha' must be at least 0, got -1"):
+        apply_overrides(preset("tiny"), ["method.name=jmvae", "method.alpha=-1"])
+    # The paper's VLVAE declares no knob: one line naming the keys there are.
+    with pytest.raises(VLVAEError, match=r"unknown configuration key 'method.alpha'.*declares no knob"):
+        apply_overrides(preset("tiny"), ["method.alpha=0.3"])
+    assert "alpha" not in str(preset("tiny").method)
+
+
+def test_old_configs_with_every_methods_alpha_keep_loading(tmp_path):
+    """Before methods declared their knobs, every run's method section held JMVAE's alpha."""
+    save_config(preset("tiny"), tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "method:\n  name: vlvae\n" in text
+    for name, kept in (("vlvae", False), ("telbo", False), ("jmvae", True)):
+        (tmp_path / f"{name}.yaml").write_text(
+            text.replace("method:\n  name: vlvae\n", f"method:\n  name: {name}\n  alpha: 0.25\n")
+        )
+        method = load_config(tmp_path / f"{name}.yaml").method
+        assert method.name == name and (getattr(method, "alpha", None) == 0.25) == kept
+
+
+def test_with_method_gives_each_method_the_knobs_it_declares():
+    from vlvae.config import split_method_overrides, with_method
+
+    knobs, rest = split_method_overrides(["method.alpha=0.5", "vlvae.steps=3", "method.name=telbo"])
+    assert knobs == ["method.alpha=0.5"] and rest == ["vlvae.steps=3", "method.name=telbo"]
+    base = preset("tiny")
+    assert with_method(base, "jmvae", knobs).method.alpha == 0.5
+    assert with_method(base, "telbo", knobs).method.name == "telbo"
+    assert base.method.name == "vlvae"  # the original is not changed

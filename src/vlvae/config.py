@@ -1,7 +1,8 @@
 """Typed experiment configuration with named presets (``paper``, ``cpu``, ``quick``, ``tiny``).
 
 One :class:`ExperimentConfig` describes a whole run: the data to generate, the
-method (:class:`MethodConfig`: the paper's VLVAE or a baseline, :mod:`vlvae.methods`), the
+method (:class:`~vlvae.methods.MethodConfig`: the paper's VLVAE or a baseline, with the knobs its
+method declares, :mod:`vlvae.methods`), the
 VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 (stage 2), the aggregate prior (stage 3), the classifier and the evaluation.
 ``--set key=value`` overrides any field; an unknown key is an error.
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_text
-from vlvae.methods import method_names
+from vlvae.methods import MethodConfig, get_method, knob_names, method_config, method_names
 from vlvae.models.config import ARCHITECTURES, NORMS, POSTERIOR_KINDS, ModelConfig
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "PRESETS",
     "preset",
     "apply_overrides",
+    "split_method_overrides",
+    "with_method",
     "validate_config",
     "save_config",
     "load_config",
@@ -148,22 +151,6 @@ class EvaluationConfig:
     seeds: int = 3
     text_k: int = 1000
     landing_reference: int = 2000
-
-
-@dataclass
-class MethodConfig:
-    """Which multimodal VAE stage 1 trains, and the settings only some methods read.
-
-    Attributes:
-        name: a method registered in :mod:`vlvae.methods`: ``vlvae`` (the paper's, marginal
-            inference q(z|x)), ``joint`` (the VLVAE with joint inference q(z|x, y), §6 Fig. 7),
-            ``jmvae`` (Suzuki et al. 2016), ``telbo`` (Vedantam et al. 2018), ``mvae`` (Wu &
-            Goodman 2018). Every method shares the VLVAE's networks and ``vlvae`` stage settings.
-        alpha: JMVAE-kl's weight of its two KL terms to the unimodal posteriors.
-    """
-
-    name: str = "vlvae"
-    alpha: float = 0.1
 
 
 @dataclass
@@ -485,7 +472,6 @@ _RANGES = {
         "flow_hidden": _AT_LEAST_1,
     },
     "ExperimentConfig": {"seed": _SEED, "num_workers": _AT_LEAST_0, "devices": _AT_LEAST_1},
-    "MethodConfig": {"alpha": _AT_LEAST_0},
 }
 
 
@@ -538,8 +524,10 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     choices = _choices()
 
     def check(obj, where: str) -> None:
-        kind = type(obj).__name__
-        ranges, allowed = _RANGES.get(kind, {}), choices.get(kind, {})
+        kind = "MethodConfig" if isinstance(obj, MethodConfig) else type(obj).__name__
+        # A method's own knobs carry their ranges with their fields (vlvae.methods).
+        declared = {f.name: f.metadata["range"] for f in fields(obj) if "range" in f.metadata}
+        ranges, allowed = {**_RANGES.get(kind, {}), **declared}, choices.get(kind, {})
         for f in fields(obj):
             value, key = getattr(obj, f.name), f"{where}{f.name}"
             if is_dataclass(value):
@@ -570,8 +558,32 @@ def _to_plain(obj):
     return obj
 
 
+#: Keys of the ``method`` section that every run wrote before methods declared their own knobs
+#: (JMVAE-kl's ``alpha`` was a field of every run's method section): a run of a method that does
+#: not declare one is read without it.
+_LEGACY_METHOD_KEYS = ("alpha",)
+
+
+def _method_class(data: dict) -> type[MethodConfig]:
+    """The config class of the ``method`` section ``data`` (by its ``name``); for an unknown name,
+    the plain :class:`MethodConfig` (validation then names the registered methods)."""
+    name = data.get("name", MethodConfig.name)
+    return get_method(name).config if name in method_names() else MethodConfig
+
+
+def _method_section(data: dict) -> dict:
+    """A ``method`` section as read from a file: legacy keys its method does not declare left out."""
+    cls = _method_class(data)
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in known or k not in _LEGACY_METHOD_KEYS}
+
+
 def _from_plain(cls, data: dict, where: str = ""):
-    hints = typing.get_type_hints(cls, globalns=globals())
+    if cls is MethodConfig:
+        cls = _method_class(data)
+        if cls is MethodConfig and data.get("name", MethodConfig.name) not in method_names():
+            data = {"name": data["name"]}  # an unknown method: validation names the registered ones
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
@@ -623,6 +635,9 @@ def _coerce(value, kind, key):
 def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """Apply ``key=value`` overrides (dotted keys, e.g. ``vlvae.steps=100``) to a config.
 
+    ``method.name=NAME`` makes the ``method`` section that method's (its knobs at their defaults,
+    knobs of the same name kept), so that its knobs (``method.alpha=...``) can follow it.
+
     Raises:
         VLVAEError: an override without ``=``, an unknown key, a value of the wrong type, or one
             out of its range (:func:`validate_config`).
@@ -638,12 +653,37 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
             if not isinstance(node, dict) or part not in node:
                 where = ".".join(parts[:depth]) or "the top level"
                 options = ", ".join(sorted(node)) if isinstance(node, dict) else "(none: it is a value)"
-                raise VLVAEError(f"unknown configuration key {key!r}; keys under {where}: {options}")
+                hint = ""
+                if parts[:depth] == ["method"] and isinstance(node, dict):
+                    hint = (
+                        f" (method {node.get('name')!r} declares no knob {part!r}; "
+                        "set method.name=... before a method's knobs)"
+                    )
+                raise VLVAEError(f"unknown configuration key {key!r}; keys under {where}: {options}{hint}")
             if depth == len(parts) - 1:
                 node[part] = value
             else:
                 node = node[part]
+        if parts == ["method", "name"] and value in method_names():
+            knobs = {k: v for k, v in data["method"].items() if k != "name"}
+            data["method"] = _to_plain(method_config(value, **knobs))
     return validate_config(_from_plain(ExperimentConfig, data))
+
+
+def split_method_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(the ``method.<knob>=...`` overrides, the others), in their order (``method.name`` is no knob)."""
+    knobs, rest = [], []
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        (knobs if key.startswith("method.") and key != "method.name" else rest).append(item)
+    return knobs, rest
+
+
+def with_method(cfg: ExperimentConfig, name: str, knob_overrides: list[str] = ()) -> ExperimentConfig:
+    """A copy of ``cfg`` for method ``name``: its ``method`` section that method's, with those of the
+    ``method.<knob>=...`` overrides whose knob it declares applied."""
+    mine = [o for o in knob_overrides if o.split("=", 1)[0].strip().split(".", 1)[1] in knob_names(name)]
+    return apply_overrides(cfg, [f"method.name={name}", *mine])
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
@@ -660,4 +700,6 @@ def load_config(path: Path) -> ExperimentConfig:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as exc:  # omegaconf raises several YAML error types
         raise VLVAEError(f"{path} is not a readable config ({exc}); restore it or start a new run") from exc
+    if isinstance(data, dict) and isinstance(data.get("method"), dict):
+        data["method"] = _method_section(data["method"])
     return _from_plain(ExperimentConfig, data)

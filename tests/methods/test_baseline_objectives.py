@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from vlvae.config import preset
-from vlvae.methods import get_method, method_names
+from vlvae.methods import get_method, method_config, method_names
 from vlvae.objectives import (
     jmvae_kl_objective,
     kl_diagonal_normals,
@@ -24,7 +24,7 @@ def _normal(mean, logvar):
 
 def _model(name, seed=0):
     cfg = preset("tiny")
-    cfg.method.name = name
+    cfg.method = method_config(name)  # the method's own section, with its knobs' defaults
     torch.manual_seed(seed)
     return get_method(name).model(cfg.model, cfg.method)
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from vlvae.config import preset
-from vlvae.methods import get_method, method_names
+from vlvae.methods import get_method, method_config, method_names
 from vlvae.methods.stages import registered_stages
 from vlvae.runs import load_stage, load_vlvae, open_run, stage_dir
 
@@ -25,7 +25,7 @@ def _run(compared, name):
 @pytest.mark.parametrize("name", method_names())
 def test_builds_and_its_loss_has_gradients(name):
     cfg = preset("tiny")
-    cfg.method.name = name
+    cfg.method = method_config(name)  # the method's own section, with its knobs' defaults
     torch.manual_seed(0)
     model = get_method(name).model(cfg.model, cfg.method)
     x = torch.rand(4, 3, cfg.model.image_size, cfg.model.image_size)

@@ -120,36 +120,54 @@ def test_inference_samples_from_a_baselines_own_text_posterior(compared):
 
 
 def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, monkeypatch):
-    """A method defined outside the package (here a VLVAE with twice the KL weight) trains, takes q_Agg
-    post hoc, reloads and enters the comparison once its module exists and its name is registered."""
+    """A method defined outside the package (here a VLVAE with its KL weight scaled by a knob of its
+    own, ``method.beta``) trains, takes q_Agg post hoc, reloads and enters the comparison once its
+    module exists and its name is registered; its knob is read, checked and saved by the config
+    without the config module knowing it."""
+    import dataclasses
     import sys
     import types
 
     import vlvae.methods as methods
+    from vlvae.config import apply_overrides, preset
     from vlvae.evaluation.driver import compare_runs
     from vlvae.models.vlvae import VLVAE
     from vlvae.training.run import train_text_posterior, train_vlvae
 
+    @dataclasses.dataclass
+    class BetaConfig(methods.MethodConfig):
+        name: str = "beta2"
+        beta: float = dataclasses.field(default=2.0, metadata={"range": (0, False, None, False)})
+
     class Beta2(VLVAE):
+        def __init__(self, config, beta):
+            super().__init__(config)
+            self.beta = beta
+
         def forward(self, x, y, kl_weight=1.0, w_x=1.0, w_y=1.0):
-            return super().forward(x, y, 2.0 * kl_weight, w_x, w_y)
+            return super().forward(x, y, self.beta * kl_weight, w_x, w_y)
 
     module = types.ModuleType("vlvae.methods.beta2")
     module.METHOD = methods.Method(
         name="beta2",
         title="β = 2 VLVAE",
         reference="a test",
-        model=lambda model_config, method_config: Beta2(model_config),
+        model=lambda model_config, method_config: Beta2(model_config, method_config.beta),
         weights_kind="beta2",
         stages=("q_agg",),
+        config=BetaConfig,
     )
     monkeypatch.setitem(sys.modules, "vlvae.methods.beta2", module)
     monkeypatch.setattr(methods, "_MODULES", methods._MODULES + ("beta2",))
 
+    with pytest.raises(VLVAEError, match="must be greater than 0, got 0"):
+        apply_overrides(preset("tiny"), ["method.name=beta2", "method.beta=0"])
     run = tmp_path / "beta2"
-    train_vlvae(compared / "data", run, "tiny", None, ["method.name=beta2"], progress=False)
+    train_vlvae(compared / "data", run, "tiny", None, ["method.name=beta2", "method.beta=3"], progress=False)
     train_text_posterior(run, "agg", progress=False)
-    assert type(load_vlvae(run)) is Beta2
+    assert open_run(run)[0].method == BetaConfig(name="beta2", beta=3.0)
+    assert "beta: 3.0" in (run / "config.yaml").read_text()
+    assert type(load_vlvae(run)) is Beta2 and load_vlvae(run).beta == 3.0
     result = compare_runs([compared / "run", run], compared / "classifier", tmp_path / "cmp", progress=False)
     assert [m["method"]["title"] for m in result["metrics"]] == ["VLVAE (q(z|x))", "β = 2 VLVAE"]
     assert set(result["metrics"][1]["distributions"]["text_posteriors"]) == {"q_agg"}

@@ -4,7 +4,12 @@ A method is one file in this package that defines ``METHOD``, a :class:`Method`,
 name in :data:`_MODULES`. It declares:
 
 * ``model``: builds its stage-1 network from the run's :class:`~vlvae.models.config.ModelConfig`
-  and :class:`~vlvae.config.MethodConfig`. Every method shares the VLVAE's image and text
+  and its :class:`MethodConfig`.
+* ``config``: its own typed knobs, a dataclass subclassing :class:`MethodConfig` (e.g. JMVAE-kl's
+  ``alpha``): the run's config reads, validates and saves them under ``method.<knob>``
+  (``--set method.alpha=0.2``) without :mod:`vlvae.config` knowing them. A field's
+  ``metadata={"range": (low, low included, high, high included)}`` is checked like every range of
+  the config (None: unbounded on that side). Every method shares the VLVAE's image and text
   decoders and its image encoder family, so that only the objective differs; the model's
   ``forward(x, y, kl_weight, w_x, w_y)`` returns the loss to minimise (a
   :class:`~vlvae.models.vlvae.VLVAEOutput`, optionally with more ``terms`` to log).
@@ -15,20 +20,50 @@ name in :data:`_MODULES`. It declares:
   if it trains one; evaluation compares it with the post-hoc q_Agg.
 * ``configure``: what the method fixes in a run's config before it starts (e.g. joint inference).
 
-Adding a method: write ``vlvae/methods/<name>.py`` with a model and ``METHOD``, and add
-``"<name>"`` to :data:`_MODULES`. CLI choices (``--method``), ``reproduce --methods``,
-config validation and the comparison table all read this registry.
+Adding a method: write ``vlvae/methods/<name>.py`` with a model (and its knobs' config, if it
+has any) and ``METHOD``, and add ``"<name>"`` to :data:`_MODULES`. CLI choices (``--method``),
+``reproduce --methods``, config validation and the comparison table all read this registry.
+
+This package sits below :mod:`vlvae.config`: a method receives its config as an argument and
+never imports the config module.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["Method", "method_names", "get_method", "build_model", "configure", "no_joint_inference"]
+__all__ = [
+    "Method",
+    "MethodConfig",
+    "method_names",
+    "get_method",
+    "method_config",
+    "knob_names",
+    "build_model",
+    "configure",
+    "no_joint_inference",
+]
+
+
+@dataclass
+class MethodConfig:
+    """The ``method`` section of a run's config: which multimodal VAE stage 1 trains.
+
+    Attributes:
+        name: a method registered in :mod:`vlvae.methods`: ``vlvae`` (the paper's, marginal
+            inference q(z|x)), ``joint`` (the VLVAE with joint inference q(z|x, y), §6 Fig. 7),
+            ``jmvae`` (Suzuki et al. 2016), ``telbo`` (Vedantam et al. 2018), ``mvae`` (Wu &
+            Goodman 2018). Every method shares the VLVAE's networks and ``vlvae`` stage settings.
+
+    A method with knobs subclasses this with its own typed fields (:attr:`Method.config`).
+    """
+
+    name: str = "vlvae"
+
 
 #: The modules of the registered methods, in the order tables list them.
 _MODULES = ("vlvae", "joint", "jmvae", "telbo", "mvae")
@@ -42,11 +77,13 @@ class Method:
         name: its registry name (``--method``, ``method.name`` in the config).
         title: how tables and figures label it.
         reference: the paper (and equation) it implements.
-        model: ``(ModelConfig, MethodConfig) -> nn.Module``, the stage-1 network.
+        model: ``(ModelConfig, its MethodConfig) -> nn.Module``, the stage-1 network.
         weights_kind: tag stored with its stage-1 weights (weights of another kind are refused).
         stages: stages 2-3 that ``reproduce`` fits on its frozen model, in order.
         own_text_posterior: label of its own q(z|y) (``model.text_posterior``), or None.
         configure: ``ExperimentConfig -> ExperimentConfig``, applied before a run starts.
+        config: the dataclass of its ``method`` section: :class:`MethodConfig`, or a subclass with
+            its own knobs.
     """
 
     name: str
@@ -57,6 +94,7 @@ class Method:
     stages: tuple[str, ...] = ("q_agg",)
     own_text_posterior: str | None = None
     configure: Callable | None = field(default=None, compare=False)
+    config: type[MethodConfig] = MethodConfig
 
 
 def method_names() -> tuple[str, ...]:
@@ -69,6 +107,18 @@ def get_method(name: str) -> Method:
     if name not in _MODULES:
         raise VLVAEError(f"unknown method {name!r}; choose one of {', '.join(_MODULES)}")
     return importlib.import_module(f"vlvae.methods.{name}").METHOD
+
+
+def knob_names(name: str) -> tuple[str, ...]:
+    """The knobs method ``name`` declares (the fields of its config besides ``name``)."""
+    return tuple(f.name for f in fields(get_method(name).config) if f.name != "name")
+
+
+def method_config(name: str, **values) -> MethodConfig:
+    """The ``method`` section of method ``name``: its own config class with its defaults, and the
+    ``values`` of the knobs it declares over them (values of other knobs are left out)."""
+    known = knob_names(name)
+    return get_method(name).config(name=name, **{k: v for k, v in values.items() if k in known})
 
 
 def build_model(model_config, method_config):

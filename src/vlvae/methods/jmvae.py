@@ -10,9 +10,11 @@ differs from the paper's model. Images from text: z ~ q(z|y), decoded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from torch import LongTensor, Tensor
 
-from vlvae.methods import Method, no_joint_inference
+from vlvae.methods import Method, MethodConfig, no_joint_inference
 from vlvae.models.multimodal import MultimodalOutput, MultimodalVAE
 from vlvae.objectives import jmvae_kl_objective, kl_diagonal_normals, kl_normal_standard
 
@@ -36,6 +38,18 @@ class JMVAE(MultimodalVAE):
         return MultimodalOutput.of(objective, log_px, log_py, kl, kl_joint_image=kl_x, kl_joint_text=kl_y)
 
 
+@dataclass
+class JMVAEConfig(MethodConfig):
+    """JMVAE-kl's ``method`` section.
+
+    Attributes:
+        alpha: the weight of its two KL terms to the unimodal posteriors (``method.alpha``, >= 0).
+    """
+
+    name: str = "jmvae"
+    alpha: float = field(default=0.1, metadata={"range": (0, True, None, False)})
+
+
 METHOD = Method(
     name="jmvae",
     title="JMVAE-kl",
@@ -44,4 +58,5 @@ METHOD = Method(
     weights_kind="jmvae",
     configure=no_joint_inference,
     own_text_posterior="q_JMVAE(z|y)",
+    config=JMVAEConfig,
 )

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from vlvae.config import apply_overrides, preset
+from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.latent2d import figure_latent2d
 from vlvae.locking import folder_lock
 from vlvae.paths import check_output_dir
-from vlvae.training.run import train_text_posterior, train_vlvae
+from vlvae.training.run import fit_vlvae, train_text_posterior
 
 __all__ = ["LATENT2D_DEFAULTS", "run_latent2d"]
 
@@ -74,9 +74,9 @@ def _settings(preset_name: str, steps: int | None, overrides) -> list[str]:
     )
 
 
-def _train(data: Path, out: Path, preset_name: str, settings: list[str], progress: bool) -> None:
+def _train(data: Path, out: Path, cfg: ExperimentConfig, progress: bool) -> None:
     """Train (or skip, if finished) the z = 2 VLVAE, q_True and q_Agg in run folder ``out``."""
-    train_vlvae(data, out, preset_name, overrides=settings, progress=progress)
+    fit_vlvae(data, out, cfg, progress=progress)
     train_text_posterior(out, "true", progress=progress)
     train_text_posterior(out, "agg", progress=progress)
 
@@ -109,11 +109,13 @@ def run_latent2d(
         The figure's path.
     """
     settings = _settings(preset_name, steps, overrides)
-    apply_overrides(preset(preset_name), settings)  # every option is checked before the folder is touched
+    cfg = apply_overrides(
+        preset(preset_name), settings
+    )  # every option is checked before the folder is touched
     out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae figure latent2d", tidy=("", "figures")):
         started = time.time()
         with torch.enable_grad():
-            _train(Path(data), out, preset_name, settings, progress)
+            _train(Path(data), out, cfg, progress)
         trained = time.time() - started
         return figure_latent2d(out, Path(data), texts, started, trained)

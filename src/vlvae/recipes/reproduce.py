@@ -19,7 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from vlvae.config import apply_overrides, preset
+from vlvae.config import apply_overrides, preset, split_method_overrides, with_method
 from vlvae.data.celeba import build_celeba
 from vlvae.data.format import read_vocabulary
 from vlvae.data.specs import DATASETS, data_spec, dataset_spec
@@ -27,13 +27,13 @@ from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
 from vlvae.locking import folder_lock
-from vlvae.methods import get_method
-from vlvae.methods.stages import registered_stages
+from vlvae.methods import get_method, knob_names
+from vlvae.methods.stages import get_stage, registered_stages
 from vlvae.paths import check_output_dir
 from vlvae.runs import stage_dir
 from vlvae.seeds import stage1_replicate_seed
 from vlvae.training.judges import train_classifier_for
-from vlvae.training.run import train_stage, train_vlvae
+from vlvae.training.run import fit_vlvae, train_stage
 
 __all__ = ["reproduce"]
 
@@ -78,7 +78,8 @@ def reproduce(
             ``celeba-`` presets of the same scale when ``dataset="celeba"``.
         dataset: ``two_objects`` or ``celeba``.
         root: the CelebA download (``dataset="celeba"`` only).
-        overrides: ``key=value`` config overrides.
+        overrides: ``key=value`` config overrides; a method's knob (``method.alpha=...``) applies
+            to each method of the run that declares it.
         workers: processes for data generation.
         progress: progress bars inside stages (default: when the terminal is interactive).
         replicates: training replicates of q_True, q_Agg and the prior (each on the same VLVAE,
@@ -103,11 +104,22 @@ def reproduce(
             "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)"
         )
     name = dataset_spec(dataset).preset_name(preset_name)
-    cfg = apply_overrides(preset(name), list(overrides))
-
+    knob_overrides, overrides = split_method_overrides(list(overrides))
+    cfg = apply_overrides(preset(name), overrides)
     methods = tuple(dict.fromkeys(m for m in methods if m != "vlvae"))
     for m in methods:
         get_method(m)  # an unknown name fails here, before anything is written
+    # Each method of the run (the paper's first) gets the knobs it declares; one that none declares
+    # is an unknown key. Every run's config is made (and checked) here, before anything is written.
+    configs = {m: with_method(cfg, m, knob_overrides) for m in methods}
+    cfg = with_method(cfg, cfg.method.name, knob_overrides)
+    for item in knob_overrides:
+        knob = item.split("=", 1)[0].strip().split(".", 1)[1]
+        if not any(knob in knob_names(m) for m in (cfg.method.name, *methods)):
+            raise VLVAEError(
+                f"unknown configuration key 'method.{knob}': no method of this run declares it "
+                f"({', '.join(dict.fromkeys((cfg.method.name, *methods)))})"
+            )
     settings = None
     if dataset == "two_objects":
         d = cfg.data
@@ -134,26 +146,25 @@ def reproduce(
             vlvae_replicates,
             settings,
         )
-        if methods:
-            _other_methods(out, name, overrides, methods, progress)
+        if configs:
+            _other_methods(out, configs, progress)
         return metrics
 
 
-def _other_methods(out: Path, name: str, overrides, methods: tuple[str, ...], progress: bool) -> dict:
-    """Stage 1 and stages 2-3 of each other method in ``OUT/methods/<name>``, then ``OUT/compare.md``."""
-
+def _other_methods(out: Path, configs: dict, progress: bool) -> dict:
+    """Stage 1 and stages 2-3 of each other method (name -> its run's config) in ``OUT/methods/<name>``,
+    then ``OUT/compare.md``."""
     data, cls = out / "data", out / "classifier"
     runs = [out / "run"]
-    for m in methods:
+    for m, cfg in configs.items():
         run = out / "methods" / m
         for stage in ("vlvae", *get_method(m).stages):
             label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
             resume = (stage_dir(run, stage) / "last.ckpt").exists()
             if stage == "vlvae":
-                method_overrides = list(overrides) + [f"method.name={m}"]
-                fn = partial(train_vlvae, data, run, name, None, method_overrides, resume, progress)
+                fn = partial(fit_vlvae, data, run, cfg, resume, progress)
             else:
-                fn = partial(train_stage, run, stage, resume, progress)
+                fn = partial(train_stage, run, get_stage(stage), resume, progress)
             _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22)
         runs.append(run)
     t = time.time()
@@ -224,20 +235,18 @@ def _reproduce(
     for v, run in enumerate(runs):
         tag = f" (VLVAE {v})" if vlvae_replicates > 1 else ""
         # A stride far above stage_seed's 1000 per replicate: no two fits of any run share a seed.
-        run_overrides = list(overrides) + ([f"seed={stage1_replicate_seed(cfg.seed, v)}"] if v else [])
+        run_cfg = apply_overrides(cfg, [f"seed={stage1_replicate_seed(cfg.seed, v)}"]) if v else cfg
 
         def resume(stage: str, r: int = 0, run: Path = run) -> bool:
             return (stage_dir(run, stage, r) / "last.ckpt").exists()
 
-        def stage_one(run=run, run_overrides=run_overrides, resume=resume):
+        def stage_one(run=run, run_cfg=run_cfg, resume=resume):
             scorer, _ = load_scorer(dataset_name, cls, vocab, data)
-            return train_vlvae(
-                data, run, name, None, run_overrides, resume("vlvae"), progress, scorer=scorer.score
-            )
+            return fit_vlvae(data, run, run_cfg, resume("vlvae"), progress, scorer=scorer.score)
 
         if (stage_dir(run, "vlvae") / "metrics.json").exists():
             # Finished: this only checks that the run folder holds this configuration.
-            train_vlvae(data, run, name, None, run_overrides, False, progress)
+            fit_vlvae(data, run, run_cfg, False, progress)
         timed(3, "VLVAE" + tag, stage_one, stage_dir(run, "vlvae") / "metrics.json")
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
@@ -245,7 +254,7 @@ def _reproduce(
                 timed(
                     i,
                     stage.progress_label + rtag,
-                    partial(train_stage, run, stage.name, resume(stage.name, r), progress, r),
+                    partial(train_stage, run, stage, resume(stage.name, r), progress, r),
                     stage_dir(run, stage.name, r) / "metrics.json",
                 )
         _line(n, n, "evaluation" + tag, "running ...")

@@ -11,6 +11,7 @@ the same frozen VLVAE: their spread is the spread over training runs.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from vlvae.training.tasks import STAGE_TASKS, BestWeights, CheckpointAfterValida
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
 # they belong to vlvae.runs. This module's own names:
-__all__ = ["fit_stage", "train_vlvae", "train_text_posterior", "train_prior", "train_stage"]
+__all__ = ["fit_stage", "train_vlvae", "fit_vlvae", "train_text_posterior", "train_prior", "train_stage"]
 
 #: The fix for a run folder that a stage 2-3 cannot write into.
 _WRITABLE_RUN = "each stage writes its folder inside the run: make it writable, or copy the run"
@@ -216,13 +217,30 @@ def train_vlvae(
     progress: bool = True,
     scorer=None,
 ) -> dict:
-    """Stage 1: train the VLVAE (or the method named by ``method.name``) on ``data`` into run folder ``out``.
+    """Stage 1 from a preset's name and ``key=value`` overrides (``vlvae train vlvae``): the config is
+    built and checked here, then :func:`fit_vlvae` trains it.
 
+    ``steps`` overrides ``vlvae.steps``; ``scorer`` as for :func:`fit_vlvae`.
+    """
+    return fit_vlvae(data, out, _config_for(preset_name, steps, overrides), resume, progress, scorer)
+
+
+def fit_vlvae(
+    data: Path,
+    out: Path,
+    cfg: ExperimentConfig,
+    resume: bool = False,
+    progress: bool = True,
+    scorer=None,
+) -> dict:
+    """Stage 1: train the VLVAE (or the method of ``cfg.method``) on ``data`` into run folder ``out``.
+
+    ``cfg`` is not changed (a copy is sized from the data and configured by its method).
     ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
     to every validation pass (``val/correctness`` in the logs).
     """
     # Everything is checked (options, data, the folder) before anything is written.
-    cfg = configure(_sized_for(Path(data), _config_for(preset_name, steps, overrides)))
+    cfg = configure(_sized_for(Path(data), copy.deepcopy(cfg)))
     out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae train vlvae"):
         cfg = init_run(out, data, cfg)
@@ -277,14 +295,14 @@ def _fit_on_frozen_vlvae(
 
 
 def train_stage(
-    run: Path, name: str, resume: bool = False, progress: bool = True, replicate: int = 0
+    run: Path, name: str | Stage, resume: bool = False, progress: bool = True, replicate: int = 0
 ) -> dict:
     """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the
     frozen VLVAE, with the task for what it fits (:data:`vlvae.training.tasks.STAGE_TASKS`).
 
     ``replicate`` R >= 1 trains another replicate into ``RUN/<name>.r<R>`` with its own seed.
     """
-    stage = get_stage(name)
+    stage = name if isinstance(name, Stage) else get_stage(name)
 
     def make(cfg, info, seed, vlvae):
         section = getattr(cfg, stage.config_section)

@@ -25,9 +25,9 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader, Subset
 
-from vlvae.config import MethodConfig, StageConfig
+from vlvae.config import StageConfig
 from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
-from vlvae.methods import build_model
+from vlvae.methods import MethodConfig, build_model
 from vlvae.methods.stages import (
     PRIOR,
     TEXT_POSTERIOR,
@@ -251,7 +251,7 @@ class VLVAETask(StageTask):
         scorer: optional judge ``(images (N, 3, H, W) in [0, 1], texts (N, L)) -> (N,) correctness``;
             when given, each validation pass also logs ``val/correctness``, the correctness of
             images decoded from z ~ q(z|x) against the paired text (the ceiling of any q(z|y)).
-        method: the :class:`~vlvae.config.MethodConfig` whose model stage 1 trains (default: the
+        method: the :class:`~vlvae.methods.MethodConfig` whose model stage 1 trains (default: the
             paper's VLVAE). Its ``forward`` gives the loss; a baseline's extra ``terms`` are logged too.
     """
 
