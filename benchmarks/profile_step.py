@@ -71,7 +71,7 @@ def profile_stage1(cfg, steps: int, data: Path | None) -> dict[str, float]:
     from vlvae.data.dataset import ImageTextDataset, images_to_float
 
     m = cfg.model
-    b = cfg.vlvae.batch_size
+    b = cfg.stage1.batch_size
     loader = None
     if data is not None:
         ds = ImageTextDataset(data, "train")
@@ -79,7 +79,7 @@ def profile_stage1(cfg, steps: int, data: Path | None) -> dict[str, float]:
         loader = torch.utils.data.DataLoader(ds, batch_size=b, shuffle=True, drop_last=True)
     model = VLVAE(m)
     _ranges(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.vlvae.lr, weight_decay=cfg.vlvae.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
     x = torch.rand(b, 3, m.image_size, m.image_size)
     y = torch.randint(m.vocab_size, (b, m.text_length))
     batches = iter(loader) if loader is not None else None
@@ -95,7 +95,7 @@ def profile_stage1(cfg, steps: int, data: Path | None) -> dict[str, float]:
         x.requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         with record_function("forward: whole model"):
-            out = model(x, y, kl_weight=1.0, w_x=cfg.vlvae.w_x, w_y=cfg.vlvae.w_y)
+            out = model(x, y, kl_weight=1.0, w_x=cfg.stage1.w_x, w_y=cfg.stage1.w_y)
         with record_function("backward: whole model"):
             out.loss.backward()
         with record_function("optimiser (Adam)"):
@@ -138,9 +138,9 @@ def main() -> None:
         + t.get("data: load + to float", 0.0)
     )
     print(
-        f"preset {args.preset} ({cfg.model.arch}), batch {cfg.vlvae.batch_size}, torch threads "
+        f"preset {args.preset} ({cfg.model.arch}), batch {cfg.stage1.batch_size}, torch threads "
         f"{torch.get_num_threads()}: {step_ms:.1f} ms per step, "
-        f"{1e3 * cfg.vlvae.batch_size / step_ms:.0f} images/s"
+        f"{1e3 * cfg.stage1.batch_size / step_ms:.0f} images/s"
     )
     print(f"{'part':<34} {'ms/step':>8} {'share':>6}")
     for key in sorted(t, key=lambda k: -t[k]):

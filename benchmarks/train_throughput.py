@@ -170,7 +170,7 @@ def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.Lightnin
         cfg = configure(cfg)
         torch.manual_seed(cfg.seed)
         return (
-            VLVAETask(cfg.model, _long(cfg.vlvae), data, cfg.seed, cfg.num_workers, method=cfg.method),
+            VLVAETask(cfg.model, _long(cfg.stage1), data, cfg.seed, cfg.num_workers, method=cfg.method),
             cfg.model.arch,
         )
     if stage in ("q_true", "q_agg"):  # train_text_posterior

@@ -9,7 +9,7 @@ from vlvae.errors import VLVAEError
 def test_paper_preset_is_spec_section_5():
     cfg = preset("paper")
     assert cfg.model.image_size == 112 and cfg.model.latent_dim == 50
-    v = cfg.vlvae
+    v = cfg.stage1
     assert (v.batch_size, v.steps, v.lr, v.weight_decay, v.lr_decay, v.kl_warmup_steps) == (
         20,
         400_000,
@@ -31,23 +31,30 @@ def test_presets_round_trip_through_yaml(tmp_path, name):
 
 def test_presets_are_fresh_copies():
     a = preset("cpu")
-    a.vlvae.steps = 1
-    assert preset("cpu").vlvae.steps != 1
+    a.stage1.steps = 1
+    assert preset("cpu").stage1.steps != 1
 
 
 def test_overrides_set_typed_values():
     cfg = apply_overrides(
         preset("tiny"),
-        ["vlvae.steps=42", "model.latent_dim=6", "vlvae.w_x=0.5", "text_posterior.kind=gaussian", "seed=3"],
+        [
+            "stage1.steps=42",
+            "model.latent_dim=6",
+            "stage1.w_x=0.5",
+            "text_posterior.posterior_family=gaussian",
+        ]
+        + ["seed=3", "vlvae.batch_size=7", "prior.kind=gaussian"],  # the old names, read as the new ones
     )
-    assert cfg.vlvae.steps == 42 and cfg.model.latent_dim == 6 and cfg.vlvae.w_x == 0.5
-    assert cfg.text_posterior.kind == "gaussian" and cfg.seed == 3
+    assert cfg.stage1.steps == 42 and cfg.model.latent_dim == 6 and cfg.stage1.w_x == 0.5
+    assert cfg.text_posterior.posterior_family == "gaussian" and cfg.seed == 3
+    assert cfg.stage1.batch_size == 7 and cfg.prior.posterior_family == "gaussian"
 
 
 @pytest.mark.parametrize(
     "override, fragment",
     [
-        ("vlvae.stepz=3", "unknown configuration key 'vlvae.stepz'"),
+        ("vlvae.stepz=3", "unknown configuration key 'stage1.stepz'"),
         ("nosuch=1", "unknown configuration key 'nosuch'"),
         ("vlvae.steps=abc", "needs an integer"),
         ("vlvae.steps", "needs key=value"),

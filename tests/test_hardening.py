@@ -258,13 +258,13 @@ def test_run_json_records_the_vocabulary_and_consumers_check_it(data, run_folder
 @pytest.mark.parametrize(
     "bad, fragment",
     [
-        (["--steps", "-5"], "configuration key 'vlvae.steps' must be at least 1, got -5"),
-        (["--steps", "0"], "configuration key 'vlvae.steps' must be at least 1, got 0"),
-        (["--set", "vlvae.batch_size=0"], "configuration key 'vlvae.batch_size' must be at least 1, got 0"),
-        (["--set", "vlvae.lr=-1e-3"], "configuration key 'vlvae.lr' must be greater than 0, got -0.001"),
+        (["--steps", "-5"], "configuration key 'stage1.steps' must be at least 1, got -5"),
+        (["--steps", "0"], "configuration key 'stage1.steps' must be at least 1, got 0"),
+        (["--set", "vlvae.batch_size=0"], "configuration key 'stage1.batch_size' must be at least 1, got 0"),
+        (["--set", "vlvae.lr=-1e-3"], "configuration key 'stage1.lr' must be greater than 0, got -0.001"),
         (
             ["--set", "vlvae.lr_schedule=linear"],
-            "configuration key 'vlvae.lr_schedule' must be one of exponential, cosine, got 'linear'",
+            "configuration key 'stage1.lr_schedule' must be one of exponential, cosine, got 'linear'",
         ),
     ],
 )
@@ -293,14 +293,14 @@ def test_a_refused_start_leaves_the_folder_usable(vlvae, data, tmp_path):
         "--set",
         "vlvae.batch_size=0",
     )
-    one_error_line(code, err, "'vlvae.batch_size' must be at least 1")
+    one_error_line(code, err, "'stage1.batch_size' must be at least 1")
     assert list(out.iterdir()) == []
     code, stdout, err = vlvae(
         "train", "vlvae", "--data", data, "--out", out, "--preset", "tiny", "--no-progress", "--steps", "2"
     )
     assert code == 0, err
     assert "VLVAE: 2 steps" in stdout
-    assert (out / "vlvae" / "metrics.json").is_file() and not (out / ".lock").exists()
+    assert (out / "stage1" / "metrics.json").is_file() and not (out / ".lock").exists()
 
 
 def test_presets_pass_validation_and_every_range_is_named():
@@ -311,12 +311,12 @@ def test_presets_pass_validation_and_every_range_is_named():
     for override, fragment in (
         ("evaluation.k=0", "'evaluation.k' must be at least 1"),
         ("data.val_fraction=1", "'data.val_fraction' must be in (0, 1)"),
-        ("vlvae.lr_decay=1.5", "'vlvae.lr_decay' must be in (0, 1]"),
+        ("vlvae.lr_decay=1.5", "'stage1.lr_decay' must be in (0, 1]"),
         ("classifier.norm=layer", "'classifier.norm' must be one of batch, group"),
-        ("text_posterior.kind=mixture", "'text_posterior.kind' must be one of flow"),
+        ("text_posterior.kind=mixture", "'text_posterior.posterior_family' must be one of flow"),
         ("precision=12-bits", "'precision' must be one of"),
         ("devices=0", "'devices' must be at least 1"),
-        ("vlvae.w_x=nan", "'vlvae.w_x' must be greater than 0, got nan"),
+        ("vlvae.w_x=nan", "'stage1.w_x' must be greater than 0, got nan"),
     ):
         with pytest.raises(VLVAEError) as exc:
             apply_overrides(preset("tiny"), [override])

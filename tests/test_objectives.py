@@ -138,7 +138,7 @@ class LinearGaussian(nn.Module):
         shrink = 1 / (1 + self.SX**2)
         return DiagNormal(0.8 * shrink * x, 1.3 * math.sqrt(self.SX**2 * shrink) * torch.ones_like(x))
 
-    def prior(self):
+    def standard_prior(self):
         return DiagNormal(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
 
     def log_px(self, x, z):
@@ -164,7 +164,7 @@ def _text_prior(y):
 
 def _text_proposal(model, y):
     """A proposal that depends on y alone: ½ q_φ(z|y) (not p(z|y)) + ½ N(0, I)."""
-    return DefensiveMixture([_text_prior(y), model.prior()])
+    return DefensiveMixture([_text_prior(y), model.standard_prior()])
 
 
 def _exact(toy):
@@ -180,9 +180,11 @@ def _exact(toy):
 def _bound(which, toy, k, micro_batch=100):
     model, x, y = toy
     if which == "image":
-        return marginal_log_likelihood_image(model, model.prior, x, k, micro_batch)
+        return marginal_log_likelihood_image(model, model.standard_prior, x, k, micro_batch)
     if which == "text":
-        return marginal_log_likelihood_text(model, model.prior, y, _text_proposal(model, y), k, micro_batch)
+        return marginal_log_likelihood_text(
+            model, model.standard_prior, y, _text_proposal(model, y), k, micro_batch
+        )
     return conditional_log_likelihood(model, _text_prior, x, y, k, micro_batch)
 
 
@@ -201,13 +203,15 @@ def test_importance_weighted_bounds_tighten_with_k_towards_exact(which, toy):
 def test_k1_bound_is_the_one_sample_elbo_and_matches_it_in_expectation(toy):
     model, x, _ = toy
     torch.manual_seed(7)
-    bound = marginal_log_likelihood_image(model, model.prior, x, k=1)
+    bound = marginal_log_likelihood_image(model, model.standard_prior, x, k=1)
     torch.manual_seed(7)
     q = model.image_posterior(x)
     z = q.sample((1,))
-    elbo = model.log_px(x, z) + model.prior().log_prob(z) - q.log_prob(z)
+    elbo = model.log_px(x, z) + model.standard_prior().log_prob(z) - q.log_prob(z)
     torch.testing.assert_close(bound, elbo[0])
-    direct = importance_weighted_bound((model.log_px(x, z) + model.prior().log_prob(z)).T, q.log_prob(z).T)
+    direct = importance_weighted_bound(
+        (model.log_px(x, z) + model.standard_prior().log_prob(z)).T, q.log_prob(z).T
+    )
     torch.testing.assert_close(direct, elbo[0])
     # closed-form ELBO: E_q log N(x; z, σx²) − KL(q || N(0, I))
     m, s = q.mean, q.stddev
@@ -266,9 +270,14 @@ def test_conditional_likelihood_micro_batching_changes_nothing(tiny):
     chunked = conditional_log_likelihood(model, text_prior, x, y, k=12, micro_batch=5)
     torch.testing.assert_close(chunked, whole)
     for prior_bound in (
-        lambda mb: marginal_log_likelihood_image(model, model.prior, x, 12, mb),
+        lambda mb: marginal_log_likelihood_image(model, model.standard_prior, x, 12, mb),
         lambda mb: marginal_log_likelihood_text(
-            model, model.prior, y, DefensiveMixture([text_prior(y), model.prior().expand((len(y),))]), 12, mb
+            model,
+            model.standard_prior,
+            y,
+            DefensiveMixture([text_prior(y), model.standard_prior().expand((len(y),))]),
+            12,
+            mb,
         ),
     ):
         torch.manual_seed(10)
@@ -359,7 +368,7 @@ def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):
     exact = _exact(toy)["text"]
     torch.manual_seed(22)
     est = importance_log_marginals(
-        lambda z: {"p": model.log_py(y, z) + model.prior().log_prob(z)},
+        lambda z: {"p": model.log_py(y, z) + model.standard_prior().log_prob(z)},
         _text_proposal(model, y),
         [1, 10, 100, 1000],
         micro_batch=128,
@@ -370,7 +379,7 @@ def test_nested_k_estimates_share_samples_and_reach_the_exact_log_py(toy):
     # asking for the smaller k too changes nothing about the largest one's samples
     torch.manual_seed(22)
     alone = marginal_log_likelihood_text(
-        model, model.prior, y, _text_proposal(model, y), 1000, micro_batch=300
+        model, model.standard_prior, y, _text_proposal(model, y), 1000, micro_batch=300
     )
     torch.testing.assert_close(alone, est[1000])
 
@@ -397,10 +406,10 @@ def test_log_py_difference_between_priors_depends_on_the_text_decoder(tiny):
 
     def difference(m):
         torch.manual_seed(24)
-        proposal = DefensiveMixture([text_prior(y), m.prior().expand((len(y),))])
+        proposal = DefensiveMixture([text_prior(y), m.standard_prior().expand((len(y),))])
         est = importance_log_marginals(
             lambda z: {
-                "standard": m.log_py(y, z) + m.prior().log_prob(z),
+                "standard": m.log_py(y, z) + m.standard_prior().log_prob(z),
                 "learned": m.log_py(y, z) + learned().log_prob(z),
             },
             proposal,

@@ -112,7 +112,7 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
     class LinearGaussianVLVAE(torch.nn.Module):
         """p(z) = N(0, I); p(y|z) = N(obs(y); W z + b, σ² I), where text y = (i, i, ..., i) means obs[i]."""
 
-        def prior(self):
+        def standard_prior(self):
             from zuko.distributions import DiagNormal
 
             return DiagNormal(torch.zeros(D), torch.ones(D))
@@ -125,7 +125,7 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
     cfg.model = replace(
         cfg.model, vocab_size=len(obs), text_length=3, latent_dim=D, logvar_min=-12.0, logvar_max=4.0
     )
-    stage = replace(cfg.text_posterior, kind="gaussian")
+    stage = replace(cfg.text_posterior, posterior_family="gaussian")
     task = TextPosteriorTask(cfg.model, stage, ".", 0, LinearGaussianVLVAE(), "true")
     y = torch.arange(len(obs)).unsqueeze(1).expand(-1, 3)
     torch.manual_seed(0)

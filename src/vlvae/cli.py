@@ -216,7 +216,7 @@ def train_vlvae_cmd(
     ),
     steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override any config key, e.g. --set vlvae.w_x=0.1 --set devices=2. Repeatable."
+        [], "--set", help="Override any config key, e.g. --set stage1.w_x=0.1 --set devices=2. Repeatable."
     ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -432,7 +432,7 @@ def reproduce_cmd(
     ),
     dataset: str = typer.Option("two_objects", help="two_objects or celeba."),
     root: Path | None = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),
-    set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set vlvae.steps=100."),
+    set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set stage1.steps=100."),
     workers: int = typer.Option(2, help="Processes for data generation."),
     replicates: int = typer.Option(
         1,

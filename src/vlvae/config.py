@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_text
 from vlvae.methods import MethodConfig, get_method, knob_names, method_config, method_names
-from vlvae.models.config import ARCHITECTURES, NORMS, POSTERIOR_KINDS, ModelConfig
+from vlvae.models.config import ARCHITECTURES, NORMS, POSTERIOR_FAMILIES, ModelConfig
 
 __all__ = [
     "LR_SCHEDULES",
@@ -40,6 +40,7 @@ __all__ = [
     "preset",
     "apply_overrides",
     "split_method_overrides",
+    "RENAMED_KEYS",
     "with_method",
     "validate_config",
     "save_config",
@@ -79,7 +80,8 @@ class StageConfig:
         lr_final_factor: the cosine schedule's final multiplier of ``lr``.
         kl_warmup_steps: steps over which the KL weight rises linearly from 0 to 1 (stage 1).
         w_x, w_y: likelihood weights of the image and text terms (stage 1, docs/design.md §3).
-        kind: ``flow`` (the paper's) or ``gaussian`` (a diagonal-Gaussian baseline) for stages 2-3.
+        posterior_family: the family of the distribution stages 2-3 fit: ``flow`` (the paper's) or
+            ``gaussian`` (a diagonal-Gaussian baseline); ``kind`` in configs written before.
         val_every: steps between validation passes.
         val_examples: validation examples scored at each pass.
         checkpoint_every: steps between checkpoints (``last.ckpt``); a stage with ``patience``
@@ -103,7 +105,7 @@ class StageConfig:
     kl_warmup_steps: int = 20_000
     w_x: float = 0.02
     w_y: float = 200.0
-    kind: str = "flow"
+    posterior_family: str = "flow"
     val_every: int = 5_000
     val_examples: int = 1_000
     checkpoint_every: int = 5_000
@@ -155,14 +157,15 @@ class EvaluationConfig:
 
 @dataclass
 class ExperimentConfig:
-    """A whole run: data, the method, model, the three training stages, classifier and evaluation."""
+    """A whole run: data, the method, model, the three training stages (``stage1``: the VLVAE or
+    the method's stage-1 model; ``text_posterior``; ``prior``), classifier and evaluation."""
 
     name: str = "paper"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     model: ModelConfig = None  # type: ignore[assignment]
-    vlvae: StageConfig = field(default_factory=StageConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
     text_posterior: StageConfig = field(
         default_factory=lambda: StageConfig(steps=100_000, val_every=5_000, kl_warmup_steps=0)
     )
@@ -232,7 +235,7 @@ def _cpu() -> ExperimentConfig:
         shared_hidden=250,
         decoder_dim=200,
     )
-    cfg.vlvae = StageConfig(
+    cfg.stage1 = StageConfig(
         steps=13_000,
         batch_size=64,
         lr=1e-3,
@@ -285,8 +288,8 @@ def _quick() -> ExperimentConfig:
     cfg = _cpu()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
-    cfg.vlvae = replace(
-        cfg.vlvae, steps=3_000, kl_warmup_steps=500, val_every=500, val_examples=256, max_minutes=6.0
+    cfg.stage1 = replace(
+        cfg.stage1, steps=3_000, kl_warmup_steps=500, val_every=500, val_examples=256, max_minutes=6.0
     )
     cfg.text_posterior = replace(
         cfg.text_posterior, steps=2_500, val_every=250, val_examples=500, checkpoint_every=250, patience=4
@@ -327,7 +330,7 @@ def _tiny() -> ExperimentConfig:
         val_examples=16,
         checkpoint_every=2,
     )
-    cfg.vlvae = small
+    cfg.stage1 = small
     cfg.text_posterior = replace(small)
     cfg.prior = replace(small)
     cfg.classifier = ClassifierConfig(
@@ -348,7 +351,7 @@ def _celeba(base: ExperimentConfig, name: str, n: int) -> ExperimentConfig:
     cfg.name = name
     cfg.data = replace(cfg.data, n=n, size=64, zoom=1.0)
     cfg.model = replace(cfg.model, image_size=64, vocab_size=20, text_length=9)
-    cfg.vlvae = replace(cfg.vlvae, w_x=0.1, w_y=100.0)
+    cfg.stage1 = replace(cfg.stage1, w_x=0.1, w_y=100.0)
     return cfg
 
 
@@ -479,7 +482,7 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
     """The enumerated string keys and their allowed values, from where each is defined."""
     return {
         "MethodConfig": {"name": method_names()},
-        "StageConfig": {"lr_schedule": LR_SCHEDULES, "kind": POSTERIOR_KINDS},
+        "StageConfig": {"lr_schedule": LR_SCHEDULES, "posterior_family": POSTERIOR_FAMILIES},
         "ClassifierConfig": {"lr_schedule": LR_SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
         "ModelConfig": {"arch": ARCHITECTURES, "norm": NORMS},
         "ExperimentConfig": {"precision": _lightning_precisions(), "accelerator": _lightning_accelerators()},
@@ -519,7 +522,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
     Raises:
         VLVAEError: one line naming the first bad key, its value and what is allowed, e.g.
-            ``configuration key 'vlvae.batch_size' must be at least 1, got 0``.
+            ``configuration key 'stage1.batch_size' must be at least 1, got 0``.
     """
     choices = _choices()
 
@@ -633,7 +636,10 @@ def _coerce(value, kind, key):
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """Apply ``key=value`` overrides (dotted keys, e.g. ``vlvae.steps=100``) to a config.
+    """Apply ``key=value`` overrides (dotted keys, e.g. ``stage1.steps=100``) to a config.
+
+    Keys renamed since (:data:`RENAMED_KEYS`: ``vlvae.steps`` is ``stage1.steps``,
+    ``text_posterior.kind`` is ``text_posterior.posterior_family``) are accepted as their new names.
 
     ``method.name=NAME`` makes the ``method`` section that method's (its knobs at their defaults,
     knobs of the same name kept), so that its knobs (``method.alpha=...``) can follow it.
@@ -645,8 +651,9 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     data = _to_plain(cfg)
     for item in overrides:
         if "=" not in item:
-            raise VLVAEError(f"--set needs key=value (e.g. vlvae.steps=100), got {item!r}")
+            raise VLVAEError(f"--set needs key=value (e.g. stage1.steps=100), got {item!r}")
         key, raw = item.split("=", 1)
+        key = _renamed(key.strip())
         value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw}"]))["v"]
         node, parts = data, key.strip().split(".")
         for depth, part in enumerate(parts):
@@ -686,6 +693,40 @@ def with_method(cfg: ExperimentConfig, name: str, knob_overrides: list[str] = ()
     return apply_overrides(cfg, [f"method.name={name}", *mine])
 
 
+#: Keys renamed since configs were first written, old -> new: the stage-1 section (``vlvae``, the
+#: name of one method, for every method's stage 1) and a stage's ``kind`` (its posterior family).
+#: Old config.yaml files and ``--set`` keys are read with the new names.
+RENAMED_KEYS = {"vlvae": "stage1", "kind": "posterior_family"}
+_STAGE_SECTIONS = ("stage1", "text_posterior", "prior")
+
+
+def _renamed(key: str) -> str:
+    """A dotted key with its renamed parts (:data:`RENAMED_KEYS`) given their new names."""
+    parts = key.split(".")
+    if parts[0] == "vlvae":
+        parts[0] = "stage1"
+    if len(parts) == 2 and parts[0] in _STAGE_SECTIONS and parts[1] == "kind":
+        parts[1] = "posterior_family"
+    return ".".join(parts)
+
+
+def _upgraded(data: dict) -> dict:
+    """A config file's contents with the keys renamed since (:data:`RENAMED_KEYS`) given their new names."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if "vlvae" in data and "stage1" not in data:
+        data["stage1"] = data.pop("vlvae")
+    for section in _STAGE_SECTIONS:
+        if isinstance(data.get(section), dict) and "kind" in data[section]:
+            data[section] = dict(data[section])
+            data[section].setdefault("posterior_family", data[section].pop("kind"))
+            data[section].pop("kind", None)
+    if isinstance(data.get("method"), dict):
+        data["method"] = _method_section(data["method"])
+    return data
+
+
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     """Write the config as YAML (atomically)."""
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(_to_plain(cfg))))
@@ -700,6 +741,4 @@ def load_config(path: Path) -> ExperimentConfig:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as exc:  # omegaconf raises several YAML error types
         raise VLVAEError(f"{path} is not a readable config ({exc}); restore it or start a new run") from exc
-    if isinstance(data, dict) and isinstance(data.get("method"), dict):
-        data["method"] = _method_section(data["method"])
-    return _from_plain(ExperimentConfig, data)
+    return _from_plain(ExperimentConfig, _upgraded(data))

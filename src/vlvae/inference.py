@@ -164,7 +164,7 @@ class Inference:
 
     @property
     def dataset(self) -> str:
-        """The data set kind (``two_objects``, ``celeba``), from the data's manifest."""
+        """The data set (``two_objects``, ``celeba``), from the data's manifest."""
         return manifest_dataset(read_manifest(self.data))
 
     @property
@@ -206,7 +206,7 @@ class Inference:
             raise VLVAEError(f"prior must be {allowed}, got {prior!r}")
         stage = PRIORS[prior][0]
         if stage is None:
-            return self.model.prior()
+            return self.model.standard_prior()
         if stage in self._missing:
             raise MissingStage(stage, self._missing[stage])
         return self._priors[prior]()

@@ -170,9 +170,9 @@ StageObjective = Callable[[Distribution, Tensor, object, Callable[[], Tensor]], 
 
 def true_posterior_objective(q: Distribution, y: Tensor, model, image_z: Callable[[], Tensor]) -> Tensor:
     """q_True's objective (Eqn 3): the text ELBO at z ~ q_φ(z|y) (reparameterised) under the frozen
-    model's p(y|z) and prior N(0, I); no image noise is drawn."""
+    model's p(y|z) and standard prior N(0, I); no image noise is drawn."""
     z = q.rsample()
-    return text_elbo(model.log_py(y, z), model.prior().log_prob(z), q.log_prob(z))
+    return text_elbo(model.log_py(y, z), model.standard_prior().log_prob(z), q.log_prob(z))
 
 
 def aggregate_posterior_objective(q: Distribution, y: Tensor, model, image_z: Callable[[], Tensor]) -> Tensor:
@@ -413,7 +413,7 @@ def marginal_log_likelihood_image(
     .. math:: \log p(x) \ge \log \frac1k Σ_{i=1}^k
               \frac{p(x|z_i)\, p(z_i)}{q(z_i|x)}, \quad z_i \sim q(z|x)
 
-    p(z) is ``prior()``: ``model.prior`` for N(0, I) or an
+    p(z) is ``prior()``: ``model.standard_prior`` for N(0, I) or an
     :class:`~vlvae.models.AggregatePrior` for q_φ(z). p(x|z) is the unweighted
     likelihood of the mapped pixels. No gradients.
 
@@ -571,7 +571,7 @@ def marginal_log_likelihood_text(
 
     Arguments:
         model: a :class:`~vlvae.models.VLVAE` in eval mode (anything with ``log_py(y, z)``).
-        prior: () -> p(z): ``model.prior`` or an :class:`~vlvae.models.AggregatePrior`.
+        prior: () -> p(z): ``model.standard_prior`` or an :class:`~vlvae.models.AggregatePrior`.
         y: (batch, L) texts.
         proposal: r(z|y), batch (batch,), event (latent,).
         k: importance samples.

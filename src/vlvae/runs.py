@@ -3,15 +3,18 @@
 A run folder ``RUN`` holds::
 
     RUN/config.yaml          the whole ExperimentConfig (model sized from the data)
-    RUN/run.json             data folder, its kind and vocabulary sha256, seed, package versions, git commit
+    RUN/run.json             data folder, its data set and vocabulary sha256, seed, package versions,
+                             git commit
     RUN/.lock                while a command writes the run (vlvae.locking; one writer at a time)
-    RUN/<stage>/             one per stage: vlvae, q_true, q_agg, prior
+    RUN/<stage>/             one per stage: stage1, q_true, q_agg, prior
         last.ckpt            Lightning checkpoint for --resume
         weights.safetensors  the stage's final weights (trainable part only)
         metrics.json         final metrics, steps, wall time, throughput; written last
         logs/                CSV and TensorBoard logs
     RUN/<stage>.r<R>/        training replicate R >= 1 of a stage 2-3 (same layout, another seed)
 
+Stage 1 (the VLVAE, or the stage-1 model of the run's method) is ``RUN/stage1``; run folders made
+before it was named so hold it in ``RUN/vlvae``, where :func:`stage_dir` finds (and resumes) it.
 A stage whose ``metrics.json`` exists is finished and is never retrained.
 Every training command holds the run folder's lock while it writes; options,
 data and folder are checked before the first file is written.
@@ -52,6 +55,7 @@ from vlvae.runinfo import run_info
 from vlvae.seeds import replicate_seed
 
 __all__ = [
+    "STAGE1",
     "STAGES",
     "REPLICATED_STAGES",
     "stage_dir",
@@ -68,21 +72,32 @@ __all__ = [
     "load_prior",
 ]
 
+#: Stage 1's name: its folder ``RUN/stage1`` and its config section ``stage1``.
+STAGE1 = "stage1"
+#: Stage 1's folder (and name) in run folders made before it was named ``stage1``.
+LEGACY_STAGE1 = "vlvae"
 #: Stage 1, then the stages fitted on its frozen model (:mod:`vlvae.methods.stages`), in order.
-STAGES = ("vlvae", *stage_names())
+STAGES = (STAGE1, *stage_names())
 #: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
 REPLICATED_STAGES = stage_names()
 #: The command that trains each stage (``{run}``: the run folder).
 _MAKES = {
-    "vlvae": "vlvae train vlvae --data DATA --out {run}",
+    STAGE1: "vlvae train vlvae --data DATA --out {run}",
     **{stage.name: stage.command for stage in registered_stages()},
 }
 
 
 def stage_dir(run: Path, stage: str, replicate: int = 0) -> Path:
-    """``RUN/<stage>`` for the first training of a stage, ``RUN/<stage>.r<R>`` for replicate R >= 1."""
+    """``RUN/<stage>`` for the first training of a stage, ``RUN/<stage>.r<R>`` for replicate R >= 1.
+
+    Stage 1 (:data:`STAGE1`; its old name ``vlvae`` is read as it) is ``RUN/stage1``, or ``RUN/vlvae``
+    in a run folder made before it was named so (that folder exists, and ``RUN/stage1`` does not).
+    """
     if replicate < 0:
         raise VLVAEError(f"a replicate number is 0 or more, got {replicate}")
+    if stage in (STAGE1, LEGACY_STAGE1):
+        legacy = Path(run) / LEGACY_STAGE1
+        stage = LEGACY_STAGE1 if legacy.is_dir() and not (Path(run) / STAGE1).exists() else STAGE1
     return Path(run) / (stage if replicate == 0 else f"{stage}.r{replicate}")
 
 
@@ -101,8 +116,8 @@ def finished_replicates(run: Path) -> int:
 
 
 def _make(stage: str, run: Path, replicate: int = 0) -> str:
-    if stage == "vlvae":
-        return _MAKES["vlvae"].format(run=run)
+    if stage in (STAGE1, LEGACY_STAGE1):
+        return _MAKES[STAGE1].format(run=run)
     return get_stage(stage).make(run, replicate)
 
 
@@ -124,7 +139,7 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     The model's image size, vocabulary size and text length are taken from the data. The data
     and the configuration are checked before anything is written; call it while holding the
     run folder's lock (:func:`vlvae.locking.folder_lock`, as :func:`vlvae.training.run.train_vlvae` does).
-    ``run.json`` records the data folder, its data set kind and its vocabulary's sha256.
+    ``run.json`` records the data folder, its data set and its vocabulary's sha256.
     """
     run, data = Path(run), Path(data)
     cfg = _sized_for(data, cfg)
@@ -161,7 +176,7 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     """The data folder of a run, checked to be what the run was made from; clear errors if not.
 
     Compared: the image size (with the run's model), and, where ``run.json`` records them (runs
-    made since they are recorded), the data set kind and the vocabulary's sha256.
+    made since they are recorded), the data set and the vocabulary's sha256.
     """
     data = Path(info["data"])
     manifest = read_manifest(data)
@@ -172,10 +187,10 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
             f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
             f"{size} px images; {remedy}"
         )
-    kind = manifest_dataset(manifest)
-    if info.get("dataset", kind) != kind:
+    dataset = manifest_dataset(manifest)
+    if info.get("dataset", dataset) != dataset:
         raise VLVAEError(
-            f"{run} was trained on a {info['dataset']} data set, but {data} holds {kind}; {remedy}"
+            f"{run} was trained on a {info['dataset']} data set, but {data} holds {dataset}; {remedy}"
         )
     if info.get("vocab_sha256") and info["vocab_sha256"] != vocabulary_sha256(data):
         raise VLVAEError(
@@ -203,33 +218,39 @@ def _arch_of(module: torch.nn.Module) -> str | None:
     return getattr(config, "arch", None) or getattr(module, "arch", None)
 
 
-def save_weights(module: torch.nn.Module, path: Path, kind: str) -> None:
-    """Save a module's state dict with safetensors (atomically), tagged with its kind and image
-    architecture."""
+#: The metadata key of a weights file's tag; files written before hold it as ``kind``.
+WEIGHTS_TAG_KEY = "tag"
+_LEGACY_WEIGHTS_TAG_KEY = "kind"
+
+
+def save_weights(module: torch.nn.Module, path: Path, tag: str) -> None:
+    """Save a module's state dict with safetensors (atomically), with its tag (what it is:
+    ``vlvae``, ``text_posterior``, ``attribute_classifier``, ...) and image architecture."""
     # Cloned: a flow's masks share storage between steps, which safetensors refuses to save.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
-    metadata = {"kind": kind}
+    metadata = {WEIGHTS_TAG_KEY: tag}
     if _arch_of(module) is not None:
         metadata["arch"] = _arch_of(module)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 
 
-def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) -> torch.nn.Module:
-    """Load weights saved by :func:`save_weights` into ``module``; clear errors on mismatch."""
+def load_weights(module: torch.nn.Module, path: Path, tag: str, remedy: str) -> torch.nn.Module:
+    """Load weights saved by :func:`save_weights` (with tag ``tag``) into ``module``; clear errors on
+    mismatch. Files written before the tag's key was named so hold it as ``kind``."""
     path = Path(path)
     if not path.is_file():
         raise VLVAEError(f"{path} is missing; make it with `{remedy}`")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        saved_kind = metadata.get("kind")
+        saved_tag = metadata.get(WEIGHTS_TAG_KEY, metadata.get(_LEGACY_WEIGHTS_TAG_KEY))
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise VLVAEError(f"{path} is corrupt ({exc}); retrain it with `{remedy}`") from exc
-    if saved_kind != kind:
+    if saved_tag != tag:
         raise VLVAEError(
-            f"{path} holds a {saved_kind or 'foreign'} checkpoint, not a {kind}; "
+            f"{path} holds a {saved_tag or 'foreign'} checkpoint, not a {tag}; "
             f"point to the right run or retrain with `{remedy}`"
         )
     expected = _arch_of(module)
@@ -237,14 +258,14 @@ def load_weights(module: torch.nn.Module, path: Path, kind: str, remedy: str) ->
     saved_arch = metadata.get("arch", "cyclegan")
     if expected is not None and saved_arch != expected:
         raise VLVAEError(
-            f"{path} holds {kind} weights of the {saved_arch!r} image architecture, but its config "
+            f"{path} holds {tag} weights of the {saved_arch!r} image architecture, but its config "
             f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`"
         )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise VLVAEError(
-            f"{path} does not match the {kind} described by its configuration "
+            f"{path} does not match the {tag} described by its configuration "
             f"({str(exc).splitlines()[0]}); retrain it with `{remedy}`"
         ) from exc
     return module
@@ -261,12 +282,12 @@ def _require(run: Path, stage: str, replicate: int = 0) -> Path:
 def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
     """The trained, frozen stage-1 model of a run (the VLVAE or the run's method's), in evaluation mode."""
     cfg = cfg or open_run(run)[0]
-    d = _require(run, "vlvae")
+    d = _require(run, STAGE1)
     model = load_weights(
         build_model(cfg.model, cfg.method),
         d / "weights.safetensors",
-        get_method(cfg.method.name).weights_kind,
-        _MAKES["vlvae"].format(run=run),
+        get_method(cfg.method.name).weights_tag,
+        _MAKES[STAGE1].format(run=run),
     )
     return model.eval().requires_grad_(False)
 
@@ -280,9 +301,14 @@ def load_stage(run: Path, name: str, cfg: ExperimentConfig | None = None, replic
     stage = get_stage(name)
     cfg = cfg or open_run(run)[0]
     d = _require(run, stage.name, replicate)
-    kind = json.loads((d / "metrics.json").read_text()).get("kind", getattr(cfg, stage.config_section).kind)
-    module = (TextPosterior if stage.fits == TEXT_POSTERIOR else AggregatePrior)(cfg.model, kind=kind)
-    fitted = load_weights(module, d / "weights.safetensors", stage.weights_kind, stage.make(run, replicate))
+    metrics = json.loads((d / "metrics.json").read_text())
+    # The family it was fitted with (``kind`` in metrics.json files written before it was named so).
+    family = (
+        metrics.get("posterior_family", metrics.get("kind"))
+        or getattr(cfg, stage.config_section).posterior_family
+    )
+    module = (TextPosterior if stage.fits == TEXT_POSTERIOR else AggregatePrior)(cfg.model, family=family)
+    fitted = load_weights(module, d / "weights.safetensors", stage.weights_tag, stage.make(run, replicate))
     return fitted.eval().requires_grad_(False)
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vlvae.config import preset
 from vlvae.methods import get_method, method_config, method_names
 from vlvae.methods.stages import registered_stages
-from vlvae.runs import load_stage, load_vlvae, open_run, stage_dir
+from vlvae.runs import STAGE1, load_stage, load_vlvae, open_run, stage_dir
 
 
 def _run(compared, name):
@@ -42,8 +42,8 @@ def test_trains_saves_and_reloads_exactly(compared, name):
     run = _run(compared, name)
     cfg, _ = open_run(run)
     assert cfg.method.name == name
-    assert json.loads((stage_dir(run, "vlvae") / "metrics.json").read_text())["steps"] == cfg.vlvae.steps
-    saved = load_file(stage_dir(run, "vlvae") / "weights.safetensors")
+    assert json.loads((stage_dir(run, STAGE1) / "metrics.json").read_text())["steps"] == cfg.stage1.steps
+    saved = load_file(stage_dir(run, STAGE1) / "weights.safetensors")
     state = load_vlvae(run).state_dict()
     assert saved and all(torch.equal(state[key], value) for key, value in saved.items())
 

@@ -153,7 +153,7 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
         title="β = 2 VLVAE",
         reference="a test",
         model=lambda model_config, method_config: Beta2(model_config, method_config.beta),
-        weights_kind="beta2",
+        weights_tag="beta2",
         stages=("q_agg",),
         config=BetaConfig,
     )

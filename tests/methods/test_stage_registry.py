@@ -112,7 +112,7 @@ def test_an_unfinished_stage_names_the_registered_command(tmp_path):
 def test_the_names_read_elsewhere_come_from_the_registry():
     from vlvae.evaluation import figures, report
 
-    assert runs.STAGES == ("vlvae", "q_true", "q_agg", "prior")
+    assert runs.STAGES == ("stage1", "q_true", "q_agg", "prior")
     assert runs.REPLICATED_STAGES == tuple(s.name for s in registered_stages())
     # The figures draw q_Agg before q_True and N(0, I) before the learned prior, with these labels.
     assert list(figures.POSTERIOR_LABELS.items()) == [("q_agg", "q_Agg(z|y)"), ("q_true", "q_True(z|y)")]

@@ -87,8 +87,8 @@ def test_log_prob_finite_far_from_support():
     """docs/design.md §8: inverting a flow at far-out z overflowed to NaN; the guard keeps it finite."""
     torch.manual_seed(2)
     for kind in ("flow", "gaussian"):
-        text = _perturb(TextPosterior(_config(), kind=kind), scale=1.0)
-        prior = _perturb(AggregatePrior(_config(), kind=kind), scale=1.0)
+        text = _perturb(TextPosterior(_config(), family=kind), scale=1.0)
+        prior = _perturb(AggregatePrior(_config(), family=kind), scale=1.0)
         y = torch.randint(6, (3, 3))
         for value in (1e3, -1e3, 1e6):
             z = torch.full((3, LATENT), value)

@@ -84,11 +84,11 @@ def test_flow_fits_bimodal_aggregate_but_gaussian_cannot(which, reference):
     for kind in ("flow", "gaussian"):
         torch.manual_seed(0)
         if which == "text_posterior":
-            module = TextPosterior(_config(flow_steps=6, flow_hidden=50), kind=kind)
+            module = TextPosterior(_config(flow_steps=6, flow_hidden=50), family=kind)
             y = torch.tensor([[1, 2]])
             results[kind] = _fit(lambda n, module=module, y=y: module(y.expand(n, 2)), module)
         else:
-            module = AggregatePrior(_config(flow_steps=6, flow_hidden=50), kind=kind)
+            module = AggregatePrior(_config(flow_steps=6, flow_hidden=50), family=kind)
             results[kind] = _fit(lambda n, module=module: module(), module)
     # a cross-entropy is never below the entropy; MC error of each estimate is ~0.01 nats
     assert results["flow"] > entropy - 0.05
@@ -118,5 +118,5 @@ def test_image_posterior_is_diagonal_gaussian_with_clamped_logvar():
 
 
 def test_unknown_kind_is_rejected():
-    with pytest.raises(ValueError, match="kind"):
-        TextPosterior(_config(), kind="mixture")
+    with pytest.raises(ValueError, match="posterior_family"):
+        TextPosterior(_config(), family="mixture")

@@ -64,7 +64,7 @@ def test_shapes_of_distributions_and_decoders():
     x, y = _batch()
     q = model.image_posterior(x)
     assert q.batch_shape == (3,) and q.event_shape == (LATENT,)
-    assert model.prior().event_shape == (LATENT,)
+    assert model.standard_prior().event_shape == (LATENT,)
     z = q.rsample()
     assert model.image_likelihood(z).event_shape == (3, SIDE, SIDE)
     mean = model.image_mean(z)

@@ -32,7 +32,7 @@ def partial_run(tiny, tmp_path_factory):
     run.mkdir()
     for name in ("config.yaml", "run.json"):
         shutil.copy(tiny / "run" / name, run / name)
-    for stage in ("vlvae", "q_agg"):
+    for stage in ("stage1", "q_agg"):
         (run / stage).mkdir()
         for name in ("weights.safetensors", "metrics.json"):
             shutil.copy(tiny / "run" / stage / name, run / stage / name)
@@ -80,7 +80,7 @@ def test_health_and_vocab(client, tiny):
     assert vocab["dataset"] == "two_objects" and vocab["layout"] == "slots"
     assert vocab["slot_names"][:5] == ["O1size", "O1colour", "O1material", "O1shape", "R"]
     assert len(vocab["slots"]) == vocab["text_length"] == 9 and "red" in vocab["slots"][1]
-    assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": True, "prior": True}
+    assert vocab["stages"] == {"stage1": True, "q_agg": True, "q_true": True, "prior": True}
     assert vocab["missing"] == {} and vocab["classifier"] is True and vocab["report"] is True
     # The menus and the stage behind each entry come from the stage registry (the page reads them).
     assert vocab["posteriors"] == {"agg": "q_Agg(z|y)", "true": "q_True(z|y)"}
@@ -312,7 +312,7 @@ def test_markdown_renders_the_reports_constructs():
 
 def test_missing_stages_grey_out_or_answer_409(partial, partial_run):
     vocab = partial.get("/api/vocab").json()
-    assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": False, "prior": False}
+    assert vocab["stages"] == {"stage1": True, "q_agg": True, "q_true": False, "prior": False}
     assert (
         "vlvae train text-posterior" in vocab["missing"]["q_true"]
         and "--objective true" in vocab["missing"]["q_true"]
@@ -422,7 +422,7 @@ def test_celeba_run_has_an_attribute_layout(celeba_run):
     vocab = client.get("/api/vocab").json()
     assert vocab["dataset"] == "celeba" and vocab["layout"] == "attributes" and vocab["blank"] == "-"
     assert "Smiling" in vocab["words"] and vocab["text_length"] == 9 and vocab["opposite_relations"] is None
-    assert vocab["stages"] == {"vlvae": True, "q_agg": True, "q_true": False, "prior": False}
+    assert vocab["stages"] == {"stage1": True, "q_agg": True, "q_true": False, "prior": False}
     text = "Smiling Male Bangs - - - - - -"
     answer = client.get("/api/text", params={"text": text, "n": 2}).json()
     assert [c["available"] for c in answer["columns"]] == [True, False]

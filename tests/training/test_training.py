@@ -33,17 +33,17 @@ def test_run_folder_records_config_seed_versions_commit(trained):
     info = json.loads((trained / "run.json").read_text())
     assert {"data", "seed", "versions", "git_commit", "preset"} <= set(info)
     assert info["versions"]["torch"].startswith(torch.__version__.split("+")[0])
-    metrics = json.loads((trained / "vlvae" / "metrics.json").read_text())
+    metrics = json.loads((trained / "stage1" / "metrics.json").read_text())
     assert metrics["steps"] == 6 and "val/elbo" in metrics["validation"]
-    assert (trained / "vlvae" / "last.ckpt").is_file()
-    assert (trained / "vlvae" / "logs" / "csv" / "from_step_0" / "metrics.csv").is_file()
+    assert (trained / "stage1" / "last.ckpt").is_file()
+    assert (trained / "stage1" / "logs" / "csv" / "from_step_0" / "metrics.csv").is_file()
 
 
 def test_finished_stage_is_a_no_op(trained, data, monkeypatch):
-    before = (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns
+    before = (trained / "stage1" / "weights.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("trained again"))
     training.train_vlvae(data, trained, "tiny", progress=False)
-    assert (trained / "vlvae" / "weights.safetensors").stat().st_mtime_ns == before
+    assert (trained / "stage1" / "weights.safetensors").stat().st_mtime_ns == before
 
 
 def _keep_loaded_vlvae(monkeypatch) -> list:
@@ -62,7 +62,7 @@ def _keep_loaded_vlvae(monkeypatch) -> list:
 
 @pytest.mark.parametrize("objective", ["agg", "true"])
 def test_stage_two_leaves_the_vlvae_bit_identical(trained, objective, monkeypatch):
-    saved = _weights(trained / "vlvae" / "weights.safetensors")
+    saved = _weights(trained / "stage1" / "weights.safetensors")
     loaded = _keep_loaded_vlvae(monkeypatch)
     metrics = training.train_text_posterior(trained, objective, progress=False)
     assert metrics["steps"] == 6 and metrics["objective"] == objective
@@ -93,7 +93,7 @@ def test_frozen_task_keeps_batch_norm_statistics(trained):
 
 
 def test_prior_stage_trains_only_phi(trained, monkeypatch):
-    saved = _weights(trained / "vlvae" / "weights.safetensors")
+    saved = _weights(trained / "stage1" / "weights.safetensors")
     loaded = _keep_loaded_vlvae(monkeypatch)
     training.train_prior(trained, progress=False)
     (used,) = loaded
@@ -109,13 +109,13 @@ def test_resumed_run_equals_uninterrupted(data, tmp_path, killed_at):
     killed = tmp_path / "killed"
     with killed_at(4), pytest.raises(RuntimeError, match="simulated kill"):
         training.train_vlvae(data, killed, "tiny", progress=False)
-    assert not (killed / "vlvae" / "metrics.json").exists()
+    assert not (killed / "stage1" / "metrics.json").exists()
     with pytest.raises(VLVAEError, match="--resume"):
         training.train_vlvae(data, killed, "tiny", progress=False)
     resumed = training.train_vlvae(data, killed, "tiny", resume=True, progress=False)
     assert resumed["steps"] == 6
-    a = _weights(straight / "vlvae" / "weights.safetensors")
-    b = _weights(killed / "vlvae" / "weights.safetensors")
+    a = _weights(straight / "stage1" / "weights.safetensors")
+    b = _weights(killed / "stage1" / "weights.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -124,7 +124,7 @@ def test_resumed_run_equals_uninterrupted(data, tmp_path, killed_at):
 def test_bad_input_gets_clear_errors(data, trained, tmp_path):
     with pytest.raises(VLVAEError, match="does not exist"):
         training.train_vlvae(tmp_path / "nowhere", tmp_path / "r", "tiny", progress=False)
-    with pytest.raises(VLVAEError, match="unknown configuration key 'vlvae.stepz'"):
+    with pytest.raises(VLVAEError, match="unknown configuration key 'stage1.stepz'"):
         training.train_vlvae(data, tmp_path / "r2", "tiny", overrides=["vlvae.stepz=3"], progress=False)
     with pytest.raises(VLVAEError, match="not a vlvae run folder"):
         training.train_text_posterior(tmp_path, "agg", progress=False)
@@ -139,7 +139,7 @@ def test_bad_input_gets_clear_errors(data, trained, tmp_path):
     # The same kind of model with another architecture.
     bigger = apply_overrides(cfg, ["model.latent_dim=6"]).model
     with pytest.raises(VLVAEError, match="does not match"):
-        runs.load_weights(VLVAE(bigger), trained / "vlvae" / "weights.safetensors", "vlvae", "retrain")
+        runs.load_weights(VLVAE(bigger), trained / "stage1" / "weights.safetensors", "vlvae", "retrain")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"not a safetensors file")
     with pytest.raises(VLVAEError, match="corrupt"):
@@ -177,5 +177,60 @@ def test_ddp_two_processes_on_cpu(data, tmp_path):
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((run / "vlvae" / "metrics.json").read_text())
+    metrics = json.loads((run / "stage1" / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["world_size"] == 2
+
+
+def _make_old_style(run: Path) -> None:
+    """Turn a run folder into one as it was written before the renames: stage 1 in RUN/vlvae with the
+    config section ``vlvae``, every method section with JMVAE's ``alpha``, stages' ``kind`` (their
+    posterior family) in config.yaml and metrics.json, and weights tagged under the metadata key
+    ``kind``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    (run / "stage1").rename(run / "vlvae")
+    text = (run / "config.yaml").read_text()
+    assert "\nstage1:\n" in text and "posterior_family: flow" in text
+    text = text.replace("\nstage1:\n", "\nvlvae:\n").replace("posterior_family:", "kind:")
+    (run / "config.yaml").write_text(
+        text.replace("method:\n  name: vlvae\n", "method:\n  name: vlvae\n  alpha: 0.1\n")
+    )
+    for folder in [p for p in run.iterdir() if (p / "weights.safetensors").is_file()]:
+        weights = folder / "weights.safetensors"
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata()
+        metadata["kind"] = metadata.pop("tag")
+        save_file(load_file(str(weights)), str(weights), metadata=metadata)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = {("kind" if k == "posterior_family" else k): v for k, v in metrics.items()}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_an_old_style_run_folder_keeps_loading_and_resuming(trained, data, tmp_path):
+    import shutil
+
+    from vlvae.inference import Inference
+
+    run = tmp_path / "old"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns(".lock"))
+    training.train_text_posterior(run, "agg", progress=False)
+    _make_old_style(run)
+    assert runs.stage_dir(run, runs.STAGE1) == run / "vlvae" and not (run / "stage1").exists()
+    cfg, _ = runs.open_run(run)
+    assert cfg.stage1.steps == preset("tiny").stage1.steps and cfg.text_posterior.posterior_family == "flow"
+    assert cfg.method.name == "vlvae"
+    new = _weights(trained / "stage1" / "weights.safetensors")
+    old = runs.load_vlvae(run, cfg).state_dict()
+    assert all(torch.equal(v, old[k]) for k, v in new.items())
+    assert runs.load_text_posterior(run, "agg", cfg) is not None
+    # Reopening it with the same preset finds the same configuration and the finished stage 1.
+    assert training.train_vlvae(data, run, "tiny", progress=False)["steps"] == 6
+    assert not (run / "stage1").exists()
+    inference = Inference.open(run)
+    assert (
+        inference.stages()["q_agg"] is None
+        and inference.from_text(inference.validation_example(0)[1], "agg", n=2).images.shape[0] == 2
+    )
+    # The old names of --set keys are read as the new ones.
+    assert apply_overrides(preset("tiny"), ["vlvae.steps=9", "prior.kind=gaussian"]).stage1.steps == 9

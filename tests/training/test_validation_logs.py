@@ -12,7 +12,7 @@ from vlvae.training.tasks import VLVAETask
 
 def test_minutes_continue_from_the_checkpoint():
     cfg = preset("tiny")
-    task = VLVAETask(cfg.model, cfg.vlvae, "unused", 0)
+    task = VLVAETask(cfg.model, cfg.stage1, "unused", 0)
     task.on_load_checkpoint({"training_seconds": 120.0})
     task.on_train_start()
     assert 2.0 <= task.training_minutes() < 2.1
@@ -33,7 +33,7 @@ def test_validation_logs_minutes_and_the_scorers_correctness(data, tmp_path):
     runs.train_vlvae(data, tmp_path / "run", "tiny", progress=False, scorer=scorer)
     assert calls and all(shape[1:] == (3, 16, 16) and t[1] == 9 for shape, t in calls)
     rows = []
-    for path in sorted((tmp_path / "run" / "vlvae" / "logs" / "csv").glob("*/metrics.csv")):
+    for path in sorted((tmp_path / "run" / "stage1" / "logs" / "csv").glob("*/metrics.csv")):
         with open(path) as f:
             rows += [r for r in csv.DictReader(f) if r.get("val/minutes")]
     assert len(rows) >= 2  # tiny validates every 3 of its 6 steps

@@ -55,10 +55,9 @@ class DatasetSpec:
         paper: the paper's validation-set numbers (Tables 1-2): table -> column -> value.
         judge: the registry key of its judge, the classifier that scores generated images: training
             trains it on the data set's real training images (:mod:`vlvae.training.judges`),
-            evaluation loads it (:mod:`vlvae.evaluation.judge`).
-        classifier_kind: the ``kind`` its classifier's ``classifier.json`` records (None: it
-            records none), which names the data set of a classifier made before ``dataset`` was
-            recorded.
+            evaluation loads it (:mod:`vlvae.evaluation.judge`). It is also the tag of the judge's
+            weights and what its ``classifier.json`` records as ``judge`` (``kind`` in CelebA
+            classifier folders written before; Two Objects ones recorded none).
         ordered_texts: a text is a sequence of slots whose order matters (Two Objects), not a
             set of words padded with a blank word (CelebA).
         blank_word: the word that pads a text (None: texts are not padded).
@@ -74,7 +73,6 @@ class DatasetSpec:
     title: str
     paper: Mapping[str, Mapping[str, float]]
     judge: str
-    classifier_kind: str | None = None
     ordered_texts: bool = True
     blank_word: str | None = None
     opposite_relations: Mapping[str, str] | None = None
@@ -140,7 +138,6 @@ CELEBA = DatasetSpec(
         "log_p_y": {"standard": -53.44, "learned": -11.78},
     },
     judge="celeba_classifier",
-    classifier_kind="celeba_classifier",
     ordered_texts=False,
     blank_word="-",
     preset_prefix="celeba",

@@ -57,13 +57,18 @@ from vlvae.errors import VLVAEError
 from vlvae.io import read_json
 from vlvae.models.classifier import AttributeClassifier
 from vlvae.runs import load_weights
-from vlvae.training.judges import CELEBA_KIND, predict_label_probabilities
+from vlvae.training.judges import (
+    ATTRIBUTE_JUDGE,
+    CELEBA_JUDGE,
+    predict_label_probabilities,
+    read_classifier_info,
+)
 from vlvae.training.judges import celeba_real_accuracy as real_accuracy
 from vlvae.training.judges import celeba_real_correctness as real_correctness
 from vlvae.training.judges import celeba_real_scores as real_scores
 
 __all__ = [
-    "KIND",
+    "JUDGE",
     "CelebAClassifierData",
     "CelebAScorer",
     "celeba_preset_name",
@@ -75,8 +80,8 @@ __all__ = [
     "real_scores",
 ]
 
-KIND = CELEBA_KIND
-"""The tag of the classifier's weights and of its ``classifier.json`` (``celeba_classifier``)."""
+JUDGE = CELEBA_JUDGE
+"""The judge's key: the tag of the classifier's weights and its ``classifier.json``'s ``judge``."""
 
 _MALE = CELEBA_LABELS.index("Male")
 
@@ -97,20 +102,20 @@ def load_celeba_classifier(directory: Path):
     """(model in evaluation mode, metrics) of a trained CelebA classifier folder.
 
     Raises:
-        VLVAEError: the folder is missing, holds another kind of classifier (e.g.
+        VLVAEError: the folder is missing, holds another judge (e.g. the
             Two Objects), is unfinished, or its weights do not match.
     """
     directory = Path(directory)
     remedy = _remedy(directory)
     if not directory.is_dir():
         raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{remedy}`")
-    info = read_json(
+    info = read_classifier_info(
         directory / "classifier.json", f"{directory} is not a classifier folder; train one with `{remedy}`"
     )
-    kind = info.get("kind", "two_objects") if isinstance(info, dict) else "foreign"
-    if kind != KIND:
-        # The Two Objects classifier's classifier.json (vlvae.evaluation.classifier) has no "kind".
-        what = "a Two Objects classifier" if kind == "two_objects" else f"a {kind} classifier"
+    # A Two Objects classifier.json written before the judge was recorded records none.
+    judge = info.get("judge", ATTRIBUTE_JUDGE) if isinstance(info, dict) else "foreign"
+    if judge != JUDGE:
+        what = "a Two Objects classifier" if judge == ATTRIBUTE_JUDGE else f"a {judge} classifier"
         raise VLVAEError(
             f"{directory} holds {what}, not a CelebA classifier; pass the classifier trained on "
             f"the CelebA data (`{remedy}`)"
@@ -132,7 +137,7 @@ def load_celeba_classifier(directory: Path):
         arch=c.get("arch", "cyclegan"),
         norm=c.get("norm", "batch"),
     )
-    load_weights(model, directory / "weights.safetensors", KIND, remedy)
+    load_weights(model, directory / "weights.safetensors", JUDGE, remedy)
     return model.eval().requires_grad_(False), metrics
 
 

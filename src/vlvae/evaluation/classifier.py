@@ -23,7 +23,7 @@ from vlvae.data.vocabulary import Vocabulary
 from vlvae.io import read_json
 from vlvae.models.classifier import RelationalSlotClassifier
 from vlvae.runs import load_weights
-from vlvae.training.judges import ATTRIBUTE_KIND, predict_slots, real_accuracy
+from vlvae.training.judges import ATTRIBUTE_JUDGE, predict_slots, real_accuracy
 
 __all__ = [
     "RELATION_SLOT",
@@ -55,7 +55,7 @@ def load_classifier(directory: Path):
         arch=c.get("arch", "cyclegan"),
         norm=c.get("norm", "batch"),
     )
-    load_weights(model, directory / "weights.safetensors", ATTRIBUTE_KIND, remedy)
+    load_weights(model, directory / "weights.safetensors", ATTRIBUTE_JUDGE, remedy)
     return model.eval().requires_grad_(False), metrics
 
 

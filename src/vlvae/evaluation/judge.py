@@ -8,8 +8,8 @@ key to the function that loads it (:mod:`vlvae.evaluation.classifier` for Two Ob
 and :func:`load_judge` loads the one a key names. :func:`check_classifier_fits` checks that a
 classifier folder judges images like those of a data set.
 
-A classifier folder holds ``classifier.json`` (what it is made from: data folder and kind, image
-size, vocabulary sha256, settings; a folder holding another is refused), ``weights.safetensors``,
+A classifier folder holds ``classifier.json`` (what it is made from: data folder and data set, image
+size, vocabulary sha256, settings, its judge; a folder holding another is refused), ``weights.safetensors``,
 ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json``.
 """
 
@@ -22,7 +22,7 @@ from vlvae.data.format import read_manifest, vocabulary_sha256
 from vlvae.data.specs import DATASETS, DEFAULT_DATASET, dataset_title, manifest_dataset
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import celeba_scoring, classifier
-from vlvae.io import read_json
+from vlvae.training.judges import read_classifier_info
 
 __all__ = ["JUDGES", "load_judge", "check_classifier_fits"]
 
@@ -44,20 +44,17 @@ def load_judge(judge: str, classifier_dir: Path, vocab):
 
 def _trained_on(info: dict) -> str:
     """The data set a classifier.json records; for one written before it was recorded, the data set
-    whose classifiers record its ``kind`` (the default data set's record none)."""
+    whose judge it records (Two Objects classifiers of that time recorded none: the default data set)."""
     if info.get("dataset"):
         return info["dataset"]
-    kind = info.get("kind")
-    return next(
-        (s.name for s in DATASETS.values() if s.classifier_kind and s.classifier_kind == kind),
-        DEFAULT_DATASET,
-    )
+    judge = info.get("judge")
+    return next((s.name for s in DATASETS.values() if judge and s.judge == judge), DEFAULT_DATASET)
 
 
 def check_classifier_fits(directory: Path, data: Path, whose: str | None = None) -> dict:
     """Check that the classifier in ``directory`` judges images like those of data set ``data``.
 
-    Compared with what its ``classifier.json`` records: the data set kind, the image size and,
+    Compared with what its ``classifier.json`` records: the data set, the image size and,
     for classifiers trained since it is recorded, the vocabulary's sha256.
 
     Args:
@@ -75,7 +72,7 @@ def check_classifier_fits(directory: Path, data: Path, whose: str | None = None)
     make = f"vlvae train classifier --data {data} --out {directory}"
     if not directory.is_dir():
         raise VLVAEError(f"classifier folder {directory} does not exist; train one with `{make}`")
-    info = read_json(
+    info = read_classifier_info(
         directory / "classifier.json", f"{directory} is not a classifier folder; train one with `{make}`"
     )
     if not isinstance(info, dict):
@@ -91,12 +88,12 @@ def check_classifier_fits(directory: Path, data: Path, whose: str | None = None)
             f"--out {directory.parent / (directory.name + suffix)}"
         )
 
-    kind = manifest_dataset(manifest)
+    dataset = manifest_dataset(manifest)
     trained_on = _trained_on(info)
-    if trained_on != kind:
+    if trained_on != dataset:
         raise VLVAEError(
             f"the classifier in {directory} was trained on {dataset_title(trained_on)} "
-            f"data, {whose} is {dataset_title(kind)}; {remedy('-' + kind)}"
+            f"data, {whose} is {dataset_title(dataset)}; {remedy('-' + dataset)}"
         )
     size, trained_size = int(manifest["image_size"]), info.get("image_size")
     if trained_size is not None and int(trained_size) != size:

@@ -57,7 +57,7 @@ class MethodConfig:
         name: a method registered in :mod:`vlvae.methods`: ``vlvae`` (the paper's, marginal
             inference q(z|x)), ``joint`` (the VLVAE with joint inference q(z|x, y), §6 Fig. 7),
             ``jmvae`` (Suzuki et al. 2016), ``telbo`` (Vedantam et al. 2018), ``mvae`` (Wu &
-            Goodman 2018). Every method shares the VLVAE's networks and ``vlvae`` stage settings.
+            Goodman 2018). Every method shares the VLVAE's networks and ``stage1`` settings.
 
     A method with knobs subclasses this with its own typed fields (:attr:`Method.config`).
     """
@@ -78,7 +78,7 @@ class Method:
         title: how tables and figures label it.
         reference: the paper (and equation) it implements.
         model: ``(ModelConfig, its MethodConfig) -> nn.Module``, the stage-1 network.
-        weights_kind: tag stored with its stage-1 weights (weights of another kind are refused).
+        weights_tag: tag stored with its stage-1 weights (weights with another tag are refused).
         stages: stages 2-3 that ``reproduce`` fits on its frozen model, in order.
         own_text_posterior: label of its own q(z|y) (``model.text_posterior``), or None.
         configure: ``ExperimentConfig -> ExperimentConfig``, applied before a run starts.
@@ -90,7 +90,7 @@ class Method:
     title: str
     reference: str
     model: Callable
-    weights_kind: str
+    weights_tag: str
     stages: tuple[str, ...] = ("q_agg",)
     own_text_posterior: str | None = None
     configure: Callable | None = field(default=None, compare=False)

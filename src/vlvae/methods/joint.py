@@ -19,7 +19,7 @@ METHOD = Method(
     title="VLVAE (q(z|x,y))",
     reference="Cremer & Kushman 2018, §6, Fig. 7",
     model=lambda model_config, method_config: VLVAE(model_config),
-    weights_kind="vlvae",
+    weights_tag="vlvae",
     stages=("q_agg",),
     configure=_configure,
 )

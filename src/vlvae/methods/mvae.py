@@ -92,7 +92,7 @@ METHOD = Method(
     title="MVAE (PoE)",
     reference="Wu & Goodman 2018, §2-3",
     model=lambda model_config, method_config: MVAE(model_config),
-    weights_kind="mvae",
+    weights_tag="mvae",
     configure=no_joint_inference,
     own_text_posterior="q_MVAE(z|y)",
 )

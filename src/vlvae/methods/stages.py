@@ -69,7 +69,7 @@ class Stage:
         label: how the report's tables name it.
         figure_label: how the figures name it.
         progress_label: how ``reproduce`` names it in its progress lines.
-        weights_kind: the tag stored with its weights (weights of another kind are refused).
+        weights_tag: the tag stored with its weights (weights with another tag are refused).
         config_section: the section of the run's config with its settings (``cfg.<section>``).
         seed_offset: added to the run's seed (and 1000 per replicate) to seed its fit (:mod:`vlvae.seeds`).
         command: the command that trains it, ``{run}`` standing for the run folder.
@@ -78,7 +78,7 @@ class Stage:
         curve_title: the title of its panel in the stopping figure.
         paired_against: the distribution it is compared with in paired differences, or None.
         draw_order: figures, the web page's columns and the commands' lists show the distributions
-            of one kind in increasing order of this.
+            that fit the same (text posteriors, priors) in increasing order of this.
         validation_rank: a text posterior's validation pass computes the objective of every text
             posterior (one per metric), in increasing order of this (ties: registry order); each
             draws its own noise, so the order is fixed for the curves to stay those of earlier runs.
@@ -92,7 +92,7 @@ class Stage:
     label: str
     figure_label: str
     progress_label: str
-    weights_kind: str
+    weights_tag: str
     config_section: str
     seed_offset: int
     command: str
@@ -166,7 +166,7 @@ _REGISTRY = (
         label="q_True(z|y)",
         figure_label="q_True(z|y)",
         progress_label="q_True",
-        weights_kind="text_posterior",
+        weights_tag="text_posterior",
         config_section="text_posterior",
         seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective true",
@@ -184,7 +184,7 @@ _REGISTRY = (
         label="q_Agg(z|y)",
         figure_label="q_Agg(z|y)",
         progress_label="q_Agg",
-        weights_kind="text_posterior",
+        weights_tag="text_posterior",
         config_section="text_posterior",
         seed_offset=TEXT_POSTERIOR_SEED_OFFSET,
         command="vlvae train text-posterior --run {run} --objective agg",
@@ -202,7 +202,7 @@ _REGISTRY = (
         label="q_φ(z)",
         figure_label="learned prior q_φ(z)",
         progress_label="prior",
-        weights_kind="aggregate_prior",
+        weights_tag="aggregate_prior",
         config_section="prior",
         seed_offset=PRIOR_SEED_OFFSET,
         command="vlvae train prior --run {run}",

@@ -70,7 +70,7 @@ METHOD = Method(
     title="TELBO",
     reference="Vedantam et al. 2018, Eqn 3",
     model=lambda model_config, method_config: TELBO(model_config),
-    weights_kind="telbo",
+    weights_tag="telbo",
     configure=no_joint_inference,
     own_text_posterior="q_TELBO(z|y)",
 )

@@ -14,6 +14,6 @@ METHOD = Method(
     title="VLVAE (q(z|x))",
     reference="Cremer & Kushman 2018, Eqns 1-5",
     model=lambda model_config, method_config: VLVAE(model_config),
-    weights_kind="vlvae",
+    weights_tag="vlvae",
     stages=("q_true", "q_agg", "prior"),
 )

@@ -15,7 +15,7 @@ from vlvae.models.flows import (
 )
 from vlvae.models.image import ImageDecoder, ImageEncoder, ResidualBlock
 from vlvae.models.likelihoods import ConstrainedBeta, map_pixels, unmap_pixels
-from vlvae.models.posteriors import POSTERIOR_KINDS, AggregatePrior, ImagePosterior, TextPosterior
+from vlvae.models.posteriors import POSTERIOR_FAMILIES, AggregatePrior, ImagePosterior, TextPosterior
 from vlvae.models.shared import SharedDecoder, SharedEncoder
 from vlvae.models.text import TextDecoder, TextEncoder
 from vlvae.models.vlvae import VLVAE, VLVAEOutput
@@ -30,7 +30,7 @@ __all__ = [
     "ImagePosterior",
     "LearnableDiagNormal",
     "ModelConfig",
-    "POSTERIOR_KINDS",
+    "POSTERIOR_FAMILIES",
     "ResidualBlock",
     "SharedDecoder",
     "SharedEncoder",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["ModelConfig", "feature_side", "ARCHITECTURES", "NORMS", "POSTERIOR_KINDS"]
+__all__ = ["ModelConfig", "feature_side", "ARCHITECTURES", "NORMS", "POSTERIOR_FAMILIES"]
 
 #: Image network families: ``cyclegan`` is the paper's (docs/design.md §2, §2.1); ``strided`` is the
 #: CPU presets' (built by :func:`vlvae.models.image.make_image_encoder` and ``make_image_decoder``).
@@ -22,7 +22,7 @@ ARCHITECTURES = ("cyclegan", "strided")
 NORMS = ("batch", "group")
 #: The families of the text posteriors and priors fitted on a frozen model
 #: (:mod:`vlvae.models.posteriors`): a flow (the paper's) or a diagonal Gaussian.
-POSTERIOR_KINDS = ("flow", "gaussian")
+POSTERIOR_FAMILIES = ("flow", "gaussian")
 
 
 def feature_side(image_size: int, n_downsample: int) -> int:

@@ -10,7 +10,7 @@ its context returns a :class:`torch.distributions.Distribution`
 * :class:`TextPosterior` — q_φ(z|y): its own text encoder gives a context; a
   diagonal Gaussian base whose mean and log-variance are a linear map of it,
   then six conditional coupling steps (§5.1.1). Trained as q_True (Eqn 3) or
-  q_Agg (Eqn 5); ``kind="gaussian"`` keeps only the base (a baseline).
+  q_Agg (Eqn 5); ``family="gaussian"`` keeps only the base (a baseline).
 * :class:`AggregatePrior` — q_φ(z) ≈ E_pD(x)[q(z|x)] (§4.2): a learnable
   diagonal Gaussian base and six unconditional coupling steps.
 """
@@ -23,18 +23,18 @@ from torch.distributions import Distribution
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow
 
-from vlvae.models.config import POSTERIOR_KINDS, ModelConfig
+from vlvae.models.config import POSTERIOR_FAMILIES, ModelConfig
 from vlvae.models.flows import ConditionalDiagNormal, LearnableDiagNormal, coupling_transforms
 from vlvae.models.image import make_image_encoder
 from vlvae.models.shared import SharedEncoder
 from vlvae.models.text import TextEncoder
 
-__all__ = ["ImagePosterior", "TextPosterior", "AggregatePrior", "POSTERIOR_KINDS"]
+__all__ = ["ImagePosterior", "TextPosterior", "AggregatePrior", "POSTERIOR_FAMILIES"]
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in POSTERIOR_KINDS:
-        raise ValueError(f"kind must be one of {POSTERIOR_KINDS}, got {kind!r}.")
+def _check_family(family: str) -> None:
+    if family not in POSTERIOR_FAMILIES:
+        raise ValueError(f"posterior_family must be one of {POSTERIOR_FAMILIES}, got {family!r}.")
 
 
 class ImagePosterior(nn.Module):
@@ -94,7 +94,7 @@ class TextPosterior(nn.Module):
     Arguments:
         config: the model configuration (vocabulary, encoder sizes, latent_dim,
             flow_steps, flow_hidden, log-variance clamp).
-        kind: ``"flow"`` (the paper's) or ``"gaussian"`` (the base alone).
+        family: ``"flow"`` (the paper's) or ``"gaussian"`` (the base alone).
 
     Example:
         >>> q = TextPosterior(ModelConfig(image_size=16, latent_dim=4))
@@ -103,17 +103,17 @@ class TextPosterior(nn.Module):
         (torch.Size([5, 3, 4]), torch.Size([3]))
     """
 
-    def __init__(self, config: ModelConfig, kind: str = "flow") -> None:
+    def __init__(self, config: ModelConfig, family: str = "flow") -> None:
         super().__init__()
-        _check_kind(kind)
-        self.kind = kind
+        _check_family(family)
+        self.family = family
         self.encoder = TextEncoder(
             config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim
         )
         base = ConditionalDiagNormal(
             config.encoding_dim, config.latent_dim, config.logvar_min, config.logvar_max
         )
-        if kind == "flow":
+        if family == "flow":
             transforms = coupling_transforms(
                 config.latent_dim, config.encoding_dim, config.flow_steps, config.flow_hidden
             )
@@ -131,7 +131,7 @@ class AggregatePrior(nn.Module):
 
     Arguments:
         config: the model configuration (latent_dim, flow_steps, flow_hidden, log-variance clamp).
-        kind: ``"flow"`` (the paper's) or ``"gaussian"`` (the base alone).
+        family: ``"flow"`` (the paper's) or ``"gaussian"`` (the base alone).
 
     Example:
         >>> prior = AggregatePrior(ModelConfig(image_size=16, latent_dim=4))
@@ -139,12 +139,12 @@ class AggregatePrior(nn.Module):
         torch.Size([5, 4])
     """
 
-    def __init__(self, config: ModelConfig, kind: str = "flow") -> None:
+    def __init__(self, config: ModelConfig, family: str = "flow") -> None:
         super().__init__()
-        _check_kind(kind)
-        self.kind = kind
+        _check_family(family)
+        self.family = family
         base = LearnableDiagNormal(config.latent_dim, config.logvar_min, config.logvar_max)
-        if kind == "flow":
+        if family == "flow":
             transforms = coupling_transforms(config.latent_dim, 0, config.flow_steps, config.flow_hidden)
             self.distribution = Flow(transforms, base)
         else:

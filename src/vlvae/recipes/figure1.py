@@ -36,21 +36,21 @@ LATENT2D_DEFAULTS: dict[str, list[str]] = {
         "model.arch=cyclegan",
         "model.n_downsample=2",
         "model.n_res_blocks=1",
-        "vlvae.lr=5e-4",
-        "vlvae.lr_schedule=exponential",
-        "vlvae.lr_decay=1.0",
-        "vlvae.lr_warmup_steps=0",
+        "stage1.lr=5e-4",
+        "stage1.lr_schedule=exponential",
+        "stage1.lr_decay=1.0",
+        "stage1.lr_warmup_steps=0",
         "text_posterior.lr_schedule=exponential",
         "text_posterior.lr_decay=1.0",
         "text_posterior.lr_warmup_steps=0",
         "model.base_channels=8",
         "model.shared_hidden=128",
-        "vlvae.steps=2500",
-        "vlvae.batch_size=32",
-        "vlvae.kl_warmup_steps=500",
-        "vlvae.val_every=2500",
-        "vlvae.checkpoint_every=500",
-        "vlvae.val_examples=256",
+        "stage1.steps=2500",
+        "stage1.batch_size=32",
+        "stage1.kl_warmup_steps=500",
+        "stage1.val_every=2500",
+        "stage1.checkpoint_every=500",
+        "stage1.val_examples=256",
         "text_posterior.steps=1000",
         "text_posterior.batch_size=64",
         "text_posterior.val_every=1000",
@@ -65,10 +65,10 @@ def _settings(preset_name: str, steps: int | None, overrides) -> list[str]:
     overrides = list(overrides)
     if any(o.split("=", 1)[0].strip() == "model.latent_dim" for o in overrides):
         raise VLVAEError("Fig. 1 needs a 2-D latent; drop the model.latent_dim override")
-    # ``steps`` goes after the preset's defaults (which set vlvae.steps too) so that it wins.
+    # ``steps`` goes after the preset's defaults (which set stage1.steps too) so that it wins.
     return (
         LATENT2D_DEFAULTS.get(preset_name, [])
-        + ([f"vlvae.steps={steps}"] if steps is not None else [])
+        + ([f"stage1.steps={steps}"] if steps is not None else [])
         + overrides
         + ["model.latent_dim=2"]
     )

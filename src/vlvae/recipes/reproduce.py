@@ -30,7 +30,7 @@ from vlvae.locking import folder_lock
 from vlvae.methods import get_method, knob_names
 from vlvae.methods.stages import get_stage, registered_stages
 from vlvae.paths import check_output_dir
-from vlvae.runs import stage_dir
+from vlvae.runs import STAGE1, stage_dir
 from vlvae.seeds import stage1_replicate_seed
 from vlvae.training.judges import train_classifier_for
 from vlvae.training.run import fit_vlvae, train_stage
@@ -158,10 +158,10 @@ def _other_methods(out: Path, configs: dict, progress: bool) -> dict:
     runs = [out / "run"]
     for m, cfg in configs.items():
         run = out / "methods" / m
-        for stage in ("vlvae", *get_method(m).stages):
-            label = f"{m}: {'stage 1' if stage == 'vlvae' else stage}"
+        for stage in (STAGE1, *get_method(m).stages):
+            label = f"{m}: {'stage 1' if stage == STAGE1 else stage}"
             resume = (stage_dir(run, stage) / "last.ckpt").exists()
-            if stage == "vlvae":
+            if stage == STAGE1:
                 fn = partial(fit_vlvae, data, run, cfg, resume, progress)
             else:
                 fn = partial(train_stage, run, get_stage(stage), resume, progress)
@@ -242,12 +242,12 @@ def _reproduce(
 
         def stage_one(run=run, run_cfg=run_cfg, resume=resume):
             scorer, _ = load_scorer(dataset_name, cls, vocab, data)
-            return fit_vlvae(data, run, run_cfg, resume("vlvae"), progress, scorer=scorer.score)
+            return fit_vlvae(data, run, run_cfg, resume(STAGE1), progress, scorer=scorer.score)
 
-        if (stage_dir(run, "vlvae") / "metrics.json").exists():
+        if (stage_dir(run, STAGE1) / "metrics.json").exists():
             # Finished: this only checks that the run folder holds this configuration.
             fit_vlvae(data, run, run_cfg, False, progress)
-        timed(3, "VLVAE" + tag, stage_one, stage_dir(run, "vlvae") / "metrics.json")
+        timed(3, "VLVAE" + tag, stage_one, stage_dir(run, STAGE1) / "metrics.json")
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
             for i, stage in enumerate(registered_stages(), start=4):

@@ -32,6 +32,7 @@ from starlette.formparsers import MultiPartParser
 
 from vlvae.errors import VLVAEError
 from vlvae.inference import PRIORS, TEXT_POSTERIORS, Inference, MissingStage, Samples, check_sample_count
+from vlvae.runs import STAGE1
 from vlvae.serve.images import MAX_UPLOAD_BYTES, UploadRefused, png_data_url, read_upload
 from vlvae.serve.markdown import render_markdown
 
@@ -188,7 +189,7 @@ def create_app(
             "text_length": inference.text_length,
             "image_size": inference.image_size,
             "example": example,
-            "stages": {"vlvae": True, **{stage: why is None for stage, why in stages.items()}},
+            "stages": {STAGE1: True, **{stage: why is None for stage, why in stages.items()}},
             "missing": {stage: why for stage, why in stages.items() if why is not None},
             "posteriors": {name: label for name, (_, label) in TEXT_POSTERIORS.items()},
             "priors": {name: label for name, (_, label) in PRIORS.items()},

@@ -14,8 +14,8 @@ with it is evaluation's (:mod:`vlvae.evaluation.judge`).
   :data:`vlvae.data.celeba.CELEBA_LABELS` (:class:`vlvae.models.classifier.AttributeClassifier`
   with no condition), a two-class cross-entropy per label.
 
-A classifier folder holds ``classifier.json`` (what it is made from: data folder and kind, image
-size, vocabulary sha256, settings; a folder holding another is refused), ``weights.safetensors``,
+A classifier folder holds ``classifier.json`` (what it is made from: its judge, data folder and data set,
+image size, vocabulary sha256, settings; a folder holding another is refused), ``weights.safetensors``,
 ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json``.
 """
 
@@ -49,12 +49,14 @@ from vlvae.training.schedule import adam_with_schedule
 from vlvae.training.tasks import step_dataloader
 
 __all__ = [
-    "CELEBA_KIND",
+    "ATTRIBUTE_JUDGE",
+    "CELEBA_JUDGE",
     "TRAINERS",
     "JudgeTask",
     "ClassifierTask",
     "CelebAClassifierTask",
     "training_settings",
+    "read_classifier_info",
     "judge_stage",
     "open_classifier_folder",
     "classifier_info",
@@ -69,10 +71,10 @@ __all__ = [
     "train_classifier_for",
 ]
 
-#: The tag of the CelebA judge's weights and of its ``classifier.json`` (``celeba_classifier``).
-CELEBA_KIND = dataset_spec("celeba").classifier_kind
-#: The tag of the Two Objects judge's weights.
-ATTRIBUTE_KIND = "attribute_classifier"
+#: The Two Objects judge's key: the tag of its weights and the ``judge`` its classifier.json records.
+ATTRIBUTE_JUDGE = dataset_spec("two_objects").judge
+#: The CelebA judge's key (``celeba_classifier``), likewise.
+CELEBA_JUDGE = dataset_spec("celeba").judge
 
 
 # ----------------------------------------------------------------------------- what every judge shares
@@ -181,8 +183,18 @@ def judge_stage(config: ClassifierConfig) -> StageConfig:
     )
 
 
-#: Keys of classifier.json added later (provenance): a folder written before them is reopened without them.
-_LATER_KEYS = ("dataset", "vocab_sha256")
+#: Keys of classifier.json added later (provenance, the judge): a folder written before them is
+#: reopened without them.
+_LATER_KEYS = ("judge", "dataset", "vocab_sha256")
+
+
+def read_classifier_info(path: Path, what: str):
+    """A classifier folder's classifier.json, with the judge under ``judge`` (CelebA folders written
+    before it was named so record it as ``kind``); anything but a dict is returned as it is."""
+    info = read_json(path, what)
+    if isinstance(info, dict) and "kind" in info and "judge" not in info:
+        info = {("judge" if k == "kind" else k): v for k, v in info.items()}
+    return info
 
 
 def open_classifier_folder(out: Path, info: dict) -> None:
@@ -192,7 +204,7 @@ def open_classifier_folder(out: Path, info: dict) -> None:
     """
     out.mkdir(parents=True, exist_ok=True)
     if (out / "classifier.json").exists():
-        existing = read_json(out / "classifier.json", f"delete {out} and train again")
+        existing = read_classifier_info(out / "classifier.json", f"delete {out} and train again")
         if not isinstance(existing, dict):
             raise VLVAEError(
                 f"{out}/classifier.json is not a classifier description; delete {out} and train again"
@@ -207,8 +219,8 @@ def open_classifier_folder(out: Path, info: dict) -> None:
 
 
 def classifier_info(data: Path, manifest: dict, **fields) -> dict:
-    """classifier.json's record of what a classifier is made from: data folder and kind, image size,
-    vocabulary sha256, and ``fields`` (settings, preset, ...)."""
+    """classifier.json's record of what a classifier is made from: data folder and data set, image
+    size, vocabulary sha256, and ``fields`` (settings, preset, ...)."""
     return {
         "data": str(Path(data).resolve()),
         **fields,
@@ -282,7 +294,10 @@ def train_classifier(
     data, out = Path(data), Path(out)
     manifest = read_manifest(data)
     cfg: ExperimentConfig = apply_overrides(preset(preset_name), list(overrides))
-    info = classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name)
+    info = {
+        "judge": ATTRIBUTE_JUDGE,
+        **classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name),
+    }
     vocab = read_vocabulary(data)
     slot_sizes = [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS]
     out = check_output_dir(out, "classifier folder")
@@ -298,7 +313,7 @@ def train_classifier(
             slot_sizes,
             len(vocab.slots[RELATION_SLOT]),
         )
-        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), ATTRIBUTE_KIND, resume, progress)
+        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), ATTRIBUTE_JUDGE, resume, progress)
         if "real_accuracy" not in metrics:
             metrics["real_accuracy"] = real_accuracy(task.model, data, "val")
             metrics["min_accuracy"] = cfg.classifier.min_accuracy
@@ -411,7 +426,7 @@ def train_celeba_classifier(
 
     The folder is a classifier folder (as the Two Objects classifier's is):
     ``classifier.json`` (settings and data path; a folder holding other
-    settings is refused), ``weights.safetensors`` (kind ``celeba_classifier``),
+    settings is refused), ``weights.safetensors`` (tag ``celeba_classifier``),
     ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json`` with
     ``real_accuracy`` (overall, per_slot, examples), ``real_correctness``
     (paper, all_labels) and ``min_accuracy``.
@@ -439,7 +454,7 @@ def train_celeba_classifier(
     name = dataset_spec("celeba").preset_name(preset_name)
     cfg: ExperimentConfig = apply_overrides(preset(name), list(overrides))
     info = {
-        "kind": CELEBA_KIND,
+        "judge": CELEBA_JUDGE,
         **classifier_info(
             data,
             manifest,
@@ -459,7 +474,7 @@ def train_celeba_classifier(
             classifier_seed(cfg.seed),
             int(manifest["image_size"]),
         )
-        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), CELEBA_KIND, resume, progress)
+        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), CELEBA_JUDGE, resume, progress)
         if "real_accuracy" not in metrics:
             accuracy, correctness = celeba_real_scores(task.model, data, "val")
             metrics["real_accuracy"], metrics["real_correctness"] = accuracy, correctness
@@ -473,8 +488,8 @@ def train_celeba_classifier(
 #: Judge key (:attr:`vlvae.data.specs.DatasetSpec.judge`) -> ``(data, out, preset_name, overrides,
 #: resume, progress) -> metrics``, the function that trains it.
 TRAINERS: dict[str, Callable[..., dict]] = {
-    ATTRIBUTE_KIND: train_classifier,
-    CELEBA_KIND: train_celeba_classifier,
+    ATTRIBUTE_JUDGE: train_classifier,
+    CELEBA_JUDGE: train_celeba_classifier,
 }
 
 

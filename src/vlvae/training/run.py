@@ -30,6 +30,7 @@ from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
 from vlvae.runs import (
+    STAGE1,
     _sized_for,
     check_run_data,
     init_run,
@@ -64,7 +65,7 @@ def fit_stage(
     directory: Path,
     stage: StageConfig,
     cfg: ExperimentConfig,
-    kind: str,
+    weights_tag: str,
     resume: bool = False,
     progress: bool = True,
     extra: dict | None = None,
@@ -76,7 +77,7 @@ def fit_stage(
         directory: the stage folder.
         stage: its optimisation settings.
         cfg: the whole config (devices, precision, seed).
-        kind: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
+        weights_tag: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
         resume: continue from ``last.ckpt`` of a killed run.
         progress: show Lightning's progress bar.
         extra: more fields for metrics.json.
@@ -178,7 +179,7 @@ def fit_stage(
         best.restore(task.trainable())
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
-        "kind": getattr(stage, "kind", None),
+        "posterior_family": getattr(stage, "posterior_family", None),
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
         "seconds_this_session": seconds,
@@ -195,7 +196,7 @@ def fit_stage(
         **run_info(),
     }
     if trainer.is_global_zero:
-        save_weights(task.trainable(), directory / "weights.safetensors", kind)
+        save_weights(task.trainable(), directory / "weights.safetensors", weights_tag)
         atomic_write_json(directory / "metrics.json", metrics)
     return metrics
 
@@ -203,7 +204,7 @@ def fit_stage(
 def _config_for(preset_name: str, steps: int | None, overrides: list[str]) -> ExperimentConfig:
     cfg = preset(preset_name)
     if steps is not None:
-        overrides = [f"vlvae.steps={steps}"] + list(overrides)
+        overrides = [f"stage1.steps={steps}"] + list(overrides)
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
@@ -220,7 +221,7 @@ def train_vlvae(
     """Stage 1 from a preset's name and ``key=value`` overrides (``vlvae train vlvae``): the config is
     built and checked here, then :func:`fit_vlvae` trains it.
 
-    ``steps`` overrides ``vlvae.steps``; ``scorer`` as for :func:`fit_vlvae`.
+    ``steps`` overrides ``stage1.steps``; ``scorer`` as for :func:`fit_vlvae`.
     """
     return fit_vlvae(data, out, _config_for(preset_name, steps, overrides), resume, progress, scorer)
 
@@ -248,7 +249,7 @@ def fit_vlvae(
         torch.manual_seed(cfg.seed + STAGE1_SEED_OFFSET)
         task = VLVAETask(
             cfg.model,
-            cfg.vlvae,
+            cfg.stage1,
             str(Path(data).resolve()),
             cfg.seed,
             cfg.num_workers,
@@ -257,10 +258,10 @@ def fit_vlvae(
         )
         return fit_stage(
             task,
-            stage_dir(out, "vlvae"),
-            cfg.vlvae,
+            stage_dir(out, STAGE1),
+            cfg.stage1,
             cfg,
-            get_method(cfg.method.name).weights_kind,
+            get_method(cfg.method.name).weights_tag,
             resume,
             progress,
             extra={"method": cfg.method.name},
@@ -287,7 +288,7 @@ def _fit_on_frozen_vlvae(
             directory,
             getattr(cfg, stage.config_section),
             cfg,
-            stage.weights_kind,
+            stage.weights_tag,
             resume,
             progress,
             extra={**extra, "replicate": replicate, "seed": seed},

@@ -356,7 +356,7 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         # Early stopping watches the objective this stage maximises (its registry entry's monitor).
         self.monitor = fitted.monitor
         self.vlvae = self._freeze(vlvae)
-        self.posterior = TextPosterior(model_config, kind=stage.kind)
+        self.posterior = TextPosterior(model_config, family=stage.posterior_family)
 
     @classmethod
     def for_stage(cls, fitted: Stage, model_config, stage, data_root, seed, vlvae, num_workers=0):
@@ -393,7 +393,7 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
     def __init__(self, model_config, stage, data_root, seed, vlvae: VLVAE, num_workers=0, fitted=None):
         super().__init__(model_config, stage, data_root, seed, num_workers)
         self.vlvae = self._freeze(vlvae)
-        self.prior = AggregatePrior(model_config, kind=stage.kind)
+        self.prior = AggregatePrior(model_config, family=stage.posterior_family)
         self.fitted = fitted if fitted is not None else stages_fitting(PRIOR)[0]
         self.monitor = self.fitted.monitor
 
