@@ -55,7 +55,7 @@ def fresh(two_objects):
     torch.manual_seed(0)
     model = VLVAE(cfg).eval().requires_grad_(False)
     posteriors = {"q_true": TextPosterior(cfg).eval(), "q_agg": TextPosterior(cfg).eval()}
-    priors = {"standard": model.prior, "learned": AggregatePrior(cfg).eval()}
+    priors = {"standard": model.standard_prior, "learned": AggregatePrior(cfg).eval()}
     x, y = validation_batch(data, 12)
     return model, posteriors, priors, x, y, data.vocab
 
@@ -155,7 +155,7 @@ def test_run_latent2d_tiny(one_object, tmp_path):
         assert set(entry["mass_in_holes"]) == {"true_posterior", "q_agg", "q_true"}
         assert all(0.0 <= v <= 1.0 for v in entry["mass_in_holes"].values())
         assert entry["validation_images"] >= 1
-    assert (run / "vlvae" / "metrics.json").is_file() and (run / "q_agg" / "metrics.json").is_file()
+    assert (run / "stage1" / "metrics.json").is_file() and (run / "q_agg" / "metrics.json").is_file()
     with pytest.raises(VLVAEError, match="exactly two"):
         run_latent2d(one_object, run, "tiny", progress=False, texts=["large blue"])
     with pytest.raises(VLVAEError, match="2-D latent"):

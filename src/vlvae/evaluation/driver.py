@@ -43,7 +43,7 @@ from vlvae.methods import get_method
 from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR, get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
-from vlvae.runs import check_run_data, load_stage, load_vlvae, open_run, stage_dir
+from vlvae.runs import STAGE1, check_run_data, load_stage, load_vlvae, open_run, stage_dir
 
 __all__ = [
     "SCHEMA",
@@ -91,7 +91,7 @@ def finished_replicates(run: Path, stages) -> int:
 def _subject(run: Path, cfg, method, model, stages, replicate: int) -> Subject:
     """The run's stage-1 model with its own q(z|y) (if any) and the stages 2-3 of replicate R."""
     posteriors = {OWN_POSTERIOR: model.text_posterior} if method.own_text_posterior is not None else {}
-    priors = {STANDARD_PRIOR.distribution: model.prior}
+    priors = {STANDARD_PRIOR.distribution: model.standard_prior}
     for stage in stages:
         target = posteriors if stage.fits == TEXT_POSTERIOR else priors
         target[stage.distribution] = load_stage(run, stage.name, cfg, replicate)
@@ -147,7 +147,7 @@ def _settings(cfg, examples, k, seeds, text_k) -> dict:
 
 def _inputs(run: Path, stages, replicates: int, classifier: Path) -> dict:
     """sha256 of every weights file an evaluation reads: a metrics.json is current while they match."""
-    files = [stage_dir(run, "vlvae") / "weights.safetensors"]
+    files = [stage_dir(run, STAGE1) / "weights.safetensors"]
     files += [stage_dir(run, s.name, r) / "weights.safetensors" for r in range(replicates) for s in stages]
     out = {str(f.relative_to(run)): sha256_file(f) for f in files}
     judge = Path(classifier) / "weights.safetensors"
@@ -364,12 +364,12 @@ def _figures(run: Path, metrics: dict, model, subject: Subject, stages, data, x,
             scorer=scorer.score,
         )
     try:
-        curves = figs.read_validation_curves(stage_dir(run, "vlvae"))
+        curves = figs.read_validation_curves(stage_dir(run, STAGE1))
     except VLVAEError:  # no stage 1 logs
         curves = None
     if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
         paths["convergence"] = figs.figure_convergence(
-            stage_dir(run, "vlvae"), fig_dir / "stage1_convergence.png", curves
+            stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves
         )
         metrics["stage1_convergence"] = figs.convergence_summary(curves)
     if stages:

@@ -172,7 +172,7 @@ def figure_reconstructions(
         x: (N, 3, H, W) images in [0, 1]; y: (N, L) their texts (word indices).
         vocab: the data set's vocabulary.
         priors: name -> callable returning a Distribution over z (event (latent,)), e.g.
-            ``{"standard": model.prior, "learned": aggregate_prior}``; drawn in the given order.
+            ``{"standard": model.standard_prior, "learned": aggregate_prior}``; drawn in the given order.
         out: the PNG to write.
         n: rows (examples), at most N.
         sample: reconstruct from a sample of q(z|x) instead of its mean.
@@ -381,7 +381,7 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
     ``trainer.validate`` nor training rows.
 
     Args:
-        stage_dir: a stage folder, e.g. ``RUN/vlvae``.
+        stage_dir: a stage folder, e.g. ``RUN/stage1``.
 
     Returns:
         ``step`` (int64), ``val/minutes`` and every other ``val/...`` column with at least one
@@ -396,7 +396,7 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
     if not paths:
         raise VLVAEError(
             f"{stage_dir} has no training logs (logs/csv/*/metrics.csv); train the stage first, "
-            "or pass the stage folder of a run (e.g. RUN/vlvae)"
+            "or pass the stage folder of a run (e.g. RUN/stage1)"
         )
     sessions = []
     for path in paths:
@@ -478,7 +478,7 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
     null) and :func:`convergence_summary`.
 
     Args:
-        stage_dir: the stage folder, e.g. ``RUN/vlvae``.
+        stage_dir: the stage folder, e.g. ``RUN/stage1``.
         out: the PNG to write.
         curves: the stage's :func:`read_validation_curves`, if the caller has read them already.
 

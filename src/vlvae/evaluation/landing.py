@@ -42,7 +42,6 @@ __all__ = [
     "landing_table",
     "sample_aggregate",
     "sample_conditional_aggregate",
-    "text_keys",
     "where_samples_land",
 ]
 
@@ -572,12 +571,6 @@ def conditional_landing_table(
 # --------------------------------------------------------------------------- #
 
 
-def text_keys(texts: Tensor) -> list[tuple[int, ...]]:
-    """The key a Two Objects text's conditional aggregate is grouped by: its whole word sequence
-    (which word goes with which object matters). CelebA groups by each face's set of words instead."""
-    return [tuple(r) for r in texts.tolist()]
-
-
 @torch.no_grad()
 def where_samples_land(
     table: tuple[Tensor, Tensor],
@@ -600,7 +593,7 @@ def where_samples_land(
 
     Args:
         table: (means, logvars), (N, D) each, of q(z|x) for the training images.
-        train_keys: the N training texts' keys (:func:`text_keys`).
+        train_keys: the N training texts' keys (:meth:`vlvae.data.specs.DatasetSpec.landing_keys`).
         y: (M, L) validation texts; ``y_keys`` their keys.
         text_posteriors: name -> y -> q(z|y); priors: name -> () -> p(z).
         reference: samples of the aggregate itself that set the hole threshold.

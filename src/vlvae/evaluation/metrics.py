@@ -99,7 +99,7 @@ def correctness_tables(
         scores: definition name -> (images float (N, 3, H, W), texts long (N, L)) -> (N,) in [0, 1].
         x, y: validation images and their texts.
         text_posteriors: name -> module y -> q(z|y) (e.g. {"q_true": ..., "q_agg": ...}).
-        priors: name -> () -> p(z) (e.g. {"standard": model.prior, "learned": prior}).
+        priors: name -> () -> p(z) (e.g. {"standard": model.standard_prior, "learned": prior}).
         seeds: repetitions with fresh z.
 
     Returns:

@@ -31,7 +31,7 @@ from vlvae.evaluation.metrics import (
     posterior_spread,
 )
 from vlvae.models.likelihoods import pixel_log_jacobian
-from vlvae.runs import stage_dir
+from vlvae.runs import STAGE1, stage_dir
 from vlvae.seeds import CAPTION_SEED_OFFSET
 
 __all__ = [
@@ -214,7 +214,7 @@ def _spread(ev: Evaluation, s: Subject) -> dict:
 
 def _stage1(ev: Evaluation, s: Subject) -> dict:
     """Stage 1's steps, wall time and throughput, from its metrics.json."""
-    m = json.loads((stage_dir(ev.run, "vlvae") / "metrics.json").read_text())
+    m = json.loads((stage_dir(ev.run, STAGE1) / "metrics.json").read_text())
     record = {
         "steps": m.get("steps"),
         "seconds": m.get("seconds_this_session"),

@@ -129,11 +129,6 @@ class VLVAE(nn.Module):
         a stage of its own, :class:`vlvae.models.posteriors.AggregatePrior`)."""
         return DiagNormal(self._zeros, torch.ones_like(self._zeros))
 
-    def prior(self) -> Distribution:
-        """Transitional alias of :meth:`standard_prior` (evaluation core: being reworked); remove it
-        once ``vlvae.evaluation.driver`` asks for ``model.standard_prior``."""
-        return self.standard_prior()
-
     def _shared(self, z: Tensor) -> tuple[Tensor, torch.Size]:
         return self.shared_decoder(z.reshape(-1, z.shape[-1])), z.shape[:-1]
 
