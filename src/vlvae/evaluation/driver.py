@@ -58,6 +58,8 @@ __all__ = [
 
 #: The version of the ``metrics.json`` schema this module writes.
 SCHEMA = 2
+#: The method every version-1 ``metrics.json`` (written before the schema was versioned) describes.
+VERSION_1_METHOD = "vlvae"
 
 
 def load_scorer(
@@ -405,13 +407,13 @@ def read_metrics(path: Path) -> dict:
         lk = metrics.get("likelihood") or {}
         posteriors = list(c.get("conditional") or lk.get("log_p_x_given_y") or {})
         priors = list(c.get("prior") or lk.get("log_p_x") or {})
-        labels = {**_labels(get_method("vlvae"), ())["priors"]}
-        for name in ("q_true", "q_agg", "prior"):
-            stage = get_stage(name)
-            labels[stage.distribution] = stage.label
+        # Version 1 was written only for the paper's VLVAE, with the stages it takes.
+        vlvae = get_method(VERSION_1_METHOD)
+        offered = _labels(vlvae, method_stages(vlvae))
+        labels = {**offered["text_posteriors"], **offered["priors"]}
         metrics.update(
             schema=1,
-            method={"name": "vlvae", **{k: getattr(get_method("vlvae"), k) for k in ("title", "reference")}},
+            method={"name": vlvae.name, "title": vlvae.title, "reference": vlvae.reference},
             distributions={
                 "text_posteriors": {n: labels.get(n, n) for n in posteriors},
                 "priors": {n: labels.get(n, n) for n in priors},
