@@ -428,7 +428,7 @@ def reproduce_cmd(
     out: Path = typer.Option(..., help="Output folder: data/, run/ (with report.md) and classifier/."),
     preset: str = typer.Option(
         "cpu",
-        help="quick (~13 min on 2 cores), cpu (~50 min, shows the paper's effect) or paper (GPU scale).",
+        help="quick (13-19 min on 2 cores), cpu (~50 min, shows the paper's effect) or paper (GPU scale).",
     ),
     dataset: str = typer.Option("two_objects", help="two_objects or celeba."),
     root: Path | None = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),

@@ -284,7 +284,7 @@ def _cpu() -> ExperimentConfig:
 
 
 def _quick() -> ExperimentConfig:
-    """About 13 minutes on 2 cores: the cpu recipe on 20,000 pairs with shorter stages (``make demo``)."""
+    """13-19 minutes on 2 cores (stage 1 has a wall-clock cap): the cpu recipe on 20,000 pairs with shorter stages (``make demo``)."""
     cfg = _cpu()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
