@@ -485,7 +485,11 @@ def compare_cmd(
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
 ):
     """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior
-    spread, time."""
+    spread, time.
+
+    Each run is evaluated as `vlvae evaluate` does (writing its metrics.json and report.md), unless
+    its metrics.json already holds this judge's evaluation of its present weights with the same
+    settings, which is reused; the table renders those metrics."""
     for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
         if value is not None and value < 1:
             raise VLVAEError(f"{name} must be at least 1, got {value}")
