@@ -60,6 +60,7 @@ __all__ = [
     "REPLICATED_STAGES",
     "stage_dir",
     "stage_seed",
+    "method_stages",
     "finished_replicates",
     "init_run",
     "check_run_data",
@@ -107,10 +108,23 @@ def stage_seed(seed: int, stage: str, replicate: int = 0) -> int:
     return replicate_seed(seed, get_stage(stage).seed_offset, replicate)
 
 
-def finished_replicates(run: Path) -> int:
-    """How many leading replicates R = 0, 1, ... have every stage 2-3 (every registered one) finished."""
+def method_stages(method) -> tuple:
+    """The registered stages 2-3 a method takes (:attr:`vlvae.methods.Method.stages`), in its order."""
+    return tuple(get_stage(name) for name in method.stages)
+
+
+def finished_replicates(run: Path, stages=None) -> int:
+    """How many leading replicates R = 0, 1, ... of a run have every one of ``stages`` finished.
+
+    ``stages`` (registered :class:`~vlvae.methods.stages.Stage` objects) defaults to those the
+    run's method takes (:func:`method_stages`); a run whose method takes none counts 1.
+    """
+    if stages is None:
+        stages = method_stages(get_method(open_run(run)[0].method.name))
+    if not stages:
+        return 1
     r = 0
-    while all((stage_dir(run, stage, r) / "metrics.json").is_file() for stage in REPLICATED_STAGES):
+    while all((stage_dir(run, stage.name, r) / "metrics.json").is_file() for stage in stages):
         r += 1
     return r
 

@@ -180,7 +180,7 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
     assert s["replicates"] == 2 and s["per_replicate"] == pytest.approx(values)
     assert s["std_over_replicates"] == pytest.approx(np.std(values, ddof=1))
     text = (copy / "summary.md").read_text()
-    assert "2 independently trained VLVAEs" in text and "run.r1/report.md" in text
+    assert "2 independently trained VLVAE (q(z|x)) models" in text and "run.r1/report.md" in text
     assert json.loads((copy / "summary.json").read_text())["vlvae_replicates"] == 2
 
 

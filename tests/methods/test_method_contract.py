@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vlvae.config import preset
 from vlvae.methods import get_method, method_config, method_names
 from vlvae.methods.stages import registered_stages
-from vlvae.runs import STAGE1, load_stage, load_vlvae, open_run, stage_dir
+from vlvae.runs import STAGE1, finished_replicates, load_stage, load_vlvae, open_run, stage_dir
 
 
 def _run(compared, name):
@@ -54,6 +54,7 @@ def test_trains_the_stages_it_declares_and_takes_q_agg(compared, name):
     assert "q_agg" in method.stages
     for stage in registered_stages():
         assert (stage_dir(run, stage.name) / "metrics.json").is_file() == (stage.name in method.stages)
+    assert finished_replicates(run) == 1  # counted over the stages its method takes
     q_agg = load_stage(run, "q_agg")
     y = torch.ones(2, open_run(run)[0].model.text_length, dtype=torch.long)
     assert q_agg(y).sample().shape[0] == 2

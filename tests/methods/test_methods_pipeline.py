@@ -71,6 +71,19 @@ def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_p
     assert again["metrics"][0]["evaluation_id"] == before  # same judge, settings and weights: reused
     other = compare_runs(runs, compared / "classifier", tmp_path / "c2", seeds=2, progress=False)
     assert other["metrics"][0]["evaluation_id"] != before and other["metrics"][0]["settings"]["seeds"] == 2
+    # A metrics.json that cannot be read as a current evaluation (here: of an unknown method) is
+    # replaced by a new one, not an error.
+    path = compared / "methods" / "jmvae" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "method": {"name": "gone"}}))
+    fresh = compare_runs(runs, compared / "classifier", tmp_path / "c3", seeds=2, progress=False)
+    assert fresh["metrics"][0]["method"]["name"] == "jmvae"
+
+
+def test_evaluate_refuses_zero_replicates(compared):
+    from vlvae.evaluation.driver import evaluate_run
+
+    with pytest.raises(VLVAEError, match="at least one training replicate"):
+        evaluate_run(compared / "methods" / "mvae", compared / "classifier", replicates=0, progress=False)
 
 
 def test_compare_needs_at_least_one_run(compared, tmp_path):

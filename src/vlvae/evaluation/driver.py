@@ -40,16 +40,23 @@ from vlvae.evaluation.report import render_report, render_summary
 from vlvae.io import atomic_write_json, atomic_write_text, sha256_file
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method
-from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR, get_stage
+from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR
 from vlvae.paths import check_output_dir
 from vlvae.runinfo import run_info
-from vlvae.runs import STAGE1, check_run_data, load_stage, load_vlvae, open_run, stage_dir
+from vlvae.runs import (
+    STAGE1,
+    check_run_data,
+    finished_replicates,
+    load_stage,
+    load_vlvae,
+    method_stages,
+    open_run,
+    stage_dir,
+)
 
 __all__ = [
     "SCHEMA",
     "load_scorer",
-    "method_stages",
-    "finished_replicates",
     "evaluate_run",
     "compare_runs",
     "summarise_runs",
@@ -75,19 +82,6 @@ def load_scorer(
     if data is not None:
         check_classifier_fits(classifier_dir, data, whose)
     return load_judge(dataset_spec(dataset).judge, classifier_dir, vocab)
-
-
-def method_stages(method) -> tuple:
-    """The registered stages 2-3 a method takes (:attr:`vlvae.methods.Method.stages`), in registry order."""
-    return tuple(get_stage(name) for name in method.stages)
-
-
-def finished_replicates(run: Path, stages) -> int:
-    """How many leading replicates R = 0, 1, ... of a run have every one of ``stages`` finished."""
-    r = 0
-    while stages and all((stage_dir(run, stage.name, r) / "metrics.json").is_file() for stage in stages):
-        r += 1
-    return r
 
 
 def _subject(run: Path, cfg, method, model, stages, replicate: int) -> Subject:
@@ -191,7 +185,23 @@ def evaluate_run(
         replicates: evaluate replicates 0..R-1 (default: every finished one).
         text_k: the largest k of the log p(y) estimates (default: the run's config).
     """
-    run, classifier = Path(run), Path(classifier)
+    cfg, _ = open_run(Path(run))
+    settings = _settings(cfg, examples, k, seeds, text_k)
+    return _evaluate_checked(
+        Path(run), Path(classifier), settings, min_accuracy, figures, progress, replicates
+    )
+
+
+def _evaluate_checked(
+    run: Path,
+    classifier: Path,
+    settings: dict,
+    min_accuracy: float | None,
+    figures: bool,
+    progress: bool,
+    replicates: int | None,
+) -> dict:
+    """:func:`evaluate_run` with its settings given: the checks, then the work under the run's lock."""
     cfg, info = open_run(run)
     check_classifier_fits(classifier, check_run_data(run, cfg, info), f"the data of {run}")
     fix = "evaluate writes metrics.json, report.md and figures/ into it: make it writable, or copy the run"
@@ -199,15 +209,7 @@ def evaluate_run(
     with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
         if figures:
             check_output_dir(run / "figures", "figures folder", "--run", fix)
-        return _evaluate(
-            run,
-            classifier,
-            _settings(cfg, examples, k, seeds, text_k),
-            min_accuracy,
-            figures,
-            progress,
-            replicates,
-        )
+        return _evaluate(run, classifier, settings, min_accuracy, figures, progress, replicates)
 
 
 def _evaluate(
@@ -224,8 +226,14 @@ def _evaluate(
     method = get_method(cfg.method.name)
     stages = method_stages(method)
     model = load_vlvae(run, cfg)
-    available = finished_replicates(run, stages) if stages else 1
+    available = finished_replicates(run, stages)
+    if replicates is not None and replicates < 1:
+        raise VLVAEError(f"evaluate at least one training replicate of stages 2-3, got {replicates}")
     replicates = available if replicates is None else replicates
+    if not stages and replicates > 1:
+        raise VLVAEError(
+            f"method {method.name!r} fits no stages 2-3, so it has one replicate, not {replicates}"
+        )
     if replicates < 1 or replicates > available:
         # Loading the first missing stage raises the error that names the command to run.
         r = min(max(replicates, 1), available + 1) - 1
@@ -429,20 +437,17 @@ def _current(run: Path, classifier: Path, settings: dict) -> dict | None:
         return None
     try:
         metrics = read_metrics(path)
-    except (VLVAEError, ValueError):
-        return None
-    if metrics.get("schema") != SCHEMA or metrics["classifier"]["path"] != str(classifier):
-        return None
-    if any(metrics["settings"].get(key) != value for key, value in settings.items()):
-        return None
-    stages = method_stages(get_method(metrics["method"]["name"]))
-    replicates = finished_replicates(run, stages) if stages else 1
-    if metrics["replicates"] != replicates:
-        return None
-    try:
+        if metrics.get("schema") != SCHEMA or metrics["classifier"]["path"] != str(classifier):
+            return None
+        if any(metrics["settings"].get(key) != value for key, value in settings.items()):
+            return None
+        stages = method_stages(get_method(metrics["method"]["name"]))
+        replicates = finished_replicates(run, stages)
+        if metrics["replicates"] != replicates:
+            return None
         return metrics if metrics.get("inputs") == _inputs(run, stages, replicates, classifier) else None
-    except OSError:
-        return None
+    except (VLVAEError, ValueError, KeyError, TypeError, OSError):
+        return None  # unreadable, of another method or incomplete: evaluate the run afresh
 
 
 def compare_runs(
@@ -478,26 +483,24 @@ def compare_runs(
     out = check_output_dir(out, "output folder")
     cfg0 = opened[0][0]
     settings = _settings(cfg0, examples, k, seeds, None)
+    # Every run scores the same first examples: below the validation examples that early stopping
+    # of any run's stages 2-3 chose its weights on.
+    held = max(_held_out(cfg, method_stages(get_method(cfg.method.name))) for cfg, _ in opened)
+    available = len(ImageTextDataset(datas[0], "val")) - held
+    if available >= 1:
+        settings["examples_requested"] = min(settings["examples_requested"], available)
     with folder_lock(out, "vlvae compare"):
         all_metrics = []
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
-            wanted = {**settings, "text_k": cfg.evaluation.text_k}
-            metrics = _current(run, classifier, wanted)
+            metrics = _current(run, classifier, settings)
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),
                     flush=True,
                 )
             if metrics is None:
-                metrics = evaluate_run(
-                    run,
-                    classifier,
-                    settings["examples_requested"],
-                    settings["k"],
-                    settings["seeds"],
-                    progress=progress,
-                )
+                metrics = _evaluate_checked(run, classifier, settings, None, True, progress, None)
             all_metrics.append(metrics)
         result = {
             "schema": SCHEMA,

@@ -265,14 +265,15 @@ def render_report(metrics: dict, cfg) -> str:
     vlvaes = metrics.get("vlvae_replicates", 1)
     if vlvaes > 1:
         spread = (
-            f"mean ± standard deviation over **{vlvaes} independently trained VLVAEs** (each with its own "
-            f"seed; each VLVAE's figure is its mean over {metrics.get('stage_replicates', 1)} training "
-            "replicate(s) of stages 2-3; the spread includes the evaluations' sampling noise)"
+            f"mean ± standard deviation over **{vlvaes} independently trained {method['title']} models** "
+            f"(each with its own seed; each model's figure is its mean over "
+            f"{metrics.get('stage_replicates', 1)} training replicate(s) of stages 2-3; the spread "
+            "includes the evaluations' sampling noise)"
         )
     elif reps > 1:
         spread = (
             f"mean ± standard deviation over **{reps} training replicates** of stages 2-3 (each fitted "
-            "with its own seed on the same VLVAE; the VLVAE is trained once; the spread includes each "
+            f"with its own seed on the same {method['title']} model, trained once; the spread includes each "
             "evaluation's own sampling noise, given apart in parentheses)"
         )
     else:

@@ -28,9 +28,9 @@ from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method, knob_names
-from vlvae.methods.stages import get_stage, registered_stages
+from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
-from vlvae.runs import STAGE1, stage_dir
+from vlvae.runs import STAGE1, method_stages, stage_dir
 from vlvae.seeds import stage1_replicate_seed
 from vlvae.training.judges import train_classifier_for
 from vlvae.training.run import fit_vlvae, train_stage
@@ -190,7 +190,9 @@ def _reproduce(
     """:func:`reproduce`'s stages, with the output folder's lock held."""
 
     data, run, cls = out / "data", out / "run", out / "classifier"
-    n = 4 + len(registered_stages())  # data, classifier, VLVAE, the stages on the frozen VLVAE, evaluation
+    # The stages the run's method takes (all registered ones for the paper's VLVAE).
+    stages = method_stages(get_method(cfg.method.name))
+    n = 4 + len(stages)  # data, classifier, stage 1, the stages on the frozen model, evaluation
     started = time.time()
 
     def timed(i, label, fn, done_file: Path):
@@ -250,7 +252,7 @@ def _reproduce(
         timed(3, "VLVAE" + tag, stage_one, stage_dir(run, STAGE1) / "metrics.json")
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
-            for i, stage in enumerate(registered_stages(), start=4):
+            for i, stage in enumerate(stages, start=4):
                 timed(
                     i,
                     stage.progress_label + rtag,
