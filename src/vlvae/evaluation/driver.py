@@ -21,6 +21,7 @@ VLVAE-only evaluation) are read by :func:`read_metrics`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -129,16 +130,18 @@ def _held_out(cfg, stages) -> int:
     )
 
 
-def _settings(cfg, examples, k, seeds, text_k) -> dict:
+def _settings(cfg, **overrides) -> dict:
+    """The evaluation settings of a run's config, each given override (None: the config's) in its place."""
     ev = cfg.evaluation
-    return {
-        "examples_requested": examples or ev.examples,
-        "k": k or ev.k,
-        "text_k": text_k or ev.text_k,
-        "seeds": seeds or ev.seeds,
+    settings = {
+        "examples_requested": ev.examples,
+        "k": ev.k,
+        "text_k": ev.text_k,
+        "seeds": ev.seeds,
         "micro_batch": ev.micro_batch,
         "landing_reference": ev.landing_reference,
     }
+    return {**settings, **{key: value for key, value in overrides.items() if value is not None}}
 
 
 def _inputs(run: Path, stages, replicates: int, classifier: Path) -> dict:
@@ -185,35 +188,38 @@ def evaluate_run(
         replicates: evaluate replicates 0..R-1 (default: every finished one).
         text_k: the largest k of the log p(y) estimates (default: the run's config).
     """
-    cfg, _ = open_run(Path(run))
-    settings = _settings(cfg, examples, k, seeds, text_k)
+    overrides = {"examples_requested": examples, "k": k, "seeds": seeds, "text_k": text_k}
     return _evaluate_checked(
-        Path(run), Path(classifier), settings, min_accuracy, figures, progress, replicates
+        Path(run), Path(classifier), overrides, min_accuracy, figures, progress, replicates
     )
 
 
 def _evaluate_checked(
     run: Path,
     classifier: Path,
-    settings: dict,
+    overrides: dict,
     min_accuracy: float | None,
     figures: bool,
     progress: bool,
     replicates: int | None,
 ) -> dict:
-    """:func:`evaluate_run` with its settings given: the checks, then the work under the run's lock."""
+    """:func:`evaluate_run` with settings that override the run config's (None: the config's):
+    the checks, then the work under the run's lock."""
     cfg, info = open_run(run)
+    settings = _settings(cfg, **overrides)
     check_classifier_fits(classifier, check_run_data(run, cfg, info), f"the data of {run}")
     fix = "evaluate writes metrics.json, report.md and figures/ into it: make it writable, or copy the run"
     run = check_output_dir(run, "run folder", "--run", fix)
     with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
         if figures:
             check_output_dir(run / "figures", "figures folder", "--run", fix)
-        return _evaluate(run, classifier, settings, min_accuracy, figures, progress, replicates)
+        return _evaluate(run, cfg, info, classifier, settings, min_accuracy, figures, progress, replicates)
 
 
 def _evaluate(
     run: Path,
+    cfg,
+    info: dict,
     classifier: Path,
     settings: dict,
     min_accuracy: float | None,
@@ -222,7 +228,6 @@ def _evaluate(
     replicates: int | None,
 ) -> dict:
     """:func:`evaluate_run`'s work, with the run folder's lock held."""
-    cfg, info = open_run(run)
     method = get_method(cfg.method.name)
     stages = method_stages(method)
     model = load_vlvae(run, cfg)
@@ -290,7 +295,7 @@ def _evaluate(
         y=y,
         scores=scores,
         settings=settings,
-        aggregate=aggregate,
+        aggregate=functools.cache(aggregate),  # Table 3 of every replicate shares one table
     )
     subjects = [_subject(run, cfg, method, model, stages, r) for r in range(replicates)]
     metrics = {
@@ -482,7 +487,7 @@ def compare_runs(
     check_classifier_fits(classifier, datas[0], f"the data of {runs[0]}")
     out = check_output_dir(out, "output folder")
     cfg0 = opened[0][0]
-    settings = _settings(cfg0, examples, k, seeds, None)
+    settings = _settings(cfg0, examples_requested=examples, k=k, seeds=seeds)
     # Every run scores the same first examples: below the validation examples that early stopping
     # of any run's stages 2-3 chose its weights on.
     held = max(_held_out(cfg, method_stages(get_method(cfg.method.name))) for cfg, _ in opened)

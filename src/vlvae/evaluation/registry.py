@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class Evaluation:
         scores: correctness definition -> (images, texts) -> (N,) in [0, 1]; empty without a judge.
         settings: examples, k, text_k, seeds, micro_batch, landing_reference, replicates.
         aggregate: () -> (posterior table of the training images, their Table-3 keys, the
-            validation texts' keys), computed on first use.
+            validation texts' keys); the driver caches it, so it is computed on first use only.
     """
 
     run: Path
@@ -91,12 +91,6 @@ class Evaluation:
     scores: dict[str, Callable]
     settings: dict
     aggregate: Callable[[], tuple]
-    _aggregate: tuple | None = field(default=None, repr=False)
-
-    def aggregate_posterior(self) -> tuple:
-        if self._aggregate is None:
-            self._aggregate = self.aggregate()
-        return self._aggregate
 
 
 @dataclass(frozen=True)
@@ -136,11 +130,8 @@ def _correctness(ev: Evaluation, s: Subject) -> dict:
     return {"correctness": tables["paper"], "correctness_all_labels": tables.get("all_labels")}
 
 
-def _combine_or_none(ev: Evaluation, key: str, values: list):
-    return None if values[0] is None else combine_replicates(values)
-
-
-def _across_or_none(key: str, values: list):
+def _combine_unless_none(key: str, values: list):
+    """:func:`combine_replicates`, or None for a key the run has no value of (e.g. all-labels correctness)."""
     return None if values[0] is None else combine_replicates(values)
 
 
@@ -184,7 +175,7 @@ def _likelihood_across_runs(key: str, values: list) -> dict:
 
 
 def _landing(ev: Evaluation, s: Subject) -> dict:
-    table, train_keys, y_keys = ev.aggregate_posterior()
+    table, train_keys, y_keys = ev.aggregate()
     landing = where_samples_land(
         table,
         train_keys,
@@ -298,8 +289,8 @@ _REGISTRY = (
         keys=("correctness", "correctness_all_labels"),
         description="Tables 1-2: the judge's correctness of images from each q(z|y), each prior, and q(z|x)",
         compute=_correctness,
-        combine=_combine_or_none,
-        across_runs=_across_or_none,
+        combine=lambda ev, key, values: _combine_unless_none(key, values),
+        across_runs=_combine_unless_none,
         needs=lambda ev: bool(ev.scores),
     ),
     Metric(

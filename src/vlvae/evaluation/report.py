@@ -10,21 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlvae.data.specs import DATASETS
-from vlvae.methods.stages import PRIOR, STANDARD_PRIOR, TEXT_POSTERIOR, distribution_labels, stages_fitting
+from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, distribution_labels
 
-__all__ = ["PAPER", "render_report", "render_summary"]
+__all__ = ["render_report", "render_summary"]
 
-#: The paper's validation-set numbers (Tables 1-2), per data set (from :mod:`vlvae.data.specs`).
-PAPER = {name: spec.paper for name, spec in DATASETS.items()}
 #: How the tables name each registered distribution (from :mod:`vlvae.methods.stages`).
 _NAMES = {**distribution_labels(TEXT_POSTERIOR), **distribution_labels(PRIOR)}
-#: The registered distributions in the order the tables list them: text posteriors, N(0, I), learned priors.
-_TABLE_ORDER = (
-    *(stage.distribution for stage in stages_fitting(TEXT_POSTERIOR)),
-    STANDARD_PRIOR.distribution,
-    *(stage.distribution for stage in stages_fitting(PRIOR)),
-)
 
 
 def _spread(s: dict, scale: float = 1.0) -> str:
