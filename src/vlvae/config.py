@@ -40,7 +40,9 @@ __all__ = [
     "preset",
     "apply_overrides",
     "split_method_overrides",
-    "RENAMED_KEYS",
+    "RENAMED_SECTIONS",
+    "RENAMED_STAGE_KEYS",
+    "knob_of",
     "with_method",
     "validate_config",
     "save_config",
@@ -641,8 +643,9 @@ def _coerce(value, kind, key):
 def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """Apply ``key=value`` overrides (dotted keys, e.g. ``stage1.steps=100``) to a config.
 
-    Keys renamed since (:data:`RENAMED_KEYS`: ``vlvae.steps`` is ``stage1.steps``,
-    ``text_posterior.kind`` is ``text_posterior.posterior_family``) are accepted as their new names.
+    Keys renamed since (:data:`RENAMED_SECTIONS`, :data:`RENAMED_STAGE_KEYS`: ``vlvae.steps`` is
+    ``stage1.steps``, ``text_posterior.kind`` is ``text_posterior.posterior_family``) are accepted as
+    their new names.
 
     ``method.name=NAME`` makes the ``method`` section that method's (its knobs at their defaults,
     knobs of the same name kept), so that its knobs (``method.alpha=...``) can follow it.
@@ -680,6 +683,11 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
     return validate_config(_from_plain(ExperimentConfig, data))
 
 
+def knob_of(item: str) -> str:
+    """The knob a ``method.<knob>=value`` override sets."""
+    return item.split("=", 1)[0].strip().split(".", 1)[1]
+
+
 def split_method_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     """(the ``method.<knob>=...`` overrides, the others), in their order (``method.name`` is no knob)."""
     knobs, rest = [], []
@@ -692,39 +700,44 @@ def split_method_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 def with_method(cfg: ExperimentConfig, name: str, knob_overrides: list[str] = ()) -> ExperimentConfig:
     """A copy of ``cfg`` for method ``name``: its ``method`` section that method's, with those of the
     ``method.<knob>=...`` overrides whose knob it declares applied."""
-    mine = [o for o in knob_overrides if o.split("=", 1)[0].strip().split(".", 1)[1] in knob_names(name)]
+    mine = [o for o in knob_overrides if knob_of(o) in knob_names(name)]
     return apply_overrides(cfg, [f"method.name={name}", *mine])
 
 
-#: Keys renamed since configs were first written, old -> new: the stage-1 section (``vlvae``, the
-#: name of one method, for every method's stage 1) and a stage's ``kind`` (its posterior family).
-#: Old config.yaml files and ``--set`` keys are read with the new names.
-RENAMED_KEYS = {"vlvae": "stage1", "kind": "posterior_family"}
+#: Keys renamed since configs were first written, old -> new. Old config.yaml files and ``--set``
+#: keys are read with the new names. Sections: the stage-1 section (``vlvae``, the name of one
+#: method, for every method's stage 1). Keys of a stage's section: ``kind`` (its posterior family).
+RENAMED_SECTIONS = {"vlvae": "stage1"}
+RENAMED_STAGE_KEYS = {"kind": "posterior_family"}
 _STAGE_SECTIONS = ("stage1", "text_posterior", "prior")
 
 
 def _renamed(key: str) -> str:
-    """A dotted key with its renamed parts (:data:`RENAMED_KEYS`) given their new names."""
+    """A dotted key with its renamed parts (:data:`RENAMED_SECTIONS`, :data:`RENAMED_STAGE_KEYS`)
+    given their new names."""
     parts = key.split(".")
-    if parts[0] == "vlvae":
-        parts[0] = "stage1"
-    if len(parts) == 2 and parts[0] in _STAGE_SECTIONS and parts[1] == "kind":
-        parts[1] = "posterior_family"
+    parts[0] = RENAMED_SECTIONS.get(parts[0], parts[0])
+    if len(parts) == 2 and parts[0] in _STAGE_SECTIONS:
+        parts[1] = RENAMED_STAGE_KEYS.get(parts[1], parts[1])
     return ".".join(parts)
 
 
 def _upgraded(data: dict) -> dict:
-    """A config file's contents with the keys renamed since (:data:`RENAMED_KEYS`) given their new names."""
+    """A config file's contents with the keys renamed since (:data:`RENAMED_SECTIONS`,
+    :data:`RENAMED_STAGE_KEYS`) given their new names."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    if "vlvae" in data and "stage1" not in data:
-        data["stage1"] = data.pop("vlvae")
+    for old, new in RENAMED_SECTIONS.items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     for section in _STAGE_SECTIONS:
-        if isinstance(data.get(section), dict) and "kind" in data[section]:
+        if isinstance(data.get(section), dict):
             data[section] = dict(data[section])
-            data[section].setdefault("posterior_family", data[section].pop("kind"))
-            data[section].pop("kind", None)
+            for old, new in RENAMED_STAGE_KEYS.items():
+                if old in data[section]:
+                    data[section].setdefault(new, data[section].pop(old))
+                    data[section].pop(old, None)
     if isinstance(data.get("method"), dict):
         data["method"] = _method_section(data["method"])
     return data

@@ -57,7 +57,6 @@ from vlvae.seeds import replicate_seed
 __all__ = [
     "STAGE1",
     "STAGES",
-    "REPLICATED_STAGES",
     "stage_dir",
     "stage_seed",
     "method_stages",
@@ -79,8 +78,6 @@ STAGE1 = "stage1"
 LEGACY_STAGE1 = "vlvae"
 #: Stage 1, then the stages fitted on its frozen model (:mod:`vlvae.methods.stages`), in order.
 STAGES = (STAGE1, *stage_names())
-#: The stages fitted on a frozen VLVAE, which may be trained several times (replicates).
-REPLICATED_STAGES = stage_names()
 #: The command that trains each stage (``{run}``: the run folder).
 _MAKES = {
     STAGE1: "vlvae train vlvae --data DATA --out {run}",

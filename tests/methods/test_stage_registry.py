@@ -114,7 +114,6 @@ def test_the_names_read_elsewhere_come_from_the_registry():
     from vlvae.methods import get_method
 
     assert runs.STAGES == ("stage1", "q_true", "q_agg", "prior")
-    assert runs.REPLICATED_STAGES == tuple(s.name for s in registered_stages())
     # The figures draw q_Agg before q_True and N(0, I) before the learned prior, with these labels.
     assert list(figures.POSTERIOR_LABELS.items()) == [("q_agg", "q_Agg(z|y)"), ("q_true", "q_True(z|y)")]
     assert list(figures.PRIOR_LABELS.items()) == [
@@ -131,7 +130,7 @@ def test_the_names_read_elsewhere_come_from_the_registry():
     vlvae = get_method("vlvae")
     offered = driver._labels(vlvae, runs.method_stages(vlvae))
     assert [*offered["text_posteriors"], *offered["priors"]] == ["q_true", "q_agg", "standard", "learned"]
-    assert list(figures.STOPPING_PANELS) == list(runs.REPLICATED_STAGES)
+    assert list(figures.STOPPING_PANELS) == [s.name for s in registered_stages()]
     assert {s.fits for s in registered_stages()} == {TEXT_POSTERIOR, PRIOR}
     for stage in registered_stages():
         assert figures.STOPPING_PANELS[stage.name] == (stage.monitor, stage.curve_title)
@@ -148,16 +147,12 @@ def test_the_commands_the_page_and_inference_choose_from_the_registry():
     assert inference.TEXT_POSTERIORS == {"agg": ("q_agg", "q_Agg(z|y)"), "true": ("q_true", "q_True(z|y)")}
     assert inference.PRIORS == {"standard": (None, "N(0, I)"), "learned": ("prior", "q_φ(z)")}
     assert list(registry.choices(TEXT_POSTERIOR)) == ["agg", "true"]
-    assert registry.chosen_stage(PRIOR, "learned") is get_stage("prior")
-    assert registry.chosen_stage(PRIOR, "standard") is STANDARD_PRIOR
-    with pytest.raises(VLVAEError, match=r"^--posterior must be 'agg' or 'true', got 'x'$"):
-        registry.chosen_stage(TEXT_POSTERIOR, "x")
     # Validation computes q_Agg's cross-entropy before q_True's text ELBO (the noise of earlier runs).
     assert [s.metric for s in registry.validation_stages()] == ["cross_entropy", "text_elbo"]
     assert STAGE_TASKS[TEXT_POSTERIOR].__self__ is TextPosteriorTask
     assert STAGE_TASKS[PRIOR].__self__ is AggregatePriorTask
     for stage in registered_stages():
-        assert stage.monitor == f"val/{stage.metric}" and callable(stage.objective)
+        assert callable(stage.objective)
     from typer.testing import CliRunner
 
     help_text = CliRunner().invoke(app, ["train", "text-posterior", "--help"]).output

@@ -52,7 +52,6 @@ from vlvae.data.celeba import (
     words_present,
 )
 from vlvae.data.labels import CelebAClassifierData
-from vlvae.data.specs import dataset_spec
 from vlvae.errors import VLVAEError
 from vlvae.io import read_json
 from vlvae.models.classifier import AttributeClassifier
@@ -63,32 +62,20 @@ from vlvae.training.judges import (
     predict_label_probabilities,
     read_classifier_info,
 )
-from vlvae.training.judges import celeba_real_accuracy as real_accuracy
-from vlvae.training.judges import celeba_real_correctness as real_correctness
-from vlvae.training.judges import celeba_real_scores as real_scores
 
 __all__ = [
     "JUDGE",
     "CelebAClassifierData",
     "CelebAScorer",
-    "celeba_preset_name",
     "load_celeba_classifier",
     "load_judge",
     "predict_label_probabilities",
-    "real_accuracy",
-    "real_correctness",
-    "real_scores",
 ]
 
 JUDGE = CELEBA_JUDGE
 """The judge's key: the tag of the classifier's weights and its ``classifier.json``'s ``judge``."""
 
 _MALE = CELEBA_LABELS.index("Male")
-
-
-def celeba_preset_name(name: str) -> str:
-    """The CelebA preset of a scale: ``cpu`` → ``celeba-cpu``; ``celeba-…`` names are kept."""
-    return dataset_spec("celeba").preset_name(name)
 
 
 def _remedy(out: Path) -> str:

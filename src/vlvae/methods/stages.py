@@ -42,7 +42,6 @@ __all__ = [
     "get_stage",
     "registered_stages",
     "text_posterior_stage",
-    "chosen_stage",
     "choices",
     "validation_stages",
     "stages_fitting",
@@ -255,15 +254,6 @@ def choices(fits: str) -> dict[str, Stage | FixedPrior]:
     entries: list[Stage | FixedPrior] = [STANDARD_PRIOR] if fits == PRIOR else []
     entries += sorted(stages_fitting(fits), key=lambda stage: stage.draw_order)
     return {entry.choice: entry for entry in entries}
-
-
-def chosen_stage(fits: str, choice: str) -> Stage | FixedPrior:
-    """The text posterior or prior chosen as ``choice``; one clear line if there is none."""
-    options = choices(fits)
-    if choice not in options:
-        what = "--posterior" if fits == TEXT_POSTERIOR else "--prior"
-        raise VLVAEError(f"{what} must be {' or '.join(map(repr, options))}, got {choice!r}")
-    return options[choice]
 
 
 def validation_stages() -> tuple[Stage, ...]:

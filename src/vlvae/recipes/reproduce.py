@@ -19,7 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from vlvae.config import apply_overrides, preset, split_method_overrides, with_method
+from vlvae.config import apply_overrides, knob_of, preset, split_method_overrides, with_method
 from vlvae.data.celeba import build_celeba
 from vlvae.data.format import read_vocabulary
 from vlvae.data.specs import DATASETS, data_spec, dataset_spec
@@ -114,7 +114,7 @@ def reproduce(
     configs = {m: with_method(cfg, m, knob_overrides) for m in methods}
     cfg = with_method(cfg, cfg.method.name, knob_overrides)
     for item in knob_overrides:
-        knob = item.split("=", 1)[0].strip().split(".", 1)[1]
+        knob = knob_of(item)
         if not any(knob in knob_names(m) for m in (cfg.method.name, *methods)):
             raise VLVAEError(
                 f"unknown configuration key 'method.{knob}': no method of this run declares it "

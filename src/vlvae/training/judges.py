@@ -63,8 +63,6 @@ __all__ = [
     "predict_slots",
     "real_accuracy",
     "predict_label_probabilities",
-    "celeba_real_accuracy",
-    "celeba_real_correctness",
     "celeba_real_scores",
     "train_classifier",
     "train_celeba_classifier",
@@ -375,14 +373,14 @@ def _celeba_predictions(model, root: Path, split: str, limit: int | None):
 
 
 def celeba_real_scores(model, root: Path, split: str = "val", limit: int | None = None) -> tuple[dict, dict]:
-    """:func:`celeba_real_accuracy` and :func:`celeba_real_correctness` from one pass of the classifier."""
+    """(accuracy of the 18 labels, both correctness definitions of real faces against their own words)
+    from one pass of the classifier over the first ``limit`` faces of a split.
+
+    The correctness is what a perfect generator would score with this classifier: the ceiling of
+    the correctness tables.
+    """
     predictions = _celeba_predictions(model, root, split, limit)
     return _celeba_accuracy(*predictions), _celeba_correctness(*predictions)
-
-
-def celeba_real_accuracy(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Accuracy of the 18 labels on real faces: overall (mean over labels), per label, examples."""
-    return _celeba_accuracy(*_celeba_predictions(model, root, split, limit))
 
 
 def _celeba_accuracy(data, n, probs) -> dict:
@@ -393,15 +391,6 @@ def _celeba_accuracy(data, n, probs) -> dict:
         "per_slot": dict(zip(CELEBA_LABELS, per_label.tolist())),
         "examples": n,
     }
-
-
-def celeba_real_correctness(model, root: Path, split: str = "val", limit: int | None = None) -> dict:
-    """Both correctness definitions for real faces against their own words (all present words).
-
-    This is what a perfect generator would score with this classifier: the
-    ceiling of the correctness tables.
-    """
-    return _celeba_correctness(*_celeba_predictions(model, root, split, limit))
 
 
 def _celeba_correctness(data, n, probs) -> dict:

@@ -352,7 +352,6 @@ class TextPosteriorTask(_FrozenVLVAEMixin, StageTask):
         if fitted.fits != TEXT_POSTERIOR:
             raise ValueError(f"stage {fitted.name!r} fits a {fitted.fits}, not a text posterior")
         self.fitted = fitted
-        self.objective = fitted.choice
         # Early stopping watches the objective this stage maximises (its registry entry's monitor).
         self.monitor = fitted.monitor
         self.vlvae = self._freeze(vlvae)
