@@ -12,7 +12,7 @@ from vlvae.data.format import load_images, read_manifest, read_records, read_voc
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
-__all__ = ["ImageTextDataset", "StepSampler", "images_to_float"]
+__all__ = ["BLANK_WORD", "ImageTextDataset", "StepSampler", "images_to_float"]
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
@@ -22,13 +22,23 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+#: The word that pads a set of words to a text's slots (texts of the ``words`` form).
+BLANK_WORD = "-"
+
+
 class ImageTextDataset(Dataset):
     """Image-text pairs of one split of a vlvae data set.
 
-    Each item is a dict: ``image`` uint8 (3, H, W), ``text`` long (L,), ``index``.
-    Two Objects uses the stored drawn text. CelebA (``manifest["dataset"] ==
-    "celeba"``) draws a new random order of the image's words at every load,
-    from torch's random stream (seeded per run and per loader worker).
+    Each item is a dict: ``image`` uint8 (3, H, W), ``text`` long (L,), ``index``. How a record holds
+    its text decides how an item's text is made (docs/design.md §11), whatever the data set:
+
+    * ``text``: one stored text of fixed length, read as it is (Two Objects);
+    * ``words``: a set of words, drawn in a new random order at every load and padded with
+      :data:`BLANK_WORD` (CelebA);
+    * ``captions``: one or more texts of variable length; one is drawn at every load and written
+      with its end word (:meth:`Vocabulary.encode_padded`).
+
+    Random draws come from torch's random stream (seeded per run and per loader worker).
     """
 
     def __init__(self, root: Path, split: str):
@@ -43,12 +53,20 @@ class ImageTextDataset(Dataset):
                 "records; rebuild the data set"
             )
         self.dataset = self.manifest.get("dataset", "two_objects")
-        self.text_length = int(
-            self.manifest.get("text_length", len(self.records[0]["text"]) if self.records else 9)
-        )
-        if self.dataset == "celeba":
+        first = self.records[0] if self.records else {}
+        self.text_form = next((k for k in ("captions", "words") if k in first), "text")
+        self.text_length = int(self.manifest.get("text_length", len(first.get("text", [])) or 9))
+        if self.text_form == "words":
             self._words = [self.vocab.encode(r["words"]) for r in self.records]
-            self._blank = self.vocab.index["-"]
+            self._blank = self.vocab.index[BLANK_WORD]
+        elif self.text_form == "captions":
+            self._captions = [
+                [self.vocab.encode_padded(c, self.text_length) for c in r["captions"]] for r in self.records
+            ]
+            # the first caption of each image: the text an image is scored with where one is fixed
+            self._texts = torch.tensor([c[0] for c in self._captions], dtype=torch.long).reshape(
+                len(self.records), self.text_length
+            )
         else:
             self._texts = torch.tensor(
                 [self.vocab.encode(r["text"]) for r in self.records], dtype=torch.long
@@ -62,13 +80,17 @@ class ImageTextDataset(Dataset):
         return len(self.records)
 
     def text(self, i: int) -> torch.Tensor:
-        if self.dataset == "celeba":
+        if self.text_form == "words":
             words = self._words[i]
             order = torch.randperm(len(words)).tolist()[: self.text_length]
             ids = [words[j] for j in order] + [self._blank] * (
                 self.text_length - min(len(words), self.text_length)
             )
             return torch.tensor(ids, dtype=torch.long)
+        if self.text_form == "captions":
+            captions = self._captions[i]
+            pick = int(torch.randint(len(captions), ())) if len(captions) > 1 else 0
+            return torch.tensor(captions[pick], dtype=torch.long)
         return self._texts[i]
 
     def __getitem__(self, i: int) -> dict:

@@ -33,6 +33,8 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "SPLITS",
+    "OPTIONAL_SPLITS",
+    "splits_of",
     "DATASET_FOLDERS",
     "read_manifest",
     "read_vocabulary",
@@ -47,9 +49,18 @@ __all__ = [
 FORMAT_NAME = "vlvae-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
+#: Splits a data set may have besides :data:`SPLITS`: ``test``, which nothing trains, stops or tunes on.
+OPTIONAL_SPLITS = ("test",)
 PARTIAL = ".partial"
 #: The folders of a data set that hold files written through :func:`vlvae.io.atomic_path`.
-DATASET_FOLDERS = ("", *SPLITS, PARTIAL)
+DATASET_FOLDERS = ("", *SPLITS, *OPTIONAL_SPLITS, PARTIAL)
+
+
+def splits_of(manifest: dict) -> tuple[str, ...]:
+    """The splits a finished data set holds: :data:`SPLITS` and those of :data:`OPTIONAL_SPLITS` its
+    manifest counts."""
+    counts = manifest.get("counts", {})
+    return SPLITS + tuple(s for s in OPTIONAL_SPLITS if s in counts)
 
 
 def read_manifest(root: Path) -> dict:
@@ -125,7 +136,7 @@ def prepare_output_folder(out: Path, settings: dict, overwrite: bool, command: s
     out = check_output_dir(out, "data-set folder")
     partial = out / PARTIAL
     manifest_path = out / "manifest.json"
-    ours = {"manifest.json", "vocab.json", "train", "val", PARTIAL}
+    ours = {"manifest.json", "vocab.json", *SPLITS, *OPTIONAL_SPLITS, PARTIAL}
     foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
     if foreign:
         raise VLVAEError(
@@ -163,7 +174,7 @@ def assemble_images(
 
     Args:
         out: the data-set folder.
-        split: ``train`` or ``val``.
+        split: ``train``, ``val`` or ``test``.
         chunks: (path of a uint8 (stop - start, size, size, 3) .npy, start, stop) in sequence order.
         lo, hi: the rows of the whole sequence that form this split.
         size: image side.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlvae.data.format import SPLITS, load_images, read_manifest, read_records, read_vocabulary
+from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary, splits_of
 from vlvae.data.scene import scene_from_record, true_texts
 from vlvae.errors import VLVAEError
 from vlvae.io import sha256_file
@@ -41,7 +41,7 @@ def verify_dataset(root: Path, checksums: bool = True) -> dict:
     words = set(vocab.words)
     size = manifest.get("image_size")
     summary = {"counts": {}, "texts_checked": 0}
-    for split in SPLITS:
+    for split in splits_of(manifest):
         images = load_images(root, split)
         records = read_records(root, split)
         if len(images) != len(records):

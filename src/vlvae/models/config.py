@@ -58,7 +58,10 @@ class ModelConfig:
         decoder_dim: size of the shared decoder's output, read by both decoders.
         dropout: dropout rate of the text decoder's output head.
         vocab_size: number of words; the text decoder adds its own begin-of-sentence index.
-        text_length: words per text.
+        text_length: words per text (with an end word: the most words plus the end word).
+        end_index: the index of the end word of texts of variable length (docs/design.md §11): the
+            words after a text's first end word are not part of it; None: every text has
+            ``text_length`` words.
         beta_concentration: c in the constrained Beta(c·α, c·(1 − α)) image likelihood.
         pixel_low, pixel_high: pixels x ∈ [0, 1] are mapped to pixel_low + (pixel_high −
             pixel_low)·x before the Beta likelihood (docs/design.md §2 caution).
@@ -84,6 +87,7 @@ class ModelConfig:
     dropout: float = 0.5
     vocab_size: int = 19
     text_length: int = 9
+    end_index: int | None = None
     beta_concentration: float = 100.0
     pixel_low: float = 0.02
     pixel_high: float = 0.98

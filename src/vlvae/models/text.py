@@ -20,9 +20,41 @@ from __future__ import annotations
 import torch
 from torch import LongTensor, Tensor, nn
 
-__all__ = ["TextEncoder", "TextDecoder"]
+__all__ = ["TextEncoder", "TextDecoder", "text_mask", "end_after_end"]
 
 HIDDEN_CLAMP = 2.0
+
+
+def text_mask(y: LongTensor, end_index: int | None) -> Tensor:
+    """Which word slots of texts ``y`` (..., L) belong to them (docs/design.md §11): every slot up to
+    and including the first end word; with ``end_index`` None (texts of fixed length), every slot.
+
+    Returns a float tensor of y's shape (1 inside the text, 0 after it).
+
+    Example:
+        >>> text_mask(torch.tensor([[4, 0, 0, 0], [5, 6, 7, 8]]), end_index=0)
+        tensor([[1., 1., 0., 0.],
+                [1., 1., 1., 1.]])
+    """
+    if end_index is None:
+        return torch.ones(y.shape, dtype=torch.float32, device=y.device)
+    ended = (y == end_index).long().cumsum(-1)
+    # a slot is inside the text until the one holding the first end word, inclusive
+    before = torch.cat([torch.zeros_like(ended[..., :1]), ended[..., :-1]], -1)
+    return (before == 0).float()
+
+
+def end_after_end(words: LongTensor, end_index: int | None) -> LongTensor:
+    """Decoded texts (..., L) with every word after the first end word replaced by the end word, so
+    that a decoded text reads as what it is (unchanged with ``end_index`` None).
+
+    Example:
+        >>> end_after_end(torch.tensor([[4, 0, 6, 7]]), 0)
+        tensor([[4, 0, 0, 0]])
+    """
+    if end_index is None:
+        return words
+    return torch.where(text_mask(words, end_index) > 0, words, torch.full_like(words, end_index))
 
 
 class TextEncoder(nn.Module):

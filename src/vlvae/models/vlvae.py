@@ -28,7 +28,7 @@ from vlvae.models.image import make_image_decoder
 from vlvae.models.likelihoods import ConstrainedBeta, map_pixels, unmap_pixels
 from vlvae.models.posteriors import ImagePosterior
 from vlvae.models.shared import SharedDecoder
-from vlvae.models.text import TextDecoder
+from vlvae.models.text import TextDecoder, end_after_end, text_mask
 from vlvae.objectives import kl_normal_standard, vlvae_elbo
 
 __all__ = ["VLVAE", "VLVAEOutput"]
@@ -170,11 +170,15 @@ class VLVAE(nn.Module):
         """log p(y|z), teacher forced: y broadcasting against (*lead, L), z (*lead, latent) -> lead."""
         return self._log_py_of(self._text_logits(z, y), y)
 
-    @staticmethod
-    def _log_py_of(logits: Tensor, y: LongTensor) -> Tensor:
+    def _log_py_of(self, logits: Tensor, y: LongTensor) -> Tensor:
+        """Σ_t log p(y_t | y_<t, z) over the words of each text: every slot up to and including the
+        first end word for texts of variable length (docs/design.md §11), every slot otherwise."""
         log_probs = logits.log_softmax(-1)
         y = y.expand(*log_probs.shape[:-1])
-        return log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).sum(-1)
+        per_word = log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        if self.config.end_index is None:
+            return per_word.sum(-1)
+        return (per_word * text_mask(y, self.config.end_index)).sum(-1)
 
     def text_distribution(self, z: Tensor, y: LongTensor | None = None) -> Tensor:
         """Word probabilities (*lead, L, vocab): teacher forced on y if given, else greedy decoding."""
@@ -188,7 +192,7 @@ class VLVAE(nn.Module):
         """Decode texts (*lead, L) from z (*lead, latent), greedily or by sampling each word."""
         h, lead = self._shared(z)
         words, _ = self.text_decoder.generate(h, greedy=greedy)
-        return words.view(*lead, words.shape[-1])
+        return end_after_end(words, self.config.end_index).view(*lead, words.shape[-1])
 
     @staticmethod
     def reparameterise(mean: Tensor, logvar: Tensor) -> Tensor:
