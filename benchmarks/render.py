@@ -1,8 +1,8 @@
-"""Throughput of the CLEVR-style CPU renderer (``vlvae.data.render``).
+"""Throughput of the CLEVR-style CPU renderer (``vlvae.datasets.two_objects.render``).
 
 Spawns one worker process per CPU core (each with ``torch.set_num_threads(1)``,
 as the data generator does); each renders batches of random two-object scenes
-from ``vlvae.data.scene.sample_scene``. Prints images per second for every
+from ``vlvae.datasets.two_objects.scene.sample_scene``. Prints images per second for every
 (size, supersample) combination.
 
 Usage: python benchmarks/render.py [--batches-per-worker 4] [--batch 64]
@@ -23,8 +23,8 @@ def _work(args: tuple[int, int, int, int, int]) -> tuple[int, float]:
     import torch
 
     torch.set_num_threads(1)
-    from vlvae.data.render import render_scenes
-    from vlvae.data.scene import sample_scene
+    from vlvae.datasets.two_objects.render import render_scenes
+    from vlvae.datasets.two_objects.scene import sample_scene
 
     rng = np.random.default_rng(seed)
     batches = [[sample_scene(rng) for _ in range(batch)] for _ in range(n_batches)]
@@ -39,7 +39,7 @@ def _warm(_: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import vlvae.data.render  # noqa: F401
+    import vlvae.datasets.two_objects.render  # noqa: F401
 
 
 def main() -> None:

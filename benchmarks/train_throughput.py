@@ -59,14 +59,14 @@ import torch
 
 from vlvae.config import ExperimentConfig, apply_overrides, preset
 from vlvae.data.format import read_manifest, read_vocabulary
-from vlvae.data.labels import ATTRIBUTE_SLOTS, RELATION_SLOT
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
+from vlvae.datasets.two_objects.judge import ATTRIBUTE_SLOTS, RELATION_SLOT, ClassifierTask
 from vlvae.errors import VLVAEError
 from vlvae.methods import configure
 from vlvae.models.vlvae import VLVAE
 from vlvae.runs import init_run, stage_seed
 from vlvae.seeds import classifier_seed
-from vlvae.training.judges import ClassifierTask, judge_stage
+from vlvae.training.judges import judge_stage
 from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
 
 STAGES = ("vlvae", "q_true", "q_agg", "prior", "classifier")

@@ -13,7 +13,7 @@ import torch
 @pytest.fixture(scope="session")
 def tiny_data_settings():
     """The settings of the tiny Two Objects data set shared by the training and hardening tests."""
-    from vlvae.data.two_objects import TwoObjectsSettings
+    from vlvae.datasets.two_objects.build import TwoObjectsSettings
 
     return TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25)
 
@@ -21,7 +21,7 @@ def tiny_data_settings():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_data_settings):
     """A tiny Two Objects data set, one per test module that asks for it."""
-    from vlvae.data.two_objects import generate_two_objects
+    from vlvae.datasets.two_objects.build import generate_two_objects
 
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate_two_objects(tiny_data_settings, out, workers=1, progress=False)

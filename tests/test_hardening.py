@@ -26,7 +26,7 @@ import pytest
 from vlvae.cli import app, main
 from vlvae.config import preset
 from vlvae.data.format import read_manifest
-from vlvae.data.two_objects import generate_two_objects
+from vlvae.datasets.two_objects.build import generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.generate import MAX_SAMPLES, check_sample_count

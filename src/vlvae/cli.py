@@ -20,12 +20,10 @@ import lightning  # noqa: F401  (sets its loggers' levels on import; main() sets
 import torch
 import typer
 
-from vlvae.data.celeba import build_celeba
-from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.config import apply_overrides
+from vlvae.data.format import read_vocabulary
 from vlvae.data.preview import image_text_grid, preview_grid
-from vlvae.data.specs import manifest_dataset
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
-from vlvae.data.verify import verify_dataset
+from vlvae.datasets import data_dataset, dataset_names, get_dataset, preset, train_judge, verify
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
 from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, Inference, check_sample_count
@@ -35,8 +33,7 @@ from vlvae.paths import check_output_file
 from vlvae.recipes.figure1 import run_latent2d
 from vlvae.recipes.reproduce import reproduce
 from vlvae.serve import create_app
-from vlvae.training.judges import train_classifier_for
-from vlvae.training.run import train_prior, train_text_posterior, train_vlvae
+from vlvae.training.run import fit_vlvae, train_prior, train_text_posterior
 
 __all__ = ["app", "main"]
 
@@ -49,6 +46,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make, preview and verify data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+# Each data set's own commands (``vlvae data two-objects``, ``vlvae data celeba``, ``vlvae data import``).
+for _name in dataset_names():
+    for _command, _function in get_dataset(_name).commands.items():
+        data_app.command(_command)(_function)
 
 
 #: ``vlvae sample --posterior own``: a baseline's own q(z|y), trained in its stage 1.
@@ -59,48 +60,6 @@ def _one_of(names: list[str]) -> str:
     """``'a', 'b' or 'c'``."""
     quoted = [repr(name) for name in names]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-
-
-def _words(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(w.strip() for w in value.split(",") if w.strip())
-
-
-@data_app.command("two-objects")
-def data_two_objects(
-    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
-    n: int = typer.Option(100_000, help="Image-text pairs in total (train + validation)."),
-    size: int = typer.Option(112, help="Image height and width in pixels (at least 16)."),
-    val_fraction: float = typer.Option(0.1, help="Fraction held out for validation."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives identical bytes."),
-    workers: int = typer.Option(2, help="Rendering processes (use one per core)."),
-    objects: int = typer.Option(2, help="Objects per image: 2, or 1 for the paper's Fig. 1 variant."),
-    colours: str | None = typer.Option(
-        None, help="Comma-separated colours (default: CLEVR's 8; blue,red with --objects 1)."
-    ),
-    sizes: str | None = typer.Option(None, help="Comma-separated sizes (default: small,large)."),
-    zoom: float = typer.Option(
-        1.0,
-        help="Camera zoom (focal-length multiplier); >1 keeps objects "
-        "legible at low resolution. Recorded in the manifest.",
-    ),
-    supersample: int = typer.Option(2, help="Anti-aliasing: s x s samples per pixel."),
-    overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-):
-    """Generate the Two Objects (CLEVR-style) data set with this project's fast CPU renderer."""
-    kwargs = dict(n=n, size=size, val_fraction=val_fraction, seed=seed, zoom=zoom, supersample=supersample)
-    if _words(colours) is not None:
-        kwargs["colours"] = _words(colours)
-    if _words(sizes) is not None:
-        kwargs["sizes"] = _words(sizes)
-    if objects == 1:
-        settings = TwoObjectsSettings.one_object(**kwargs)
-    else:
-        settings = TwoObjectsSettings(objects=objects, **kwargs)
-    generate_two_objects(settings, out, workers=workers, overwrite=overwrite, progress=progress)
-    typer.echo(f"data set ready in {out} ({settings.n - settings.n_val} train, {settings.n_val} val)")
 
 
 @data_app.command("preview")
@@ -124,43 +83,8 @@ def data_verify(
     checksums: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
 ):
     """Check shapes, checksums and that every text is true of its scene; exit non-zero if not."""
-    summary = verify_dataset(root, checksums=checksums)
+    summary = verify(root, checksums=checksums)
     typer.echo(f"OK: {summary['counts']}, {summary['texts_checked']} texts checked")
-
-
-@data_app.command("celeba")
-def data_celeba(
-    root: Path = typer.Option(
-        ...,
-        help="Your CelebA download: img_align_celeba/, list_attr_celeba.txt, "
-        "list_eval_partition.txt (or the Img/, Anno/, Eval/ sub-folders).",
-    ),
-    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
-    size: int = typer.Option(64, help="Image size after the 128 x 128 crop (64 = 2 x 2 average pooling)."),
-    split: str = typer.Option(
-        "paper",
-        help="paper (first 180,000 train, rest validation) or official "
-        "(CelebA's partition file: train / val; test left out).",
-    ),
-    workers: int = typer.Option(2, help="JPEG decoding processes."),
-    limit: int | None = typer.Option(None, help="Use only the first N images (for trials)."),
-    seed: int = typer.Option(0, help="Seed of the stored shuffled texts."),
-    overwrite: bool = typer.Option(False, help="Rebuild even if a finished data set is there."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-):
-    """Prepare CelebA (docs/design.md §1.2): cropped 64 x 64 faces, attributes as shuffled words."""
-    build_celeba(
-        root,
-        out,
-        size=size,
-        split=split,
-        workers=workers,
-        overwrite=overwrite,
-        progress=progress,
-        limit=limit,
-        seed=seed,
-    )
-    typer.echo(f"data set ready in {out}")
 
 
 figure_app = typer.Typer(help="The paper's figures that need their own model.", no_args_is_help=True)
@@ -207,12 +131,13 @@ def _report(metrics: dict, what: str) -> None:
 
 @train_app.command("vlvae")
 def train_vlvae_cmd(
-    data: Path = typer.Option(
-        ..., help="Data-set folder (from `vlvae data two-objects` or `vlvae data celeba`)."
-    ),
+    data: Path = typer.Option(..., help="Data-set folder (from a `vlvae data` command)."),
     out: Path = typer.Option(..., help="Run folder to create (or reopen with the same configuration)."),
-    preset: str = typer.Option(
-        "cpu", help="Named configuration: paper (GPU, docs/design.md §5), cpu, quick or tiny."
+    preset_name: str = typer.Option(
+        "cpu",
+        "--preset",
+        help="Named configuration: paper (GPU, docs/design.md §5), cpu, quick or tiny (a data set's "
+        "own presets too, e.g. celeba-cpu).",
     ),
     steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
     set_: list[str] = typer.Option(
@@ -240,10 +165,11 @@ def train_vlvae_cmd(
 
     scorer = None
     if classifier is not None:
-        scorer = load_scorer(manifest_dataset(read_manifest(data)), classifier, read_vocabulary(data), data)[
-            0
-        ].score
-    _report(train_vlvae(data, out, preset, steps, set_, resume, progress, scorer=scorer), method or "VLVAE")
+        scorer = load_scorer(data_dataset(data), classifier, read_vocabulary(data), data)[0].score
+    if steps is not None:
+        set_ = [f"stage1.steps={steps}"] + list(set_)
+    cfg = apply_overrides(preset(preset_name), list(set_))
+    _report(fit_vlvae(data, out, cfg, resume, progress, scorer=scorer), method or "VLVAE")
 
 
 @train_app.command("text-posterior")
@@ -293,18 +219,24 @@ def train_prior_cmd(
 def train_classifier_cmd(
     data: Path = typer.Option(..., help="Data-set folder (real images only are used)."),
     out: Path = typer.Option(..., help="Folder for the classifier."),
-    preset: str = typer.Option("cpu", help="Named configuration whose `classifier` section is used."),
+    preset_name: str = typer.Option(
+        "cpu", "--preset", help="Named configuration whose `classifier` section is used."
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override config keys, e.g. --set classifier.steps=5000."
     ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Train the independent attribute classifier that judges generated images."""
-    metrics = train_classifier_for(data, out, preset, set_, resume, progress)
+    """Train the independent judge of the data set (its package's: the attribute classifier of Two Objects,
+    CelebA's label classifier, the caption judge of imported captions) that scores generated images."""
+    metrics = train_judge(data, out, preset_name, set_, resume, progress)
     acc = metrics["real_accuracy"]
     slots = ", ".join(f"{k} {100 * v:.1f}" for k, v in acc.get("per_slot", {}).items())
-    typer.echo(f"classifier accuracy on real validation data: {100 * acc['overall']:.2f} % ({slots})")
+    typer.echo(
+        f"classifier accuracy on real validation data: {100 * acc['overall']:.2f} %"
+        + (f" ({slots})" if slots else "")
+    )
 
 
 @app.command("sample")
@@ -313,7 +245,8 @@ def sample_cmd(
     out: Path = typer.Option(..., help="PNG file to write."),
     text: str | None = typer.Option(
         None,
-        help='Text to draw, e.g. "small red metal cube left large blue rubber sphere" (with --posterior).',
+        help='Text to draw, e.g. "small red metal cube left large blue rubber sphere", or any words for '
+        "a data set of free captions (with --posterior).",
     ),
     posterior: str = typer.Option(
         "agg",
@@ -340,6 +273,10 @@ def sample_cmd(
     inference = Inference.open(run)
     if text is not None:
         samples = inference.from_text(text, posterior, n, seed)
+        unknown = inference.unknown_words(text)
+        if unknown:
+            read_as = inference.vocab.unknown
+            typer.echo(f"note: {', '.join(map(repr, unknown))} not in the vocabulary; read as {read_as!r}")
         title = f"q_{posterior}(z|y), y = {text}"
     else:
         samples = inference.from_prior(prior, n, seed)
@@ -398,6 +335,11 @@ def serve_cmd(
 def evaluate_cmd(
     run: Path = typer.Option(..., help="Run folder of any method, with the stages its method takes trained."),
     classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
+    caption_judge: Path | None = typer.Option(
+        None,
+        help="A caption judge trained on the same data (vlvae train classifier on imported captions, or "
+        "reproduce's caption_judge/): its word accuracy is reported beside the classifier's correctness.",
+    ),
     examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
     k: int | None = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
     text_k: int | None = typer.Option(
@@ -419,19 +361,34 @@ def evaluate_cmd(
             raise VLVAEError(f"{name} must be at least 1, got {value}")
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise VLVAEError(f"--min-accuracy must be in [0, 1], got {min_accuracy}")
-    evaluate_run(run, classifier, examples, k, seeds, min_accuracy, figures, text_k=text_k)
+    evaluate_run(
+        run, classifier, examples, k, seeds, min_accuracy, figures, text_k=text_k, caption_judge=caption_judge
+    )
     typer.echo((Path(run) / "report.md").read_text())
 
 
 @app.command("reproduce")
 def reproduce_cmd(
     out: Path = typer.Option(..., help="Output folder: data/, run/ (with report.md) and classifier/."),
-    preset: str = typer.Option(
+    preset_name: str = typer.Option(
         "cpu",
+        "--preset",
         help="quick (13-19 min on 2 cores), cpu (~50 min, shows the paper's effect) or paper (GPU scale).",
     ),
-    dataset: str = typer.Option("two_objects", help="two_objects or celeba."),
-    root: Path | None = typer.Option(None, help="CelebA download folder (with --dataset celeba)."),
+    dataset: str = typer.Option(
+        dataset_names()[0],
+        help="The data set to build: "
+        + ", ".join(n for n in dataset_names() if get_dataset(n).build is not None)
+        + " (ignored with --data).",
+    ),
+    root: Path | None = typer.Option(
+        None, help="The download a data set is built from, for a data set that reads one (e.g. CelebA's)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        help="A finished data set to use instead of building one (e.g. from `vlvae data import`): "
+        "the data step is skipped and the presets are sized from its images.",
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set stage1.steps=100."),
     workers: int = typer.Option(2, help="Processes for data generation."),
     replicates: int = typer.Option(
@@ -461,7 +418,7 @@ def reproduce_cmd(
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     reproduce(
         out,
-        preset,
+        preset_name,
         dataset,
         root,
         set_,
@@ -469,6 +426,7 @@ def reproduce_cmd(
         replicates=replicates,
         vlvae_replicates=vlvae_replicates,
         methods=names,
+        data=data,
     )
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
     if names:

@@ -347,58 +347,11 @@ def _tiny() -> ExperimentConfig:
     return cfg
 
 
-def _celeba(base: ExperimentConfig, name: str, n: int) -> ExperimentConfig:
-    """CelebA at the scale of ``base``: 64 px faces, the authors' w_x = 0.1, w_y = 100 (docs/design.md §2.1).
-
-    ``data.n`` is how many images of the download are used (all 202,599 for the paper).
-    """
-    cfg = base
-    cfg.name = name
-    cfg.data = replace(cfg.data, n=n, size=64, zoom=1.0)
-    cfg.model = replace(cfg.model, image_size=64, vocab_size=20, text_length=9)
-    cfg.stage1 = replace(cfg.stage1, w_x=0.1, w_y=100.0)
-    return cfg
-
-
-def _celeba_paper() -> ExperimentConfig:
-    """The paper's CelebA run: 64 px, the paper's architecture and schedule, w_x = 0.1, w_y = 100."""
-    return _celeba(_paper(), "celeba-paper", 202_599)
-
-
-def _celeba_cpu() -> ExperimentConfig:
-    """CelebA on a 2-core CPU: the cpu preset's model and schedule on the first 30,000 faces."""
-    cfg = _celeba(_cpu(), "celeba-cpu", 30_000)
-    cfg.classifier = replace(cfg.classifier, min_accuracy=0.8)
-    return cfg
-
-
-def _celeba_quick() -> ExperimentConfig:
-    """CelebA end to end in minutes (6,000 faces, the quick schedule at 64 px)."""
-    cfg = _celeba(_quick(), "celeba-quick", 6_000)
-    cfg.classifier = replace(cfg.classifier, min_accuracy=0.7)
-    # 6,000 faces leave 670 for validation: 500 scored, the last 150 for early stopping.
-    cfg.text_posterior = replace(cfg.text_posterior, val_examples=150)
-    cfg.prior = replace(cfg.prior, val_examples=150)
-    return cfg
-
-
-def _celeba_tiny() -> ExperimentConfig:
-    """CelebA for tests: the tiny preset at 16 px (fixtures are small)."""
-    cfg = _celeba(_tiny(), "celeba-tiny", 10_000)
-    cfg.data = replace(cfg.data, size=16)
-    cfg.model = replace(cfg.model, image_size=16)
-    return cfg
-
-
 PRESETS = {
     "paper": _paper,
     "cpu": _cpu,
     "quick": _quick,
     "tiny": _tiny,
-    "celeba-paper": _celeba_paper,
-    "celeba-cpu": _celeba_cpu,
-    "celeba-quick": _celeba_quick,
-    "celeba-tiny": _celeba_tiny,
 }
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
-from vlvae.data.specs import DatasetSpec, data_spec, manifest_dataset
-from vlvae.data.vocabulary import Vocabulary
+from vlvae.data.format import load_images, read_records, read_vocabulary, record_words
+from vlvae.data.vocabulary import Vocabulary, tokenize
+from vlvae.datasets import DataSet, data_dataset
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import load_scorer
 from vlvae.methods import get_method
@@ -155,22 +155,22 @@ class Inference:
             posteriors["own"] = model.text_posterior  # a baseline's own q(z|y), trained in stage 1
         scorer = None
         if classifier is not None:
-            scorer = load_scorer(
-                manifest_dataset(read_manifest(data)), Path(classifier), vocab, data, f"the data set of {run}"
-            )[0]
+            scorer = load_scorer(data_dataset(data), Path(classifier), vocab, data, f"the data set of {run}")[
+                0
+            ]
         return cls(run, cfg, info, data, vocab, model, posteriors, priors, missing, scorer)
 
     # ----------------------------------------------------------------- what the run holds
 
     @property
     def dataset(self) -> str:
-        """The data set (``two_objects``, ``celeba``), from the data's manifest."""
-        return manifest_dataset(read_manifest(self.data))
+        """The data set's registry name, from the data's manifest."""
+        return self.spec.name
 
     @property
-    def spec(self) -> DatasetSpec:
-        """The data set's description (:mod:`vlvae.data.specs`)."""
-        return data_spec(self.data)
+    def spec(self) -> DataSet:
+        """The data set's registry entry (:mod:`vlvae.datasets`)."""
+        return data_dataset(self.data)
 
     @property
     def image_size(self) -> int:
@@ -213,13 +213,36 @@ class Inference:
 
     # ----------------------------------------------------------------- text
 
+    def words(self, text: str | Sequence[str]) -> list[str]:
+        """The words of a text as the model reads them: free texts (a vocabulary with an end word)
+        are tokenised (:func:`vlvae.data.vocabulary.tokenize`: lower case, punctuation split); texts
+        of fixed slots are split at white space."""
+        if not isinstance(text, str):
+            return list(text)
+        return tokenize(text) if self.vocab.end is not None else text.split()
+
+    def unknown_words(self, text: str | Sequence[str]) -> list[str]:
+        """The words of a text outside the vocabulary (a free text reads each as the unknown word)."""
+        return self.vocab.unknown_words(self.words(text))
+
     def encode_text(self, text: str | Sequence[str]) -> torch.Tensor:
-        """Word indices (L,) of a text: a space-separated string or a list of words.
+        """Word indices (L,) of a text: a string or a list of words.
+
+        A free text (a vocabulary with an end word, docs/design.md §11) may have up to L − 1 words;
+        words outside the vocabulary are read as the unknown word (:meth:`unknown_words` names them).
 
         Raises:
-            VLVAEError: a word outside the vocabulary (naming it and listing the vocabulary), or a
-                text of another length than the model reads (naming the slot layout).
+            VLVAEError: a word outside a vocabulary of fixed slots (naming it and listing the
+                vocabulary), or a text of another length than the model reads.
         """
+        if self.vocab.end is not None:
+            words = self.words(text)
+            if not words or len(words) > self.text_length - 1:
+                raise VLVAEError(
+                    f"the text has {len(words)} words; the model reads texts of 1 to "
+                    f"{self.text_length - 1} words"
+                )
+            return torch.tensor(self.vocab.encode_padded(words, self.text_length), dtype=torch.long)
         ids = self.vocab.encode(text)
         if len(ids) != self.text_length:
             raise VLVAEError(
@@ -229,8 +252,8 @@ class Inference:
         return torch.tensor(ids, dtype=torch.long)
 
     def decode_texts(self, ids: torch.Tensor) -> list[str]:
-        """Strings of word indices (n, L)."""
-        return [" ".join(self.vocab.decode(t)) for t in ids]
+        """Strings of word indices (n, L) (a free text up to its end word)."""
+        return [" ".join(self.vocab.strip_end(self.vocab.decode(t))) for t in ids]
 
     # ----------------------------------------------------------------- sampling
 
@@ -363,5 +386,5 @@ class Inference:
                 f"{len(images)} images (0 to {len(images) - 1})"
             )
         record = records[index]
-        words = record.get("text") or record.get("words") or []
+        words = record_words(record)
         return np.array(images[index]), " ".join(words)

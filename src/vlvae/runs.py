@@ -35,7 +35,6 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config
 from vlvae.data.format import read_manifest, read_vocabulary, vocabulary_sha256
-from vlvae.data.specs import manifest_dataset
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_path, atomic_write_json, read_json
 from vlvae.methods import build_model, get_method
@@ -175,7 +174,7 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
             "data": str(data.resolve()),
             "seed": cfg.seed,
             "preset": cfg.name,
-            "dataset": manifest_dataset(manifest),
+            "dataset": manifest.get("dataset"),
             "vocab_sha256": vocabulary_sha256(data),
             **run_info(),
         },
@@ -198,8 +197,9 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
             f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
             f"{size} px images; {remedy}"
         )
-    dataset = manifest_dataset(manifest)
-    if info.get("dataset", dataset) != dataset:
+    dataset = manifest.get("dataset")
+    # a manifest written before manifests recorded their data set records none: nothing to compare
+    if dataset and info.get("dataset") and info["dataset"] != dataset:
         raise VLVAEError(
             f"{run} was trained on a {info['dataset']} data set, but {data} holds {dataset}; {remedy}"
         )

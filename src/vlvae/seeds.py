@@ -15,6 +15,7 @@ the aggregate prior (stage 3)          ``seed + 2`` (:data:`PRIOR_SEED_OFFSET`)
 training replicate R of stages 2-3     ``+ 1000 R`` (:data:`REPLICATE_SEED_STRIDE`)
 stage-1 replicate V (``reproduce``)    run seed ``seed + 1_000_000 V`` (:data:`STAGE1_REPLICATE_SEED_STRIDE`)
 the judge (attribute classifier)       ``seed + 7`` (:data:`CLASSIFIER_SEED_OFFSET`)
+the caption judge                      ``seed + 8`` (:data:`CAPTION_JUDGE_SEED_OFFSET`)
 every fit's start (python, numpy)      ``seed`` (``seed_everything`` in :func:`vlvae.training.run.fit_stage`)
 optimisation step t on rank r          :func:`step_seed` (``seed * 1_000_003 + r * 7_919 + t``)
 a validation pass                      :func:`step_seed` at step :data:`VALIDATION_STEP` (-1)
@@ -64,6 +65,8 @@ __all__ = [
     "REPLICATE_SEED_STRIDE",
     "STAGE1_REPLICATE_SEED_STRIDE",
     "CLASSIFIER_SEED_OFFSET",
+    "CAPTION_JUDGE_SEED_OFFSET",
+    "caption_judge_seed",
     "STEP_SEED_FACTOR",
     "STEP_RANK_FACTOR",
     "STEP_SEED_MODULUS",
@@ -91,6 +94,8 @@ REPLICATE_SEED_STRIDE = 1000
 STAGE1_REPLICATE_SEED_STRIDE = 1_000_000
 #: The judge (attribute classifier): the run's (preset's) seed plus this.
 CLASSIFIER_SEED_OFFSET = 7
+#: The caption judge's seed: the run (preset) seed plus this.
+CAPTION_JUDGE_SEED_OFFSET = 8
 
 #: :func:`step_seed`'s multiplier of the seed (a prime).
 STEP_SEED_FACTOR = 1_000_003
@@ -131,6 +136,15 @@ def stage1_replicate_seed(seed: int, replicate: int) -> int:
     (0, 2000003)
     """
     return seed + STAGE1_REPLICATE_SEED_STRIDE * replicate
+
+
+def caption_judge_seed(seed: int) -> int:
+    """The seed of the caption judge trained with run (preset) seed ``seed``.
+
+    >>> caption_judge_seed(0)
+    8
+    """
+    return seed + CAPTION_JUDGE_SEED_OFFSET
 
 
 def classifier_seed(seed: int) -> int:

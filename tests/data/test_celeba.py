@@ -5,26 +5,23 @@ import pytest
 from celeba_fixture import make_celeba_fixture
 from PIL import Image
 
-from vlvae.data import celeba
-from vlvae.data.celeba import (
+from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
+from vlvae.datasets import verify as verify_dataset
+from vlvae.datasets.celeba import build as celeba
+from vlvae.datasets.celeba.build import build_celeba
+from vlvae.datasets.celeba.files import find_celeba_files, read_attributes, read_partition
+from vlvae.datasets.celeba.images import preprocess
+from vlvae.datasets.celeba.scoring import correctness_all_labels, correctness_paper
+from vlvae.datasets.celeba.words import (
     BLANK,
     CELEBA_LABELS,
     CELEBA_WORDS,
     attribute_words,
-    build_celeba,
     celeba_text,
-    correctness_all_labels,
-    correctness_paper,
-    find_celeba_files,
     label_targets,
-    preprocess,
-    read_attributes,
-    read_partition,
     word_probabilities,
     words_present,
 )
-from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
-from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
 
 

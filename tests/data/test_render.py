@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlvae.data import clevr
-from vlvae.data.render import field_of_view, render_scenes
-from vlvae.data.scene import Scene, SceneObject, sample_scene
+from vlvae.datasets.two_objects import clevr
+from vlvae.datasets.two_objects.camera import field_of_view
+from vlvae.datasets.two_objects.render import render_scenes
+from vlvae.datasets.two_objects.scene import Scene, SceneObject, sample_scene
 
 SIZE = 64
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from vlvae.data import clevr
-from vlvae.data.scene import (
+from vlvae.datasets.two_objects import clevr
+from vlvae.datasets.two_objects.scene import (
     Scene,
     SceneObject,
     placement_ok,
@@ -132,7 +132,7 @@ def test_scene_record_round_trip():
 
 
 def test_text_count_is_36864():
-    from vlvae.data.vocabulary import two_objects_vocabulary
+    from vlvae.datasets.two_objects.words import two_objects_vocabulary
 
     v = two_objects_vocabulary()
     n = 1

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from vlvae.data import two_objects as to
 from vlvae.data.format import load_images, read_manifest, read_records, read_vocabulary
-from vlvae.data.render import render_scenes
-from vlvae.data.scene import scene_from_record, true_texts
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects, min_pixels
-from vlvae.data.verify import verify_dataset
+from vlvae.datasets import verify as verify_dataset
+from vlvae.datasets.two_objects import build as to
+from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects, min_pixels
+from vlvae.datasets.two_objects.render import render_scenes
+from vlvae.datasets.two_objects.scene import scene_from_record, true_texts
 from vlvae.errors import VLVAEError
 from vlvae.io import sha256_file
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from vlvae.data.celeba import CELEBA_LABELS, celeba_vocabulary
 from vlvae.data.dataset import images_to_float
-from vlvae.data.labels import CelebAClassifierData
+from vlvae.datasets import train_judge as train_celeba_classifier
+from vlvae.datasets.celeba.judge import CelebAClassifierData, CelebAScorer, load_celeba_classifier
+from vlvae.datasets.celeba.words import CELEBA_LABELS, celeba_vocabulary
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.celeba_scoring import CelebAScorer, load_celeba_classifier
-from vlvae.training.judges import train_celeba_classifier
 
 _DATA_TESTS = str(Path(__file__).resolve().parents[1] / "data")
 if _DATA_TESTS not in sys.path:
@@ -86,7 +85,7 @@ def test_scorer_ignores_word_order():
 
 
 def test_scorer_refuses_a_two_objects_vocabulary():
-    from vlvae.data.vocabulary import two_objects_vocabulary
+    from vlvae.datasets.two_objects.words import two_objects_vocabulary
 
     with pytest.raises(VLVAEError, match="not CelebA words"):
         CelebAScorer(FixedLogits(np.stack([FACE])), two_objects_vocabulary())

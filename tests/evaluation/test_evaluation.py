@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from vlvae.data.dataset import ImageTextDataset
-from vlvae.errors import VLVAEError
-from vlvae.evaluation.classifier import (
+from vlvae.datasets.two_objects.judge import (
     ATTRIBUTE_SLOTS,
     TwoObjectsClassifierData,
     TwoObjectsScorer,
     load_classifier,
     real_accuracy,
 )
+from vlvae.errors import VLVAEError
 from vlvae.evaluation.metrics import summarise
 from vlvae.recipes.reproduce import reproduce
 
@@ -74,7 +74,7 @@ def test_correctness_of_random_texts_is_chance(pipeline):
 
 def test_scorer_hand_case():
     """A stub classifier that always predicts slot class 0: correctness counts slot-0 words."""
-    from vlvae.data.vocabulary import two_objects_vocabulary
+    from vlvae.datasets.two_objects.words import two_objects_vocabulary
 
     vocab = two_objects_vocabulary()
 

@@ -11,7 +11,7 @@ from zuko.distributions import DiagNormal
 
 from vlvae.config import preset
 from vlvae.data.dataset import ImageTextDataset
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.figures import (
     figure_conditional_samples,

@@ -53,8 +53,9 @@ def celeba_run(tmp_path_factory):
     import sys
     from pathlib import Path
 
-    from vlvae.data.celeba import build_celeba
-    from vlvae.training.run import train_text_posterior, train_vlvae
+    from vlvae.datasets import preset
+    from vlvae.datasets.celeba.build import build_celeba
+    from vlvae.training.run import fit_vlvae, train_text_posterior
 
     data_tests = str(Path(__file__).resolve().parents[1] / "data")
     if data_tests not in sys.path:
@@ -64,6 +65,6 @@ def celeba_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve_celeba")
     source = make_celeba_fixture(base / "celeba", n=40)["root"]
     build_celeba(source, base / "data", workers=1, progress=False)
-    train_vlvae(base / "data", base / "run", "celeba-tiny", progress=False)
+    fit_vlvae(base / "data", base / "run", preset("celeba-tiny"), progress=False)
     train_text_posterior(base / "run", "agg", progress=False)
     return base / "run"

@@ -12,7 +12,7 @@ from vlvae.data.format import load_images, read_manifest, read_records, read_voc
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
-__all__ = ["BLANK_WORD", "ImageTextDataset", "StepSampler", "images_to_float"]
+__all__ = ["BLANK_WORD", "TEXT_FORMS", "ImageTextDataset", "StepSampler", "images_to_float"]
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
@@ -22,21 +22,24 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
-#: The word that pads a set of words to a text's slots (texts of the ``words`` form).
+#: The word that pads a set of words to a text's slots (texts of the ``set`` form).
 BLANK_WORD = "-"
+#: How a record holds its text (docs/design.md §11): form -> the record's key.
+TEXT_FORMS = {"fixed": "text", "set": "words", "free": "captions"}
 
 
 class ImageTextDataset(Dataset):
     """Image-text pairs of one split of a vlvae data set.
 
     Each item is a dict: ``image`` uint8 (3, H, W), ``text`` long (L,), ``index``. How a record holds
-    its text decides how an item's text is made (docs/design.md §11), whatever the data set:
+    its text (:data:`TEXT_FORMS`) decides how an item's text is made (docs/design.md §11), whatever
+    the data set:
 
-    * ``text``: one stored text of fixed length, read as it is (Two Objects);
-    * ``words``: a set of words, drawn in a new random order at every load and padded with
-      :data:`BLANK_WORD` (CelebA);
-    * ``captions``: one or more texts of variable length; one is drawn at every load and written
-      with its end word (:meth:`Vocabulary.encode_padded`).
+    * ``fixed`` (key ``text``): one stored text of fixed length, read as it is;
+    * ``set`` (key ``words``): a set of words, drawn in a new random order at every load and padded
+      with :data:`BLANK_WORD`;
+    * ``free`` (key ``captions``): one or more texts of variable length; one is drawn at every load
+      and written with its end word (:meth:`Vocabulary.encode_padded`).
 
     Random draws come from torch's random stream (seeded per run and per loader worker).
     """
@@ -52,14 +55,13 @@ class ImageTextDataset(Dataset):
                 f"{root}/{split} has {len(self.images)} images but {len(self.records)} "
                 "records; rebuild the data set"
             )
-        self.dataset = self.manifest.get("dataset", "two_objects")
         first = self.records[0] if self.records else {}
-        self.text_form = next((k for k in ("captions", "words") if k in first), "text")
+        self.text_form = next((f for f, key in TEXT_FORMS.items() if key in first and f != "fixed"), "fixed")
         self.text_length = int(self.manifest.get("text_length", len(first.get("text", [])) or 9))
-        if self.text_form == "words":
+        if self.text_form == "set":
             self._words = [self.vocab.encode(r["words"]) for r in self.records]
             self._blank = self.vocab.index[BLANK_WORD]
-        elif self.text_form == "captions":
+        elif self.text_form == "free":
             self._captions = [
                 [self.vocab.encode_padded(c, self.text_length) for c in r["captions"]] for r in self.records
             ]
@@ -80,14 +82,14 @@ class ImageTextDataset(Dataset):
         return len(self.records)
 
     def text(self, i: int) -> torch.Tensor:
-        if self.text_form == "words":
+        if self.text_form == "set":
             words = self._words[i]
             order = torch.randperm(len(words)).tolist()[: self.text_length]
             ids = [words[j] for j in order] + [self._blank] * (
                 self.text_length - min(len(words), self.text_length)
             )
             return torch.tensor(ids, dtype=torch.long)
-        if self.text_form == "captions":
+        if self.text_form == "free":
             captions = self._captions[i]
             pick = int(torch.randint(len(captions), ())) if len(captions) > 1 else 0
             return torch.tensor(captions[pick], dtype=torch.long)

@@ -35,6 +35,7 @@ __all__ = [
     "SPLITS",
     "OPTIONAL_SPLITS",
     "splits_of",
+    "record_words",
     "DATASET_FOLDERS",
     "read_manifest",
     "read_vocabulary",
@@ -61,6 +62,12 @@ def splits_of(manifest: dict) -> tuple[str, ...]:
     manifest counts."""
     counts = manifest.get("counts", {})
     return SPLITS + tuple(s for s in OPTIONAL_SPLITS if s in counts)
+
+
+def record_words(record: dict) -> list[str]:
+    """The words of a record's stored text, whatever its text form: its ``text``, its ``words``, or
+    its first caption."""
+    return list(record.get("text") or record.get("words") or (record.get("captions") or [[]])[0])
 
 
 def read_manifest(root: Path) -> dict:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlvae.data.format import SPLITS, load_images, read_manifest, read_records
+from vlvae.data.format import load_images, read_manifest, read_records, record_words, splits_of
+from vlvae.errors import VLVAEError
 from vlvae.io import atomic_path
 
 __all__ = ["preview_grid", "image_text_grid"]
@@ -45,11 +46,11 @@ def image_text_grid(
 
 def preview_grid(root: Path, out: Path, n: int = 16, split: str = "train") -> Path:
     """Save the first ``n`` images of a split with their drawn texts."""
-    read_manifest(root)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
+    splits = splits_of(read_manifest(root))
+    if split not in splits:
+        raise VLVAEError(f"--split must be one of {', '.join(splits)}, got {split!r}")
     images = load_images(root, split)
     records = read_records(root, split)
     n = min(n, len(images))
-    texts = [" ".join(r["text"]) for r in records[:n]]
+    texts = [" ".join(record_words(r)) for r in records[:n]]
     return image_text_grid(np.asarray(images[:n]), texts, out)

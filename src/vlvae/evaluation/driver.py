@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from vlvae.data.dataset import ImageTextDataset
-from vlvae.data.specs import dataset_spec
+from vlvae.datasets import DataSet, get_dataset, manifest_dataset
+from vlvae.datasets.caption_judge import CAPTION_JUDGE
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import figures as figs
 from vlvae.evaluation.compare import render_comparison
@@ -71,18 +72,18 @@ VERSION_1_METHOD = "vlvae"
 
 
 def load_scorer(
-    dataset: str, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None
+    dataset: DataSet, classifier_dir: Path, vocab, data: Path | None = None, whose: str | None = None
 ):
     """(scorer, classifier metrics) of a data set's judge; ``score(images, texts)`` gives correctness.
 
     With ``data`` (the data set whose images it will judge), the classifier is first checked to
     fit it (:func:`vlvae.evaluation.judge.check_classifier_fits`; ``whose`` names the data
-    in its messages). The judge is the one the data set names (:attr:`vlvae.data.specs.DatasetSpec.judge`,
-    registered in :data:`vlvae.evaluation.judge.JUDGES`).
+    in its messages). The judge is the one the data set's package declares
+    (:attr:`vlvae.datasets.DataSet.judge`).
     """
     if data is not None:
         check_classifier_fits(classifier_dir, data, whose)
-    return load_judge(dataset_spec(dataset).judge, classifier_dir, vocab)
+    return load_judge(dataset.judge.key, classifier_dir, vocab)
 
 
 def _subject(run: Path, cfg, method, model, stages, replicate: int) -> Subject:
@@ -144,13 +145,16 @@ def _settings(cfg, **overrides) -> dict:
     return {**settings, **{key: value for key, value in overrides.items() if value is not None}}
 
 
-def _inputs(run: Path, stages, replicates: int, classifier: Path) -> dict:
+def _inputs(run: Path, stages, replicates: int, classifier: Path, caption_judge: Path | None = None) -> dict:
     """sha256 of every weights file an evaluation reads: a metrics.json is current while they match."""
     files = [stage_dir(run, STAGE1) / "weights.safetensors"]
     files += [stage_dir(run, s.name, r) / "weights.safetensors" for r in range(replicates) for s in stages]
     out = {str(f.relative_to(run)): sha256_file(f) for f in files}
     judge = Path(classifier) / "weights.safetensors"
     out["classifier"] = sha256_file(judge) if judge.is_file() else None
+    if caption_judge is not None:
+        second = Path(caption_judge) / "weights.safetensors"
+        out["caption_judge"] = sha256_file(second) if second.is_file() else None
     return out
 
 
@@ -165,6 +169,7 @@ def evaluate_run(
     progress: bool = True,
     replicates: int | None = None,
     text_k: int | None = None,
+    caption_judge: Path | None = None,
 ) -> dict:
     """Every registered metric of a run of any method: ``RUN/metrics.json`` and ``RUN/report.md``.
 
@@ -187,10 +192,13 @@ def evaluate_run(
         progress: print what is being computed.
         replicates: evaluate replicates 0..R-1 (default: every finished one).
         text_k: the largest k of the log p(y) estimates (default: the run's config).
+        caption_judge: a caption judge trained on the same data set (docs/design.md §11), for a data
+            set whose own judge is another: every generated image is also scored by it, beside the
+            correctness of the data set's judge (``correctness_caption_judge``).
     """
     overrides = {"examples_requested": examples, "k": k, "seeds": seeds, "text_k": text_k}
     return _evaluate_checked(
-        Path(run), Path(classifier), overrides, min_accuracy, figures, progress, replicates
+        Path(run), Path(classifier), overrides, min_accuracy, figures, progress, replicates, caption_judge
     )
 
 
@@ -202,18 +210,24 @@ def _evaluate_checked(
     figures: bool,
     progress: bool,
     replicates: int | None,
+    caption_judge: Path | None = None,
 ) -> dict:
     """:func:`evaluate_run` with settings that override the run config's (None: the config's):
     the checks, then the work under the run's lock."""
     cfg, info = open_run(run)
     settings = _settings(cfg, **overrides)
-    check_classifier_fits(classifier, check_run_data(run, cfg, info), f"the data of {run}")
+    data = check_run_data(run, cfg, info)
+    check_classifier_fits(classifier, data, f"the data of {run}")
+    if caption_judge is not None:
+        check_classifier_fits(caption_judge, data, f"the data of {run}")
     fix = "evaluate writes metrics.json, report.md and figures/ into it: make it writable, or copy the run"
     run = check_output_dir(run, "run folder", "--run", fix)
     with folder_lock(run, "vlvae evaluate", tidy=("", "figures")):
         if figures:
             check_output_dir(run / "figures", "figures folder", "--run", fix)
-        return _evaluate(run, cfg, info, classifier, settings, min_accuracy, figures, progress, replicates)
+        return _evaluate(
+            run, cfg, info, classifier, settings, min_accuracy, figures, progress, replicates, caption_judge
+        )
 
 
 def _evaluate(
@@ -226,6 +240,7 @@ def _evaluate(
     figures: bool,
     progress: bool,
     replicates: int | None,
+    caption_judge: Path | None = None,
 ) -> dict:
     """:func:`evaluate_run`'s work, with the run folder's lock held."""
     method = get_method(cfg.method.name)
@@ -246,8 +261,8 @@ def _evaluate(
             load_stage(run, stage.name, cfg, r)
     settings = {**settings, "replicates": replicates}
     data = ImageTextDataset(Path(info["data"]), "val")
-    spec = dataset_spec(data.dataset)
-    scorer, cls_metrics = load_scorer(spec.name, classifier, data.vocab)
+    spec = get_dataset(manifest_dataset(data.manifest))
+    scorer, cls_metrics = load_scorer(spec, classifier, data.vocab)
     threshold = _check_judge(classifier, cls_metrics, min_accuracy)
     # Stages 2-3 that stop early choose their weights on the last validation examples; the
     # tables score the first ones, never those.
@@ -269,17 +284,20 @@ def _evaluate(
     started = time.time()
     scores = {"paper": scorer.score}
     if hasattr(scorer, "score_all_labels"):
-        # CelebA: the paper scores the text's words (TELBO's definition, the headline); the
-        # authors' code scored every binary label. Both are reported, each named.
+        # A judge with a second definition of correctness (CelebA's: the paper scores the text's
+        # words, the authors' code scored every binary label): both are reported, each named.
         scores["all_labels"] = scorer.score_all_labels
+    second = None
+    if caption_judge is not None and spec.judge.key != CAPTION_JUDGE:
+        # The caption judge beside the data set's own: the same images, scored by both.
+        caption_scorer, second = load_judge(CAPTION_JUDGE, caption_judge, data.vocab)
+        scores["caption_judge"] = caption_scorer.word_accuracy
 
     def aggregate():
         train = ImageTextDataset(Path(info["data"]), "train")
         if progress:
             print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
         texts = torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None
-        # Two Objects: the exact text; CelebA: the image's whole set of words, whatever order or
-        # subset a text drew.
         return (
             model.posterior_table(train.images, texts=texts),
             spec.landing_keys(train),
@@ -300,7 +318,7 @@ def _evaluate(
     subjects = [_subject(run, cfg, method, model, stages, r) for r in range(replicates)]
     metrics = {
         "schema": SCHEMA,
-        "dataset": data.dataset,
+        "dataset": spec.name,
         "run": str(run),
         "method": {"name": method.name, "title": method.title, "reference": method.reference},
         "distributions": _labels(method, stages),
@@ -312,13 +330,26 @@ def _evaluate(
                 "path": str(classifier),
                 "real_accuracy": cls_metrics.get("real_accuracy"),
                 "real_correctness": cls_metrics.get("real_correctness"),
+                "judge": spec.judge.title,
+                "ceiling": cls_metrics.get("ceiling"),
+                "floor": cls_metrics.get("floor"),
                 "threshold": threshold,
             },
+            "caption_judge": (
+                None
+                if second is None
+                else {
+                    "path": str(caption_judge),
+                    "ceiling": second.get("ceiling"),
+                    "floor": second.get("floor"),
+                }
+            ),
             "replicates": replicates,
             "settings": settings,
-            "inputs": _inputs(run, stages, replicates, classifier),
+            "inputs": _inputs(run, stages, replicates, classifier, caption_judge if second else None),
             "seconds": time.time() - started,
             "paper": spec.paper,
+            "data_summary": data.manifest.get("summary"),
             "config_preset": cfg.name,
             **run_info(),
         }

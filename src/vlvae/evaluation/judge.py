@@ -1,12 +1,10 @@
-"""The judges in evaluation: which judge scores a data set's images, and whether a classifier fits.
+"""The judges in evaluation: loading the judge of a data set, and checking that a classifier fits.
 
-A judge is an independent classifier, trained on a data set's real training images only
-(:mod:`vlvae.training.judges`), that scores generated images against texts. Each data set names
-its judge by a registry key (:attr:`vlvae.data.specs.DatasetSpec.judge`); :data:`JUDGES` maps the
-key to the function that loads it (:mod:`vlvae.evaluation.classifier` for Two Objects,
-:mod:`vlvae.evaluation.celeba_scoring` for CelebA; neither imports this module nor the other),
-and :func:`load_judge` loads the one a key names. :func:`check_classifier_fits` checks that a
-classifier folder judges images like those of a data set.
+A judge is an independent classifier, trained on a data set's real training images only, that
+scores generated images against texts. Each data set's package declares its judge
+(:class:`vlvae.datasets.Judge`: how it is trained and loaded); :func:`load_judge` loads the one a
+key names, :func:`check_classifier_fits` checks that a classifier folder judges images like those
+of a data set.
 
 A classifier folder holds ``classifier.json`` (what it is made from: data folder and data set, image
 size, vocabulary sha256, settings, its judge; a folder holding another is refused), ``weights.safetensors``,
@@ -15,40 +13,30 @@ size, vocabulary sha256, settings, its judge; a folder holding another is refuse
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from vlvae.data.format import read_manifest, vocabulary_sha256
-from vlvae.data.specs import DATASETS, DEFAULT_DATASET, dataset_title, manifest_dataset
+from vlvae.datasets import dataset_names, dataset_title, get_dataset, judge_of, manifest_dataset
 from vlvae.errors import VLVAEError
-from vlvae.evaluation import celeba_scoring, classifier
 from vlvae.training.judges import read_classifier_info
 
-__all__ = ["JUDGES", "load_judge", "check_classifier_fits"]
-
-#: Judge key (:attr:`vlvae.data.specs.DatasetSpec.judge`) -> ``(classifier_dir, vocab) -> (scorer,
-#: classifier metrics)``; the scorer's ``score(images, texts)`` gives correctness.
-JUDGES: dict[str, Callable] = {
-    "attribute_classifier": classifier.load_judge,
-    "celeba_classifier": celeba_scoring.load_judge,
-}
+__all__ = ["load_judge", "check_classifier_fits"]
 
 
 def load_judge(judge: str, classifier_dir: Path, vocab):
     """(scorer, classifier metrics) of the judge registered as ``judge``, loaded from ``classifier_dir``
     to score texts of ``vocab``."""
-    if judge not in JUDGES:
-        raise VLVAEError(f"unknown judge {judge!r}; the registered judges are {', '.join(JUDGES)}")
-    return JUDGES[judge](Path(classifier_dir), vocab)
+    return judge_of(judge).load(Path(classifier_dir), vocab)
 
 
 def _trained_on(info: dict) -> str:
     """The data set a classifier.json records; for one written before it was recorded, the data set
-    whose judge it records (Two Objects classifiers of that time recorded none: the default data set)."""
+    whose judge it records (classifiers of the legacy data set recorded none)."""
     if info.get("dataset"):
         return info["dataset"]
     judge = info.get("judge")
-    return next((s.name for s in DATASETS.values() if judge and s.judge == judge), DEFAULT_DATASET)
+    owners = [name for name in dataset_names() if judge and get_dataset(name).judge.key == judge]
+    return owners[0] if owners else manifest_dataset({})
 
 
 def check_classifier_fits(directory: Path, data: Path, whose: str | None = None) -> dict:

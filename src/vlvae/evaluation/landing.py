@@ -593,7 +593,7 @@ def where_samples_land(
 
     Args:
         table: (means, logvars), (N, D) each, of q(z|x) for the training images.
-        train_keys: the N training texts' keys (:meth:`vlvae.data.specs.DatasetSpec.landing_keys`).
+        train_keys: the N training texts' keys (:meth:`vlvae.datasets.DataSet.landing_keys`).
         y: (M, L) validation texts; ``y_keys`` their keys.
         text_posteriors: name -> y -> q(z|y); priors: name -> () -> p(z).
         reference: samples of the aggregate itself that set the hole threshold.

@@ -127,7 +127,11 @@ def _correctness(ev: Evaluation, s: Subject) -> dict:
     tables = correctness_tables(
         s.model, ev.scores, ev.x, ev.y, s.text_posteriors, s.priors, ev.settings["seeds"]
     )
-    return {"correctness": tables["paper"], "correctness_all_labels": tables.get("all_labels")}
+    return {
+        "correctness": tables["paper"],
+        "correctness_all_labels": tables.get("all_labels"),
+        "correctness_caption_judge": tables.get("caption_judge"),
+    }
 
 
 def _combine_unless_none(key: str, values: list):
@@ -286,7 +290,7 @@ _REGISTRY = (
     ),
     Metric(
         name="correctness",
-        keys=("correctness", "correctness_all_labels"),
+        keys=("correctness", "correctness_all_labels", "correctness_caption_judge"),
         description="Tables 1-2: the judge's correctness of images from each q(z|y), each prior, and q(z|x)",
         compute=_correctness,
         combine=lambda ev, key, values: _combine_unless_none(key, values),

@@ -288,11 +288,27 @@ def render_report(metrics: dict, cfg) -> str:
         + ".",
         "",
         f"Classifier accuracy on real validation images: **{100 * acc.get('overall', float('nan')):.2f} %** "
-        "(the ceiling of any correctness figure). Per slot: "
-        + ", ".join(f"{n} {100 * v:.1f}" for n, v in acc.get("per_slot", {}).items())
-        + ".",
+        "(the ceiling of any correctness figure)."
+        + (
+            " Per slot: " + ", ".join(f"{n} {100 * v:.1f}" for n, v in acc["per_slot"].items()) + "."
+            if acc.get("per_slot")
+            else ""
+        ),
         "",
     ]
+    ceiling, floor = metrics["classifier"].get("ceiling"), metrics["classifier"].get("floor")
+    if ceiling and floor:
+        lines += [
+            f"The judge is the {metrics['classifier'].get('judge', 'caption judge')}: an image-to-text model "
+            "trained on the real training pairs only; correctness is its teacher-forced word accuracy on the "
+            "text given the image. Real validation images with their own texts (the ceiling): "
+            f"{100 * ceiling['word_accuracy']:.2f} % (log p per word {ceiling['log_p_per_word']:.3f}); "
+            "the same texts on a grey or the mean training image (the floor): "
+            f"{100 * floor['word_accuracy']:.2f} % (log p per word {floor['log_p_per_word']:.3f}).",
+            "",
+        ]
+    if metrics.get("data_summary"):
+        lines += [f"Data: {metrics['data_summary']}.", ""]
     rc = metrics["classifier"].get("real_correctness")
     if rc:
         lines += [
@@ -356,10 +372,13 @@ def render_report(metrics: dict, cfg) -> str:
         )
         + ".",
         "",
-        "The paper's numbers come from 112 × 112 images, z = 50 and 400k steps; a reduced preset differs in "
-        "scale, so compare directions (q_Agg vs q_True, q_φ(z) vs N(0, I)), not magnitudes.",
-        "",
     ]
+    if paper:
+        lines += [
+            "The paper's numbers come from 112 × 112 images, z = 50 and 400k steps; a reduced preset differs "
+            "in scale, so compare directions (q_Agg vs q_True, q_φ(z) vs N(0, I)), not magnitudes.",
+            "",
+        ]
     if metrics.get("landing"):
         lines += _landing_lines(metrics["landing"], reps, names)
     alt = metrics.get("correctness_all_labels")
@@ -377,6 +396,33 @@ def render_report(metrics: dict, cfg) -> str:
             "| correctness % (all labels) | "
             + " | ".join(_pct(s) for s in cols)
             + f" | {_pct(alt['reconstruction'])} |",
+            "",
+        ]
+    second = metrics.get("correctness_caption_judge")
+    if second:
+        cols = [*(second["conditional"][n] for n in posteriors), *(second["prior"][n] for n in priors)]
+        judge = metrics.get("caption_judge") or {}
+        ceiling, floor = judge.get("ceiling") or {}, judge.get("floor") or {}
+        lines += [
+            "## Correctness by the caption judge",
+            "",
+            "The same generated images scored by a second, independent judge that reads the text word by "
+            "word: the caption judge (docs/design.md §11), an image-to-text model trained on the real "
+            "training pairs only. Correctness is its teacher-forced word accuracy on the text given the image"
+            + (
+                "; real validation images with their own texts score "
+                f"{100 * ceiling['word_accuracy']:.2f} % (the ceiling), the same texts on a grey or the mean "
+                f"image {100 * floor['word_accuracy']:.2f} % (the floor)"
+                if ceiling and floor
+                else ""
+            )
+            + ".",
+            "",
+            "| | " + " | ".join(names.values()) + " | reconstruction |",
+            "|---|" + "---|" * (len(names) + 1),
+            "| word accuracy % (caption judge) | "
+            + " | ".join(_pct(s) for s in cols)
+            + f" | {_pct(second['reconstruction'])} |",
             "",
         ]
     figs = metrics.get("figures", {})

@@ -6,8 +6,8 @@ data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation; with
 ``methods/<name>/`` and one comparison table (``compare.md``). The
 classifier is trained before the VLVAE so that stage 1 can report the
 correctness of its reconstructions as it trains. The
-output folder holds ``data/`` (or the CelebA data set), ``run/`` (the run
-folder with ``report.md``), and ``classifier/``. The options are checked
+output folder holds ``data/`` (the data set built, unless ``data`` names a finished one),
+``run/`` (the run folder with ``report.md``), and ``classifier/``. The options are checked
 before anything is written, and the output folder is locked for the whole
 run (each stage also locks the sub-folder it writes).
 """
@@ -19,11 +19,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from vlvae.config import apply_overrides, knob_of, preset, split_method_overrides, with_method
-from vlvae.data.celeba import build_celeba
-from vlvae.data.format import read_vocabulary
-from vlvae.data.specs import DATASETS, data_spec, dataset_spec
-from vlvae.data.two_objects import TwoObjectsSettings, generate_two_objects
+from vlvae.config import apply_overrides, knob_of, split_method_overrides, with_method
+from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
+from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
 from vlvae.locking import folder_lock
@@ -32,7 +31,6 @@ from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runs import STAGE1, method_stages, stage_dir
 from vlvae.seeds import stage1_replicate_seed
-from vlvae.training.judges import train_classifier_for
 from vlvae.training.run import fit_vlvae, train_stage
 
 __all__ = ["reproduce"]
@@ -61,7 +59,7 @@ def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
 def reproduce(
     out: Path,
     preset_name: str = "cpu",
-    dataset: str = "two_objects",
+    dataset: str | None = None,
     root: Path | None = None,
     overrides: list[str] = (),
     workers: int = 2,
@@ -69,15 +67,17 @@ def reproduce(
     replicates: int = 1,
     vlvae_replicates: int = 1,
     methods: tuple[str, ...] = (),
+    data: Path | None = None,
 ) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
     Args:
         out: output folder (created).
-        preset_name: ``quick``, ``cpu`` or ``paper`` (or ``tiny`` for tests); CelebA uses the
-            ``celeba-`` presets of the same scale when ``dataset="celeba"``.
-        dataset: ``two_objects`` or ``celeba``.
-        root: the CelebA download (``dataset="celeba"`` only).
+        preset_name: ``quick``, ``cpu`` or ``paper`` (or ``tiny`` for tests); a data set with presets
+            of its own uses its preset of that scale (CelebA's ``celeba-cpu`` for ``cpu``).
+        dataset: a registered data set to build (:mod:`vlvae.datasets`; default: the first
+            registered); ignored with ``data``.
+        root: the download the data set is built from, for a data set that reads one.
         overrides: ``key=value`` config overrides; a method's knob (``method.alpha=...``) applies
             to each method of the run that declares it.
         workers: processes for data generation.
@@ -90,20 +90,28 @@ def reproduce(
             each into ``methods/<name>/`` with the same preset (its stage 1, then its stages 2-3,
             e.g. q_Agg post hoc); ``compare.md`` and ``compare.json`` then put every method in one
             table (:func:`vlvae.evaluation.driver.compare_runs`).
+        data: a finished data set (of any registered data set, e.g. from ``vlvae data import``) to
+            use instead of building one in ``out/data``; the model is sized from its images and
+            vocabulary.
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
     """
     out = Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
-    if dataset not in DATASETS:
-        raise VLVAEError(f"unknown --dataset {dataset!r}; choose {' or '.join(DATASETS)}")
-    if dataset == "celeba" and root is None:
-        raise VLVAEError(
-            "--dataset celeba needs --root pointing to your CelebA download "
-            "(img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt)"
-        )
-    name = dataset_spec(dataset).preset_name(preset_name)
+    if data is not None:
+        read_manifest(Path(data))  # one clear line if it is not a finished data set
+        spec = data_dataset(Path(data))
+    else:
+        spec = get_dataset(dataset or dataset_names()[0])
+        if spec.build is None:
+            raise VLVAEError(
+                f"{spec.title} data sets are made by their own command, not by reproduce; "
+                f"make one, then pass it with --data"
+            )
+        if spec.source is not None and root is None:
+            raise VLVAEError(f"--dataset {spec.name} needs --root pointing to {spec.source}")
+    name = spec.preset_name(preset_name)
     knob_overrides, overrides = split_method_overrides(list(overrides))
     cfg = apply_overrides(preset(name), overrides)
     methods = tuple(dict.fromkeys(m for m in methods if m != "vlvae"))
@@ -120,41 +128,31 @@ def reproduce(
                 f"unknown configuration key 'method.{knob}': no method of this run declares it "
                 f"({', '.join(dict.fromkeys((cfg.method.name, *methods)))})"
             )
-    settings = None
-    if dataset == "two_objects":
-        d = cfg.data
-        settings = TwoObjectsSettings(
-            n=d.n,
-            size=d.size,
-            val_fraction=d.val_fraction,
-            seed=d.seed,
-            zoom=d.zoom,
-            supersample=d.supersample,
-        )
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
+        data = Path(data) if data is not None else out / "data"
         metrics = _reproduce(
             out,
+            data,
             cfg,
             name,
-            dataset,
+            spec,
             root,
             overrides,
             workers,
             progress,
             replicates,
             vlvae_replicates,
-            settings,
         )
         if configs:
-            _other_methods(out, configs, progress)
+            _other_methods(out, data, configs, progress)
         return metrics
 
 
-def _other_methods(out: Path, configs: dict, progress: bool) -> dict:
+def _other_methods(out: Path, data: Path, configs: dict, progress: bool) -> dict:
     """Stage 1 and stages 2-3 of each other method (name -> its run's config) in ``OUT/methods/<name>``,
     then ``OUT/compare.md``."""
-    data, cls = out / "data", out / "classifier"
+    cls = out / "classifier"
     runs = [out / "run"]
     for m, cfg in configs.items():
         run = out / "methods" / m
@@ -176,20 +174,20 @@ def _other_methods(out: Path, configs: dict, progress: bool) -> dict:
 
 def _reproduce(
     out: Path,
+    data: Path,
     cfg,
     name: str,
-    dataset: str,
+    spec: DataSet,
     root: Path | None,
     overrides,
     workers: int,
     progress: bool,
     replicates: int,
     vlvae_replicates: int,
-    settings,
 ) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
 
-    data, run, cls = out / "data", out / "run", out / "classifier"
+    run, cls = out / "run", out / "classifier"
     # The stages the run's method takes (all registered ones for the paper's VLVAE).
     stages = method_stages(get_method(cfg.method.name))
     n = 4 + len(stages)  # data, classifier, stage 1, the stages on the frozen model, evaluation
@@ -198,40 +196,33 @@ def _reproduce(
     def timed(i, label, fn, done_file: Path):
         return _once(f"[{i}/{n}]", label, fn, done_file)
 
-    if dataset == "celeba":
+    if data == out / "data":
         timed(
             1,
-            "data (CelebA)",
-            lambda: build_celeba(
-                Path(root),
-                data,
-                size=cfg.data.size,
-                split="paper",
-                workers=workers,
-                progress=progress,
-                limit=cfg.data.n if cfg.data.n < 202_599 else None,
-            ),
+            f"data ({spec.title})",
+            lambda: spec.build(data, cfg, root, workers, progress),
             data / "manifest.json",
         )
     else:
+        _line(1, n, "data", f"given: {data}")
+    # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
+    # A data set whose own judge is not the caption judge gets one too, scoring the same images.
+    caption = out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
+    if caption is not None:
         timed(
-            1,
-            "data",
-            lambda: generate_two_objects(settings, data, workers=workers, progress=progress),
-            data / "manifest.json",
+            2,
+            "caption judge",
+            lambda: CAPTION_JUDGE.train(data, caption, cfg, name, (caption / "last.ckpt").exists(), progress),
+            caption / "metrics.json",
         )
-    # The judge comes first: stage 1 then logs its reconstructions' correctness at every validation.
     timed(
         2,
         "classifier",
-        lambda: train_classifier_for(
-            data, cls, name, list(overrides), (cls / "last.ckpt").exists(), progress
-        ),
+        lambda: spec.judge.train(data, cls, cfg, name, (cls / "last.ckpt").exists(), progress),
         cls / "metrics.json",
     )
     # The run folder stores the config; later stages read it from there.
     vocab = read_vocabulary(data)
-    dataset_name = data_spec(data).name
     runs = [out / ("run" if v == 0 else f"run.r{v}") for v in range(vlvae_replicates)]
     all_metrics = []
     for v, run in enumerate(runs):
@@ -243,7 +234,7 @@ def _reproduce(
             return (stage_dir(run, stage, r) / "last.ckpt").exists()
 
         def stage_one(run=run, run_cfg=run_cfg, resume=resume):
-            scorer, _ = load_scorer(dataset_name, cls, vocab, data)
+            scorer, _ = load_scorer(spec, cls, vocab, data)
             return fit_vlvae(data, run, run_cfg, resume(STAGE1), progress, scorer=scorer.score)
 
         if (stage_dir(run, STAGE1) / "metrics.json").exists():
@@ -261,7 +252,9 @@ def _reproduce(
                 )
         _line(n, n, "evaluation" + tag, "running ...")
         t = time.time()
-        all_metrics.append(evaluate_run(run, cls, progress=False, replicates=replicates))
+        all_metrics.append(
+            evaluate_run(run, cls, progress=False, replicates=replicates, caption_judge=caption)
+        )
         _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
     metrics = all_metrics[0]
     if vlvae_replicates > 1:

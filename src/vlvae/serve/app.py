@@ -179,9 +179,9 @@ def create_app(
             pass
         return {
             "dataset": inference.dataset,
-            # CelebA texts are sets of attributes padded with a blank word; Two Objects texts fill slots,
-            # and the page marks a decoded word as differing only when it differs from both readings of
-            # a text (from either object: opposite_relations).
+            # How the page lays out the text entry, from the data set's registry entry: slots, a set
+            # of attributes padded with a blank word, or free text; with opposite_relations the page
+            # marks a decoded word as differing only when it differs from both readings of a text.
             **inference.spec.page_layout(v),
             "words": list(v.words),
             "slots": [list(s) for s in v.slots],
@@ -223,12 +223,18 @@ def create_app(
             )
         check_sample_count(n, max_samples, "n")
         _check_seed(seed)
-        words = text.split() if text is not None else list(word)
+        words = inference.words(text) if text is not None else list(word)
         ids = inference.encode_text(words)
         columns = _columns(
             posterior, TEXT_POSTERIORS, "posterior", lambda name: inference.from_text(ids, name, n, seed)
         )
-        return {"text": " ".join(words), "n": n, "seed": seed, "columns": columns}
+        return {
+            "text": " ".join(words),
+            "unknown_words": inference.unknown_words(words),
+            "n": n,
+            "seed": seed,
+            "columns": columns,
+        }
 
     @app.get("/api/prior")
     def prior_samples(

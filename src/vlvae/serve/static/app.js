@@ -86,8 +86,13 @@ function textWords() {
 function buildSlots() {
   const box = $("slots");
   box.replaceChildren();
+  if (vocab.layout === "free") {
+    // Free captions: any words; words outside the vocabulary are read as the unknown word.
+    box.append(el("p", { class: "hint", text: `any text of up to ${vocab.text_length - 1} words; words the model never saw are flagged` }));
+    return;
+  }
   if (vocab.layout === "attributes") {
-    // CelebA: a text is the set of present attributes, padded with the blank word.
+    // A set of attributes, padded with the blank word.
     const list = el("fieldset", { class: "attributes" }, el("legend", { text: `attributes (at most ${vocab.text_length})` }));
     for (const word of vocab.words.filter((w) => w !== vocab.blank)) {
       const check = el("input", { type: "checkbox", value: word });
@@ -121,6 +126,7 @@ function fromAttributes() {
 // The drop-downs follow the typed text; a word that is not among a slot's choices is marked.
 function markSlots() {
   const words = textWords();
+  if (vocab.layout === "free") return;
   if (vocab.layout === "attributes") {
     for (const box of document.querySelectorAll("#slots input")) box.checked = words.includes(box.value);
     return;
@@ -222,7 +228,10 @@ async function generate() {
     const params = new URLSearchParams({ text, posterior: "both", n: String(count()), seed: String(seed()) });
     const answer = await api("/api/text?" + params);
     renderColumns($("text-results"), answer.columns, answer.text);
-    setStatus(`${answer.n} samples per posterior from "${answer.text}", seed ${answer.seed}`, "ok");
+    const unknown = (answer.unknown_words || []).length
+      ? `; not in the vocabulary (read as unknown): ${answer.unknown_words.join(", ")}`
+      : "";
+    setStatus(`${answer.n} samples per posterior from "${answer.text}", seed ${answer.seed}${unknown}`, "ok");
   });
 }
 

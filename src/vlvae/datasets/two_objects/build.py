@@ -1,7 +1,7 @@
 """The Two Objects data set (Cremer & Kushman 2018, §4 and §5.2): CLEVR-style scenes of two objects.
 
-Scenes follow CLEVR's sampling rules (:mod:`vlvae.data.scene`), are drawn by
-this project's batched CPU renderer (:mod:`vlvae.data.render`), and are kept
+Scenes follow CLEVR's sampling rules (:mod:`vlvae.datasets.two_objects.scene`), are drawn by
+this project's batched CPU renderer (:mod:`vlvae.datasets.two_objects.render`), and are kept
 only when every object and the background cover CLEVR's minimum number of
 pixels (200 at 480 x 320, scaled by image area). Each image stores its four
 true texts and one drawn at random.
@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vlvae.data import clevr
 from vlvae.data.format import DATASET_FOLDERS, assemble_images, finalise_dataset, prepare_output_folder
-from vlvae.data.render import render_scenes
-from vlvae.data.scene import sample_scene, scene_record, true_texts
-from vlvae.data.vocabulary import Vocabulary, one_object_vocabulary, two_objects_vocabulary
+from vlvae.data.vocabulary import Vocabulary
+from vlvae.datasets.two_objects import clevr
+from vlvae.datasets.two_objects.render import render_scenes
+from vlvae.datasets.two_objects.scene import sample_scene, scene_record, true_texts
+from vlvae.datasets.two_objects.words import one_object_vocabulary, two_objects_vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_save_npy, atomic_write_json, read_json
 from vlvae.locking import folder_lock

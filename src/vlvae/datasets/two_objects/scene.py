@@ -2,7 +2,7 @@
 
 A scene is sampled without looking at pixels (positions, min_dist, margin,
 rotations, camera and light jitter); the visibility rule needs the renderer
-and is applied by :mod:`vlvae.data.two_objects`.
+and is applied by :mod:`vlvae.datasets.two_objects.build`.
 
 References:
     CLEVR, Johnson et al. 2016, https://arxiv.org/abs/1612.06890 (rules as
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vlvae.data import clevr
+from vlvae.datasets.two_objects import clevr
 
 __all__ = [
     "SceneObject",
