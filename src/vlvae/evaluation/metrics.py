@@ -31,6 +31,7 @@ import torch
 
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.methods.stages import paired_distributions
+from vlvae.models.text import text_mask
 from vlvae.objectives import DefensiveMixture, importance_log_marginals
 from vlvae.seeds import CORRECTNESS_SEED_BASES, LIKELIHOOD_SEED, TEXT_LIKELIHOOD_SEED_OFFSET
 
@@ -372,15 +373,18 @@ def caption_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 
     Draws from torch's global generator (seed it first).
 
     Returns:
-        ``{"words": {"mean", "stderr"}, "texts": {"mean", "stderr"}}``: the fraction of word
-        positions decoded right, and of texts decoded right in every position (per example,
+        ``{"words": {"mean", "stderr"}, "texts": {"mean", "stderr"}}``: the fraction of the true
+        text's words (up to and including its end word, docs/design.md §11) decoded right, and of
+        texts decoded right in every position (per example,
         then mean and standard error over examples).
     """
     words, texts = [], []
     for s in _chunks(len(y), batch_size):
         z = model.image_posterior(x[s], y[s]).sample()
         right = (model.generate_text(z, greedy=True) == y[s]).float()
-        words.append(right.mean(-1))
+        # The words of each true text: every slot of a fixed text; a free text's up to its end word.
+        inside = text_mask(y[s], model.config.end_index)
+        words.append((right * inside).sum(-1) / inside.sum(-1))
         texts.append(right.min(-1).values)
     return {name: _mean_se(torch.cat(v)) for name, v in (("words", words), ("texts", texts))}
 
