@@ -132,12 +132,13 @@ def _make(stage: str, run: Path, replicate: int = 0) -> str:
 
 
 def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with the model's image size, vocabulary size and text length taken from the data
-    (read only)."""
+    """``cfg`` with the model's image size, vocabulary size, text length and end word taken from the
+    data (read only)."""
     manifest = read_manifest(data)
     vocab = read_vocabulary(data)
     cfg.model.vocab_size = len(vocab)
     cfg.model.text_length = int(manifest.get("text_length", 9))
+    cfg.model.end_index = vocab.end_index  # texts of variable length end with it (docs/design.md §11)
     cfg.model.image_size = int(manifest["image_size"])
     feature_side(cfg.model.image_size, cfg.model.n_downsample)  # the data's size must suit the model
     return cfg

@@ -13,7 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlvae.cli import app
+from vlvae.data.format import read_vocabulary
 from vlvae.inference import Inference
+from vlvae.runs import load_vlvae, open_run
 from vlvae.serve import create_app
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -102,3 +104,27 @@ def test_the_page_api_takes_free_text_and_flags_unknown_words(imported):
         assert len(column["samples"]) == 2
         # decoded texts stop at their end word: the end word is never shown
         assert all("<end>" not in sample["caption"] for sample in column["samples"])
+
+
+def test_the_run_reads_a_text_up_to_its_end_word(imported):
+    """The run's model knows the end word (docs/design.md §11): log p(y|z) is the sum over the slots up
+    to and including the first end word, the same whatever fills the slots after it."""
+    run = imported / "R" / "run"
+    cfg, _ = open_run(run)
+    vocab = read_vocabulary(imported / "D")
+    assert cfg.model.end_index == vocab.end_index == vocab.index["<end>"]
+    model = load_vlvae(run, cfg).eval()
+    y = torch.tensor([vocab.encode_padded(["red", "square"], cfg.model.text_length)])
+    filled = y.clone()
+    filled[0, 3:] = vocab.index["blue"]  # after the end word (slot 2)
+    z = torch.randn(5, 1, cfg.model.latent_dim)
+    with torch.no_grad():
+        base, after = model.log_py(y, z), model.log_py(filled, z)
+        log_probs = model._text_logits(z, y).log_softmax(-1)
+    assert torch.equal(base, after)
+    by_hand = sum(log_probs[:, 0, t, int(y[0, t])] for t in range(3))
+    assert torch.allclose(base[:, 0], by_hand, atol=1e-5)
+    changed = y.clone()
+    changed[0, 1] = vocab.index["blue"]  # a word of the text
+    with torch.no_grad():
+        assert not torch.equal(model.log_py(changed, z), base)
