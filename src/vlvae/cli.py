@@ -82,7 +82,8 @@ def data_verify(
     root: Path = typer.Argument(..., help="Data-set folder."),
     checksums: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
 ):
-    """Check shapes, checksums and that every text is true of its scene; exit non-zero if not."""
+    """Check shapes, checksums, that every word is in the vocabulary and the data set's own rule (Two Objects:
+    every text true of its scene); exit non-zero if not."""
     summary = verify(root, checksums=checksums)
     typer.echo(f"OK: {summary['counts']}, {summary['texts_checked']} texts checked")
 

@@ -117,7 +117,8 @@ def test_true_texts_score_above_shuffled_texts_and_the_floor(data, trained):
     for name in ("word_accuracy", "log_p_per_word"):
         assert floor[name] == max(floor["grey"][name], floor["mean_image"][name])
     assert floor["mean_image"]["training_images"] == 384
-    assert metrics["min_accuracy"] == 0.9 and "validation" in metrics
+    # the threshold: beat the floor, capped by the preset's
+    assert metrics["min_accuracy"] == min(0.9, floor["word_accuracy"]) < 0.9 and "validation" in metrics
 
 
 # ----------------------------------------------------------------------------- the definitions by hand

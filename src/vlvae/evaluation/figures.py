@@ -80,9 +80,10 @@ def save_figure(fig: Figure, out: Path, dpi: int = 110) -> Path:
 def text_caption(ids, vocab: Vocabulary, width: int = 22) -> str:
     """A text (L,) of word indices as words, wrapped to lines of about ``width`` characters.
 
-    Nine-word Two Objects texts break at the relation word (object 1 / relation / object 2).
+    Texts whose slots are named with a relation slot ``R`` break at the relation word (object 1 /
+    relation / object 2); a free text ends before its end word.
     """
-    words = vocab.decode(ids)
+    words = vocab.strip_end(vocab.decode(ids))
     if vocab.slot_names and "R" in vocab.slot_names and len(words) == len(vocab.slot_names):
         r = vocab.slot_names.index("R")
         return "\n".join(" ".join(part) for part in (words[:r], words[r : r + 1], words[r + 1 :]) if part)

@@ -305,7 +305,7 @@ def figure_latent2d(
         if len(texts) != 2:
             raise VLVAEError(f"give exactly two texts for Fig. 1, got {len(texts)}")
         chosen = [tuple(val.vocab.encode(t)) for t in texts]
-    names = [" ".join(val.vocab.decode(t)) for t in chosen]
+    names = [" ".join(val.vocab.strip_end(val.vocab.decode(t))) for t in chosen]
     members = [(y == torch.tensor(t)).all(-1) for t in chosen]
     for name, m in zip(names, members):
         if not m.any():

@@ -26,7 +26,9 @@ text model's sizes; a folder holding another is refused), ``weights.safetensors`
 ``caption_judge``), ``last.ckpt`` while unfinished, ``logs/`` and, last, ``metrics.json`` with
 ``real_accuracy`` (``overall``: the ceiling's word accuracy, so that the judges' threshold
 ``real_accuracy.overall >= min_accuracy`` applies as it is), ``ceiling``, ``floor`` and
-``min_accuracy``.
+``min_accuracy``: the floor's word accuracy (the judge must beat a guess of the words without the
+image), capped by the preset's ``classifier.min_accuracy``, which is set for attribute classifiers
+and would refuse any judge of free captions (a paraphrase's words cannot all be predicted).
 """
 
 from __future__ import annotations
@@ -369,6 +371,9 @@ def train_caption_judge(
                 "examples": ceiling["examples"],
             }
             metrics["ceiling"], metrics["floor"] = ceiling, reference["floor"]
-            metrics["min_accuracy"] = cfg.classifier.min_accuracy
+            # The threshold the judge must meet on real images: beating its floor (a text's words
+            # guessed without the image), capped by the preset's, which is set for attribute
+            # classifiers: a judge of free captions cannot predict every word of a paraphrase.
+            metrics["min_accuracy"] = min(cfg.classifier.min_accuracy, reference["floor"]["word_accuracy"])
             atomic_write_json(out / "metrics.json", metrics)
     return metrics
