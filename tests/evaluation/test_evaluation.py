@@ -216,7 +216,8 @@ def test_reproduce_skips_finished_stages(pipeline, capsys):
     out, _ = pipeline
     reproduce(out, "tiny", workers=1, progress=False)
     printed = capsys.readouterr().out
-    assert printed.count("already done") == 6
+    # data, the caption judge, the classifier, stage 1, q_True, q_Agg, the prior
+    assert printed.count("already done") == 7
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):

@@ -190,7 +190,11 @@ def _reproduce(
     run, cls = out / "run", out / "classifier"
     # The stages the run's method takes (all registered ones for the paper's VLVAE).
     stages = method_stages(get_method(cfg.method.name))
-    n = 4 + len(stages)  # data, classifier, stage 1, the stages on the frozen model, evaluation
+    # A data set whose own judge is not the caption judge gets the caption judge too, scoring the same images.
+    caption = out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
+    judges = 2 if caption is not None else 1
+    # data, the judge(s), stage 1, the stages on the frozen model, evaluation
+    n = 3 + judges + len(stages)
     started = time.time()
 
     def timed(i, label, fn, done_file: Path):
@@ -206,8 +210,6 @@ def _reproduce(
     else:
         _line(1, n, "data", f"given: {data}")
     # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
-    # A data set whose own judge is not the caption judge gets one too, scoring the same images.
-    caption = out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
     if caption is not None:
         timed(
             2,
@@ -216,7 +218,7 @@ def _reproduce(
             caption / "metrics.json",
         )
     timed(
-        2,
+        1 + judges,
         "classifier",
         lambda: spec.judge.train(data, cls, cfg, name, (cls / "last.ckpt").exists(), progress),
         cls / "metrics.json",
@@ -240,10 +242,10 @@ def _reproduce(
         if (stage_dir(run, STAGE1) / "metrics.json").exists():
             # Finished: this only checks that the run folder holds this configuration.
             fit_vlvae(data, run, run_cfg, False, progress)
-        timed(3, "VLVAE" + tag, stage_one, stage_dir(run, STAGE1) / "metrics.json")
+        timed(2 + judges, "VLVAE" + tag, stage_one, stage_dir(run, STAGE1) / "metrics.json")
         for r in range(replicates):
             rtag = tag + (f" r{r}" if replicates > 1 else "")
-            for i, stage in enumerate(stages, start=4):
+            for i, stage in enumerate(stages, start=3 + judges):
                 timed(
                     i,
                     stage.progress_label + rtag,
