@@ -68,3 +68,36 @@ def celeba_run(tmp_path_factory):
     fit_vlvae(base / "data", base / "run", preset("celeba-tiny"), progress=False)
     train_text_posterior(base / "run", "agg", progress=False)
     return base / "run"
+
+
+@pytest.fixture(scope="session")
+def imported_run(tmp_path_factory):
+    """A run on an imported data set of free captions (40 PNG squares with two captions each), with only
+    the VLVAE and q_Agg trained, a few steps each."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from vlvae.datasets import preset
+    from vlvae.datasets.captions.build import import_captions
+    from vlvae.training.run import fit_vlvae, train_text_posterior
+
+    base = tmp_path_factory.mktemp("serve_imported")
+    (base / "images").mkdir()
+    rows, rng = [], np.random.default_rng(0)
+    for i in range(40):
+        colour = ("red", "green", "blue")[i % 3]
+        image = np.full((16, 16, 3), 128, np.uint8)
+        image[4:12, 4:12, (0, 1, 2)[i % 3]] = 255
+        image += rng.integers(0, 3, image.shape, dtype=np.uint8)
+        Image.fromarray(image).save(base / "images" / f"{i}.png")
+        rows += [(f"{i}.png", f"A {colour} square."), (f"{i}.png", f"{colour} square in the middle")]
+    with open(base / "captions.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption"), *rows])
+    import_captions(
+        base / "images", base / "captions.csv", base / "data", size=16, val=0.2, test=0, progress=False
+    )
+    fit_vlvae(base / "data", base / "run", preset("tiny"), progress=False)
+    train_text_posterior(base / "run", "agg", progress=False)
+    return base / "run"

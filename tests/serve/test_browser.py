@@ -159,3 +159,38 @@ def test_celeba_attributes_are_a_multi_select(page, celeba_run):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_free_captions_take_any_words_and_flag_unknown_ones(page, imported_run):
+    import threading
+
+    import uvicorn
+
+    from vlvae.inference import Inference
+    from vlvae.serve import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Inference.open(imported_run)), host="127.0.0.1", port=0, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the test server of imported captions did not start"
+            page.wait_for_timeout(50)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        page.goto(f"http://127.0.0.1:{port}/?n=2")
+        page.wait_for_selector("#slots .hint")
+        assert page.query_selector_all("#slots select") == []  # no word slots: free text
+        page.fill("#text", "A BLUE square, zebra!")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#text-results figure img').length === 2")
+        status = page.text_content("#status")
+        assert "not in the vocabulary" in status and "zebra" in status and "blue" not in status.split(":")[-1]
+        captions = page.eval_on_selector_all("#text-results figcaption", "cs => cs.map(c => c.textContent)")
+        assert captions and all("<end>" not in c for c in captions)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
