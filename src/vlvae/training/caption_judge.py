@@ -36,10 +36,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig
 from vlvae.data.dataset import ImageTextDataset, images_to_float
@@ -54,14 +52,13 @@ from vlvae.paths import check_output_dir
 from vlvae.runs import load_weights
 from vlvae.seeds import VALIDATION_STEP, caption_judge_seed, step_seed
 from vlvae.training.judges import (
+    JudgeFit,
     classifier_info,
     judge_stage,
     open_classifier_folder,
     training_settings,
 )
 from vlvae.training.run import fit_stage
-from vlvae.training.schedule import adam_with_schedule
-from vlvae.training.tasks import step_dataloader
 
 __all__ = [
     "CAPTION_JUDGE",
@@ -107,13 +104,14 @@ def build_captioner(image_size: int, captioner: dict, classifier: dict) -> Capti
     )
 
 
-class CaptionJudgeTask(L.LightningModule):
+class CaptionJudgeTask(JudgeFit):
     """Teacher-forced maximum-likelihood training of :class:`~vlvae.models.captioner.Captioner` on a
     data set's real training pairs (the masked cross-entropy of the module's docstring).
 
-    Seeded as every judge (:class:`vlvae.training.judges.JudgeTask`): the batches of step t are a
-    function of (seed, t), and so is torch's stream at step t (a caption or word order drawn at
-    load); every validation pass draws with the same seed (:data:`vlvae.seeds.VALIDATION_STEP`).
+    Seeded as every judge (:class:`vlvae.training.judges.JudgeFit`, whose steps, loaders and
+    optimiser it shares): the batches of step t are a function of (seed, t), and so is torch's
+    stream at step t (a caption or word order drawn at load); every validation pass draws with the
+    same seed (:data:`vlvae.seeds.VALIDATION_STEP`).
     Logs ``train/loss``, ``train/accuracy``, ``val/loss`` and ``val/accuracy`` (the mean of the texts'
     teacher-forced word accuracies).
     """
@@ -127,9 +125,7 @@ class CaptionJudgeTask(L.LightningModule):
         captioner: dict,
         image_size: int,
     ):
-        super().__init__()
-        self.config, self.stage, self.data_root, self.seed = config, stage, data_root, seed
-        self.start_step = 0
+        super().__init__(config, stage, data_root, seed)
         self.model = build_captioner(image_size, captioner, training_settings(config))
         self._datasets: dict[str, ImageTextDataset] = {}
 
@@ -138,23 +134,14 @@ class CaptionJudgeTask(L.LightningModule):
             self._datasets[split] = ImageTextDataset(Path(self.data_root), split)
         return self._datasets[split]
 
-    def trainable(self):
-        return self.model
+    def _data(self, split: str) -> ImageTextDataset:
+        return self.dataset(split)
 
-    def on_train_batch_start(self, batch, batch_idx):
-        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
+    def _batch_size(self, batch) -> int:
+        return len(batch["text"])
 
     def on_validation_epoch_start(self):
         torch.manual_seed(step_seed(self.seed, self.global_rank, VALIDATION_STEP))
-
-    def train_dataloader(self):
-        return step_dataloader(
-            self, self.dataset("train"), self.stage.batch_size, self.stage.steps, self.seed, self.start_step
-        )
-
-    def val_dataloader(self):
-        data = self.dataset("val")
-        return DataLoader(Subset(data, range(min(len(data), self.stage.val_examples))), batch_size=128)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         texts = batch["text"]
@@ -163,21 +150,6 @@ class CaptionJudgeTask(L.LightningModule):
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), texts, reduction="none")
         _, accuracy = word_scores(logits.detach(), texts, self.model.end_index)
         return (nll * mask).sum() / mask.sum(), accuracy.mean()
-
-    def training_step(self, batch, batch_idx):
-        loss, accuracy = self._losses(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/accuracy", accuracy, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss, accuracy = self._losses(batch)
-        n = len(batch["text"])
-        self.log("val/loss", loss, sync_dist=True, batch_size=n)
-        self.log("val/accuracy", accuracy, sync_dist=True, batch_size=n)
-
-    def configure_optimizers(self):
-        return adam_with_schedule(self.model.parameters(), self.stage)
 
 
 class CaptionScorer:

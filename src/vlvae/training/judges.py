@@ -30,6 +30,7 @@ from vlvae.training.schedule import adam_with_schedule
 from vlvae.training.tasks import step_dataloader
 
 __all__ = [
+    "JudgeFit",
     "JudgeTask",
     "training_settings",
     "read_classifier_info",
@@ -42,46 +43,30 @@ __all__ = [
 # ----------------------------------------------------------------------------- what every judge shares
 
 
-class JudgeTask(L.LightningModule):
-    """Cross-entropy training of a judge: one categorical per slot of
-    :class:`vlvae.models.classifier.AttributeClassifier` (with ``n_conditions``, the relational one).
+class JudgeFit(L.LightningModule):
+    """What every judge's fit shares: per-step seeds, the step-indexed training batches, the first
+    ``val_examples`` validation examples, the logged loss and accuracy, Adam with the stage's schedule.
 
-    A judge supplies its examples (:meth:`_data`) and how its network reads a batch
-    (:meth:`_logits`); every batch has ``targets`` (N, slots) of slot-local class indices.
+    A judge supplies its network (``self.model``), its examples (:meth:`_data`) and its loss and
+    accuracy on a batch (:meth:`_losses`).
     """
 
-    def __init__(
-        self,
-        config: ClassifierConfig,
-        stage: StageConfig,
-        data_root: str,
-        seed: int,
-        image_size: int,
-        slot_sizes: list[int],
-        n_conditions: int,
-    ):
+    def __init__(self, config: ClassifierConfig, stage: StageConfig, data_root: str, seed: int):
         super().__init__()
         self.config, self.stage, self.data_root, self.seed = config, stage, data_root, seed
         self.start_step = 0
-        network = RelationalSlotClassifier if n_conditions else AttributeClassifier
-        self.model = network(
-            image_size,
-            slot_sizes,
-            n_conditions,
-            base_channels=config.base_channels,
-            n_downsample=config.n_downsample,
-            n_res_blocks=config.n_res_blocks,
-            arch=config.arch,
-            norm=config.norm,
-        )
 
     def _data(self, split: str) -> Dataset:
         """The judge's examples of a split (``train`` or ``val``)."""
         raise NotImplementedError
 
-    def _logits(self, batch) -> list[torch.Tensor]:
-        """One (N, classes) logit tensor per slot for a batch."""
+    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, accuracy) on a batch."""
         raise NotImplementedError
+
+    def _batch_size(self, batch) -> int | None:
+        """The batch size validation logs weigh by (None: Lightning infers it)."""
+        return None
 
     def trainable(self):
         return self.model
@@ -100,13 +85,6 @@ class JudgeTask(L.LightningModule):
         n = min(len(data), self.stage.val_examples)
         return DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=128)
 
-    def _losses(self, batch):
-        logits = self._logits(batch)
-        targets = batch["targets"]
-        loss = sum(F.cross_entropy(logit, targets[:, s]) for s, logit in enumerate(logits))
-        correct = torch.stack([logit.argmax(-1) == targets[:, s] for s, logit in enumerate(logits)], 1)
-        return loss, correct.float().mean()
-
     def training_step(self, batch, batch_idx):
         loss, acc = self._losses(batch)
         self.log("train/loss", loss, prog_bar=True)
@@ -115,11 +93,55 @@ class JudgeTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         loss, acc = self._losses(batch)
-        self.log("val/loss", loss, sync_dist=True)
-        self.log("val/accuracy", acc, sync_dist=True)
+        n = self._batch_size(batch)
+        self.log("val/loss", loss, sync_dist=True, batch_size=n)
+        self.log("val/accuracy", acc, sync_dist=True, batch_size=n)
 
     def configure_optimizers(self):
         return adam_with_schedule(self.model.parameters(), self.stage)
+
+
+class JudgeTask(JudgeFit):
+    """Cross-entropy training of a classifier judge: one categorical per slot of
+    :class:`vlvae.models.classifier.AttributeClassifier` (with ``n_conditions``, the relational one).
+
+    A judge supplies its examples (:meth:`_data`) and how its network reads a batch
+    (:meth:`_logits`); every batch has ``targets`` (N, slots) of slot-local class indices.
+    """
+
+    def __init__(
+        self,
+        config: ClassifierConfig,
+        stage: StageConfig,
+        data_root: str,
+        seed: int,
+        image_size: int,
+        slot_sizes: list[int],
+        n_conditions: int,
+    ):
+        super().__init__(config, stage, data_root, seed)
+        network = RelationalSlotClassifier if n_conditions else AttributeClassifier
+        self.model = network(
+            image_size,
+            slot_sizes,
+            n_conditions,
+            base_channels=config.base_channels,
+            n_downsample=config.n_downsample,
+            n_res_blocks=config.n_res_blocks,
+            arch=config.arch,
+            norm=config.norm,
+        )
+
+    def _logits(self, batch) -> list[torch.Tensor]:
+        """One (N, classes) logit tensor per slot for a batch."""
+        raise NotImplementedError
+
+    def _losses(self, batch):
+        logits = self._logits(batch)
+        targets = batch["targets"]
+        loss = sum(F.cross_entropy(logit, targets[:, s]) for s, logit in enumerate(logits))
+        correct = torch.stack([logit.argmax(-1) == targets[:, s] for s, logit in enumerate(logits)], 1)
+        return loss, correct.float().mean()
 
 
 def training_settings(config: ClassifierConfig) -> dict:
