@@ -20,7 +20,7 @@ from torch import LongTensor, Tensor, nn
 
 from vlvae.models.image import make_image_encoder
 
-__all__ = ["AttributeClassifier", "RelationalSlotClassifier"]
+__all__ = ["AttributeClassifier", "RelationalSlotClassifier", "judge_network"]
 
 FEATURES = 256
 
@@ -164,3 +164,21 @@ class RelationalSlotClassifier(nn.Module):
         o1 = [torch.logaddexp(wa + la, wb + lb) for la, lb in zip(a, b)]
         o2 = [torch.logaddexp(wb + la, wa + lb) for la, lb in zip(a, b)]
         return o1 + o2
+
+
+def judge_network(image_size: int, slot_sizes: list[int], n_conditions: int, settings) -> nn.Module:
+    """A judge's classifier: :class:`RelationalSlotClassifier` with ``n_conditions`` > 0, else
+    :class:`AttributeClassifier`, with the image network of ``settings`` (a mapping with
+    ``base_channels``, ``n_downsample``, ``n_res_blocks`` and, for folders written since they are
+    recorded, ``arch`` and ``norm``: ``cyclegan`` and ``batch`` before)."""
+    network = RelationalSlotClassifier if n_conditions else AttributeClassifier
+    return network(
+        image_size,
+        slot_sizes,
+        n_conditions,
+        base_channels=settings["base_channels"],
+        n_downsample=settings["n_downsample"],
+        n_res_blocks=settings["n_res_blocks"],
+        arch=settings.get("arch", "cyclegan"),
+        norm=settings.get("norm", "batch"),
+    )

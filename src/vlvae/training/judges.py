@@ -24,7 +24,7 @@ from vlvae.config import ClassifierConfig, StageConfig
 from vlvae.data.format import vocabulary_sha256
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
-from vlvae.models.classifier import AttributeClassifier, RelationalSlotClassifier
+from vlvae.models.classifier import judge_network
 from vlvae.seeds import step_seed
 from vlvae.training.schedule import adam_with_schedule
 from vlvae.training.tasks import step_dataloader
@@ -120,17 +120,7 @@ class JudgeTask(JudgeFit):
         n_conditions: int,
     ):
         super().__init__(config, stage, data_root, seed)
-        network = RelationalSlotClassifier if n_conditions else AttributeClassifier
-        self.model = network(
-            image_size,
-            slot_sizes,
-            n_conditions,
-            base_channels=config.base_channels,
-            n_downsample=config.n_downsample,
-            n_res_blocks=config.n_res_blocks,
-            arch=config.arch,
-            norm=config.norm,
-        )
+        self.model = judge_network(image_size, slot_sizes, n_conditions, vars(config))
 
     def _logits(self, batch) -> list[torch.Tensor]:
         """One (N, classes) logit tensor per slot for a batch."""

@@ -59,7 +59,7 @@ from vlvae.datasets.celeba.words import (
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
 from vlvae.locking import folder_lock
-from vlvae.models.classifier import AttributeClassifier
+from vlvae.models.classifier import judge_network
 from vlvae.paths import check_output_dir
 from vlvae.runs import load_weights
 from vlvae.seeds import classifier_seed
@@ -311,17 +311,7 @@ def load_celeba_classifier(directory: Path):
             f"retrain it with `{remedy}`"
         )
     metrics = read_json(directory / "metrics.json", f"finish training with `{remedy} --resume`")
-    c = info["classifier"]
-    model = AttributeClassifier(
-        info["image_size"],
-        [2] * len(CELEBA_LABELS),
-        0,
-        base_channels=c["base_channels"],
-        n_downsample=c["n_downsample"],
-        n_res_blocks=c["n_res_blocks"],
-        arch=c.get("arch", "cyclegan"),
-        norm=c.get("norm", "batch"),
-    )
+    model = judge_network(info["image_size"], [2] * len(CELEBA_LABELS), 0, info["classifier"])
     load_weights(model, directory / "weights.safetensors", JUDGE, remedy)
     return model.eval().requires_grad_(False), metrics
 

@@ -24,7 +24,7 @@ from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
 from vlvae.locking import folder_lock
-from vlvae.models.classifier import RelationalSlotClassifier
+from vlvae.models.classifier import judge_network
 from vlvae.paths import check_output_dir
 from vlvae.runs import load_weights
 from vlvae.seeds import classifier_seed
@@ -194,16 +194,11 @@ def load_classifier(directory: Path):
     info = read_json(directory / "classifier.json", f"train one with `{remedy}`")
     metrics = read_json(directory / "metrics.json", f"finish training with `{remedy} --resume`")
     vocab = read_vocabulary(Path(info["data"]))
-    c = info["classifier"]
-    model = RelationalSlotClassifier(
+    model = judge_network(
         info["image_size"],
         [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS],
         len(vocab.slots[RELATION_SLOT]),
-        base_channels=c["base_channels"],
-        n_downsample=c["n_downsample"],
-        n_res_blocks=c["n_res_blocks"],
-        arch=c.get("arch", "cyclegan"),
-        norm=c.get("norm", "batch"),
+        info["classifier"],
     )
     load_weights(model, directory / "weights.safetensors", JUDGE, remedy)
     return model.eval().requires_grad_(False), metrics
