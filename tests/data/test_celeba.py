@@ -196,22 +196,27 @@ def test_official_layout_is_found_and_builds_the_same(celeba_source, built, tmp_
 def test_paper_split_build(celeba_source, built):
     manifest = read_manifest(built)
     n_train = 40 * 180_000 // 202_599  # 35: the paper's fraction of 40 images
-    assert manifest["counts"] == {"train": n_train, "val": 40 - n_train}
+    n_val = (40 - n_train + 1) // 2  # 3: the first half of the rest, rounded up; the second half is test
+    assert manifest["counts"] == {"train": n_train, "val": n_val, "test": 40 - n_train - n_val}
     assert manifest["dataset"] == "celeba" and manifest["text_length"] == 9
     assert manifest["settings"]["crop_box"] == {"left": 25, "top": 48, "right": 153, "bottom": 176}
     assert manifest["settings"]["pooling"] == "mean 2x2"
-    records = {s: read_records(built, s) for s in ("train", "val")}
+    records = {s: read_records(built, s) for s in ("train", "val", "test")}
     assert [r["filename"] for r in records["train"]] == celeba_source["filenames"][:n_train]
-    assert [r["filename"] for r in records["val"]] == celeba_source["filenames"][n_train:]
-    images = {s: load_images(built, s) for s in ("train", "val")}
-    assert images["train"].shape == (n_train, 64, 64, 3) and images["val"].shape == (40 - n_train, 64, 64, 3)
+    assert [r["filename"] for r in records["val"]] == celeba_source["filenames"][n_train : n_train + n_val]
+    assert [r["filename"] for r in records["test"]] == celeba_source["filenames"][n_train + n_val :]
+    images = {s: load_images(built, s) for s in ("train", "val", "test")}
+    assert images["train"].shape == (n_train, 64, 64, 3) and images["val"].shape == (n_val, 64, 64, 3)
+    assert images["test"].shape == (40 - n_train - n_val, 64, 64, 3)
     # image i of the set is the preprocessed JPEG of record i
     with Image.open(celeba_source["root"] / "img_align_celeba" / records["val"][2]["filename"]) as image:
         np.testing.assert_array_equal(images["val"][2], preprocess(image))
+    with Image.open(celeba_source["root"] / "img_align_celeba" / records["test"][1]["filename"]) as image:
+        np.testing.assert_array_equal(images["test"][1], preprocess(image))
 
     names, values = celeba_source["names"], celeba_source["values"]
     counts = []
-    for r in records["train"] + records["val"]:
+    for r in records["train"] + records["val"] + records["test"]:
         i = celeba_source["filenames"].index(r["filename"])
         assert r["attributes"] == dict(zip(names, values[i].tolist()))
         assert r["words"] == attribute_words(values[i], names)
@@ -240,18 +245,20 @@ def test_official_split_build(celeba_source, tmp_path):
     partition = celeba_source["partition"]
     train = [r["filename"] for r in read_records(out, "train")]
     val = [r["filename"] for r in read_records(out, "val")]
+    test = [r["filename"] for r in read_records(out, "test")]
     assert train == [f for f, p in partition.items() if p == 0]
     assert val == [f for f, p in partition.items() if p == 1]
+    assert test == [f for f, p in partition.items() if p == 2]
     split = read_manifest(out)["split"]
-    assert split["test_left_out"] == sum(p == 2 for p in partition.values()) == 6
-    assert "left out" in split["rule"]
+    assert split["test"] == sum(p == 2 for p in partition.values()) == 6
+    assert "2 test" in split["rule"]
 
 
 def test_limit_and_workers(celeba_source, tmp_path):
     one = _build(celeba_source, tmp_path / "one", limit=20, chunk_size=8)
     two = _build(celeba_source, tmp_path / "two", limit=20, chunk_size=5, workers=2)
     assert _bytes(one) == _bytes(two)  # neither the chunking nor the processes change the result
-    assert read_manifest(one)["counts"] == {"train": 17, "val": 3}
+    assert read_manifest(one)["counts"] == {"train": 17, "val": 2, "test": 1}
 
 
 def test_rebuild_is_a_no_op_and_other_settings_are_refused(celeba_source, built):

@@ -29,9 +29,9 @@ def built(tmp_path_factory):
 
 def test_format_round_trip(built):
     manifest = read_manifest(built)
-    assert manifest["counts"] == {"train": 36, "val": 4}
+    assert manifest["counts"] == {"train": 36, "val": 4, "test": 4}  # test: 10 % more, streams of its own
     assert manifest["zoom"] == 1.6 and manifest["seed"] == 0 and manifest["image_size"] == 24
-    for split, n in (("train", 36), ("val", 4)):
+    for split, n in (("train", 36), ("val", 4), ("test", 4)):
         images = np.load(built / split / "images.npy", mmap_mode="r")
         assert images.dtype == np.uint8 and images.shape == (n, 24, 24, 3)
         scenes = json.loads((built / split / "scenes.json").read_text())
@@ -48,12 +48,12 @@ def test_format_round_trip(built):
 
 
 def test_every_text_true_and_complete(built):
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         for rec in read_records(built, split):
             truth = {tuple(t) for t in true_texts(scene_from_record(rec))}
             assert len(rec["texts"]) == 4 and {tuple(t) for t in rec["texts"]} == truth
             assert tuple(rec["text"]) in truth
-    assert verify_dataset(built)["texts_checked"] == 160
+    assert verify_dataset(built)["texts_checked"] == 176
 
 
 def test_visibility_on_rendered_masks(built):

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from vlvae.data.dataset import ImageTextDataset
+from vlvae.data.format import read_manifest, splits_of
 from vlvae.datasets import DataSet, get_dataset, manifest_dataset
 from vlvae.datasets.caption_judge import CAPTION_JUDGE
 from vlvae.errors import VLVAEError
@@ -65,6 +66,8 @@ __all__ = [
     "read_metrics",
 ]
 
+#: How the report names each split the tables may score.
+SPLIT_NAMES = {"test": "test", "val": "validation"}
 #: The version of the ``metrics.json`` schema this module writes.
 SCHEMA = 2
 #: The method every version-1 ``metrics.json`` (written before the schema was versioned) describes.
@@ -123,6 +126,12 @@ def _check_judge(classifier: Path, cls_metrics: dict, min_accuracy: float | None
     return threshold
 
 
+def scored_split(data: Path) -> str:
+    """The split the tables score: ``test`` (nothing trains, stops or tunes on it) when the data set has
+    one; ``val`` for a data set built without one (the report says so)."""
+    return "test" if "test" in splits_of(read_manifest(data)) else "val"
+
+
 def _held_out(cfg, stages) -> int:
     """Validation examples at the end of the split that early stopping of stages 2-3 chooses weights on."""
     sections = dict.fromkeys(stage.config_section for stage in stages)
@@ -174,8 +183,9 @@ def evaluate_run(
     """Every registered metric of a run of any method: ``RUN/metrics.json`` and ``RUN/report.md``.
 
     Every training replicate of the method's stages 2-3 (``RUN/q_agg``, ``RUN/q_agg.r1``, ...) is
-    evaluated on the same validation examples with the same Monte-Carlo seeds; the tables give the
-    mean ± standard deviation over replicates and, separately, the Monte-Carlo error of one evaluation.
+    evaluated on the same examples of the scored split (test; validation without one) with the same
+    Monte-Carlo seeds; the tables give the mean ± standard deviation over replicates and, separately,
+    the Monte-Carlo error of one evaluation.
 
     Before any work: the run's data, the classifier (made for data like the run's) and the run
     folder (writable) are checked, and the run folder's lock is taken for the whole evaluation.
@@ -259,14 +269,15 @@ def _evaluate(
         r = min(max(replicates, 1), available + 1) - 1
         for stage in stages:
             load_stage(run, stage.name, cfg, r)
-    settings = {**settings, "replicates": replicates}
-    data = ImageTextDataset(Path(info["data"]), "val")
+    split = scored_split(Path(info["data"]))
+    settings = {**settings, "replicates": replicates, "split": split}
+    data = ImageTextDataset(Path(info["data"]), split)
     spec = get_dataset(manifest_dataset(data.manifest))
     scorer, cls_metrics = load_scorer(spec, classifier, data.vocab)
     threshold = _check_judge(classifier, cls_metrics, min_accuracy)
-    # Stages 2-3 that stop early choose their weights on the last validation examples; the
-    # tables score the first ones, never those.
-    held = _held_out(cfg, stages)
+    # Scoring validation (a data set without a test split): stages 2-3 that stop early choose their
+    # weights on the last validation examples; the tables score the first ones, never those.
+    held = _held_out(cfg, stages) if split == "val" else 0
     examples, capped_from = settings["examples_requested"], None
     if examples > len(data) - held:
         if len(data) - held < 1:
@@ -377,7 +388,7 @@ def _compute(ev: Evaluation, subjects: list[Subject], progress: bool) -> dict:
             print(
                 f"replicate {subject.replicate + 1}/{len(subjects)}: "
                 + ", ".join(m.name for m in metrics if m.per_replicate)
-                + f" on {len(ev.y)} validation texts ({st['seeds']} seeds, k = {st['k']}, "
+                + f" on {len(ev.y)} {SPLIT_NAMES[st['split']]} texts ({st['seeds']} seeds, k = {st['k']}, "
                 f"log p(y) up to k = {st['text_k']}) ...",
                 flush=True,
             )
@@ -500,9 +511,10 @@ def compare_runs(
     Each run is evaluated by :func:`evaluate_run` (which writes its own ``metrics.json`` and
     ``report.md``) with the same judge and settings — the first run's, overridden by ``examples``,
     ``seeds`` and ``k`` — unless its ``metrics.json`` already holds exactly that evaluation of its
-    present weights, which is then reused. Every run is scored on the same validation texts with
-    the same seeds. With the VLVAE under marginal and under joint inference among the runs, Fig. 7
-    (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is drawn too.
+    present weights, which is then reused. Every run is scored on the same texts of the test split
+    (validation without one) with the same seeds. With the VLVAE under marginal and under joint
+    inference among the runs, Fig. 7 (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is
+    drawn too.
     """
     if not runs:
         raise VLVAEError("give at least one run folder to compare")
@@ -519,10 +531,11 @@ def compare_runs(
     out = check_output_dir(out, "output folder")
     cfg0 = opened[0][0]
     settings = _settings(cfg0, examples_requested=examples, k=k, seeds=seeds)
-    # Every run scores the same first examples: below the validation examples that early stopping
-    # of any run's stages 2-3 chose its weights on.
+    # Every run scores the same first examples of the test split (or, without one, of validation,
+    # below the examples that early stopping of any run's stages 2-3 chose its weights on).
+    split = scored_split(datas[0])
     held = max(_held_out(cfg, method_stages(get_method(cfg.method.name))) for cfg, _ in opened)
-    available = len(ImageTextDataset(datas[0], "val")) - held
+    available = len(ImageTextDataset(datas[0], split)) - (held if split == "val" else 0)
     if available >= 1:
         settings["examples_requested"] = min(settings["examples_requested"], available)
     with folder_lock(out, "vlvae compare"):
@@ -545,6 +558,7 @@ def compare_runs(
             "classifier": str(classifier),
             "settings": {
                 "examples": all_metrics[0]["settings"]["examples"],
+                "split": all_metrics[0]["settings"].get("split", "val"),
                 "seeds": settings["seeds"],
                 "k": settings["k"],
             },
@@ -553,7 +567,7 @@ def compare_runs(
         }
         methods = {m["method"]["name"]: run for m, run in zip(all_metrics, runs)}
         if "vlvae" in methods and "joint" in methods:
-            data = ImageTextDataset(datas[0], "val")
+            data = ImageTextDataset(datas[0], split)
             torch.manual_seed(cfg0.seed)
             x, y = validation_batch(data, 6)
             figure = figs.figure_joint_vs_marginal(

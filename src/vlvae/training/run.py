@@ -69,8 +69,14 @@ def fit_stage(
     resume: bool = False,
     progress: bool = True,
     extra: dict | None = None,
+    posterior_family: str | None = None,
 ) -> dict:
     """Train one stage with Lightning, or do nothing if it is finished.
+
+    The budget is ``stage.steps``; ``stage.max_minutes`` (0 = none) is an opt-in wall-clock safety
+    that makes the result depend on the machine's speed and load, so ``metrics.json`` records what
+    stopped the fit (``stopped_by``: ``steps``, ``patience`` or ``max_minutes``) and the report flags
+    a stage the clock stopped.
 
     Args:
         task: the stage's LightningModule (with ``trainable()``).
@@ -78,6 +84,7 @@ def fit_stage(
         stage: its optimisation settings.
         cfg: the whole config (devices, precision, seed).
         weights_tag: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
+        posterior_family: the family of the distribution a stage 2-3 fits (recorded; None otherwise).
         resume: continue from ``last.ckpt`` of a killed run.
         progress: show Lightning's progress bar.
         extra: more fields for metrics.json.
@@ -164,23 +171,28 @@ def fit_stage(
     steps_done = trainer.global_step - task.start_step
     train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     stopping_info = {}
+    patience_stopped = best is not None and stopping.wait_count >= stage.patience
+    stopped_by = (
+        "patience" if patience_stopped else ("steps" if trainer.global_step >= stage.steps else "max_minutes")
+    )
     if best is not None:
-        stopped = stopping.wait_count >= stage.patience
         stopping_info = {
             "monitor": monitor,
             "patience": stage.patience,
             "min_delta": stage.min_delta,
-            "stopped_by": "patience"
-            if stopped
-            else ("steps" if trainer.global_step >= stage.steps else "time"),
+            "stopped_by": stopped_by,
             "best_step": best.best_step,
             "best_value": best.best_value,
         }
         best.restore(task.trainable())
     final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
     metrics = {
-        "posterior_family": getattr(stage, "posterior_family", None),
+        "weights_tag": weights_tag,
+        **({"posterior_family": posterior_family} if posterior_family is not None else {}),
         "steps": trainer.global_step,
+        "steps_budget": stage.steps,
+        "max_minutes": stage.max_minutes,
+        "stopped_by": stopped_by,
         "world_size": trainer.world_size,
         "seconds_this_session": seconds,
         "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
@@ -292,6 +304,7 @@ def _fit_on_frozen_vlvae(
             resume,
             progress,
             extra={**extra, "replicate": replicate, "seed": seed},
+            posterior_family=getattr(cfg, stage.config_section).posterior_family,
         )
 
 

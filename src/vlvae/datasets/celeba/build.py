@@ -21,10 +21,11 @@ References:
 
 Choices made here (the paper leaves them open):
 
-* Split ``paper``: images 1–180,000 (filename order) train, the rest
-  validation; with fewer images (``limit``, or a partial copy) the same
-  fraction, ⌊N · 180,000 / 202,599⌋, is train. Split ``official``: CelebA's
-  partition file, 0 → train, 1 → val, test (2) left out.
+* Split ``paper``: images 1–180,000 (filename order) train, as in the paper; the
+  paper validates on the rest, here their first half (rounded up) is validation and
+  the second half the test split that nothing trains, stops or tunes on. With fewer
+  images (``limit``, or a partial copy) the same fraction, ⌊N · 180,000 / 202,599⌋,
+  is train. Split ``official``: CelebA's partition file, 0 → train, 1 → val, 2 → test.
 * Texts longer than nine words keep a random subset of nine words
   (:func:`vlvae.datasets.celeba.words.celeba_text`); the manifest counts them.
 """
@@ -75,23 +76,25 @@ _SPLITS = ("paper", "official")
 
 def split_filenames(
     filenames: list[str], split: str, partition: dict[str, int] | None = None
-) -> tuple[list[str], list[str], int]:
-    """Divide images into train and validation.
+) -> tuple[list[str], list[str], list[str]]:
+    """Divide images into train, validation and test.
 
     Args:
         filenames: the images to use, in filename order.
-        split: ``"paper"`` — the first 180,000 train, the rest validation; with
-            N < 202,599 images the first ⌊N · 180,000 / 202,599⌋ (≈ 88.85 %) train.
-            ``"official"`` — CelebA's partition: 0 train, 1 validation, 2 (test) left out.
+        split: ``"paper"`` — the first 180,000 train (with N < 202,599 images the first
+            ⌊N · 180,000 / 202,599⌋, ≈ 88.85 %), of the rest the first half (rounded up)
+            validation and the second half test.
+            ``"official"`` — CelebA's partition: 0 train, 1 validation, 2 test.
         partition: filename → 0/1/2, needed for ``"official"``.
 
     Returns:
-        (train, val, left_out): two lists of filenames and the number of test images left out.
+        (train, val, test): three lists of filenames (test may be empty).
     """
     if split == "paper":
         n = len(filenames)
         n_train = PAPER_TRAIN if n >= CELEBA_TOTAL else n * PAPER_TRAIN // CELEBA_TOTAL
-        return filenames[:n_train], filenames[n_train:], 0
+        n_val = (n - n_train + 1) // 2
+        return filenames[:n_train], filenames[n_train : n_train + n_val], filenames[n_train + n_val :]
     if split == "official":
         unlisted = [f for f in filenames if f not in partition]
         if unlisted:
@@ -101,7 +104,8 @@ def split_filenames(
             )
         train = [f for f in filenames if partition[f] == 0]
         val = [f for f in filenames if partition[f] == 1]
-        return train, val, len(filenames) - len(train) - len(val)
+        test = [f for f in filenames if partition[f] == 2]
+        return train, val, test
     raise VLVAEError(f"unknown split {split!r}; choose one of: {', '.join(_SPLITS)}")
 
 
@@ -202,7 +206,7 @@ def build_celeba(
             f"{_ATTR_FILE} lists {absent[0]} but {files.images} has no such file ({len(absent)} missing); "
             f"extract all of {_IMAGE_DIR} or pass --limit to use fewer images"
         )
-    train, val, left_out = split_filenames(selected, split, partition)
+    train, val, test = split_filenames(selected, split, partition)
     for name, part in (("train", train), ("val", val)):
         if not part:
             raise VLVAEError(
@@ -226,23 +230,27 @@ def build_celeba(
         if done:
             return out
 
-        order = train + val
+        order = train + val + test
+        bounds = {"train": (0, len(train)), "val": (len(train), len(train) + len(val))}
+        if test:
+            bounds["test"] = (len(train) + len(val), len(order))
         paths = [files.images / f for f in order]
         chunks = [(start, min(start + chunk_size, len(order))) for start in range(0, len(order), chunk_size)]
         _decode_missing_chunks(partial, paths, chunks, size, workers, progress)
         chunk_files = [(_chunk_path(partial, a, b), a, b) for a, b in chunks]
-        for name, lo, hi in (("train", 0, len(train)), ("val", len(train), len(order))):
+        for name, (lo, hi) in bounds.items():
             assemble_images(out, name, chunk_files, lo, hi, size)
 
         rng = np.random.default_rng(seed)
         rows = values[[row_of[f] for f in order]]
         present = _labels_to_words(rows[:, label_index]).astype(bool)
-        records = {"train": [], "val": []}
+        records = {name: [] for name in bounds}
+        split_of = [name for name, (lo, hi) in bounds.items() for _ in range(lo, hi)]
         word_counts = []
         for i, (filename, row) in enumerate(zip(order, rows)):
             words = [w for w, p in zip(_ATTRIBUTE_WORDS, present[i]) if p]
             word_counts.append(len(words))
-            records["train" if i < len(train) else "val"].append(
+            records[split_of[i]].append(
                 {
                     "filename": filename,
                     "attributes": {n: int(v) for n, v in zip(names, row)},
@@ -258,9 +266,10 @@ def build_celeba(
             "image_size": [size, size, 3],
         }
         split_rule = {
-            "paper": f"first {len(train)} images in filename order train, the rest validation "
-            f"(180,000 of 202,599 in the paper; ⌊N·180000/202599⌋ for fewer images)",
-            "official": f"{_PARTITION_FILE}: 0 train, 1 validation; {left_out} test images (2) left out",
+            "paper": f"first {len(train)} images in filename order train (180,000 of 202,599 in the "
+            f"paper; ⌊N·180000/202599⌋ for fewer images); of the rest, the first half validation and "
+            f"the second half test",
+            "official": f"{_PARTITION_FILE}: 0 train, 1 validation, 2 test",
         }[split]
         manifest = {
             "dataset": "celeba",
@@ -274,7 +283,7 @@ def build_celeba(
                 "rule": split_rule,
                 "train": len(train),
                 "val": len(val),
-                "test_left_out": left_out,
+                "test": len(test),
             },
             "source": {
                 "root": str(root.resolve()),
@@ -288,7 +297,7 @@ def build_celeba(
         }
         finalise_dataset(
             out,
-            {name: (records[name], {**info, "split": name}) for name in ("train", "val")},
+            {name: (records[name], {**info, "split": name}) for name in bounds},
             celeba_vocabulary(text_length),
             manifest,
         )

@@ -23,7 +23,13 @@ def _build(out: Path, cfg, source: Path | None, workers: int, progress: bool) ->
     """``reproduce``'s data step: the data set of ``cfg.data``'s settings."""
     d = cfg.data
     settings = TwoObjectsSettings(
-        n=d.n, size=d.size, val_fraction=d.val_fraction, seed=d.seed, zoom=d.zoom, supersample=d.supersample
+        n=d.n,
+        size=d.size,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=d.seed,
+        zoom=d.zoom,
+        supersample=d.supersample,
     )
     generate_two_objects(settings, out, workers=workers, progress=progress)
 

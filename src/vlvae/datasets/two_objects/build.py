@@ -6,9 +6,12 @@ only when every object and the background cover CLEVR's minimum number of
 pixels (200 at 480 x 320, scaled by image area). Each image stores its four
 true texts and one drawn at random.
 
-Generation is split into chunks. Chunk ``c`` draws from its own random stream
-``numpy.random.default_rng([seed, c])``, so the bytes do not depend on the
-number of workers, and a killed run resumes from the chunks already saved.
+Generation is split into chunks. Chunk ``c`` of the ``n`` train and validation pairs draws from
+its own random stream ``numpy.random.default_rng([seed, c])``, so the bytes do not depend on the
+number of workers, and a killed run resumes from the chunks already saved. The test split
+(``test_fraction`` · ``n`` further pairs, which nothing trains, stops or tunes on) comes from
+streams of its own, ``default_rng([seed, TEST_STREAM, j])`` for its chunk ``j``: adding it left
+the train and validation bytes as they were.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from vlvae.runinfo import run_info
 __all__ = ["TwoObjectsSettings", "generate_two_objects", "min_pixels", "vocabulary_for"]
 
 _RENDER_BATCH = 64
+#: The key that separates the test split's random streams from the train and validation ones.
+TEST_STREAM = 7919
 
 
 @dataclass
@@ -47,6 +52,8 @@ class TwoObjectsSettings:
         n: number of image-text pairs (train + validation).
         size: image height and width in pixels.
         val_fraction: fraction of ``n`` held out as the validation split.
+        test_fraction: round(``test_fraction`` · ``n``) further pairs form the test split, drawn
+            from streams of their own (0: no test split).
         seed: random seed.
         objects: objects per image (2; 1 for the Fig. 1 variant).
         colours, sizes, shapes, materials: attribute values to draw from.
@@ -58,6 +65,7 @@ class TwoObjectsSettings:
     n: int = 100_000
     size: int = 112
     val_fraction: float = 0.1
+    test_fraction: float = 0.1
     seed: int = 0
     objects: int = 2
     colours: tuple[str, ...] = tuple(clevr.COLOURS)
@@ -75,6 +83,8 @@ class TwoObjectsSettings:
             raise VLVAEError(f"--size must be at least 16 pixels, got {self.size}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise VLVAEError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.test_fraction <= 1.0:
+            raise VLVAEError(f"--test-fraction must be in [0, 1], got {self.test_fraction}")
         if self.objects not in (1, 2):
             raise VLVAEError(f"--objects must be 1 or 2, got {self.objects}")
         if self.zoom <= 0:
@@ -107,8 +117,25 @@ class TwoObjectsSettings:
         return int(round(self.n * self.val_fraction))
 
     @property
+    def n_test(self) -> int:
+        return int(round(self.n * self.test_fraction))
+
+    @property
     def n_chunks(self) -> int:
+        """Chunks of the train and validation pairs (numbered from 0)."""
         return math.ceil(self.n / self.chunk_size)
+
+    @property
+    def n_test_chunks(self) -> int:
+        """Chunks of the test pairs (numbered after the train and validation ones)."""
+        return math.ceil(self.n_test / self.chunk_size)
+
+    def chunk_stream(self, c: int) -> tuple[list[int], int]:
+        """(random-stream key, image count) of chunk ``c``: train/validation first, then test."""
+        if c < self.n_chunks:
+            return [self.seed, c], min(self.chunk_size, self.n - c * self.chunk_size)
+        j = c - self.n_chunks
+        return [self.seed, TEST_STREAM, j], min(self.chunk_size, self.n_test - j * self.chunk_size)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -139,8 +166,8 @@ def _render_chunk(args: tuple[dict, int]) -> tuple[np.ndarray, list[dict]]:
 
 def _render_chunk_single_thread(settings_json: dict, c: int) -> tuple[np.ndarray, list[dict]]:
     s = TwoObjectsSettings(**settings_json)
-    rng = np.random.default_rng([s.seed, c])
-    count = min(s.chunk_size, s.n - c * s.chunk_size)
+    key, count = s.chunk_stream(c)
+    rng = np.random.default_rng(key)
     threshold = min_pixels(s.size)
     images, records = [], []
     while len(images) < count:
@@ -200,13 +227,14 @@ def _generate(settings: TwoObjectsSettings, out: Path, workers: int, overwrite: 
     )
     if done:
         return
-    pending = [c for c in range(settings.n_chunks) if not all(p.exists() for p in _chunk_paths(partial, c))]
+    every = range(settings.n_chunks + settings.n_test_chunks)
+    pending = [c for c in every if not all(p.exists() for p in _chunk_paths(partial, c))]
     bar = tqdm(
-        total=settings.n,
+        total=settings.n + settings.n_test,
         unit="img",
         desc="rendering",
         disable=not progress,
-        initial=(settings.n_chunks - len(pending)) * settings.chunk_size,
+        initial=sum(settings.chunk_stream(c)[1] for c in every if c not in set(pending)),
     )
     jobs = [(settings.to_json(), c) for c in pending]
 
@@ -229,11 +257,18 @@ def _generate(settings: TwoObjectsSettings, out: Path, workers: int, overwrite: 
 
 
 def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
-    """Concatenate the chunks into the train and validation splits and write the final files."""
+    """Concatenate the chunks into the train, validation and test splits and write the final files.
+
+    The chunks form one sequence: the ``n`` train and validation pairs, then the test pairs."""
     n_train = settings.n - settings.n_val
     ranges = {"train": (0, n_train), "val": (n_train, settings.n)}
+    if settings.n_test:
+        ranges["test"] = (settings.n, settings.n + settings.n_test)
+    every = range(settings.n_chunks + settings.n_test_chunks)
+    starts = [c * settings.chunk_size for c in range(settings.n_chunks)]
+    starts += [settings.n + j * settings.chunk_size for j in range(settings.n_test_chunks)]
     records_all: list[dict] = []
-    for c in range(settings.n_chunks):
+    for c in every:
         records_all.extend(read_json(_chunk_paths(partial, c)[1], "rerun the same command to rebuild it"))
     info = {
         "dataset": "two_objects",
@@ -244,8 +279,7 @@ def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
         "min_pixels": min_pixels(settings.size),
     }
     chunks = [
-        (_chunk_paths(partial, c)[0], c * settings.chunk_size, min((c + 1) * settings.chunk_size, settings.n))
-        for c in range(settings.n_chunks)
+        (_chunk_paths(partial, c)[0], starts[c], starts[c] + settings.chunk_stream(c)[1]) for c in every
     ]
     splits = {}
     for split, (lo, hi) in ranges.items():

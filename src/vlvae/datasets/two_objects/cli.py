@@ -22,6 +22,11 @@ def data_two_objects(
     n: int = typer.Option(100_000, help="Image-text pairs in total (train + validation)."),
     size: int = typer.Option(112, help="Image height and width in pixels (at least 16)."),
     val_fraction: float = typer.Option(0.1, help="Fraction held out for validation."),
+    test_fraction: float = typer.Option(
+        0.1,
+        help="Test pairs, as a fraction of --n, drawn besides the --n train and validation pairs: "
+        "nothing trains, stops or tunes on them; the tables score them.",
+    ),
     seed: int = typer.Option(0, help="Random seed: the same seed gives identical bytes."),
     workers: int = typer.Option(2, help="Rendering processes (use one per core)."),
     objects: int = typer.Option(2, help="Objects per image: 2, or 1 for the paper's Fig. 1 variant."),
@@ -39,7 +44,15 @@ def data_two_objects(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Generate the Two Objects (CLEVR-style) data set with this project's fast CPU renderer."""
-    kwargs = dict(n=n, size=size, val_fraction=val_fraction, seed=seed, zoom=zoom, supersample=supersample)
+    kwargs = dict(
+        n=n,
+        size=size,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        zoom=zoom,
+        supersample=supersample,
+    )
     if _words(colours) is not None:
         kwargs["colours"] = _words(colours)
     if _words(sizes) is not None:
