@@ -21,6 +21,24 @@ This module measures it at any latent size:
   aggregate's own samples. By construction the aggregate's own samples have a
   hole fraction ≈ percentile / 100 (reported as a sanity row).
 
+The aggregate's own samples calibrate badly: each sits on its own mixture
+component, which a code of an image *outside* the aggregate never does. At
+z = 32 the codes of held-out images, which an ideal sampler would produce,
+land 100 % "in holes" by that threshold, and raw log densities reward
+collapse (a concentrated N(0, ¼ I) scores far above an ideal sampler). The
+calibrated statistics compare every source with codes z ~ q(z|x) of held-out
+images instead:
+
+* :func:`heldout_landing_table` — per source, the fraction of samples below
+  the ``percentile``-th percentile of the held-out codes' log q_agg(z)
+  (bootstrap standard error), and :func:`two_sample_accuracy` against the
+  held-out codes; one half of the held-out codes sets the threshold, the
+  other is scored as a source (the check row: ≈ percentile / 100 and ≈ 0.5
+  honestly, not by construction);
+* :func:`two_sample_accuracy` — a classifier two-sample test: the
+  out-of-fold accuracy of a small MLP told to separate two sets of z
+  (0.5: indistinguishable).
+
 All functions are pure (no global state; random draws only through an explicit
 ``torch.Generator``) and compute densities in float64.
 """
@@ -29,17 +47,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
     "aggregate_log_density",
     "conditional_aggregate_log_density",
     "conditional_landing_table",
+    "heldout_landing_table",
     "landing_table",
+    "two_sample_accuracy",
     "sample_aggregate",
     "sample_conditional_aggregate",
     "where_samples_land",
@@ -53,6 +75,18 @@ DEFAULT_ROW_CHUNK = 2048
 #: ``row_chunk × component_chunk`` float64 values (128 MiB with the defaults);
 #: peak memory is a few blocks plus the float64 copies of the inputs.
 DEFAULT_COMPONENT_CHUNK = 8192
+
+#: Bootstrap resamples behind the standard error of a calibrated hole fraction.
+BOOTSTRAP_RESAMPLES = 200
+#: The two-sample classifier: an MLP z -> 64 -> 64 -> 1 (SiLU), trained full-batch with Adam.
+CLASSIFIER_HIDDEN = 64
+#: Its Adam steps and learning rate (on z standardised by its training fold's mean and std).
+CLASSIFIER_STEPS = 300
+CLASSIFIER_LR = 3e-3
+#: Its folds: every z is predicted by the classifier trained on the other folds.
+CLASSIFIER_FOLDS = 2
+#: At most this many z of each set enter one test (a random subset beyond it).
+CLASSIFIER_MAX_PER_SET = 5000
 
 Keys = Tensor | np.ndarray | Sequence[Any]
 
@@ -411,15 +445,22 @@ def landing_table(
     def density(z: Tensor) -> Tensor:
         return aggregate_log_density(z, means, logvars, row_chunk=row_chunk, component_chunk=component_chunk)
 
-    ref = density(reference_samples)
+    densities = {name: density(z) for name, z in samples.items()}
+    return _marginal_table(density(reference_samples), densities, percentile, tuple(means.shape))
+
+
+def _marginal_table(
+    ref: Tensor, densities: Mapping[str, Tensor], percentile: float, shape: tuple[int, int]
+) -> dict[str, Any]:
+    """:func:`landing_table` from the log densities of the reference and of each source."""
     threshold = _quantile(ref, percentile)
     return {
         "percentile": float(percentile),
         "threshold": threshold,
-        "n_components": int(means.shape[0]),
-        "latent_dim": int(means.shape[1]),
+        "n_components": int(shape[0]),
+        "latent_dim": int(shape[1]),
         "reference": _stats(ref, threshold),
-        "sources": {name: _stats(density(z), threshold) for name, z in samples.items()},
+        "sources": {name: _stats(values, threshold) for name, values in densities.items()},
     }
 
 
@@ -567,6 +608,245 @@ def conditional_landing_table(
 
 
 # --------------------------------------------------------------------------- #
+# Calibrated by held-out codes
+# --------------------------------------------------------------------------- #
+
+
+@contextmanager
+def _one_thread():
+    """torch on one thread inside, the caller's thread count restored after.
+
+    The classifier's tensors are tiny: on two OpenMP threads of a busy 2-core machine each of its
+    steps took 25x longer (about 100 ms instead of 4), and one thread also makes its numbers the
+    same whatever the machine's thread count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _init_mlp(dim: int, hidden: int, generator: torch.Generator) -> list[Tensor]:
+    """Weights of an MLP dim -> hidden -> hidden -> 1, drawn from ``generator`` (never the global RNG)."""
+    params = []
+    for n_in, n_out in ((dim, hidden), (hidden, hidden), (hidden, 1)):
+        w = torch.randn(n_in, n_out, generator=generator) / math.sqrt(n_in)
+        params += [w.requires_grad_(), torch.zeros(n_out, requires_grad=True)]
+    return params
+
+
+def _mlp(params: list[Tensor], x: Tensor) -> Tensor:
+    w1, b1, w2, b2, w3, b3 = params
+    h = F.silu(x @ w1 + b1)
+    h = F.silu(h @ w2 + b2)
+    return (h @ w3 + b3).squeeze(1)
+
+
+def two_sample_accuracy(
+    a: Tensor,
+    b: Tensor,
+    generator: torch.Generator,
+    hidden: int = CLASSIFIER_HIDDEN,
+    steps: int = CLASSIFIER_STEPS,
+    lr: float = CLASSIFIER_LR,
+    folds: int = CLASSIFIER_FOLDS,
+    max_per_set: int = CLASSIFIER_MAX_PER_SET,
+) -> dict[str, float | int]:
+    r"""Classifier two-sample test: how well a small MLP tells z of ``a`` from z of ``b``.
+
+    Both sets are cut to the same size :math:`n = \min(|a|, |b|, \text{max\_per\_set})` (random
+    subsets), so chance is exactly 0.5. Each set is split at random into ``folds`` equal folds;
+    for each fold an MLP z -> ``hidden`` -> ``hidden`` -> 1 (SiLU) is trained on the other folds
+    (z standardised by their mean and standard deviation; full-batch Adam, ``steps`` steps,
+    logistic loss) and predicts the fold. The accuracy is over all 2n out-of-fold predictions,
+
+    .. math::
+
+        \text{acc} = \frac{1}{2n} \sum_j [\hat c_j = c_j],\qquad
+        \text{se} = \sqrt{\text{acc}\,(1 - \text{acc}) / 2n}
+
+    (the binomial standard error). 0.5 means the classifier finds no difference; a classifier
+    can only find differences, so an accuracy well above 0.5 proves the sets differ, while 0.5
+    says only that this classifier saw none. It runs on one torch thread (restored after).
+
+    Args:
+        a, b: (M_a, D) and (M_b, D) z; at least ``folds`` rows each.
+        generator: every random choice (subsets, folds, initial weights), on the CPU.
+        hidden, steps, lr, folds, max_per_set: the classifier and its fit.
+
+    Returns:
+        ``{"mean": accuracy, "stderr": binomial standard error, "n": 2n}``.
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must be (M, D) with one D; got {tuple(a.shape)} and {tuple(b.shape)}")
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2; got {folds}")
+    n = min(a.shape[0], b.shape[0], max_per_set)
+    if n < folds:
+        raise ValueError(
+            f"each set needs at least {folds} rows (one per fold); got {a.shape[0]} and {b.shape[0]}"
+        )
+    a = a.detach().cpu()[torch.randperm(a.shape[0], generator=generator)[:n]]
+    b = b.detach().cpu()[torch.randperm(b.shape[0], generator=generator)[:n]]
+    x = torch.cat([a, b]).to(torch.float32)
+    label = torch.cat([torch.ones(n), torch.zeros(n)])
+    # Stratified folds: each set's rows in a random order, dealt round-robin.
+    fold = torch.cat([torch.randperm(n, generator=generator) % folds for _ in range(2)])
+    correct = 0
+    with torch.enable_grad(), _one_thread():
+        for f in range(folds):
+            train, test = fold != f, fold == f
+            center = x[train].mean(0)
+            scale = x[train].std(0).clamp_min(1e-12)
+            xs = (x - center) / scale
+            params = _init_mlp(x.shape[1], hidden, generator)
+            opt = torch.optim.Adam(params, lr=lr)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = F.binary_cross_entropy_with_logits(_mlp(params, xs[train]), label[train])
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                guess = (_mlp(params, xs[test]) > 0).to(torch.float32)
+            correct += int((guess == label[test]).sum())
+    acc = correct / (2 * n)
+    return {"mean": acc, "stderr": math.sqrt(acc * (1.0 - acc) / (2 * n)), "n": 2 * n}
+
+
+def _bootstrap_fraction(values: np.ndarray, thresholds: np.ndarray, generator: torch.Generator) -> float:
+    """The bootstrap std of the fraction of ``values`` below τ: resample b of them against τ_b."""
+    idx = torch.randint(len(values), (len(thresholds), len(values)), generator=generator).numpy()
+    fractions = (values[idx] < thresholds[:, None]).mean(1)
+    return float(fractions.std(ddof=1)) if len(thresholds) > 1 else 0.0
+
+
+def heldout_landing_table(
+    samples: Mapping[str, Tensor],
+    means: Tensor,
+    logvars: Tensor,
+    heldout: Tensor,
+    percentile: float = 1.0,
+    threshold_size: int | None = None,
+    check_size: int | None = None,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+    generator: torch.Generator | None = None,
+    source_log_densities: Mapping[str, Tensor] | None = None,
+    row_chunk: int = DEFAULT_ROW_CHUNK,
+    component_chunk: int = DEFAULT_COMPONENT_CHUNK,
+) -> dict[str, Any]:
+    r"""Where each source's z land, calibrated by codes of held-out images.
+
+    ``heldout`` holds one code z ~ q(z|x) per image that is *not* among the aggregate's N
+    components (e.g. the validation images): what an ideal sampler of the image codes would
+    draw. Its rows, in a random order, are cut into a threshold set (the first
+    ``threshold_size``, default half) and a check set (the next ``check_size``, default the
+    largest source's size, at most the rest); their images differ. With
+    :math:`\ell(z) = \log q_{agg}(z)` (:func:`aggregate_log_density`) and
+    :math:`\tau = \operatorname{percentile}_p\{\ell(z)\}` over the threshold set, each
+    source s (and the check set, the ``heldout`` row) reports
+
+    * ``hole_fraction``: :math:`\frac{1}{M_s}\sum_m [\ell(z^s_m) < \tau]`, with the bootstrap
+      standard error over ``bootstrap`` joint resamples of the source's and the threshold set's
+      log densities (so it includes the threshold's own uncertainty; 0 when every or no sample
+      is below τ). The check row is ≈ p / 100 within its error, honestly: its codes are not
+      those that set τ.
+    * ``two_sample_accuracy``: :func:`two_sample_accuracy` of the source against the check set
+      (the check row: against the threshold set), with its binomial standard error; 0.5 means
+      indistinguishable from held-out codes.
+    * the mean and median of :math:`\ell` (in the source's own terms; unlike the fraction and
+      the accuracy they reward collapse onto dense regions).
+
+    Args:
+        samples: source name -> (M_s, D) z samples.
+        means, logvars: (N, D) components of the aggregate (e.g. the training images' q(z|x)).
+        heldout: (H, D) codes of held-out images, one per image; H ≥ 4.
+        percentile: p, in percent.
+        threshold_size: codes that set τ (default H // 2; at most H // 2).
+        check_size: codes of the check row (default the largest M_s; at most the rest).
+        bootstrap: resamples behind the fraction's standard error.
+        generator: every random choice (split, bootstrap, classifiers); ``None`` uses a fresh
+            generator seeded 0.
+        source_log_densities: ℓ at each source's samples, when already computed.
+        row_chunk, component_chunk: passed to :func:`aggregate_log_density`.
+
+    Returns:
+        JSON-serialisable dict: ``percentile``, ``threshold`` (τ), ``heldout_codes`` (H),
+        ``threshold_codes``, ``bootstrap``, ``classifier`` (its settings), ``heldout`` (the check
+        row) and ``sources``; each row ``{n, mean_log_density, median_log_density,
+        hole_fraction: {mean, stderr}, two_sample_accuracy: {mean, stderr}, two_sample_n}``
+        (``two_sample_n``: the out-of-fold predictions behind the accuracy; the accuracy is None
+        for a source with fewer samples than classifier folds).
+    """
+    _check_percentile(percentile)
+    _check_gaussians(means, logvars)
+    _check_z(heldout, means.shape[1])
+    if heldout.shape[0] < 4:
+        raise ValueError(f"need at least 4 held-out codes (two per set); got {heldout.shape[0]}")
+    if bootstrap < 1:
+        raise ValueError("bootstrap must be positive")
+    gen = _default_generator(generator, torch.device("cpu"))
+
+    def density(z: Tensor) -> Tensor:
+        return aggregate_log_density(
+            z, means, logvars, row_chunk=row_chunk, component_chunk=component_chunk
+        ).cpu()
+
+    h = heldout.shape[0]
+    n_threshold = h // 2 if threshold_size is None else max(2, min(int(threshold_size), h // 2))
+    largest = max((int(z.shape[0]) for z in samples.values()), default=h - n_threshold)
+    n_check = min(h - n_threshold, largest if check_size is None else int(check_size))
+    order = torch.randperm(h, generator=gen).to(heldout.device)
+    threshold_codes = heldout[order[:n_threshold]]
+    check_codes = heldout[order[n_threshold : n_threshold + n_check]]
+
+    ref = density(threshold_codes).numpy()
+    threshold = float(np.percentile(ref, percentile))
+    resampled = torch.randint(len(ref), (bootstrap, len(ref)), generator=gen).numpy()
+    thresholds = np.percentile(ref[resampled], percentile, axis=1)
+
+    def row(z: Tensor, values: Tensor, against: Tensor) -> dict[str, Any]:
+        v = values.detach().cpu().to(torch.float64).numpy()
+        enough = min(z.shape[0], against.shape[0]) >= CLASSIFIER_FOLDS
+        test = two_sample_accuracy(z, against, gen) if enough else {"mean": None, "stderr": None, "n": 0}
+        return {
+            "n": int(len(v)),
+            "mean_log_density": float(v.mean()),
+            "median_log_density": float(np.median(v)),
+            "hole_fraction": {
+                "mean": float((v < threshold).mean()),
+                "stderr": _bootstrap_fraction(v, thresholds, gen),
+            },
+            "two_sample_accuracy": {"mean": test["mean"], "stderr": test["stderr"]} if enough else None,
+            "two_sample_n": test["n"],
+        }
+
+    # The check row first: its numbers do not depend on which sources follow.
+    check = row(check_codes, density(check_codes), threshold_codes)
+    known = source_log_densities or {}
+    sources = {}
+    for name, z in samples.items():
+        _check_z(z, means.shape[1])
+        sources[name] = row(z, known[name] if name in known else density(z), check_codes)
+    return {
+        "percentile": float(percentile),
+        "threshold": threshold,
+        "heldout_codes": int(h),
+        "threshold_codes": int(n_threshold),
+        "bootstrap": int(bootstrap),
+        "classifier": {
+            "hidden": CLASSIFIER_HIDDEN,
+            "steps": CLASSIFIER_STEPS,
+            "folds": CLASSIFIER_FOLDS,
+            "max_per_set": CLASSIFIER_MAX_PER_SET,
+        },
+        "heldout": check,
+        "sources": sources,
+    }
+
+
+# --------------------------------------------------------------------------- #
 # Table 3 of a run
 # --------------------------------------------------------------------------- #
 
@@ -583,25 +863,33 @@ def where_samples_land(
     own_per_key: int = 200,
     percentile: float = 1.0,
     seed: int = 0,
+    heldout: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Table 3: where z from each text posterior and each prior lands in the aggregate posterior.
 
-    One z per validation text from each q(z|y), as many z from each prior, scored under the
+    One z per scored text from each q(z|y), as many z from each prior, scored under the
     aggregate of q(z|x) over all N training images (``table`` = their means and log-variances)
     and, for the text posteriors, under the aggregate of the training images whose text has
-    the same key as y (:func:`conditional_landing_table`).
+    the same key as y (:func:`conditional_landing_table`). With ``heldout`` (the q(z|x) of
+    images outside the aggregate, e.g. the validation images), also the calibrated statistics
+    of :func:`heldout_landing_table` against one code z ~ q(z|x) per held-out image.
 
     Args:
         table: (means, logvars), (N, D) each, of q(z|x) for the training images.
         train_keys: the N training texts' keys (:meth:`vlvae.datasets.DataSet.landing_keys`).
-        y: (M, L) validation texts; ``y_keys`` their keys.
+        y: (M, L) scored texts; ``y_keys`` their keys.
         text_posteriors: name -> y -> q(z|y); priors: name -> () -> p(z).
-        reference: samples of the aggregate itself that set the hole threshold.
+        reference: samples of the aggregate itself that set the in-sample hole threshold, and
+            the held-out codes that set the calibrated one.
         own_per_key, percentile: as in :func:`conditional_landing_table`.
-        seed: seeds every draw.
+        seed: seeds every draw (the sources through torch's global generator, which the
+            distributions sample from; the rest through one ``torch.Generator``).
+        heldout: (means, logvars), (H, D) each, of q(z|x) for the held-out images.
 
     Returns:
-        {"marginal": :func:`landing_table`'s dict, "conditional": :func:`conditional_landing_table`'s}.
+        {"marginal": :func:`landing_table`'s dict, "conditional":
+        :func:`conditional_landing_table`'s, and with ``heldout`` "calibrated":
+        :func:`heldout_landing_table`'s (None with fewer than 4 held-out images)}.
     """
     means, logvars = (t.double().cpu() for t in table)
     torch.manual_seed(seed)
@@ -610,8 +898,11 @@ def where_samples_land(
     samples.update({name: p().sample((len(y),)).double().cpu() for name, p in priors.items()})
     g = torch.Generator().manual_seed(seed)
     ref = sample_aggregate(means, logvars, reference, generator=g)
-    return {
-        "marginal": landing_table(samples, means, logvars, ref, percentile=percentile),
+    densities = {name: aggregate_log_density(z, means, logvars) for name, z in samples.items()}
+    out = {
+        "marginal": _marginal_table(
+            aggregate_log_density(ref, means, logvars), densities, percentile, tuple(means.shape)
+        ),
         "conditional": conditional_landing_table(
             conditional,
             list(y_keys),
@@ -623,3 +914,22 @@ def where_samples_land(
             generator=g,
         ),
     }
+    if heldout is not None:
+        # One code per held-out image, drawn after the draws above from the same generator.
+        h_means, h_logvars = (t.double().cpu() for t in heldout)
+        if h_means.shape[0] < 4:  # too few held-out images to split into threshold and check codes
+            out["calibrated"] = None
+            return out
+        _check_gaussians(h_means, h_logvars)
+        codes = _draw(h_means, h_logvars, torch.arange(h_means.shape[0]), g)
+        out["calibrated"] = heldout_landing_table(
+            samples,
+            means,
+            logvars,
+            codes,
+            percentile=percentile,
+            threshold_size=reference,
+            generator=g,
+            source_log_densities=densities,
+        )
+    return out

@@ -179,7 +179,15 @@ def _likelihood_across_runs(key: str, values: list) -> dict:
 
 
 def _landing(ev: Evaluation, s: Subject) -> dict:
-    table, train_keys, y_keys = ev.aggregate()
+    """Table 3 of one replicate; calibrated by held-out codes when the aggregate offers them.
+
+    ``ev.aggregate()`` gives (the training images' posterior table, their keys, the scored texts'
+    keys) and, fourth, the posterior table of held-out (validation) images, whose codes calibrate
+    the hole fraction and the classifier test (``landing["calibrated"]``). Every draw comes from
+    the run's seed (Table 3's stream, :mod:`vlvae.seeds`), the same for every replicate, so the
+    replicates differ only by their fits.
+    """
+    table, train_keys, y_keys, *rest = ev.aggregate()
     landing = where_samples_land(
         table,
         train_keys,
@@ -189,6 +197,7 @@ def _landing(ev: Evaluation, s: Subject) -> dict:
         s.priors,
         reference=ev.settings["landing_reference"],
         seed=ev.cfg.seed,
+        heldout=rest[0] if rest else None,
     )
     return {"landing": landing}
 
@@ -214,6 +223,10 @@ def _stage1(ev: Evaluation, s: Subject) -> dict:
         "steps": m.get("steps"),
         "seconds": m.get("seconds_this_session"),
         "examples_per_second": m.get("examples_per_second"),
+        # What ended it: its step budget, or the opt-in wall-clock cap (the report flags that).
+        "steps_budget": m.get("steps_budget"),
+        "max_minutes": m.get("max_minutes"),
+        "stopped_by": m.get("stopped_by"),
     }
     return {"stage1": record}
 
