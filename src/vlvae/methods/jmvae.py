@@ -6,6 +6,16 @@ q(z|x) and q(z|y) are pulled towards it by α [KL(q(z|x,y) || q(z|x)) + KL(q(z|x
 all parameters jointly (:func:`vlvae.objectives.jmvae_kl_objective`). Here the likelihoods carry
 the VLVAE's weights w_x, w_y and the KL to the prior its warm-up, so that only the objective
 differs from the paper's model. Images from text: z ~ q(z|y), decoded.
+
+α does not follow the KL warm-up: β_t scales KL(q(z|x,y) || p(z)) alone and the α terms weigh α
+from the first step, as in the authors' code (masa-su/Tars, ``MVAE.lowerbound``:
+``annealing_beta * kl`` on the prior's KL, ``gamma`` times the two unimodal KLs unscaled; the paper
+warms up "the regularisation term" without saying which; MultiVae scales both). Why not α·β_t:
+warm-up keeps a fixed target, N(0, I), from pulling q(z|x,y) onto it before the decoders use z;
+the α terms' targets, q(z|x) and q(z|y), are trained and follow q(z|x,y), so they cannot collapse
+it onto a fixed point; and α·β_t would leave q(z|x) and q(z|y) all but untrained while the joint
+posterior takes shape (no gradient at all at β_0 = 0). ``tests/methods/test_baseline_objectives.py``
+pins the objective with β_t = 0.5 and α unscaled.
 """
 
 from __future__ import annotations

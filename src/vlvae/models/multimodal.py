@@ -123,12 +123,33 @@ class _Decoders(nn.Module):
 
 
 def frozen_decoders(model: MultimodalVAE, x: Tensor | None, y: LongTensor | None, z: Tensor):
-    """:meth:`VLVAE.decode_terms` with the decoders' parameters detached.
+    """:meth:`VLVAE.decode_terms` with the decoders frozen: parameters detached, in evaluation mode.
 
     Gradients reach z (and through it the inference network that drew it) but no decoder
     parameter: TELBO's unimodal terms train their inference networks against frozen decoders.
-    Batch-norm statistics still move in training mode, as in any forward pass.
+
+    The decoders run in evaluation mode for this pass (each module's mode is restored after it,
+    even on an error), so the pass leaves every decoder buffer untouched: batch norm normalises
+    with its running statistics and does not update them (nor ``num_batches_tracked``), and
+    dropout is off. Running statistics rather than the batch's own, because:
+
+    * the running statistics are what the decoders are evaluated with (every sample, bound and
+      score runs the model in evaluation mode), so q(z|x) and q(z|y) are fitted to the very
+      decoders that will decode their samples; and only the joint term, which trains the decoders,
+      shapes those statistics;
+    * batch statistics would renormalise the decoders' hidden units to each unimodal batch, so a
+      q(z|y) whose codes sit off the joint posterior's region (shifted or too wide) would be
+      partly forgiven in training and not at evaluation; with running statistics it is not.
+
+    Early in training the running statistics lag the changing weights (momentum 0.1: about ten
+    steps), a transient the KL warm-up already spans.
     """
     view = _Decoders(model)
+    modes = {m: m.training for m in view.modules()}
     params = {name: p.detach() for name, p in view.named_parameters()}
-    return torch.func.functional_call(view, params, (x, y, z))
+    view.eval()
+    try:
+        return torch.func.functional_call(view, params, (x, y, z))
+    finally:
+        for m, training in modes.items():
+            m.train(training)
