@@ -17,21 +17,25 @@ batch, so the caller chooses the reduction.
 * Evaluation, Eqn 6 and §4.2: :func:`importance_weighted_bound` (IWAE, Burda et
   al. 2016, https://arxiv.org/abs/1509.00519), :func:`conditional_log_likelihood`,
   :func:`marginal_log_likelihood_image`, :func:`marginal_log_likelihood_text`,
-  :func:`importance_log_marginals`; always on the unweighted likelihoods,
-  micro-batched over the k samples (as MMVAE's objectives do) so k = 1000 fits
-  in memory. Bounds on log p(x) and log p(x|y) use q(z|x) as the proposal; the
-  bound on log p(y) uses a proposal that depends on y alone
-  (:class:`DefensiveMixture`), the same for every prior it compares.
+  :func:`importance_log_marginals` (from :func:`importance_log_weights`, with
+  :func:`nested_log_marginals` and the weights' :func:`effective_sample_sizes`);
+  always on the unweighted likelihoods, micro-batched over the k samples (as
+  MMVAE's objectives do) so k = 1000 fits in memory. Bounds on log p(x) and
+  log p(x|y) use q(z|x) as the proposal; the bound on log p(y) uses a proposal
+  that depends on y alone (:class:`DefensiveMixture`), the same for every prior
+  it compares, with a Gaussian per text fitted to the posterior under each prior
+  by Eqn 3 (:func:`fit_gaussian_posterior`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import LongTensor, Tensor
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 __all__ = [
     "kl_normal_standard",
@@ -50,7 +54,12 @@ __all__ = [
     "jmvae_kl_objective",
     "sum_of_elbos",
     "importance_weighted_bound",
+    "importance_log_weights",
+    "nested_log_marginals",
+    "effective_sample_sizes",
     "importance_log_marginals",
+    "GaussianFit",
+    "fit_gaussian_posterior",
     "DefensiveMixture",
     "conditional_log_likelihood",
     "marginal_log_likelihood_image",
@@ -288,6 +297,7 @@ def sum_of_elbos(
     w_x: float = 1.0,
     w_y: float = 1.0,
     kl_weight: float = 1.0,
+    w_y_text_only: float | None = None,
 ) -> Tensor:
     r"""ELBO(x, y) + ELBO(x) + ELBO(y), each weighted like :func:`vlvae_elbo`, to maximise.
 
@@ -296,13 +306,15 @@ def sum_of_elbos(
     products of experts.
 
     .. math:: [w_x \log p(x|z) + w_y \log p(y|z) − β_t KL]_{q(z|x,y)}
-              + [w_x \log p(x|z) − β_t KL]_{q(z|x)} + [w_y \log p(y|z) − β_t KL]_{q(z|y)}
+              + [w_x \log p(x|z) − β_t KL]_{q(z|x)} + [w'_y \log p(y|z) − β_t KL]_{q(z|y)}
 
     Arguments:
         joint: (log p(x|z), log p(y|z), KL to the prior) at z from the joint posterior, (batch,) each.
         image_only: (log p(x|z), KL) at z from the image posterior.
         text_only: (log p(y|z), KL) at z from the text posterior.
         w_x, w_y, kl_weight: as in :func:`vlvae_elbo`.
+        w_y_text_only: w'_y, the text weight of the text-only ELBO alone (Vedantam et al. weight it
+            apart from the joint ELBO's); None: ``w_y``, one pair of weights for all three.
 
     Returns:
         (batch,).
@@ -312,7 +324,7 @@ def sum_of_elbos(
         vlvae_elbo(log_px, log_py, kl, w_x, w_y, kl_weight)
         + w_x * image_only[0]
         - kl_weight * image_only[1]
-        + w_y * text_only[0]
+        + (w_y if w_y_text_only is None else w_y_text_only) * text_only[0]
         - kl_weight * text_only[1]
     )
 
@@ -504,6 +516,79 @@ class DefensiveMixture(Distribution):
         return torch.logsumexp(logs, dim=0)
 
 
+def importance_log_weights(
+    log_targets: Callable[[Tensor], dict[str, Tensor]],
+    proposal: Distribution,
+    k: int,
+    micro_batch: int = 100,
+) -> dict[str, Tensor]:
+    r"""Log importance weights of several targets at one set of k proposal samples.
+
+    .. math:: \log w_i = \log \text{target}(z_i) − \log r(z_i), \quad z_i \sim r,\ i = 1..k
+
+    The k samples are drawn at once, then scored ``micro_batch`` at a time (the result does not
+    depend on it). Every target is weighed at the same samples, so any two are paired. No gradients.
+
+    Arguments:
+        log_targets: z (k', batch, latent) -> {name: (k', batch) log target}.
+        proposal: r, batch (batch,), event (latent,).
+        k: the number of samples (≥ 1).
+        micro_batch: samples scored at a time.
+
+    Returns:
+        {name: (k, batch) log w}.
+    """
+    if k < 1 or micro_batch < 1:
+        raise ValueError(f"k ({k}) and micro_batch ({micro_batch}) must be positive.")
+    with torch.no_grad():
+        z = proposal.sample((k,))  # (k, batch, latent)
+        log_w: dict[str, list[Tensor]] = {}
+        for chunk in z.split(micro_batch):
+            log_r = proposal.log_prob(chunk)
+            for name, log_t in log_targets(chunk).items():
+                log_w.setdefault(name, []).append(log_t - log_r)
+        return {name: torch.cat(parts) for name, parts in log_w.items()}
+
+
+def nested_log_marginals(log_w: Tensor, k_values: Sequence[int]) -> dict[int, Tensor]:
+    r"""The importance-weighted estimate from the first k of the weights, for each k.
+
+    .. math:: \hat L_k = \log \frac1k Σ_{i=1}^k w_i
+
+    Arguments:
+        log_w: (K, batch) log weights (:func:`importance_log_weights`), K ≥ max(k_values).
+        k_values: the numbers of samples to report (each ≥ 1).
+
+    Returns:
+        {k: (batch,)}.
+    """
+    return {k: torch.logsumexp(log_w[:k], dim=0) - math.log(k) for k in sorted(set(k_values))}
+
+
+def effective_sample_sizes(log_w: Tensor, k_values: Sequence[int]) -> dict[int, Tensor]:
+    r"""Kish's effective sample size of the first k of the weights, for each k.
+
+    .. math:: \text{ESS}_k = \frac{(Σ_{i=1}^k w_i)^2}{Σ_{i=1}^k w_i^2} \in [1, k]
+
+    k when every weight is equal (the proposal is the target's normalised density), 1 when one
+    weight dominates. A small ESS at the largest k says that the estimate rests on a few samples
+    and is likely below the exact value (an importance-weighted bound falls short in expectation
+    by about the variance of the normalised weights over 2k); its convergence in k is then not
+    to be trusted either. Computed from log weights (no overflow).
+
+    Arguments:
+        log_w: (K, batch) log weights, K ≥ max(k_values).
+        k_values: the numbers of samples to report (each ≥ 1).
+
+    Returns:
+        {k: (batch,)}.
+    """
+    return {
+        k: torch.exp(2 * torch.logsumexp(log_w[:k], dim=0) - torch.logsumexp(2 * log_w[:k], dim=0))
+        for k in sorted(set(k_values))
+    }
+
+
 def importance_log_marginals(
     log_targets: Callable[[Tensor], dict[str, Tensor]],
     proposal: Distribution,
@@ -520,6 +605,8 @@ def importance_log_marginals(
     targets (e.g. p(y|z) p(z) under two priors) share their samples: their
     difference is paired. Each is a stochastic lower bound whose expectation rises
     with k to the exact log marginal (Burda et al. 2016). No gradients.
+    :func:`importance_log_weights` gives the weights themselves (e.g. for
+    :func:`effective_sample_sizes`); :func:`nested_log_marginals` turns them into these.
 
     Arguments:
         log_targets: z (k', batch, latent) -> {name: (k', batch) log target}.
@@ -533,19 +620,71 @@ def importance_log_marginals(
     """
     if not k_values or min(k_values) < 1 or micro_batch < 1:
         raise ValueError(f"k values ({list(k_values)}) and micro_batch ({micro_batch}) must be positive.")
-    k_max = max(k_values)
-    with torch.no_grad():
-        z = proposal.sample((k_max,))  # (K, batch, latent)
-        log_w: dict[str, list[Tensor]] = {}
-        for chunk in z.split(micro_batch):
-            log_r = proposal.log_prob(chunk)
-            for name, log_t in log_targets(chunk).items():
-                log_w.setdefault(name, []).append(log_t - log_r)
-        out = {}
-        for name, parts in log_w.items():
-            w = torch.cat(parts)  # (K, batch)
-            out[name] = {k: torch.logsumexp(w[:k], dim=0) - math.log(k) for k in sorted(set(k_values))}
-        return out
+    log_w = importance_log_weights(log_targets, proposal, max(k_values), micro_batch)
+    return {name: nested_log_marginals(w, k_values) for name, w in log_w.items()}
+
+
+@dataclass(frozen=True)
+class GaussianFit:
+    """How :func:`fit_gaussian_posterior` fits: Adam steps, reparameterised samples per step, learning
+    rate (decayed to a tenth along a cosine) and how many examples are fitted at a time (memory).
+
+    The defaults cost about 600 evaluations of log p(y|z)'s forward pass per example (200 draws,
+    each with its backward pass), less than log p(y)'s 1,000 importance samples.
+    """
+
+    steps: int = 100
+    samples: int = 2
+    lr: float = 0.05
+    batch_size: int = 500
+
+
+def fit_gaussian_posterior(
+    log_joint: Callable[[Tensor], Tensor],
+    mean: Tensor,
+    std: Tensor,
+    fit: GaussianFit = GaussianFit(),
+) -> Distribution:
+    r"""A diagonal Gaussian per example fitted to the posterior ∝ exp(log_joint) by Eqn 3.
+
+    .. math:: \max_{μ, σ}\ E_{z \sim N(μ, σ^2)}[\log p(y|z) + \log p(z)] + H[N(μ, σ^2)]
+              = E_q[\log p(y|z) + \log p(z) − \log q(z|y)] \le \log p(y)
+
+    — q_True's objective (:func:`text_elbo`), with any prior p(z) in ``log_joint``, free
+    parameters per example instead of an encoder (no amortisation gap), and the entropy in
+    closed form. Maximising it minimises KL(q || p(z|y)) over diagonal Gaussians. Adam on
+    (μ, log σ) from (``mean``, ``std``), ``fit.samples`` reparameterised draws per example and
+    step from torch's global generator (seed it first); the examples are independent, so the fit
+    of each does not depend on the others. log_joint's own parameters get no gradients.
+
+    Arguments:
+        log_joint: z (S, batch, latent) -> (S, batch) log p(y|z) + log p(z), differentiable in z.
+        mean, std: (batch, latent) the start.
+        fit: steps, samples per step, learning rate.
+
+    Returns:
+        N(μ, diag σ²), batch (batch,), event (latent,), detached.
+    """
+    if fit.steps < 0 or fit.samples < 1 or fit.lr <= 0:
+        raise ValueError(f"A Gaussian fit needs steps ≥ 0, samples ≥ 1 and lr > 0, got {fit}.")
+    params = [mean.detach().clone(), std.detach().log()]  # μ, log σ
+    moments = [[torch.zeros_like(p), torch.zeros_like(p)] for p in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, fit.steps + 1):
+        with torch.enable_grad():
+            mu, log_sigma = (p.requires_grad_(True) for p in params)
+            z = mu + log_sigma.exp() * torch.randn((fit.samples, *mu.shape), dtype=mu.dtype, device=mu.device)
+            elbo = log_joint(z).mean(0) + log_sigma.sum(-1)  # + H[q] up to a constant
+            grads = torch.autograd.grad(-elbo.sum(), params)
+        # Adam (Kingma & Ba 2015), its step size decayed along a cosine to a tenth
+        lr = fit.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 1) / fit.steps)))
+        for p, g, (m, v) in zip(params, grads, moments):
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            step_size = lr / (1 - beta1**step)
+            p.detach_().addcdiv_(m, (v / (1 - beta2**step)).sqrt_().add_(eps), value=-step_size)
+    mu, log_sigma = params
+    return Independent(Normal(mu.detach(), log_sigma.detach().exp()), 1)
 
 
 def marginal_log_likelihood_text(

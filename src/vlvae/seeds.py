@@ -24,6 +24,7 @@ evaluation: the validation examples    ``seed`` (the run's)
 evaluation: log p(x|y), log p(x)       :data:`LIKELIHOOD_SEED` (0, whatever the run's seed)
 evaluation: Table 3's draws            ``seed`` (the run's)
 evaluation: log p(y)                   ``LIKELIHOOD_SEED + 1`` (:data:`TEXT_LIKELIHOOD_SEED_OFFSET`)
+evaluation: log p(y)'s proposal fits   ``LIKELIHOOD_SEED + 2`` (:data:`TEXT_PROPOSAL_SEED_OFFSET`)
 evaluation: captions' z ~ q(z|x)       ``seed + 1`` (:data:`CAPTION_SEED_OFFSET`)
 evaluation: correctness draws          ``1000 + s``, ``2000 + s``, ``3000 + s`` for draw s of the text
                                        posteriors, the priors, the reconstructions
@@ -73,6 +74,7 @@ __all__ = [
     "VALIDATION_STEP",
     "LIKELIHOOD_SEED",
     "TEXT_LIKELIHOOD_SEED_OFFSET",
+    "TEXT_PROPOSAL_SEED_OFFSET",
     "CAPTION_SEED_OFFSET",
     "CORRECTNESS_SEED_BASES",
     "FIGURE_SEED",
@@ -112,6 +114,9 @@ VALIDATION_STEP = -1
 #: run (as the evaluation always has: a run's seed does not move them).
 LIKELIHOOD_SEED = 0
 TEXT_LIKELIHOOD_SEED_OFFSET = 1
+#: Evaluation: the fits of log p(y)'s proposal (a Gaussian per text fitted to the posterior under each
+#: prior, :func:`vlvae.evaluation.metrics.fitted_text_posteriors`): the likelihood seed plus this.
+TEXT_PROPOSAL_SEED_OFFSET = 2
 #: Evaluation: the captions' draws of z ~ q(z|x): the run's seed plus this.
 CAPTION_SEED_OFFSET = 1
 #: Evaluation: draw s of the correctness tables is seeded ``base + s``, per table.

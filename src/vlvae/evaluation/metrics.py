@@ -13,7 +13,9 @@ Likelihoods are always unweighted (:mod:`vlvae.objectives`): log p(x|y)
 (Eqn 6) under q_True and q_Agg and log p(x) under N(0, I) and q_phi(z), with
 q(z|x) as the proposal, at k = 1 (the ELBO-style bound of Eqn 6) and at the
 configured k (importance weighted); log p(y) under N(0, I) and q_phi(z) with a
-proposal that depends on y alone, at k = 1, 10, ..., 1000.
+proposal that depends on y alone (the text posteriors, a Gaussian per text fitted
+to the posterior under each prior, the priors), at k = 1, 10, ..., 1000, with
+each prior's effective sample size.
 
 Stages 2-3 may be trained several times (training replicates);
 :func:`combine_replicates` turns the per-replicate tables into mean ± standard
@@ -28,12 +30,27 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch.distributions import Independent, Normal
+from zuko.distributions import NormalizingFlow
 
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.methods.stages import paired_distributions
 from vlvae.models.text import text_mask
-from vlvae.objectives import DefensiveMixture, importance_log_marginals
-from vlvae.seeds import CORRECTNESS_SEED_BASES, LIKELIHOOD_SEED, TEXT_LIKELIHOOD_SEED_OFFSET
+from vlvae.objectives import (
+    DefensiveMixture,
+    GaussianFit,
+    effective_sample_sizes,
+    fit_gaussian_posterior,
+    importance_log_marginals,
+    importance_log_weights,
+    nested_log_marginals,
+)
+from vlvae.seeds import (
+    CORRECTNESS_SEED_BASES,
+    LIKELIHOOD_SEED,
+    TEXT_LIKELIHOOD_SEED_OFFSET,
+    TEXT_PROPOSAL_SEED_OFFSET,
+)
 
 __all__ = [
     "caption_accuracy",
@@ -44,7 +61,10 @@ __all__ = [
     "correctness_tables",
     "image_log_marginals",
     "likelihood_tables",
+    "text_log_marginals",
     "text_proposal",
+    "fitted_text_posteriors",
+    "fitted_component",
     "combine_replicates",
 ]
 
@@ -190,14 +210,164 @@ def _stats(values: torch.Tensor, dim: int) -> dict:
     }
 
 
-def text_proposal(text_posteriors: dict, priors: dict, y: torch.Tensor) -> DefensiveMixture:
-    """The proposal of log p(y): an equal mixture of every text posterior q(z|y) and every prior.
+def text_proposal(
+    text_posteriors: dict, priors: dict, y: torch.Tensor, fitted: tuple = ()
+) -> DefensiveMixture:
+    """The proposal of log p(y): an equal mixture of every text posterior q(z|y), every fitted posterior
+    and every prior.
 
-    It depends on y alone and is the same for every prior it compares (docs/design.md §6). Each prior
-    is a component so that the posterior under each, p(y|z) p(z) / p(y), has a part of the
-    proposal near it; the text posteriors place samples where p(y|z) is high.
+    It depends on y alone and is the same for every prior it compares (docs/design.md §6). ``fitted``
+    holds, per prior, a Gaussian per text fitted to the posterior under that prior
+    (:func:`fitted_text_posteriors`), each batched like ``y``. Each prior is a component so that the
+    posterior under each, p(y|z) p(z) / p(y), has a broad part of the proposal near it; the fitted
+    posteriors put samples where p(y|z) p(z) is high under each prior alike; the text posteriors
+    where p(y|z) is high.
     """
-    return DefensiveMixture([q(y) for q in text_posteriors.values()] + [p() for p in priors.values()])
+    return DefensiveMixture(
+        [q(y) for q in text_posteriors.values()] + list(fitted) + [p() for p in priors.values()]
+    )
+
+
+#: Draws per text of the text posteriors' mixture whose robust moments start each fitted posterior.
+_FIT_START_DRAWS = 128
+
+
+def _to_base(p_z):
+    """The map from z to the prior's base coordinates u: a flow's normalising transform (zuko's
+    :class:`~zuko.distributions.NormalizingFlow`, u = f(z)), None (u = z) for any other prior."""
+    return p_z.transform if isinstance(p_z, NormalizingFlow) else None
+
+
+def _base_of(p_z):
+    """The prior's density over its base coordinates u: a flow's base, any other prior itself."""
+    return p_z.base if isinstance(p_z, NormalizingFlow) else p_z
+
+
+def fitted_component(p_z, mean: torch.Tensor, std: torch.Tensor):
+    """The fitted posterior under prior ``p_z`` as a distribution over z: N(mean, diag std²) over the
+    prior's base coordinates u, pushed through its flow (z = f⁻¹(u)) if it is one; batch (N,)."""
+    gaussian = Independent(Normal(mean, std), 1)
+    transform = _to_base(p_z)
+    return gaussian if transform is None else NormalizingFlow(transform, gaussian)
+
+
+@torch.no_grad()
+def fitted_text_posteriors(
+    model, y: torch.Tensor, text_posteriors: dict, priors: dict, fit: GaussianFit = GaussianFit()
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    r"""Per prior, a Gaussian per text fitted to the posterior under that prior by Eqn 3.
+
+    .. math:: q_p(z|y) = \arg\max_q E_{q}[\log p(y|z) + \log p(z) − \log q(z|y)]
+
+    for p(z) = each prior (N(0, I), q_φ(z)): q_True's objective with that prior in place of N(0, I),
+    free parameters per text instead of an encoder, the VLVAE frozen
+    (:func:`vlvae.objectives.fit_gaussian_posterior`). q ranges over diagonal Gaussians in the
+    prior's base coordinates: u = z for N(0, I); for a flow prior z = f⁻¹(u), u ~ N(μ_y, σ_y²)
+    (:func:`fitted_component`), where the prior is the flow's Gaussian base p_u, so that the fit is
+    the same problem under every prior; the flow's Jacobian cancels from the bound, which becomes
+    E_{N(u; μ_y, σ_y²)}[log p(y|f⁻¹(u)) + log p_u(u)] + H. (A Gaussian in z itself could not follow a
+    learned prior's density and fitted its posterior worse than the prior did.) Each fit starts
+    from the robust moments (median, 1.4826 × median absolute deviation) of the text posteriors'
+    equal mixture at y mapped into the prior's base coordinates (of the prior itself when there is
+    no text posterior). Fitted ``fit.batch_size`` texts at a time; draws from torch's global
+    generator (seed it first).
+
+    Returns:
+        {prior: (mean, std)} in the prior's base coordinates, each (N, latent).
+    """
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in priors}
+    for s in _chunks(len(y), fit.batch_size):
+        if text_posteriors:
+            draws = DefensiveMixture([q(y[s]) for q in text_posteriors.values()]).sample((_FIT_START_DRAWS,))
+        for name, prior in priors.items():
+            p_z = prior()
+            transform, base = _to_base(p_z), _base_of(p_z)
+            if not text_posteriors:
+                u = base.sample((_FIT_START_DRAWS, s.stop - s.start))
+            else:
+                u = draws if transform is None else transform(draws)
+            centre = u.median(0).values
+            spread = 1.4826 * (u - centre).abs().median(0).values
+
+            def log_joint(u, s=s, transform=transform, base=base):
+                z = u if transform is None else transform.inv(u)
+                return model.log_py(y[s], z) + base.log_prob(u)
+
+            q = fit_gaussian_posterior(log_joint, centre, spread.clamp_min(1e-3), fit)
+            out[name][0].append(q.mean)
+            out[name][1].append(q.stddev)
+    return {name: (torch.cat(means), torch.cat(stds)) for name, (means, stds) in out.items()}
+
+
+def _ess_summary(ess: torch.Tensor) -> dict:
+    """Mean (± standard error), median and minimum over texts of the per-text effective sample size.
+
+    Each statistic is its own ``{"mean": ...}`` summary, so :func:`combine_replicates` keeps all three.
+    """
+    v = ess.double()
+    return {
+        "mean": {
+            "mean": float(v.mean()),
+            "stderr": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
+        },
+        "median": {"mean": float(v.median())},
+        "min": {"mean": float(v.min())},
+    }
+
+
+@torch.no_grad()
+def text_log_marginals(
+    model,
+    y: torch.Tensor,
+    text_posteriors: dict,
+    priors: dict,
+    ks: list[int],
+    micro_batch: int = 100,
+    batch_size: int = 50,
+    seed: int = LIKELIHOOD_SEED,
+    fit: GaussianFit | None = GaussianFit(),
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    r"""Per-text estimates of log p(y) under each prior, and their effective sample sizes.
+
+    .. math:: \log p(y) \approx \log \frac1k Σ_{i=1}^k \frac{p(y|z_i)\, p(z_i)}{r(z_i|y)},
+              \quad z_i \sim r(z|y) = \text{:func:`text_proposal`}
+
+    One proposal and one set of ``max(ks)`` samples per text serve every prior (paired), nested in k.
+    With ``fit`` (the default), the proposal holds, besides the text posteriors and the priors, a
+    Gaussian per text fitted to the posterior under each prior (:func:`fitted_text_posteriors`,
+    seeded ``seed +`` :data:`~vlvae.seeds.TEXT_PROPOSAL_SEED_OFFSET`); ``fit=None`` leaves them out
+    (the proposal before them, whose only component fitted to a posterior was q_True's, fitted
+    under N(0, I): it underestimated log p(y) under q_φ(z) at finite k). The samples are drawn with
+    seed ``seed +`` :data:`~vlvae.seeds.TEXT_LIKELIHOOD_SEED_OFFSET`.
+
+    Returns:
+        ``({"<prior>/k=<k>": (N,) nats}, {"<prior>/k=<k>": (N,) effective sample size})``.
+    """
+    fitted = {}
+    if fit is not None:
+        torch.manual_seed(seed + TEXT_PROPOSAL_SEED_OFFSET)
+        fitted = fitted_text_posteriors(model, y, text_posteriors, priors, fit)
+    torch.manual_seed(seed + TEXT_LIKELIHOOD_SEED_OFFSET)
+    values: dict[str, list[torch.Tensor]] = {}
+    sizes: dict[str, list[torch.Tensor]] = {}
+    for s in _chunks(len(y), batch_size):
+        dists = {name: prior() for name, prior in priors.items()}
+
+        def targets(z, s=s, dists=dists):
+            log_py = model.log_py(y[s], z)
+            return {name: log_py + d.log_prob(z) for name, d in dists.items()}
+
+        components = [fitted_component(dists[name], mean[s], std[s]) for name, (mean, std) in fitted.items()]
+        proposal = text_proposal(text_posteriors, priors, y[s], tuple(components))
+        for name, log_w in importance_log_weights(targets, proposal, max(ks), micro_batch).items():
+            for kk, v in nested_log_marginals(log_w, ks).items():
+                values.setdefault(f"{name}/k={kk}", []).append(v)
+            for kk, v in effective_sample_sizes(log_w, ks).items():
+                sizes.setdefault(f"{name}/k={kk}", []).append(v)
+    return (
+        {key: torch.cat(parts) for key, parts in values.items()},
+        {key: torch.cat(parts) for key, parts in sizes.items()},
+    )
 
 
 @torch.no_grad()
@@ -251,46 +421,41 @@ def likelihood_tables(
     text_k: int = 1000,
     text_batch_size: int = 50,
     text_micro_batch: int = 100,
+    text_fit: GaussianFit | None = GaussianFit(),
 ) -> dict:
     """Unweighted likelihood bounds in nats per example (and per dimension).
 
     log p(x|y) (Eqn 6, under each text posterior) and log p(x) (under each prior) share one set of
     k samples from q(z|x) per image and one evaluation of log p(x|z), at k = 1 and k = ``k``.
-    log p(y) (under each prior) uses a proposal that depends on y alone (:func:`text_proposal`),
-    ``text_k`` samples per text, reported at k = 1, 10, 100, ..., ``text_k`` (nested: the
-    estimate at k uses the first k samples). At k = 1 the difference between two priors is
-    log p_1(z) − log p_2(z) at the shared sample, free of the text decoder; only k > 1 weighs the
-    samples by p(y|z), so read log p(y) at the largest k and check its convergence in k.
+    log p(y) (under each prior) uses a proposal that depends on y alone (:func:`text_log_marginals`:
+    the text posteriors, a Gaussian per text fitted to the posterior under each prior by Eqn 3
+    unless ``text_fit`` is None, and the priors), ``text_k`` samples per text, reported at
+    k = 1, 10, 100, ..., ``text_k`` (nested: the estimate at k uses the first k samples), with the
+    effective sample size of each prior's weights at each k. At k = 1 the difference between two
+    priors is log p_1(z) − log p_2(z) at the shared sample, free of the text decoder; only k > 1
+    weighs the samples by p(y|z), so read log p(y) at the largest k, check its convergence in k
+    and its effective sample size.
 
     Returns:
         {"log_p_x_given_y": {name: {"k=1": s, "k=K": s}}, "log_p_x": {prior: ...},
          "log_p_y": {prior: {"k=1": s, "k=10": s, ...}}, "dimensions": {"x": D_x, "y": L},
          "k": K, "text_k": [1, 10, ...], "differences": {"k=1": {table: pairs}, "k=K": ...},
-         "log_p_y_differences": {"k=1": pairs, ...}} with s = {"mean", "stderr", "per_dim"}
-        and pairs from :func:`paired_differences`.
+         "log_p_y_differences": {"k=1": pairs, ...},
+         "log_p_y_fitted": [prior, ...] (the priors whose fitted posterior is in the proposal),
+         "log_p_y_ess": {prior: {"k=1": e, ...}}} with s = {"mean", "stderr", "per_dim"},
+        pairs from :func:`paired_differences` and e = {"mean": {"mean", "stderr"}, "median":
+        {"mean"}, "min": {"mean"}}, the effective sample size (Σw)² / Σw² of each text's weights
+        (between 1 and k) over texts.
     """
-    n = len(y)
     dims = {"x": int(np.prod(x.shape[1:])), "y": int(y.shape[1])}
     torch.manual_seed(seed)
     image_values = image_log_marginals(
         model, x, y, text_posteriors, priors, sorted({1, k}), micro_batch, batch_size
     )
     text_ks = _k_ladder(text_k)
-    torch.manual_seed(seed + TEXT_LIKELIHOOD_SEED_OFFSET)
-    text_values: dict[str, list[torch.Tensor]] = {}
-    for s in _chunks(n, text_batch_size):
-        dists = {name: prior() for name, prior in priors.items()}
-
-        def targets(z, s=s, dists=dists):
-            log_py = model.log_py(y[s], z)
-            return {name: log_py + d.log_prob(z) for name, d in dists.items()}
-
-        est = importance_log_marginals(
-            targets, text_proposal(text_posteriors, priors, y[s]), text_ks, text_micro_batch
-        )
-        for name, per_k in est.items():
-            for kk, v in per_k.items():
-                text_values.setdefault(f"{name}/k={kk}", []).append(v)
+    text_values, text_ess = text_log_marginals(
+        model, y, text_posteriors, priors, text_ks, text_micro_batch, text_batch_size, seed, text_fit
+    )
     out = {"log_p_x_given_y": {}, "log_p_x": {}, "log_p_y": {}, "dimensions": dims, "k": k, "text_k": text_ks}
     per_example: dict = {}
     for key, vals in image_values.items():
@@ -298,9 +463,8 @@ def likelihood_tables(
         out[table].setdefault(name, {})[kk] = _stats(vals, dims["x"])
         per_example.setdefault(kk, {}).setdefault(table, {})[name] = vals.double().numpy()
     text_per_example: dict = {}
-    for key, parts in text_values.items():
+    for key, vals in text_values.items():
         name, kk = key.split("/")
-        vals = torch.cat(parts)
         out["log_p_y"].setdefault(name, {})[kk] = _stats(vals, dims["y"])
         text_per_example.setdefault(kk, {})[name] = vals.double().numpy()
     # The same images, texts and samples for both members of a pair: their difference is paired.
@@ -311,6 +475,11 @@ def likelihood_tables(
     out["log_p_y_differences"] = {
         kk: paired_differences(per_name) for kk, per_name in text_per_example.items()
     }
+    out["log_p_y_fitted"] = [] if text_fit is None else list(priors)
+    out["log_p_y_ess"] = {}
+    for key, ess in text_ess.items():
+        name, kk = key.split("/")
+        out["log_p_y_ess"].setdefault(name, {})[kk] = _ess_summary(ess)
     return out
 
 
