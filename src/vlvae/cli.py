@@ -141,6 +141,11 @@ def train_vlvae_cmd(
         "own presets too, e.g. celeba-cpu).",
     ),
     steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
+    max_minutes: float | None = typer.Option(
+        None,
+        help="Opt-in safety: stop stage 1 after this many minutes even before its step budget. The "
+        "result then depends on the machine's speed and load; the report says when it fired.",
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override any config key, e.g. --set stage1.w_x=0.1 --set devices=2. Repeatable."
     ),
@@ -169,6 +174,8 @@ def train_vlvae_cmd(
         scorer = load_scorer(data_dataset(data), classifier, read_vocabulary(data), data)[0].score
     if steps is not None:
         set_ = [f"stage1.steps={steps}"] + list(set_)
+    if max_minutes is not None:
+        set_ = [f"stage1.max_minutes={max_minutes}"] + list(set_)
     cfg = apply_overrides(preset(preset_name), list(set_))
     _report(fit_vlvae(data, out, cfg, resume, progress, scorer=scorer), method or "VLVAE")
 
@@ -391,6 +398,11 @@ def reproduce_cmd(
         "the data step is skipped and the presets are sized from its images.",
     ),
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set stage1.steps=100."),
+    max_minutes: float | None = typer.Option(
+        None,
+        help="Opt-in safety: stop stage 1 after this many minutes even before its step budget. The "
+        "result then depends on the machine's speed and load; the report says when it fired.",
+    ),
     workers: int = typer.Option(2, help="Processes for data generation."),
     replicates: int = typer.Option(
         1,
@@ -417,6 +429,8 @@ def reproduce_cmd(
     if workers < 1:
         raise VLVAEError(f"--workers must be at least 1, got {workers}")
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if max_minutes is not None:
+        set_ = [f"stage1.max_minutes={max_minutes}"] + list(set_)
     reproduce(
         out,
         preset_name,

@@ -138,7 +138,7 @@ def test_classifier_metrics_and_real_correctness(pipeline):
     acc, real = metrics["real_accuracy"], metrics["real_correctness"]
     assert list(acc["per_slot"]) == list(CELEBA_LABELS)
     assert acc["overall"] == pytest.approx(np.mean(list(acc["per_slot"].values())))
-    assert acc["examples"] == 5  # 40 faces, the paper's split: 35 train, 5 validation
+    assert acc["examples"] == 3  # 40 faces, the paper's split: 35 train, 3 validation, 2 test
     assert metrics["min_accuracy"] == 0.0
     # Scored against every label of its own image, a real face's all-labels correctness is the accuracy.
     assert real["all_labels"] == pytest.approx(acc["overall"])

@@ -82,12 +82,13 @@ def standard():  # image bright, text attribute 0: never correct
 
 
 def _expected(per_example: np.ndarray) -> dict:
-    """The summary of a deterministic per-example correctness repeated over SEEDS seeds."""
-    pooled = np.tile(per_example, SEEDS).astype(np.float64)
+    """The summary of a deterministic per-example correctness repeated over SEEDS seeds: the standard
+    error over examples is that of the N examples (each the same at every seed), not of N · SEEDS."""
+    per_example = per_example.astype(np.float64)
     return {
         "mean": per_example.mean(),
         "std_over_seeds": 0.0,
-        "stderr_over_examples": pooled.std(ddof=1) / math.sqrt(len(pooled)),
+        "stderr_over_examples": per_example.std(ddof=1) / math.sqrt(len(per_example)),
         "per_seed": [per_example.mean()] * SEEDS,
     }
 
@@ -96,6 +97,7 @@ def _check(summary: dict, per_example: np.ndarray):
     want = _expected(per_example)
     assert summary["mean"] == pytest.approx(want["mean"], abs=1e-12)
     assert summary["std_over_seeds"] == pytest.approx(0.0, abs=1e-12)
+    assert summary["mc_stderr"] == pytest.approx(0.0, abs=1e-12)
     assert summary["stderr_over_examples"] == pytest.approx(want["stderr_over_examples"], abs=1e-12)
     assert summary["per_seed"] == pytest.approx(want["per_seed"], abs=1e-12)
 

@@ -1,6 +1,7 @@
 """Correctness, likelihood tables, the report and `vlvae reproduce` on the tiny preset."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -103,8 +104,9 @@ def test_summarise_against_numpy():
     s = summarise(runs)
     assert s["mean"] == pytest.approx(0.5833333, abs=1e-6)
     assert s["std_over_seeds"] == pytest.approx(np.std([0.5, 2 / 3], ddof=1))
-    pooled = np.concatenate(runs)
-    assert s["stderr_over_examples"] == pytest.approx(pooled.std(ddof=1) / np.sqrt(6))
+    # Over the examples' means over seeds (0.75, 0.25, 0.75), not the 6 pooled values.
+    assert s["stderr_over_examples"] == pytest.approx(np.std([0.75, 0.25, 0.75], ddof=1) / np.sqrt(3))
+    assert s["mc_stderr"] == pytest.approx(np.std([0.5, 2 / 3], ddof=1) / np.sqrt(2))
 
 
 def test_report_and_metrics(pipeline):
@@ -368,21 +370,45 @@ def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
     assert "Paired differences" in (run / "report.md").read_text()
 
 
+def test_the_tables_score_the_test_split(pipeline):
+    """Nothing trains, stops or tunes on the test split: the tables score its first examples, whatever
+    early stopping read on validation, and say so."""
+    out, metrics = pipeline
+    assert metrics["settings"]["split"] == "test"
+    test = ImageTextDataset(out / "data", "test")
+    assert metrics["settings"]["examples"] == min(len(test), metrics["settings"]["examples_requested"])
+    assert (
+        metrics["settings"]["examples_capped_from"] is None
+        or len(test) < metrics["settings"]["examples_requested"]
+    )
+    assert (
+        "**test split** (nothing trained, stopped or tuned on it)" in (out / "run" / "report.md").read_text()
+    )
+
+
 def test_scored_examples_never_include_those_early_stopping_chose_weights_on(pipeline, tmp_path):
-    """With patience, stages 2-3 select weights on the last validation examples; the tables then
-    score at most the examples before them."""
+    """A data set without a test split is scored on validation: with patience, stages 2-3 select
+    weights on the last validation examples; the tables then score at most the examples before them."""
     from omegaconf import OmegaConf
 
     from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
+    # The data set as built before test splits existed.
+    manifest = json.loads((copy / "data" / "manifest.json").read_text())
+    del manifest["counts"]["test"]
+    manifest["sha256"] = {k: v for k, v in manifest["sha256"].items() if not k.startswith("test/")}
+    (copy / "data" / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(copy / "data" / "test")
     config = OmegaConf.load(copy / "run" / "config.yaml")
     n_val = len(ImageTextDataset(copy / "data", "val"))
     config.text_posterior.patience, config.text_posterior.val_examples = 1, n_val - 5
     OmegaConf.save(config, copy / "run" / "config.yaml")
     metrics = evaluate_run(copy / "run", copy / "classifier", examples=n_val, figures=False, progress=False)
     assert metrics["settings"]["examples"] == 5 and metrics["settings"]["examples_capped_from"] == n_val
+    assert metrics["settings"]["split"] == "val"
+    assert "**validation split** (the data set has no test split)" in (copy / "run" / "report.md").read_text()
 
 
 def test_evaluate_a_joint_inference_run(tmp_path):
@@ -442,3 +468,20 @@ def test_a_version_1_metrics_file_is_read_and_rendered(pipeline, tmp_path):
     (tmp_path / "newer.json").write_text(json.dumps(newer))
     with pytest.raises(VLVAEError, match="newer vlvae"):
         read_metrics(tmp_path / "newer.json")
+
+
+def test_each_stage_records_its_budget_what_stopped_it_and_its_weights_tag(pipeline):
+    """Budgets are steps: every stage says what stopped it; ``posterior_family`` only where a stage fits
+    a distribution (stage 1 and the judge fit none), and the weights' tag under its own name."""
+    out, metrics = pipeline
+    stage1 = json.loads((out / "run" / "stage1" / "metrics.json").read_text())
+    assert stage1["weights_tag"] == "vlvae" and "posterior_family" not in stage1 and "kind" not in stage1
+    assert stage1["stopped_by"] == "steps" and stage1["steps"] == stage1["steps_budget"]
+    assert stage1["max_minutes"] == 0.0
+    assert metrics["stage1"]["stopped_by"] == "steps"
+    judge = json.loads((out / "classifier" / "metrics.json").read_text())
+    assert "posterior_family" not in judge and "kind" not in judge and judge["stopped_by"] == "steps"
+    for stage in ("q_true", "q_agg", "prior"):
+        record = json.loads((out / "run" / stage / "metrics.json").read_text())
+        assert record["posterior_family"] == "flow" and record["stopped_by"] in ("steps", "patience")
+    assert "wall-clock cap" not in (out / "run" / "report.md").read_text()

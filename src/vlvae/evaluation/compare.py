@@ -22,6 +22,8 @@ stages 2-3 (then the mean over them).
 
 from __future__ import annotations
 
+from vlvae.evaluation.metrics import mc_stderr
+
 __all__ = ["render_comparison"]
 
 
@@ -31,7 +33,45 @@ def _cell(text: str) -> str:
 
 
 def _pct(s: dict) -> str:
-    return f"{100 * s['mean']:.1f} ± {100 * s['std_over_seeds']:.1f}"
+    return f"{100 * s['mean']:.1f} (MC ± {100 * mc_stderr(s):.1f})"
+
+
+def _equal_time_lines(result: dict) -> list[str]:
+    """The second reading: each method's stage 1 at the same wall-clock minutes (from its logged passes)."""
+    eq = result.get("equal_time")
+    if not eq:
+        return []
+    titles = {r: m["method"]["title"] for r, m in zip(result["runs"], result["metrics"])}
+    keys = sorted({k for row in eq["runs"].values() if row for k in row["values"]})
+    # Each method's own objective (val/elbo) differs in kind; these mean the same for every method.
+    shown = [k for k in ("val/correctness", "val/log_px", "val/log_py") if k in keys]
+    lines = [
+        "",
+        f"At equal time (the tables above are at equal steps): each method's stage 1 at its last validation "
+        f"pass within {eq['minutes']:.1f} minutes, the shortest run's training time, from the values logged "
+        "while training (on the stage's validation subset; correctness is of the reconstructions):",
+        "",
+        "| method | step | minutes | " + " | ".join(_cell(k) for k in shown) + " |",
+        "|---|---|---|" + "---|" * len(shown),
+    ]
+    for run, row in eq["runs"].items():
+        if row is None:
+            lines.append(
+                f"| {_cell(titles.get(run, run))} | no validation pass within that time |"
+                + " |" * (1 + len(shown))
+            )
+            continue
+        cells = [
+            f"{100 * row['values'][k]:.1f} %" if k == "val/correctness" else f"{row['values'][k]:.1f}"
+            for k in shown
+            if k in row["values"]
+        ]
+        lines.append(
+            f"| {_cell(titles.get(run, run))} | {row['step']} | {row['minutes']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
 
 
 def render_comparison(result: dict) -> str:
@@ -40,7 +80,8 @@ def render_comparison(result: dict) -> str:
     lines = [
         f"# vlvae comparison of methods ({result['dataset']})",
         "",
-        f"{st['examples']} validation texts; correctness ± std over {st['seeds']} sampling seeds; "
+        f"{st['examples']} {'test' if st.get('split', 'val') == 'test' else 'validation'} texts; correctness "
+        f"(MC ± the standard error of the mean over {st['seeds']} sampling seeds); "
         f"log p(x|y) (nats, pixels in [0, 1], Eqn-6 bound with q(z|x) as proposal, k = {st['k']}) and "
         "caption accuracy ± standard error over examples. One training run per method (no spread over "
         "training seeds of stage 1; where a run holds replicates of its stages 2-3, their mean). "
@@ -97,6 +138,7 @@ def render_comparison(result: dict) -> str:
             lines.append(
                 f"- {title}: q_Agg {100 * a:.1f} % vs own {100 * b:.1f} % ({100 * (a - b):+.1f} points)"
             )
+    lines += _equal_time_lines(result)
     if result.get("figure"):
         lines += ["", f"![Fig. 7]({result['figure']})"]
     lines += ["", "Runs: " + ", ".join(f"`{r}`" for r in result["runs"]), ""]

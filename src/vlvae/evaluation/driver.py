@@ -309,10 +309,15 @@ def _evaluate(
         if progress:
             print(f"q(z|x) of {len(train)} training images (Table 3's aggregate posterior) ...", flush=True)
         texts = torch.stack([train.text(i) for i in range(len(train))]) if cfg.model.joint_inference else None
+        # Codes of images outside the aggregate (the validation split, whichever split the tables
+        # score): what an ideal sampler draws; they calibrate Table 3 (landing.heldout_landing_table).
+        val = ImageTextDataset(Path(info["data"]), "val")
+        val_texts = torch.stack([val.text(i) for i in range(len(val))]) if cfg.model.joint_inference else None
         return (
             model.posterior_table(train.images, texts=texts),
             spec.landing_keys(train),
             spec.landing_keys(data, y),
+            model.posterior_table(val.images, texts=val_texts),
         )
 
     ev = Evaluation(
@@ -497,6 +502,41 @@ def _current(run: Path, classifier: Path, settings: dict) -> dict | None:
         return None  # unreadable, of another method or incomplete: evaluate the run afresh
 
 
+def equal_time(runs: list[Path]) -> dict | None:
+    """Each run's stage 1 at the same training time: its last validation pass within the shortest run's time.
+
+    The tables compare methods at equal steps (every preset's stage 1 has a step budget); this is the
+    second reading, at equal wall-clock minutes. ``T`` is the smallest last-pass time over the runs;
+    for each run the last pass logged at or before ``T`` gives its step and its logged validation
+    values (``val/correctness``, the reconstructions' correctness, when stage 1 was trained with a
+    judge, as ``reproduce`` trains it). None when a run has no logged passes.
+
+    Returns:
+        ``{"minutes": T, "runs": {run: {"step", "minutes", "values": {name: value}}}}`` (None for a run
+        with no pass within ``T``).
+    """
+    curves = {}
+    for run in runs:
+        try:
+            c = figs.read_validation_curves(stage_dir(run, STAGE1))
+        except VLVAEError:
+            return None
+        if not len(c["step"]):
+            return None
+        curves[str(run)] = c
+    limit = min(float(c["val/minutes"][-1]) for c in curves.values())
+    out = {}
+    for run, c in curves.items():
+        within = (c["val/minutes"] <= limit + 1e-9).nonzero()[0]
+        if not len(within):  # its first pass came later than the shortest run's last
+            out[run] = None
+            continue
+        i = int(within[-1])
+        values = {key: float(v[i]) for key, v in c.items() if key.startswith("val/") and key != "val/minutes"}
+        out[run] = {"step": int(c["step"][i]) + 1, "minutes": float(c["val/minutes"][i]), "values": values}
+    return {"minutes": limit, "runs": out}
+
+
 def compare_runs(
     runs: list[Path],
     classifier: Path,
@@ -563,6 +603,7 @@ def compare_runs(
                 "k": settings["k"],
             },
             "metrics": all_metrics,
+            "equal_time": equal_time(runs),
             "evaluation_id": uuid.uuid4().hex,
         }
         methods = {m["method"]["name"]: run for m, run in zip(all_metrics, runs)}

@@ -4,10 +4,11 @@ Correctness (Table 1, conditional): for each validation text y, z ~ q(z|y)
 (q_True or q_Agg), the decoded mean image is scored against y by the
 independent classifier. Correctness (Table 2, prior): z ~ p(z) (N(0, I) or the
 learned q_phi(z)), the mean image is scored against the greedily decoded text
-of the same z. Reported as the mean over validation examples, with the
-standard deviation over seeds (each seed redraws every z) and the standard
-error over examples. The reconstruction (z ~ q(z|x) of the real image of y)
-is reported beside, as the ceiling of any q(z|y).
+of the same z. Reported as the mean over the scored examples (the test split;
+validation for a data set without one), with its Monte-Carlo error (the standard
+error of the mean over seeds, each seed redrawing every z) and the standard
+error over examples (of each example's mean over seeds). The reconstruction
+(z ~ q(z|x) of the real image of y) is reported beside, as the ceiling of any q(z|y).
 
 Likelihoods are always unweighted (:mod:`vlvae.objectives`): log p(x|y)
 (Eqn 6) under q_True and q_Agg and log p(x) under N(0, I) and q_phi(z), with
@@ -57,6 +58,7 @@ __all__ = [
     "posterior_spread",
     "validation_batch",
     "summarise",
+    "mc_stderr",
     "paired_differences",
     "correctness_tables",
     "image_log_marginals",
@@ -80,19 +82,42 @@ def validation_batch(data: ImageTextDataset, n: int) -> tuple[torch.Tensor, torc
 
 
 def summarise(per_seed: list[np.ndarray]) -> dict:
-    """Mean, std over seeds (of per-seed means) and standard error over examples."""
-    per_seed = [np.asarray(v, dtype=np.float64) for v in per_seed]
-    means = np.array([v.mean() for v in per_seed])
-    pooled = np.concatenate(per_seed)
+    """One figure over S seeds × N examples (each seed redraws every z), with its two errors.
+
+    ``per_seed`` holds S arrays of N per-example values, the same N examples for every seed.
+
+    * ``mean``: the mean over seeds and examples.
+    * ``std_over_seeds``: the sample standard deviation of the S per-seed means (ddof = 1).
+    * ``mc_stderr``: the Monte-Carlo error of ``mean`` itself, the standard error of the mean of the S
+      per-seed means, ``std_over_seeds / √S`` (0 for one seed): the figure averages S seeds, so one
+      seed's spread would overstate its Monte-Carlo error by √S.
+    * ``stderr_over_examples``: the standard error over the N examples of the per-example means over
+      seeds, ``std(m_1..m_N) / √N``. The S · N values are not independent (an example's seeds share
+      its text and image), so pooling them would understate it.
+    """
+    values = np.stack([np.asarray(v, dtype=np.float64) for v in per_seed])  # (S, N)
+    means = values.mean(axis=1)
+    per_example = values.mean(axis=0)
+    seeds, examples = values.shape
+    std = float(means.std(ddof=1)) if seeds > 1 else 0.0
     return {
         "mean": float(means.mean()),
-        "std_over_seeds": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
-        "stderr_over_examples": float(pooled.std(ddof=1) / math.sqrt(len(pooled)))
-        if len(pooled) > 1
-        else 0.0,
+        "std_over_seeds": std,
+        "mc_stderr": std / math.sqrt(seeds),
+        "stderr_over_examples": float(per_example.std(ddof=1) / math.sqrt(examples)) if examples > 1 else 0.0,
         "per_seed": means.tolist(),
-        "examples": int(len(per_seed[0])),
+        "examples": int(examples),
     }
+
+
+def mc_stderr(s: dict) -> float:
+    """The Monte-Carlo error of a correctness figure: the standard error of its mean over sampling seeds.
+
+    Files from before it was recorded hold only the seeds' standard deviation: divided by √S here.
+    """
+    if "mc_stderr" in s:
+        return s["mc_stderr"]
+    return s["std_over_seeds"] / math.sqrt(max(1, len(s.get("per_seed") or [0])))
 
 
 def _chunks(n: int, size: int):
@@ -484,7 +509,7 @@ def likelihood_tables(
 
 
 #: Fields of a summary that measure the Monte-Carlo error of one evaluation (not training spread).
-_MC_FIELDS = ("std_over_seeds", "stderr_over_examples", "stderr")
+_MC_FIELDS = ("std_over_seeds", "mc_stderr", "stderr_over_examples", "stderr")
 
 
 def combine_replicates(tables: list, floats: bool = False):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vlvae.evaluation.metrics import mc_stderr
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, distribution_labels
 
 __all__ = ["render_report", "render_summary"]
@@ -27,8 +28,8 @@ def _spread(s: dict, scale: float = 1.0) -> str:
 
 
 def _pct(s: dict) -> str:
-    """Correctness in %: mean ± std over training replicates, then the std over sampling seeds."""
-    return f"{_spread(s, 100)} (MC ± {100 * s['std_over_seeds']:.2f})"
+    """Correctness in %: mean ± std over training replicates, then the Monte-Carlo standard error."""
+    return f"{_spread(s, 100)} (MC ± {100 * mc_stderr(s):.2f})"
 
 
 def _nats(s: dict) -> str:
@@ -42,6 +43,14 @@ def _diff(s: dict, scale: float = 1.0) -> str:
     if s.get("replicates", 1) > 1:
         text += f" ± {scale * s['std_over_replicates']:.2f}"
     return text + f" (± {scale * s['stderr']:.2f})"
+
+
+def _split_name(settings: dict) -> str:
+    """The split the tables scored, as the report names it."""
+    split = settings.get("split", "val")
+    if split == "test":
+        return "**test split** (nothing trained, stopped or tuned on it)"
+    return "**validation split** (the data set has no test split)"
 
 
 def _convergence_line(conv: dict, cfg) -> str:
@@ -82,8 +91,11 @@ def _plain(x):
 
 
 def _landing_lines(landing: dict, replicates: int, labels: dict) -> list[str]:
-    """Table 3: where each source's z lands in the aggregate posterior (marginal and per text)."""
+    """Table 3: where each source's z lands in the aggregate posterior: calibrated by codes of
+    held-out images (when the metrics have them), then against the aggregate's own samples
+    (marginal and per text)."""
     marginal, conditional = landing["marginal"], landing["conditional"]
+    calibrated = landing.get("calibrated")
 
     def v(x, fmt="{:.1f}", scale=1.0):
         if x is None:
@@ -93,17 +105,60 @@ def _landing_lines(landing: dict, replicates: int, labels: dict) -> list[str]:
             return text + (f" ± {fmt.format(scale * x['std_over_replicates'])}" if replicates > 1 else "")
         return fmt.format(scale * x)
 
+    def se(x, scale=100.0):
+        """A calibrated statistic in %: mean (± std over replicates), then (± its standard error)."""
+        return "–" if x is None else f"{v(x, '{:.1f}', scale)} (± {scale * x['stderr']:.1f})"
+
+    p = _plain(marginal["percentile"])
+    nth = f"{p:g}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(p, 'th') }"
+    lines = ["## Table 3: where samples land in the aggregate posterior", ""]
+    if calibrated is not None:
+        ch = calibrated["classifier"]
+        lines += [
+            f"log q_agg(z) = log (1/N) Σ_i q(z|x_i) over all N = {marginal['n_components']} training "
+            f"images (exact, z = {marginal['latent_dim']}), at one z per scored text from each q(z|y) "
+            "and as many from each prior. The reference is one code z ~ q(z|x) per validation image "
+            f"({calibrated['heldout_codes']} of them): images outside the aggregate, so their codes are "
+            f"what an ideal sampler draws. *Below the held-out {nth} percentile*: log q_agg(z) below the "
+            f"{nth} percentile of {calibrated['threshold_codes']} of these codes "
+            f"({v(calibrated['threshold'])} nats). *Classifier*: the out-of-fold accuracy of an MLP "
+            f"(z → {ch['hidden']} → {ch['hidden']} → 1, {ch['steps']} Adam steps, {ch['folds']} folds) told "
+            "to separate the source's z from the other held-out codes, as many of each.",
+            "",
+            f"| z from | below the held-out {nth} percentile % | classifier vs held-out codes: accuracy % "
+            "| log q_agg(z): median |",
+            "|---|---|---|---|",
+        ]
+        names = {"heldout": "held-out codes (check)", **labels}
+        for name in names:
+            row = calibrated["heldout"] if name == "heldout" else calibrated["sources"].get(name)
+            if row is None:
+                continue
+            lines.append(
+                f"| {names[name]} | {se(row['hole_fraction'])} | {se(row['two_sample_accuracy'])} | "
+                f"{v(row['median_log_density'])} |"
+            )
+        lines += [
+            "",
+            f"The check row is scored like a source by held-out codes that did not set the threshold, so "
+            f"it reads about {p:g} % and 50 % honestly. A fraction far above {p:g} % means samples in the "
+            "aggregate's holes, where held-out images' codes almost never land; an accuracy above 50 % "
+            "means the samples differ from held-out codes at all, collapsed or shifted ones included, "
+            "which a higher log density would reward. In parentheses: the bootstrap standard error of "
+            "the fraction (samples and threshold codes resampled) and the binomial standard error of "
+            "the accuracy.",
+            "",
+            "### Against the aggregate's own samples (in-sample threshold)",
+            "",
+        ]
     names = {"reference": "the aggregate's own samples", **labels}
-    lines = [
-        "## Table 3: where samples land in the aggregate posterior",
-        "",
+    lines += [
         f"log q_agg(z) = log (1/N) Σ_i q(z|x_i) over all N = {marginal['n_components']} training images "
-        f"(exact, z = {marginal['latent_dim']}), at one z per validation text from each q(z|y) and as many "
-        "from each prior. *In a hole*: below the "
-        f"{_plain(marginal['percentile']):g}st percentile of the aggregate's own samples "
+        f"(exact, z = {marginal['latent_dim']}), at one z per scored text from each q(z|y) and as many "
+        f"from each prior. *In a hole*: below the {nth} percentile of the aggregate's own samples "
         f"({marginal['reference']['n']} of them; threshold {v(marginal['threshold'])} nats). "
         "Per text: the same "
-        "with the aggregate of the training images whose text is the validation text "
+        "with the aggregate of the training images whose text is the scored text "
         f"({v(conditional['n_keys_with_components'], '{:.0f}')} of {conditional['n_keys']} texts "
         "have such images, "
         f"{v(conditional['mean_components_per_key'], '{:.2f}')} images per text on average; its own "
@@ -127,10 +182,13 @@ def _landing_lines(landing: dict, replicates: int, labels: dict) -> list[str]:
         )
     lines += [
         "",
-        "The aggregate posterior is a mixture of narrow Gaussians; in many dimensions almost every point off "
-        "the training images' posteriors lies far below the density of its own samples, so the hole "
-        "fraction can saturate at 100 % for every source. The log densities still order the sources: "
-        "higher means closer to where the image decoder was trained.",
+        "Each of the aggregate's own samples sits on its own component, which a code of an image "
+        "outside the aggregate never does: in many dimensions almost every other point lies far below "
+        "their density, so this hole fraction saturates at 100 % for every source, an ideal sampler's "
+        "included"
+        + (" (the calibrated table above does not)." if calibrated is not None else ".")
+        + " The log densities still order the sources, but reward samples that collapse onto dense "
+        "regions.",
         "",
     ]
     return lines
@@ -177,15 +235,28 @@ def _stopping_lines(stages: dict, figure: str | None) -> list[str]:
 
 
 def _likelihood_rows(
-    label: str, table: dict, names: dict, paper: dict, ks: list[int], paper_at: int
+    label: str, table: dict, names: dict, paper: dict, ks: list[int], paper_at: int, ess: dict | None = None
 ) -> list[str]:
-    """One table row per k for the distributions ``names``; the paper's numbers on the row of ``paper_at``."""
+    """One table row per k for the distributions ``names``; the paper's numbers on the row of ``paper_at``.
+
+    With ``ess`` (``log_p_y_ess``: per distribution and k, the effective sample size over texts), a row
+    under the largest k's: mean (median, min) over texts, out of k.
+    """
     theirs = [name for name in names if name in paper]
     rows = []
     for kk in ks:
         cells = [_nats(table[name][f"k={kk}"]) for name in names]
         cells += [str(paper[name]) if kk == paper_at else "" for name in theirs]
         rows.append(f"| {label}, k={kk} | " + " | ".join(cells) + " |")
+    top = f"k={ks[-1]}" if ks else None
+    if ess and top and all(top in ess.get(name, {}) for name in names):
+        cells = []
+        for name in names:
+            e = ess[name][top]
+            cells.append(
+                f"{e['mean']['mean']:.1f} (median {e['median']['mean']:.1f}, min {e['min']['mean']:.1f})"
+            )
+        rows.append(f"| {label}, ESS at k={ks[-1]} | " + " | ".join(cells + [""] * len(theirs)) + " |")
     return rows
 
 
@@ -276,15 +347,27 @@ def render_report(metrics: dict, cfg) -> str:
         f"# vlvae report: {metrics['dataset']} ({metrics['config_preset']} preset)"
         + f": {method['title']} ({method['reference']})",
         "",
-        f"Validation examples: {settings['examples']}; sampling seeds: {settings['seeds']}. Every figure is "
-        f"{spread}. In parentheses, the error of the evaluation itself: for correctness (MC ±) the standard "
-        "deviation over sampling seeds (each redraws every z), for likelihoods (±) the standard error over "
-        "validation examples. Likelihoods are in nats per example, unweighted. log p(x|y) and log p(x) use "
+        f"Scored on the first {settings['examples']} examples of the {_split_name(settings)}; sampling "
+        f"seeds: {settings['seeds']}. Every figure is {spread}. In parentheses, the error of the evaluation "
+        "itself: for correctness (MC ±) the standard error of the mean over the sampling seeds (each "
+        "redraws every z), for likelihoods (±) the standard error over examples. Likelihoods are in nats "
+        "per example, unweighted. log p(x|y) and log p(x) use "
         f"q(z|x) as the proposal (k = 1 and k = {k}) and are densities of pixels in [0, 1] (the Beta "
         f"likelihood sees pixels mapped into [{cfg.model.pixel_low}, {cfg.model.pixel_high}]; the change of "
         f"variables adds {lk['pixel_jacobian_nats']:.1f} nats). log p(y) uses a proposal that depends on y "
         "alone and is the same for every prior: an equal mixture of "
-        + " + ".join([*posteriors.values(), *priors.values()])
+        + " + ".join(
+            [
+                *posteriors.values(),
+                *(f"q(z|y) fitted under {priors.get(n, n)}" for n in lk.get("log_p_y_fitted", [])),
+                *priors.values(),
+            ]
+        )
+        + (
+            " (each fitted q(z|y) a Gaussian per text fitted by Eqn 3 to the posterior under that prior)"
+            if lk.get("log_p_y_fitted")
+            else ""
+        )
         + ".",
         "",
         f"Classifier accuracy on real validation images: **{100 * acc.get('overall', float('nan')):.2f} %** "
@@ -341,13 +424,26 @@ def render_report(metrics: dict, cfg) -> str:
     text_ks = lk.get("text_k", [])
     if text_ks:
         lines += _likelihood_rows(
-            "log p(y)", lk["log_p_y"], priors, paper.get("log_p_y", {}), text_ks, paper_at=text_ks[-1]
+            "log p(y)",
+            lk["log_p_y"],
+            priors,
+            paper.get("log_p_y", {}),
+            text_ks,
+            paper_at=text_ks[-1],
+            ess=lk.get("log_p_y_ess"),
         )
         lines += [
             "",
             "log p(y) at k = 1 is log p(y|z) + log p(z) − log r(z|y) at one shared z: the difference between "
             "two priors is then the difference of their log densities at z, free of the text decoder; only "
-            "k > 1 weighs the samples by p(y|z). Read log p(y) where it has stopped moving with k.",
+            "k > 1 weighs the samples by p(y|z). Read log p(y) where it has stopped moving with k."
+            + (
+                " ESS: the effective sample size (Σw)² / Σw² of each text's importance weights under that "
+                f"prior, out of k = {text_ks[-1]}, mean (median, min) over texts; where it is a handful, the "
+                "estimate rests on a few samples and is likely still below the exact log p(y)."
+                if lk.get("log_p_y_ess")
+                else ""
+            ),
         ]
     lines += _difference_lines(c.get("differences", {}), lk, names, k, text_ks, reps)
     d = lk["dimensions"]
@@ -428,6 +524,14 @@ def render_report(metrics: dict, cfg) -> str:
     figs = metrics.get("figures", {})
     if metrics.get("stages"):
         lines += _stopping_lines(metrics["stages"], figs.get("stopping"))
+    s1 = metrics.get("stage1") or {}
+    if s1.get("stopped_by") == "max_minutes":
+        lines += [
+            f"**Stage 1 was stopped by its wall-clock cap** ({s1['max_minutes']:g} minutes) at step "
+            f"{s1['steps']} of {s1['steps_budget']}: these numbers depend on how fast and how loaded the "
+            "machine was. Without `--max-minutes` stage 1 runs its full step budget.",
+            "",
+        ]
     conv = metrics.get("stage1_convergence")
     if conv and "convergence" in figs:
         lines += [
