@@ -652,7 +652,7 @@ def fit_gaussian_posterior(
 
     — q_True's objective (:func:`text_elbo`), with any prior p(z) in ``log_joint``, free
     parameters per example instead of an encoder (no amortisation gap), and the entropy in
-    closed form. Maximising it minimises KL(q || p(z|y)) over diagonal Gaussians. Adam on
+    closed form. Maximising it minimises KL(q || p(z|y)) over diagonal Gaussians. torch.optim.Adam on
     (μ, log σ) from (``mean``, ``std``), ``fit.samples`` reparameterised draws per example and
     step from torch's global generator (seed it first); the examples are independent, so the fit
     of each does not depend on the others. log_joint's own parameters get no gradients.
@@ -667,22 +667,23 @@ def fit_gaussian_posterior(
     """
     if fit.steps < 0 or fit.samples < 1 or fit.lr <= 0:
         raise ValueError(f"A Gaussian fit needs steps ≥ 0, samples ≥ 1 and lr > 0, got {fit}.")
-    params = [mean.detach().clone(), std.detach().log()]  # μ, log σ
-    moments = [[torch.zeros_like(p), torch.zeros_like(p)] for p in params]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for step in range(1, fit.steps + 1):
+    params = [mean.detach().clone().requires_grad_(True), std.detach().log().requires_grad_(True)]  # μ, log σ
+    optimiser = torch.optim.Adam(params, lr=fit.lr)
+    # The step size decays along a cosine to a tenth of fit.lr.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda t: 0.1 + 0.45 * (1 + math.cos(math.pi * t / max(fit.steps, 1)))
+    )
+    for _ in range(fit.steps):
         with torch.enable_grad():
-            mu, log_sigma = (p.requires_grad_(True) for p in params)
+            mu, log_sigma = params
             z = mu + log_sigma.exp() * torch.randn((fit.samples, *mu.shape), dtype=mu.dtype, device=mu.device)
             elbo = log_joint(z).mean(0) + log_sigma.sum(-1)  # + H[q] up to a constant
+            # Gradients for (μ, log σ) only: log_joint's own parameters are left untouched.
             grads = torch.autograd.grad(-elbo.sum(), params)
-        # Adam (Kingma & Ba 2015), its step size decayed along a cosine to a tenth
-        lr = fit.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 1) / fit.steps)))
-        for p, g, (m, v) in zip(params, grads, moments):
-            m.mul_(beta1).add_(g, alpha=1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            step_size = lr / (1 - beta1**step)
-            p.detach_().addcdiv_(m, (v / (1 - beta2**step)).sqrt_().add_(eps), value=-step_size)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimiser.step()
+        schedule.step()
     mu, log_sigma = params
     return Independent(Normal(mu.detach(), log_sigma.detach().exp()), 1)
 
