@@ -45,6 +45,10 @@ __all__ = [
     "knob_of",
     "with_method",
     "validate_config",
+    "check_option",
+    "MAX_STEPS",
+    "MAX_LIKELIHOOD_WEIGHT",
+    "MAX_IMPORTANCE_SAMPLES",
     "save_config",
     "load_config",
 ]
@@ -376,6 +380,81 @@ _AT_LEAST_1 = (1, True, None, False)
 _POSITIVE = (0, False, None, False)
 _FRACTION = (0, True, 1, True)
 _SEED = (0, True, 2**32 - 1, True)  # numpy and Lightning accept seeds in [0, 2**32)
+#: A Gaussian log-variance the networks may clamp to: exp(±30) stays far inside float32.
+_LOGVAR = (-30, True, 30, True)
+
+#: Largest stage budget in steps (and step counts: warm-ups, validation and checkpoint intervals):
+#: a billion steps is ~2,500 times the paper's 400,000; larger numbers overflow PyTorch's samplers.
+MAX_STEPS = 10**9
+#: Largest likelihood weight (``w_x``, ``w_y``): 50 times the paper's w_y = 200. Larger weights
+#: overflow float32 losses (``w_x = 1e308`` trained to NaN).
+MAX_LIKELIHOOD_WEIGHT = 10_000.0
+#: Largest number of importance samples (``evaluation.k``, ``evaluation.text_k``): 100 times the
+#: paper's 1,000; the log weights of every example are kept, so memory grows with it.
+MAX_IMPORTANCE_SAMPLES = 100_000
+#: The sanity ceiling of a method's own knob that declares no upper bound (:mod:`vlvae.methods`).
+_KNOB_CEILING = {float: 1e6, int: 10**9}
+
+#: Sanity ceilings (inclusive) of keys that have no natural upper bound: values above them cannot
+#: train or evaluate (they overflow, allocate terabytes or never finish), so they are refused
+#: before anything is written. Each is far above any preset's value.
+_STAGE_LIMITS = {
+    "steps": MAX_STEPS,
+    "batch_size": 65_536,
+    "lr": 10.0,
+    "weight_decay": 1.0,
+    "lr_warmup_steps": MAX_STEPS,
+    "kl_warmup_steps": MAX_STEPS,
+    "w_x": MAX_LIKELIHOOD_WEIGHT,
+    "w_y": MAX_LIKELIHOOD_WEIGHT,
+    "val_every": MAX_STEPS,
+    "val_examples": 10**7,
+    "checkpoint_every": MAX_STEPS,
+    "max_minutes": 1e6,  # about two years
+    "patience": 10**6,
+    "min_delta": 1e6,
+}
+_LIMITS = {
+    "DataConfig": {"n": 10**8, "size": 4096, "zoom": 100.0, "supersample": 16},
+    "StageConfig": _STAGE_LIMITS,
+    "ClassifierConfig": {
+        "steps": MAX_STEPS,
+        "batch_size": 65_536,
+        "lr": 10.0,
+        "lr_warmup_steps": MAX_STEPS,
+        "base_channels": 4096,
+        "n_downsample": 12,
+        "n_res_blocks": 64,
+    },
+    "EvaluationConfig": {
+        "examples": 10**7,
+        "k": MAX_IMPORTANCE_SAMPLES,
+        "micro_batch": MAX_IMPORTANCE_SAMPLES,
+        "seeds": 1000,
+        "text_k": MAX_IMPORTANCE_SAMPLES,
+        "landing_reference": 10**7,
+    },
+    "ModelConfig": {
+        "image_size": 4096,
+        "image_channels": 64,
+        "base_channels": 4096,
+        "n_downsample": 12,
+        "n_res_blocks": 64,
+        "encoding_dim": 65_536,
+        "embedding_dim": 65_536,
+        "text_hidden": 65_536,
+        "latent_dim": 65_536,
+        "shared_hidden": 65_536,
+        "decoder_dim": 65_536,
+        "vocab_size": 10**7,
+        "text_length": 100_000,
+        # c of the Beta likelihood: lgamma(c) overflows near 1e305; 1e6 is 10,000 times the paper's 100.
+        "beta_concentration": 1e6,
+        "flow_steps": 1000,
+        "flow_hidden": 65_536,
+    },
+    "ExperimentConfig": {"num_workers": 1024, "devices": 4096},
+}
 
 _STAGE_RANGES = {
     "steps": _AT_LEAST_1,
@@ -436,6 +515,10 @@ _RANGES = {
         "vocab_size": _AT_LEAST_1,
         "text_length": _AT_LEAST_1,
         "beta_concentration": _POSITIVE,
+        "pixel_low": (0, False, 1, False),
+        "pixel_high": (0, False, 1, False),
+        "logvar_min": _LOGVAR,
+        "logvar_max": _LOGVAR,
         "flow_steps": _AT_LEAST_1,
         "flow_hidden": _AT_LEAST_1,
     },
@@ -476,11 +559,46 @@ def _range_text(low, low_in, high, high_in) -> str:
     return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
 
 
+def _value_problem(value, allowed: tuple, ceiling) -> str | None:
+    """What is wrong with a numeric ``value`` for range ``allowed`` and sanity ``ceiling`` (inclusive;
+    None: none): ``must be ...``, or None when it is fine."""
+    low, low_in, high, high_in = allowed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number {_range_text(*allowed)}"
+    if not math.isnan(value) and ceiling is not None and high is None and value > ceiling:
+        return (
+            f"must be at most {ceiling:g} (larger values overflow, exhaust memory or never finish)"
+            if isinstance(ceiling, float)
+            else f"must be at most {ceiling:,} (larger values overflow, exhaust memory or never finish)"
+        )
+    ok = math.isfinite(value) and (value >= low if low_in else value > low)
+    ok = ok and (high is None or (value <= high if high_in else value < high))
+    return None if ok else f"must be {_range_text(*allowed)}"
+
+
+def _limits_of(obj) -> tuple[dict, dict]:
+    """(ranges, sanity ceilings) of the numeric fields of a config section ``obj``."""
+    kind = "MethodConfig" if isinstance(obj, MethodConfig) else type(obj).__name__
+    hints = typing.get_type_hints(type(obj))
+    # A method's own knobs carry their ranges with their fields (vlvae.methods); one without an upper
+    # bound gets the knobs' sanity ceiling.
+    declared = {f.name: f.metadata["range"] for f in fields(obj) if "range" in f.metadata}
+    ceilings = {
+        name: _KNOB_CEILING[hints[name]]
+        for name, allowed in declared.items()
+        if allowed[2] is None and hints.get(name) in _KNOB_CEILING
+    }
+    return {**_RANGES.get(kind, {}), **declared}, {**_LIMITS.get(kind, {}), **ceilings}
+
+
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check every numeric key against its range and every enumerated key against its values.
 
-    Called by :func:`preset` and :func:`apply_overrides`, so that each command refuses a bad
-    value before it writes anything.
+    Every number must be finite and in its range; keys without a natural upper bound have a
+    sanity ceiling (:data:`MAX_STEPS`, :data:`MAX_LIKELIHOOD_WEIGHT`, :data:`MAX_IMPORTANCE_SAMPLES`,
+    ...) far above any preset's value, above which training or evaluation would overflow, exhaust
+    memory or never finish. Called by :func:`preset`, :func:`apply_overrides` and
+    :func:`load_config`, so that each command refuses a bad value before it writes anything.
 
     Returns:
         ``cfg`` itself.
@@ -493,22 +611,15 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
     def check(obj, where: str) -> None:
         kind = "MethodConfig" if isinstance(obj, MethodConfig) else type(obj).__name__
-        # A method's own knobs carry their ranges with their fields (vlvae.methods).
-        declared = {f.name: f.metadata["range"] for f in fields(obj) if "range" in f.metadata}
-        ranges, allowed = {**_RANGES.get(kind, {}), **declared}, choices.get(kind, {})
+        (ranges, ceilings), allowed = _limits_of(obj), choices.get(kind, {})
         for f in fields(obj):
             value, key = getattr(obj, f.name), f"{where}{f.name}"
             if is_dataclass(value):
                 check(value, f"{key}.")
             elif f.name in ranges and not isinstance(value, bool):
-                low, low_in, high, high_in = ranges[f.name]
-                ok = isinstance(value, (int, float)) and math.isfinite(value)
-                ok = ok and (value >= low if low_in else value > low)
-                ok = ok and (high is None or (value <= high if high_in else value < high))
-                if not ok:
-                    raise VLVAEError(
-                        f"configuration key {key!r} must be {_range_text(*ranges[f.name])}, got {value!r}"
-                    )
+                problem = _value_problem(value, ranges[f.name], ceilings.get(f.name))
+                if problem:
+                    raise VLVAEError(f"configuration key {key!r} {problem}, got {value!r}")
             elif f.name in allowed and value not in allowed[f.name]:
                 raise VLVAEError(
                     f"configuration key {key!r} must be one of {', '.join(allowed[f.name])}, got {value!r}"
@@ -516,6 +627,27 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
     check(cfg, "")
     return cfg
+
+
+def check_option(option: str, value, key: str):
+    """Check a command-line option that sets configuration key ``key`` (e.g. ``--k`` sets
+    ``evaluation.k``) against that key's range and sanity ceiling, before anything is written.
+
+    Returns:
+        ``value`` (None passes: the option was not given).
+
+    Raises:
+        VLVAEError: ``--k must be at most 100,000 (...), got 100000000000``.
+    """
+    if value is None:
+        return value
+    section, _, name = key.rpartition(".")
+    obj = getattr(ExperimentConfig(), section) if section else ExperimentConfig()
+    ranges, ceilings = _limits_of(obj)
+    problem = _value_problem(value, ranges[name], ceilings.get(name))
+    if problem:
+        raise VLVAEError(f"{option} {problem}, got {value!r}")
+    return value
 
 
 def _to_plain(obj):
@@ -594,7 +726,7 @@ def _coerce(value, kind, key):
                 if isinstance(value, str)
                 else int(value)
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     raise VLVAEError(f"configuration key {key!r} needs {names[kind]}, got {value!r}")
@@ -717,4 +849,13 @@ def load_config(path: Path) -> ExperimentConfig:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as exc:  # omegaconf raises several YAML error types
         raise VLVAEError(f"{path} is not a readable config ({exc}); restore it or start a new run") from exc
-    return _from_plain(ExperimentConfig, _upgraded(data))
+    if not data:
+        raise VLVAEError(
+            f"{path} is empty; restore it, or delete the run folder {path.parent} and train it again"
+        )
+    if not isinstance(data, dict):
+        raise VLVAEError(
+            f"{path} holds a {type(data).__name__}, not a configuration; restore it, or delete the run "
+            f"folder {path.parent} and train it again"
+        )
+    return validate_config(_from_plain(ExperimentConfig, _upgraded(data)))

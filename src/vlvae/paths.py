@@ -6,20 +6,28 @@ classifier, ``reproduce``'s output) and :func:`check_output_file` (``vlvae sampl
 unusable into one :class:`~vlvae.errors.VLVAEError` line that names the path and
 the fix: it exists as the wrong kind, it lies on a system pseudo-filesystem
 (``/proc``, ``/sys``, ``/dev`` but not ``/dev/shm``), it cannot be created (e.g. a parent is a
-regular file), or it is not writable (read-only or immutable). Writability is
+regular file), it is not writable (read-only or immutable), it is empty (``--out ""``), one of its
+names is longer than a file system allows (255 bytes), or a symbolic link on its way loops. Writability is
 tried, not inferred from permission bits (root ignores those): a small probe
 file is created and removed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from vlvae.errors import VLVAEError
 
-__all__ = ["PSEUDO_FILESYSTEMS", "check_output_dir", "check_output_file"]
+__all__ = [
+    "PSEUDO_FILESYSTEMS",
+    "MAX_NAME_BYTES",
+    "check_path_usable",
+    "check_output_dir",
+    "check_output_file",
+]
 
 #: Mount points of kernel pseudo-filesystems: nothing a command makes belongs there.
 PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
@@ -29,6 +37,49 @@ _ALLOWED_BELOW = (Path("/dev/shm"),)
 #: Prefix of the probe files; deliberately unlike the temporary files of
 #: :func:`vlvae.io.atomic_path`, which a rerun removes as stale.
 _PROBE_PREFIX = ".vlvae-write-probe-"
+
+
+#: The longest name (one path component) Linux file systems accept, in bytes.
+MAX_NAME_BYTES = 255
+
+
+def check_path_usable(path, what: str, option: str = "--out") -> Path:
+    """Refuse a path no command can use, writing nothing: an empty one (``--out ""`` would be the
+    current folder), a name longer than :data:`MAX_NAME_BYTES`, or a symbolic link on its way that
+    loops.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        VLVAEError: one line naming the path, the problem and the fix.
+    """
+    if str(path) == "":
+        raise VLVAEError(f"{option} is empty; give the {what} a name (use . for the current folder)")
+    path = Path(path)
+    for name in path.parts:
+        size = len(os.fsencode(name))
+        if size > MAX_NAME_BYTES:
+            raise VLVAEError(
+                f"{what} {path}: the name {name[:40]}... is {size} bytes, more than the "
+                f"{MAX_NAME_BYTES} a file name may have; choose a shorter {option}"
+            )
+    prefix = Path(os.path.abspath(path))
+    for above in (*reversed(prefix.parents), prefix):
+        try:
+            os.stat(above)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise VLVAEError(
+                    f"{what} {path}: the symbolic link {above} loops (links back to itself); "
+                    f"remove or fix it, or choose another {option}"
+                ) from exc
+            if exc.errno == errno.ENAMETOOLONG:
+                raise VLVAEError(
+                    f"{what} {path} is longer than this system allows; choose a shorter {option}"
+                ) from exc
+            break  # missing (to be created) or below a file: the other checks name it
+    return path
 
 
 def _pseudo_root(path: Path) -> Path | None:
@@ -82,7 +133,7 @@ def check_output_dir(
     Raises:
         VLVAEError: one line naming the path and the fix.
     """
-    path = Path(path)
+    path = check_path_usable(path, what, option)
     fix = fix or f"choose a writable folder for {option}"
     pseudo = _pseudo_root(path)
     if pseudo is not None:
@@ -111,9 +162,10 @@ def check_output_file(path: Path, what: str = "output file", option: str = "--ou
 
     Raises:
         VLVAEError: ``path`` is a folder, lies on a pseudo-filesystem, something on its way is a
-            file, or the nearest existing folder cannot be written to.
+            file, the nearest existing folder cannot be written to, or :func:`check_path_usable`
+            refuses it.
     """
-    path = Path(path)
+    path = check_path_usable(path, what, option)
     pseudo = _pseudo_root(path)
     if pseudo is not None:
         raise VLVAEError(
