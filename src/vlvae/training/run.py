@@ -3,6 +3,10 @@
 Run folders (their layout, weights, loaders of trained stages) are :mod:`vlvae.runs`'s; the
 names this module used to hold are imported here again so older imports keep working.
 A stage whose ``metrics.json`` exists is finished and is never retrained.
+Its ``last.ckpt`` is written atomically, opened without running code, refused if another stage
+wrote it, and never holds non-finite weights: a fit stops at the first non-finite training loss,
+and a Ctrl-C, like a full disk, ends in one line that says how to resume
+(:mod:`vlvae.training.checkpoints`).
 Every training command holds the run folder's lock while it writes; options,
 data and folder are checked before the first file is written.
 Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
-from vlvae.errors import VLVAEError
+from vlvae.errors import DiskFullError, VLVAEError
 from vlvae.io import atomic_write_json, remove_stale_temporaries
 from vlvae.locking import folder_lock, holds_lock
 from vlvae.methods import configure, get_method
@@ -41,6 +47,14 @@ from vlvae.runs import (
     stage_seed,
 )
 from vlvae.seeds import STAGE1_SEED_OFFSET
+from vlvae.training.checkpoints import (
+    AtomicCheckpointIO,
+    NonFiniteTraining,
+    StageGuard,
+    non_finite_tensors,
+    read_checkpoint,
+    stage_stamp,
+)
 from vlvae.training.tasks import STAGE_TASKS, BestWeights, CheckpointAfterValidation, VLVAETask
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
@@ -51,13 +65,54 @@ __all__ = ["fit_stage", "train_vlvae", "fit_vlvae", "train_text_posterior", "tra
 _WRITABLE_RUN = "each stage writes its folder inside the run: make it writable, or copy the run"
 
 
-def _checkpoint_step(path: Path) -> int:
+def _resume_hint(directory: Path, saved_step: int | None) -> str:
+    """How to go on after a fit stopped early, from the step of its last checkpoint (None: none)."""
+    if saved_step is None:
+        return "no checkpoint was written yet: rerun the same command to start the stage again"
+    return (
+        f"rerun the same command with --resume to continue from step {saved_step} ({directory / 'last.ckpt'})"
+    )
+
+
+def _non_finite_message(what: str, directory: Path, exc: NonFiniteTraining, saved_step: int | None) -> str:
+    """The line of a fit stopped by a non-finite loss or weights (nothing of it is marked finished)."""
+    again = f"delete {directory} to start it again with other settings (--set)"
+    if saved_step is not None:
+        again = (
+            f"rerun with --resume to continue from step {saved_step}, the last finite checkpoint "
+            f"({directory / 'last.ckpt'}), or {again}"
+        )
+    return (
+        f"training of {what} ({directory}) stopped at step {exc.step}: {exc.what} was not finite, so the "
+        f"stage is not finished; {again}"
+    )
+
+
+def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_io: AtomicCheckpointIO):
+    """``run()`` a Trainer's fit or validation, turning its early ends into one line each: a Ctrl-C or
+    SIGTERM (on which Lightning exits the process), a non-finite loss or weights, a full disk."""
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
-    except Exception as exc:  # a truncated or foreign file
+        return run()
+    except SystemExit as exc:
+        if guard.interrupted is None:
+            raise
         raise VLVAEError(
-            f"{path} is not a readable checkpoint ({exc}); delete it to restart the stage"
+            f"training of {what} ({directory}) was interrupted; "
+            + _resume_hint(directory, checkpoint_io.saved_step)
         ) from exc
+    except NonFiniteTraining as exc:
+        raise VLVAEError(_non_finite_message(what, directory, exc, checkpoint_io.saved_step)) from exc
+    except DiskFullError as exc:
+        if checkpoint_io.saved_step is None:
+            raise
+        raise DiskFullError(
+            f"{exc} with --resume: {directory / 'last.ckpt'} of step {checkpoint_io.saved_step} is intact"
+        ) from exc
+    finally:
+        # Lightning ignores Ctrl-C after the first one; the process goes on, so it should count again.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def fit_stage(
@@ -70,6 +125,7 @@ def fit_stage(
     progress: bool = True,
     extra: dict | None = None,
     posterior_family: str | None = None,
+    stage_name: str | None = None,
 ) -> dict:
     """Train one stage with Lightning, or do nothing if it is finished.
 
@@ -88,6 +144,8 @@ def fit_stage(
         resume: continue from ``last.ckpt`` of a killed run.
         progress: show Lightning's progress bar.
         extra: more fields for metrics.json.
+        stage_name: what the checkpoints say wrote them (default: ``weights_tag``); ``--resume`` refuses
+            a checkpoint stamped with another stage, weights tag or seed.
 
     Returns:
         The stage's metrics (also in ``directory/metrics.json``).
@@ -100,6 +158,9 @@ def fit_stage(
         remove_stale_temporaries(directory)
     ckpt = directory / "last.ckpt"
     ckpt_path = None
+    what = stage_name or weights_tag
+    stamp = stage_stamp(what, weights_tag, task.seed)
+    checkpoint_io = AtomicCheckpointIO()
     if ckpt.exists():
         if not resume:
             raise VLVAEError(
@@ -107,7 +168,7 @@ def fit_stage(
                 f"continue it, or delete {directory} to start it again"
             )
         ckpt_path = str(ckpt)
-        task.start_step = _checkpoint_step(ckpt)
+        task.start_step = checkpoint_io.saved_step = int(read_checkpoint(ckpt, stamp, task)["global_step"])
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor = getattr(task, "monitor", None)
     stopping = best = None
@@ -135,6 +196,8 @@ def fit_stage(
         )
         best = BestWeights(monitor)
         callbacks += [stopping, best, CheckpointAfterValidation(ckpt)]
+    guard = StageGuard(stamp)
+    callbacks.append(guard)
     # Each training session (the first, and every --resume) logs into its own folder, so
     # resuming never overwrites the earlier session's CSV.
     session = f"from_step_{task.start_step}"
@@ -150,6 +213,7 @@ def fit_stage(
         strategy="ddp" if cfg.devices > 1 else "auto",
         precision=cfg.precision,
         callbacks=callbacks,
+        plugins=[checkpoint_io],
         logger=loggers,
         val_check_interval=min(stage.val_every, stage.steps),
         check_val_every_n_epoch=None,
@@ -161,12 +225,18 @@ def fit_stage(
         deterministic=False,
     )
     started = time.time()
-    trainer.fit(task, ckpt_path=ckpt_path)
+    _run_trainer(
+        lambda: trainer.fit(task, ckpt_path=ckpt_path, weights_only=True),
+        what,
+        directory,
+        guard,
+        checkpoint_io,
+    )
     seconds = time.time() - started
     if trainer.interrupted:
         raise VLVAEError(
-            f"training of {directory.name} was interrupted at step {trainer.global_step}; "
-            "rerun the same command with --resume to continue"
+            f"training of {what} ({directory}) was interrupted at step {trainer.global_step}; "
+            + _resume_hint(directory, checkpoint_io.saved_step)
         )
     steps_done = trainer.global_step - task.start_step
     train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
@@ -185,7 +255,15 @@ def fit_stage(
             "best_value": best.best_value,
         }
         best.restore(task.trainable())
-    final = trainer.validate(task, verbose=False)[0] if stage.val_examples > 0 else {}
+    bad = non_finite_tensors(task.trainable().state_dict())
+    if bad:
+        problem = NonFiniteTraining(trainer.global_step, f"the weights {', '.join(bad[:3])}")
+        raise VLVAEError(_non_finite_message(what, directory, problem, checkpoint_io.saved_step))
+    final = (
+        _run_trainer(lambda: trainer.validate(task, verbose=False), what, directory, guard, checkpoint_io)[0]
+        if stage.val_examples > 0
+        else {}
+    )
     metrics = {
         "weights_tag": weights_tag,
         **({"posterior_family": posterior_family} if posterior_family is not None else {}),
@@ -277,6 +355,7 @@ def fit_vlvae(
             resume,
             progress,
             extra={"method": cfg.method.name},
+            stage_name=STAGE1,
         )
 
 
@@ -305,6 +384,7 @@ def _fit_on_frozen_vlvae(
             progress,
             extra={**extra, "replicate": replicate, "seed": seed},
             posterior_family=getattr(cfg, stage.config_section).posterior_family,
+            stage_name=stage.name,
         )
 
 
