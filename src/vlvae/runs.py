@@ -26,15 +26,20 @@ This module reads and makes run folders; fitting a stage is :mod:`vlvae.training
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config
-from vlvae.data.format import read_manifest, read_vocabulary, vocabulary_sha256
+from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config, validate_config
+from vlvae.data.format import (
+    check_dataset,
+    manifest_image_size,
+    read_manifest,
+    read_vocabulary,
+    vocabulary_sha256,
+)
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_path, atomic_write_json, read_json
 from vlvae.methods import build_model, get_method
@@ -63,6 +68,8 @@ __all__ = [
     "init_run",
     "check_run_data",
     "open_run",
+    "read_run_info",
+    "read_stage_metrics",
     "save_weights",
     "load_weights",
     "load_vlvae",
@@ -134,12 +141,17 @@ def _make(stage: str, run: Path, replicate: int = 0) -> str:
 def _sized_for(data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with the model's image size, vocabulary size, text length and end word taken from the
     data (read only)."""
-    manifest = read_manifest(data)
+    manifest = check_dataset(data)  # the whole data set, before anything is written
     vocab = read_vocabulary(data)
     cfg.model.vocab_size = len(vocab)
-    cfg.model.text_length = int(manifest.get("text_length", 9))
+    length = manifest.get("text_length", 9)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise VLVAEError(
+            f"{data}/manifest.json has text_length {length!r}, not a positive integer; rebuild the data set"
+        )
+    cfg.model.text_length = length
     cfg.model.end_index = vocab.end_index  # texts of variable length end with it (docs/design.md §11)
-    cfg.model.image_size = int(manifest["image_size"])
+    cfg.model.image_size = manifest_image_size(manifest, data)
     feature_side(cfg.model.image_size, cfg.model.n_downsample)  # the data's size must suit the model
     return cfg
 
@@ -148,12 +160,14 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     """Create (or reopen with the same config) a run folder for data set ``data``.
 
     The model's image size, vocabulary size and text length are taken from the data. The data
-    and the configuration are checked before anything is written; call it while holding the
+    (whole: :func:`vlvae.data.format.check_dataset`), the configuration and an existing folder's
+    run records are checked before anything is written; call it while holding the
     run folder's lock (:func:`vlvae.locking.folder_lock`, as :func:`vlvae.training.run.train_vlvae` does).
     ``run.json`` records the data folder, its data set and its vocabulary's sha256.
     """
     run, data = Path(run), Path(data)
-    cfg = _sized_for(data, cfg)
+    cfg = validate_config(_sized_for(data, cfg))  # the data set checked whole (check_dataset)
+    manifest = read_manifest(data)
     check_output_dir(run, "run folder")
     if (run / "config.yaml").exists():
         existing = load_config(run / "config.yaml")
@@ -162,13 +176,13 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
                 f"{run} holds a run with another configuration; choose another --out "
                 "(or run with the same preset and --set options)"
             )
-        info = read_json(run / "run.json", "the run folder is damaged; start a new run")
+        info = read_run_info(run)
         if Path(info["data"]).resolve() != data.resolve():
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
         check_run_data(run, existing, info)
         return existing
-    manifest = read_manifest(data)
-    save_config(cfg, run / "config.yaml")
+    # run.json first: config.yaml, written last, marks a made run folder (a kill between them leaves
+    # a run.json that the next start overwrites).
     atomic_write_json(
         run / "run.json",
         {
@@ -180,6 +194,7 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
             **run_info(),
         },
     )
+    save_config(cfg, run / "config.yaml")
     return cfg
 
 
@@ -190,9 +205,9 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     made since they are recorded), the data set and the vocabulary's sha256.
     """
     data = Path(info["data"])
-    manifest = read_manifest(data)
+    manifest = check_dataset(data)
     remedy = f"restore the data set {run} was trained on, or train a new run on this one"
-    size = int(manifest["image_size"])
+    size = manifest_image_size(manifest, data)
     if size != cfg.model.image_size:
         raise VLVAEError(
             f"{run} was trained on {cfg.model.image_size} px images, but its data set {data} has "
@@ -220,8 +235,19 @@ def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
             f"`vlvae train vlvae --data DATA --out {run}`"
         )
     cfg = load_config(run / "config.yaml")
-    info = read_json(run / "run.json", "the run folder is damaged; start a new run")
-    return cfg, info
+    return cfg, read_run_info(run)
+
+
+def read_run_info(run: Path) -> dict:
+    """A run folder's ``run.json``, checked to be an object that names the run's data folder."""
+    path = Path(run) / "run.json"
+    fix = f"the run folder {run} is damaged; delete it and train it again, or choose another folder"
+    info = read_json(path, fix)
+    if not isinstance(info, dict):
+        raise VLVAEError(f"{path} holds a JSON {type(info).__name__}, not an object; {fix}")
+    if not isinstance(info.get("data"), str) or not info["data"]:
+        raise VLVAEError(f"{path} does not name the data folder the run was trained on ('data'); {fix}")
+    return info
 
 
 def _arch_of(module: torch.nn.Module) -> str | None:
@@ -273,6 +299,12 @@ def load_weights(module: torch.nn.Module, path: Path, tag: str, remedy: str) -> 
             f"{path} holds {tag} weights of the {saved_arch!r} image architecture, but its config "
             f"describes {expected!r}; use the config it was trained with, or retrain with `{remedy}`"
         )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise VLVAEError(
+                f"{path} holds non-finite values (NaN or infinity) in tensor {name!r}: the training "
+                f"diverged; retrain it (e.g. with a lower learning rate or likelihood weight) with `{remedy}`"
+            )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -283,22 +315,39 @@ def load_weights(module: torch.nn.Module, path: Path, tag: str, remedy: str) -> 
     return module
 
 
-def _require(run: Path, stage: str, replicate: int = 0) -> Path:
+def read_stage_metrics(run: Path, stage: str, replicate: int = 0, tag: str | None = None) -> dict:
+    """The ``metrics.json`` of a finished stage, checked: a JSON object, of a stage with weights tag
+    ``tag`` where it records one. One line naming the file and the fix otherwise."""
     d = stage_dir(run, stage, replicate)
-    if not (d / "metrics.json").is_file():
-        what = f"stage {stage!r}" + (f" (replicate {replicate})" if replicate else "")
-        raise VLVAEError(f"{what} of {run} is not finished; run `{_make(stage, run, replicate)}`")
-    return d
+    path = d / "metrics.json"
+    what = f"stage {stage!r}" + (f" (replicate {replicate})" if replicate else "")
+    make = _make(stage, run, replicate)
+    if not path.is_file():
+        raise VLVAEError(f"{what} of {run} is not finished; run `{make}`")
+    fix = f"delete {d} and retrain it with `{make}`"
+    metrics = read_json(path, fix)
+    if not isinstance(metrics, dict):
+        raise VLVAEError(f"{path} holds a JSON {type(metrics).__name__}, not a stage's metrics; {fix}")
+    saved = metrics.get("weights_tag")
+    if tag is not None and saved is not None and saved != tag:
+        raise VLVAEError(f"{path} describes a {saved} stage, not the {tag} of {what}; {fix}")
+    return metrics
+
+
+def _require(run: Path, stage: str, replicate: int = 0, tag: str | None = None) -> Path:
+    read_stage_metrics(run, stage, replicate, tag)
+    return stage_dir(run, stage, replicate)
 
 
 def load_vlvae(run: Path, cfg: ExperimentConfig | None = None):
     """The trained, frozen stage-1 model of a run (the VLVAE or the run's method's), in evaluation mode."""
     cfg = cfg or open_run(run)[0]
-    d = _require(run, STAGE1)
+    tag = get_method(cfg.method.name).weights_tag
+    d = _require(run, STAGE1, tag=tag)
     model = load_weights(
         build_model(cfg.model, cfg.method),
         d / "weights.safetensors",
-        get_method(cfg.method.name).weights_tag,
+        tag,
         _MAKES[STAGE1].format(run=run),
     )
     return model.eval().requires_grad_(False)
@@ -312,8 +361,8 @@ def load_stage(run: Path, name: str, cfg: ExperimentConfig | None = None, replic
     """
     stage = get_stage(name)
     cfg = cfg or open_run(run)[0]
-    d = _require(run, stage.name, replicate)
-    metrics = json.loads((d / "metrics.json").read_text())
+    metrics = read_stage_metrics(run, stage.name, replicate, stage.weights_tag)
+    d = stage_dir(run, stage.name, replicate)
     # The family it was fitted with (``kind`` in metrics.json files written before it was named so).
     family = (
         metrics.get("posterior_family", metrics.get("kind"))

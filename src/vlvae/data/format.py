@@ -13,6 +13,10 @@ Layout of a data set folder ``DIR``::
 Every file is written to a temporary name in the same folder and then renamed
 (:func:`vlvae.io.atomic_path`), so an interrupted write never leaves a truncated file under a
 final name. The generic I/O helpers are :mod:`vlvae.io`'s; this module holds the data-set format.
+
+:func:`check_dataset` checks that a finished data set is whole (the manifest's image size, every
+split's images against its records and the manifest, every record's text) with one line per
+problem; every command that trains on a data set calls it before it writes anything.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ __all__ = [
     "record_words",
     "DATASET_FOLDERS",
     "read_manifest",
+    "manifest_image_size",
+    "check_dataset",
     "read_vocabulary",
     "read_records",
     "load_images",
@@ -83,6 +89,97 @@ def read_manifest(root: Path) -> dict:
     )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise VLVAEError(f"{root}/manifest.json is not a vlvae data-set manifest; rebuild the data set")
+    return manifest
+
+
+#: The keys a record may hold its text under (:data:`vlvae.data.dataset.TEXT_FORMS`).
+TEXT_KEYS = ("text", "words", "captions")
+
+
+def manifest_image_size(manifest: dict, root: Path) -> int:
+    """The side of a data set's images, as its manifest records it: a positive integer, or one line."""
+    size = manifest.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        what = "has no image_size" if size is None else f"has image_size {size!r}, not a positive integer"
+        raise VLVAEError(f"{Path(root) / 'manifest.json'} {what}; rebuild the data set")
+    return size
+
+
+def _text_problem(record, vocab: Vocabulary | None) -> str | None:
+    """Why a record holds no usable text (None: it does)."""
+    if not isinstance(record, dict):
+        return f"is a {type(record).__name__}, not a record"
+    key = next((k for k in TEXT_KEYS if k in record), None)
+    if key is None:
+        return f"has no text (none of {', '.join(TEXT_KEYS)})"
+    texts = record[key] if key == "captions" else [record[key]]
+    if not isinstance(texts, list) or not texts:
+        return f"has an empty or malformed {key!r}"
+    for text in texts:
+        # a set of words may be empty (padded with the blank word); a text of fixed slots may not
+        if (
+            not isinstance(text, list)
+            or not all(isinstance(w, str) for w in text)
+            or (key == "text" and not text)
+        ):
+            return f"has a {key!r} that is not a {'non-empty ' if key == 'text' else ''}list of words"
+        if vocab is not None and vocab.end is None:
+            unknown = vocab.unknown_words(text)
+            if unknown:
+                return f"has words not in vocab.json ({', '.join(map(repr, unknown[:3]))})"
+    return None
+
+
+def check_dataset(root: Path) -> dict:
+    """Check that a finished data set is whole before a command writes anything from it.
+
+    Checked: the manifest (:func:`read_manifest`) and its image size; vocab.json; for every split,
+    that ``images.npy`` holds uint8 (N, S, S, 3) images of the manifest's side S, as many as the
+    manifest counts and as ``scenes.json`` has records; that every record has a text
+    (``text``, ``words`` or ``captions``) of known words, and texts of fixed slots all one length.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        VLVAEError: one line naming the file, the problem and the fix (rebuild the data set).
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    size = manifest_image_size(manifest, root)
+    vocab = read_vocabulary(root)
+    counts = manifest.get("counts")
+    for split in splits_of(manifest):
+        images = load_images(root, split)
+        path = root / split / "images.npy"
+        if tuple(images.shape[1:3]) != (size, size):
+            raise VLVAEError(
+                f"{path} holds {images.shape[1]} x {images.shape[2]} images, but {root}/manifest.json "
+                f"says {size} x {size}; rebuild the data set"
+            )
+        if isinstance(counts, dict) and split in counts and counts[split] != len(images):
+            raise VLVAEError(
+                f"{path} holds {len(images)} images, but {root}/manifest.json counts {counts[split]!r}; "
+                "rebuild the data set"
+            )
+        records = read_records(root, split)
+        if len(records) != len(images):
+            raise VLVAEError(
+                f"{root}/{split} has {len(images)} images but {len(records)} records in scenes.json; "
+                "rebuild the data set"
+            )
+        lengths = set()
+        for i, record in enumerate(records):
+            problem = _text_problem(record, vocab)
+            if problem:
+                raise VLVAEError(f"{root}/{split}/scenes.json: scene {i} {problem}; rebuild the data set")
+            if "text" in record:
+                lengths.add(len(record["text"]))
+        if len(lengths) > 1:
+            raise VLVAEError(
+                f"{root}/{split}/scenes.json holds texts of {sorted(lengths)} words; texts of fixed slots "
+                "all have one length; rebuild the data set"
+            )
     return manifest
 
 
