@@ -1,5 +1,6 @@
 """A tiny trained run (with its classifier and report) and a live server on it, shared by the serve tests."""
 
+import shutil
 import socket
 import threading
 import time
@@ -24,27 +25,65 @@ def inference(tiny):
     return Inference.open(tiny / "run", tiny / "classifier")
 
 
-@pytest.fixture(scope="session")
-def served(inference):
-    """Base URL of uvicorn serving the tiny run on a free loopback port, in a thread of this process."""
+def _start(app):
+    """(server, thread, socket, base URL) of uvicorn serving ``app`` on a free loopback port, in a thread."""
     import uvicorn
-
-    from vlvae.serve import create_app
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(inference), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    return server, thread, sock, f"http://127.0.0.1:{port}"
+
+
+def _stop(server, thread, sock):
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture(scope="session")
+def partial_run(tiny, tmp_path_factory):
+    """A copy of the tiny run with only the VLVAE and q_Agg trained (no q_True, no prior, no report)."""
+    run = tmp_path_factory.mktemp("partial") / "run"
+    run.mkdir()
+    for name in ("config.yaml", "run.json"):
+        shutil.copy(tiny / "run" / name, run / name)
+    for stage in ("stage1", "q_agg"):
+        (run / stage).mkdir()
+        for name in ("weights.safetensors", "metrics.json"):
+            shutil.copy(tiny / "run" / stage / name, run / stage / name)
+    return run
+
+
+@pytest.fixture(scope="session")
+def served(inference):
+    """Base URL of uvicorn serving the tiny run on a free loopback port, in a thread of this process."""
+    from vlvae.serve import create_app
+
+    server, thread, sock, url = _start(create_app(inference))
+    yield url
+    _stop(server, thread, sock)
+
+
+@pytest.fixture
+def serve_app():
+    """``serve_app(app)`` -> the base URL of uvicorn serving ``app`` on loopback until the test ends."""
+    started = []
+
+    def serve(app):
+        started.append(_start(app))
+        return started[-1][-1]
+
+    yield serve
+    for server, thread, sock, _ in started:
+        _stop(server, thread, sock)
 
 
 @pytest.fixture(scope="session")

@@ -10,39 +10,72 @@ memory and sent as a ``data:`` URL. Bad input is answered with a 4xx status and
 400    unknown word, wrong text length, n or seed out of range, bad parameter
 404    no such validation image, no report, no such figure
 409    a stage of the run that is not trained (the message names the command)
-413    an upload over :data:`vlvae.serve.images.MAX_UPLOAD_BYTES`
+405    a method the path does not take
+413    an upload over :data:`vlvae.serve.images.MAX_UPLOAD_BYTES` or
+       :data:`vlvae.serve.images.MAX_UPLOAD_PIXELS` (read from the file's header, before decoding)
 415    an upload that is not a PNG or JPEG image
 =====  =====================================================================
+
+Every answer of every path is JSON with a ``detail`` when it is an error (an unknown path too), and
+an unforeseen failure answers 500 with a one-line ``detail`` instead of a traceback.
+
+The event loop only parses requests and answers them: decoding uploads, the models and PNG encoding
+run in a bounded pool of worker threads (:class:`_Sampler` and ``workers``), so that one slow request
+(a large upload) delays no other, not even ``/api/health``. Sampling requests that arrive while the
+models are busy are run together as one batch by one model thread (each request keeps its own seeded
+z, drawn exactly as :class:`vlvae.inference.Inference` draws it, so a seeded request gives the same
+images alone or in a batch); a batch of 64 samples costs far less than eight of 8, which is what lets
+concurrent clients share a small machine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import os
+import queue
 import random
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from vlvae.errors import VLVAEError
-from vlvae.inference import PRIORS, TEXT_POSTERIORS, Inference, MissingStage, Samples, check_sample_count
+from vlvae.inference import (
+    PRIORS,
+    TEXT_POSTERIORS,
+    Inference,
+    MissingStage,
+    Samples,
+    check_sample_count,
+    to_uint8,
+)
 from vlvae.runs import STAGE1
 from vlvae.serve.images import MAX_UPLOAD_BYTES, UploadRefused, png_data_url, read_upload
 from vlvae.serve.markdown import render_markdown
 
-__all__ = ["PAGE_MAX_SAMPLES", "MAX_SEED", "create_app"]
+__all__ = ["PAGE_MAX_SAMPLES", "MAX_SEED", "MAX_BATCH_SAMPLES", "default_workers", "create_app"]
 
 #: The most samples one API request may ask for, per column (two columns of 64 fill a large screen).
 PAGE_MAX_SAMPLES = 64
 #: Seeds stay below 2**31 so that a page's number survives JavaScript and URLs unchanged.
 MAX_SEED = 2**31 - 1
-_FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.(png|jpg|jpeg|svg|json)$")
+#: The most samples one batch of the model thread draws (several requests' samples together).
+MAX_BATCH_SAMPLES = 256
+#: A figure's name: a plain file name of at most 128 characters (longer ones are refused, not looked up).
+_FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.(png|jpg|jpeg|svg|json)$")
 #: Multipart bodies are read whole (after the size check) and parsed in memory.
 _MULTIPART_MARGIN = 64 * 1024
 
@@ -72,29 +105,6 @@ def _samples_json(samples: Samples) -> list[dict]:
     ]
 
 
-def _columns(choice: str, options: dict, what: str, draw: Callable[[str], Samples]) -> list[dict]:
-    """One column per chosen option (``both`` = every option); a missing stage greys its column out,
-    and answers 409 only when every chosen column is missing."""
-    if choice == "both":
-        names = list(options)
-    elif choice in options:
-        names = [choice]
-    else:
-        raise VLVAEError(f"{what} must be {', '.join(repr(o) for o in options)} or 'both', got {choice!r}")
-    columns, missing = [], []
-    for name in names:
-        column = {"name": name, "label": options[name][1]}
-        try:
-            column.update(available=True, samples=_samples_json(draw(name)))
-        except MissingStage as exc:
-            column.update(available=False, detail=str(exc), samples=[])
-            missing.append(exc)
-        columns.append(column)
-    if len(missing) == len(names):
-        raise MissingStage(missing[0].stage, "; ".join(str(exc) for exc in missing))
-    return columns
-
-
 def _menu(options: dict) -> str:
     """``agg (q_Agg(z|y)), true (q_True(z|y))``: a menu's names with their labels, for the API's docs."""
     return ", ".join(f"{name} ({label})" for name, (_, label) in options.items())
@@ -110,8 +120,177 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def default_workers() -> int:
+    """Worker threads for decoding and PNG encoding: one per core (at least 2, so that one slow upload
+    never holds every worker)."""
+    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass
+class _Job:
+    """One column of one request: n samples from a text posterior (``ids`` given) or a prior."""
+
+    kind: str  # "text" or "prior"
+    name: str
+    n: int
+    seed: int
+    ids: torch.Tensor | None = None
+    future: Future = field(default_factory=Future)
+
+
+class _Sampler:
+    """The one model thread: draws the samples of every waiting request as one batch.
+
+    Each job's z is drawn on its own, seeded, under the run's lock and with torch's random state put
+    back afterwards (as :meth:`vlvae.inference.Inference.from_text` and ``from_prior`` draw it); the
+    images, texts and the classifier's scores of all jobs are then decoded in one pass. A request
+    that arrives while a batch runs waits for the next one, so with one client a request is decoded
+    alone and with many the cost per sample falls.
+    """
+
+    def __init__(self, inference: Inference, max_batch: int = MAX_BATCH_SAMPLES):
+        self.inference = inference
+        self.max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        #: The sizes (samples) of the batches drawn so far, for tests and the load benchmark.
+        self.batches: list[int] = []
+
+    def submit(self, job: _Job) -> Future:
+        with self._start:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="vlvae-serve-model", daemon=True)
+                self._thread.start()
+        self._jobs.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Stop the model thread once the jobs already waiting are done."""
+        with self._start:
+            if self._thread is not None and self._thread.is_alive():
+                self._jobs.put(None)
+                self._thread.join(timeout=30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            jobs, total = [job], job.n
+            while total < self.max_batch:
+                try:
+                    following = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                jobs.append(following)
+                total += following.n
+            self._run(jobs)
+
+    def _latent(self, job: _Job) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z (n, latent), the texts to judge the images against: the given text, or None for the
+        decoded ones), drawn exactly as :class:`Inference` draws them."""
+        inference = self.inference
+        # The run's lock keeps torch's global random state to one seeded draw at a time (Inference's
+        # own methods take it too); q(z|y) and the priors are reached as Inference reaches them.
+        if job.kind == "text":
+            q = inference._posterior(job.name)
+            y = job.ids.reshape(1, -1).expand(job.n, -1).contiguous()
+            with inference._lock, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(job.seed)
+                return q(y).sample(), y
+        with inference._lock, torch.random.fork_rng(devices=[]):
+            dist = inference._prior_distribution(job.name)
+            torch.manual_seed(job.seed)
+            return dist.sample((job.n,)), None
+
+    @torch.no_grad()
+    def _run(self, jobs: list[_Job]) -> None:
+        drawn = []
+        for job in jobs:
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                drawn.append((job, *self._latent(job)))
+            except Exception as exc:  # the job's own error (a missing stage): its request answers it
+                job.future.set_exception(exc)
+        if not drawn:
+            return
+        try:
+            model, inference = self.inference.model, self.inference
+            z = torch.cat([z for _, z, _ in drawn])
+            images = model.image_mean(z)
+            ids = model.generate_text(z)
+            scores = None
+            if inference.scorer is not None:
+                parts, at = [], 0
+                for job, _, judged in drawn:
+                    parts.append(ids[at : at + job.n] if judged is None else judged)
+                    at += job.n
+                scores = inference.scorer.score(images, torch.cat(parts)).numpy()
+            pixels, texts = to_uint8(images), inference.decode_texts(ids)
+        except Exception as exc:  # every job of the batch shares the failure
+            for job, _, _ in drawn:
+                job.future.set_exception(exc)
+            return
+        self.batches.append(len(z))
+        at = 0
+        for job, _, _ in drawn:
+            part = slice(at, at + job.n)
+            job.future.set_result(
+                Samples(pixels[part], texts[part], None if scores is None else scores[part])
+            )
+            at += job.n
+
+
+async def _columns(
+    choice: str, options: dict, what: str, draw: Callable[[str], Awaitable[list[dict]]]
+) -> list[dict]:
+    """One column per chosen option (``both`` = every option), drawn together; a missing stage greys
+    its column out, and answers 409 only when every chosen column is missing."""
+    if choice == "both":
+        names = list(options)
+    elif choice in options:
+        names = [choice]
+    else:
+        raise VLVAEError(f"{what} must be {', '.join(repr(o) for o in options)} or 'both', got {choice!r}")
+    answers = await asyncio.gather(*(draw(name) for name in names), return_exceptions=True)
+    columns, missing = [], []
+    for name, answer in zip(names, answers):
+        column = {"name": name, "label": options[name][1]}
+        if isinstance(answer, MissingStage):
+            column.update(available=False, detail=str(answer), samples=[])
+            missing.append(answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            column.update(available=True, samples=answer)
+        columns.append(column)
+    if len(missing) == len(names):
+        raise MissingStage(missing[0].stage, "; ".join(str(exc) for exc in missing))
+    return columns
+
+
+_LONG_WORD = re.compile(r"\S{81,}")
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """``text`` on one line, each word of over 80 characters (an echoed input) cut to 60 and the
+    whole to ``limit`` characters."""
+    line = _LONG_WORD.sub(lambda m: m.group()[:60] + "…", " ".join(str(text).split()))
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def create_app(
-    inference: Inference, report_dir: Path | None = None, max_samples: int = PAGE_MAX_SAMPLES
+    inference: Inference,
+    report_dir: Path | None = None,
+    max_samples: int = PAGE_MAX_SAMPLES,
+    workers: int | None = None,
+    torch_threads: int | None = None,
 ) -> FastAPI:
     """The application for one opened run.
 
@@ -119,6 +298,11 @@ def create_app(
         inference: the opened run (:meth:`vlvae.inference.Inference.open`).
         report_dir: the folder with ``report.md`` and ``figures/`` (default: the run folder).
         max_samples: the most samples per column one request may ask for.
+        workers: threads that decode uploads, run the image → text models and encode PNGs
+            (default :func:`default_workers`); sampling runs in one more thread, batched.
+        torch_threads: when given, ``torch.set_num_threads`` for the whole process (the models' own
+            threads; 1 suits a small machine where the requests themselves run in parallel); None
+            leaves torch's setting (``vlvae serve --threads``).
 
     Example:
         >>> from fastapi.testclient import TestClient  # doctest: +SKIP
@@ -126,49 +310,90 @@ def create_app(
         >>> client.get("/api/text", params={"text": "small red metal cube left large blue rubber sphere"})
         ... # doctest: +SKIP
     """
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise VLVAEError(f"workers must be at least 1, got {workers}")
+    if torch_threads is not None:
+        if torch_threads < 1:
+            raise VLVAEError(f"torch_threads must be at least 1, got {torch_threads}")
+        torch.set_num_threads(torch_threads)
     report_dir = Path(report_dir if report_dir is not None else inference.run)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlvae-serve")
+    sampler = _Sampler(inference)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, sampler.close)
+        pool.shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(
         title="vlvae serve",
         version="1",
         description=f"Text → image, prior samples and image → text for the run {inference.run}. "
         'Bad input answers 4xx with {"detail": "..."} naming the problem.',
+        lifespan=lifespan,
     )
+    app.state.sampler = sampler
+    app.state.workers = workers
     app.mount("/static", StaticFiles(directory=_static()), name="static")
     evaluate_command = f"vlvae evaluate --run {inference.run} --classifier CLS"
 
+    async def offload(function: Callable, *args, **kwargs):
+        """``function(*args, **kwargs)`` in the worker pool; the event loop goes on meanwhile."""
+        call = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    async def draw(job: _Job) -> list[dict]:
+        samples = await asyncio.wrap_future(sampler.submit(job))
+        return await offload(_samples_json, samples)
+
     @app.exception_handler(MissingStage)
     async def _missing(request: Request, exc: MissingStage):
-        return JSONResponse({"detail": str(exc), "stage": exc.stage}, status_code=409)
+        return JSONResponse({"detail": _one_line(str(exc)), "stage": exc.stage}, status_code=409)
 
     @app.exception_handler(UploadRefused)
     async def _refused(request: Request, exc: UploadRefused):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=exc.status)
 
     @app.exception_handler(VLVAEError)
     async def _bad_input(request: Request, exc: VLVAEError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=400)
+        return JSONResponse({"detail": _one_line(_validation_message(exc))}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        # Unknown paths (404), wrong methods (405) and the static files' own errors: JSON like the rest.
+        detail = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else None
+        if detail is None:
+            detail = f"no such path: {request.url.path}; the API is described at /docs"
+        return JSONResponse({"detail": _one_line(detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unforeseen(request: Request, exc: Exception):
+        return JSONResponse(
+            {"detail": _one_line(f"the server failed on this request ({type(exc).__name__}: {exc})")},
+            status_code=500,
+        )
 
     @app.get("/", include_in_schema=False)
-    def page():
+    async def page():
         return FileResponse(_static() / "index.html", media_type="text/html")
 
     @app.get("/api/health")
-    def health() -> dict:
-        """The server is up; the run it serves and which of its stages are loaded."""
+    async def health() -> dict:
+        """The server is up; the run it serves and which of its stages are loaded (answered on the
+        event loop, never behind a model)."""
         return {
             "status": "ok",
             "run": str(inference.run),
             "stages": {stage: why is None for stage, why in inference.stages().items()},
         }
 
-    @app.get("/api/vocab")
-    def vocab() -> dict:
-        """What the page needs to build its text entry: slots and their words, text length, data set,
-        which stages are present (with the command that trains each missing one), limits."""
+    def _vocab() -> dict:
         v = inference.vocab
         stages = inference.stages()
         example = ""
@@ -202,10 +427,18 @@ def create_app(
             "max_samples": max_samples,
             "max_seed": MAX_SEED,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
+            "validation_count": inference.validation_count(),
         }
 
+    @app.get("/api/vocab")
+    async def vocab() -> dict:
+        """What the page needs to build its text entry: slots and their words, text length, data set,
+        which stages are present (with the command that trains each missing one), limits, and the
+        number of validation images."""
+        return await offload(_vocab)  # the first call reads the validation split from disk
+
     @app.get("/api/text")
-    def text_to_images(
+    async def text_to_images(
         text: str | None = Query(None, description="The text: words separated by spaces."),
         word: list[str] | None = Query(None, description="Or one word per slot, in order (repeat word=)."),
         posterior: str = Query("both", description=f"{_menu(TEXT_POSTERIORS)} or both."),
@@ -225,8 +458,8 @@ def create_app(
         _check_seed(seed)
         words = inference.words(text) if text is not None else list(word)
         ids = inference.encode_text(words)
-        columns = _columns(
-            posterior, TEXT_POSTERIORS, "posterior", lambda name: inference.from_text(ids, name, n, seed)
+        columns = await _columns(
+            posterior, TEXT_POSTERIORS, "posterior", lambda name: draw(_Job("text", name, n, seed, ids))
         )
         return {
             "text": " ".join(words),
@@ -237,7 +470,7 @@ def create_app(
         }
 
     @app.get("/api/prior")
-    def prior_samples(
+    async def prior_samples(
         prior: str = Query("both", description=f"{_menu(PRIORS)} or both."),
         n: int = Query(8, description=f"Samples per prior (1 to {max_samples})."),
         seed: int = Query(0, description=f"Random seed (0 to {MAX_SEED})."),
@@ -246,7 +479,7 @@ def create_app(
         correctness against its own decoded text."""
         check_sample_count(n, max_samples, "n")
         _check_seed(seed)
-        columns = _columns(prior, PRIORS, "prior", lambda name: inference.from_prior(name, n, seed))
+        columns = await _columns(prior, PRIORS, "prior", lambda name: draw(_Job("prior", name, n, seed)))
         return {"n": n, "seed": seed, "columns": columns}
 
     def _described(image, **fields) -> dict:
@@ -260,12 +493,16 @@ def create_app(
             **fields,
         }
 
+    def _uploaded(data: bytes) -> dict:
+        image, (width, height) = read_upload(data, inference.image_size)
+        return _described(image, resized_from=[width, height])
+
     @app.post("/api/caption")
     async def caption(request: Request) -> dict:
         """Upload a PNG or JPEG (multipart field ``file``, or the raw bytes with Content-Type image/png or
-        image/jpeg; at most 2 MB). Its central square is resized to the model's size; the answer holds
-        that image, its reconstruction and caption (both from the mean of q(z|x)) and, with a classifier,
-        whether the caption describes the image (correctness)."""
+        image/jpeg; at most 2 MB and 25 million pixels). Its central square is resized to the model's
+        size; the answer holds that image, its reconstruction and caption (both from the mean of
+        q(z|x)) and, with a classifier, whether the caption describes the image (correctness)."""
         declared = request.headers.get("content-length")
         limit = MAX_UPLOAD_BYTES + _MULTIPART_MARGIN
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -294,7 +531,7 @@ def create_app(
                 form = await _InMemoryParser(request.headers, stream(), max_files=1, max_fields=4).parse()
             except Exception as exc:  # the parser's errors are several types; each means a bad body
                 raise VLVAEError(
-                    f"the multipart body could not be read ({exc}); send the image as field 'file'"
+                    _one_line(f"the multipart body could not be read ({exc}); send the image as field 'file'")
                 ) from exc
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
@@ -303,8 +540,8 @@ def create_app(
             await form.close()
         else:
             data = bytes(body)
-        image, (width, height) = read_upload(data, inference.image_size)
-        return await run_in_threadpool(_described, image, resized_from=[width, height])
+        # Decoding (up to 25 million pixels), the models and the PNGs: in the pool, not on the loop.
+        return await offload(_uploaded, data)
 
     def _validation(index: int) -> dict:
         try:
@@ -316,23 +553,25 @@ def create_app(
             fields["text_correctness"] = round(float(inference.judge(image, text)[0]), 4)
         return _described(image, **fields)
 
-    @app.get("/api/validation/random")
-    def validation_random(seed: int | None = Query(None, description="Pick reproducibly.")) -> dict:
-        """A validation image picked at random, with its text, reconstruction and caption."""
+    def _random_validation(seed: int | None) -> dict:
         count = inference.validation_count()
         if count == 0:
             raise HTTPException(404, f"the validation split of {inference.data} is empty")
         return _validation(random.Random(seed).randrange(count))
 
-    @app.get("/api/validation/{index}")
-    def validation(index: int) -> dict:
-        """Validation image ``index`` with its text, its reconstruction and caption (from the mean of
-        q(z|x)), and, with a classifier, the correctness of the caption (and of the true text)."""
-        return _validation(index)
+    @app.get("/api/validation/random")
+    async def validation_random(seed: int | None = Query(None, description="Pick reproducibly.")) -> dict:
+        """A validation image picked at random, with its text, reconstruction and caption."""
+        return await offload(_random_validation, seed)
 
-    @app.get("/report", response_class=HTMLResponse)
-    def report() -> HTMLResponse:
-        """The run's report.md (written by ``vlvae evaluate``) as HTML, with its figures."""
+    @app.get("/api/validation/{index}")
+    async def validation(index: int) -> dict:
+        """Validation image ``index`` (0-based; ``count`` images, 0 to count − 1) with its text, its
+        reconstruction and caption (from the mean of q(z|x)), and, with a classifier, the correctness
+        of the caption (and of the true text)."""
+        return await offload(_validation, index)
+
+    def _report() -> HTMLResponse:
         path = report_dir / "report.md"
         if not path.is_file():
             raise HTTPException(404, f"{report_dir} has no report.md; make it with `{evaluate_command}`")
@@ -343,13 +582,26 @@ def create_app(
             f'<body class="report">{body}</body></html>'
         )
 
+    @app.get("/report", response_class=HTMLResponse)
+    async def report() -> HTMLResponse:
+        """The run's report.md (written by ``vlvae evaluate``) as HTML, with its figures."""
+        return await offload(_report)
+
     @app.get("/report/figures/{name}")
-    def figure(name: str) -> FileResponse:
+    async def figure(name: str) -> FileResponse:
         """A file of the run's figures/ folder (PNG, JPEG, SVG or JSON)."""
-        folder = (report_dir / "figures").resolve()
-        path = (folder / name).resolve()
-        if not _FIGURE.match(name) or path.parent != folder or not path.is_file():
-            raise HTTPException(404, f"no figure {name!r} in {report_dir / 'figures'}")
+        folder = report_dir / "figures"
+        missing = HTTPException(404, f"no figure {name!r} in {folder}")
+        # The name is checked before it touches the file system: no NUL, no path, no endless name.
+        if not _FIGURE.match(name):
+            raise missing
+        path = folder / name
+        try:
+            found = path.resolve().parent == folder.resolve() and path.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
+            raise missing
         return FileResponse(path)
 
     return app
