@@ -3,9 +3,10 @@
 Every sub-command has its own ``--help``. Errors in the user's input are
 printed as one line that says what is wrong and how to fix it (exit code 2),
 before anything is written: options and ``--set`` values are checked against
-their ranges (:func:`vlvae.config.validate_config`), output paths by
-:mod:`vlvae.paths`, and every command that writes a folder holds its lock
-(:mod:`vlvae.locking`).
+their ranges (:func:`vlvae.config.validate_config`, :func:`vlvae.config.check_option`), output
+paths by :mod:`vlvae.paths` (an empty path option is refused as it is parsed), data sets whole
+(:func:`vlvae.data.format.check_dataset`), and every command that writes a folder holds its lock
+(:mod:`vlvae.locking`). Usage errors (``--steps abc``, a missing option) are one line too.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import lightning  # noqa: F401  (sets its loggers' levels on import; main() sets
 import torch
 import typer
 
-from vlvae.config import apply_overrides
-from vlvae.data.format import read_vocabulary
+# typer vendors click: its usage errors (``--steps abc``) are this package's exceptions.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+from vlvae.config import apply_overrides, check_option
+from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.data.preview import image_text_grid, preview_grid
 from vlvae.datasets import data_dataset, dataset_names, get_dataset, preset, train_judge, verify
 from vlvae.errors import VLVAEError
@@ -29,7 +33,7 @@ from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
 from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, Inference, check_sample_count
 from vlvae.methods import get_method, method_names
 from vlvae.methods.stages import TEXT_POSTERIOR, choices, text_posterior_stage
-from vlvae.paths import check_output_file
+from vlvae.paths import PATH_OPTION, check_output_file
 from vlvae.recipes.figure1 import run_latent2d
 from vlvae.recipes.reproduce import reproduce
 from vlvae.serve import create_app
@@ -56,6 +60,20 @@ for _name in dataset_names():
 OWN = "own"
 
 
+#: The most training replicates, processes or threads a command may ask for.
+MAX_REPLICATES = 1000
+MAX_WORKERS = 1024
+
+
+def _check_png(out: Path) -> None:
+    """The image commands write PNG files: refuse another suffix rather than write PNG bytes under it."""
+    if out.suffix.lower() != ".png":
+        raise VLVAEError(
+            f"--out {out} does not end in .png; this command writes PNG images only: "
+            f"give a .png file name, e.g. {out.with_suffix('.png')}"
+        )
+
+
 def _one_of(names: list[str]) -> str:
     """``'a', 'b' or 'c'``."""
     quoted = [repr(name) for name in names]
@@ -64,8 +82,8 @@ def _one_of(names: list[str]) -> str:
 
 @data_app.command("preview")
 def data_preview(
-    root: Path = typer.Argument(..., help="Data-set folder."),
-    out: Path = typer.Option(..., help="PNG file to write."),
+    root: Path = typer.Argument(..., help="Data-set folder.", **PATH_OPTION),
+    out: Path = typer.Option(..., help="PNG file to write.", **PATH_OPTION),
     n: int = typer.Option(16, help=f"Number of images (1 to {MAX_SAMPLES})."),
     split: str = typer.Option("train", help="train or val."),
 ):
@@ -73,13 +91,14 @@ def data_preview(
     if not 1 <= n <= MAX_SAMPLES:
         raise VLVAEError(f"--n must be between 1 and {MAX_SAMPLES} images, got {n}")
     check_output_file(out, "image file")
+    _check_png(out)
     preview_grid(root, out, n=n, split=split)
     typer.echo(f"wrote {out}")
 
 
 @data_app.command("verify")
 def data_verify(
-    root: Path = typer.Argument(..., help="Data-set folder."),
+    root: Path = typer.Argument(..., help="Data-set folder.", **PATH_OPTION),
     checksums: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
 ):
     """Check shapes, checksums, that every word is in the vocabulary and the data set's own rule (Two Objects:
@@ -95,9 +114,13 @@ app.add_typer(figure_app, name="figure")
 @figure_app.command("latent2d")
 def figure_latent2d(
     data: Path = typer.Option(
-        ..., help="One-object data set (vlvae data two-objects --objects 1 --colours blue,red)."
+        ...,
+        help="One-object data set (vlvae data two-objects --objects 1 --colours blue,red).",
+        **PATH_OPTION,
     ),
-    out: Path = typer.Option(..., help="Run folder for the z = 2 model; the figure goes to OUT/figures/."),
+    out: Path = typer.Option(
+        ..., help="Run folder for the z = 2 model; the figure goes to OUT/figures/.", **PATH_OPTION
+    ),
     preset: str = typer.Option("cpu", help="cpu (a few minutes) or tiny (tests)."),
     steps: int | None = typer.Option(None, help="Stage-1 steps (overrides the preset)."),
     set_: list[str] = typer.Option([], "--set", help="Override config keys."),
@@ -110,6 +133,7 @@ def figure_latent2d(
 ):
     """Fig. 1: text posteriors p(z|y), q_Agg and q_True over the aggregate of the image posteriors
     (z in 2-D)."""
+    check_option("--steps", steps, "stage1.steps")
     path = run_latent2d(data, out, preset, steps, set_, progress, list(text) or None)
     typer.echo(f"wrote {path}")
 
@@ -120,9 +144,9 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 
-def _check_replicates(replicates: int) -> None:
-    if replicates < 1:
-        raise VLVAEError(f"--replicates must be at least 1, got {replicates}")
+def _check_replicates(replicates: int, option: str = "--replicates") -> None:
+    if not 1 <= replicates <= MAX_REPLICATES:
+        raise VLVAEError(f"{option} must be between 1 and {MAX_REPLICATES}, got {replicates}")
 
 
 def _report(metrics: dict, what: str) -> None:
@@ -132,8 +156,10 @@ def _report(metrics: dict, what: str) -> None:
 
 @train_app.command("vlvae")
 def train_vlvae_cmd(
-    data: Path = typer.Option(..., help="Data-set folder (from a `vlvae data` command)."),
-    out: Path = typer.Option(..., help="Run folder to create (or reopen with the same configuration)."),
+    data: Path = typer.Option(..., help="Data-set folder (from a `vlvae data` command).", **PATH_OPTION),
+    out: Path = typer.Option(
+        ..., help="Run folder to create (or reopen with the same configuration).", **PATH_OPTION
+    ),
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
@@ -155,6 +181,7 @@ def train_vlvae_cmd(
         None,
         help="A trained classifier folder: every validation pass "
         "then also logs the correctness of the reconstructions.",
+        **PATH_OPTION,
     ),
     method: str | None = typer.Option(
         None,
@@ -168,21 +195,21 @@ def train_vlvae_cmd(
     if method is not None:
         get_method(method)  # an unknown name: one line naming the registered ones
         set_ = [f"method.name={method}"] + list(set_)
-
-    scorer = None
-    if classifier is not None:
-        scorer = load_scorer(data_dataset(data), classifier, read_vocabulary(data), data)[0].score
     if steps is not None:
         set_ = [f"stage1.steps={steps}"] + list(set_)
     if max_minutes is not None:
         set_ = [f"stage1.max_minutes={max_minutes}"] + list(set_)
     cfg = apply_overrides(preset(preset_name), list(set_))
+    check_dataset(data)  # the whole data set, before the classifier is read or anything is written
+    scorer = None
+    if classifier is not None:
+        scorer = load_scorer(data_dataset(data), classifier, read_vocabulary(data), data)[0].score
     _report(fit_vlvae(data, out, cfg, resume, progress, scorer=scorer), method or "VLVAE")
 
 
 @train_app.command("text-posterior")
 def train_text_posterior_cmd(
-    run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
+    run: Path = typer.Option(..., help="Run folder with a trained VLVAE.", **PATH_OPTION),
     objective: str = typer.Option(
         ...,
         help="Which text posterior (the stage registry's): "
@@ -209,7 +236,7 @@ def train_text_posterior_cmd(
 
 @train_app.command("prior")
 def train_prior_cmd(
-    run: Path = typer.Option(..., help="Run folder with a trained VLVAE."),
+    run: Path = typer.Option(..., help="Run folder with a trained VLVAE.", **PATH_OPTION),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     replicates: int = typer.Option(1, help="Training replicates (RUN/prior, then RUN/prior.r1, ...)."),
@@ -225,8 +252,8 @@ def train_prior_cmd(
 
 @train_app.command("classifier")
 def train_classifier_cmd(
-    data: Path = typer.Option(..., help="Data-set folder (real images only are used)."),
-    out: Path = typer.Option(..., help="Folder for the classifier."),
+    data: Path = typer.Option(..., help="Data-set folder (real images only are used).", **PATH_OPTION),
+    out: Path = typer.Option(..., help="Folder for the classifier.", **PATH_OPTION),
     preset_name: str = typer.Option(
         "cpu", "--preset", help="Named configuration whose `classifier` section is used."
     ),
@@ -249,8 +276,8 @@ def train_classifier_cmd(
 
 @app.command("sample")
 def sample_cmd(
-    run: Path = typer.Option(..., help="Run folder."),
-    out: Path = typer.Option(..., help="PNG file to write."),
+    run: Path = typer.Option(..., help="Run folder.", **PATH_OPTION),
+    out: Path = typer.Option(..., help="PNG file to write.", **PATH_OPTION),
     text: str | None = typer.Option(
         None,
         help='Text to draw, e.g. "small red metal cube left large blue rubber sphere", or any words for '
@@ -273,11 +300,13 @@ def sample_cmd(
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
     check_sample_count(n)
+    check_option("--seed", seed, "seed")
     if text is not None and posterior not in (*TEXT_POSTERIORS, OWN):
         raise VLVAEError(f"--posterior must be {_one_of([*TEXT_POSTERIORS, OWN])}, got {posterior!r}")
     if text is None and prior not in PRIORS:
         raise VLVAEError(f"--prior must be {_one_of(list(PRIORS))}, got {prior!r}")
     check_output_file(out, "image file")
+    _check_png(out)
     inference = Inference.open(run)
     if text is not None:
         samples = inference.from_text(text, posterior, n, seed)
@@ -297,10 +326,12 @@ def sample_cmd(
 @app.command("serve")
 def serve_cmd(
     run: Path = typer.Option(
-        ..., help="Run folder (its VLVAE trained; the other stages are used when present)."
+        ..., help="Run folder (its VLVAE trained; the other stages are used when present).", **PATH_OPTION
     ),
     classifier: Path | None = typer.Option(
-        None, help="Classifier folder: every image is then judged (correctness beside each sample)."
+        None,
+        help="Classifier folder: every image is then judged (correctness beside each sample).",
+        **PATH_OPTION,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="Port to listen on (1 to 65535)."),
@@ -317,8 +348,8 @@ def serve_cmd(
     if not 1 <= port <= 65535:
         raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
     if threads is not None:
-        if threads < 1:
-            raise VLVAEError(f"--threads must be at least 1, got {threads}")
+        if not 1 <= threads <= MAX_WORKERS:
+            raise VLVAEError(f"--threads must be between 1 and {MAX_WORKERS}, got {threads}")
         torch.set_num_threads(threads)
     inference = Inference.open(run, classifier)
     try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
@@ -341,12 +372,15 @@ def serve_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    run: Path = typer.Option(..., help="Run folder of any method, with the stages its method takes trained."),
-    classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier)."),
+    run: Path = typer.Option(
+        ..., help="Run folder of any method, with the stages its method takes trained.", **PATH_OPTION
+    ),
+    classifier: Path = typer.Option(..., help="Classifier folder (vlvae train classifier).", **PATH_OPTION),
     caption_judge: Path | None = typer.Option(
         None,
         help="A caption judge trained on the same data (vlvae train classifier on imported captions, or "
         "reproduce's caption_judge/): its word accuracy is reported beside the classifier's correctness.",
+        **PATH_OPTION,
     ),
     examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
     k: int | None = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
@@ -365,8 +399,7 @@ def evaluate_cmd(
     """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures:
     RUN/metrics.json, RUN/report.md."""
     for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
-        if value is not None and value < 1:
-            raise VLVAEError(f"{name} must be at least 1, got {value}")
+        check_option(name, value, f"evaluation.{name[2:].replace('-', '_')}")
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise VLVAEError(f"--min-accuracy must be in [0, 1], got {min_accuracy}")
     evaluate_run(
@@ -377,7 +410,9 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    out: Path = typer.Option(..., help="Output folder: data/, run/ (with report.md) and classifier/."),
+    out: Path = typer.Option(
+        ..., help="Output folder: data/, run/ (with report.md) and classifier/.", **PATH_OPTION
+    ),
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
@@ -390,12 +425,15 @@ def reproduce_cmd(
         + " (ignored with --data).",
     ),
     root: Path | None = typer.Option(
-        None, help="The download a data set is built from, for a data set that reads one (e.g. CelebA's)."
+        None,
+        help="The download a data set is built from, for a data set that reads one (e.g. CelebA's).",
+        **PATH_OPTION,
     ),
     data: Path | None = typer.Option(
         None,
         help="A finished data set to use instead of building one (e.g. from `vlvae data import`): "
         "the data step is skipped and the presets are sized from its images.",
+        **PATH_OPTION,
     ),
     set_: list[str] = typer.Option([], "--set", help="Override config keys, e.g. --set stage1.steps=100."),
     max_minutes: float | None = typer.Option(
@@ -425,9 +463,9 @@ def reproduce_cmd(
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages
     skipped)."""
     _check_replicates(replicates)
-    _check_replicates(vlvae_replicates)
-    if workers < 1:
-        raise VLVAEError(f"--workers must be at least 1, got {workers}")
+    _check_replicates(vlvae_replicates, "--vlvae-replicates")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise VLVAEError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     if max_minutes is not None:
         set_ = [f"stage1.max_minutes={max_minutes}"] + list(set_)
@@ -451,8 +489,10 @@ def reproduce_cmd(
 @app.command("compare")
 def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders of any methods, trained on one data set."),
-    classifier: Path = typer.Option(..., help="Classifier folder of that data set (vlvae train classifier)."),
-    out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7."),
+    classifier: Path = typer.Option(
+        ..., help="Classifier folder of that data set (vlvae train classifier).", **PATH_OPTION
+    ),
+    out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7.", **PATH_OPTION),
     examples: int | None = typer.Option(None, help="Validation examples (default: the first run's config)."),
     seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
@@ -464,14 +504,14 @@ def compare_cmd(
     its metrics.json already holds this judge's evaluation of its present weights with the same
     settings, which is reused; the table renders those metrics."""
     for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
-        if value is not None and value < 1:
-            raise VLVAEError(f"{name} must be at least 1, got {value}")
+        check_option(name, value, f"evaluation.{name[2:]}")
     compare_runs(runs, classifier, out, examples, seeds, k)
     typer.echo((Path(out) / "compare.md").read_text())
 
 
 def main() -> None:
-    """Entry point: run the app, printing VLVAEErrors as one line."""
+    """Entry point: run the app, printing VLVAEErrors and usage errors (``--steps abc``, a missing
+    option) as one line, ``error: ...``, with exit code 2."""
     # Lightning's banners and tips drown the one progress line per stage; its warnings still show.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -480,10 +520,22 @@ def main() -> None:
     # The step-driven sampler makes mid-epoch resumption exact, which Lightning cannot know.
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
     try:
-        app()
+        code = app(standalone_mode=False)
     except VLVAEError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except NoArgsIsHelpError as exc:  # a bare command: its help is already printed
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        where = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) is not None else ""
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        typer.echo(f"error: {message}{where}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,19 @@ _ALLOWED_BELOW = (Path("/dev/shm"),)
 _PROBE_PREFIX = ".vlvae-write-probe-"
 
 
+def nonempty_path(raw: str) -> Path:
+    """Parse a command-line path option; an empty one (``--out ""``, which :class:`~pathlib.Path`
+    would read as the current folder) is refused (a ValueError, which the command line reports as
+    one line naming the option)."""
+    if raw == "":
+        raise ValueError("is empty; give a path (. for the current folder)")
+    return Path(raw)
+
+
+#: The typer settings of every path option (``typer.Option(..., **PATH_OPTION)``): parsed by
+#: :func:`nonempty_path`, shown as PATH in ``--help``.
+PATH_OPTION = {"parser": nonempty_path, "metavar": "PATH"}
+
 #: The longest name (one path component) Linux file systems accept, in bytes.
 MAX_NAME_BYTES = 255
 

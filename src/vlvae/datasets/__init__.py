@@ -32,7 +32,7 @@ from torch import Tensor
 
 from vlvae.config import PRESETS as BASE_PRESETS
 from vlvae.config import ExperimentConfig, apply_overrides, validate_config
-from vlvae.data.format import read_manifest
+from vlvae.data.format import check_dataset, read_manifest
 from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
 
@@ -242,4 +242,5 @@ def train_judge(
     dataset = data_dataset(data)
     name = dataset.preset_name(preset_name)
     cfg = apply_overrides(preset(name), list(overrides))
+    check_dataset(data)  # the whole data set, before the classifier folder is written
     return dataset.judge.train(Path(data), Path(out), cfg, name, resume, progress)

@@ -7,18 +7,24 @@ from pathlib import Path
 import typer
 
 from vlvae.datasets.captions.build import import_captions
+from vlvae.paths import PATH_OPTION
 
 __all__ = ["data_import"]
 
 
 def data_import(
-    images: Path = typer.Option(..., help="Folder of your images (any size and mode; PNG, JPEG, ...)."),
+    images: Path = typer.Option(
+        ..., help="Folder of your images (any size and mode; PNG, JPEG, ...).", **PATH_OPTION
+    ),
     captions: Path = typer.Option(
         ...,
         help="Captions file: CSV with columns image,caption (more columns: labelled attributes) "
         'or JSON lines {"image": ..., "caption": ...}; several captions per image allowed.',
+        **PATH_OPTION,
     ),
-    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
+    out: Path = typer.Option(
+        ..., help="Folder to write the data set to (created; resumed if unfinished).", **PATH_OPTION
+    ),
     size: int = typer.Option(64, help="Image side after the centre crop and resize (at least 8)."),
     min_count: int = typer.Option(
         1, help="Words seen fewer times in the training captions become the unknown word <unk>."

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from vlvae.datasets.celeba.build import build_celeba
+from vlvae.paths import PATH_OPTION
 
 __all__ = ["data_celeba"]
 
@@ -16,8 +17,11 @@ def data_celeba(
         ...,
         help="Your CelebA download: img_align_celeba/, list_attr_celeba.txt, "
         "list_eval_partition.txt (or the Img/, Anno/, Eval/ sub-folders).",
+        **PATH_OPTION,
     ),
-    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
+    out: Path = typer.Option(
+        ..., help="Folder to write the data set to (created; resumed if unfinished).", **PATH_OPTION
+    ),
     size: int = typer.Option(64, help="Image size after the 128 x 128 crop (64 = 2 x 2 average pooling)."),
     split: str = typer.Option(
         "paper",

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
+from vlvae.paths import PATH_OPTION
 
 __all__ = ["data_two_objects"]
 
@@ -18,7 +19,9 @@ def _words(value: str | None) -> tuple[str, ...] | None:
 
 
 def data_two_objects(
-    out: Path = typer.Option(..., help="Folder to write the data set to (created; resumed if unfinished)."),
+    out: Path = typer.Option(
+        ..., help="Folder to write the data set to (created; resumed if unfinished).", **PATH_OPTION
+    ),
     n: int = typer.Option(100_000, help="Image-text pairs in total (train + validation)."),
     size: int = typer.Option(112, help="Image height and width in pixels (at least 16)."),
     val_fraction: float = typer.Option(0.1, help="Fraction held out for validation."),

@@ -165,6 +165,13 @@ def train_classifier(
         **classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name),
     }
     vocab = read_vocabulary(data)
+    slots = len(ATTRIBUTE_SLOTS) + 1
+    if len(vocab.slots) != slots:
+        raise VLVAEError(
+            f"the attribute classifier judges texts of {slots} slots (two objects and their relation), "
+            f"but {data} has texts of {len(vocab.slots)} slots (a one-object data set, as for Fig. 1, "
+            "which needs no classifier); train it on a two-object data set (vlvae data two-objects)"
+        )
     slot_sizes = [len(vocab.slots[s]) for s in ATTRIBUTE_SLOTS]
     out = check_output_dir(out, "classifier folder")
     with folder_lock(out, "vlvae train classifier"):
