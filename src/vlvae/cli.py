@@ -528,7 +528,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ClickException as exc:
         where = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) is not None else ""
-        message = " ".join(exc.format_message().split()).rstrip(".")
+        # (typer words a parser's ValueError as "Value error, ...")
+        message = " ".join(exc.format_message().replace("Value error, ", "").split()).rstrip(".")
         typer.echo(f"error: {message}{where}", err=True)
         sys.exit(2)
     except typer.Abort:

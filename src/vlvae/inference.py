@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vlvae.config import check_option
 from vlvae.data.format import load_images, read_records, read_vocabulary, record_words
 from vlvae.data.vocabulary import Vocabulary, tokenize
 from vlvae.datasets import DataSet, data_dataset
@@ -37,6 +38,7 @@ __all__ = [
     "Samples",
     "Inference",
     "check_sample_count",
+    "check_seed",
     "to_uint8",
 ]
 
@@ -67,6 +69,11 @@ def check_sample_count(n: int, limit: int = MAX_SAMPLES, name: str = "--n") -> N
             f"{name} must be between 1 and {limit} (the most samples one request may ask for), "
             f"got {n!r}; ask several times with other seeds for more"
         )
+
+
+def check_seed(seed: int, name: str = "--seed") -> None:
+    """Refuse a sampling seed outside the run config's seed range ([0, 2**32 - 1]) with one line."""
+    check_option(name, seed, "seed")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -284,6 +291,7 @@ class Inference:
             :class:`Samples`; correctness judges each image against ``text``.
         """
         check_sample_count(n)
+        check_seed(seed, "seed")
         q = self._posterior(posterior)
         ids = text if isinstance(text, torch.Tensor) else self.encode_text(text)
         if ids.shape != (self.text_length,):
@@ -299,6 +307,7 @@ class Inference:
         """n images and texts decoded from z ~ N(0, I) (``standard``) or q_φ(z) (``learned``);
         correctness judges each image against its own decoded text."""
         check_sample_count(n)
+        check_seed(seed, "seed")
         with self._lock, torch.random.fork_rng(devices=[]):
             dist = self._prior_distribution(prior)
             torch.manual_seed(seed)

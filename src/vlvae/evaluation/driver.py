@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from vlvae.config import check_option
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import read_manifest, splits_of
 from vlvae.datasets import DataSet, get_dataset, manifest_dataset
@@ -151,7 +152,11 @@ def _settings(cfg, **overrides) -> dict:
         "micro_batch": ev.micro_batch,
         "landing_reference": ev.landing_reference,
     }
-    return {**settings, **{key: value for key, value in overrides.items() if value is not None}}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for key, value in given.items():  # bounded as the config's keys are: k = 1e11 would need terabytes
+        name = key.replace("_requested", "")
+        check_option(name, value, f"evaluation.{name}")
+    return {**settings, **given}
 
 
 def _inputs(run: Path, stages, replicates: int, classifier: Path, caption_judge: Path | None = None) -> dict:

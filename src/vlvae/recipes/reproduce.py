@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from vlvae.config import apply_overrides, knob_of, split_method_overrides, with_method
-from vlvae.data.format import read_manifest, read_vocabulary
+from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
 from vlvae.errors import VLVAEError
@@ -100,7 +100,7 @@ def reproduce(
     out = Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
     if data is not None:
-        read_manifest(Path(data))  # one clear line if it is not a finished data set
+        check_dataset(Path(data))  # one clear line if it is not a whole, finished data set
         spec = data_dataset(Path(data))
     else:
         spec = get_dataset(dataset or dataset_names()[0])
