@@ -535,8 +535,8 @@ def main() -> None:
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
-    if isinstance(code, int) and not isinstance(code, bool) and code:
-        sys.exit(code)
+    # as typer's standalone mode does: exit with the code of an explicit exit (--help: 0), else 0
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 if __name__ == "__main__":
