@@ -31,6 +31,7 @@ from vlvae.errors import DiskFullError, VLVAEError
 
 __all__ = [
     "atomic_path",
+    "as_disk_full",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -96,6 +97,22 @@ def _disk_full_error(path: Path, needed: int | None, written: int | None) -> Dis
     left = f", {_megabytes(free)} is free" if free is not None else ""
     return DiskFullError(
         f"no space left in {folder} to write {path.name} ({size}{left}); free space on that disk "
+        "or write to a folder on another one, then run the command again"
+    )
+
+
+def as_disk_full(exc: BaseException, folder: Path, what: str = "its files") -> DiskFullError | None:
+    """The :class:`~vlvae.errors.DiskFullError` of a write into ``folder`` (by a writer outside this
+    module: a logger, a library) that failed with ``exc`` for want of space; None if it failed
+    otherwise."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    if not _is_disk_full(exc, Path(folder)):
+        return None
+    free = _free_bytes(Path(folder))
+    left = f" ({_megabytes(free)} is free)" if free is not None else ""
+    return DiskFullError(
+        f"no space left in {Path(folder).resolve()} to write {what}{left}; free space on that disk "
         "or write to a folder on another one, then run the command again"
     )
 

@@ -49,6 +49,7 @@ __all__ = [
     "read_checkpoint",
     "stage_stamp",
     "non_finite_tensors",
+    "weights_problem",
 ]
 
 #: The checkpoint's key that says which stage wrote it (:func:`stage_stamp`).
@@ -62,11 +63,19 @@ def stage_stamp(stage: str, weights_tag: str, seed: int) -> dict:
 
 class NonFiniteTraining(Exception):
     """Raised inside a fit when its loss or weights stop being finite; ``step`` (the step it happened
-    at, counted from 1) and ``what`` (what was not finite) make the caller's message."""
+    at, counted from 1) and ``problem`` (what was not finite, as a clause) make the caller's message."""
 
-    def __init__(self, step: int, what: str):
-        super().__init__(f"step {step}: {what}")
-        self.step, self.what = step, what
+    def __init__(self, step: int, problem: str):
+        super().__init__(f"step {step}: {problem}")
+        self.step, self.problem = step, problem
+
+
+def weights_problem(names: list[str], saving: str | None = None) -> str:
+    """The clause of :class:`NonFiniteTraining` for non-finite weights (``saving``: the file they were
+    not written over)."""
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    kept = f", so they were not saved over {saving}" if saving else ""
+    return f"the weights were not finite ({names[0]}{more}){kept}"
 
 
 def non_finite_tensors(tree, prefix: str = "") -> list[str]:
@@ -97,9 +106,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         bad = non_finite_tensors(checkpoint.get("state_dict", {}))
         if bad:
             step = int(checkpoint.get("global_step", 0))
-            raise NonFiniteTraining(
-                step, f"the weights {', '.join(bad[:3])} (not saved over {Path(path).name})"
-            )
+            raise NonFiniteTraining(step, weights_problem(bad, Path(path).name))
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -136,9 +143,9 @@ class StageGuard(L.Callback):
             for k, v in trainer.callback_metrics.items()
             if k.startswith("train/") and isinstance(v, torch.Tensor) and not bool(torch.isfinite(v).all())
         )
-        value = float(loss.detach().float().mean()) if finite is False else "non-finite on another rank"
-        what = f"the training loss ({value}{'; ' + ', '.join(terms) if terms else ''})"
-        raise NonFiniteTraining(trainer.global_step + 1, what)
+        value = float(loss.detach().float().mean()) if not finite else "not finite on another process"
+        problem = f"the training loss was {value}" + (f" ({', '.join(terms)})" if terms else "")
+        raise NonFiniteTraining(trainer.global_step + 1, problem)
 
     def on_exception(self, trainer, pl_module, exception):
         if isinstance(exception, KeyboardInterrupt | SIGTERMException):

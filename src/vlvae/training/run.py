@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
 from vlvae.errors import DiskFullError, VLVAEError
-from vlvae.io import atomic_write_json, remove_stale_temporaries
+from vlvae.io import as_disk_full, atomic_write_json, remove_stale_temporaries
 from vlvae.locking import folder_lock, holds_lock
 from vlvae.methods import configure, get_method
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
@@ -54,6 +54,7 @@ from vlvae.training.checkpoints import (
     non_finite_tensors,
     read_checkpoint,
     stage_stamp,
+    weights_problem,
 )
 from vlvae.training.tasks import STAGE_TASKS, BestWeights, CheckpointAfterValidation, VLVAETask
 
@@ -83,8 +84,8 @@ def _non_finite_message(what: str, directory: Path, exc: NonFiniteTraining, save
             f"({directory / 'last.ckpt'}), or {again}"
         )
     return (
-        f"training of {what} ({directory}) stopped at step {exc.step}: {exc.what} was not finite, so the "
-        f"stage is not finished; {again}"
+        f"training of {what} ({directory}) stopped at step {exc.step}: {exc.problem}; the stage is not "
+        f"finished: {again}"
     )
 
 
@@ -103,11 +104,15 @@ def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_
         ) from exc
     except NonFiniteTraining as exc:
         raise VLVAEError(_non_finite_message(what, directory, exc, checkpoint_io.saved_step)) from exc
-    except DiskFullError as exc:
-        if checkpoint_io.saved_step is None:
+    except (DiskFullError, OSError) as exc:
+        # The checkpoints' writer says so itself; the loggers' (CSV, TensorBoard) only give the errno.
+        full = as_disk_full(exc, directory, f"the files of {what}")
+        if full is None:
             raise
+        if checkpoint_io.saved_step is None:
+            raise full from exc
         raise DiskFullError(
-            f"{exc} with --resume: {directory / 'last.ckpt'} of step {checkpoint_io.saved_step} is intact"
+            f"{full} with --resume: {directory / 'last.ckpt'} of step {checkpoint_io.saved_step} is intact"
         ) from exc
     finally:
         # Lightning ignores Ctrl-C after the first one; the process goes on, so it should count again.
@@ -257,7 +262,7 @@ def fit_stage(
         best.restore(task.trainable())
     bad = non_finite_tensors(task.trainable().state_dict())
     if bad:
-        problem = NonFiniteTraining(trainer.global_step, f"the weights {', '.join(bad[:3])}")
+        problem = NonFiniteTraining(trainer.global_step, weights_problem(bad))
         raise VLVAEError(_non_finite_message(what, directory, problem, checkpoint_io.saved_step))
     final = (
         _run_trainer(lambda: trainer.validate(task, verbose=False), what, directory, guard, checkpoint_io)[0]
