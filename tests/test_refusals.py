@@ -120,7 +120,6 @@ DATA_CASES = {
         (["--steps", "99999999999999999999999999999"], "'stage1.steps' must be at most 1,000,000,000"),
         (["--set", "vlvae.steps=1e3_0"], "'stage1.steps' must be at most 1,000,000,000"),
         (["--set", "model.beta_concentration=1e308"], "'model.beta_concentration' must be at most"),
-        (["--set", "model.pixel_high=nan"], "pixel"),
         (["--set", "data.zoom=1e308"], "'data.zoom' must be at most"),
         (["--set", "vlvae.max_minutes=1e308"], "'stage1.max_minutes' must be at most"),
         (["--max-minutes", "inf"], "'stage1.max_minutes' must be at most"),
@@ -145,7 +144,6 @@ def test_numbers_are_finite_and_bounded_before_anything_is_written(vlvae, data, 
         (["evaluate", "--k", "100000000000"], "--k must be at most 100,000"),
         (["evaluate", "--text-k", "100000000000"], "--text-k must be at most 100,000"),
         (["evaluate", "--seeds", "10000000"], "--seeds must be at most 1,000"),
-        (["evaluate", "--k", "0"], "--k must be at least 1, got 0"),
     ],
 )
 def test_sampling_and_evaluation_options_are_bounded(vlvae, run_copy, tmp_path, args, fragment):
@@ -257,7 +255,6 @@ def test_a_broken_stage_2_metrics_json_makes_the_stage_missing(run_copy, tmp_pat
     [
         ("[]", "holds a JSON list, not an object"),
         (json.dumps({"seed": 0}), "does not name the data folder"),
-        ("{", "is corrupt"),
     ],
 )
 def test_a_broken_run_json_is_refused(vlvae, run_copy, data, tmp_path, content, fragment):
