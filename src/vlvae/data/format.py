@@ -92,7 +92,8 @@ def read_manifest(root: Path) -> dict:
     return manifest
 
 
-#: The keys a record may hold its text under (:data:`vlvae.data.dataset.TEXT_FORMS`).
+#: The keys a record may hold its text under (:data:`vlvae.data.dataset.TEXT_FORMS`): one text of
+#: fixed slots, a set of words, or (the last) a list of free texts.
 TEXT_KEYS = ("text", "words", "captions")
 
 
@@ -112,7 +113,7 @@ def _text_problem(record, vocab: Vocabulary | None) -> str | None:
     key = next((k for k in TEXT_KEYS if k in record), None)
     if key is None:
         return f"has no text (none of {', '.join(TEXT_KEYS)})"
-    texts = record[key] if key == "captions" else [record[key]]
+    texts = record[key] if key == TEXT_KEYS[-1] else [record[key]]  # the last holds several texts
     if not isinstance(texts, list) or not texts:
         return f"has an empty or malformed {key!r}"
     for text in texts:
