@@ -1,14 +1,17 @@
-"""A bounded load test of `vlvae serve` on loopback: latency of /api/text under concurrent clients.
+"""A bounded load test of `vlvae serve` on loopback: throughput and latency of /api/text for one client
+and for several concurrent clients.
 
     python benchmarks/serve_load.py --run RUN [--classifier CLS] [--threads T] [--requests 200] \
-        [--concurrency 8] [--n 8]
+        [--concurrency 1 8] [--n 8]
     python benchmarks/serve_load.py --url http://127.0.0.1:8000      # a server that is already running
 
 With --run it starts `vlvae serve` on a free loopback port in a child process (so that the clients
-do not share the server's interpreter), waits until it answers, sends --requests GET /api/text
-requests from --concurrency threads (request i asks for --n samples with seed i), stops the server
-and prints p50/p95/max latency, throughput and the number of errors (exit status 1 if any).
-Every request has a timeout, so the test stops by itself.
+do not share the server's interpreter), waits until it answers, and for each --concurrency C sends
+--requests GET /api/text requests from C threads (request i asks for --n samples from q_Agg with
+seed i); it stops the server and prints one row per C: throughput, p50/p95/max latency and errors,
+and the throughput of each C relative to the first (exit status 1 if any request failed). Every
+request has a timeout, so the test stops by itself. The clients run on the same machine as the
+server and take some of its CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["load_test", "format_result", "main"]
+__all__ = ["load_test", "format_result", "format_table", "main"]
 
 
 def _get(url: str, timeout: float) -> dict:
@@ -128,6 +131,28 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_table(results: list[dict]) -> str:
+    """One row per :func:`load_test` result (one per number of clients), with the throughput relative to
+    the first row's."""
+    first = results[0]
+    head = (
+        f"{first['n']} samples from q_{first['posterior']} per request, {first['url']}, "
+        f'text "{first["text"]}"'
+    )
+    columns = f"{'clients':>7} {'requests':>8} {'req/s':>7} {'× first':>7} {'p50 ms':>7} {'p95 ms':>7} "
+    columns += f"{'max ms':>7} {'errors':>6}"
+    lines = [head, columns]
+    for r in results:
+        ratio = r["requests_per_s"] / first["requests_per_s"]
+        lines.append(
+            f"{r['concurrency']:>7} {r['requests']:>8} {r['requests_per_s']:>7.1f} {ratio:>7.2f} "
+            f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['max_ms']:>7.1f} {r['errors']:>6}"
+        )
+    for r in results:
+        lines += [f"  {r['concurrency']} clients: {e}" for e in r["error_samples"]]
+    return "\n".join(lines)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -176,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", help="classifier folder for the started server (adds correctness)")
     parser.add_argument("--threads", type=int, help="torch threads of the started server (default: torch's)")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 8], help="numbers of concurrent clients, in turn"
+    )
     parser.add_argument("--n", type=int, default=8, help="samples per request")
     parser.add_argument("--posterior", default="agg", choices=["agg", "true", "both"])
     parser.add_argument("--text", help="the text (default: the run's first validation text)")
     parser.add_argument("--warmup", type=int, default=5, help="requests sent first and not counted")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
+    if args.requests < 1 or min(args.concurrency) < 1 or args.warmup < 0:
         parser.error("--requests and --concurrency must be at least 1, --warmup at least 0")
     server = None
     url = args.url
@@ -190,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         server, url = _start_server(args.run, args.classifier, args.threads, timeout=120)
     try:
         if args.warmup:
-            load_test(url, args.warmup, 1, args.n, args.posterior, args.text)
-        result = load_test(url, args.requests, args.concurrency, args.n, args.posterior, args.text)
+            load_test(url, args.warmup, max(args.concurrency), args.n, args.posterior, args.text)
+        results = [
+            load_test(url, args.requests, clients, args.n, args.posterior, args.text)
+            for clients in args.concurrency
+        ]
     finally:
         if server is not None:
             _stop(server)
-    print(format_result(result))
-    return 1 if result["errors"] else 0
+    print(format_table(results))
+    return 1 if any(r["errors"] for r in results) else 0
 
 
 if __name__ == "__main__":

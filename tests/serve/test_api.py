@@ -14,7 +14,7 @@ from vlvae.errors import VLVAEError
 from vlvae.inference import Inference, MissingStage
 from vlvae.serve import create_app
 from vlvae.serve.app import MAX_SEED, PAGE_MAX_SAMPLES
-from vlvae.serve.images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, read_upload
+from vlvae.serve.images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, png_bytes, read_upload
 from vlvae.serve.markdown import render_markdown
 
 TEXT = "small red metal cube left large blue rubber sphere"
@@ -204,6 +204,20 @@ def test_bad_uploads(client):
     assert client.get("/api/health").status_code == 200
 
 
+def test_png_bytes_round_trips_any_image():
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1, 3), (16, 16, 3), (64, 64, 3), (7, 33, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = png_bytes(image)
+        decoded = Image.open(io.BytesIO(data))
+        assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(decoded), image)
+    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 64, 0).repeat(3, 2)
+    assert len(png_bytes(smooth)) < smooth.size / 10  # the filter and deflate do compress
+    with pytest.raises(ValueError, match="uint8 \\(H, W, 3\\)"):
+        png_bytes(np.zeros((4, 4), np.uint8))
+
+
 def test_read_upload_converts_modes():
     buffer = io.BytesIO()
     Image.new("RGBA", (30, 30), (10, 20, 30, 128)).save(buffer, format="PNG")
@@ -273,9 +287,10 @@ def test_docstring_examples():
 
     import vlvae.inference
     import vlvae.serve.app
+    import vlvae.serve.images
     import vlvae.serve.markdown
 
-    for module in (vlvae.serve.markdown, vlvae.serve.app, vlvae.inference):
+    for module in (vlvae.serve.markdown, vlvae.serve.app, vlvae.serve.images, vlvae.inference):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

@@ -2,6 +2,7 @@
 loop free (``/api/health`` answers at once), sampling requests that wait are drawn as one batch with the
 same answers as alone, and pixel bombs are refused from the header before anything is decoded."""
 
+import base64
 import io
 import json
 import struct
@@ -24,6 +25,7 @@ from vlvae.serve.app import _Job, _Sampler
 from vlvae.serve.images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, header_size
 
 TEXT = "small red metal cube left large blue rubber sphere"
+OTHER = "large green rubber cylinder behind small yellow metal cube"
 #: How long /api/health may take while uploads of many pixels are decoded (it took 8.7 s when
 #: decoding ran on the event loop); generous for a loaded two-core machine.
 HEALTH_BOUND_S = 0.5
@@ -69,6 +71,10 @@ def _post(url, data, kind="image/png", timeout=60):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def _pixels(data_url):
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
 
 
 def _get(url, timeout=60):
@@ -158,10 +164,23 @@ def test_uploads_of_many_pixels_do_not_delay_health(inference, serve_app):
 # ----------------------------------------------------------------------------- batched sampling
 
 
-def test_a_batch_gives_each_job_what_it_gives_alone(inference):
-    """The model thread's batch of several jobs (text and prior, different n and seeds) gives each job
-    the images, texts and scores that Inference gives it alone."""
-    sampler = _Sampler(inference)
+def _same(got, alone, exact):
+    """The same samples: bit for bit when exact; else each pixel within one level (z moved by a float
+    rounding) and nearly every caption equal (a near tie of the text decoder may flip a word)."""
+    if exact:
+        assert np.array_equal(got.images, alone.images) and got.texts == alone.texts
+        assert np.allclose(got.correctness, alone.correctness, atol=1e-6)
+        return 0
+    assert np.abs(got.images.astype(int) - alone.images).max() <= 1
+    return sum(a != b for a, b in zip(got.texts, alone.texts))
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "batched-flow"])
+def test_a_batch_gives_each_job_what_it_gives_alone(inference, exact):
+    """The model thread's batch of several jobs (texts and priors, different n and seeds) gives each
+    job what Inference gives it alone: bit for bit with exact=True (each z drawn on its own), within a
+    float rounding when a flow's transform runs once over the noise of all its jobs."""
+    sampler = _Sampler(inference, exact=exact)
     ids = inference.encode_text(TEXT)
     jobs = [
         _Job("text", "agg", 3, 5, ids),
@@ -169,17 +188,20 @@ def test_a_batch_gives_each_job_what_it_gives_alone(inference):
         _Job("text", "true", 2, 7, ids),
         _Job("prior", "standard", 1, 0),
         _Job("text", "agg", 5, 6, ids),
+        _Job("prior", "learned", 2, 9),
+        _Job("text", "agg", 1, 5, inference.encode_text(OTHER)),
     ]
     sampler._run(jobs)
-    assert sampler.batches == [15]
+    assert sampler.batches == [18]
+    flipped = 0
     for job in jobs:
         got = job.future.result(timeout=0)
         if job.kind == "text":
-            alone = inference.from_text(TEXT, job.name, job.n, job.seed)
+            alone = inference.from_text(job.ids, job.name, job.n, job.seed)
         else:
             alone = inference.from_prior(job.name, job.n, job.seed)
-        assert np.array_equal(got.images, alone.images) and got.texts == alone.texts
-        assert np.allclose(got.correctness, alone.correctness, atol=1e-6)
+        flipped += _same(got, alone, exact)
+    assert flipped <= 1
 
 
 def test_a_missing_stage_fails_its_own_job_only(partial_run, inference):
@@ -193,10 +215,11 @@ def test_a_missing_stage_fails_its_own_job_only(partial_run, inference):
         missing.future.result(timeout=0)
 
 
-def test_concurrent_requests_are_batched_and_answer_as_alone(inference, serve_app):
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "batched-flow"])
+def test_concurrent_requests_are_batched_and_answer_as_alone(inference, serve_app, exact):
     """Eight requests that arrive while the models are busy are drawn as one batch; each answer equals
-    the answer to the same request sent alone."""
-    app = create_app(inference, workers=2)
+    the answer to the same request sent alone (bit for bit with exact=True)."""
+    app = create_app(inference, workers=2, exact=exact)
     url = serve_app(app)
     sampler = app.state.sampler
 
@@ -217,9 +240,20 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(inference, serve_ap
             while len(submitted) < 16 and time.monotonic() < deadline:
                 time.sleep(0.01)
         together = [answer.result(timeout=60) for answer in answers]
-    assert together == alone
     # Every job was waiting when the lock opened: the first batch (taken before it) and one more.
     assert sum(sampler.batches[8:]) == 48 and len(sampler.batches[8:]) <= 2, sampler.batches
+    if exact:
+        assert together == alone
+        return
+    flipped = 0
+    for (status, got), (_, want) in zip(together, alone):
+        assert status == 200 and [c["name"] for c in got["columns"]] == [c["name"] for c in want["columns"]]
+        for column, reference in zip(got["columns"], want["columns"]):
+            for sample, wanted in zip(column["samples"], reference["samples"]):
+                pixels = [_pixels(s["image"]).astype(int) for s in (sample, wanted)]
+                assert np.abs(pixels[0] - pixels[1]).max() <= 1
+                flipped += sample["caption"] != wanted["caption"]
+    assert flipped <= 2
 
 
 # ----------------------------------------------------------------------------- every path answers JSON

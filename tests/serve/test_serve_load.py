@@ -4,6 +4,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
 
 
@@ -32,3 +34,16 @@ def test_load_test_counts_errors(served):
         result["errors"] == 3 and "400" in result["error_samples"][0] and "pink" in result["error_samples"][0]
     )
     assert math.isnan(result["p50_ms"])
+
+
+def test_table_of_one_and_several_clients(served):
+    serve_load = _module()
+    results = [serve_load.load_test(served, requests=8, concurrency=c, n=4) for c in (1, 4)]
+    table = serve_load.format_table(results).splitlines()
+    assert "clients" in table[1] and "p95 ms" in table[1] and "req/s" in table[1]
+    rows = [line.split() for line in table[2:]]
+    assert [row[0] for row in rows] == ["1", "4"] and [row[1] for row in rows] == ["8", "8"]
+    assert rows[0][3] == "1.00" and float(rows[1][3]) == pytest.approx(
+        results[1]["requests_per_s"] / results[0]["requests_per_s"], abs=0.01
+    )
+    assert [row[-1] for row in rows] == ["0", "0"]

@@ -22,10 +22,11 @@ an unforeseen failure answers 500 with a one-line ``detail`` instead of a traceb
 The event loop only parses requests and answers them: decoding uploads, the models and PNG encoding
 run in a bounded pool of worker threads (:class:`_Sampler` and ``workers``), so that one slow request
 (a large upload) delays no other, not even ``/api/health``. Sampling requests that arrive while the
-models are busy are run together as one batch by one model thread (each request keeps its own seeded
-z, drawn exactly as :class:`vlvae.inference.Inference` draws it, so a seeded request gives the same
-images alone or in a batch); a batch of 64 samples costs far less than eight of 8, which is what lets
-concurrent clients share a small machine.
+models are busy are run together as one batch by one model thread: each request's noise is drawn with
+its own seed as :class:`vlvae.inference.Inference` draws it, and the networks run once for the batch
+(a batch of 64 samples costs far less than eight of 8, which is what lets concurrent clients share a
+small machine). Alone, a seeded request gives exactly the images of ``vlvae sample``; in a batch its
+z can differ by a float rounding unless the app is made with ``exact=True`` (see :func:`create_app`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
+from torch.distributions import Independent, Normal
+from zuko.distributions import NormalizingFlow
 
 from vlvae.errors import VLVAEError
 from vlvae.inference import (
@@ -148,9 +151,10 @@ class _Sampler:
     alone and with many the cost per sample falls.
     """
 
-    def __init__(self, inference: Inference, max_batch: int = MAX_BATCH_SAMPLES):
+    def __init__(self, inference: Inference, max_batch: int = MAX_BATCH_SAMPLES, exact: bool = False):
         self.inference = inference
         self.max_batch = max_batch
+        self.exact = exact
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
@@ -191,33 +195,67 @@ class _Sampler:
                 total += following.n
             self._run(jobs)
 
-    def _latent(self, job: _Job) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(z (n, latent), the texts to judge the images against: the given text, or None for the
-        decoded ones), drawn exactly as :class:`Inference` draws them."""
+    def _draw(self, kind: str, name: str, jobs: list[_Job]) -> list[torch.Tensor]:
+        """z (n, latent) of each job from one text posterior or prior, each seeded by its job exactly as
+        :class:`Inference` seeds it (under the run's lock, torch's random state put back after).
+
+        A flow's base noise is drawn job by job and its transform run once over all of them (the
+        transform costs about the same for 8 samples as for 256); any other distribution is drawn job
+        by job."""
         inference = self.inference
         # The run's lock keeps torch's global random state to one seeded draw at a time (Inference's
         # own methods take it too); q(z|y) and the priors are reached as Inference reaches them.
-        if job.kind == "text":
-            q = inference._posterior(job.name)
-            y = job.ids.reshape(1, -1).expand(job.n, -1).contiguous()
+        if kind == "text":
+            q = inference._posterior(name)
+            ys = [job.ids.reshape(1, -1).expand(job.n, -1).contiguous() for job in jobs]
+            whole = q(torch.cat(ys)) if len(jobs) > 1 and not self.exact else None
+            if not _normal_flow(whole):
+                with inference._lock, torch.random.fork_rng(devices=[]):
+                    drawn = []
+                    for job, y in zip(jobs, ys):
+                        torch.manual_seed(job.seed)
+                        drawn.append(q(y).sample())
+                    return drawn
+            normal, ndims = whole.base.base_dist, whole.base.reinterpreted_batch_ndims
+            noise, at = [], 0
             with inference._lock, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(job.seed)
-                return q(y).sample(), y
+                for job in jobs:
+                    rows = slice(at, at + job.n)
+                    torch.manual_seed(job.seed)
+                    noise.append(Independent(Normal(normal.loc[rows], normal.scale[rows]), ndims).rsample())
+                    at += job.n
+            return list(whole.transform.inv(torch.cat(noise)).split([job.n for job in jobs]))
         with inference._lock, torch.random.fork_rng(devices=[]):
-            dist = inference._prior_distribution(job.name)
-            torch.manual_seed(job.seed)
-            return dist.sample((job.n,)), None
+            dist = inference._prior_distribution(name)
+            if len(jobs) == 1 or self.exact or not _normal_flow(dist) or dist.base.batch_shape:
+                drawn = []
+                for job in jobs:
+                    torch.manual_seed(job.seed)
+                    drawn.append(dist.sample((job.n,)))
+                return drawn
+            noise = []
+            for job in jobs:
+                torch.manual_seed(job.seed)
+                noise.append(dist.base.rsample((job.n,)))
+        return list(dist.transform.inv(torch.cat(noise)).split([job.n for job in jobs]))
 
     @torch.no_grad()
     def _run(self, jobs: list[_Job]) -> None:
-        drawn = []
+        groups: dict[tuple[str, str], list[_Job]] = {}
         for job in jobs:
-            if not job.future.set_running_or_notify_cancel():
-                continue
+            if job.future.set_running_or_notify_cancel():
+                groups.setdefault((job.kind, job.name), []).append(job)
+        drawn = []
+        for (kind, name), group in groups.items():
             try:
-                drawn.append((job, *self._latent(job)))
-            except Exception as exc:  # the job's own error (a missing stage): its request answers it
-                job.future.set_exception(exc)
+                zs = self._draw(kind, name, group)
+            except Exception as exc:  # the group's own error (a missing stage): its requests answer it
+                for job in group:
+                    job.future.set_exception(exc)
+                continue
+            for job, z in zip(group, zs):
+                y = job.ids.reshape(1, -1).expand(job.n, -1) if kind == "text" else None
+                drawn.append((job, z, y))
         if not drawn:
             return
         try:
@@ -245,6 +283,17 @@ class _Sampler:
                 Samples(pixels[part], texts[part], None if scores is None else scores[part])
             )
             at += job.n
+
+
+def _normal_flow(dist) -> bool:
+    """A flow (zuko's NormalizingFlow) over a diagonal normal base: its sample is the base's
+    reparameterised noise through the transform's inverse, so the two can be split."""
+    return (
+        isinstance(dist, NormalizingFlow)
+        and isinstance(dist.base, Independent)
+        and isinstance(dist.base.base_dist, Normal)
+        and dist.reinterpreted == 0
+    )
 
 
 async def _columns(
@@ -291,6 +340,7 @@ def create_app(
     max_samples: int = PAGE_MAX_SAMPLES,
     workers: int | None = None,
     torch_threads: int | None = None,
+    exact: bool = False,
 ) -> FastAPI:
     """The application for one opened run.
 
@@ -303,6 +353,11 @@ def create_app(
         torch_threads: when given, ``torch.set_num_threads`` for the whole process (the models' own
             threads; 1 suits a small machine where the requests themselves run in parallel); None
             leaves torch's setting (``vlvae serve --threads``).
+        exact: draw each request's z on its own even when requests are batched, so that an answer
+            never depends on the requests served with it. By default a flow's transform runs once for
+            all the requests of a batch, which is twice as fast per request but can move z by a float
+            rounding (about 1e-7): a pixel by one level or, at a near tie, a decoded word. A request
+            served alone gives the images of ``vlvae sample`` with the same seed either way.
 
     Example:
         >>> from fastapi.testclient import TestClient  # doctest: +SKIP
@@ -319,7 +374,7 @@ def create_app(
         torch.set_num_threads(torch_threads)
     report_dir = Path(report_dir if report_dir is not None else inference.run)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlvae-serve")
-    sampler = _Sampler(inference)
+    sampler = _Sampler(inference, exact=exact)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
