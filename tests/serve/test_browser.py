@@ -194,3 +194,60 @@ def test_free_captions_take_any_words_and_flag_unknown_ones(page, imported_run):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_bad_link_values_are_named_when_the_page_opens(page, served):
+    page.goto(served + "/?n=abc&seed=-3&text=small+pink+metal+cube+left+large+blue+rubber+sphere")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("#status.error")
+    status = page.text_content("#status")
+    assert status.startswith("ignored from the link:")
+    assert 'n="abc"' in status and "1 to 64" in status and 'seed="-3"' in status and "pink" in status
+    # The defaults stand in the boxes for the bad numbers; the bad text stays there to be corrected.
+    assert page.input_value("#n") == "8" and page.input_value("#seed") == "0"
+    assert page.input_value("#text").startswith("small pink")
+    assert page.query_selector_all("#text-results figure img") == []  # nothing was asked
+    page.goto(served + "/?tab=ocean")
+    page.wait_for_selector("#status.error")
+    assert 'tab="ocean"' in page.text_content("#status")
+    assert page.get_attribute("#tab-button-text", "aria-selected") == "true"
+
+
+def test_a_failure_clears_the_previous_image_and_numbers_are_consistent(page, served):
+    count = page.request.get(served + "/api/vocab").json()["validation_count"]
+    page.goto(served + f"/?tab=image&image={count}")
+    page.wait_for_selector("#status.error")
+    assert f"numbered 0 to {count - 1}" in page.text_content("#status")
+    assert "(0 to" in page.text_content("#image-range")
+    page.fill("#image-index", "3")
+    page.click("#show-image")
+    page.wait_for_function("document.querySelectorAll('#image-results img').length === 2")
+    title = page.text_content("#image-results figcaption")
+    assert title == f"validation image 3 (of {count}, numbered 0 to {count - 1}, from the validation split)"
+    assert "image=3" in page.url
+    # A bad number: the error replaces the image shown before.
+    page.fill("#image-index", str(count + 5))
+    page.click("#show-image")
+    page.wait_for_selector("#status.error")
+    assert f"numbered 0 to {count - 1}" in page.text_content("#status")
+    assert page.query_selector_all("#image-results img") == [] and "image=" not in page.url
+    # A failed upload: the same.
+    page.click("#random-image")
+    page.wait_for_function("document.querySelectorAll('#image-results img').length === 2")
+    page.set_input_files("#upload", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
+    page.wait_for_selector("#status.error")
+    assert "not a readable PNG or JPEG" in page.text_content("#status")
+    assert page.query_selector_all("#image-results img") == []
+
+
+def test_a_failed_generate_clears_the_previous_samples(page, served):
+    page.goto(served + "/?n=2")
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('#text-results figure img').length === 4")
+    page.fill("#n", "500")
+    page.click("#generate")
+    page.wait_for_selector("#status.error")
+    assert "samples must be a whole number from 1 to 64" in page.text_content("#status")
+    assert page.query_selector_all("#text-results figure img") == []
+    assert len(page.query_selector_all("#text-results .column")) == 2  # the empty columns stay

@@ -38,12 +38,27 @@ async function api(url, options) {
 
 // ------------------------------------------------------------------ settings and the URL
 
-function seed() {
-  return Math.max(0, Math.min(vocab ? vocab.max_seed : 2147483647, parseInt($("seed").value, 10) || 0));
+// A whole number in [low, high] from a box or a link, or null.
+function wholeNumber(text, low, high) {
+  const value = String(text).trim();
+  if (!/^\d+$/.test(value)) return null;
+  const number = Number(value);
+  return number >= low && number <= high ? number : null;
 }
 
-function count() {
-  return parseInt($("n").value, 10) || 1;
+function limits() {
+  return { maxSamples: vocab ? vocab.max_samples : 64, maxSeed: vocab ? vocab.max_seed : 2147483647 };
+}
+
+// The boxes' values as the API takes them; a value outside its range is an error that names the range,
+// never silently replaced.
+function settings() {
+  const { maxSamples, maxSeed } = limits();
+  const n = wholeNumber($("n").value, 1, maxSamples);
+  if (n === null) throw new Error(`samples must be a whole number from 1 to ${maxSamples}, not "${$("n").value}"`);
+  const s = wholeNumber($("seed").value, 0, maxSeed);
+  if (s === null) throw new Error(`the seed must be a whole number from 0 to ${maxSeed}, not "${$("seed").value}"`);
+  return { n, seed: s };
 }
 
 function currentTab() {
@@ -57,8 +72,8 @@ function updateUrl() {
   if (tab !== "text") params.set("tab", tab);
   if (tab === "text") params.set("text", $("text").value.trim());
   if (tab === "text" || tab === "prior") {
-    params.set("n", String(count()));
-    params.set("seed", String(seed()));
+    params.set("n", $("n").value.trim());
+    params.set("seed", $("seed").value.trim());
   }
   if (tab === "image" && imageQuery !== null) params.set("image", String(imageQuery));
   const query = params.toString();
@@ -207,12 +222,15 @@ function placeholderColumns(box, options, stageOf) {
   }));
 }
 
-async function busy(button, work) {
+// Runs one request; on failure the error replaces the tab's previous result (``clear``), so that no
+// earlier answer stands beside it as if it were the answer to this one.
+async function busy(button, work, clear) {
   button.disabled = true;
   document.body.setAttribute("aria-busy", "true");
   try {
     await work();
   } catch (e) {
+    if (clear) clear();
     setStatus(e.message, "error");
   } finally {
     button.disabled = false;
@@ -220,30 +238,46 @@ async function busy(button, work) {
   }
 }
 
+function clearText() {
+  placeholderColumns($("text-results"), vocab.posteriors, (name) => vocab.posterior_stages[name]);
+}
+
+function clearPrior() {
+  placeholderColumns($("prior-results"), vocab.priors, (name) => vocab.prior_stages[name]);
+}
+
+function clearImage() {
+  $("image-results").replaceChildren();
+  imageQuery = null;
+  updateUrl();
+}
+
 async function generate() {
   const text = textWords().join(" ");
   updateUrl();
   await busy($("generate"), async () => {
+    const { n, seed } = settings();
     setStatus("generating…");
-    const params = new URLSearchParams({ text, posterior: "both", n: String(count()), seed: String(seed()) });
+    const params = new URLSearchParams({ text, posterior: "both", n: String(n), seed: String(seed) });
     const answer = await api("/api/text?" + params);
     renderColumns($("text-results"), answer.columns, answer.text);
     const unknown = (answer.unknown_words || []).length
       ? `; not in the vocabulary (read as unknown): ${answer.unknown_words.join(", ")}`
       : "";
     setStatus(`${answer.n} samples per posterior from "${answer.text}", seed ${answer.seed}${unknown}`, "ok");
-  });
+  }, clearText);
 }
 
 async function samplePrior() {
   updateUrl();
   await busy($("sample-prior"), async () => {
+    const { n, seed } = settings();
     setStatus("sampling…");
-    const params = new URLSearchParams({ prior: "both", n: String(count()), seed: String(seed()) });
+    const params = new URLSearchParams({ prior: "both", n: String(n), seed: String(seed) });
     const answer = await api("/api/prior?" + params);
     renderColumns($("prior-results"), answer.columns, null);
     setStatus(`${answer.n} samples per prior, seed ${answer.seed}`, "ok");
-  });
+  }, clearPrior);
 }
 
 function renderImage(answer, title) {
@@ -271,22 +305,38 @@ function renderImage(answer, title) {
   box.append(pair, facts);
 }
 
+// Validation images are numbered from 0, as the API (/api/validation/{index}) and the link number them.
+function validationName(index, count) {
+  return `validation image ${index} (of ${count}, numbered 0 to ${count - 1}, from the validation split)`;
+}
+
+// ``which``: "random" or the text of an index (from the box or a link), checked before anything is asked.
 async function showValidation(which, button) {
   await busy(button, async () => {
+    if (which !== "random") {
+      const count = vocab.validation_count;
+      const index = wholeNumber(which, 0, Math.max(0, count - 1));
+      if (index === null || count === 0) {
+        throw new Error(count === 0 ? "the validation split has no images"
+          : `no validation image "${which}": they are numbered 0 to ${count - 1}`);
+      }
+      which = String(index);
+    }
     setStatus("encoding…");
     const answer = await api("/api/validation/" + which);
     imageQuery = answer.index;
     $("image-index").value = answer.index;
     updateUrl();
-    renderImage(answer, `validation image ${answer.index} of ${answer.count}`);
-    setStatus(`validation image ${answer.index}`, "ok");
-  });
+    renderImage(answer, validationName(answer.index, answer.count));
+    setStatus(validationName(answer.index, answer.count), "ok");
+  }, clearImage);
 }
 
 async function upload() {
   const file = $("upload").files[0];
   if (!file) return;
   if (file.size > vocab.max_upload_bytes) {
+    clearImage();
     setStatus(`${file.name} has ${file.size.toLocaleString()} bytes, more than the limit of ${vocab.max_upload_bytes.toLocaleString()}`, "error");
     return;
   }
@@ -299,7 +349,7 @@ async function upload() {
     updateUrl();
     renderImage(answer, `${file.name} (${answer.resized_from[0]} × ${answer.resized_from[1]}, resized)`);
     setStatus(`captioned ${file.name}`, "ok");
-  });
+  }, clearImage);
 }
 
 let reportLoaded = false;
@@ -331,6 +381,45 @@ function showStages() {
   for (const node of document.querySelectorAll(".when-classifier")) node.hidden = !vocab.classifier;
 }
 
+// Why the model cannot read these words (null when it can), as the API would answer: a text of word
+// slots needs one word of each slot; a set of attributes, known attributes; free text takes any words.
+function textProblem(words) {
+  if (vocab.layout === "free") return null;
+  if (words.length !== vocab.text_length) return `${words.length} words, the model reads ${vocab.text_length}`;
+  if (vocab.layout === "attributes") {
+    const unknown = words.filter((w) => !vocab.words.includes(w));
+    return unknown.length ? `unknown attribute ${unknown.map((w) => JSON.stringify(w)).join(", ")}` : null;
+  }
+  const i = words.findIndex((w, slot) => !vocab.slots[slot].includes(w));
+  return i < 0 ? null : `${JSON.stringify(words[i])} is not a word of slot ${vocab.slot_names[i] || i + 1}`;
+}
+
+// The link's values that cannot be used, each with why: {name: message}.
+function linkProblems(params) {
+  const { maxSamples, maxSeed } = limits();
+  const problems = {};
+  const check = (name, low, high, what) => {
+    if (params.has(name) && wholeNumber(params.get(name), low, high) === null) {
+      problems[name] = `${name}=${JSON.stringify(params.get(name))} (${what})`;
+    }
+  };
+  check("n", 1, maxSamples, `samples: a whole number from 1 to ${maxSamples}; ${$("n").value} used`);
+  check("seed", 0, maxSeed, `a whole number from 0 to ${maxSeed}; ${$("seed").value} used`);
+  const count = vocab.validation_count;
+  if (params.has("image")) {
+    check("image", 0, Math.max(0, count - 1), count ? `validation images are numbered 0 to ${count - 1}` : "the validation split has no images");
+    if (!count) problems.image = `image=${JSON.stringify(params.get("image"))} (the validation split has no images)`;
+  }
+  if ((params.get("text") || "").trim()) {
+    const wrong = textProblem(params.get("text").trim().split(/\s+/).filter((w) => w));
+    if (wrong) problems.text = `text=${JSON.stringify(params.get("text"))} (${wrong}; kept in the box to correct)`;
+  }
+  if (params.has("tab") && !TABS.includes(params.get("tab"))) {
+    problems.tab = `tab=${JSON.stringify(params.get("tab"))} (one of ${TABS.join(", ")}; the text tab shown)`;
+  }
+  return problems;
+}
+
 async function start() {
   try {
     const [answer, health] = await Promise.all([api("/api/vocab"), api("/api/health")]);
@@ -344,9 +433,12 @@ async function start() {
   buildSlots();
   $("n").max = String(vocab.max_samples);
   $("seed").max = String(vocab.max_seed);
+  $("image-index").max = String(Math.max(0, vocab.validation_count - 1));
+  $("image-range").textContent = vocab.validation_count ? `(0 to ${vocab.validation_count - 1})` : "(none)";
   const params = new URLSearchParams(location.search);
-  if (params.has("n")) $("n").value = params.get("n");
-  if (params.has("seed")) $("seed").value = params.get("seed");
+  const ignored = linkProblems(params);
+  if (params.has("n") && !ignored.n) $("n").value = params.get("n");
+  if (params.has("seed") && !ignored.seed) $("seed").value = params.get("seed");
   const text = params.get("text");
   $("text").value = text || vocab.example || vocab.slots.map((s) => s[0]).join(" ");
   markSlots();
@@ -361,17 +453,23 @@ async function start() {
   $("text").addEventListener("input", markSlots);
   $("sample-prior").addEventListener("click", samplePrior);
   $("random-image").addEventListener("click", () => showValidation("random", $("random-image")));
-  $("show-image").addEventListener("click", () => showValidation(String(parseInt($("image-index").value, 10) || 0), $("show-image")));
+  $("show-image").addEventListener("click", () => showValidation($("image-index").value, $("show-image")));
   $("upload").addEventListener("change", upload);
   $("new-seed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); updateUrl(); });
   for (const id of ["seed", "n"]) $(id).addEventListener("change", updateUrl);
 
-  const tab = TABS.includes(params.get("tab")) ? params.get("tab") : "text";
+  const tab = ignored.tab ? "text" : params.get("tab") || "text";
   showTab(tab);
   document.body.dataset.ready = "true";
+  const problems = Object.values(ignored);
+  if (problems.length) {
+    // A bad value of the link is named at once (and its default used), not when a button is pressed.
+    setStatus(`ignored from the link: ${problems.join("; ")}`, "error");
+    return;
+  }
   if (tab === "text" && text) await generate();
   if (tab === "prior" && (params.has("n") || params.has("seed"))) await samplePrior();
-  if (tab === "image" && params.has("image")) await showValidation(String(parseInt(params.get("image"), 10) || 0), $("show-image"));
+  if (tab === "image" && params.has("image")) await showValidation(params.get("image"), $("show-image"));
 }
 
 start();
