@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vlvae.errors import VLVAEError
 from vlvae.inference import Inference, MissingStage
 from vlvae.serve import create_app
 from vlvae.serve.app import _Job, _Sampler
@@ -219,7 +220,7 @@ def test_a_missing_stage_fails_its_own_job_only(partial_run, inference):
 def test_concurrent_requests_are_batched_and_answer_as_alone(inference, serve_app, exact):
     """Eight requests that arrive while the models are busy are drawn as one batch; each answer equals
     the answer to the same request sent alone (bit for bit with exact=True)."""
-    app = create_app(inference, workers=2, exact=exact)
+    app = create_app(inference, workers=2, exact=exact, model_threads=1)
     url = serve_app(app)
     sampler = app.state.sampler
 
@@ -292,3 +293,30 @@ def test_figure_names_on_a_real_server_answer_json(served):
         status, answer = _get(served + path)
         assert status == 404 and "no figure" in answer["detail"]
     assert _get(served + "/report/figures/fig3_reconstructions.png%00")[0] == 404
+
+
+def test_two_model_threads_share_the_queue_and_stop(inference):
+    sampler = _Sampler(inference, exact=True, threads=2)
+    ids = inference.encode_text(TEXT)
+    jobs = [_Job("text", "agg", 2, seed, ids) for seed in range(12)]
+    futures = [sampler.submit(job) for job in jobs]
+    threads = list(sampler._threads)
+    assert len(threads) == 2 and all(thread.is_alive() for thread in threads)
+    for job, future in zip(jobs, futures):
+        alone = inference.from_text(TEXT, "agg", 2, job.seed)
+        assert np.array_equal(future.result(timeout=60).images, alone.images)
+    assert sum(sampler.batches) == 24
+    sampler.close()
+    assert not any(thread.is_alive() for thread in threads) and sampler._threads == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"workers": 0}, "workers must be at least 1"),
+        ({"model_threads": 0}, "model_threads must be at least 1"),
+    ],
+)
+def test_create_app_refuses_no_threads(inference, options, message):
+    with pytest.raises(VLVAEError, match=message):
+        create_app(inference, **options)

@@ -69,7 +69,13 @@ from vlvae.runs import STAGE1
 from vlvae.serve.images import MAX_UPLOAD_BYTES, UploadRefused, png_data_url, read_upload
 from vlvae.serve.markdown import render_markdown
 
-__all__ = ["PAGE_MAX_SAMPLES", "MAX_SEED", "MAX_BATCH_SAMPLES", "default_workers", "create_app"]
+__all__ = [
+    "PAGE_MAX_SAMPLES",
+    "MAX_SEED",
+    "MAX_BATCH_SAMPLES",
+    "default_workers",
+    "create_app",
+]
 
 #: The most samples one API request may ask for, per column (two columns of 64 fill a large screen).
 PAGE_MAX_SAMPLES = 64
@@ -126,7 +132,12 @@ def _validation_message(exc: RequestValidationError) -> str:
 def default_workers() -> int:
     """Worker threads for decoding and PNG encoding: one per core (at least 2, so that one slow upload
     never holds every worker)."""
-    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(2, _cores())
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -151,36 +162,42 @@ class _Sampler:
     alone and with many the cost per sample falls.
     """
 
-    def __init__(self, inference: Inference, max_batch: int = MAX_BATCH_SAMPLES, exact: bool = False):
+    def __init__(
+        self, inference: Inference, max_batch: int = MAX_BATCH_SAMPLES, exact: bool = False, threads: int = 1
+    ):
         self.inference = inference
         self.max_batch = max_batch
         self.exact = exact
+        self.threads = threads
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start = threading.Lock()
         #: The sizes (samples) of the batches drawn so far, for tests and the load benchmark.
         self.batches: list[int] = []
 
     def submit(self, job: _Job) -> Future:
         with self._start:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="vlvae-serve-model", daemon=True)
-                self._thread.start()
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            while len(self._threads) < self.threads:
+                thread = threading.Thread(target=self._loop, name="vlvae-serve-model", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         self._jobs.put(job)
         return job.future
 
     def close(self) -> None:
-        """Stop the model thread once the jobs already waiting are done."""
+        """Stop the model threads once the jobs already waiting are done."""
         with self._start:
-            if self._thread is not None and self._thread.is_alive():
+            for _ in self._threads:
                 self._jobs.put(None)
-                self._thread.join(timeout=30)
-            self._thread = None
+            for thread in self._threads:
+                thread.join(timeout=30)
+            self._threads = []
 
     def _loop(self) -> None:
         while True:
             job = self._jobs.get()
-            if job is None:
+            if job is None:  # one stop signal per thread
                 return
             jobs, total = [job], job.n
             while total < self.max_batch:
@@ -189,7 +206,7 @@ class _Sampler:
                 except queue.Empty:
                     break
                 if following is None:
-                    self._jobs.put(None)  # stop after this batch
+                    self._jobs.put(None)  # a stop signal: left for a thread once this batch is done
                     break
                 jobs.append(following)
                 total += following.n
@@ -341,6 +358,7 @@ def create_app(
     workers: int | None = None,
     torch_threads: int | None = None,
     exact: bool = False,
+    model_threads: int = 1,
 ) -> FastAPI:
     """The application for one opened run.
 
@@ -358,6 +376,10 @@ def create_app(
             all the requests of a batch, which is twice as fast per request but can move z by a float
             rounding (about 1e-7): a pixel by one level or, at a near tie, a decoded word. A request
             served alone gives the images of ``vlvae sample`` with the same seed either way.
+        model_threads: threads that draw batches of samples. With one (the default) every request that
+            arrives while a batch runs joins the next batch; more threads run batches side by side,
+            which are then smaller (on the two-core machine, loaded, two gave 18 ms of CPU per request
+            against 14 ms and a lower throughput).
 
     Example:
         >>> from fastapi.testclient import TestClient  # doctest: +SKIP
@@ -374,7 +396,9 @@ def create_app(
         torch.set_num_threads(torch_threads)
     report_dir = Path(report_dir if report_dir is not None else inference.run)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlvae-serve")
-    sampler = _Sampler(inference, exact=exact)
+    if model_threads < 1:
+        raise VLVAEError(f"model_threads must be at least 1, got {model_threads}")
+    sampler = _Sampler(inference, exact=exact, threads=model_threads)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
