@@ -218,6 +218,16 @@ def test_png_bytes_round_trips_any_image():
         png_bytes(np.zeros((4, 4), np.uint8))
 
 
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_and_keeps_its_size():
+    wide = np.zeros((1000, 2400, 3), np.uint8)
+    wide[:, 700:1700] = (30, 160, 220)  # the central square (700..1700) is one colour
+    buffer = io.BytesIO()
+    Image.fromarray(wide).save(buffer, format="JPEG", quality=95)
+    image, size = read_upload(buffer.getvalue(), 16)
+    assert size == (2400, 1000) and image.shape == (16, 16, 3)
+    assert np.abs(image[2:-2, 2:-2].astype(int) - (30, 160, 220)).max() <= 8
+
+
 def test_read_upload_converts_modes():
     buffer = io.BytesIO()
     Image.new("RGBA", (30, 30), (10, 20, 30, 128)).save(buffer, format="PNG")

@@ -1,16 +1,16 @@
 """The web application of ``vlvae serve``: the page, its JSON API and the run's report.
 
 :func:`create_app` builds a FastAPI application around one opened run
-(:class:`vlvae.inference.Inference`); it keeps no global state, so tests and the
-load benchmark can build as many as they like. Every image is a PNG made in
+(:class:`vlvae.inference.Inference`); it keeps no global state (unless asked to set torch's
+threads), so tests and the load benchmark can build as many as they like. Every image is a PNG made in
 memory and sent as a ``data:`` URL. Bad input is answered with a 4xx status and
 ``{"detail": "one line naming the problem"}``, and the server keeps serving:
 
 =====  =====================================================================
 400    unknown word, wrong text length, n or seed out of range, bad parameter
-404    no such validation image, no report, no such figure
-409    a stage of the run that is not trained (the message names the command)
+404    no such validation image, no report, no such figure, no such path
 405    a method the path does not take
+409    a stage of the run that is not trained (the message names the command)
 413    an upload over :data:`vlvae.serve.images.MAX_UPLOAD_BYTES` or
        :data:`vlvae.serve.images.MAX_UPLOAD_PIXELS` (read from the file's header, before decoding)
 415    an upload that is not a PNG or JPEG image
@@ -20,13 +20,14 @@ Every answer of every path is JSON with a ``detail`` when it is an error (an unk
 an unforeseen failure answers 500 with a one-line ``detail`` instead of a traceback.
 
 The event loop only parses requests and answers them: decoding uploads, the models and PNG encoding
-run in a bounded pool of worker threads (:class:`_Sampler` and ``workers``), so that one slow request
-(a large upload) delays no other, not even ``/api/health``. Sampling requests that arrive while the
-models are busy are run together as one batch by one model thread: each request's noise is drawn with
-its own seed as :class:`vlvae.inference.Inference` draws it, and the networks run once for the batch
-(a batch of 64 samples costs far less than eight of 8, which is what lets concurrent clients share a
-small machine). Alone, a seeded request gives exactly the images of ``vlvae sample``; in a batch its
-z can differ by a float rounding unless the app is made with ``exact=True`` (see :func:`create_app`).
+run in bounded pools of threads (``workers``, and the model thread of :class:`_Sampler`), so that one
+slow request (a large upload) delays no other, not even ``/api/health``. Sampling requests that arrive
+while the models are busy are run together as one batch by the model thread: each request's noise is
+drawn with its own seed as :class:`vlvae.inference.Inference` draws it, and the networks run once for
+the batch (a batch of 64 samples costs far less than eight of 8, which is what lets concurrent clients
+share a small machine). Alone, a seeded request gives exactly the images of ``vlvae sample``; in a
+batch its z can differ by a float rounding unless the app is made with ``exact=True``
+(see :func:`create_app`).
 """
 
 from __future__ import annotations
@@ -153,13 +154,14 @@ class _Job:
 
 
 class _Sampler:
-    """The one model thread: draws the samples of every waiting request as one batch.
+    """The model thread(s): draw the samples of every waiting request as one batch.
 
-    Each job's z is drawn on its own, seeded, under the run's lock and with torch's random state put
-    back afterwards (as :meth:`vlvae.inference.Inference.from_text` and ``from_prior`` draw it); the
-    images, texts and the classifier's scores of all jobs are then decoded in one pass. A request
-    that arrives while a batch runs waits for the next one, so with one client a request is decoded
-    alone and with many the cost per sample falls.
+    A thread takes the jobs waiting (up to ``max_batch`` samples), draws each job's z with the job's
+    seed under the run's lock (torch's random state put back afterwards, as
+    :meth:`vlvae.inference.Inference.from_text` and ``from_prior`` draw it), and decodes the images,
+    texts and the classifier's scores of all of them in one pass. A request that arrives while a
+    batch runs joins the next one: with one client every request is decoded alone, with many the cost
+    per request falls. With ``exact`` each z is drawn whole on its own (:func:`create_app`).
     """
 
     def __init__(
