@@ -252,6 +252,22 @@ def test_a_broken_stage_2_metrics_json_makes_the_stage_missing(run_copy, tmp_pat
 
 @pytest.mark.parametrize(
     "content, fragment",
+    [("{not json", "is corrupt"), ("[1, 2]", "holds a JSON list, not a stage's metrics")],
+)
+def test_training_over_a_broken_stage_metrics_json_is_refused(vlvae, run_copy, content, fragment):
+    """A finished stage is never retrained: its metrics.json is read, and a broken one is one line."""
+    from vlvae.runs import stage_dir
+
+    folder = stage_dir(run_copy, "prior")
+    folder.mkdir()
+    (folder / "metrics.json").write_text(content)
+    before = snapshot(run_copy)
+    one_error_line(vlvae("train", "prior", "--run", run_copy, "--no-progress"), fragment)
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
     [
         ("[]", "holds a JSON list, not an object"),
         (json.dumps({"seed": 0}), "does not name the data folder"),

@@ -14,11 +14,11 @@ STOP = [
     "text_posterior.val_every=2",
     "text_posterior.checkpoint_every=2",
     "text_posterior.patience=2",
-    "text_posterior.min_delta=1e9",
+    "text_posterior.min_delta=1e6",
     "prior.steps=40",
     "prior.val_every=2",
     "prior.patience=1",
-    "prior.min_delta=1e9",
+    "prior.min_delta=1e6",
     "prior.val_examples=6",
 ]
 
@@ -70,7 +70,7 @@ def test_stage_stops_on_patience_and_keeps_its_best_pass(run, stage):
         metrics = runs.train_text_posterior(run, "agg", progress=False)
         patience, monitor = 2, "val/cross_entropy"
     stop = metrics["early_stopping"]
-    # min_delta = 1e9: only the first pass counts as an improvement, so the stage stops after
+    # min_delta = 1e6: only the first pass counts as an improvement, so the stage stops after
     # 1 + patience passes, 2 steps apart, far below its 40-step cap
     assert stop["stopped_by"] == "patience" and stop["monitor"] == monitor
     assert metrics["steps"] == 2 * (1 + patience) < 40
@@ -119,7 +119,7 @@ def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_
         "text_posterior.val_every=2",
         "text_posterior.checkpoint_every=2",
         "text_posterior.patience=3",
-        "text_posterior.min_delta=1e9",
+        "text_posterior.min_delta=1e6",
     ]
     straight = tmp_path / "straight"
     runs.train_vlvae(data, straight, "tiny", overrides=overrides, progress=False)

@@ -16,7 +16,6 @@ the same frozen VLVAE: their spread is the spread over training runs.
 from __future__ import annotations
 
 import copy
-import json
 import signal
 import threading
 import time
@@ -29,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
 from vlvae.errors import DiskFullError, VLVAEError
-from vlvae.io import as_disk_full, atomic_write_json, remove_stale_temporaries
+from vlvae.io import as_disk_full, atomic_write_json, read_json, remove_stale_temporaries
 from vlvae.locking import folder_lock, holds_lock
 from vlvae.methods import configure, get_method
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
@@ -42,6 +41,7 @@ from vlvae.runs import (
     init_run,
     load_vlvae,
     open_run,
+    read_stage_metrics,
     save_weights,
     stage_dir,
     stage_seed,
@@ -120,6 +120,16 @@ def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_
             signal.signal(signal.SIGINT, handler)
 
 
+def _finished_metrics(directory: Path) -> dict:
+    """The ``metrics.json`` of a finished stage folder, checked to be a JSON object (one line if not)."""
+    path = directory / "metrics.json"
+    fix = f"delete {directory} and train the stage again"
+    metrics = read_json(path, fix)
+    if not isinstance(metrics, dict):
+        raise VLVAEError(f"{path} holds a JSON {type(metrics).__name__}, not a stage's metrics; {fix}")
+    return metrics
+
+
 def fit_stage(
     task,
     directory: Path,
@@ -157,7 +167,7 @@ def fit_stage(
     """
     directory = Path(directory)
     if (directory / "metrics.json").is_file():
-        return json.loads((directory / "metrics.json").read_text())
+        return _finished_metrics(directory)
     check_output_dir(directory, "stage folder")
     if holds_lock(directory):  # no other vlvae process writes here: earlier killed writes' files are stale
         remove_stale_temporaries(directory)
@@ -372,7 +382,7 @@ def _fit_on_frozen_vlvae(
     seed = stage_seed(cfg.seed, stage.name, replicate)
     directory = stage_dir(run, stage.name, replicate)
     if (directory / "metrics.json").is_file():
-        return json.loads((directory / "metrics.json").read_text())
+        return read_stage_metrics(run, stage.name, replicate, stage.weights_tag)
     check_run_data(run, cfg, info)
     run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
     with folder_lock(run, stage.lock_command):
