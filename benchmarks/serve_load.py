@@ -160,7 +160,7 @@ def _free_port() -> int:
 
 
 def _start_server(
-    run: str, classifier: str | None, threads: int | None, timeout: float
+    run: str, classifier: str | None, threads: int | None, timeout: float, batch_flows: bool = False
 ) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     command = [sys.executable, "-m", "vlvae.cli", "serve", "--run", run, "--port", str(port)]
@@ -168,6 +168,8 @@ def _start_server(
         command += ["--classifier", classifier]
     if threads:
         command += ["--threads", str(threads)]
+    if batch_flows:
+        command += ["--batch-flows"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -199,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--run", help="run folder: start `vlvae serve` on it on a free loopback port")
     where.add_argument("--url", help="base URL of a running server")
     parser.add_argument("--classifier", help="classifier folder for the started server (adds correctness)")
-    parser.add_argument("--threads", type=int, help="torch threads of the started server (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of the started server (default: serve's, 1)"
+    )
+    parser.add_argument("--batch-flows", action="store_true", help="start the server with --batch-flows")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 8], help="numbers of concurrent clients, in turn"
@@ -214,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     url = args.url
     if args.run:
-        server, url = _start_server(args.run, args.classifier, args.threads, timeout=120)
+        server, url = _start_server(
+            args.run, args.classifier, args.threads, timeout=120, batch_flows=args.batch_flows
+        )
     try:
         if args.warmup:
             load_test(url, args.warmup, max(args.concurrency), args.n, args.posterior, args.text)

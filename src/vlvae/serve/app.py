@@ -25,9 +25,10 @@ slow request (a large upload) delays no other, not even ``/api/health``. Samplin
 while the models are busy are run together as one batch by the model thread: each request's noise is
 drawn with its own seed as :class:`vlvae.inference.Inference` draws it, and the networks run once for
 the batch (a batch of 64 samples costs far less than eight of 8, which is what lets concurrent clients
-share a small machine). Alone, a seeded request gives exactly the images of ``vlvae sample``; in a
-batch its z can differ by a float rounding unless the app is made with ``exact=True``
-(see :func:`create_app`).
+share a small machine). By default every z is drawn on its own, so that a seeded request gives
+exactly the images of ``vlvae sample`` whatever else is served with it; with ``exact=False``
+(``vlvae serve --batch-flows``) a flow's transform also runs once per batch, faster, but a batched
+z can then differ by a float rounding (see :func:`create_app`).
 """
 
 from __future__ import annotations
@@ -359,7 +360,7 @@ def create_app(
     max_samples: int = PAGE_MAX_SAMPLES,
     workers: int | None = None,
     torch_threads: int | None = None,
-    exact: bool = False,
+    exact: bool = True,
     model_threads: int = 1,
 ) -> FastAPI:
     """The application for one opened run.
@@ -373,11 +374,12 @@ def create_app(
         torch_threads: when given, ``torch.set_num_threads`` for the whole process (the models' own
             threads; 1 suits a small machine where the requests themselves run in parallel); None
             leaves torch's setting (``vlvae serve --threads``).
-        exact: draw each request's z on its own even when requests are batched, so that an answer
-            never depends on the requests served with it. By default a flow's transform runs once for
-            all the requests of a batch, which is twice as fast per request but can move z by a float
-            rounding (about 1e-7): a pixel by one level or, at a near tie, a decoded word. A request
-            served alone gives the images of ``vlvae sample`` with the same seed either way.
+        exact: draw each request's z on its own even when requests are batched (the default), so
+            that an answer never depends on the requests served with it. With False a flow's transform
+            runs once for all the requests of a batch, which is faster per request but can move z by a
+            float rounding (about 1e-7): a pixel by one level or, at a near tie, a decoded word
+            (``vlvae serve --batch-flows``). A request served alone gives the images of
+            ``vlvae sample`` with the same seed either way.
         model_threads: threads that draw batches of samples. With one (the default) every request that
             arrives while a batch runs joins the next batch; more threads run batches side by side,
             which are then smaller (on the two-core machine, loaded, two gave 18 ms of CPU per request
