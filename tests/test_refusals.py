@@ -347,3 +347,18 @@ def test_usage_errors_are_one_line(vlvae, data, tmp_path, args, fragment):
     result = vlvae("train", "vlvae", "--data", data, "--out", tmp_path / "run", *args)
     one_error_line(result, fragment, "vlvae train vlvae --help")
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_outside_a_fit_is_one_line(vlvae, data, monkeypatch, tmp_path):
+    """typer turns a KeyboardInterrupt into exit 130 without a word; main names it (a fit's own
+    interruption line is tested in tests/training/test_nonfinite_training.py)."""
+    import vlvae.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "check_dataset", interrupted)
+    code, _, err = vlvae("train", "vlvae", "--data", data, "--out", tmp_path / "run", *TINY)
+    assert code == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err

@@ -55,6 +55,9 @@ for _name in dataset_names():
         data_app.command(_command)(_function)
 
 
+#: The exit code typer gives a KeyboardInterrupt (128 + SIGINT).
+INTERRUPTED = 130
+
 #: ``vlvae sample --posterior own``: a baseline's own q(z|y), trained in its stage 1.
 OWN = "own"
 
@@ -546,6 +549,9 @@ def main() -> None:
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
+
+    if code == INTERRUPTED:  # Ctrl-C outside a fit (a fit prints its own line naming the step to resume from)
+        typer.echo("error: interrupted; files already written are complete, so rerun the command", err=True)
     # as typer's standalone mode does: exit with the code of an explicit exit (--help: 0), else 0
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
