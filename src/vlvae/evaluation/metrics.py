@@ -203,7 +203,7 @@ def paired_differences(per_example: dict) -> dict:
     """Mean ± standard error over examples of each registered pair present (e.g. q_agg − q_true).
 
     The pairs are those the stages declare (:func:`vlvae.methods.stages.paired_distributions`).
-    The two members of each pair are scored on the same validation examples, so
+    The two members of each pair are scored on the same examples, so
     the per-example difference removes the spread between examples.
     """
     out = {}

@@ -286,7 +286,7 @@ def _difference_lines(diffs: dict, lk: dict, names: dict, k: int, text_ks: list,
 
     lines = [
         "",
-        "Paired differences on the same validation examples (mean"
+        "Paired differences on the same scored examples (mean"
         + (" ± std over training replicates" if reps > 1 else "")
         + "; in parentheses the standard error over examples; image likelihoods at "
         f"k = {k}, log p(y) at k = {text_ks[-1] if text_ks else '–'}):",
