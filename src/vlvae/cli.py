@@ -396,7 +396,11 @@ def evaluate_cmd(
         "reproduce's caption_judge/): its word accuracy is reported beside the classifier's correctness.",
         **PATH_OPTION,
     ),
-    examples: int | None = typer.Option(None, help="Validation examples (default: the run's config)."),
+    examples: int | None = typer.Option(
+        None,
+        help="Examples scored, the first of the test split (validation where there is none; "
+        "default: the run's config).",
+    ),
     k: int | None = typer.Option(None, help="Importance samples for the bounds on log p(x|y) and log p(x)."),
     text_k: int | None = typer.Option(
         None,
@@ -507,7 +511,11 @@ def compare_cmd(
         ..., help="Classifier folder of that data set (vlvae train classifier).", **PATH_OPTION
     ),
     out: Path = typer.Option(..., help="Folder for compare.md, compare.json and Fig. 7.", **PATH_OPTION),
-    examples: int | None = typer.Option(None, help="Validation examples (default: the first run's config)."),
+    examples: int | None = typer.Option(
+        None,
+        help="Examples scored, the first of the test split (validation where there is none; "
+        "default: the first run's config).",
+    ),
     seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
 ):
