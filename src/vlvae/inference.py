@@ -12,6 +12,7 @@ models, so a seeded request gives the same images whichever other requests run a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -193,7 +194,9 @@ class Inference:
         stages = [stage for stage, _ in (*TEXT_POSTERIORS.values(), *PRIORS.values()) if stage is not None]
         return {stage: self._missing.get(stage) for stage in stages}
 
-    def _posterior(self, posterior: str):
+    def text_posterior(self, posterior: str):
+        """q(z|y) by its name (``agg``, ``true``, or a method's ``own``), a callable y -> distribution;
+        an unknown name or a missing stage is one line."""
         if posterior == "own" and "own" in self._posteriors:
             return self._posteriors["own"]
         if posterior not in TEXT_POSTERIORS:
@@ -207,7 +210,9 @@ class Inference:
             raise MissingStage(stage, self._missing[stage])
         return self._posteriors[posterior]
 
-    def _prior_distribution(self, prior: str):
+    def prior_distribution(self, prior: str):
+        """p(z) by its name (``standard``: N(0, I); ``learned``: q_φ(z)); an unknown name or a missing
+        stage is one line."""
         if prior not in PRIORS:
             allowed = " or ".join(f"{name!r} ({label})" for name, (_, label) in PRIORS.items())
             raise VLVAEError(f"prior must be {allowed}, got {prior!r}")
@@ -217,6 +222,13 @@ class Inference:
         if stage in self._missing:
             raise MissingStage(stage, self._missing[stage])
         return self._priors[prior]()
+
+    @contextlib.contextmanager
+    def drawing(self):
+        """Hold the run's lock with torch's global random state forked: a seeded draw inside neither
+        sees nor disturbs any other (every sampling method draws inside it)."""
+        with self._lock, torch.random.fork_rng(devices=[]):
+            yield
 
     # ----------------------------------------------------------------- text
 
@@ -292,12 +304,12 @@ class Inference:
         """
         check_sample_count(n)
         check_seed(seed, "seed")
-        q = self._posterior(posterior)
+        q = self.text_posterior(posterior)
         ids = text if isinstance(text, torch.Tensor) else self.encode_text(text)
         if ids.shape != (self.text_length,):
             raise VLVAEError(f"word indices must have shape ({self.text_length},), got {tuple(ids.shape)}")
         y = ids.reshape(1, -1).expand(n, -1).contiguous()
-        with self._lock, torch.random.fork_rng(devices=[]):
+        with self.drawing():
             torch.manual_seed(seed)
             z = q(y).sample()
             return self._decode(z, judged_texts=y)
@@ -308,8 +320,8 @@ class Inference:
         correctness judges each image against its own decoded text."""
         check_sample_count(n)
         check_seed(seed, "seed")
-        with self._lock, torch.random.fork_rng(devices=[]):
-            dist = self._prior_distribution(prior)
+        with self.drawing():
+            dist = self.prior_distribution(prior)
             torch.manual_seed(seed)
             z = dist.sample((n,))
             return self._decode(z)

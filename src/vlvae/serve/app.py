@@ -226,11 +226,11 @@ class _Sampler:
         # The run's lock keeps torch's global random state to one seeded draw at a time (Inference's
         # own methods take it too); q(z|y) and the priors are reached as Inference reaches them.
         if kind == "text":
-            q = inference._posterior(name)
+            q = inference.text_posterior(name)
             ys = [job.ids.reshape(1, -1).expand(job.n, -1).contiguous() for job in jobs]
             whole = q(torch.cat(ys)) if len(jobs) > 1 and not self.exact else None
             if not _normal_flow(whole):
-                with inference._lock, torch.random.fork_rng(devices=[]):
+                with inference.drawing():
                     drawn = []
                     for job, y in zip(jobs, ys):
                         torch.manual_seed(job.seed)
@@ -238,15 +238,15 @@ class _Sampler:
                     return drawn
             normal, ndims = whole.base.base_dist, whole.base.reinterpreted_batch_ndims
             noise, at = [], 0
-            with inference._lock, torch.random.fork_rng(devices=[]):
+            with inference.drawing():
                 for job in jobs:
                     rows = slice(at, at + job.n)
                     torch.manual_seed(job.seed)
                     noise.append(Independent(Normal(normal.loc[rows], normal.scale[rows]), ndims).rsample())
                     at += job.n
             return list(whole.transform.inv(torch.cat(noise)).split([job.n for job in jobs]))
-        with inference._lock, torch.random.fork_rng(devices=[]):
-            dist = inference._prior_distribution(name)
+        with inference.drawing():
+            dist = inference.prior_distribution(name)
             if len(jobs) == 1 or self.exact or not _normal_flow(dist) or dist.base.batch_shape:
                 drawn = []
                 for job in jobs:
