@@ -9,6 +9,8 @@ import textwrap
 import pytest
 import torch
 
+from vlvae.cli import main
+
 
 @pytest.fixture(scope="session")
 def tiny_data_settings():
@@ -81,3 +83,20 @@ def holder_of():
     yield start
     for h in holders:
         h.kill()
+
+
+@pytest.fixture
+def vlvae(monkeypatch, capsys):
+    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:  # a success may or may not exit through SystemExit(0)
+            code = 0 if exc.code is None else exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

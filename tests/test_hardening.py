@@ -19,11 +19,10 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from vlvae.cli import app, main
+from vlvae.cli import app
 from vlvae.config import preset
 from vlvae.data.format import read_manifest
 from vlvae.datasets.two_objects.build import generate_two_objects
@@ -32,20 +31,6 @@ from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.generate import MAX_SAMPLES, check_sample_count
 from vlvae.runs import init_run
 from vlvae.training.judges import classifier_info, training_settings
-
-
-@pytest.fixture
-def vlvae(monkeypatch, capsys):
-    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return exc.value.code, captured.out, captured.err
-
-    return run
 
 
 def one_error_line(code, err, *fragments):

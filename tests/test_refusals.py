@@ -14,31 +14,15 @@ Commands run through ``vlvae.cli.main`` (what the ``vlvae`` executable runs).
 import hashlib
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vlvae.cli import main
 from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
 
 TINY = ("--preset", "tiny", "--no-progress")
-
-
-@pytest.fixture
-def vlvae(monkeypatch, capsys):
-    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        captured = capsys.readouterr()
-        return exc.value.code, captured.out, captured.err
-
-    return run
 
 
 def one_error_line(result, *fragments):

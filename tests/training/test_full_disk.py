@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import subprocess
-import sys
 
 import lightning as L
 import numpy as np
@@ -19,7 +18,6 @@ import pytest
 import torch
 
 import vlvae.io as vlvae_io
-from vlvae.cli import main
 from vlvae.errors import DiskFullError
 from vlvae.io import (
     atomic_save_npy,
@@ -30,23 +28,6 @@ from vlvae.io import (
 )
 from vlvae.runs import save_weights
 from vlvae.training.checkpoints import AtomicCheckpointIO
-
-
-@pytest.fixture
-def vlvae(monkeypatch, capsys):
-    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:  # a success may or may not exit through SystemExit(0)
-            code = 0 if exc.code is None else exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def one_error_line(code, err, *fragments):

@@ -12,31 +12,12 @@ The faults are injected by a callback added to every Trainer the command makes.
 
 import contextlib
 import signal
-import sys
 
 import lightning as L
 import pytest
 import torch
 
-from vlvae.cli import main
 from vlvae.training.checkpoints import non_finite_tensors
-
-
-@pytest.fixture
-def vlvae(monkeypatch, capsys):
-    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:  # a success may or may not exit through SystemExit(0)
-            code = 0 if exc.code is None else exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def one_error_line(code, err, *fragments):

@@ -24,23 +24,6 @@ from vlvae.runs import init_run, stage_seed
 from vlvae.training.checkpoints import STAMP_KEY, AtomicCheckpointIO, read_checkpoint, stage_stamp
 
 
-@pytest.fixture
-def vlvae(monkeypatch, capsys):
-    """``vlvae(*args)`` runs the command line in this process: (exit code, stdout, stderr)."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vlvae", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:  # a success may or may not exit through SystemExit(0)
-            code = 0 if exc.code is None else exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def one_error_line(code, err, *fragments):
     """Exit code 2 and exactly one printed line, ``error: ...``, holding every fragment."""
     lines = err.strip().splitlines()
