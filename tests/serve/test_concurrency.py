@@ -1,4 +1,3 @@
-
 """`vlvae serve` under concurrent requests, on a real loopback server: a slow upload leaves the event
 loop free (``/api/health`` answers at once), sampling requests that wait are drawn as one batch with the
 same answers as alone, and pixel bombs are refused from the header before anything is decoded."""
