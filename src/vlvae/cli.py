@@ -7,6 +7,10 @@ their ranges (:func:`vlvae.config.validate_config`, :func:`vlvae.config.check_op
 paths by :mod:`vlvae.paths` (an empty path option is refused as it is parsed), data sets whole
 (:func:`vlvae.data.format.check_dataset`), and every command that writes a folder holds its lock
 (:mod:`vlvae.locking`). Usage errors (``--steps abc``, a missing option) are one line too.
+
+Every command that runs models outside training (``evaluate``, ``compare``, ``sample``, ``serve``
+and ``reproduce``'s evaluation) takes ``--device`` (:func:`vlvae.device.resolve_device`), checked
+first; training stages take the config's ``accelerator`` and ``devices`` keys.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import typer
 # typer vendors click: its usage errors (``--steps abc``) are this package's exceptions.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from vlvae import __version__
 from vlvae.config import apply_overrides, check_option
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.data.preview import image_text_grid, preview_grid
 from vlvae.datasets import data_dataset, dataset_names, get_dataset, preset, train_judge, verify
+from vlvae.device import AUTO, DEVICE_CHOICES, resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
 from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, Inference, check_sample_count
@@ -35,10 +41,11 @@ from vlvae.methods.stages import TEXT_POSTERIOR, choices, text_posterior_stage
 from vlvae.paths import PATH_OPTION, check_output_file
 from vlvae.recipes.figure1 import run_latent2d
 from vlvae.recipes.reproduce import reproduce
+from vlvae.runinfo import git_commit
 from vlvae.serve import create_app
 from vlvae.training.run import fit_vlvae, train_prior, train_text_posterior
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "version_line"]
 
 app = typer.Typer(
     help="vlvae: text-to-image and image-to-text generation with multimodal latent-variable "
@@ -65,6 +72,41 @@ OWN = "own"
 #: The most training replicates, processes or threads a command may ask for.
 MAX_REPLICATES = 1000
 MAX_WORKERS = 1024
+
+
+def version_line() -> str:
+    """``vlvae 0.1.0`` and, in a git checkout, ``(commit SHA)`` (``+dirty`` with uncommitted changes)."""
+    commit = git_commit()
+    return f"vlvae {__version__}" + (f" (commit {commit})" if commit != "unknown" else "")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version (and the git commit of a checkout) and exit.",
+    ),
+):
+    pass
+
+
+def _device_option(what: str = "the models"):
+    """``--device``: one choice for every command that runs models outside training."""
+    return typer.Option(
+        AUTO,
+        "--device",
+        help=f"Where {what} run: {DEVICE_CHOICES} (auto: a CUDA GPU when torch sees one, else the CPU). "
+        "The judges run on the CPU; a device this machine lacks is refused before anything is written.",
+    )
 
 
 def _check_png(out: Path) -> None:
@@ -298,9 +340,11 @@ def sample_cmd(
         + ".",
     ),
     n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, help="Random seed (a GPU draws other images than the CPU for one seed)."),
+    device: str = _device_option(),
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
+    on = resolve_device(device)
     check_sample_count(n)
     check_option("--seed", seed, "seed")
     if text is not None and posterior not in (*TEXT_POSTERIORS, OWN):
@@ -309,7 +353,7 @@ def sample_cmd(
         raise VLVAEError(f"--prior must be {_one_of(list(PRIORS))}, got {prior!r}")
     check_output_file(out, "image file")
     _check_png(out)
-    inference = Inference.open(run)
+    inference = Inference.open(run, device=on)
     if text is not None:
         samples = inference.from_text(text, posterior, n, seed)
         unknown = inference.unknown_words(text)
@@ -353,18 +397,20 @@ def serve_cmd(
         "many clients, but a batched answer can differ from the same request alone by a float "
         "rounding (a pixel level, or a word at a near tie). Off: every answer is that of `vlvae sample`.",
     ),
+    device: str = _device_option(),
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
     import uvicorn  # deferred: the web server is needed only by `vlvae serve`
 
+    on = resolve_device(device)
     if not 1 <= port <= 65535:
         raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
     if not 1 <= threads <= MAX_WORKERS:
         raise VLVAEError(f"--threads must be between 1 and {MAX_WORKERS}, got {threads}")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise VLVAEError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
-    inference = Inference.open(run, classifier)
+    inference = Inference.open(run, classifier, on)
     try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -376,12 +422,18 @@ def serve_cmd(
         ) from exc
     missing = [stage for stage, why in inference.stages().items() if why is not None]
     typer.echo(
-        f"serving {run} at http://{host}:{port}/ (API documentation at /docs)"
+        f"serving {run} at http://{host}:{port}/ (API documentation at /docs; models on {on})"
         + (f"; not trained: {', '.join(missing)}" if missing else "")
         + "; Ctrl-C stops"
     )
     page = create_app(inference, workers=workers, torch_threads=threads, exact=not batch_flows)
     uvicorn.run(page, host=host, port=port, log_level="warning")
+
+
+_MICRO_BATCH_HELP = (
+    "Importance samples of log p(x|y) and log p(x) scored at a time, for 16 images at a time: "
+    "memory, not the numbers (raise it on a GPU with memory to spare, lower it if one runs out)"
+)
 
 
 @app.command("evaluate")
@@ -413,15 +465,31 @@ def evaluate_cmd(
         help="Refuse classifiers less accurate than this on real data (default: stored with the classifier).",
     ),
     figures: bool = typer.Option(True, help="Draw the figures."),
+    device: str = _device_option("the models, the scored examples and the importance samples"),
+    micro_batch: int | None = typer.Option(
+        None, help=_MICRO_BATCH_HELP + " (default: the run's config, evaluation.micro_batch)."
+    ),
 ):
     """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures:
     RUN/metrics.json, RUN/report.md."""
-    for name, value in (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds)):
+    on = resolve_device(device)
+    options = (("--examples", examples), ("--k", k), ("--text-k", text_k), ("--seeds", seeds))
+    for name, value in (*options, ("--micro-batch", micro_batch)):
         check_option(name, value, f"evaluation.{name[2:].replace('-', '_')}")
     if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
         raise VLVAEError(f"--min-accuracy must be in [0, 1], got {min_accuracy}")
     evaluate_run(
-        run, classifier, examples, k, seeds, min_accuracy, figures, text_k=text_k, caption_judge=caption_judge
+        run,
+        classifier,
+        examples,
+        k,
+        seeds,
+        min_accuracy,
+        figures,
+        text_k=text_k,
+        caption_judge=caption_judge,
+        device=on,
+        micro_batch=micro_batch,
     )
     typer.echo((Path(run) / "report.md").read_text())
 
@@ -477,9 +545,11 @@ def reproduce_cmd(
         + "): each into methods/NAME/ with its stages 2-3 "
         "(q_Agg post hoc for the baselines); compare.md puts them in one table.",
     ),
+    device: str = _device_option("the evaluation's models (training: the config's accelerator key)"),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages
     skipped)."""
+    on = resolve_device(device)
     _check_replicates(replicates)
     _check_replicates(vlvae_replicates, "--vlvae-replicates")
     if not 1 <= workers <= MAX_WORKERS:
@@ -498,6 +568,7 @@ def reproduce_cmd(
         vlvae_replicates=vlvae_replicates,
         methods=names,
         data=data,
+        device=on,
     )
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
     if names:
@@ -518,16 +589,26 @@ def compare_cmd(
     ),
     seeds: int | None = typer.Option(None, help="Repetitions of the correctness draws."),
     k: int | None = typer.Option(None, help="Importance samples of the log p(x|y) bound."),
+    device: str = _device_option("the models of each evaluation"),
+    micro_batch: int | None = typer.Option(
+        None, help=_MICRO_BATCH_HELP + " (default: the first run's config)."
+    ),
 ):
     """One table over methods: text→image and prior correctness, captions, log p(x|y), posterior
     spread, time.
 
     Each run is evaluated as `vlvae evaluate` does (writing its metrics.json and report.md), unless
     its metrics.json already holds this judge's evaluation of its present weights with the same
-    settings, which is reused; the table renders those metrics."""
-    for name, value in (("--examples", examples), ("--k", k), ("--seeds", seeds)):
-        check_option(name, value, f"evaluation.{name[2:]}")
-    compare_runs(runs, classifier, out, examples, seeds, k)
+    settings, which is reused (whichever device made it); the table renders those metrics."""
+    on = resolve_device(device)
+    for name, value in (
+        ("--examples", examples),
+        ("--k", k),
+        ("--seeds", seeds),
+        ("--micro-batch", micro_batch),
+    ):
+        check_option(name, value, f"evaluation.{name[2:].replace('-', '_')}")
+    compare_runs(runs, classifier, out, examples, seeds, k, device=on, micro_batch=micro_batch)
     typer.echo((Path(out) / "compare.md").read_text())
 
 

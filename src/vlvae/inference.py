@@ -8,6 +8,11 @@ recorded with the message that says how to make it; asking for it raises :class:
 
 Every method is seeded and leaves torch's global random state as it was; one lock serialises the
 models, so a seeded request gives the same images whichever other requests run at the same time.
+
+The models run on one device (``device`` of :meth:`Inference.open`, ``--device`` of ``vlvae sample``
+and ``vlvae serve``); texts and images given are moved there, and what comes back (images, texts,
+correctness) is on the CPU. The classifier that judges images runs on the CPU. A seeded draw on a
+GPU is repeatable there but is not the CPU's draw: the same seed gives other images on each.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from vlvae.config import check_option
 from vlvae.data.format import load_images, read_records, read_vocabulary, record_words
 from vlvae.data.vocabulary import Vocabulary, tokenize
 from vlvae.datasets import DataSet, data_dataset
+from vlvae.device import fork_rng, resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import load_scorer
 from vlvae.methods import get_method
@@ -78,8 +84,8 @@ def check_seed(seed: int, name: str = "--seed") -> None:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3)."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    """float (N, 3, H, W) in [0, 1], on any device -> uint8 (N, H, W, 3)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
@@ -122,8 +128,11 @@ class Inference:
         priors: dict,
         missing: dict[str, str],
         scorer=None,
+        device: torch.device = torch.device("cpu"),
     ):
         self.run, self.config, self.info, self.data, self.vocab = run, config, info, data, vocab
+        #: Where the models run (the VLVAE and the stages 2-3 are there).
+        self.device = device
         self.model = model
         self._posteriors = posteriors
         self._priors = priors
@@ -133,30 +142,34 @@ class Inference:
         self._validation: tuple | None = None
 
     @classmethod
-    def open(cls, run: Path, classifier: Path | None = None) -> Inference:
+    def open(cls, run: Path, classifier: Path | None = None, device: str | torch.device = "cpu") -> Inference:
         """Open ``run``: its VLVAE (required) and whichever of q_Agg, q_True and q_φ(z) are finished.
 
         Args:
             run: a run folder (``vlvae train vlvae --out RUN``).
             classifier: a classifier folder that fits the run's data set, to judge every image
-                (``Samples.correctness``); checked like ``vlvae evaluate`` checks it.
+                (``Samples.correctness``); checked like ``vlvae evaluate`` checks it. It runs on
+                the CPU.
+            device: where the models run (:func:`vlvae.device.resolve_device`: ``auto``, ``cpu``,
+                ``cuda``, ``cuda:N``), checked before the run is read.
 
         Raises:
-            VLVAEError: not a run, its data set is missing or differs, the VLVAE is not trained,
-                or the classifier does not fit the data.
+            VLVAEError: a device this machine lacks, not a run, its data set is missing or
+                differs, the VLVAE is not trained, or the classifier does not fit the data.
         """
+        device = resolve_device(device)
         run = Path(run)
         cfg, info = open_run(run)
         data = check_run_data(run, cfg, info)
         vocab = read_vocabulary(data)
-        model = load_vlvae(run, cfg)
+        model = load_vlvae(run, cfg).to(device)
         posteriors, priors, missing = {}, {}, {}
         for loaded, options in ((posteriors, TEXT_POSTERIORS), (priors, PRIORS)):
             for name, (stage, _) in options.items():
                 if stage is None:  # N(0, I): part of the model
                     continue
                 try:
-                    loaded[name] = load_stage(run, stage, cfg)
+                    loaded[name] = load_stage(run, stage, cfg).to(device)
                 except VLVAEError as exc:
                     missing[stage] = str(exc)
         if get_method(cfg.method.name).own_text_posterior is not None:
@@ -166,7 +179,7 @@ class Inference:
             scorer = load_scorer(data_dataset(data), Path(classifier), vocab, data, f"the data set of {run}")[
                 0
             ]
-        return cls(run, cfg, info, data, vocab, model, posteriors, priors, missing, scorer)
+        return cls(run, cfg, info, data, vocab, model, posteriors, priors, missing, scorer, device)
 
     # ----------------------------------------------------------------- what the run holds
 
@@ -225,9 +238,10 @@ class Inference:
 
     @contextlib.contextmanager
     def drawing(self):
-        """Hold the run's lock with torch's global random state forked: a seeded draw inside neither
-        sees nor disturbs any other (every sampling method draws inside it)."""
-        with self._lock, torch.random.fork_rng(devices=[]):
+        """Hold the run's lock with torch's global random state forked (the CPU's and, on a GPU, that
+        GPU's): a seeded draw inside neither sees nor disturbs any other (every sampling method draws
+        inside it)."""
+        with self._lock, fork_rng(self.device):
             yield
 
     # ----------------------------------------------------------------- text
@@ -271,20 +285,22 @@ class Inference:
         return torch.tensor(ids, dtype=torch.long)
 
     def decode_texts(self, ids: torch.Tensor) -> list[str]:
-        """Strings of word indices (n, L) (a free text up to its end word)."""
-        return [" ".join(self.vocab.strip_end(self.vocab.decode(t))) for t in ids]
+        """Strings of word indices (n, L) on any device (a free text up to its end word)."""
+        return [" ".join(self.vocab.strip_end(self.vocab.decode(t))) for t in ids.cpu()]
 
     # ----------------------------------------------------------------- sampling
 
-    def _judge(self, images: torch.Tensor, texts: torch.Tensor) -> np.ndarray | None:
+    def correctness(self, images: torch.Tensor, texts: torch.Tensor) -> np.ndarray | None:
+        """The classifier's correctness (n,) of float images (n, 3, H, W) against word indices (n, L),
+        both on any device (the classifier runs on the CPU); None without a classifier."""
         if self.scorer is None:
             return None
-        return self.scorer.score(images, texts).numpy()
+        return self.scorer.score(images.cpu(), texts.cpu()).cpu().numpy()
 
     def _decode(self, z: torch.Tensor, judged_texts: torch.Tensor | None = None) -> Samples:
         images = self.model.image_mean(z)
         ids = self.model.generate_text(z)
-        correctness = self._judge(images, ids if judged_texts is None else judged_texts)
+        correctness = self.correctness(images, ids if judged_texts is None else judged_texts)
         return Samples(to_uint8(images), self.decode_texts(ids), correctness)
 
     @torch.no_grad()
@@ -308,7 +324,7 @@ class Inference:
         ids = text if isinstance(text, torch.Tensor) else self.encode_text(text)
         if ids.shape != (self.text_length,):
             raise VLVAEError(f"word indices must have shape ({self.text_length},), got {tuple(ids.shape)}")
-        y = ids.reshape(1, -1).expand(n, -1).contiguous()
+        y = ids.reshape(1, -1).expand(n, -1).contiguous().to(self.device)
         with self.drawing():
             torch.manual_seed(seed)
             z = q(y).sample()
@@ -368,10 +384,10 @@ class Inference:
         """
         x = self.as_float_images(images)
         with self._lock:
-            z = self.model.image_posterior(x).mean
+            z = self.model.image_posterior(x.to(self.device)).mean
             ids = self.model.generate_text(z)
             reconstruction = self.model.image_mean(z)
-            return Samples(to_uint8(reconstruction), self.decode_texts(ids), self._judge(x, ids))
+            return Samples(to_uint8(reconstruction), self.decode_texts(ids), self.correctness(x, ids))
 
     def caption(self, images) -> list[str]:
         """The text decoded from the mean of q(z|x) of each image."""
@@ -384,7 +400,7 @@ class Inference:
         x = self.as_float_images(images)
         y = self.encode_text(text).reshape(1, -1).expand(len(x), -1)
         with self._lock:
-            return self._judge(x, y)
+            return self.correctness(x, y)
 
     # ----------------------------------------------------------------- validation images
 

@@ -485,3 +485,115 @@ def test_each_stage_records_its_budget_what_stopped_it_and_its_weights_tag(pipel
         record = json.loads((out / "run" / stage / "metrics.json").read_text())
         assert record["posterior_family"] == "flow" and record["stopped_by"] in ("steps", "patience")
     assert "wall-clock cap" not in (out / "run" / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- --device
+
+#: The metrics.json keys that hold numbers the device could change.
+_NUMBERS = ("correctness", "correctness_caption_judge", "likelihood", "landing", "captions", "posterior_std")
+
+
+def test_evaluation_on_the_cpu_given_explicitly_equals_the_default(pipeline, tmp_path, vlvae):
+    """``device="cpu"`` passed explicitly and the command's default (auto: the CPU on a machine without
+    a GPU) give the default's numbers; the micro-batch of importance samples changes no number beyond
+    float rounding, and each evaluation records its device and settings."""
+    from vlvae.evaluation.driver import evaluate_run
+
+    out, metrics = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")
+    explicit = evaluate_run(
+        copy / "run",
+        copy / "classifier",
+        figures=False,
+        progress=False,
+        caption_judge=copy / "caption_judge",
+        device="cpu",
+    )
+    assert metrics["device"] == explicit["device"] == "cpu"
+    for key in _NUMBERS:
+        assert explicit[key] == metrics[key], key
+    if torch.cuda.is_available():
+        return  # auto is the GPU there: test_evaluation_on_a_gpu_agrees_with_the_cpu
+    code, _, err = vlvae(
+        "evaluate",
+        "--run",
+        copy / "run",
+        "--classifier",
+        copy / "classifier",
+        "--caption-judge",
+        copy / "caption_judge",
+        "--no-figures",
+        "--micro-batch",
+        1,
+    )
+    assert code == 0, err
+    auto = json.loads((copy / "run" / "metrics.json").read_text())
+    assert auto["device"] == "cpu" and auto["settings"]["micro_batch"] == 1
+    assert metrics["settings"]["micro_batch"] != 1
+    for key in _NUMBERS:
+        if key != "likelihood":
+            assert auto[key] == metrics[key], key
+    for table in ("log_p_x_given_y", "log_p_x", "log_p_y"):
+        for name, per_k in metrics["likelihood"][table].items():
+            for kk, s in per_k.items():
+                assert auto["likelihood"][table][name][kk]["mean"] == pytest.approx(
+                    s["mean"], rel=1e-5, abs=1e-4
+                )
+
+
+def test_micro_batch_is_checked_like_its_config_key(pipeline, vlvae):
+    out, _ = pipeline
+    before = (out / "run" / "metrics.json").read_bytes()
+    code, _, err = vlvae(
+        "evaluate", "--run", out / "run", "--classifier", out / "classifier", "--micro-batch", 0
+    )
+    assert code == 2 and "--micro-batch" in err and err.count("\n") == 1
+    assert (out / "run" / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluation_on_a_gpu_agrees_with_the_cpu(pipeline, tmp_path):
+    """On a GPU every number is computed (the judges and figures on the CPU) and agrees with the CPU's:
+    exactly in kind, and within the Monte-Carlo error in value (a GPU draws other random numbers)."""
+    from vlvae.evaluation.driver import evaluate_run
+    from vlvae.evaluation.metrics import validation_batch
+    from vlvae.runs import load_vlvae
+
+    out, cpu = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")
+    gpu = evaluate_run(
+        copy / "run", copy / "classifier", progress=False, caption_judge=copy / "caption_judge", device="cuda"
+    )
+    assert gpu["device"].startswith("cuda:0 (")
+    assert gpu["figures"] and all((copy / "run" / p).is_file() for p in gpu["figures"].values())
+    for key in _NUMBERS:
+        assert json.dumps(gpu[key], sort_keys=True).count(":") == json.dumps(cpu[key], sort_keys=True).count(
+            ":"
+        )
+    # No draw: q(z|x)'s spread is the same computation on either device (up to TF32 convolutions).
+    assert gpu["posterior_std"]["q_z_x"] == pytest.approx(cpu["posterior_std"]["q_z_x"], rel=1e-2)
+    for table in ("log_p_x_given_y", "log_p_x", "log_p_y"):
+        for name, per_k in cpu["likelihood"][table].items():
+            for kk, s in per_k.items():
+                g = gpu["likelihood"][table][name][kk]
+                assert np.isfinite(g["mean"])
+                assert abs(g["mean"] - s["mean"]) <= 5 * max(s["stderr"], g["stderr"]) + 1e-3 * abs(
+                    s["mean"]
+                ), (
+                    table,
+                    name,
+                    kk,
+                )
+    for table in ("conditional", "prior"):
+        for name in cpu["correctness"][table]:
+            assert 0.0 <= gpu["correctness"][table][name]["mean"] <= 1.0
+    # The deterministic pieces agree to float precision: q(z|x) of the scored images, log p(x|z).
+    data = ImageTextDataset(out / "data", "test")
+    x, y = validation_batch(data, 8)
+    on_cpu, on_gpu = load_vlvae(out / "run"), load_vlvae(out / "run").to("cuda")
+    q_cpu, q_gpu = on_cpu.image_posterior(x, y), on_gpu.image_posterior(x.cuda(), y.cuda())
+    torch.testing.assert_close(q_gpu.mean.cpu(), q_cpu.mean, rtol=1e-2, atol=1e-3)
+    z = q_cpu.mean
+    torch.testing.assert_close(
+        on_gpu.log_px(x.cuda(), z.cuda()).cpu(), on_cpu.log_px(x, z), rtol=1e-2, atol=1e-1
+    )

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -61,6 +62,7 @@ def test_health_and_vocab(client, tiny):
         "status": "ok",
         "run": str(tiny / "run"),
         "stages": {"q_agg": True, "q_true": True, "prior": True},
+        "device": "cpu",
     }
     vocab = client.get("/api/vocab").json()
     assert vocab["dataset"] == "two_objects" and vocab["layout"] == "slots"
@@ -385,6 +387,70 @@ def test_inference_reconstruct_accepts_uint8_and_float(inference):
     assert from_uint8.images.shape == (1, 16, 16, 3) and inference.caption(image) == from_uint8.texts
 
 
+# ----------------------------------------------------------------------------- devices
+
+
+def test_inference_on_the_cpu_given_explicitly_draws_the_default_samples(inference, tiny):
+    on_cpu = Inference.open(tiny / "run", tiny / "classifier", device="cpu")
+    assert inference.device == on_cpu.device == torch.device("cpu")
+    pairs = [
+        (inference.from_text(TEXT, "agg", 4, 3), on_cpu.from_text(TEXT, "agg", 4, 3)),
+        (inference.from_prior("learned", 4, 3), on_cpu.from_prior("learned", 4, 3)),
+    ]
+    for a, b in pairs:
+        assert np.array_equal(a.images, b.images) and a.texts == b.texts
+        assert np.array_equal(a.correctness, b.correctness)
+
+
+def test_a_missing_gpu_is_refused_before_the_run_is_read(tiny, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(VLVAEError, match="^--device cuda: .*use --device cpu"):
+        Inference.open(tiny / "nothing", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_inference_and_the_page_on_a_gpu(tiny, inference):
+    """The models on the GPU, the classifier on the CPU: seeded draws repeat and leave torch's random
+    state of both devices as it was; q(z|x)'s mean (no draw) gives the CPU's captions; the page serves
+    from it, alone and batched."""
+    from vlvae.serve.app import _Job, _Sampler
+
+    gpu = Inference.open(tiny / "run", tiny / "classifier", device="cuda")
+    assert gpu.device == torch.device("cuda", 0)
+    assert all(p.is_cuda for p in gpu.model.parameters())
+    cpu_state, gpu_state = torch.get_rng_state(), torch.cuda.get_rng_state()
+    a, b = gpu.from_text(TEXT, "agg", 4, 3), gpu.from_text(TEXT, "agg", 4, 3)
+    assert np.array_equal(a.images, b.images) and a.texts == b.texts
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    assert torch.equal(torch.cuda.get_rng_state(), gpu_state)
+    prior = gpu.from_prior("learned", 4, 3)
+    assert (
+        prior.images.shape == (4, 16, 16, 3) and ((prior.correctness >= 0) & (prior.correctness <= 1)).all()
+    )
+    image, _ = gpu.validation_example(0)
+    on_gpu, on_cpu = gpu.reconstruct(image), inference.reconstruct(image)
+    assert on_gpu.texts == on_cpu.texts
+    assert np.abs(on_gpu.images.astype(int) - on_cpu.images.astype(int)).max() <= 2
+    client = TestClient(create_app(gpu))
+    assert client.get("/api/health").json()["device"] == "cuda:0"
+    answer = client.get("/api/text", params={"text": TEXT, "n": 3, "seed": 5}).json()
+    direct = gpu.from_text(TEXT, "true", 3, 5)
+    assert np.array_equal(
+        np.stack([decode(s["image"]) for s in answer["columns"][1]["samples"]]), direct.images
+    )
+    assert client.get("/api/prior", params={"n": 4, "seed": 1}).status_code == 200
+    caption = client.post("/api/caption", files={"file": ("a.png", png(16, 16), "image/png")})
+    assert caption.status_code == 200, caption.text
+    # Two requests drawn as one batch, the flows' transforms run once for both (--batch-flows).
+    for kind, name in (("text", "agg"), ("prior", "learned")):
+        ids = gpu.encode_text(TEXT) if kind == "text" else None
+        jobs = [_Job(kind, name, 2, 7, ids), _Job(kind, name, 3, 8, ids)]
+        _Sampler(gpu, exact=False)._run(jobs)
+        for job in jobs:
+            samples = job.future.result(timeout=60)
+            assert samples.images.shape == (job.n, 16, 16, 3) and len(samples.correctness) == job.n
+
+
 # ----------------------------------------------------------------------------- the command
 
 
@@ -420,6 +486,11 @@ def test_serve_command(tiny, monkeypatch):
     application, kw = calls[-1]
     assert kw["host"] == "127.0.0.1" and kw["port"] == port and f"http://127.0.0.1:{port}/" in result.output
     assert TestClient(application).get("/api/health").status_code == 200
+    result = CliRunner().invoke(
+        app, ["serve", "--run", str(tiny / "run"), "--port", str(port), "--device", "cpu"]
+    )
+    assert result.exit_code == 0 and "models on cpu" in result.output, result.output
+    assert TestClient(calls[-1][0]).get("/api/health").json()["device"] == "cpu"
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "data")])
     assert isinstance(result.exception, VLVAEError) and "not a vlvae run folder" in str(result.exception)
 

@@ -34,6 +34,7 @@ from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import read_manifest, splits_of
 from vlvae.datasets import DataSet, get_dataset, manifest_dataset
 from vlvae.datasets.caption_judge import CAPTION_JUDGE
+from vlvae.device import device_name, resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import figures as figs
 from vlvae.evaluation.compare import render_comparison
@@ -90,14 +91,34 @@ def load_scorer(
     return load_judge(dataset.judge.key, classifier_dir, vocab)
 
 
-def _subject(run: Path, cfg, method, model, stages, replicate: int) -> Subject:
-    """The run's stage-1 model with its own q(z|y) (if any) and the stages 2-3 of replicate R."""
+def _subject(run: Path, cfg, method, model, stages, replicate: int, device=torch.device("cpu")) -> Subject:
+    """The run's stage-1 model with its own q(z|y) (if any) and the stages 2-3 of replicate R, the
+    stages moved to ``device`` (the model's)."""
     posteriors = {OWN_POSTERIOR: model.text_posterior} if method.own_text_posterior is not None else {}
     priors = {STANDARD_PRIOR.distribution: model.standard_prior}
     for stage in stages:
         target = posteriors if stage.fits == TEXT_POSTERIOR else priors
-        target[stage.distribution] = load_stage(run, stage.name, cfg, replicate)
+        target[stage.distribution] = load_stage(run, stage.name, cfg, replicate).to(device)
     return Subject(model=model, text_posteriors=posteriors, priors=priors, replicate=replicate)
+
+
+def _to(subject: Subject, device: torch.device) -> Subject:
+    """The subject with its model and fitted stages moved to ``device`` (in place)."""
+    subject.model.to(device)
+    for fitted in (*subject.text_posteriors.values(), *subject.priors.values()):
+        if isinstance(fitted, torch.nn.Module):
+            fitted.to(device)
+    return subject
+
+
+def _on_cpu(score):
+    """A judge's score function fed CPU tensors: the judges run on the CPU, whatever device made the
+    images (their networks are small; each data set's judge code builds its own tensors on the CPU)."""
+
+    def scored(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        return score(images.cpu(), texts.cpu())
+
+    return scored
 
 
 def _labels(method, stages) -> dict:
@@ -184,6 +205,8 @@ def evaluate_run(
     replicates: int | None = None,
     text_k: int | None = None,
     caption_judge: Path | None = None,
+    device: str | torch.device = "cpu",
+    micro_batch: int | None = None,
 ) -> dict:
     """Every registered metric of a run of any method: ``RUN/metrics.json`` and ``RUN/report.md``.
 
@@ -210,10 +233,32 @@ def evaluate_run(
         caption_judge: a caption judge trained on the same data set (docs/design.md §11), for a data
             set whose own judge is another: every generated image is also scored by it, beside the
             correctness of the data set's judge (``correctness_caption_judge``).
+        device: where the models, the scored examples, the tables of q(z|x) and the importance
+            samples live (:func:`vlvae.device.resolve_device`: ``auto``, ``cpu``, ``cuda``,
+            ``cuda:N``); refused before anything is read when this machine lacks it. The judges
+            and the figures run on the CPU. A GPU draws other random numbers than the CPU, so its
+            numbers agree with the CPU's within their Monte-Carlo errors, not to the digit.
+        micro_batch: importance samples of log p(x|y) and log p(x) scored at a time, for 16 images
+            at a time (default: the run's ``evaluation.micro_batch``); memory, not the numbers.
     """
-    overrides = {"examples_requested": examples, "k": k, "seeds": seeds, "text_k": text_k}
+    device = resolve_device(device)
+    overrides = {
+        "examples_requested": examples,
+        "k": k,
+        "seeds": seeds,
+        "text_k": text_k,
+        "micro_batch": micro_batch,
+    }
     return _evaluate_checked(
-        Path(run), Path(classifier), overrides, min_accuracy, figures, progress, replicates, caption_judge
+        Path(run),
+        Path(classifier),
+        overrides,
+        min_accuracy,
+        figures,
+        progress,
+        replicates,
+        caption_judge,
+        device,
     )
 
 
@@ -226,6 +271,7 @@ def _evaluate_checked(
     progress: bool,
     replicates: int | None,
     caption_judge: Path | None = None,
+    device: torch.device = torch.device("cpu"),
 ) -> dict:
     """:func:`evaluate_run` with settings that override the run config's (None: the config's):
     the checks, then the work under the run's lock."""
@@ -241,7 +287,17 @@ def _evaluate_checked(
         if figures:
             check_output_dir(run / "figures", "figures folder", "--run", fix)
         return _evaluate(
-            run, cfg, info, classifier, settings, min_accuracy, figures, progress, replicates, caption_judge
+            run,
+            cfg,
+            info,
+            classifier,
+            settings,
+            min_accuracy,
+            figures,
+            progress,
+            replicates,
+            caption_judge,
+            device,
         )
 
 
@@ -256,11 +312,12 @@ def _evaluate(
     progress: bool,
     replicates: int | None,
     caption_judge: Path | None = None,
+    device: torch.device = torch.device("cpu"),
 ) -> dict:
     """:func:`evaluate_run`'s work, with the run folder's lock held."""
     method = get_method(cfg.method.name)
     stages = method_stages(method)
-    model = load_vlvae(run, cfg)
+    model = load_vlvae(run, cfg).to(device)
     available = finished_replicates(run, stages)
     if replicates is not None and replicates < 1:
         raise VLVAEError(f"evaluate at least one training replicate of stages 2-3, got {replicates}")
@@ -296,18 +353,19 @@ def _evaluate(
         capped_from, examples = examples, len(data) - held
     settings.update(examples=examples, examples_capped_from=capped_from)
     torch.manual_seed(cfg.seed)
-    x, y = validation_batch(data, examples)
+    x_cpu, y_cpu = validation_batch(data, examples)
+    x, y = x_cpu.to(device), y_cpu.to(device)
     started = time.time()
-    scores = {"paper": scorer.score}
+    scores = {"paper": _on_cpu(scorer.score)}
     if hasattr(scorer, "score_all_labels"):
         # A judge with a second definition of correctness (CelebA's: the paper scores the text's
         # words, the authors' code scored every binary label): both are reported, each named.
-        scores["all_labels"] = scorer.score_all_labels
+        scores["all_labels"] = _on_cpu(scorer.score_all_labels)
     second = None
     if caption_judge is not None and spec.judge.key != CAPTION_JUDGE:
         # The caption judge beside the data set's own: the same images, scored by both.
         caption_scorer, second = load_judge(CAPTION_JUDGE, caption_judge, data.vocab)
-        scores["caption_judge"] = caption_scorer.word_accuracy
+        scores["caption_judge"] = _on_cpu(caption_scorer.word_accuracy)
 
     def aggregate():
         train = ImageTextDataset(Path(info["data"]), "train")
@@ -318,10 +376,11 @@ def _evaluate(
         # score): what an ideal sampler draws; they calibrate Table 3 (landing.heldout_landing_table).
         val = ImageTextDataset(Path(info["data"]), "val")
         val_texts = torch.stack([val.text(i) for i in range(len(val))]) if cfg.model.joint_inference else None
+        # The tables are made on the model's device (posterior_table moves each batch there).
         return (
             model.posterior_table(train.images, texts=texts),
             spec.landing_keys(train),
-            spec.landing_keys(data, y),
+            spec.landing_keys(data, y_cpu),
             model.posterior_table(val.images, texts=val_texts),
         )
 
@@ -336,7 +395,7 @@ def _evaluate(
         settings=settings,
         aggregate=functools.cache(aggregate),  # Table 3 of every replicate shares one table
     )
-    subjects = [_subject(run, cfg, method, model, stages, r) for r in range(replicates)]
+    subjects = [_subject(run, cfg, method, model, stages, r, device) for r in range(replicates)]
     metrics = {
         "schema": SCHEMA,
         "dataset": spec.name,
@@ -372,14 +431,18 @@ def _evaluate(
             "paper": spec.paper,
             "data_summary": data.manifest.get("summary"),
             "config_preset": cfg.name,
+            "device": device_name(device),
             **run_info(),
         }
     )
     # From here on files are written: first the old report goes, which no longer describes the folder.
     (run / "report.md").unlink(missing_ok=True)
-    metrics["figures"] = (
-        _figures(run, metrics, model, subjects[-1], stages, data, x, y, scorer) if figures else {}
-    )
+    metrics["figures"] = {}
+    if figures:  # a few images, drawn on the CPU (matplotlib reads CPU tensors)
+        subject = _to(subjects[-1], torch.device("cpu"))
+        metrics["figures"] = _figures(
+            run, metrics, subject.model, subject, stages, data, x_cpu, y_cpu, scorer
+        )
     metrics["evaluation_id"] = uuid.uuid4().hex
     _write_pair(run / "metrics.json", metrics, run / "report.md", render_report(metrics, cfg))
     return metrics
@@ -550,6 +613,8 @@ def compare_runs(
     seeds: int | None = None,
     k: int | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
+    micro_batch: int | None = None,
 ) -> dict:
     """One table over runs of any methods: ``OUT/compare.json`` and ``OUT/compare.md``.
 
@@ -559,8 +624,10 @@ def compare_runs(
     present weights, which is then reused. Every run is scored on the same texts of the test split
     (validation without one) with the same seeds. With the VLVAE under marginal and under joint
     inference among the runs, Fig. 7 (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is
-    drawn too.
+    drawn too. ``device`` and ``micro_batch`` are :func:`evaluate_run`'s (a current ``metrics.json``
+    is reused whichever device made it).
     """
+    device = resolve_device(device)
     if not runs:
         raise VLVAEError("give at least one run folder to compare")
     runs, classifier = [Path(r) for r in runs], Path(classifier)
@@ -575,7 +642,7 @@ def compare_runs(
     check_classifier_fits(classifier, datas[0], f"the data of {runs[0]}")
     out = check_output_dir(out, "output folder")
     cfg0 = opened[0][0]
-    settings = _settings(cfg0, examples_requested=examples, k=k, seeds=seeds)
+    settings = _settings(cfg0, examples_requested=examples, k=k, seeds=seeds, micro_batch=micro_batch)
     # Every run scores the same first examples of the test split (or, without one, of validation,
     # below the examples that early stopping of any run's stages 2-3 chose its weights on).
     split = scored_split(datas[0])
@@ -594,7 +661,9 @@ def compare_runs(
                     flush=True,
                 )
             if metrics is None:
-                metrics = _evaluate_checked(run, classifier, settings, None, True, progress, None)
+                metrics = _evaluate_checked(
+                    run, classifier, settings, None, True, progress, None, None, device
+                )
             all_metrics.append(metrics)
         result = {
             "schema": SCHEMA,

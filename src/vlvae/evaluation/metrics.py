@@ -22,6 +22,13 @@ Stages 2-3 may be trained several times (training replicates);
 :func:`combine_replicates` turns the per-replicate tables into mean ± standard
 deviation over training replicates, keeping the Monte-Carlo error of the
 evaluation apart.
+
+Every function computes on the device of the model and the tensors it is given (the evaluation
+driver puts them on ``--device``) and micro-batches what grows with the number of examples or of
+importance samples: correctness 256 texts at a time, log p(x|y) and log p(x) 16 images at a time
+with ``micro_batch`` of their ``k`` samples scored at a time, log p(y) 50 texts at a time with 100 of
+its ``text_k`` samples at a time. Memory stays bounded whatever the examples and k; the
+summaries are returned on the CPU.
 """
 
 from __future__ import annotations
@@ -183,7 +190,7 @@ def correctness_tables(
                 for d, score in scores.items():
                     vals[d].append(score(images, texts))
             for d in scores:
-                runs[(table, name)][d].append(torch.cat(vals[d]).numpy())
+                runs[(table, name)][d].append(torch.cat(vals[d]).cpu().numpy())
     out = {}
     for d in scores:
         tables = {"conditional": {}, "prior": {}}
@@ -486,12 +493,12 @@ def likelihood_tables(
     for key, vals in image_values.items():
         table, name, kk = key.split("/")
         out[table].setdefault(name, {})[kk] = _stats(vals, dims["x"])
-        per_example.setdefault(kk, {}).setdefault(table, {})[name] = vals.double().numpy()
+        per_example.setdefault(kk, {}).setdefault(table, {})[name] = vals.double().cpu().numpy()
     text_per_example: dict = {}
     for key, vals in text_values.items():
         name, kk = key.split("/")
         out["log_p_y"].setdefault(name, {})[kk] = _stats(vals, dims["y"])
-        text_per_example.setdefault(kk, {})[name] = vals.double().numpy()
+        text_per_example.setdefault(kk, {})[name] = vals.double().cpu().numpy()
     # The same images, texts and samples for both members of a pair: their difference is paired.
     out["differences"] = {
         kk: {table: paired_differences(per_name) for table, per_name in tables.items()}

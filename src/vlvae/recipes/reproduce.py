@@ -19,10 +19,13 @@ import time
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from vlvae.config import apply_overrides, knob_of, split_method_overrides, with_method
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
+from vlvae.device import resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
 from vlvae.locking import folder_lock
@@ -68,6 +71,7 @@ def reproduce(
     vlvae_replicates: int = 1,
     methods: tuple[str, ...] = (),
     data: Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
@@ -93,10 +97,14 @@ def reproduce(
         data: a finished data set (of any registered data set, e.g. from ``vlvae data import``) to
             use instead of building one in ``out/data``; the model is sized from its images and
             vocabulary.
+        device: where the evaluation (and the comparison) runs its models
+            (:func:`vlvae.device.resolve_device`); the training stages use the config's
+            ``accelerator`` and ``devices`` instead. Checked before anything is written.
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
     """
+    device = resolve_device(device)
     out = Path(out)
     progress = sys.stderr.isatty() if progress is None else progress
     if data is not None:
@@ -143,13 +151,16 @@ def reproduce(
             progress,
             replicates,
             vlvae_replicates,
+            device,
         )
         if configs:
-            _other_methods(out, data, configs, progress)
+            _other_methods(out, data, configs, progress, device)
         return metrics
 
 
-def _other_methods(out: Path, data: Path, configs: dict, progress: bool) -> dict:
+def _other_methods(
+    out: Path, data: Path, configs: dict, progress: bool, device: torch.device = torch.device("cpu")
+) -> dict:
     """Stage 1 and stages 2-3 of each other method (name -> its run's config) in ``OUT/methods/<name>``,
     then ``OUT/compare.md``."""
     cls = out / "classifier"
@@ -167,7 +178,9 @@ def _other_methods(out: Path, data: Path, configs: dict, progress: bool) -> dict
         runs.append(run)
     t = time.time()
     _say("[methods]", "comparison", "running ...", width=22)
-    result = compare_runs(runs, cls, out, progress=False)  # always: the table is over what is present now
+    result = compare_runs(
+        runs, cls, out, progress=False, device=device
+    )  # always: the table is over what is present now
     _say("[methods]", "comparison", f"done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", width=22)
     return result
 
@@ -184,6 +197,7 @@ def _reproduce(
     progress: bool,
     replicates: int,
     vlvae_replicates: int,
+    device: torch.device = torch.device("cpu"),
 ) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
 
@@ -255,7 +269,9 @@ def _reproduce(
         _line(n, n, "evaluation" + tag, "running ...")
         t = time.time()
         all_metrics.append(
-            evaluate_run(run, cls, progress=False, replicates=replicates, caption_judge=caption)
+            evaluate_run(
+                run, cls, progress=False, replicates=replicates, caption_judge=caption, device=device
+            )
         )
         _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
     metrics = all_metrics[0]

@@ -227,7 +227,7 @@ class _Sampler:
         # own methods take it too); q(z|y) and the priors are reached as Inference reaches them.
         if kind == "text":
             q = inference.text_posterior(name)
-            ys = [job.ids.reshape(1, -1).expand(job.n, -1).contiguous() for job in jobs]
+            ys = [job.ids.reshape(1, -1).expand(job.n, -1).contiguous().to(inference.device) for job in jobs]
             whole = q(torch.cat(ys)) if len(jobs) > 1 and not self.exact else None
             if not _normal_flow(whole):
                 with inference.drawing():
@@ -287,9 +287,9 @@ class _Sampler:
             if inference.scorer is not None:
                 parts, at = [], 0
                 for job, _, judged in drawn:
-                    parts.append(ids[at : at + job.n] if judged is None else judged)
+                    parts.append(ids[at : at + job.n].cpu() if judged is None else judged.cpu())
                     at += job.n
-                scores = inference.scorer.score(images, torch.cat(parts)).numpy()
+                scores = inference.correctness(images, torch.cat(parts))
             pixels, texts = to_uint8(images), inference.decode_texts(ids)
         except Exception as exc:  # every job of the batch shares the failure
             for job, _, _ in drawn:
@@ -468,12 +468,13 @@ def create_app(
 
     @app.get("/api/health")
     async def health() -> dict:
-        """The server is up; the run it serves and which of its stages are loaded (answered on the
-        event loop, never behind a model)."""
+        """The server is up; the run it serves, which of its stages are loaded and the device its
+        models run on (answered on the event loop, never behind a model)."""
         return {
             "status": "ok",
             "run": str(inference.run),
             "stages": {stage: why is None for stage, why in inference.stages().items()},
+            "device": str(inference.device),
         }
 
     def _vocab() -> dict:
