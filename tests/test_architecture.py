@@ -1,6 +1,6 @@
 """The package's floors hold: imports point only down, and none hides inside a function.
 
-The floors, lowest first: ``errors, io, locking, seeds, paths, runinfo`` → ``objectives`` →
+The floors, lowest first: ``errors, io, locking, seeds, paths, runinfo, device`` → ``objectives`` →
 ``models`` → ``methods | data`` → ``config`` → ``runs`` → ``training`` → ``evaluation`` →
 ``inference`` → ``serve | generate`` → ``recipes`` → ``cli``. The contract is
 ``[tool.importlinter]`` in pyproject.toml; import-linter checks every import, module-level or not.
