@@ -40,7 +40,8 @@ images instead:
   (0.5: indistinguishable).
 
 All functions are pure (no global state; random draws only through an explicit
-``torch.Generator``) and compute densities in float64.
+``torch.Generator``) and compute densities in float64; :func:`aggregate_log_density` runs with
+autocast off (:func:`vlvae.objectives.full_precision`), so mixed precision leaves it exact.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from vlvae.objectives import full_precision
 
 __all__ = [
     "aggregate_log_density",
@@ -110,6 +113,7 @@ def _check_z(z: Tensor, dim: int) -> None:
         raise ValueError(f"z must be (M, {dim}); got {tuple(z.shape)}")
 
 
+@full_precision
 def aggregate_log_density(
     z: Tensor,
     means: Tensor,

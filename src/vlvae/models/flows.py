@@ -31,6 +31,10 @@ How this maps onto zuko (1.6):
   divides by σ up to twelve times and overflowed to NaN in a probe. The
   normalising map clamps its output to ±1e6, so ``log_prob`` is finite (and
   hugely negative) for any finite z; below that bound it is exact.
+* Mixed precision (docs/mixed_precision.md): the hypernetworks and the bases' linear map run in
+  whatever autocast chooses, but each step's μ and σ, the normalised z, the log-determinants and
+  the bases' parameters are float32 (:func:`vlvae.objectives.full_precision`), so ``log_prob``
+  is float32 under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from torch.distributions import Distribution, Transform, constraints
 from zuko.distributions import DiagNormal
 from zuko.flows import GeneralCouplingTransform
 from zuko.lazy import LazyDistribution, LazyTransform
+
+from vlvae.objectives import float32, full_precision
 
 __all__ = [
     "SigmoidAffineTransform",
@@ -58,7 +64,8 @@ class SigmoidAffineTransform(Transform):
     r"""Normalising direction of the paper's affine map z = σ·u + μ, i.e. u = (z − μ)/σ.
 
     σ = sigmoid(a + 3) + 1e-3 > 0. The output is clamped to ±1e6 (see the module
-    docstring); the log-determinant is −log σ.
+    docstring); the log-determinant is −log σ. μ and σ are kept in float32 (float64 if
+    given so) whatever the hypernetwork's precision.
 
     Arguments:
         shift: μ, any shape.
@@ -75,6 +82,7 @@ class SigmoidAffineTransform(Transform):
     bijective = True
     sign = +1
 
+    @full_precision
     def __init__(self, shift: Tensor, scale: Tensor, **kwargs) -> None:
         super().__init__(**kwargs)
         self.shift = shift
@@ -146,8 +154,8 @@ class ConditionalDiagNormal(LazyDistribution):
         self.logvar_max = logvar_max
 
     def forward(self, c: Tensor) -> Distribution:
-        """c: (batch, context) -> DiagNormal with batch (batch,), event (features,)."""
-        mean, logvar = self.linear(c).chunk(2, dim=-1)
+        """c: (batch, context) -> DiagNormal with batch (batch,), event (features,); float32 parameters."""
+        mean, logvar = float32(self.linear(c)).chunk(2, dim=-1)
         logvar = logvar.clamp(self.logvar_min, self.logvar_max)
         return DiagNormal(mean, torch.exp(0.5 * logvar))
 

@@ -10,6 +10,10 @@ to [1e-5, 1 − 1e-5], saturated pixels (e.g. a yellow object's red channel at
 probe here saw the posterior collapse (docs/design.md §2 caution, §8). Likelihoods are
 therefore densities of the *mapped* pixels; the map is applied identically in
 training and evaluation, and reported likelihoods name it.
+
+Mixed precision: α is cast to float32 and the log-density is computed with autocast off
+(:func:`vlvae.objectives.full_precision`). In bfloat16 the clamp 1 − 1e-4 rounds to 1 and
+lgamma(cα) loses nats per pixel (docs/mixed_precision.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints
+
+from vlvae.objectives import full_precision
 
 __all__ = ["ConstrainedBeta", "map_pixels", "pixel_log_jacobian", "unmap_pixels"]
 
@@ -58,7 +64,8 @@ class ConstrainedBeta(Distribution):
               − \log Γ(cα) − \log Γ(c(1 − α)) + \log Γ(c)
 
     α is clamped into [1e-4, 1 − 1e-4] so that both Beta parameters stay positive
-    in floating point. Batch shape is α's shape, event shape is ``()``; wrap in
+    in floating point. α and the log-density are float32 (float64 if α is) even
+    under autocast. Batch shape is α's shape, event shape is ``()``; wrap in
     :class:`torch.distributions.Independent` for images.
 
     Arguments:
@@ -75,6 +82,7 @@ class ConstrainedBeta(Distribution):
     support = constraints.unit_interval
     has_rsample = True
 
+    @full_precision
     def __init__(self, alpha: Tensor, concentration: float, validate_args: bool | None = None):
         self.alpha = alpha.clamp(ALPHA_EPS, 1.0 - ALPHA_EPS)
         self.concentration = float(concentration)
@@ -91,6 +99,7 @@ class ConstrainedBeta(Distribution):
     def expand(self, batch_shape: torch.Size, _instance: Distribution | None = None) -> ConstrainedBeta:
         return ConstrainedBeta(self.alpha.expand(batch_shape), self.concentration)
 
+    @full_precision
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
@@ -99,6 +108,7 @@ class ConstrainedBeta(Distribution):
         log_norm = torch.lgamma(a) + torch.lgamma(b) - math.lgamma(self.concentration)
         return (a - 1.0) * torch.log(value) + (b - 1.0) * torch.log1p(-value) - log_norm
 
+    @full_precision
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         a = self.concentration * self.alpha
         return Beta(a, self.concentration - a).rsample(sample_shape)

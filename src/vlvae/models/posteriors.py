@@ -13,6 +13,9 @@ its context returns a :class:`torch.distributions.Distribution`
   q_Agg (Eqn 5); ``family="gaussian"`` keeps only the base (a baseline).
 * :class:`AggregatePrior` — q_φ(z) ≈ E_pD(x)[q(z|x)] (§4.2): a learnable
   diagonal Gaussian base and six unconditional coupling steps.
+
+Under mixed precision every distribution here has float32 parameters and log-densities while
+the encoders' layers run in low precision (docs/mixed_precision.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from vlvae.models.flows import ConditionalDiagNormal, LearnableDiagNormal, coupl
 from vlvae.models.image import make_image_encoder
 from vlvae.models.shared import SharedEncoder
 from vlvae.models.text import TextEncoder
+from vlvae.objectives import float32
 
 __all__ = ["ImagePosterior", "TextPosterior", "AggregatePrior", "POSTERIOR_FAMILIES"]
 
@@ -84,7 +88,7 @@ class ImagePosterior(nn.Module):
 
     def forward(self, x: Tensor, y: LongTensor | None = None) -> Distribution:
         """Same inputs as :meth:`encode` -> DiagNormal, batch (batch,), event (latent_dim,)."""
-        mean, logvar = self.encode(x, y)
+        mean, logvar = float32(self.encode(x, y))
         return DiagNormal(mean, torch.exp(0.5 * logvar))
 
 

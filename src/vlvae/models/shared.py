@@ -3,7 +3,9 @@
 Shared encoder: the concatenated modality encodings pass through three
 fully-connected layers with batch norm (Ioffe & Szegedy 2015) and a residual
 connection (He et al. 2016) to the mean and log-variance of a diagonal Gaussian
-over z; the log-variance is clamped to [−15, 10] (docs/design.md §2.1).
+over z; the log-variance is clamped to [−15, 10] (docs/design.md §2.1). Both are
+returned in float32 whatever autocast computes the layers in, so q(z|x), its KL
+and z itself are float32 (docs/mixed_precision.md).
 
 Shared decoder: z passes through five fully-connected layers of width 500 with
 two residual connections and batch norm to a 200-d vector read by both the
@@ -13,6 +15,8 @@ image and the text decoder.
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from vlvae.objectives import float32
 
 __all__ = ["SharedEncoder", "SharedDecoder"]
 
@@ -51,10 +55,10 @@ class SharedEncoder(nn.Module):
         self.logvar_max = logvar_max
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (batch, in_features) -> mean, logvar: (batch, latent_dim) each."""
+        """x: (batch, in_features) -> mean, logvar: (batch, latent_dim) each, float32 (or float64)."""
         h = self.inp(x)
         h = h + self.res(h)
-        mean, logvar = self.out(h).chunk(2, dim=-1)
+        mean, logvar = float32(self.out(h)).chunk(2, dim=-1)
         return mean, logvar.clamp(self.logvar_min, self.logvar_max)
 
 

@@ -13,12 +13,18 @@ three-layer residual MLP head with batch norm and dropout to word logits.
 Timing (this 2-core CPU, batch 64, 9 words, forward + backward): ``nn.GRU``
 8.6 ms vs a ``GRUCell`` loop 9.7 ms, so the encoder uses the fused ``nn.GRU``;
 the decoder needs the loop anyway for the per-step clamp and greedy decoding.
+
+Mixed precision: the decoder's word logits are returned in float32 (the GRU and the head run in
+whatever autocast chooses), so the log-softmax and the sum over words that make log p(y|z)
+(:meth:`vlvae.models.VLVAE.log_py`) are float32 too (docs/mixed_precision.md).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import LongTensor, Tensor, nn
+
+from vlvae.objectives import float32
 
 __all__ = ["TextEncoder", "TextDecoder", "text_mask", "end_after_end"]
 
@@ -161,7 +167,7 @@ class TextDecoder(nn.Module):
             y: (batch, L) the words; step t sees word t − 1 (BOS at t = 0).
 
         Returns:
-            (batch, L, vocab_size) logits of p(y_t | y_<t, z).
+            (batch, L, vocab_size) float32 logits of p(y_t | y_<t, z) (float64 if the model is).
         """
         state, word = self._start(h)
         states = []
@@ -170,7 +176,7 @@ class TextDecoder(nn.Module):
             states.append(state)
             word = y[:, t]
         states = torch.stack(states, dim=1)
-        return self.head(states.flatten(0, 1)).view(*y.shape, self.vocab_size)
+        return float32(self.head(states.flatten(0, 1))).view(*y.shape, self.vocab_size)
 
     def generate(self, h: Tensor, greedy: bool = True) -> tuple[LongTensor, Tensor]:
         """Decode words one at a time, feeding each back in.
@@ -180,13 +186,13 @@ class TextDecoder(nn.Module):
             greedy: take the most probable word at each step, else sample it.
 
         Returns:
-            words (batch, length) and their step-wise logits (batch, length, vocab_size).
+            words (batch, length) and their step-wise float32 logits (batch, length, vocab_size).
         """
         state, word = self._start(h)
         words, logits = [], []
         for _ in range(self.length):
             state = self._step(word, h, state)
-            step_logits = self.head(state)
+            step_logits = float32(self.head(state))
             if greedy:
                 word = step_logits.argmax(-1)
             else:
