@@ -2,7 +2,21 @@
 
 import pytest
 
-from vlvae.config import PRESETS, apply_overrides, load_config, preset, save_config
+from vlvae.config import (
+    ACCELERATORS,
+    HARDWARE_KEYS,
+    PRECISIONS,
+    PRESETS,
+    STRATEGIES,
+    apply_hardware_overrides,
+    apply_overrides,
+    identity_differences,
+    load_config,
+    preset,
+    save_config,
+    with_hardware,
+    world_size_of,
+)
 from vlvae.errors import VLVAEError
 
 
@@ -120,3 +134,151 @@ def test_with_method_gives_each_method_the_knobs_it_declares():
     assert with_method(base, "jmvae", knobs).method.alpha == 0.5
     assert with_method(base, "telbo", knobs).method.name == "telbo"
     assert base.method.name == "vlvae"  # the original is not changed
+
+
+# ----------------------------------------------------------------------------- hardware keys
+
+
+def _trainer(**kwargs):
+    import lightning as L
+
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_stated_precision_builds_a_lightning_trainer(precision):
+    """The project's list of precisions (no private Lightning names) is what Lightning accepts."""
+    assert _trainer(accelerator="cpu", devices=1, precision=precision).precision is not None
+
+
+def test_a_precision_lightning_refuses_is_refused_by_its_trainer_too():
+    """The check above can fail: Lightning's Trainer refuses a name it does not know."""
+    with pytest.raises(ValueError, match="is invalid"):
+        _trainer(accelerator="cpu", devices=1, precision="12-bits")
+
+
+def test_every_stated_accelerator_and_strategy_is_lightnings():
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    registered = AcceleratorRegistry.available_accelerators()
+    # "gpu" is Lightning's alias of the GPU it finds (cuda or mps), "auto" its choice: not registry names.
+    assert set(ACCELERATORS) - {"auto", "gpu"} <= set(registered)
+    assert set(STRATEGIES) - {"auto"} <= set(StrategyRegistry.available_strategies())
+    for strategy in STRATEGIES:
+        trainer = _trainer(accelerator="cpu", devices=2, strategy=strategy)
+        assert trainer.world_size == 2
+
+
+def test_reading_a_config_needs_no_lightning():
+    import subprocess
+    import sys
+
+    code = "import sys, vlvae.config; print('lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_devices_take_a_number_or_auto_and_the_hardware_keys_round_trip(tmp_path):
+    cfg = apply_overrides(
+        preset("tiny"), ["devices=auto", "num_nodes=2", "strategy=ddp", "precision=bf16-mixed"]
+    )
+    assert (cfg.devices, cfg.num_nodes, cfg.strategy, cfg.precision) == ("auto", 2, "ddp", "bf16-mixed")
+    assert world_size_of(cfg) is None
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    cfg = apply_overrides(preset("tiny"), ["devices=4", "num_nodes=2"])
+    assert cfg.devices == 4 and world_size_of(cfg) == 8
+    (tmp_path / "quoted.yaml").write_text(
+        (tmp_path / "config.yaml").read_text().replace("devices: auto", "devices: '2'")
+    )
+    assert load_config(tmp_path / "quoted.yaml").devices == 2
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("devices=0", "'devices' must be at least 1, got 0"),
+        ("devices=many", "'devices' must be an integer at least 1 or auto, got 'many'"),
+        ("devices=2.5", "'devices' must be an integer at least 1 or auto, got 2.5"),
+        ("devices=true", "'devices' must be an integer at least 1 or auto, got True"),
+        ("num_nodes=0", "'num_nodes' must be at least 1"),
+        ("num_nodes=1.5", "'num_nodes' needs an integer"),
+        ("strategy=fsdp", "'strategy' must be one of auto, ddp, ddp_find_unused_parameters_true"),
+        ("strategy=ddp_spawn", "'strategy' must be one of"),
+        ("precision=transformer-engine", "'precision' must be one of"),
+        ("precision=64-true", "'precision' must be one of 32-true, bf16-mixed, 16-mixed"),
+        ("accelerator=quantum", "'accelerator' must be one of auto, cpu, gpu"),
+    ],
+)
+def test_bad_hardware_keys_are_refused_in_one_line(override, fragment):
+    with pytest.raises(VLVAEError) as exc:
+        apply_overrides(preset("tiny"), [override])
+    assert fragment in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_refused():
+    """batch_size is the global batch: 20 (the paper's) splits over 4 processes, not over 3 or 2 x 3."""
+    assert apply_overrides(preset("paper"), ["devices=4"]).stage1.batch_size == 20
+    with pytest.raises(VLVAEError) as exc:
+        apply_overrides(preset("paper"), ["devices=3"])
+    message = str(exc.value)
+    assert message == (
+        "configuration key 'stage1.batch_size' is the global batch, split over 3 processes (devices=3 x "
+        "num_nodes=1), but 20 is not a multiple of 3; set stage1.batch_size to a multiple of 3 (e.g. 18 "
+        "or 21), or choose devices and num_nodes whose product divides 20"
+    )
+    with pytest.raises(
+        VLVAEError, match=r"'prior.batch_size' .* split over 6 processes \(devices=2 x num_nodes=3\)"
+    ):
+        apply_overrides(
+            preset("tiny"),
+            ["devices=2", "num_nodes=3", "stage1.batch_size=12", "text_posterior.batch_size=6"],
+        )
+    # The judge fits in one process: its batch is not split.
+    assert (
+        apply_overrides(preset("tiny"), ["devices=2", "classifier.batch_size=7"]).classifier.batch_size == 7
+    )
+    # Fixed in the same command: the new batch is checked against the new world size.
+    assert apply_overrides(
+        preset("paper"), ["devices=3", *(f"{s}.batch_size=21" for s in ("stage1", "text_posterior", "prior"))]
+    )
+
+
+def test_identity_leaves_out_only_the_hardware_keys():
+    assert set(HARDWARE_KEYS) == {
+        "accelerator",
+        "devices",
+        "num_nodes",
+        "strategy",
+        "precision",
+        "num_workers",
+    }
+    tiny = preset("tiny")
+    moved = apply_overrides(
+        tiny, ["devices=4", "num_nodes=2", "strategy=ddp", "precision=bf16-mixed", "num_workers=3"]
+    )
+    assert identity_differences(tiny, moved) == []
+    other = apply_overrides(moved, ["stage1.steps=9", "seed=4"])
+    assert identity_differences(tiny, other) == [
+        "seed: 0 in the run, 4 now",
+        "stage1.steps: 6 in the run, 9 now",
+    ]
+    assert identity_differences(tiny, apply_overrides(tiny, ["method.name=jmvae"])) == [
+        "method.name: 'vlvae' in the run, 'jmvae' now",
+        "method.alpha: (absent) in the run, 0.1 now",
+    ]
+    assert with_hardware(tiny, moved).devices == 4 and with_hardware(tiny, moved).stage1 == tiny.stage1
+
+
+def test_hardware_overrides_refuse_every_other_key():
+    cfg = apply_hardware_overrides(preset("tiny"), ["devices=2", "precision=bf16-mixed"])
+    assert (cfg.devices, cfg.precision) == (2, "bf16-mixed")
+    with pytest.raises(VLVAEError, match="--set stage1.steps would change what the run computes"):
+        apply_hardware_overrides(preset("tiny"), ["devices=2", "stage1.steps=3"])

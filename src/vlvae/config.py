@@ -7,6 +7,16 @@ VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 (stage 2), the aggregate prior (stage 3), the classifier and the evaluation.
 ``--set key=value`` overrides any field; an unknown key is an error.
 
+The hardware keys (:data:`HARDWARE_KEYS`: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``,
+``precision``, ``num_workers``) say how a run is computed, not what it computes: they are not part of
+a run's identity (:func:`identity_differences`), so a run folder made on one device resumes on four,
+or with another precision. Every stage's ``batch_size`` is the global batch, split over the
+``devices × num_nodes`` processes of a distributed fit; a batch that is not a multiple of that
+number is refused (:func:`check_global_batches`). The values Lightning accepts for ``accelerator``,
+``strategy`` and ``precision`` are stated here (:data:`ACCELERATORS`, :data:`STRATEGIES`,
+:data:`PRECISIONS`) and checked against Lightning by the tests, so that reading a config needs no
+Lightning.
+
 Its floor: above :mod:`vlvae.models` (it holds the model's :class:`~vlvae.models.config.ModelConfig`
 and checks its choices) and :mod:`vlvae.methods` (it checks ``method.name`` against the method
 registry), below :mod:`vlvae.runs` and :mod:`vlvae.training`. So the methods take their config
@@ -30,6 +40,11 @@ from vlvae.models.config import ARCHITECTURES, NORMS, POSTERIOR_FAMILIES, ModelC
 
 __all__ = [
     "LR_SCHEDULES",
+    "ACCELERATORS",
+    "STRATEGIES",
+    "PRECISIONS",
+    "HARDWARE_KEYS",
+    "AUTO_DEVICES",
     "DataConfig",
     "StageConfig",
     "MethodConfig",
@@ -51,12 +66,41 @@ __all__ = [
     "MAX_IMPORTANCE_SAMPLES",
     "save_config",
     "load_config",
+    "world_size_of",
+    "check_global_batches",
+    "identity_differences",
+    "with_hardware",
+    "apply_hardware_overrides",
+    "single_process",
 ]
 
 
 #: The learning-rate schedules a stage may use (``lr_schedule``; :mod:`vlvae.training.schedule`):
 #: the paper's exponential decay, or linear warm-up with cosine decay.
 LR_SCHEDULES = ("exponential", "cosine")
+
+#: ``accelerator``: Lightning's accelerator names (``gpu`` is its alias of ``cuda`` or ``mps``), and
+#: ``auto`` (Lightning picks one). tests/test_config.py checks each against Lightning's registry.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+#: ``strategy``: ``auto`` (one process per device, DDP when there are several: Lightning's choice),
+#: ``ddp`` (DistributedDataParallel, one process per device), or ``ddp_find_unused_parameters_true``
+#: (DDP for a model with parameters a step may leave unused). Not offered: ``ddp_spawn`` and its kin
+#: (the fit runs in spawned processes, so the callbacks' state, e.g. the best validation pass, never
+#: returns to the command), FSDP and DeepSpeed (sharded checkpoints, which ``--resume`` cannot read).
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+#: ``precision``: Lightning's precision names that train here: ``32-true`` (full), ``bf16-mixed`` and
+#: ``16-mixed`` (automatic mixed precision; on the CPU Lightning runs ``16-mixed`` as ``bf16-mixed``),
+#: and Lightning's older aliases ``32``, ``16``, ``bf16``. Not offered: ``64-true``, ``bf16-true`` and
+#: ``16-true`` (every weight in that type, while the steps convert images to float32, which such
+#: networks refuse), and ``transformer-engine`` (it needs NVIDIA's Transformer Engine package).
+#: tests/test_config.py builds a Lightning Trainer with each.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "32", "16", "bf16")
+#: ``devices``: a positive number of devices per node, or this word: every device Lightning finds.
+AUTO_DEVICES = "auto"
+#: The keys of how a run is computed, not of what it computes (top-level keys of
+#: :class:`ExperimentConfig`). They are not part of a run's identity: a run folder reopened with
+#: other values of these keys is the same run (:func:`identity_differences`).
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
 
 
 @dataclass
@@ -79,7 +123,9 @@ class StageConfig:
 
     Attributes:
         steps: optimisation steps (the budget is in steps, not epochs).
-        batch_size: examples per step per device.
+        batch_size: examples per step, over all processes: the global batch. A distributed fit
+            splits it over its ``devices × num_nodes`` processes, each taking its slice, so it must be
+            a multiple of that number (:func:`check_global_batches`).
         lr, weight_decay: Adam's.
         lr_decay: multiplicative learning-rate decay per step (``exponential`` schedule).
         lr_schedule: ``exponential`` (the paper's, ``lr_decay`` per step) or ``cosine``
@@ -166,7 +212,20 @@ class EvaluationConfig:
 @dataclass
 class ExperimentConfig:
     """A whole run: data, the method, model, the three training stages (``stage1``: the VLVAE or
-    the method's stage-1 model; ``text_posterior``; ``prior``), classifier and evaluation."""
+    the method's stage-1 model; ``text_posterior``; ``prior``), classifier and evaluation.
+
+    The hardware keys (:data:`HARDWARE_KEYS`; not part of a run's identity, docs/gpus.md):
+
+    Attributes:
+        num_workers: data-loader processes per training process (0: load in the training process).
+        accelerator: Lightning's accelerator, one of :data:`ACCELERATORS` (``auto``: Lightning picks).
+        devices: devices per node for the training stages: a positive number, or ``auto`` (every
+            device Lightning finds on the node). The judges (classifiers) train in one process.
+        num_nodes: machines (nodes) of a distributed fit; its processes number ``devices × num_nodes``
+            (the world size), over which every stage's ``batch_size`` is split.
+        strategy: how Lightning runs several processes, one of :data:`STRATEGIES`.
+        precision: Lightning's precision, one of :data:`PRECISIONS` (e.g. ``bf16-mixed``).
+    """
 
     name: str = "paper"
     seed: int = 0
@@ -184,7 +243,9 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     num_workers: int = 0
     accelerator: str = "auto"
-    devices: int = 1
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
     precision: str = "32-true"
 
     def __post_init__(self):
@@ -453,7 +514,7 @@ _LIMITS = {
         "flow_steps": 1000,
         "flow_hidden": 65_536,
     },
-    "ExperimentConfig": {"num_workers": 1024, "devices": 4096},
+    "ExperimentConfig": {"num_workers": 1024, "devices": 4096, "num_nodes": 100_000},
 }
 
 _STAGE_RANGES = {
@@ -522,7 +583,12 @@ _RANGES = {
         "flow_steps": _AT_LEAST_1,
         "flow_hidden": _AT_LEAST_1,
     },
-    "ExperimentConfig": {"seed": _SEED, "num_workers": _AT_LEAST_0, "devices": _AT_LEAST_1},
+    "ExperimentConfig": {
+        "seed": _SEED,
+        "num_workers": _AT_LEAST_0,
+        "devices": _AT_LEAST_1,
+        "num_nodes": _AT_LEAST_1,
+    },
 }
 
 
@@ -533,24 +599,14 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
         "StageConfig": {"lr_schedule": LR_SCHEDULES, "posterior_family": POSTERIOR_FAMILIES},
         "ClassifierConfig": {"lr_schedule": LR_SCHEDULES, "arch": ARCHITECTURES, "norm": NORMS},
         "ModelConfig": {"arch": ARCHITECTURES, "norm": NORMS},
-        "ExperimentConfig": {"precision": _lightning_precisions(), "accelerator": _lightning_accelerators()},
+        "ExperimentConfig": {
+            "precision": PRECISIONS,
+            "accelerator": ACCELERATORS,
+            "strategy": STRATEGIES,
+            # a number in its range (above), or this word
+            "devices": (AUTO_DEVICES,),
+        },
     }
-
-
-def _lightning_precisions() -> tuple[str, ...]:
-    from lightning.fabric import connector  # deferred: heavy; importing the config needs no torch
-
-    names = [
-        typing.get_args(getattr(connector, name, typing.Literal[()]))
-        for name in ("_PRECISION_INPUT_STR", "_PRECISION_INPUT_STR_ALIAS")
-    ]
-    return tuple(dict.fromkeys(v for group in names for v in group))
-
-
-def _lightning_accelerators() -> tuple[str, ...]:
-    from lightning.pytorch.accelerators import AcceleratorRegistry  # deferred: heavy, as above
-
-    return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
 
 
 def _range_text(low, low_in, high, high_in) -> str:
@@ -616,6 +672,17 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             value, key = getattr(obj, f.name), f"{where}{f.name}"
             if is_dataclass(value):
                 check(value, f"{key}.")
+            elif (
+                f.name in ranges
+                and f.name in allowed
+                and (isinstance(value, bool) or not isinstance(value, int))
+            ):
+                # a key that takes a whole number or a word (``devices``: 4 or ``auto``)
+                if value not in allowed[f.name] or not isinstance(value, str):
+                    raise VLVAEError(
+                        f"configuration key {key!r} must be an integer {_range_text(*ranges[f.name])} "
+                        f"or {' or '.join(allowed[f.name])}, got {value!r}"
+                    )
             elif f.name in ranges and not isinstance(value, bool):
                 problem = _value_problem(value, ranges[f.name], ceilings.get(f.name))
                 if problem:
@@ -626,7 +693,96 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
                 )
 
     check(cfg, "")
+    if isinstance(cfg, ExperimentConfig):
+        world = world_size_of(cfg)
+        if world is not None:
+            check_global_batches(cfg, world)
     return cfg
+
+
+def world_size_of(cfg: ExperimentConfig) -> int | None:
+    """The number of processes of a distributed fit of ``cfg``: ``devices × num_nodes``; None for
+    ``devices=auto``, whose number only Lightning knows (:func:`vlvae.training.run.world_size`)."""
+    if isinstance(cfg.devices, str):
+        return None
+    return int(cfg.devices) * int(cfg.num_nodes)
+
+
+def check_global_batches(cfg: ExperimentConfig, world: int, found: str = "") -> None:
+    """Refuse a training stage whose ``batch_size`` (the global batch) does not split evenly over the
+    ``world`` processes of a distributed fit: one line naming both numbers and the fix.
+
+    ``found`` says where the number of devices came from (``devices=auto``: ``", 4 found"``). The
+    judges (``classifier``) train in one process (:func:`single_process`): their batch is not split.
+    """
+    how = f"devices={cfg.devices}{found} x num_nodes={cfg.num_nodes}"
+    for section in _STAGE_SECTIONS:
+        batch = getattr(cfg, section).batch_size
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch % world == 0:
+            continue
+        lower, upper = batch // world * world, (batch // world + 1) * world
+        nearest = f"{lower} or {upper}" if lower else str(upper)
+        raise VLVAEError(
+            f"configuration key '{section}.batch_size' is the global batch, split over {world} processes "
+            f"({how}), but {batch} is not a multiple of {world}; set {section}.batch_size "
+            f"to a multiple of {world} (e.g. {nearest}), or choose devices and num_nodes whose product "
+            f"divides {batch}"
+        )
+
+
+def single_process(cfg: ExperimentConfig) -> ExperimentConfig:
+    """A copy of ``cfg`` that fits in one process on one device (the judges' fits; the accelerator
+    and precision kept)."""
+    return replace(cfg, devices=1, num_nodes=1, strategy="auto")
+
+
+def _flat(data, prefix: str = "") -> dict:
+    """A nested dict as ``{dotted key: value}``."""
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    flat = {}
+    for key, value in data.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def _shown(value) -> str:
+    return "(absent)" if value is _ABSENT else repr(value) if isinstance(value, str) else str(value)
+
+
+_ABSENT = object()
+
+
+def identity_differences(stored: ExperimentConfig, now: ExperimentConfig) -> list[str]:
+    """How ``now`` differs from a run's ``stored`` config in what the run computes: one
+    ``"stage1.steps: 2000 in the run, 3000 now"`` per differing key (dotted, in the config's order),
+    the hardware keys (:data:`HARDWARE_KEYS`) left out. Empty: the same run."""
+    old, new = _flat(_to_plain(stored)), _flat(_to_plain(now))
+    keys = [*old, *(k for k in new if k not in old)]
+    return [
+        f"{key}: {_shown(old.get(key, _ABSENT))} in the run, {_shown(new.get(key, _ABSENT))} now"
+        for key in keys
+        if key not in HARDWARE_KEYS and old.get(key, _ABSENT) != new.get(key, _ABSENT)
+    ]
+
+
+def with_hardware(cfg: ExperimentConfig, source: ExperimentConfig) -> ExperimentConfig:
+    """A copy of ``cfg`` with the hardware keys (:data:`HARDWARE_KEYS`) of ``source``."""
+    return replace(cfg, **{key: getattr(source, key) for key in HARDWARE_KEYS})
+
+
+def apply_hardware_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """``cfg`` with ``key=value`` overrides of hardware keys only (:data:`HARDWARE_KEYS`), e.g. for the
+    later stages of an existing run: an override of any other key is refused in one line (it would
+    change what the run computes), as is a value out of its range (:func:`apply_overrides`)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" in item and key not in HARDWARE_KEYS:
+            raise VLVAEError(
+                f"--set {key} would change what the run computes; only {', '.join(HARDWARE_KEYS)} "
+                "may change for an existing run (start a new run to change the rest)"
+            )
+    return apply_overrides(cfg, overrides)
 
 
 def check_option(option: str, value, key: str):
@@ -703,6 +859,12 @@ def _from_plain(cls, data: dict, where: str = ""):
             value = _from_plain(hint, value, f"{where}{f.name}.")
         elif hint in (int, float, bool, str):
             value = _coerce(value, hint, f"{where}{f.name}")
+        elif hint == int | str and not isinstance(value, bool):
+            # a number or a word (``devices``: 4 or ``auto``): a whole number written as text is a number
+            text = str(value).strip()
+            value = int(text) if text.lstrip("-").isdigit() else value
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
         kwargs[f.name] = value
     return cls(**kwargs)
 
