@@ -8,7 +8,7 @@ import os
 import pytest
 
 from vlvae.errors import VLVAEError
-from vlvae.locking import LOCK_NAME, folder_lock, holds_lock, lock_holder
+from vlvae.locking import LOCK_NAME, RANK_VARIABLES, folder_lock, global_rank, holds_lock, lock_holder
 
 
 def test_second_writer_gets_one_line_naming_the_holder(tmp_path, holder_of):
@@ -55,8 +55,54 @@ def test_lock_is_released_when_the_block_raises(tmp_path):
     assert not holds_lock(tmp_path) and sorted(os.listdir(tmp_path)) == []
 
 
-def test_ddp_children_do_not_lock(tmp_path, holder_of, monkeypatch):
+@pytest.fixture
+def no_rank(monkeypatch):
+    """No launcher's rank in the environment (as outside a distributed launch)."""
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SLURM_JOB_NAME", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "env, rank",
+    [
+        ({}, 0),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, 0),
+        ({"RANK": "5", "LOCAL_RANK": "1"}, 5),  # torchrun: RANK is the global rank
+        ({"RANK": "0", "LOCAL_RANK": "0", "SLURM_PROCID": "3"}, 0),  # torchrun inside a SLURM task
+        ({"SLURM_PROCID": "0"}, 0),  # the batch script, or task 0 of srun
+        ({"SLURM_PROCID": "6"}, 6),  # srun's task 6 (on any node; srun sets no LOCAL_RANK)
+        ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, 1),  # a child of Lightning's launcher in a SLURM shell
+        ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, 0),  # Lightning's launcher, the parent after the launch
+        ({"LOCAL_RANK": "3"}, 3),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, 1),  # node 1 of Lightning's launcher: not rank 0
+        ({"RANK": ""}, 0),
+    ],
+)
+def test_the_global_rank_is_read_from_every_launchers_variables(no_rank, env, rank):
+    for name, value in env.items():
+        no_rank.setenv(name, value)
+    assert global_rank() == rank
+
+
+@pytest.mark.parametrize("variable", ["RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"])
+def test_only_global_rank_zero_locks(tmp_path, holder_of, no_rank, variable):
+    """Every other process of a distributed launch (torchrun's RANK, srun's SLURM_PROCID, Lightning's
+    LOCAL_RANK and NODE_RANK) re-runs the command beside rank 0, which holds the lock: it skips it."""
+    holder_of(tmp_path)
+    no_rank.setenv(variable, "2")
+    with folder_lock(tmp_path, "vlvae train vlvae"):
+        assert not holds_lock(tmp_path)
+    no_rank.setenv(variable, "0")
+    with pytest.raises(VLVAEError, match="is being written by process"):
+        with folder_lock(tmp_path, "vlvae train vlvae"):
+            pass
+
+
+def test_ddp_children_do_not_lock(tmp_path, holder_of, no_rank):
     """Lightning's DDP children re-run the command while their parent holds the lock."""
+    monkeypatch = no_rank
     holder_of(tmp_path)
     monkeypatch.setenv("LOCAL_RANK", "1")
     with folder_lock(tmp_path, "vlvae train vlvae"):

@@ -23,8 +23,11 @@ holds, keyed by the folder's resolved path, with a depth count: an inner
 :func:`folder_lock` on a held folder only counts, and the outermost one
 releases. The registry is this module's only state; :func:`holds_lock` reads it.
 
-Distributed training: Lightning's DDP children (``LOCAL_RANK`` set and not 0)
-re-run the command while the parent holds the lock, so they skip locking.
+Distributed training: only the process of global rank 0 locks (and writes); every other process
+of a distributed launch re-runs the command beside it and skips locking. :func:`global_rank` reads
+the rank from the environment, before Lightning has set anything up: ``RANK`` (torchrun and other
+launchers), ``SLURM_PROCID`` (each task of ``srun``), and ``LOCAL_RANK`` with ``NODE_RANK``
+(the children of Lightning's own launcher, which re-run the command while their parent holds the lock).
 
 On taking a lock (the outermost time), stale temporary files of earlier killed
 writes (the ``.NAME.XXXXXXXX.tmp`` files of :func:`vlvae.io.atomic_path`)
@@ -45,7 +48,7 @@ from pathlib import Path
 from vlvae.errors import VLVAEError
 from vlvae.io import remove_stale_temporaries
 
-__all__ = ["LOCK_NAME", "folder_lock", "holds_lock", "lock_holder"]
+__all__ = ["LOCK_NAME", "RANK_VARIABLES", "folder_lock", "global_rank", "holds_lock", "lock_holder"]
 
 LOCK_NAME = ".lock"
 
@@ -53,9 +56,37 @@ LOCK_NAME = ".lock"
 _HELD: dict[Path, list[int]] = {}
 
 
+#: The environment variables that say a process's rank in a distributed launch (:func:`global_rank`).
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+
+def _rank_variable(name: str) -> int:
+    """The environment variable ``name`` as a rank: 0 when unset, empty or not a whole number."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def global_rank() -> int:
+    """This process's global rank in a distributed launch, from its environment; 0 outside one.
+
+    ``RANK`` where a launcher sets it (torchrun, ``torch.distributed`` launchers). Otherwise the larger
+    of ``SLURM_PROCID`` (the task's rank under ``srun``) and the rank of Lightning's own launcher
+    (``LOCAL_RANK`` of its children, on node ``NODE_RANK``): in a SLURM job whose name makes
+    Lightning launch its own children (``bash``, ``interactive``), every child inherits the
+    shell's ``SLURM_PROCID=0``, and its ``LOCAL_RANK`` says which it is. On node n > 0 of
+    Lightning's own launcher without ``RANK`` the value is ``n + LOCAL_RANK``: not the exact rank
+    (the environment does not say how many processes a node runs) but, as every rank here, 0 only
+    for the process that writes.
+    """
+    if os.environ.get("RANK", "").strip().isdigit():
+        return _rank_variable("RANK")
+    launcher = _rank_variable("NODE_RANK") + _rank_variable("LOCAL_RANK")
+    return max(_rank_variable("SLURM_PROCID"), launcher)
+
+
 def _ddp_child() -> bool:
-    rank = os.environ.get("LOCAL_RANK")
-    return rank not in (None, "", "0")
+    """Whether this process is a non-zero rank of a distributed launch (it neither locks nor writes)."""
+    return global_rank() != 0
 
 
 def holds_lock(path: Path) -> bool:
