@@ -18,6 +18,11 @@ before it was named so hold it in ``RUN/vlvae``, where :func:`stage_dir` finds (
 A stage whose ``metrics.json`` exists is finished and is never retrained.
 Every training command holds the run folder's lock while it writes; options,
 data and folder are checked before the first file is written.
+A run's identity is its configuration without the hardware keys (devices, num_nodes, strategy,
+precision, accelerator, num_workers: :data:`vlvae.config.HARDWARE_KEYS`): a folder made on one device
+resumes on four, or with another precision; ``config.yaml`` then records the hardware of the latest
+command that trained in it (each stage's ``metrics.json`` records its own). In a distributed fit only
+the process of global rank 0 (:func:`vlvae.locking.global_rank`) writes the folder.
 Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
 the same frozen VLVAE: their spread is the spread over training runs.
 
@@ -32,7 +37,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from vlvae.config import ExperimentConfig, _to_plain, load_config, save_config, validate_config
+from vlvae.config import (
+    ExperimentConfig,
+    _to_plain,
+    identity_differences,
+    load_config,
+    save_config,
+    validate_config,
+    with_hardware,
+)
 from vlvae.data.format import (
     check_dataset,
     manifest_image_size,
@@ -42,6 +55,7 @@ from vlvae.data.format import (
 )
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_path, atomic_write_json, read_json
+from vlvae.locking import global_rank
 from vlvae.methods import build_model, get_method
 from vlvae.methods.stages import (
     PRIOR,
@@ -66,6 +80,7 @@ __all__ = [
     "method_stages",
     "finished_replicates",
     "init_run",
+    "record_hardware",
     "check_run_data",
     "open_run",
     "read_run_info",
@@ -164,23 +179,37 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     run records are checked before anything is written; call it while holding the
     run folder's lock (:func:`vlvae.locking.folder_lock`, as :func:`vlvae.training.run.train_vlvae` does).
     ``run.json`` records the data folder, its data set and its vocabulary's sha256.
+
+    An existing folder is reopened when its configuration has the same identity (every key but the
+    hardware keys, :func:`vlvae.config.identity_differences`); its ``config.yaml`` then takes the
+    hardware keys of ``cfg`` (:func:`record_hardware`). Another identity is refused in one line
+    naming every differing key with both values. In a non-zero rank of a distributed launch
+    (:func:`vlvae.locking.global_rank`) nothing is written: the same checks, and the config returned.
+
+    Returns:
+        The run's configuration, with the hardware keys of ``cfg``.
     """
     run, data = Path(run), Path(data)
     cfg = validate_config(_sized_for(data, cfg))  # the data set checked whole (check_dataset)
     manifest = read_manifest(data)
-    check_output_dir(run, "run folder")
+    writer = global_rank() == 0
+    if writer:
+        check_output_dir(run, "run folder")
     if (run / "config.yaml").exists():
         existing = load_config(run / "config.yaml")
-        if _to_plain(existing) != _to_plain(cfg):
+        differences = identity_differences(existing, cfg)
+        if differences:
             raise VLVAEError(
-                f"{run} holds a run with another configuration; choose another --out "
-                "(or run with the same preset and --set options)"
+                f"{run} holds a run with another configuration ({'; '.join(differences)}); choose another "
+                "--out, or run with the run's preset and --set options"
             )
         info = read_run_info(run)
         if Path(info["data"]).resolve() != data.resolve():
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
         check_run_data(run, existing, info)
-        return existing
+        return record_hardware(run, existing, cfg)
+    if not writer:
+        return cfg  # rank 0 makes the folder
     # run.json first: config.yaml, written last, marks a made run folder (a kill between them leaves
     # a run.json that the next start overwrites).
     atomic_write_json(
@@ -196,6 +225,17 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     )
     save_config(cfg, run / "config.yaml")
     return cfg
+
+
+def record_hardware(run: Path, stored: ExperimentConfig, now: ExperimentConfig) -> ExperimentConfig:
+    """The run configuration ``stored`` (read from ``RUN/config.yaml``) with the hardware keys of
+    ``now``; ``config.yaml`` is rewritten with them where they differ (by global rank 0 only), so that
+    it records the hardware of the latest command that trained in the run. Call it while holding the
+    run folder's lock."""
+    updated = validate_config(with_hardware(stored, now))
+    if global_rank() == 0 and _to_plain(updated) != _to_plain(stored):
+        save_config(updated, Path(run) / "config.yaml")
+    return updated
 
 
 def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:

@@ -33,13 +33,12 @@ and would refuse any judge of free captions (a paraphrase's words cannot all be 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig
+from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig, single_process
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import load_images, read_manifest
 from vlvae.data.vocabulary import Vocabulary
@@ -58,7 +57,7 @@ from vlvae.training.judges import (
     open_classifier_folder,
     training_settings,
 )
-from vlvae.training.run import fit_stage
+from vlvae.training.run import check_single_process, fit_stage
 
 __all__ = [
     "CAPTION_JUDGE",
@@ -285,7 +284,7 @@ def train_caption_judge(
         out: the classifier folder (a folder holding a judge of other settings or data is refused).
         cfg: its ``classifier`` section sets the fit (:func:`vlvae.training.judges.judge_stage`) and the
             image encoder; its ``seed`` the judge's seed (:func:`caption_judge_seed`); ``accelerator``
-            and ``precision`` as for any fit (one device).
+            and ``precision`` as for any fit (in one process: :func:`vlvae.config.single_process`).
         resume: continue from ``out/last.ckpt``.
         progress: show Lightning's progress bar.
 
@@ -317,6 +316,8 @@ def train_caption_judge(
         ),
     }
     remedy = f"{TRAIN_COMMAND} --data {data} --out {out}"
+    if not (out / "metrics.json").is_file():
+        check_single_process(out, "the caption judge")  # before anything is written
     out = check_output_dir(out, "classifier folder")
     with folder_lock(out, TRAIN_COMMAND):
         open_classifier_folder(out, info)
@@ -330,7 +331,7 @@ def train_caption_judge(
             int(manifest["image_size"]),
         )
         task._datasets["train"] = train
-        metrics = fit_stage(task, out, task.stage, replace(cfg, devices=1), CAPTION_JUDGE, resume, progress)
+        metrics = fit_stage(task, out, task.stage, single_process(cfg), CAPTION_JUDGE, resume, progress)
         if "real_accuracy" not in metrics:
             # the saved weights, also when an earlier session finished the fit and this one only scores
             model = load_weights(task.model.cpu(), out / "weights.safetensors", CAPTION_JUDGE, remedy)

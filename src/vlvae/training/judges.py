@@ -48,7 +48,9 @@ class JudgeFit(L.LightningModule):
     ``val_examples`` validation examples, the logged loss and accuracy, Adam with the stage's schedule.
 
     A judge supplies its network (``self.model``), its examples (:meth:`_data`) and its loss and
-    accuracy on a batch (:meth:`_losses`).
+    accuracy on a batch (:meth:`_losses`). A judge fits in one process, whatever the config's
+    ``devices`` and ``num_nodes`` (:func:`vlvae.training.run.fit_stage` makes it so, and refuses to fit
+    one in a non-zero rank of a distributed launch), so its batch is never split.
     """
 
     def __init__(self, config: ClassifierConfig, stage: StageConfig, data_root: str, seed: int):

@@ -11,11 +11,21 @@ Every training command holds the run folder's lock while it writes; options,
 data and folder are checked before the first file is written.
 Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
 the same frozen VLVAE: their spread is the spread over training runs.
+
+Clusters (docs/gpus.md): a stage fits on ``devices × num_nodes`` processes (the world size, resolved
+by :func:`world_size`, which asks Lightning for ``devices=auto``) with the config's ``strategy``; each
+stage's ``batch_size`` is the global batch, split over the processes, and a batch that does not split
+is refused before anything is written. Every process runs the command; only the process of global
+rank 0 (:func:`vlvae.locking.global_rank`, then Lightning's) locks and writes folders, weights and
+metrics, and the others wait for it at the end of each stage. Batch norm is synchronised over the
+processes (its statistics are those of the global batch) on accelerators that support it, not on the
+CPU. The judges always fit in one process (:func:`vlvae.config.single_process`).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import signal
 import threading
 import time
@@ -23,13 +33,23 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from vlvae.config import ExperimentConfig, StageConfig, apply_overrides, preset
+from vlvae.config import (
+    ExperimentConfig,
+    StageConfig,
+    apply_hardware_overrides,
+    apply_overrides,
+    check_global_batches,
+    preset,
+    single_process,
+    world_size_of,
+)
 from vlvae.errors import DiskFullError, VLVAEError
 from vlvae.io import as_disk_full, atomic_write_json, read_json, remove_stale_temporaries
-from vlvae.locking import folder_lock, holds_lock
+from vlvae.locking import RANK_VARIABLES, folder_lock, global_rank, holds_lock
 from vlvae.methods import configure, get_method
 from vlvae.methods.stages import PRIOR, TEXT_POSTERIOR, Stage, get_stage, stages_fitting, text_posterior_stage
 from vlvae.paths import check_output_dir
@@ -42,6 +62,7 @@ from vlvae.runs import (
     load_vlvae,
     open_run,
     read_stage_metrics,
+    record_hardware,
     save_weights,
     stage_dir,
     stage_seed,
@@ -56,11 +77,22 @@ from vlvae.training.checkpoints import (
     stage_stamp,
     weights_problem,
 )
+from vlvae.training.judges import JudgeFit
 from vlvae.training.tasks import STAGE_TASKS, BestWeights, CheckpointAfterValidation, VLVAETask
 
 # The run-folder names above stay importable from here (``from vlvae.training.run import load_vlvae``);
 # they belong to vlvae.runs. This module's own names:
-__all__ = ["fit_stage", "train_vlvae", "fit_vlvae", "train_text_posterior", "train_prior", "train_stage"]
+__all__ = [
+    "fit_stage",
+    "check_single_process",
+    "world_size",
+    "check_world",
+    "train_vlvae",
+    "fit_vlvae",
+    "train_text_posterior",
+    "train_prior",
+    "train_stage",
+]
 
 #: The fix for a run folder that a stage 2-3 cannot write into.
 _WRITABLE_RUN = "each stage writes its folder inside the run: make it writable, or copy the run"
@@ -120,6 +152,66 @@ def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_
             signal.signal(signal.SIGINT, handler)
 
 
+def _hardware(cfg: ExperimentConfig) -> dict:
+    """The Trainer's arguments of where and how a fit runs, from the config's hardware keys."""
+    return {
+        "accelerator": cfg.accelerator,
+        "devices": cfg.devices,
+        "num_nodes": cfg.num_nodes,
+        "strategy": cfg.strategy,
+        "precision": cfg.precision,
+    }
+
+
+def world_size(cfg: ExperimentConfig) -> int:
+    """The number of processes a fit of ``cfg`` runs on: ``devices × num_nodes``. With ``devices=auto``
+    only Lightning knows how many devices a node has: a Trainer is built to ask it (building one
+    writes nothing; it is not used to fit)."""
+    known = world_size_of(cfg)
+    if known is not None:
+        return known
+    probe = L.Trainer(
+        **_hardware(cfg),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return int(probe.world_size)
+
+
+def check_world(cfg: ExperimentConfig) -> int:
+    """Refuse a stage ``batch_size`` that does not split over the fit's processes (one line naming both
+    numbers and the fix), before anything is written; the world size is returned.
+
+    A number of devices is checked with the configuration (:func:`vlvae.config.validate_config`);
+    ``devices=auto`` only here, once Lightning has counted the devices (:func:`world_size`), which is
+    why every training command calls this before its first write.
+    """
+    world = world_size(cfg)
+    found = f" ({world // cfg.num_nodes} found)" if isinstance(cfg.devices, str) else ""
+    check_global_batches(cfg, world, found)
+    return world
+
+
+def _rank_source() -> str:
+    """The environment variables that make this process a non-zero rank, for messages."""
+    return ", ".join(f"{name}={os.environ[name]}" for name in RANK_VARIABLES if os.environ.get(name))
+
+
+def check_single_process(directory: Path, what: str) -> None:
+    """Refuse to fit ``what`` (a judge, which fits in one process) into ``directory`` in a non-zero
+    rank of a distributed launch: every process of the launch would fit, and write, its own. Call it
+    before anything is written, where the fit is not finished."""
+    rank = global_rank()
+    if rank != 0:
+        raise VLVAEError(
+            f"{what} ({directory}) trains in one process, but this is process {rank} of a distributed "
+            f"launch ({_rank_source()}); train it with a one-process command first (outside srun, or "
+            "srun --ntasks=1), then run this one again"
+        )
+
+
 def _finished_metrics(directory: Path) -> dict:
     """The ``metrics.json`` of a finished stage folder, checked to be a JSON object (one line if not)."""
     path = directory / "metrics.json"
@@ -153,7 +245,8 @@ def fit_stage(
         task: the stage's LightningModule (with ``trainable()``).
         directory: the stage folder.
         stage: its optimisation settings.
-        cfg: the whole config (devices, precision, seed).
+        cfg: the whole config (its hardware keys and seed); a judge (:class:`JudgeFit`) fits in one
+            process whatever they say (:func:`vlvae.config.single_process`).
         weights_tag: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
         posterior_family: the family of the distribution a stage 2-3 fits (recorded; None otherwise).
         resume: continue from ``last.ckpt`` of a killed run.
@@ -168,7 +261,12 @@ def fit_stage(
     directory = Path(directory)
     if (directory / "metrics.json").is_file():
         return _finished_metrics(directory)
-    check_output_dir(directory, "stage folder")
+    rank = global_rank()
+    if isinstance(task, JudgeFit):
+        cfg = single_process(cfg)
+        check_single_process(directory, weights_tag)
+    if rank == 0:  # the other processes of a distributed fit write nothing
+        check_output_dir(directory, "stage folder")
     if holds_lock(directory):  # no other vlvae process writes here: earlier killed writes' files are stale
         remove_stale_temporaries(directory)
     ckpt = directory / "last.ckpt"
@@ -223,10 +321,7 @@ def fit_stage(
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy="ddp" if cfg.devices > 1 else "auto",
-        precision=cfg.precision,
+        **_hardware(cfg),
         callbacks=callbacks,
         plugins=[checkpoint_io],
         logger=loggers,
@@ -239,6 +334,16 @@ def fit_stage(
         log_every_n_steps=max(1, min(50, stage.steps // 10)),
         deterministic=False,
     )
+    world = trainer.world_size
+    if stage.batch_size % world:  # refused with the config already; this fit's world may say otherwise
+        raise VLVAEError(
+            f"{what}: the global batch_size {stage.batch_size} does not split over the {world} processes "
+            f"of this fit; set its batch_size to a multiple of {world}, or change devices or num_nodes"
+        )
+    if world > 1 and not isinstance(trainer.accelerator, CPUAccelerator):
+        # Batch norm over the global batch, as on one device (torch synchronises it on GPUs, not on
+        # the CPU); the module's weights and buffers keep their names.
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.trainable())
     started = time.time()
     _run_trainer(
         lambda: trainer.fit(task, ckpt_path=ckpt_path, weights_only=True),
@@ -286,9 +391,18 @@ def fit_stage(
         "steps_budget": stage.steps,
         "max_minutes": stage.max_minutes,
         "stopped_by": stopped_by,
-        "world_size": trainer.world_size,
+        "world_size": world,
+        # the hardware of the session that finished the stage (docs/gpus.md)
+        "hardware": {
+            "accelerator": type(trainer.accelerator).__name__,
+            "devices": trainer.num_devices,
+            "num_nodes": trainer.num_nodes,
+            "strategy": cfg.strategy,
+            "precision": cfg.precision,
+            "batch_per_process": stage.batch_size // world,
+        },
         "seconds_this_session": seconds,
-        "examples_per_second": steps_done * stage.batch_size * trainer.world_size / max(seconds, 1e-9),
+        "examples_per_second": steps_done * stage.batch_size / max(seconds, 1e-9),
         "validation": {k: float(v) for k, v in final.items()},
         "train_last": train_last,
         "weights": (
@@ -303,6 +417,9 @@ def fit_stage(
     if trainer.is_global_zero:
         save_weights(task.trainable(), directory / "weights.safetensors", weights_tag)
         atomic_write_json(directory / "metrics.json", metrics)
+    if world > 1:
+        # The other processes go on (to the next stage, which reads these weights) once they are written.
+        trainer.strategy.barrier("vlvae-stage-written")
     return metrics
 
 
@@ -345,9 +462,11 @@ def fit_vlvae(
     ``scorer`` (images, texts) -> correctness, if given, adds the reconstructions' correctness
     to every validation pass (``val/correctness`` in the logs).
     """
-    # Everything is checked (options, data, the folder) before anything is written.
+    # Everything is checked (options, data, the world's batch split, the folder) before anything is written.
     cfg = configure(_sized_for(Path(data), copy.deepcopy(cfg)))
-    out = check_output_dir(out, "run folder")
+    check_world(cfg)
+    if global_rank() == 0:  # the other processes of a distributed fit write nothing
+        out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae train vlvae"):
         cfg = init_run(out, data, cfg)
         # The initial weights are a function of the seed.
@@ -375,17 +494,32 @@ def fit_vlvae(
 
 
 def _fit_on_frozen_vlvae(
-    run: Path, stage: Stage, replicate: int, make_task, resume: bool, progress: bool, extra: dict
+    run: Path,
+    stage: Stage,
+    replicate: int,
+    make_task,
+    resume: bool,
+    progress: bool,
+    extra: dict,
+    hardware: list[str] = (),
 ) -> dict:
-    """Fit a stage 2-3 (replicate R) on the run's frozen VLVAE: ``make_task(cfg, info, seed, vlvae)``."""
-    cfg, info = open_run(run)
+    """Fit a stage 2-3 (replicate R) on the run's frozen VLVAE: ``make_task(cfg, info, seed, vlvae)``.
+
+    ``hardware``: ``key=value`` overrides of the run's hardware keys for this fit (recorded in its
+    ``config.yaml``); any other key is refused.
+    """
+    stored, info = open_run(run)
+    cfg = apply_hardware_overrides(stored, list(hardware)) if hardware else stored
     seed = stage_seed(cfg.seed, stage.name, replicate)
     directory = stage_dir(run, stage.name, replicate)
     if (directory / "metrics.json").is_file():
         return read_stage_metrics(run, stage.name, replicate, stage.weights_tag)
     check_run_data(run, cfg, info)
-    run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
+    check_world(cfg)
+    if global_rank() == 0:  # the other processes of a distributed fit write nothing
+        run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
     with folder_lock(run, stage.lock_command):
+        cfg = record_hardware(run, stored, cfg)
         vlvae = load_vlvae(run, cfg)
         torch.manual_seed(seed)
         task = make_task(cfg, info, seed, vlvae)
@@ -404,12 +538,19 @@ def _fit_on_frozen_vlvae(
 
 
 def train_stage(
-    run: Path, name: str | Stage, resume: bool = False, progress: bool = True, replicate: int = 0
+    run: Path,
+    name: str | Stage,
+    resume: bool = False,
+    progress: bool = True,
+    replicate: int = 0,
+    hardware: list[str] = (),
 ) -> dict:
     """Fit the registered stage 2-3 called ``name`` (:mod:`vlvae.methods.stages`), replicate R, on the
     frozen VLVAE, with the task for what it fits (:data:`vlvae.training.tasks.STAGE_TASKS`).
 
     ``replicate`` R >= 1 trains another replicate into ``RUN/<name>.r<R>`` with its own seed.
+    ``hardware``: ``key=value`` overrides of the run's hardware keys only (``devices=4``,
+    ``precision=bf16-mixed``; :data:`vlvae.config.HARDWARE_KEYS`), recorded in its ``config.yaml``.
     """
     stage = name if isinstance(name, Stage) else get_stage(name)
 
@@ -418,17 +559,26 @@ def train_stage(
         return STAGE_TASKS[stage.fits](stage, cfg.model, section, info["data"], seed, vlvae, cfg.num_workers)
 
     extra = {"objective": stage.choice} if stage.fits == TEXT_POSTERIOR else {}
-    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, extra)
+    return _fit_on_frozen_vlvae(run, stage, replicate, make, resume, progress, extra, hardware)
 
 
 def train_text_posterior(
-    run: Path, objective: str, resume: bool = False, progress: bool = True, replicate: int = 0
+    run: Path,
+    objective: str,
+    resume: bool = False,
+    progress: bool = True,
+    replicate: int = 0,
+    hardware: list[str] = (),
 ) -> dict:
     """Stage 2: the text posterior fitted with ``--objective objective`` (``true``: q_True, ``agg``:
-    q_Agg), with the VLVAE frozen (replicate R as for :func:`train_stage`)."""
-    return train_stage(run, text_posterior_stage(objective).name, resume, progress, replicate)
+    q_Agg), with the VLVAE frozen (replicate R and ``hardware`` as for :func:`train_stage`)."""
+    return train_stage(run, text_posterior_stage(objective).name, resume, progress, replicate, hardware)
 
 
-def train_prior(run: Path, resume: bool = False, progress: bool = True, replicate: int = 0) -> dict:
-    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R as for stage 2)."""
-    return train_stage(run, stages_fitting(PRIOR)[0].name, resume, progress, replicate)  # the learned prior
+def train_prior(
+    run: Path, resume: bool = False, progress: bool = True, replicate: int = 0, hardware: list[str] = ()
+) -> dict:
+    """Stage 3: the aggregate prior q_phi(z), with the VLVAE frozen (replicate R and ``hardware`` as
+    for stage 2)."""
+    prior = stages_fitting(PRIOR)[0].name  # the learned prior
+    return train_stage(run, prior, resume, progress, replicate, hardware)

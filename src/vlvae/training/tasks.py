@@ -8,6 +8,10 @@ Stage 3 (:class:`AggregatePriorTask`) freezes the VLVAE and fits q_phi(z) to the
 aggregate posterior (§4.2). Only phi is optimised in stages 2-3; the frozen
 VLVAE stays in evaluation mode (batch-norm statistics and dropout fixed).
 
+Every stage's ``batch_size`` is the global batch: in a distributed fit each of the world's
+processes takes its slice of the batch of step t (:func:`step_dataloader`), so the examples of a
+step do not depend on the number of processes.
+
 References:
     Cremer & Kushman 2018, "On the importance of learning aggregate posteriors
     in multimodal latent variable models", https://arxiv.org/abs/1806.08454
@@ -27,6 +31,7 @@ from torch.utils.data import DataLoader, Subset
 
 from vlvae.config import StageConfig
 from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.errors import VLVAEError
 from vlvae.methods import MethodConfig, build_model
 from vlvae.methods.stages import (
     PRIOR,
@@ -66,17 +71,28 @@ def step_dataloader(
 ) -> DataLoader:
     """A training loader whose batch at step t is a function of (seed, t), resumable mid-run.
 
-    The sampler starts every new iteration at the module's current global step
-    and gives each DDP rank its slice of the global batch (see :class:`StepSampler`).
+    ``batch_size`` is the global batch: each of the trainer's ``world_size`` processes loads
+    ``batch_size / world_size`` examples, its rank's slice of the global batch of step t (see
+    :class:`StepSampler`), so the examples of step t are the same on one process or on many.
+    The sampler starts every new iteration at the module's current global step.
+
+    Raises:
+        VLVAEError: ``batch_size`` is not a multiple of the world size (the configuration refuses
+            that before anything is written: :func:`vlvae.config.check_global_batches`).
     """
-    sampler = StepSampler(
-        len(data), batch_size, steps, seed, rank=module.global_rank, world_size=module.trainer.world_size
-    )
+    world = module.trainer.world_size
+    if batch_size % world:
+        raise VLVAEError(
+            f"the global batch of {batch_size} examples does not split over {world} processes; set the "
+            f"stage's batch_size to a multiple of {world}"
+        )
+    per_process = batch_size // world
+    sampler = StepSampler(len(data), per_process, steps, seed, rank=module.global_rank, world_size=world)
     sampler.start_step = start_step
     sampler.step_source = lambda: module.global_step
     return DataLoader(
         data,
-        batch_size=batch_size,
+        batch_size=per_process,
         sampler=sampler,
         num_workers=num_workers,
         drop_last=True,
@@ -152,7 +168,7 @@ class StageTask(L.LightningModule):
 
     Args:
         model_config: architecture.
-        stage: optimisation settings of this stage.
+        stage: optimisation settings of this stage (its ``batch_size`` is the global batch).
         data_root: the data-set folder.
         seed: seeds the step sampler (the batches are a function of seed and step).
         num_workers: data-loader processes.
