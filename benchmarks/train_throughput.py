@@ -18,9 +18,11 @@ the task's own data loader (step sampler, data set, collation), its
 ``on_train_batch_start`` seeding, ``training_step`` (``images_to_float``, the
 loss), backward, and the step of the optimizer and schedule from
 ``configure_optimizers``. A callback marks the end of the first ``--warmup``
-steps, then stops the fit once ``--seconds`` have passed;
-examples/s = timed steps x batch size / timed seconds (the device is
-synchronised at both marks).
+steps, then stops the fit once ``--seconds`` have passed (or, with ``--steps``,
+once that many steps are timed); examples/s = timed steps x batch size / timed
+seconds (the device is synchronised at both marks). ``--precision`` (repeatable)
+measures each stage under each of Lightning's precisions in turn, e.g.
+``32-true`` and ``bf16-mixed`` (docs/mixed_precision.md), same seed and data.
 
 Stages 2-3 tabulate q(z|x) of every training image once, in the frozen-VLVAE
 mixin's ``on_fit_start``; that one-off cost is timed separately and printed in
@@ -36,6 +38,8 @@ is the step budget, raised so that the clock and not the budget ends a fit
     python benchmarks/train_throughput.py --preset cpu --preset paper --threads 2
     python benchmarks/train_throughput.py --preset cpu --set model.arch=cyclegan --stage vlvae
     python benchmarks/train_throughput.py --preset cpu --set method.name=telbo --stage vlvae
+    python benchmarks/train_throughput.py --preset cpu --stage vlvae --steps 300 \
+        --precision 32-true --precision bf16-mixed
 
 The data set is made in a temporary folder and deleted afterwards unless
 ``--data DIR`` is given: DIR is used as is if it is a data set of the preset's
@@ -80,10 +84,11 @@ def _sync(device: torch.device) -> None:
 
 
 class _Clock(L.Callback):
-    """Times the training steps after the first ``warmup`` and stops the fit after ``seconds``."""
+    """Times the training steps after the first ``warmup`` and stops the fit after ``seconds``, or
+    after ``steps`` timed steps when that is given."""
 
-    def __init__(self, seconds: float, warmup: int):
-        self.seconds, self.warmup = seconds, max(1, warmup)
+    def __init__(self, seconds: float, warmup: int, steps: int | None = None):
+        self.seconds, self.warmup, self.max_steps = seconds, max(1, warmup), steps
         self.steps, self.start, self.elapsed, self.timed_steps = 0, None, None, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -93,7 +98,11 @@ class _Clock(L.Callback):
         if self.start is None:  # the end of the warm-up
             _sync(pl_module.device)
             self.start = time.perf_counter()
-        elif time.perf_counter() - self.start >= self.seconds:
+        elif (
+            self.steps - self.warmup >= self.max_steps
+            if self.max_steps
+            else time.perf_counter() - self.start >= self.seconds
+        ):
             self._stop(pl_module)
             trainer.should_stop = True
 
@@ -207,11 +216,14 @@ def _make_task(stage: str, cfg: ExperimentConfig, data: str) -> tuple[L.Lightnin
     raise VLVAEError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
 
 
-def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float, warmup: int = 3) -> dict:
-    """Fit one stage's real task for ``warmup`` steps plus ``seconds``; its throughput as a row."""
+def measure_stage(
+    stage: str, cfg: ExperimentConfig, data: Path, seconds: float, warmup: int = 3, steps: int | None = None
+) -> dict:
+    """Fit one stage's real task for ``warmup`` steps plus ``seconds`` (or ``steps`` timed steps) under
+    ``cfg.precision``; its throughput as a row."""
     task, arch = _make_task(stage, cfg, str(Path(data).resolve()))
     table = _time_on_fit_start(task) if stage in TABULATING else None
-    clock = _Clock(seconds, warmup)
+    clock = _Clock(seconds, warmup, steps)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -246,6 +258,7 @@ def measure_stage(stage: str, cfg: ExperimentConfig, data: Path, seconds: float,
         "preset": cfg.name,
         "arch": arch,
         "stage": stage,
+        "precision": cfg.precision,
         "device": str(device),
         "batch": batch,
         "steps": clock.timed_steps,
@@ -266,8 +279,11 @@ def benchmark(
     workers: int = 1,
     warmup: int = 3,
     on_row: Callable[[dict], None] | None = None,
+    precisions: Sequence[str] = (),
+    steps: int | None = None,
 ) -> list[dict]:
-    """Throughput rows of every (preset, stage), each also passed to ``on_row`` as soon as it is measured."""
+    """Throughput rows of every (preset, stage, precision), each also passed to ``on_row`` as soon as
+    it is measured; ``precisions`` empty: the config's own."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="vlvae-throughput-") as tmp:
         cache = Path(data) if data is not None else Path(tmp) / "data"
@@ -277,9 +293,11 @@ def benchmark(
             # As `vlvae train vlvae` does: size the model from the data (image size, vocabulary, text length).
             cfg = init_run(Path(tmp) / f"run{i}", root, cfg)
             for stage in stages:
-                rows.append(measure_stage(stage, cfg, root, seconds, warmup))
-                if on_row is not None:
-                    on_row(rows[-1])
+                for precision in precisions or [cfg.precision]:
+                    run_cfg = replace(cfg, precision=precision)
+                    rows.append(measure_stage(stage, run_cfg, root, seconds, warmup, steps))
+                    if on_row is not None:
+                        on_row(rows[-1])
     return rows
 
 
@@ -287,6 +305,7 @@ _COLUMNS = (
     ("preset", "<12"),
     ("arch", "<9"),
     ("stage", "<11"),
+    ("precision", "<10"),
     ("device", "<7"),
     ("batch", ">5"),
     ("steps", ">6"),
@@ -308,6 +327,7 @@ def format_row(row: dict) -> str:
             row["preset"],
             row["arch"],
             row["stage"],
+            row["precision"],
             row["device"],
             str(row["batch"]),
             str(row["steps"]),
@@ -342,6 +362,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per stage (default 10)")
     parser.add_argument(
+        "--steps", type=int, default=None, help="time this many steps per stage instead of --seconds"
+    )
+    parser.add_argument(
+        "--precision",
+        action="append",
+        default=[],
+        metavar="PRECISION",
+        help="Lightning precision to measure, e.g. 32-true or bf16-mixed; repeat to compare "
+        "(default: the preset's)",
+    )
+    parser.add_argument(
         "--warmup", type=int, default=3, help="untimed steps before the clock starts (default 3)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -367,7 +398,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." lines
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n} Two Objects pairs; "
-        f"{args.seconds:g} s timed per stage after {max(1, args.warmup)} warm-up steps"
+        + (f"{args.steps} steps" if args.steps else f"{args.seconds:g} s")
+        + f" timed per stage after {max(1, args.warmup)} warm-up steps"
         + (f"; --set {' '.join(args.overrides)}" if args.overrides else "")
     )
     print(_format([name for name, _ in _COLUMNS]))
@@ -382,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.workers,
             args.warmup,
             on_row=lambda row: print(format_row(row), flush=True),
+            precisions=args.precision,
+            steps=args.steps,
         )
     except VLVAEError as exc:
         raise SystemExit(f"error: {exc}") from None
