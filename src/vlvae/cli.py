@@ -28,6 +28,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from vlvae import __version__
+from vlvae.archive import PRETRAINED, export_run, open_inference, pretrained_path
 from vlvae.config import apply_overrides, check_option
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.data.preview import image_text_grid, preview_grid
@@ -35,7 +36,7 @@ from vlvae.datasets import data_dataset, dataset_names, get_dataset, preset, tra
 from vlvae.device import AUTO, DEVICE_CHOICES, resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer
-from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, Inference, check_sample_count
+from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, check_sample_count
 from vlvae.methods import get_method, method_names
 from vlvae.methods.stages import TEXT_POSTERIOR, choices, text_posterior_stage
 from vlvae.paths import PATH_OPTION, check_output_file
@@ -107,6 +108,20 @@ def _device_option(what: str = "the models"):
         help=f"Where {what} run: {DEVICE_CHOICES} (auto: a CUDA GPU when torch sees one, else the CPU). "
         "The judges run on the CPU; a device this machine lacks is refused before anything is written.",
     )
+
+
+_RUN_HELP = "Run folder, or a model archive (vlvae export)."
+_DATA_HELP = "The run's data set, where it is not where the run recorded it (moved apart from the run)."
+_PRETRAINED_HELP = "A model shipped with vlvae instead of --run: " + "; ".join(
+    f"{name} ({what})" for name, (_, what, _) in PRETRAINED.items()
+)
+
+
+def _model_source(run: Path | None, pretrained: str | None) -> Path:
+    """The run folder or archive a command opens: ``--run`` or ``--pretrained``, exactly one."""
+    if (run is None) == (pretrained is None):
+        raise VLVAEError("give exactly one of --run (a run folder or model archive) and --pretrained")
+    return run if run is not None else pretrained_path(pretrained)
 
 
 def _check_png(out: Path) -> None:
@@ -320,7 +335,7 @@ def train_classifier_cmd(
 
 @app.command("sample")
 def sample_cmd(
-    run: Path = typer.Option(..., help="Run folder.", **PATH_OPTION),
+    run: Path | None = typer.Option(None, help=_RUN_HELP, **PATH_OPTION),
     out: Path = typer.Option(..., help="PNG file to write.", **PATH_OPTION),
     text: str | None = typer.Option(
         None,
@@ -342,9 +357,12 @@ def sample_cmd(
     n: int = typer.Option(3, help=f"Number of samples (1 to {MAX_SAMPLES})."),
     seed: int = typer.Option(0, help="Random seed (a GPU draws other images than the CPU for one seed)."),
     device: str = _device_option(),
+    data: Path | None = typer.Option(None, help=_DATA_HELP, **PATH_OPTION),
+    pretrained: str | None = typer.Option(None, help=_PRETRAINED_HELP),
 ):
     """Generate images from a text (z ~ q(z|y)) or from a prior, each with its decoded text."""
     on = resolve_device(device)
+    source = _model_source(run, pretrained)
     check_sample_count(n)
     check_option("--seed", seed, "seed")
     if text is not None and posterior not in (*TEXT_POSTERIORS, OWN):
@@ -353,7 +371,7 @@ def sample_cmd(
         raise VLVAEError(f"--prior must be {_one_of(list(PRIORS))}, got {prior!r}")
     check_output_file(out, "image file")
     _check_png(out)
-    inference = Inference.open(run, device=on)
+    inference = open_inference(source, None, on, data)
     if text is not None:
         samples = inference.from_text(text, posterior, n, seed)
         unknown = inference.unknown_words(text)
@@ -371,12 +389,16 @@ def sample_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    run: Path = typer.Option(
-        ..., help="Run folder (its VLVAE trained; the other stages are used when present).", **PATH_OPTION
+    run: Path | None = typer.Option(
+        None,
+        help="Run folder (its VLVAE trained; the other stages are used when present), or a model archive "
+        "(vlvae export).",
+        **PATH_OPTION,
     ),
     classifier: Path | None = typer.Option(
         None,
-        help="Classifier folder: every image is then judged (correctness beside each sample).",
+        help="Classifier folder: every image is then judged (correctness beside each sample); an archive "
+        "brings its own.",
         **PATH_OPTION,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
@@ -398,19 +420,22 @@ def serve_cmd(
         "rounding (a pixel level, or a word at a near tie). Off: every answer is that of `vlvae sample`.",
     ),
     device: str = _device_option(),
+    data: Path | None = typer.Option(None, help=_DATA_HELP, **PATH_OPTION),
+    pretrained: str | None = typer.Option(None, help=_PRETRAINED_HELP),
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
     import uvicorn  # deferred: the web server is needed only by `vlvae serve`
 
     on = resolve_device(device)
+    source = _model_source(run, pretrained)
     if not 1 <= port <= 65535:
         raise VLVAEError(f"--port must be between 1 and 65535, got {port}")
     if not 1 <= threads <= MAX_WORKERS:
         raise VLVAEError(f"--threads must be between 1 and {MAX_WORKERS}, got {threads}")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise VLVAEError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
-    inference = Inference.open(run, classifier, on)
+    inference = open_inference(source, classifier, on, data)
     try:  # uvicorn would report a busy port as a traceback-free exit 1 without naming the fix
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -422,7 +447,7 @@ def serve_cmd(
         ) from exc
     missing = [stage for stage, why in inference.stages().items() if why is not None]
     typer.echo(
-        f"serving {run} at http://{host}:{port}/ (API documentation at /docs; models on {on})"
+        f"serving {source} at http://{host}:{port}/ (API documentation at /docs; models on {on})"
         + (f"; not trained: {', '.join(missing)}" if missing else "")
         + "; Ctrl-C stops"
     )
@@ -469,6 +494,7 @@ def evaluate_cmd(
     micro_batch: int | None = typer.Option(
         None, help=_MICRO_BATCH_HELP + " (default: the run's config, evaluation.micro_batch)."
     ),
+    data: Path | None = typer.Option(None, help=_DATA_HELP, **PATH_OPTION),
 ):
     """Every registered metric of a run of any method (Tables 1-3, captions, ...) and figures:
     RUN/metrics.json, RUN/report.md."""
@@ -490,8 +516,28 @@ def evaluate_cmd(
         caption_judge=caption_judge,
         device=on,
         micro_batch=micro_batch,
+        data=data,
     )
     typer.echo((Path(run) / "report.md").read_text())
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run folder with its VLVAE trained.", **PATH_OPTION),
+    out: Path = typer.Option(..., help="The archive to write, e.g. model.tar.", **PATH_OPTION),
+    classifier: Path | None = typer.Option(
+        None, help="The judge to include (a classifier folder for the run's data).", **PATH_OPTION
+    ),
+    data: Path | None = typer.Option(None, help=_DATA_HELP, **PATH_OPTION),
+):
+    """One file to hand to a colleague: the weights of every finished stage, the config, the vocabulary,
+    a slim copy of the data (the page's examples), the judge and a model card (README.md). Use it with
+    `vlvae sample --run model.tar`, `vlvae serve --run model.tar` or `vlvae.load("model.tar")`."""
+    index = export_run(run, out, classifier, data)
+    size = Path(out).stat().st_size
+    typer.echo(
+        f"wrote {out} ({len(index['members'])} files, {size / 1e6:.1f} MB; its model card is README.md)"
+    )
 
 
 @app.command("reproduce")

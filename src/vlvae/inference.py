@@ -142,7 +142,13 @@ class Inference:
         self._validation: tuple | None = None
 
     @classmethod
-    def open(cls, run: Path, classifier: Path | None = None, device: str | torch.device = "cpu") -> Inference:
+    def open(
+        cls,
+        run: Path,
+        classifier: Path | None = None,
+        device: str | torch.device = "cpu",
+        data: Path | None = None,
+    ) -> Inference:
         """Open ``run``: its VLVAE (required) and whichever of q_Agg, q_True and q_φ(z) are finished.
 
         Args:
@@ -152,6 +158,8 @@ class Inference:
                 the CPU.
             device: where the models run (:func:`vlvae.device.resolve_device`: ``auto``, ``cpu``,
                 ``cuda``, ``cuda:N``), checked before the run is read.
+            data: the run's data set where it is not where ``run.json`` says (moved apart from the
+                run); checked to be the same data set.
 
         Raises:
             VLVAEError: a device this machine lacks, not a run, its data set is missing or
@@ -159,7 +167,7 @@ class Inference:
         """
         device = resolve_device(device)
         run = Path(run)
-        cfg, info = open_run(run)
+        cfg, info = open_run(run, data)
         data = check_run_data(run, cfg, info)
         vocab = read_vocabulary(data)
         model = load_vlvae(run, cfg).to(device)

@@ -3,8 +3,8 @@
 A run folder ``RUN`` holds::
 
     RUN/config.yaml          the whole ExperimentConfig (model sized from the data)
-    RUN/run.json             data folder, its data set and vocabulary sha256, seed, package versions,
-                             git commit
+    RUN/run.json             the data folder (relative to RUN, and absolute), the data's fingerprint,
+                             its data set and vocabulary sha256, seed, package versions, git commit
     RUN/.lock                while a command writes the run (vlvae.locking; one writer at a time)
     RUN/<stage>/             one per stage: stage1, q_true, q_agg, prior
         last.ckpt            Lightning checkpoint for --resume
@@ -26,11 +26,20 @@ the process of global rank 0 (:func:`vlvae.locking.global_rank`) writes the fold
 Replicate R of stages 2-3 is the same fit with the seed moved by 1000·R, on
 the same frozen VLVAE: their spread is the spread over training runs.
 
+A run finds its data as ``run.json`` records it: the path relative to the run folder first (a run
+moved together with its data), then the absolute path (a run moved alone); a data set moved apart
+from its run is given with ``--data`` (``data=`` of :func:`open_run`). Whichever folder is used must
+have the fingerprint the run recorded (:func:`data_fingerprint`; an export's slim copy names it as
+the set it was cut from, :mod:`vlvae.archive`).
+
 This module reads and makes run folders; fitting a stage is :mod:`vlvae.training.run`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -82,6 +91,7 @@ __all__ = [
     "init_run",
     "record_hardware",
     "check_run_data",
+    "data_fingerprint",
     "open_run",
     "read_run_info",
     "read_stage_metrics",
@@ -204,9 +214,9 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
                 "--out, or run with the run's preset and --set options"
             )
         info = read_run_info(run)
-        if Path(info["data"]).resolve() != data.resolve():
+        if Path(info["data"]).resolve() != data.resolve() and not _same_data(info, data):
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
-        check_run_data(run, existing, info)
+        check_run_data(run, existing, {**info, "data": str(data)})
         return record_hardware(run, existing, cfg)
     if not writer:
         return cfg  # rank 0 makes the folder
@@ -215,7 +225,9 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     atomic_write_json(
         run / "run.json",
         {
-            "data": str(data.resolve()),
+            "data": os.path.relpath(data.resolve(), run.resolve()),
+            "data_absolute": str(data.resolve()),
+            "data_fingerprint": data_fingerprint(data),
             "seed": cfg.seed,
             "preset": cfg.name,
             "dataset": manifest.get("dataset"),
@@ -238,13 +250,62 @@ def record_hardware(run: Path, stored: ExperimentConfig, now: ExperimentConfig) 
     return updated
 
 
+def data_fingerprint(data: Path) -> str:
+    """A data set's fingerprint: sha256 of its ``manifest.json`` in canonical JSON (sorted keys, no
+    spaces). The manifest records the sha256 of every split's arrays, its counts, settings and seed,
+    so two data sets with one fingerprint hold the same examples."""
+    manifest = read_manifest(Path(data))
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _fingerprints(data: Path) -> set[str]:
+    """The fingerprints a data folder answers to: its own, and for a slim copy cut from a data set by
+    ``vlvae export`` (its manifest's ``subset_of``), that set's."""
+    manifest = read_manifest(Path(data))
+    own = {data_fingerprint(data)}
+    parent = manifest.get("subset_of")
+    if isinstance(parent, dict) and isinstance(parent.get("fingerprint"), str):
+        own.add(parent["fingerprint"])
+    return own
+
+
+def _same_data(info: dict, data: Path) -> bool:
+    """Whether ``data`` is the data set a run recorded (its fingerprint; False for runs made before
+    fingerprints were recorded)."""
+    recorded = info.get("data_fingerprint")
+    return (
+        isinstance(recorded, str)
+        and (Path(data) / "manifest.json").is_file()
+        and recorded in _fingerprints(data)
+    )
+
+
+def _data_candidates(run: Path, info: dict) -> list[Path]:
+    """Where a run's data may be, in order: ``run.json``'s ``data`` (relative to the run folder, or an
+    absolute path in runs made before paths were relative), then its ``data_absolute``."""
+    recorded = Path(info["data"])
+    candidates = [
+        recorded if recorded.is_absolute() else Path(os.path.normpath(Path(run).absolute() / recorded))
+    ]
+    absolute = info.get("data_absolute")
+    if isinstance(absolute, str) and absolute and Path(absolute) not in candidates:
+        candidates.append(Path(absolute))
+    return candidates
+
+
 def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     """The data folder of a run, checked to be what the run was made from; clear errors if not.
 
-    Compared: the image size (with the run's model), and, where ``run.json`` records them (runs
-    made since they are recorded), the data set and the vocabulary's sha256.
+    ``info["data"]`` is the folder to check (:func:`read_run_info` resolved it, or ``--data`` gave
+    it). Compared: the image size (with the run's model), and, where ``run.json`` records them (runs
+    made since they are recorded), the data set, the vocabulary's sha256 and the data's fingerprint.
     """
     data = Path(info["data"])
+    if not (data / "manifest.json").is_file():
+        raise VLVAEError(
+            f"the data set {run} was trained on is not at {data}; if it moved, point the command at "
+            "it with --data DIR, or put it back"
+        )
     manifest = check_dataset(data)
     remedy = f"restore the data set {run} was trained on, or train a new run on this one"
     size = manifest_image_size(manifest, data)
@@ -263,11 +324,18 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
         raise VLVAEError(
             f"the vocabulary of {data} (vocab.json) differs from the one {run} was trained on; {remedy}"
         )
+    if isinstance(info.get("data_fingerprint"), str) and not _same_data(info, data):
+        raise VLVAEError(
+            f"{data} is not the data set {run} was trained on (its manifest's fingerprint differs from "
+            f"run.json's data_fingerprint); {remedy}"
+        )
     return data
 
 
-def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
-    """The config and run.json of an existing run folder."""
+def open_run(run: Path, data: Path | None = None) -> tuple[ExperimentConfig, dict]:
+    """The config and run.json of an existing run folder; ``info["data"]`` is where its data set is
+    (``data`` when given, e.g. ``--data`` for a data set moved apart from its run; else
+    :func:`read_run_info`'s)."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise VLVAEError(
@@ -275,11 +343,19 @@ def open_run(run: Path) -> tuple[ExperimentConfig, dict]:
             f"`vlvae train vlvae --data DATA --out {run}`"
         )
     cfg = load_config(run / "config.yaml")
-    return cfg, read_run_info(run)
+    info = read_run_info(run)
+    if data is not None:
+        info["data"] = str(Path(data))
+    return cfg, info
 
 
 def read_run_info(run: Path) -> dict:
-    """A run folder's ``run.json``, checked to be an object that names the run's data folder."""
+    """A run folder's ``run.json``, checked to be an object that names the run's data folder.
+
+    ``data`` of the returned record is the data folder as a path usable from here: the first of
+    ``run.json``'s relative and absolute paths that holds a data set (the first when none does;
+    :func:`check_run_data` then says where it was looked for). ``run.json`` itself is not changed.
+    """
     path = Path(run) / "run.json"
     fix = f"the run folder {run} is damaged; delete it and train it again, or choose another folder"
     info = read_json(path, fix)
@@ -287,7 +363,9 @@ def read_run_info(run: Path) -> dict:
         raise VLVAEError(f"{path} holds a JSON {type(info).__name__}, not an object; {fix}")
     if not isinstance(info.get("data"), str) or not info["data"]:
         raise VLVAEError(f"{path} does not name the data folder the run was trained on ('data'); {fix}")
-    return info
+    candidates = _data_candidates(Path(run), info)
+    found = next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
+    return {**info, "data": str(found)}
 
 
 def _arch_of(module: torch.nn.Module) -> str | None:

@@ -207,6 +207,7 @@ def evaluate_run(
     caption_judge: Path | None = None,
     device: str | torch.device = "cpu",
     micro_batch: int | None = None,
+    data: Path | None = None,
 ) -> dict:
     """Every registered metric of a run of any method: ``RUN/metrics.json`` and ``RUN/report.md``.
 
@@ -240,6 +241,8 @@ def evaluate_run(
             numbers agree with the CPU's within their Monte-Carlo errors, not to the digit.
         micro_batch: importance samples of log p(x|y) and log p(x) scored at a time, for 16 images
             at a time (default: the run's ``evaluation.micro_batch``); memory, not the numbers.
+        data: the run's data set where it is not where ``run.json`` says (moved apart from the run);
+            checked to be the same data set (:func:`vlvae.runs.check_run_data`).
     """
     device = resolve_device(device)
     overrides = {
@@ -259,6 +262,7 @@ def evaluate_run(
         replicates,
         caption_judge,
         device,
+        data=data,
     )
 
 
@@ -272,10 +276,11 @@ def _evaluate_checked(
     replicates: int | None,
     caption_judge: Path | None = None,
     device: torch.device = torch.device("cpu"),
+    data: Path | None = None,
 ) -> dict:
     """:func:`evaluate_run` with settings that override the run config's (None: the config's):
     the checks, then the work under the run's lock."""
-    cfg, info = open_run(run)
+    cfg, info = open_run(run, data)
     settings = _settings(cfg, **overrides)
     data = check_run_data(run, cfg, info)
     check_classifier_fits(classifier, data, f"the data of {run}")

@@ -1,0 +1,515 @@
+"""A trained model in one file: ``vlvae export`` writes it, :func:`load` and ``--run model.tar`` read it.
+
+An archive (a tar file, ``model.tar``) holds what :class:`vlvae.inference.Inference` needs and
+nothing that runs code::
+
+    vlvae-model.json        the index: format, version, what each folder is, and the sha256 and size
+                            of every other member (first in the archive)
+    README.md               the model card: what the model is, the command and commit that trained
+                            it, its data's provenance, its headline figures, intended use and limits
+    run/                    config.yaml, run.json, and per stage (stage1, q_agg, q_true, prior; the
+                            first training of each) weights.safetensors and metrics.json; the run's
+                            metrics.json, report.md and figures/ when it was evaluated
+    data/                   a slim copy of the data set: manifest.json (its counts those of the copy,
+                            ``subset_of`` the fingerprint and counts of the set it was cut from),
+                            vocab.json, and the first images of its train and val splits (the page's
+                            examples)
+    classifier/             the judge (classifier.json, weights.safetensors, metrics.json), when
+                            exported with one
+
+Weights are safetensors files (tensors only, never pickles: reading them runs no code). ``run.json``
+in the archive names its data as ``../data``; its ``data_fingerprint`` stays that of the full set,
+which the slim copy names in ``subset_of``, so :func:`vlvae.runs.check_run_data` accepts it.
+
+Reading (:func:`open_archive`) checks before anything is used: the file is a tar of this format and
+version, every member is a regular file with a relative name inside the archive and is listed in
+the index, and every listed member is there with its size and sha256. A truncated, tampered or
+foreign archive is refused in one line. The checksums find damage and edits, not a forger who
+rewrites the index too; the safetensors weights keep even such a file from running code. The
+checked members are extracted into a cache folder named by the index's sha256
+(``$VLVAE_CACHE``, else ``$XDG_CACHE_HOME/vlvae``, else ``~/.cache/vlvae``; ``models/<sha256>``),
+written whole to a temporary folder and renamed, so a second reader finds it complete or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from vlvae import __version__
+from vlvae.config import load_config
+from vlvae.data.format import read_manifest, read_records, read_vocabulary, splits_of
+from vlvae.errors import VLVAEError
+from vlvae.evaluation.judge import check_classifier_fits
+from vlvae.inference import Inference
+from vlvae.io import as_disk_full, atomic_path, read_json
+from vlvae.methods import get_method
+from vlvae.paths import check_output_file
+from vlvae.runinfo import git_commit
+from vlvae.runs import STAGES, check_run_data, data_fingerprint, open_run, stage_dir
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "INDEX",
+    "EXAMPLES",
+    "Archive",
+    "is_archive",
+    "export_run",
+    "open_archive",
+    "cache_root",
+    "PRETRAINED",
+    "pretrained_path",
+    "open_inference",
+    "load",
+]
+
+#: The index member's ``format`` and ``version``; an archive of another version is refused.
+FORMAT = "vlvae-model"
+VERSION = 1
+#: The index member: the first in the archive.
+INDEX = "vlvae-model.json"
+#: Images kept per split in the archive's slim data (the page's validation examples).
+EXAMPLES = 64
+#: What a stage folder contributes to an archive (its checkpoint, logs and optimiser state do not).
+_STAGE_FILES = ("weights.safetensors", "metrics.json")
+#: What a classifier folder contributes.
+_CLASSIFIER_FILES = ("classifier.json", "weights.safetensors", "metrics.json")
+#: What an evaluated run contributes besides its stages.
+_RUN_FILES = ("config.yaml", "metrics.json", "report.md")
+#: The models shipped with the package: name (``--pretrained``) -> (archive in ``vlvae/pretrained/``, what
+#: it is, the command that rebuilds it from a checkout).
+PRETRAINED = {
+    "two-objects": (
+        "two-objects.tar",
+        "the cpu preset's VLVAE on Two Objects (64 px), with q_Agg, q_True, the learned prior and its judge",
+        "vlvae reproduce --preset cpu --out runs/cpu && vlvae export runs/cpu/run --classifier "
+        "runs/cpu/classifier --out src/vlvae/pretrained/two-objects.tar",
+    ),
+}
+#: The folder of the shipped archives.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+#: The largest archive member read (a damaged index could claim anything).
+_MAX_MEMBER = 4 << 30
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive checked and extracted: its folders in the cache, and its index."""
+
+    root: Path
+    index: dict
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def classifier(self) -> Path | None:
+        return self.root / "classifier" if self.index.get("classifier") else None
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path`` names an archive (a file) rather than a run folder."""
+    return Path(path).is_file()
+
+
+def cache_root() -> Path:
+    """Where archives are extracted: ``$VLVAE_CACHE``, else ``$XDG_CACHE_HOME/vlvae``, else
+    ``~/.cache/vlvae``."""
+    if os.environ.get("VLVAE_CACHE"):
+        return Path(os.environ["VLVAE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vlvae"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def _slim_data(data: Path, examples: int) -> dict[str, bytes]:
+    """The members of the archive's slim data copy: manifest, vocabulary, and the first ``examples``
+    images and records of the train and val splits."""
+    manifest = read_manifest(data)
+    members = {"data/vocab.json": (data / "vocab.json").read_bytes()}
+    counts = {}
+    for split in ("train", "val"):
+        images = np.load(data / split / "images.npy", mmap_mode="r")[:examples]
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(images))
+        members[f"data/{split}/images.npy"] = buffer.getvalue()
+        scenes = read_json(data / split / "scenes.json", "rebuild the data set")
+        scenes = {**scenes, "scenes": read_records(data, split)[: len(images)]}
+        members[f"data/{split}/scenes.json"] = json.dumps(scenes).encode()
+        counts[split] = len(images)
+    slim = {key: value for key, value in manifest.items() if key not in ("counts", "sha256")}
+    slim["counts"] = counts
+    slim["subset_of"] = {
+        "fingerprint": data_fingerprint(data),
+        "counts": {split: manifest.get("counts", {}).get(split) for split in splits_of(manifest)},
+        "note": f"the first {examples} images of each split, cut by vlvae export",
+    }
+    members["data/manifest.json"] = json.dumps(slim, indent=1).encode()
+    return members
+
+
+def _percent(entry, difference: bool = False) -> str | None:
+    """``41.4 % ± 0.7`` of a correctness entry (mean, standard error over examples), ``+2.8 points ±
+    0.4`` of a difference, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("mean"), (int, float)):
+        return None
+    error = entry.get("stderr_over_examples", entry.get("stderr"))
+    value = f"{100 * entry['mean']:+.1f} points" if difference else f"{100 * entry['mean']:.1f} %"
+    return value + (f" ± {100 * error:.1f}" if isinstance(error, (int, float)) else "")
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (its bars escaped)."""
+    return text.replace("|", "\\|")
+
+
+def _headline(metrics: dict | None) -> list[str]:
+    """Markdown lines of a run's headline figures: the judge's correctness of images from each text
+    posterior, each prior and q(z|x), and the paper's two differences."""
+    if not metrics:
+        return ["The run was not evaluated when it was exported (no `metrics.json`)."]
+    table = metrics.get("correctness")
+    if not isinstance(table, dict):
+        return ["The run's metrics.json holds no correctness table."]
+    labels = {**metrics.get("distributions", {}).get("text_posteriors", {})}
+    labels.update(metrics.get("distributions", {}).get("priors", {}))
+    rows = []
+    for group in ("conditional", "prior", "differences"):
+        for name, entry in (table.get(group) or {}).items():
+            rows.append((labels.get(name, name), _percent(entry, group == "differences")))
+    rows.append(("reconstruction, z = mean of q(z|x)", _percent(table.get("reconstruction"))))
+    settings = metrics.get("settings", {})
+    judge = metrics.get("classifier") or {}
+    accuracy = (judge.get("real_accuracy") or {}).get("overall")
+    lines = [
+        f"Correctness: the share of an image's attributes the judge ({judge.get('judge', 'classifier')}) "
+        f"reads as the text says, over {settings.get('examples', '?')} examples of the "
+        f"{settings.get('split', '?')} split (± standard error over examples; differences paired):",
+        "",
+        "| images from | correctness |",
+        "|---|---|",
+        *(f"| {_cell(label)} | {value} |" for label, value in rows if value is not None),
+        "",
+    ]
+    if isinstance(accuracy, (int, float)):
+        lines.append(f"The judge reads real validation images at {100 * accuracy:.1f} % accuracy.")
+    lines.append("The whole report is `run/report.md` in this archive (`vlvae serve` shows it at /report).")
+    return lines
+
+
+def _model_card(run: Path, cfg, info: dict, manifest: dict, metrics: dict | None, classifier: bool) -> str:
+    """The archive's README.md."""
+    method = get_method(cfg.method.name)
+    versions = info.get("versions", {})
+    stages = [s for s in STAGES if (stage_dir(run, s) / "weights.safetensors").is_file()]
+    counts = manifest.get("counts", {})
+    lines = [
+        f"# vlvae model: {method.title} on {manifest.get('dataset', 'an unnamed data set')}",
+        "",
+        "## What it is",
+        "",
+        f"A {method.title} trained with vlvae (multimodal latent-variable models of images and text; "
+        "Cremer & Kushman 2018, arXiv:1806.02346): text → images through q(z|y), prior samples, "
+        f"image → caption. Images {cfg.model.image_size} × {cfg.model.image_size} px, "
+        f"z of {cfg.model.latent_dim} dimensions. Stages: {', '.join(stages)}.",
+        "",
+        "## How it was made",
+        "",
+        f"- preset `{info.get('preset', cfg.name)}`, seed {info.get('seed', cfg.seed)}",
+        f"- vlvae commit `{info.get('git_commit', 'unknown')}`"
+        + (f", vlvae {versions['vlvae']}" if "vlvae" in versions else ""),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- the command: `vlvae reproduce --preset {info.get('preset', cfg.name)} --out DIR` "
+        "(or its stages one by one: `vlvae train vlvae`, `vlvae train text-posterior`, `vlvae train prior`)",
+        "",
+        "## Data",
+        "",
+        f"- data set `{manifest.get('dataset')}`, counts {json.dumps(counts)}, "
+        f"data seed {manifest.get('seed', 'not recorded')}",
+        f"- fingerprint `{info.get('data_fingerprint') or 'not recorded (the run predates them)'}` "
+        "(sha256 of its manifest, which records the sha256 of every array)",
+        f"- this archive holds only the first {EXAMPLES} images of its train and val splits "
+        "(`data/`), for the page's examples; train again on the full set to reproduce it",
+        "",
+        "## Headline figures",
+        "",
+        *_headline(metrics),
+        "",
+        "## Intended use and limits",
+        "",
+        "- Research and teaching: how the text posterior q(z|y) and the prior p(z) shape generated "
+        "images. Not a general text-to-image model: it knows only its data set's words and scenes.",
+        "- Texts outside the training vocabulary are read as the unknown word (free captions) or "
+        "refused (texts of fixed slots).",
+        "- "
+        + (
+            "The judge (`classifier/`) scores images of this data set only."
+            if classifier
+            else "Exported without its judge: images are not scored."
+        ),
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "vlvae sample --run model.tar --text '...' --out samples.png",
+        "vlvae serve --run model.tar",
+        "```",
+        "",
+        "```python",
+        "import vlvae",
+        "model = vlvae.load('model.tar')",
+        "samples = model.from_text('...', 'agg', n=4)   # samples.images: uint8 (4, H, W, 3)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _folder_members(folder: Path, prefix: str, names) -> dict[str, bytes]:
+    return {f"{prefix}/{name}": (folder / name).read_bytes() for name in names if (folder / name).is_file()}
+
+
+def export_run(run: Path, out: Path, classifier: Path | None = None, data: Path | None = None) -> dict:
+    """Write the archive of a trained run to ``out`` (a file; written whole, then renamed).
+
+    Args:
+        run: a run folder with stage 1 trained (the other stages are included when finished).
+        out: the archive to write (``model.tar``); an existing file is replaced only when whole.
+        classifier: the judge to include (a classifier folder that fits the run's data).
+        data: the run's data set where it is not where ``run.json`` says.
+
+    Returns:
+        The archive's index.
+
+    Raises:
+        VLVAEError: not a run, stage 1 not trained, the data or judge missing or not the run's; before
+            anything is written.
+    """
+    run, out = Path(run), Path(out)
+    check_output_file(out, "model archive")
+    cfg, info = open_run(run, data)
+    data = check_run_data(run, cfg, info)
+    if not (stage_dir(run, STAGES[0]) / "weights.safetensors").is_file():
+        raise VLVAEError(
+            f"{run} has no trained stage 1; train it with `vlvae train vlvae --data DATA --out {run}`"
+        )
+    if classifier is not None:
+        check_classifier_fits(classifier, data, f"the data of {run}")
+    members: dict[str, bytes] = {}
+    for name in _RUN_FILES:
+        if (run / name).is_file():
+            members[f"run/{name}"] = (run / name).read_bytes()
+    for stage in STAGES:
+        folder = stage_dir(run, stage)
+        if (folder / "metrics.json").is_file():  # finished stages only
+            members.update(_folder_members(folder, f"run/{folder.name}", _STAGE_FILES))
+    figures = run / "figures"
+    if figures.is_dir():
+        for path in sorted(figures.glob("*.png")):
+            members[f"run/figures/{path.name}"] = path.read_bytes()
+    record = {key: value for key, value in info.items() if key != "data_absolute"}
+    record["data"] = "../data"
+    members["run/run.json"] = json.dumps(record, indent=1).encode()
+    members.update(_slim_data(data, EXAMPLES))
+    if classifier is not None:
+        members.update(_folder_members(Path(classifier), "classifier", _CLASSIFIER_FILES))
+    metrics = None
+    if (run / "metrics.json").is_file():
+        metrics = read_json(run / "metrics.json", f"evaluate the run again: vlvae evaluate --run {run}")
+    card = _model_card(run, cfg, info, read_manifest(data), metrics, classifier is not None)
+    members["README.md"] = card.encode()
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_by": {"vlvae": __version__, "git_commit": git_commit()},
+        "trained_at": info.get("git_commit"),
+        "run": "run",
+        "data": "data",
+        "classifier": "classifier" if classifier is not None else None,
+        "members": {
+            name: {"sha256": _sha256(body), "size": len(body)} for name, body in sorted(members.items())
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, sum(len(b) for b in members.values()) + (1 << 20)) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, body in [(INDEX, json.dumps(index, indent=1).encode()), *sorted(members.items())]:
+                entry = tarfile.TarInfo(name)
+                entry.size, entry.mode, entry.mtime = len(body), 0o644, 0
+                tar.addfile(entry, io.BytesIO(body))
+    return index
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def _refuse(path: Path, why: str) -> VLVAEError:
+    return VLVAEError(
+        f"{path} is not a usable vlvae model archive: {why}; export it again with `vlvae export`"
+    )
+
+
+def _safe_name(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return bool(parts) and not PurePosixPath(name).is_absolute() and ".." not in parts and "\\" not in name
+
+
+def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
+    """The index and the members of an archive, every check of the module docstring passed."""
+    if not path.is_file():
+        raise VLVAEError(
+            f"model archive {path} does not exist; make one with `vlvae export RUN --out {path}`"
+        )
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for entry in tar:
+                if not entry.isfile():
+                    raise _refuse(path, f"member {entry.name!r} is not a regular file")
+                if not _safe_name(entry.name) or entry.name in members:
+                    raise _refuse(path, f"member name {entry.name!r} is not allowed")
+                if entry.size > _MAX_MEMBER:
+                    raise _refuse(path, f"member {entry.name!r} is {entry.size} bytes")
+                handle = tar.extractfile(entry)
+                members[entry.name] = handle.read() if handle is not None else b""
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise _refuse(path, f"it is truncated or not a tar file ({' '.join(str(exc).split())})") from exc
+    if INDEX not in members:
+        raise _refuse(path, f"it has no {INDEX}")
+    try:
+        index = json.loads(members.pop(INDEX))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _refuse(path, f"its {INDEX} is not JSON ({exc})") from exc
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise _refuse(path, f"its {INDEX} is not a {FORMAT} index")
+    if index.get("version") != VERSION:
+        raise VLVAEError(
+            f"{path} is a {FORMAT} archive of version {index.get('version')!r}; this vlvae "
+            f"({__version__}) reads version {VERSION}; export it again with this version's `vlvae export`"
+        )
+    listed = index.get("members")
+    if not isinstance(listed, dict):
+        raise _refuse(path, f"its {INDEX} lists no members")
+    for name, entry in listed.items():
+        if name not in members:
+            raise _refuse(path, f"member {name!r} is missing (truncated?)")
+        body = members[name]
+        if (
+            not isinstance(entry, dict)
+            or entry.get("size") != len(body)
+            or entry.get("sha256") != _sha256(body)
+        ):
+            raise _refuse(path, f"member {name!r} does not match its checksum (damaged or edited)")
+    extra = sorted(set(members) - set(listed))
+    if extra:
+        raise _refuse(path, f"member {extra[0]!r} is not in its index")
+    for needed in ("run/config.yaml", "run/run.json", "data/manifest.json"):
+        if needed not in members:
+            raise _refuse(path, f"it has no {needed}")
+    return index, members
+
+
+def open_archive(path: Path, cache: Path | None = None) -> Archive:
+    """Check an archive and extract it into the cache (once per archive content).
+
+    Raises:
+        VLVAEError: the archive is missing, truncated, of another format or version, or a member is
+            missing, unlisted, unsafe or does not match its checksum; one line.
+    """
+    path = Path(path)
+    index, members = _read_members(path)
+    key = _sha256(json.dumps(index, sort_keys=True).encode())
+    root = Path(cache) if cache is not None else cache_root()
+    target = root / "models" / key
+    if not (target / INDEX).is_file():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=target.parent))
+            for name, body in members.items():
+                file = work.joinpath(*PurePosixPath(name).parts)
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(body)
+            (work / INDEX).write_text(json.dumps(index, indent=1))  # last: marks a whole extraction
+            try:
+                work.rename(target)
+            except OSError:  # another reader finished first: its copy is the same
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError as exc:
+            raise as_disk_full(exc, target.parent, f"the extraction of {path}") or VLVAEError(
+                f"cannot extract {path} into {target.parent} ({exc}); set VLVAE_CACHE to a writable folder"
+            ) from exc
+    archive = Archive(target, index)
+    cfg = load_config(archive.run / "config.yaml")
+    read_vocabulary(archive.data)
+    check_run_data(archive.run, cfg, open_run(archive.run)[1])
+    return archive
+
+
+def pretrained_path(name: str) -> Path:
+    """The archive of a model shipped with the package, by its name; one line when the name is
+    unknown or the archive is not in this installation."""
+    if name not in PRETRAINED:
+        raise VLVAEError(f"--pretrained must be one of {', '.join(map(repr, PRETRAINED))}, got {name!r}")
+    file, _, rebuild = PRETRAINED[name]
+    path = PRETRAINED_DIR / file
+    if not path.is_file():
+        raise VLVAEError(
+            f"the pretrained model {name!r} is not in this installation ({path} is missing); build it "
+            f"from a checkout with `{rebuild}`, or use --run with a run folder or archive"
+        )
+    return path
+
+
+def open_inference(
+    path: Path, classifier: Path | None = None, device="cpu", data: Path | None = None
+) -> Inference:
+    """:meth:`Inference.open` of a run folder or of an archive (its own judge unless ``classifier``
+    names another)."""
+    if is_archive(path):
+        archive = open_archive(path)
+        return Inference.open(archive.run, classifier or archive.classifier, device)
+    return Inference.open(path, classifier, device, data)
+
+
+def load(path: str | Path, device: str = "cpu", classifier: str | Path | None = None) -> Inference:
+    """A trained model ready to use, from an archive (``vlvae export``) or a run folder.
+
+    Example:
+        >>> import vlvae  # doctest: +SKIP
+        >>> model = vlvae.load("model.tar")  # doctest: +SKIP
+        >>> model.from_text("small red metal cube left large blue rubber sphere", "agg", n=4).images.shape
+        ... # doctest: +SKIP
+        (4, 64, 64, 3)
+
+    Args:
+        path: a ``model.tar`` or a run folder.
+        device: where the models run (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        classifier: a judge for a run folder (an archive brings its own).
+
+    Returns:
+        :class:`vlvae.inference.Inference`: ``from_text``, ``from_prior``, ``reconstruct``, ``caption``.
+    """
+    return open_inference(Path(path), None if classifier is None else Path(classifier), device)
