@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from vlvae import runs
@@ -37,6 +38,19 @@ def test_run_folder_records_config_seed_versions_commit(trained):
     assert metrics["steps"] == 6 and "val/elbo" in metrics["validation"]
     assert (trained / "stage1" / "last.ckpt").is_file()
     assert (trained / "stage1" / "logs" / "csv" / "from_step_0" / "metrics.csv").is_file()
+
+
+def test_lightning_logs_the_runs_hyperparameters(trained):
+    """hparams.yaml (CSV logger) holds the run's whole configuration and the stage's name and seed."""
+    cfg, _ = runs.open_run(trained)
+    logged = yaml.safe_load(
+        (trained / "stage1" / "logs" / "csv" / "from_step_0" / "hparams.yaml").read_text()
+    )
+    assert logged["stage"] == "stage1" and logged["seed"] == cfg.seed
+    assert logged["stage1"]["steps"] == cfg.stage1.steps == 6
+    assert logged["model"]["latent_dim"] == cfg.model.latent_dim
+    assert logged["method"]["name"] == cfg.method.name
+    assert list((trained / "stage1" / "logs" / "tensorboard" / "from_step_0").glob("events.*"))
 
 
 def test_finished_stage_is_a_no_op(trained, data, monkeypatch):

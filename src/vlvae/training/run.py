@@ -40,6 +40,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from vlvae.config import (
     ExperimentConfig,
     StageConfig,
+    _to_plain,
     apply_hardware_overrides,
     apply_overrides,
     check_global_batches,
@@ -318,6 +319,11 @@ def fit_stage(
         CSVLogger(directory / "logs", name="csv", version=session),
         TensorBoardLogger(directory / "logs", name="tensorboard", version=session, default_hp_metric=False),
     ]
+    # The run's whole configuration and this stage's name and seed: hparams.yaml beside the CSV log, and
+    # TensorBoard's hyperparameter tab (each logger writes from global rank 0 only).
+    hyperparameters = {"stage": what, "stage_seed": task.seed, "weights_tag": weights_tag, **_to_plain(cfg)}
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
