@@ -259,10 +259,12 @@ def test_identity_leaves_out_only_the_hardware_keys():
         "strategy",
         "precision",
         "num_workers",
+        "logger",
     }
     tiny = preset("tiny")
     moved = apply_overrides(
-        tiny, ["devices=4", "num_nodes=2", "strategy=ddp", "precision=bf16-mixed", "num_workers=3"]
+        tiny,
+        ["devices=4", "num_nodes=2", "strategy=ddp", "precision=bf16-mixed", "num_workers=3", "logger=wandb"],
     )
     assert identity_differences(tiny, moved) == []
     other = apply_overrides(moved, ["stage1.steps=9", "seed=4"])

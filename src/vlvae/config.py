@@ -7,15 +7,16 @@ VLVAE and its training (stage 1), the text posteriors q_True and q_Agg
 (stage 2), the aggregate prior (stage 3), the classifier and the evaluation.
 ``--set key=value`` overrides any field; an unknown key is an error.
 
-The hardware keys (:data:`HARDWARE_KEYS`: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``,
-``precision``, ``num_workers``) say how a run is computed, not what it computes: they are not part of
-a run's identity (:func:`identity_differences`), so a run folder made on one device resumes on four,
-or with another precision. Every stage's ``batch_size`` is the global batch, split over the
-``devices × num_nodes`` processes of a distributed fit; a batch that is not a multiple of that
-number is refused (:func:`check_global_batches`). The values Lightning accepts for ``accelerator``,
-``strategy`` and ``precision`` are stated here (:data:`ACCELERATORS`, :data:`STRATEGIES`,
-:data:`PRECISIONS`) and checked against Lightning by the tests, so that reading a config needs no
-Lightning.
+The hardware and logging keys (:data:`HARDWARE_KEYS`: ``accelerator``, ``devices``, ``num_nodes``,
+``strategy``, ``precision``, ``num_workers``, ``logger``) say how a run is computed and recorded, not
+what it computes: they are not part of a run's identity (:func:`identity_differences`), so a run
+folder made on one device resumes on four, with another precision, or with another logger. Every
+stage's ``batch_size`` is the global batch, split over the ``devices × num_nodes`` processes of a
+distributed fit; a batch that is not a multiple of that number is refused
+(:func:`check_global_batches`). The values Lightning accepts for ``accelerator``, ``strategy`` and
+``precision`` are stated here (:data:`ACCELERATORS`, :data:`STRATEGIES`, :data:`PRECISIONS`) and
+checked against Lightning by the tests, so that reading a config needs no Lightning. The optional
+experiment loggers are :data:`LOGGERS`; the training commands check that their package is there.
 
 Its floor: above :mod:`vlvae.models` (it holds the model's :class:`~vlvae.models.config.ModelConfig`
 and checks its choices) and :mod:`vlvae.methods` (it checks ``method.name`` against the method
@@ -43,6 +44,7 @@ __all__ = [
     "ACCELERATORS",
     "STRATEGIES",
     "PRECISIONS",
+    "LOGGERS",
     "HARDWARE_KEYS",
     "AUTO_DEVICES",
     "DataConfig",
@@ -95,12 +97,17 @@ STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 #: networks refuse), and ``transformer-engine`` (it needs NVIDIA's Transformer Engine package).
 #: tests/test_config.py builds a Lightning Trainer with each.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "32", "16", "bf16")
+#: ``logger``: an experiment logger beside the CSV and TensorBoard logs every stage writes into
+#: ``STAGE/logs/`` (``none``: those two only). ``wandb`` (Weights & Biases) and ``mlflow`` need their
+#: package (``pip install 'vlvae[wandb]'``, ``'vlvae[mlflow]'``); a training command checks it
+#: before it writes anything (:func:`vlvae.training.run.check_logger`).
+LOGGERS = ("none", "wandb", "mlflow")
 #: ``devices``: a positive number of devices per node, or this word: every device Lightning finds.
 AUTO_DEVICES = "auto"
-#: The keys of how a run is computed, not of what it computes (top-level keys of
-#: :class:`ExperimentConfig`). They are not part of a run's identity: a run folder reopened with
-#: other values of these keys is the same run (:func:`identity_differences`).
-HARDWARE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers")
+#: The hardware and logging keys: how a run is computed and recorded, not what it computes (top-level
+#: keys of :class:`ExperimentConfig`). They are not part of a run's identity: a run folder reopened
+#: with other values of these keys is the same run (:func:`identity_differences`).
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "logger")
 
 
 @dataclass
@@ -214,7 +221,7 @@ class ExperimentConfig:
     """A whole run: data, the method, model, the three training stages (``stage1``: the VLVAE or
     the method's stage-1 model; ``text_posterior``; ``prior``), classifier and evaluation.
 
-    The hardware keys (:data:`HARDWARE_KEYS`; not part of a run's identity, docs/gpus.md):
+    The hardware and logging keys (:data:`HARDWARE_KEYS`; not part of a run's identity, docs/gpus.md):
 
     Attributes:
         num_workers: data-loader processes per training process (0: load in the training process).
@@ -225,6 +232,7 @@ class ExperimentConfig:
             (the world size), over which every stage's ``batch_size`` is split.
         strategy: how Lightning runs several processes, one of :data:`STRATEGIES`.
         precision: Lightning's precision, one of :data:`PRECISIONS` (e.g. ``bf16-mixed``).
+        logger: an experiment logger beside CSV and TensorBoard, one of :data:`LOGGERS`.
     """
 
     name: str = "paper"
@@ -247,6 +255,7 @@ class ExperimentConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    logger: str = "none"
 
     def __post_init__(self):
         if self.model is None:
@@ -603,6 +612,7 @@ def _choices() -> dict[str, dict[str, tuple[str, ...]]]:
             "precision": PRECISIONS,
             "accelerator": ACCELERATORS,
             "strategy": STRATEGIES,
+            "logger": LOGGERS,
             # a number in its range (above), or this word
             "devices": (AUTO_DEVICES,),
         },
@@ -756,7 +766,7 @@ _ABSENT = object()
 def identity_differences(stored: ExperimentConfig, now: ExperimentConfig) -> list[str]:
     """How ``now`` differs from a run's ``stored`` config in what the run computes: one
     ``"stage1.steps: 2000 in the run, 3000 now"`` per differing key (dotted, in the config's order),
-    the hardware keys (:data:`HARDWARE_KEYS`) left out. Empty: the same run."""
+    the hardware and logging keys (:data:`HARDWARE_KEYS`) left out. Empty: the same run."""
     old, new = _flat(_to_plain(stored)), _flat(_to_plain(now))
     keys = [*old, *(k for k in new if k not in old)]
     return [
@@ -767,14 +777,14 @@ def identity_differences(stored: ExperimentConfig, now: ExperimentConfig) -> lis
 
 
 def with_hardware(cfg: ExperimentConfig, source: ExperimentConfig) -> ExperimentConfig:
-    """A copy of ``cfg`` with the hardware keys (:data:`HARDWARE_KEYS`) of ``source``."""
+    """A copy of ``cfg`` with the hardware and logging keys (:data:`HARDWARE_KEYS`) of ``source``."""
     return replace(cfg, **{key: getattr(source, key) for key in HARDWARE_KEYS})
 
 
 def apply_hardware_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """``cfg`` with ``key=value`` overrides of hardware keys only (:data:`HARDWARE_KEYS`), e.g. for the
-    later stages of an existing run: an override of any other key is refused in one line (it would
-    change what the run computes), as is a value out of its range (:func:`apply_overrides`)."""
+    """``cfg`` with ``key=value`` overrides of hardware and logging keys only (:data:`HARDWARE_KEYS`),
+    e.g. for the later stages of an existing run: an override of any other key is refused in one line
+    (it would change what the run computes), as is a value out of its range (:func:`apply_overrides`)."""
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if "=" in item and key not in HARDWARE_KEYS:

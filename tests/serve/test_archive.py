@@ -139,8 +139,8 @@ def test_an_archive_opens_with_the_original_run_and_data_deleted(exported, tiny,
     manifest = check_dataset(archive.data)  # the slim copy is a whole data set
     full = read_manifest(tiny / "data")
     assert manifest["counts"] == {
-        "train": min(EXAMPLES, full["counts"]["train"]),
-        "val": min(EXAMPLES, full["counts"]["val"]),
+        "train": min(EXAMPLES["train"], full["counts"]["train"]),
+        "val": min(EXAMPLES["val"], full["counts"]["val"]),
     }
     assert manifest["subset_of"]["fingerprint"] == data_fingerprint(tiny / "data")
     from_archive = vlvae.load(exported)
@@ -225,6 +225,19 @@ def test_a_truncated_archive_or_another_file_is_refused(exported, tmp_path, vlva
         (tmp_path / name).write_bytes(body)
         code, _, err = vlvae("serve", "--run", tmp_path / name)
         one_error_line(code, err, "not a usable vlvae model archive")
+
+
+def test_a_compressed_archive_is_read_like_a_plain_one(tiny, exported, tmp_path):
+    packed = tmp_path / "model.tar.gz"
+    export_run(tiny / "run", packed, tiny / "classifier")
+    with tarfile.open(packed, "r:gz") as tar:
+        assert tar.getnames()[0] == INDEX
+    a = vlvae.load(packed).from_text(TEXT, "true", n=2, seed=9)
+    b = vlvae.load(exported).from_text(TEXT, "true", n=2, seed=9)
+    np.testing.assert_array_equal(a.images, b.images)
+    (tmp_path / "cut.tar.gz").write_bytes(packed.read_bytes()[:-5000])
+    with pytest.raises(VLVAEError, match="truncated"):
+        open_archive(tmp_path / "cut.tar.gz")
 
 
 def test_a_link_in_an_archive_is_refused(exported, tmp_path):

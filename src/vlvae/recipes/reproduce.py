@@ -34,7 +34,7 @@ from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runs import STAGE1, method_stages, stage_dir
 from vlvae.seeds import stage1_replicate_seed
-from vlvae.training.run import fit_vlvae, train_stage
+from vlvae.training.run import check_logger, fit_vlvae, train_stage
 
 __all__ = ["reproduce"]
 
@@ -136,6 +136,7 @@ def reproduce(
                 f"unknown configuration key 'method.{knob}': no method of this run declares it "
                 f"({', '.join(dict.fromkeys((cfg.method.name, *methods)))})"
             )
+    check_logger(cfg)  # logger=wandb or mlflow (every method's run shares it): its package is installed
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
         data = Path(data) if data is not None else out / "data"

@@ -25,6 +25,7 @@ CPU. The judges always fit in one process (:func:`vlvae.config.single_process`).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import signal
 import threading
@@ -35,7 +36,7 @@ import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from vlvae.config import (
     ExperimentConfig,
@@ -88,6 +89,7 @@ __all__ = [
     "check_single_process",
     "world_size",
     "check_world",
+    "check_logger",
     "train_vlvae",
     "fit_vlvae",
     "train_text_posterior",
@@ -195,6 +197,63 @@ def check_world(cfg: ExperimentConfig) -> int:
     return world
 
 
+#: The packages of the optional experiment loggers (``logger``, :data:`vlvae.config.LOGGERS`): the
+#: module Lightning imports, and the package pip installs (also vlvae's extra of the logger's name).
+_LOGGER_PACKAGES = {"wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow-skinny")}
+
+
+def check_logger(cfg: ExperimentConfig) -> None:
+    """Refuse ``logger=wandb`` or ``logger=mlflow`` (docs/gpus.md) when its package is not installed, in
+    one line that says how to install it; every training command (and ``reproduce``) calls it before
+    its first write."""
+    if cfg.logger not in _LOGGER_PACKAGES:
+        return
+    module, package = _LOGGER_PACKAGES[cfg.logger]
+    if importlib.util.find_spec(module) is None:
+        raise VLVAEError(
+            f"logger={cfg.logger} needs the {module} package; install it with pip install "
+            f"'vlvae[{cfg.logger}]' (or pip install {package}), or set logger=none"
+        )
+
+
+def _experiment_logger(cfg: ExperimentConfig, directory: Path, what: str, session: str) -> list:
+    """The optional experiment logger of ``cfg.logger`` for the stage ``what`` in ``directory`` (a list
+    of none or one), writing under ``STAGE/logs/``: W&B's offline files in ``logs/wandb/``, MLflow's
+    runs in ``logs/mlflow/`` unless ``MLFLOW_TRACKING_URI`` names a tracking server. Lightning imports
+    the package when the logger is made (:func:`check_logger` has checked that it is there)."""
+    logs = directory.resolve() / "logs"
+    run_folder = directory.resolve().parent
+    if cfg.logger == "wandb":
+        if global_rank() == 0:
+            logs.mkdir(parents=True, exist_ok=True)  # wandb writes into an existing folder only
+        return [
+            WandbLogger(
+                save_dir=logs,
+                name=what,
+                group=run_folder.name,
+                project=os.environ.get("WANDB_PROJECT") or "vlvae",
+                notes=f"{run_folder} ({session})",
+            )
+        ]
+    if cfg.logger == "mlflow":
+        return [
+            MLFlowLogger(
+                experiment_name="vlvae",
+                run_name=what,
+                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or (logs / "mlflow").as_uri(),
+                tags={"run_folder": str(run_folder), "session": session},
+            )
+        ]
+    return []
+
+
+def _close_experiment(loggers: list, failed: bool) -> None:
+    """End the stage's W&B run: Lightning leaves it open, and the next stage's logger would log into it."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish(exit_code=1 if failed else 0)  # a no-op in a non-zero rank
+
+
 def _rank_source() -> str:
     """The environment variables that make this process a non-zero rank, for messages."""
     return ", ".join(f"{name}={os.environ[name]}" for name in RANK_VARIABLES if os.environ.get(name))
@@ -263,6 +322,7 @@ def fit_stage(
     if (directory / "metrics.json").is_file():
         return _finished_metrics(directory)
     rank = global_rank()
+    check_logger(cfg)  # for the judges' commands; the others have checked it before their first write
     if isinstance(task, JudgeFit):
         cfg = single_process(cfg)
         check_single_process(directory, weights_tag)
@@ -315,117 +375,130 @@ def fit_stage(
     # Each training session (the first, and every --resume) logs into its own folder, so
     # resuming never overwrites the earlier session's CSV.
     session = f"from_step_{task.start_step}"
+    # The CSV log (read by the report's convergence figures) and TensorBoard's always; W&B's or MLflow's
+    # with logger=wandb or mlflow.
     loggers = [
         CSVLogger(directory / "logs", name="csv", version=session),
         TensorBoardLogger(directory / "logs", name="tensorboard", version=session, default_hp_metric=False),
+        *_experiment_logger(cfg, directory, what, session),
     ]
-    # The run's whole configuration and this stage's name and seed: hparams.yaml beside the CSV log, and
-    # TensorBoard's hyperparameter tab (each logger writes from global rank 0 only).
+    # The run's whole configuration and this stage's name and seed: hparams.yaml beside the CSV log,
+    # TensorBoard's hyperparameter tab, the optional logger's parameters (each writes from global rank 0
+    # only).
     hyperparameters = {"stage": what, "stage_seed": task.seed, "weights_tag": weights_tag, **_to_plain(cfg)}
     for logger in loggers:
         logger.log_hyperparams(hyperparameters)
-    trainer = L.Trainer(
-        max_steps=stage.steps,
-        max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
-        **_hardware(cfg),
-        callbacks=callbacks,
-        plugins=[checkpoint_io],
-        logger=loggers,
-        val_check_interval=min(stage.val_every, stage.steps),
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, stage.steps // 10)),
-        deterministic=False,
-    )
-    world = trainer.world_size
-    if stage.batch_size % world:  # refused with the config already; this fit's world may say otherwise
-        raise VLVAEError(
-            f"{what}: the global batch_size {stage.batch_size} does not split over the {world} processes "
-            f"of this fit; set its batch_size to a multiple of {world}, or change devices or num_nodes"
+    failed = True
+    try:
+        trainer = L.Trainer(
+            max_steps=stage.steps,
+            max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
+            **_hardware(cfg),
+            callbacks=callbacks,
+            plugins=[checkpoint_io],
+            logger=loggers,
+            val_check_interval=min(stage.val_every, stage.steps),
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=max(1, min(50, stage.steps // 10)),
+            deterministic=False,
         )
-    if world > 1 and not isinstance(trainer.accelerator, CPUAccelerator):
-        # Batch norm over the global batch, as on one device (torch synchronises it on GPUs, not on
-        # the CPU); the module's weights and buffers keep their names.
-        torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.trainable())
-    started = time.time()
-    _run_trainer(
-        lambda: trainer.fit(task, ckpt_path=ckpt_path, weights_only=True),
-        what,
-        directory,
-        guard,
-        checkpoint_io,
-    )
-    seconds = time.time() - started
-    if trainer.interrupted:
-        raise VLVAEError(
-            f"training of {what} ({directory}) was interrupted at step {trainer.global_step}; "
-            + _resume_hint(directory, checkpoint_io.saved_step)
+        world = trainer.world_size
+        if stage.batch_size % world:  # refused with the config already; this fit's world may say otherwise
+            raise VLVAEError(
+                f"{what}: the global batch_size {stage.batch_size} does not split over the {world} processes "
+                f"of this fit; set its batch_size to a multiple of {world}, or change devices or num_nodes"
+            )
+        if world > 1 and not isinstance(trainer.accelerator, CPUAccelerator):
+            # Batch norm over the global batch, as on one device (torch synchronises it on GPUs, not on
+            # the CPU); the module's weights and buffers keep their names.
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.trainable())
+        started = time.time()
+        _run_trainer(
+            lambda: trainer.fit(task, ckpt_path=ckpt_path, weights_only=True),
+            what,
+            directory,
+            guard,
+            checkpoint_io,
         )
-    steps_done = trainer.global_step - task.start_step
-    train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-    stopping_info = {}
-    patience_stopped = best is not None and stopping.wait_count >= stage.patience
-    stopped_by = (
-        "patience" if patience_stopped else ("steps" if trainer.global_step >= stage.steps else "max_minutes")
-    )
-    if best is not None:
-        stopping_info = {
-            "monitor": monitor,
-            "patience": stage.patience,
-            "min_delta": stage.min_delta,
+        seconds = time.time() - started
+        if trainer.interrupted:
+            raise VLVAEError(
+                f"training of {what} ({directory}) was interrupted at step {trainer.global_step}; "
+                + _resume_hint(directory, checkpoint_io.saved_step)
+            )
+        steps_done = trainer.global_step - task.start_step
+        train_last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        stopping_info = {}
+        patience_stopped = best is not None and stopping.wait_count >= stage.patience
+        stopped_by = (
+            "patience"
+            if patience_stopped
+            else ("steps" if trainer.global_step >= stage.steps else "max_minutes")
+        )
+        if best is not None:
+            stopping_info = {
+                "monitor": monitor,
+                "patience": stage.patience,
+                "min_delta": stage.min_delta,
+                "stopped_by": stopped_by,
+                "best_step": best.best_step,
+                "best_value": best.best_value,
+            }
+            best.restore(task.trainable())
+        bad = non_finite_tensors(task.trainable().state_dict())
+        if bad:
+            problem = NonFiniteTraining(trainer.global_step, weights_problem(bad))
+            raise VLVAEError(_non_finite_message(what, directory, problem, checkpoint_io.saved_step))
+        final = (
+            _run_trainer(
+                lambda: trainer.validate(task, verbose=False), what, directory, guard, checkpoint_io
+            )[0]
+            if stage.val_examples > 0
+            else {}
+        )
+        metrics = {
+            "weights_tag": weights_tag,
+            **({"posterior_family": posterior_family} if posterior_family is not None else {}),
+            "steps": trainer.global_step,
+            "steps_budget": stage.steps,
+            "max_minutes": stage.max_minutes,
             "stopped_by": stopped_by,
-            "best_step": best.best_step,
-            "best_value": best.best_value,
+            "world_size": world,
+            # the hardware of the session that finished the stage (docs/gpus.md)
+            "hardware": {
+                "accelerator": type(trainer.accelerator).__name__,
+                "devices": trainer.num_devices,
+                "num_nodes": trainer.num_nodes,
+                "strategy": cfg.strategy,
+                "precision": cfg.precision,
+                "batch_per_process": stage.batch_size // world,
+            },
+            "seconds_this_session": seconds,
+            "examples_per_second": steps_done * stage.batch_size / max(seconds, 1e-9),
+            "validation": {k: float(v) for k, v in final.items()},
+            "train_last": train_last,
+            "weights": (
+                f"weights.safetensors (the weights of the best validation pass, step {best.best_step})"
+                if best is not None and best.best_step is not None
+                else "weights.safetensors (the last step's weights; no selection by validation)"
+            ),
+            "early_stopping": stopping_info or None,
+            **(extra or {}),
+            **run_info(),
         }
-        best.restore(task.trainable())
-    bad = non_finite_tensors(task.trainable().state_dict())
-    if bad:
-        problem = NonFiniteTraining(trainer.global_step, weights_problem(bad))
-        raise VLVAEError(_non_finite_message(what, directory, problem, checkpoint_io.saved_step))
-    final = (
-        _run_trainer(lambda: trainer.validate(task, verbose=False), what, directory, guard, checkpoint_io)[0]
-        if stage.val_examples > 0
-        else {}
-    )
-    metrics = {
-        "weights_tag": weights_tag,
-        **({"posterior_family": posterior_family} if posterior_family is not None else {}),
-        "steps": trainer.global_step,
-        "steps_budget": stage.steps,
-        "max_minutes": stage.max_minutes,
-        "stopped_by": stopped_by,
-        "world_size": world,
-        # the hardware of the session that finished the stage (docs/gpus.md)
-        "hardware": {
-            "accelerator": type(trainer.accelerator).__name__,
-            "devices": trainer.num_devices,
-            "num_nodes": trainer.num_nodes,
-            "strategy": cfg.strategy,
-            "precision": cfg.precision,
-            "batch_per_process": stage.batch_size // world,
-        },
-        "seconds_this_session": seconds,
-        "examples_per_second": steps_done * stage.batch_size / max(seconds, 1e-9),
-        "validation": {k: float(v) for k, v in final.items()},
-        "train_last": train_last,
-        "weights": (
-            f"weights.safetensors (the weights of the best validation pass, step {best.best_step})"
-            if best is not None and best.best_step is not None
-            else "weights.safetensors (the last step's weights; no selection by validation)"
-        ),
-        "early_stopping": stopping_info or None,
-        **(extra or {}),
-        **run_info(),
-    }
-    if trainer.is_global_zero:
-        save_weights(task.trainable(), directory / "weights.safetensors", weights_tag)
-        atomic_write_json(directory / "metrics.json", metrics)
-    if world > 1:
-        # The other processes go on (to the next stage, which reads these weights) once they are written.
-        trainer.strategy.barrier("vlvae-stage-written")
+        if trainer.is_global_zero:
+            save_weights(task.trainable(), directory / "weights.safetensors", weights_tag)
+            atomic_write_json(directory / "metrics.json", metrics)
+        if world > 1:
+            # The other processes go on (to the next stage, which reads these weights) once they are written.
+            trainer.strategy.barrier("vlvae-stage-written")
+        failed = False
+    finally:
+        _close_experiment(loggers, failed)
     return metrics
 
 
@@ -471,6 +544,7 @@ def fit_vlvae(
     # Everything is checked (options, data, the world's batch split, the folder) before anything is written.
     cfg = configure(_sized_for(Path(data), copy.deepcopy(cfg)))
     check_world(cfg)
+    check_logger(cfg)
     if global_rank() == 0:  # the other processes of a distributed fit write nothing
         out = check_output_dir(out, "run folder")
     with folder_lock(out, "vlvae train vlvae"):
@@ -522,6 +596,7 @@ def _fit_on_frozen_vlvae(
         return read_stage_metrics(run, stage.name, replicate, stage.weights_tag)
     check_run_data(run, cfg, info)
     check_world(cfg)
+    check_logger(cfg)
     if global_rank() == 0:  # the other processes of a distributed fit write nothing
         run = check_output_dir(run, "run folder", "--run", _WRITABLE_RUN)
     with folder_lock(run, stage.lock_command):
