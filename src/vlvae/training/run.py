@@ -219,8 +219,9 @@ def check_logger(cfg: ExperimentConfig) -> None:
 def _experiment_logger(cfg: ExperimentConfig, directory: Path, what: str, session: str) -> list:
     """The optional experiment logger of ``cfg.logger`` for the stage ``what`` in ``directory`` (a list
     of none or one), writing under ``STAGE/logs/``: W&B's offline files in ``logs/wandb/``, MLflow's
-    runs in ``logs/mlflow/`` unless ``MLFLOW_TRACKING_URI`` names a tracking server. Lightning imports
-    the package when the logger is made (:func:`check_logger` has checked that it is there)."""
+    runs in MLflow's file store ``logs/mlflow/`` unless ``MLFLOW_TRACKING_URI`` names another (a
+    tracking server, a database). Lightning imports the package when the logger is made
+    (:func:`check_logger` has checked that it is there)."""
     logs = directory.resolve() / "logs"
     run_folder = directory.resolve().parent
     if cfg.logger == "wandb":
@@ -236,11 +237,17 @@ def _experiment_logger(cfg: ExperimentConfig, directory: Path, what: str, sessio
             )
         ]
     if cfg.logger == "mlflow":
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not tracking_uri:
+            # MLflow's file store (MLflow 3 keeps it, in maintenance mode, behind this switch): mlflow-skinny
+            # has no database backend, and a stage's own folder needs no server.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            tracking_uri = (logs / "mlflow").as_uri()
         return [
             MLFlowLogger(
                 experiment_name="vlvae",
                 run_name=what,
-                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or (logs / "mlflow").as_uri(),
+                tracking_uri=tracking_uri,
                 tags={"run_folder": str(run_folder), "session": session},
             )
         ]
