@@ -29,6 +29,7 @@ from torch.distributions import Beta, Independent, Normal
 from vlvae.config import preset
 from vlvae.evaluation.landing import aggregate_log_density
 from vlvae.models import VLVAE, AggregatePrior, ConstrainedBeta, TextPosterior, map_pixels
+from vlvae.models.image import make_image_decoder
 from vlvae.objectives import (
     DefensiveMixture,
     effective_sample_sizes,
@@ -341,3 +342,25 @@ def test_bf16_mixed_training_logs_what_float32_training_logs(data, tmp_path):
         fp32, mixed = logged["32-true"][key], logged["bf16-mixed"][key]
         assert math.copysign(1, fp32) == math.copysign(1, mixed), (key, fp32, mixed)
         assert abs(mixed - fp32) <= 0.05 * abs(fp32), (key, fp32, mixed)
+
+
+@pytest.mark.parametrize("arch", ["strided", "cyclegan"])
+def test_the_decoders_alpha_is_float32_under_autocast_and_unchanged_without(arch):
+    """The decoder's last convolution and sigmoid run in float32 inside autocast (α feeds the Beta
+    density); without autocast the decoder is its plain layers, bit for bit."""
+    torch.manual_seed(0)
+    decoder = make_image_decoder(arch, 8, 16, 3, 8, 2, 0).eval()
+    h = torch.randn(4, 8)
+    inputs = []
+    decoder.body[0].register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    with torch.no_grad():
+        plain = decoder(h)
+        reference = torch.nn.Sequential.forward(decoder.body, inputs[0])  # every layer as it is
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = decoder(h)
+            before = torch.nn.Sequential.forward(decoder.body, inputs[-1])  # the old path: all bfloat16
+    assert torch.equal(plain, reference)
+    assert plain.dtype == torch.float32 and mixed.dtype == torch.float32 and before.dtype == torch.bfloat16
+    # the layers before the head ran in bfloat16, so α moves a little, but it is not rounded to 8 bits
+    assert (mixed - plain).abs().max() < 0.05
+    assert not torch.equal(mixed, mixed.to(torch.bfloat16).float())
