@@ -19,7 +19,7 @@ A stage whose ``metrics.json`` exists is finished and is never retrained.
 Every training command holds the run folder's lock while it writes; options,
 data and folder are checked before the first file is written.
 A run's identity is its configuration without the hardware keys (devices, num_nodes, strategy,
-precision, accelerator, num_workers: :data:`vlvae.config.HARDWARE_KEYS`): a folder made on one device
+precision, accelerator, num_workers, logger: :data:`vlvae.config.HARDWARE_KEYS`): a folder made on one device
 resumes on four, or with another precision; ``config.yaml`` then records the hardware of the latest
 command that trained in it (each stage's ``metrics.json`` records its own). In a distributed fit only
 the process of global rank 0 (:func:`vlvae.locking.global_rank`) writes the folder.
