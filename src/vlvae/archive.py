@@ -95,9 +95,9 @@ _RUN_FILES = ("config.yaml", "metrics.json", "report.md")
 PRETRAINED = {
     "two-objects": (
         "two-objects.tar.gz",
-        "the cpu preset's VLVAE on Two Objects (64 px), with q_Agg, q_True and the learned prior; "
-        "without its judge, which would double its size",
-        "vlvae reproduce --preset cpu --out runs/cpu && vlvae export runs/cpu/run "
+        "the quick preset's VLVAE on Two Objects (64 px; make demo's model), with q_Agg, q_True and the "
+        "learned prior; without its judge, which would double its size",
+        "vlvae reproduce --preset quick --out runs/quick && vlvae export runs/quick/run "
         "--out src/vlvae/pretrained/two-objects.tar.gz",
     ),
 }
