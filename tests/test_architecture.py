@@ -2,7 +2,7 @@
 
 The floors, lowest first: ``errors, io, locking, seeds, paths, runinfo, device`` → ``objectives`` →
 ``models`` → ``methods | data`` → ``config`` → ``runs`` → ``training`` → ``evaluation`` →
-``inference`` → ``serve | generate`` → ``recipes`` → ``cli``. The contract is
+``inference`` → ``serve | generate | archive`` → ``recipes`` → ``cli``. The contract is
 ``[tool.importlinter]`` in pyproject.toml; import-linter checks every import, module-level or not.
 
 An import of a package module inside a function hides a dependency (and often a cycle) from the
