@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from vlvae.runs import read_run_info
 from vlvae.training import run as runs
 from vlvae.training.tasks import BestWeights
 
@@ -95,7 +96,7 @@ def test_validation_is_held_out_from_the_evaluated_examples(run):
     from vlvae.training.tasks import AggregatePriorTask
 
     cfg = load_config(run / "config.yaml")
-    info = json.loads((run / "run.json").read_text())
+    info = read_run_info(run)  # its data folder resolved (run.json holds it relative to the run)
     task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], 0, runs.load_vlvae(run, cfg))
     indices = list(task.val_dataloader().dataset.indices)
     n = len(task.dataset("val"))
