@@ -97,6 +97,7 @@ __all__ = [
     "read_stage_metrics",
     "save_weights",
     "load_weights",
+    "weights_sha256",
     "load_vlvae",
     "load_stage",
     "load_text_posterior",
@@ -366,6 +367,23 @@ def read_run_info(run: Path) -> dict:
     candidates = _data_candidates(Path(run), info)
     found = next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
     return {**info, "data": str(found)}
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of a safetensors file's content: its header in canonical JSON (sorted keys), then its
+    tensor bytes. The writer orders the header's metadata as its hash map happens to (another order in
+    each process), so two saves of the same tensors and metadata can differ as files; this digest does
+    not. A file that is not safetensors is hashed whole."""
+    raw = Path(path).read_bytes()
+    try:
+        length = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + length])
+    except (ValueError, UnicodeDecodeError):
+        return hashlib.sha256(raw).hexdigest()
+    if len(raw) < 8 + length or not isinstance(header, dict):
+        return hashlib.sha256(raw).hexdigest()
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical + raw[8 + length :]).hexdigest()
 
 
 def _arch_of(module: torch.nn.Module) -> str | None:

@@ -42,7 +42,7 @@ from vlvae.evaluation.judge import check_classifier_fits, load_judge
 from vlvae.evaluation.metrics import validation_batch
 from vlvae.evaluation.registry import OWN_POSTERIOR, Evaluation, Subject, registered_metrics
 from vlvae.evaluation.report import render_report, render_summary
-from vlvae.io import atomic_write_json, atomic_write_text, sha256_file
+from vlvae.io import atomic_write_json, atomic_write_text
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method
 from vlvae.methods.stages import STANDARD_PRIOR, TEXT_POSTERIOR
@@ -57,6 +57,7 @@ from vlvae.runs import (
     method_stages,
     open_run,
     stage_dir,
+    weights_sha256,
 )
 
 __all__ = [
@@ -181,15 +182,17 @@ def _settings(cfg, **overrides) -> dict:
 
 
 def _inputs(run: Path, stages, replicates: int, classifier: Path, caption_judge: Path | None = None) -> dict:
-    """sha256 of every weights file an evaluation reads: a metrics.json is current while they match."""
+    """sha256 of the content of every weights file an evaluation reads (:func:`vlvae.runs.weights_sha256`:
+    the same tensors and metadata give the same digest whichever process saved them): a metrics.json is
+    current while they match."""
     files = [stage_dir(run, STAGE1) / "weights.safetensors"]
     files += [stage_dir(run, s.name, r) / "weights.safetensors" for r in range(replicates) for s in stages]
-    out = {str(f.relative_to(run)): sha256_file(f) for f in files}
+    out = {str(f.relative_to(run)): weights_sha256(f) for f in files}
     judge = Path(classifier) / "weights.safetensors"
-    out["classifier"] = sha256_file(judge) if judge.is_file() else None
+    out["classifier"] = weights_sha256(judge) if judge.is_file() else None
     if caption_judge is not None:
         second = Path(caption_judge) / "weights.safetensors"
-        out["caption_judge"] = sha256_file(second) if second.is_file() else None
+        out["caption_judge"] = weights_sha256(second) if second.is_file() else None
     return out
 
 
