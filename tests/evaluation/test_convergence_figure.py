@@ -150,8 +150,8 @@ def test_sessions_in_step_order_and_discarded_history_dropped(tmp_path):
 def test_convergence_summary_last_quarter(resumed_stage):
     s = convergence_summary(read_validation_curves(resumed_stage))
     assert s["last"] == {"step": 99, "minutes": 4.9, "log_px": -310.0, "kl": 14.5, "correctness": 0.875}
-    # The last quarter of 4.9 minutes starts at 3.675; the last pass at or before it is step 59 (2.9 min).
-    assert s["since_minutes"] == pytest.approx(0.75 * 4.9)
+    # The last quarter of 99 steps starts at 74.25; the last pass at or before it is step 59 (2.9 min).
+    assert s["since_step"] == pytest.approx(0.75 * 99)
     assert s["change"]["log_px"] == {
         "from_step": 59,
         "from_minutes": 2.9,
@@ -167,7 +167,7 @@ def test_convergence_summary_last_quarter(resumed_stage):
         "log p(x|z) -310.00",
         "KL 14.50",
         "correctness 87.50 %",
-        "from 2.9 min, step 59",
+        "from step 59, 2.9 min",
         "log p(x|z) +35.00",
         "correctness +12.50 points",
     ):
@@ -221,3 +221,16 @@ def test_logs_without_minutes_have_no_curve(tmp_path):
     assert len(curves["step"]) == 0 and len(curves["val/minutes"]) == 0
     with pytest.raises(VLVAEError, match="val/minutes"):
         figure_convergence(stage, tmp_path / "out.png")
+
+
+def test_the_window_is_in_steps_whatever_the_clock_did():
+    """A last stretch slowed by load (4 → 20 minutes) moves no step of the window: it starts at the last
+    pass at or before 75 % of the last step (step 60), as on an idle machine."""
+    steps = np.array([20, 40, 60, 80, 100])
+    curves = {"step": steps, "val/log_px": np.array([1.0, 2.0, 3.0, 4.0, 5.0])}
+    idle = convergence_summary({**curves, "val/minutes": np.array([1.0, 2.0, 3.0, 4.0, 5.0])})
+    busy = convergence_summary({**curves, "val/minutes": np.array([1.0, 2.0, 3.0, 4.0, 20.0])})
+    for s in (idle, busy):
+        assert s["since_step"] == 75 and s["change"]["log_px"]["from_step"] == 60
+        assert s["change"]["log_px"]["change"] == 2.0
+    assert busy["change"]["log_px"]["to_minutes"] == 20.0

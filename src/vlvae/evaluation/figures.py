@@ -430,16 +430,18 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
 
 
 def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -> dict:
-    """The last validation pass and each stage 1 metric's change over the last ``fraction`` of training time.
+    """The last validation pass and each stage 1 metric's change over the last ``fraction`` of its steps.
 
     The change of a metric runs from its last logged pass at or before ``(1 - fraction)`` of the
-    last pass's minutes to its last logged pass; it is None with too few passes to span that window.
-    Correctness is a fraction in [0, 1], as logged.
+    last pass's step to its last logged pass; it is None with too few passes to span that window.
+    The window is in steps, not minutes, so the same run gives the same summary on a busy or an idle
+    machine (the minutes of each end are reported beside it). Correctness is a fraction in [0, 1], as
+    logged.
     """
     minutes, steps = curves["val/minutes"], curves["step"]
     if not len(steps):
         raise VLVAEError("no validation passes with val/minutes to summarise")
-    since = (1.0 - fraction) * float(minutes[-1])
+    since = (1.0 - fraction) * float(steps[-1])
     last = {"step": int(steps[-1]), "minutes": float(minutes[-1])}
     change = {}
     for key in CONVERGENCE_PANELS:
@@ -447,7 +449,7 @@ def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -
         values = curves.get(key)
         logged = np.flatnonzero(np.isfinite(values)) if values is not None else np.array([], dtype=int)
         last[name] = float(values[-1]) if values is not None and np.isfinite(values[-1]) else None
-        before = logged[minutes[logged] <= since] if len(logged) else logged
+        before = logged[steps[logged] <= since] if len(logged) else logged
         if not len(before) or before[-1] == logged[-1]:
             change[name] = None
             continue
@@ -459,7 +461,7 @@ def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -
             "to_minutes": float(minutes[b]),
             "change": float(values[b] - values[a]),
         }
-    return {"last": last, "fraction": fraction, "since_minutes": since, "change": change}
+    return {"last": last, "fraction": fraction, "since_step": since, "change": change}
 
 
 def _json_values(values: np.ndarray) -> list:

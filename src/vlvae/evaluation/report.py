@@ -69,12 +69,12 @@ def _convergence_line(conv: dict, cfg) -> str:
     if ch_x is None:
         text += (
             f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % "
-            "of its training minutes."
+            "of its training steps."
         )
     else:
         text += (
-            f"Over the last {100 * conv['fraction']:.0f} % of its training minutes (from "
-            f"{ch_x['from_minutes']:.3g} min, step {ch_x['from_step']}): log p(x|z) {ch_x['change']:+.2f}"
+            f"Over the last {100 * conv['fraction']:.0f} % of its training steps (from step "
+            f"{ch_x['from_step']}, {ch_x['from_minutes']:.3g} min): log p(x|z) {ch_x['change']:+.2f}"
             + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "")
             + "."
         )
