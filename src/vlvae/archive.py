@@ -18,17 +18,22 @@ An archive (a tar file, ``model.tar``, or gzip-compressed, ``model.tar.gz``) hol
                             exported with one
 
 Weights are safetensors files (tensors only, never pickles: reading them runs no code). ``run.json``
-in the archive names its data as ``../data``; its ``data_fingerprint`` stays that of the full set,
-which the slim copy names in ``subset_of``, so :func:`vlvae.runs.check_run_data` accepts it.
+in the archive names its data as ``../data`` with that slim copy's fingerprint (``data_fingerprint``);
+the full set's stays as ``data_fingerprint_full`` and in the slim manifest's ``subset_of``, for
+provenance only (no command takes a slim copy for the full set). ``run/metrics.json`` and
+``run/report.md`` keep the paths of the machine that evaluated the run.
 
-Reading (:func:`open_archive`) checks before anything is used: the file is a tar of this format and
-version, every member is a regular file with a relative name inside the archive and is listed in
-the index, and every listed member is there with its size and sha256. A truncated, tampered or
-foreign archive is refused in one line. The checksums find damage and edits, not a forger who
-rewrites the index too; the safetensors weights keep even such a file from running code. The
-checked members are extracted into a cache folder named by the index's sha256
-(``$VLVAE_CACHE``, else ``$XDG_CACHE_HOME/vlvae``, else ``~/.cache/vlvae``; ``models/<sha256>``),
-written whole to a temporary folder and renamed, so a second reader finds it complete or absent.
+Reading (:func:`open_archive`) checks before anything is used: the file is a tar (plain or gzip) of
+this format and version whose first member is the index; every member, before its body is read, is
+a regular file with a normalised relative name (no ``..``, ``.``, backslash or colon) that the index
+lists with that size, and its sha256 is checked as it is copied; every listed member is there. Only
+listed bytes are read, so memory and disk stay bounded by the index. A truncated, tampered or foreign
+archive is refused in one line. The checksums find damage and edits, not a forger who rewrites the
+index too; the safetensors weights keep even such a file from running code. The members are
+extracted into a temporary folder of the cache (``$VLVAE_CACHE``, else ``$XDG_CACHE_HOME/vlvae``,
+else ``~/.cache/vlvae``), the run in it is checked, and it is renamed to ``models/<sha256 of the
+index>``; an existing extraction is used only when every file still matches the index, and nothing
+half-written stays behind.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -52,7 +58,7 @@ from vlvae.data.format import read_manifest, read_records, read_vocabulary, spli
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.inference import Inference
-from vlvae.io import as_disk_full, atomic_path, read_json
+from vlvae.io import as_disk_full, atomic_path, read_json, sha256_file
 from vlvae.methods import get_method
 from vlvae.paths import check_output_file
 from vlvae.runinfo import git_commit
@@ -103,8 +109,9 @@ PRETRAINED = {
 }
 #: The folder of the shipped archives.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-#: The largest archive member read (a damaged index could claim anything).
+#: The largest archive member read (a damaged index could claim anything), and the largest index.
 _MAX_MEMBER = 4 << 30
+_MAX_INDEX = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -127,9 +134,15 @@ class Archive:
         return self.root / "classifier" if self.index.get("classifier") else None
 
 
+#: Names that are archives whether or not they exist (so a mistyped one is reported as a missing archive).
+ARCHIVE_SUFFIXES = (".tar", ".tgz", ".tar.gz")
+
+
 def is_archive(path: Path) -> bool:
-    """Whether ``path`` names an archive (a file) rather than a run folder."""
-    return Path(path).is_file()
+    """Whether ``path`` names an archive (a file, or a name ending in .tar, .tar.gz or .tgz) rather than
+    a run folder."""
+    path = Path(path)
+    return path.is_file() or (not path.is_dir() and path.name.endswith(ARCHIVE_SUFFIXES))
 
 
 def cache_root() -> Path:
@@ -143,6 +156,11 @@ def cache_root() -> Path:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(obj) -> bytes:
+    """JSON with sorted keys and no spaces, as :func:`vlvae.runs.data_fingerprint` hashes a manifest."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -334,10 +352,13 @@ def export_run(run: Path, out: Path, classifier: Path | None = None, data: Path 
     if figures.is_dir():
         for path in sorted(figures.glob("*.png")):
             members[f"run/figures/{path.name}"] = path.read_bytes()
+    members.update(_slim_data(data, EXAMPLES))
     record = {key: value for key, value in info.items() if key != "data_absolute"}
     record["data"] = "../data"
+    # The run inside the archive is tied to the slim copy; the full set stays named as its provenance.
+    record["data_fingerprint"] = _sha256(_canonical(json.loads(members["data/manifest.json"])))
+    record["data_fingerprint_full"] = info.get("data_fingerprint")
     members["run/run.json"] = json.dumps(record, indent=1).encode()
-    members.update(_slim_data(data, EXAMPLES))
     if classifier is not None:
         members.update(_folder_members(Path(classifier), "classifier", _CLASSIFIER_FILES))
     metrics = None
@@ -379,36 +400,30 @@ def _refuse(path: Path, why: str) -> VLVAEError:
 
 
 def _safe_name(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return bool(parts) and not PurePosixPath(name).is_absolute() and ".." not in parts and "\\" not in name
+    """A member name that names one file inside the archive's folder, written one way only: relative,
+    normalised (no ``.``, ``..``, doubled or trailing slashes), no backslash and no colon."""
+    pure = PurePosixPath(name)
+    return (
+        bool(name)
+        and str(pure) == name
+        and not pure.is_absolute()
+        and ".." not in pure.parts
+        and "\\" not in name
+        and ":" not in name
+    )
 
 
-def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
-    """The index and the members of an archive, every check of the module docstring passed."""
-    if not path.is_file():
-        raise VLVAEError(
-            f"model archive {path} does not exist; make one with `vlvae export RUN --out {path}`"
-        )
-    members: dict[str, bytes] = {}
+def _read_index(path: Path, tar: tarfile.TarFile) -> tuple[dict, dict]:
+    """The archive's index (its first member) and the members it lists, checked."""
+    first = tar.next()
+    if first is None or first.name != INDEX or not first.isfile():
+        raise _refuse(path, f"its first member is not {INDEX}")
+    if first.size > _MAX_INDEX:
+        raise _refuse(path, f"its {INDEX} is {first.size} bytes")
     try:
-        with tarfile.open(path, "r:*") as tar:  # a plain or a gzip-compressed tar
-            for entry in tar:
-                if not entry.isfile():
-                    raise _refuse(path, f"member {entry.name!r} is not a regular file")
-                if not _safe_name(entry.name) or entry.name in members:
-                    raise _refuse(path, f"member name {entry.name!r} is not allowed")
-                if entry.size > _MAX_MEMBER:
-                    raise _refuse(path, f"member {entry.name!r} is {entry.size} bytes")
-                handle = tar.extractfile(entry)
-                members[entry.name] = handle.read() if handle is not None else b""
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise _refuse(path, f"it is truncated or not a tar file ({' '.join(str(exc).split())})") from exc
-    if INDEX not in members:
-        raise _refuse(path, f"it has no {INDEX}")
-    try:
-        index = json.loads(members.pop(INDEX))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _refuse(path, f"its {INDEX} is not JSON ({exc})") from exc
+        index = json.loads(tar.extractfile(first).read())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _refuse(path, f"its {INDEX} is not JSON ({' '.join(str(exc).split())[:80]})") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise _refuse(path, f"its {INDEX} is not a {FORMAT} index")
     if index.get("version") != VERSION:
@@ -417,61 +432,143 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
             f"({__version__}) reads version {VERSION}; export it again with this version's `vlvae export`"
         )
     listed = index.get("members")
-    if not isinstance(listed, dict):
+    if not isinstance(listed, dict) or not listed:
         raise _refuse(path, f"its {INDEX} lists no members")
     for name, entry in listed.items():
-        if name not in members:
-            raise _refuse(path, f"member {name!r} is missing (truncated?)")
-        body = members[name]
-        if (
-            not isinstance(entry, dict)
-            or entry.get("size") != len(body)
-            or entry.get("sha256") != _sha256(body)
-        ):
-            raise _refuse(path, f"member {name!r} does not match its checksum (damaged or edited)")
-    extra = sorted(set(members) - set(listed))
-    if extra:
-        raise _refuse(path, f"member {extra[0]!r} is not in its index")
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not _safe_name(name) or name == INDEX:
+            raise _refuse(path, f"member name {name!r} is not allowed")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_MEMBER:
+            raise _refuse(path, f"its {INDEX} gives member {name!r} no usable size")
+        if not isinstance(entry.get("sha256"), str):
+            raise _refuse(path, f"its {INDEX} gives member {name!r} no sha256")
+    parents = {str(parent) for name in listed for parent in PurePosixPath(name).parents}
+    clash = sorted(parents & set(listed))
+    if clash:
+        raise _refuse(path, f"member {clash[0]!r} is both a file and a folder")
     for needed in ("run/config.yaml", "run/run.json", "data/manifest.json"):
-        if needed not in members:
+        if needed not in listed:
             raise _refuse(path, f"it has no {needed}")
-    return index, members
+    return index, listed
+
+
+def _copy_checked(path: Path, source, size: int, target: Path) -> str:
+    """Copy ``size`` bytes of a member to ``target`` in chunks; its sha256."""
+    digest = hashlib.sha256()
+    copied = 0
+    with open(target, "wb") as out:
+        while True:
+            chunk = source.read(1 << 20)
+            if not chunk:
+                break
+            copied += len(chunk)
+            if copied > size:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    if copied != size:
+        raise _refuse(path, f"member {target.name!r} has another size than its index says (damaged?)")
+    return digest.hexdigest()
+
+
+def _extract_checked(path: Path, work: Path) -> dict:
+    """Extract an archive into the empty folder ``work``, every check of the module docstring passed:
+    the index first, then each member, before its body is read, a regular file the index lists with
+    that size, then its sha256. Nothing unlisted is read, so the memory and disk used are bounded by
+    the index's sizes. Returns the index."""
+    if not path.is_file():
+        raise VLVAEError(
+            f"model archive {path} does not exist; make one with `vlvae export RUN --out {path}`"
+        )
+    try:
+        with tarfile.open(path, "r:*") as tar:  # a plain or a gzip-compressed tar
+            index, listed = _read_index(path, tar)
+            seen = set()
+            while (entry := tar.next()) is not None:  # after the index, in the order written
+                name = entry.name
+                if not entry.isfile():
+                    raise _refuse(path, f"member {name!r} is not a regular file")
+                if name not in listed or name in seen:
+                    raise _refuse(path, f"member {name!r} is not in its index (or is there twice)")
+                if entry.size != listed[name]["size"]:
+                    raise _refuse(path, f"member {name!r} does not match its checksum (damaged or edited)")
+                seen.add(name)
+                file = work.joinpath(*PurePosixPath(name).parts)
+                file.parent.mkdir(parents=True, exist_ok=True)
+                if _copy_checked(path, tar.extractfile(entry), entry.size, file) != listed[name]["sha256"]:
+                    raise _refuse(path, f"member {name!r} does not match its checksum (damaged or edited)")
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise _refuse(path, f"it is truncated or not a tar file ({' '.join(str(exc).split())})") from exc
+    missing = sorted(set(listed) - seen)
+    if missing:
+        raise _refuse(path, f"member {missing[0]!r} is missing (truncated?)")
+    (work / INDEX).write_text(json.dumps(index, indent=1))  # last: marks a whole extraction
+    return index
+
+
+def _intact(folder: Path, index: dict) -> bool:
+    """Whether an extracted folder holds every member of ``index`` unchanged (size and sha256)."""
+    try:
+        for name, entry in index["members"].items():
+            file = folder.joinpath(*PurePosixPath(name).parts)
+            if file.stat().st_size != entry["size"] or sha256_file(file) != entry["sha256"]:
+                return False
+        return json.loads((folder / INDEX).read_text()) == index
+    except (OSError, ValueError):
+        return False
+
+
+def _check_extracted(root: Path) -> None:
+    """The extracted run opens: its config, vocabulary and data (the slim copy) are checked."""
+    cfg = load_config(root / "run" / "config.yaml")
+    read_vocabulary(root / "data")
+    check_run_data(root / "run", cfg, open_run(root / "run")[1])
 
 
 def open_archive(path: Path, cache: Path | None = None) -> Archive:
-    """Check an archive and extract it into the cache (once per archive content).
+    """Check an archive, extract it into a temporary folder of the cache, check the run there, and
+    keep it as ``models/<sha256 of the index>``; an existing extraction is used only when every file
+    in it still matches the index (otherwise it is replaced). Nothing half-written stays behind.
 
     Raises:
         VLVAEError: the archive is missing, truncated, of another format or version, or a member is
             missing, unlisted, unsafe or does not match its checksum; one line.
     """
     path = Path(path)
-    index, members = _read_members(path)
-    key = _sha256(json.dumps(index, sort_keys=True).encode())
     root = Path(cache) if cache is not None else cache_root()
-    target = root / "models" / key
-    if not (target / INDEX).is_file():
+    models = root / "models"
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".extracting.", dir=models))
+    except OSError as exc:
+        raise VLVAEError(
+            f"cannot extract {path} into {models} ({exc.strerror or exc}); "
+            "set VLVAE_CACHE to a writable folder"
+        ) from exc
+    try:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=target.parent))
-            for name, body in members.items():
-                file = work.joinpath(*PurePosixPath(name).parts)
-                file.parent.mkdir(parents=True, exist_ok=True)
-                file.write_bytes(body)
-            (work / INDEX).write_text(json.dumps(index, indent=1))  # last: marks a whole extraction
+            index = _extract_checked(path, work)
+        except OSError as exc:
+            raise as_disk_full(exc, models, f"the extraction of {path}") or VLVAEError(
+                f"cannot extract {path} into {models} ({exc.strerror or exc}); set VLVAE_CACHE to a "
+                "writable folder"
+            ) from exc
+        _check_extracted(work)
+        target = models / _sha256(json.dumps(index, sort_keys=True).encode())
+        if not _intact(target, index):
+            if target.exists():  # damaged, edited or half-deleted since: replaced by the fresh copy
+                shutil.rmtree(target, ignore_errors=True)
             try:
                 work.rename(target)
-            except OSError:  # another reader finished first: its copy is the same
-                shutil.rmtree(work, ignore_errors=True)
-        except OSError as exc:
-            raise as_disk_full(exc, target.parent, f"the extraction of {path}") or VLVAEError(
-                f"cannot extract {path} into {target.parent} ({exc}); set VLVAE_CACHE to a writable folder"
-            ) from exc
-    archive = Archive(target, index)
-    cfg = load_config(archive.run / "config.yaml")
-    read_vocabulary(archive.data)
-    check_run_data(archive.run, cfg, open_run(archive.run)[1])
-    return archive
+            except OSError as exc:  # another reader put a copy there first
+                if not _intact(target, index):
+                    raise VLVAEError(
+                        f"cannot keep the extraction of {path} at {target} ({exc.strerror or exc}); "
+                        "set VLVAE_CACHE to a writable folder"
+                    ) from exc
+        return Archive(target, index)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def pretrained_path(name: str) -> Path:
@@ -495,6 +592,8 @@ def open_inference(
     """:meth:`Inference.open` of a run folder or of an archive (its own judge unless ``classifier``
     names another)."""
     if is_archive(path):
+        if data is not None:
+            raise VLVAEError(f"--data is for a run folder; the archive {path} brings its own data")
         archive = open_archive(path)
         return Inference.open(archive.run, classifier or archive.classifier, device)
     return Inference.open(path, classifier, device, data)

@@ -29,8 +29,9 @@ the same frozen VLVAE: their spread is the spread over training runs.
 A run finds its data as ``run.json`` records it: the path relative to the run folder first (a run
 moved together with its data), then the absolute path (a run moved alone); a data set moved apart
 from its run is given with ``--data`` (``data=`` of :func:`open_run`). Whichever folder is used must
-have the fingerprint the run recorded (:func:`data_fingerprint`; an export's slim copy names it as
-the set it was cut from, :mod:`vlvae.archive`).
+have the fingerprint the run recorded (:func:`data_fingerprint`); when two places hold a data set,
+the one with that fingerprint is used. ``vlvae train vlvae --data NEW --out RUN`` on the same data set
+in a new place records the new place in ``run.json``.
 
 This module reads and makes run folders; fitting a stage is :mod:`vlvae.training.run`'s.
 """
@@ -215,9 +216,12 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
                 "--out, or run with the run's preset and --set options"
             )
         info = read_run_info(run)
-        if Path(info["data"]).resolve() != data.resolve() and not _same_data(info, data):
+        moved = Path(info["data"]).resolve() != data.resolve()
+        if moved and not _same_data(info, data):
             raise VLVAEError(f"{run} was trained on {info['data']}, not {data}; choose another --out")
         check_run_data(run, existing, {**info, "data": str(data)})
+        if moved and writer:  # the same data set in another place: the run records where it is now
+            atomic_write_json(run / "run.json", {**_stored_info(run), **_data_paths(run, data)})
         return record_hardware(run, existing, cfg)
     if not writer:
         return cfg  # rank 0 makes the folder
@@ -226,8 +230,7 @@ def init_run(run: Path, data: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     atomic_write_json(
         run / "run.json",
         {
-            "data": os.path.relpath(data.resolve(), run.resolve()),
-            "data_absolute": str(data.resolve()),
+            **_data_paths(run, data),
             "data_fingerprint": data_fingerprint(data),
             "seed": cfg.seed,
             "preset": cfg.name,
@@ -254,20 +257,26 @@ def record_hardware(run: Path, stored: ExperimentConfig, now: ExperimentConfig) 
 def data_fingerprint(data: Path) -> str:
     """A data set's fingerprint: sha256 of its ``manifest.json`` in canonical JSON (sorted keys, no
     spaces). The manifest records the sha256 of every split's arrays, its counts, settings and seed,
-    so two data sets with one fingerprint hold the same examples."""
+    so two data sets with one fingerprint were built the same; that their arrays still match those
+    checksums is ``vlvae data verify``'s check, not this one."""
     manifest = read_manifest(Path(data))
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _fingerprints(data: Path) -> set[str]:
-    """The fingerprints a data folder answers to: its own, and for a slim copy cut from a data set by
-    ``vlvae export`` (its manifest's ``subset_of``), that set's."""
-    manifest = read_manifest(Path(data))
-    own = {data_fingerprint(data)}
-    parent = manifest.get("subset_of")
-    if isinstance(parent, dict) and isinstance(parent.get("fingerprint"), str):
-        own.add(parent["fingerprint"])
-    return own
+def _data_paths(run: Path, data: Path) -> dict:
+    """``run.json``'s ``data`` (relative to the run folder; absolute where no relative path exists,
+    e.g. another drive) and ``data_absolute``."""
+    absolute = Path(data).resolve()
+    try:
+        relative = os.path.relpath(absolute, Path(run).resolve())
+    except ValueError:
+        relative = str(absolute)
+    return {"data": relative, "data_absolute": str(absolute)}
+
+
+def _stored_info(run: Path) -> dict:
+    """``run.json`` as stored (its ``data`` not resolved)."""
+    return read_json(Path(run) / "run.json", "the run folder is damaged; train it again")
 
 
 def _same_data(info: dict, data: Path) -> bool:
@@ -277,7 +286,7 @@ def _same_data(info: dict, data: Path) -> bool:
     return (
         isinstance(recorded, str)
         and (Path(data) / "manifest.json").is_file()
-        and recorded in _fingerprints(data)
+        and recorded == data_fingerprint(data)
     )
 
 
@@ -286,7 +295,7 @@ def _data_candidates(run: Path, info: dict) -> list[Path]:
     absolute path in runs made before paths were relative), then its ``data_absolute``."""
     recorded = Path(info["data"])
     candidates = [
-        recorded if recorded.is_absolute() else Path(os.path.normpath(Path(run).absolute() / recorded))
+        recorded if recorded.is_absolute() else Path(os.path.normpath(Path(run).resolve() / recorded))
     ]
     absolute = info.get("data_absolute")
     if isinstance(absolute, str) and absolute and Path(absolute) not in candidates:
@@ -304,8 +313,9 @@ def check_run_data(run: Path, cfg: ExperimentConfig, info: dict) -> Path:
     data = Path(info["data"])
     if not (data / "manifest.json").is_file():
         raise VLVAEError(
-            f"the data set {run} was trained on is not at {data}; if it moved, point the command at "
-            "it with --data DIR, or put it back"
+            f"the data set {run} was trained on is not at {data}; if it moved, give its new place with "
+            f"--data DIR (sample, serve, evaluate, export), or record it in the run with `vlvae train "
+            f"vlvae --data DIR --out {run}` (a finished stage 1 is not trained again), or put it back"
         )
     manifest = check_dataset(data)
     remedy = f"restore the data set {run} was trained on, or train a new run on this one"
@@ -365,7 +375,9 @@ def read_run_info(run: Path) -> dict:
     if not isinstance(info.get("data"), str) or not info["data"]:
         raise VLVAEError(f"{path} does not name the data folder the run was trained on ('data'); {fix}")
     candidates = _data_candidates(Path(run), info)
-    found = next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0])
+    # the first holding the recorded data set; without a fingerprint, the first holding a data set
+    same = [c for c in candidates if _same_data(info, c)]
+    found = next(iter(same), next((c for c in candidates if (c / "manifest.json").is_file()), candidates[0]))
     return {**info, "data": str(found)}
 
 

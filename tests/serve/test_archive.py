@@ -1,6 +1,7 @@
 """Runs that travel: relative data paths and fingerprints, `vlvae export`, archives read by `vlvae.load`,
 `vlvae sample --run model.tar` and `vlvae serve --run model.tar`, and archives refused when damaged."""
 
+import hashlib
 import io
 import json
 import shutil
@@ -25,7 +26,7 @@ from vlvae.archive import (
 from vlvae.data.format import check_dataset, read_manifest
 from vlvae.errors import VLVAEError
 from vlvae.inference import Inference
-from vlvae.runs import data_fingerprint, open_run, read_run_info
+from vlvae.runs import data_fingerprint, init_run, open_run, read_run_info
 from vlvae.serve import create_app
 
 TEXT = "small red metal cube left large blue rubber sphere"
@@ -101,6 +102,55 @@ def test_data_moved_apart_is_named_and_given_with_data(tiny, tmp_path, vlvae):
     code, output, err = vlvae("sample", "--run", run, "--data", data, "--text", TEXT, "--out", out)
     assert code == 0, err
     assert out.is_file()
+
+
+def test_the_place_holding_the_recorded_data_set_wins(tiny, tmp_path):
+    """A run moved alone next to another data set (at its relative path) uses the absolute path, which
+    holds the set it was trained on."""
+    shutil.copytree(tiny / "run", tmp_path / "run", ignore=shutil.ignore_patterns("*.ckpt", "logs"))
+    shutil.copytree(tiny / "data", tmp_path / "data")
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    manifest["seed"] = manifest.get("seed", 0) + 1
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps(manifest))
+    assert read_run_info(tmp_path / "run")["data"] == str((tiny / "data").resolve())
+
+
+def test_a_run_reached_through_a_link_finds_its_data(tiny, tmp_path):
+    real = tmp_path / "x" / "y"
+    shutil.copytree(tiny / "run", real / "run", ignore=shutil.ignore_patterns("*.ckpt", "logs"))
+    shutil.copytree(tiny / "data", real / "data")
+    record = json.loads((real / "run" / "run.json").read_text())
+    record["data_absolute"] = str(tmp_path / "gone")
+    (real / "run" / "run.json").write_text(json.dumps(record))
+    (tmp_path / "link").symlink_to(real)
+    assert Inference.open(tmp_path / "link" / "run").from_text(TEXT, "agg", n=1).images.shape[0] == 1
+
+
+def test_stage_one_records_a_moved_data_set_and_refuses_another(tiny, tmp_path):
+    run, moved = tmp_path / "run", tmp_path / "moved" / "data"
+    shutil.copytree(tiny / "run", run, ignore=shutil.ignore_patterns("*.ckpt", "logs"))
+    shutil.copytree(tiny / "data", moved)
+    cfg, _ = open_run(run)
+    init_run(run, moved, cfg)
+    record = json.loads((run / "run.json").read_text())
+    assert record["data"] == "../moved/data" and record["data_absolute"] == str(moved.resolve())
+    other = tmp_path / "other"
+    shutil.copytree(tiny / "data", other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["seed"] = manifest.get("seed", 0) + 1
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(VLVAEError, match="choose another --out"):
+        init_run(run, other, cfg)
+
+
+def test_the_archives_slim_data_is_not_the_full_set(exported, tiny):
+    """The run inside an archive is tied to its slim copy; the full set's run refuses that copy."""
+    archive = open_archive(exported)
+    with pytest.raises(VLVAEError, match="fingerprint differs"):
+        Inference.open(tiny / "run", data=archive.data)
+    record = json.loads((archive.run / "run.json").read_text())
+    assert record["data_fingerprint"] == data_fingerprint(archive.data)
+    assert record["data_fingerprint_full"] == data_fingerprint(tiny / "data")
 
 
 def test_another_data_set_is_refused_by_its_fingerprint(tiny, tmp_path):
@@ -192,6 +242,14 @@ def rewrite(source, target, change):
     return target
 
 
+def _list(members, name, body):
+    """Add a member and list it in the index with its true size and sha256."""
+    members[name] = body
+    index = json.loads(members[INDEX])
+    index["members"][name] = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+    members[INDEX] = json.dumps(index).encode()
+
+
 def _index(members, **changes):
     index = json.loads(members[INDEX])
     index.update(changes)
@@ -204,10 +262,16 @@ def _index(members, **changes):
         (lambda m: m.__setitem__("run/config.yaml", m["run/config.yaml"] + b"\n# edited\n"), "checksum"),
         (lambda m: m.pop("run/stage1/weights.safetensors"), "is missing"),
         (lambda m: m.__setitem__("extra.txt", b"x"), "not in its index"),
-        (lambda m: m.__setitem__("../escape.txt", b"x"), "not allowed"),
+        (lambda m: m.__setitem__("../escape.txt", b"x"), "not in its index"),
+        (lambda m: _list(m, "../escape.txt", b"x"), "not allowed"),
+        (lambda m: _list(m, "./run/config.yaml", b"x"), "not allowed"),
+        (lambda m: _list(m, "/etc/evil", b"x"), "not allowed"),
+        (lambda m: _list(m, "run\\evil", b"x"), "not allowed"),
+        (lambda m: _list(m, "run/config.yaml/x", b"x"), "both a file and a folder"),
         (lambda m: _index(m, version=99), "version 99"),
         (lambda m: _index(m, format="something-else"), "not a vlvae-model index"),
-        (lambda m: m.pop(INDEX), f"no {INDEX}"),
+        (lambda m: m.pop(INDEX), f"first member is not {INDEX}"),
+        (lambda m: m.__setitem__(INDEX, b"[" * 200_000), "is not JSON"),
     ],
 )
 def test_a_damaged_archive_is_refused_in_one_line(exported, tmp_path, vlvae, change, fragment):
@@ -216,7 +280,10 @@ def test_a_damaged_archive_is_refused_in_one_line(exported, tmp_path, vlvae, cha
         open_archive(bad)
     code, _, err = vlvae("sample", "--run", bad, "--text", TEXT, "--out", tmp_path / "x.png")
     one_error_line(code, err, fragment)
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "cache" / "models").exists()
+    assert not (tmp_path / "x.png").exists()
+    assert not list((tmp_path / "cache" / "models").glob("*")) and not list(
+        (tmp_path / "cache" / "models").glob(".*")
+    )
 
 
 def test_a_truncated_archive_or_another_file_is_refused(exported, tmp_path, vlvae):
@@ -238,6 +305,30 @@ def test_a_compressed_archive_is_read_like_a_plain_one(tiny, exported, tmp_path)
     (tmp_path / "cut.tar.gz").write_bytes(packed.read_bytes()[:-5000])
     with pytest.raises(VLVAEError, match="truncated"):
         open_archive(tmp_path / "cut.tar.gz")
+
+
+def test_a_damaged_cache_is_extracted_again(exported, tmp_path):
+    first = open_archive(exported)
+    (first.run / "report.md").write_text("edited")
+    (first.run / "q_agg" / "weights.safetensors").unlink()
+    again = open_archive(exported)
+    assert again.root == first.root
+    assert (again.run / "report.md").read_text() != "edited"
+    assert (again.run / "q_agg" / "weights.safetensors").is_file()
+    assert sorted(p.name for p in (tmp_path / "cache" / "models").iterdir()) == [first.root.name]
+
+
+def test_data_is_refused_with_an_archive_and_a_missing_archive_is_named(exported, tmp_path, vlvae):
+    out = tmp_path / "x.png"
+    code, _, err = vlvae("sample", "--run", exported, "--data", tmp_path, "--text", TEXT, "--out", out)
+    one_error_line(code, err, "brings its own data")
+    code, _, err = vlvae("sample", "--run", tmp_path / "nothing.tar.gz", "--text", TEXT, "--out", out)
+    one_error_line(code, err, "model archive", "does not exist", "vlvae export")
+    code, _, err = vlvae(
+        "sample", "--run", exported, "--pretrained", "two-objects", "--text", TEXT, "--out", out
+    )
+    one_error_line(code, err, "exactly one of --run")
+    assert not out.exists()
 
 
 def test_a_link_in_an_archive_is_refused(exported, tmp_path):
