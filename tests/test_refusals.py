@@ -197,7 +197,7 @@ def test_a_broken_data_set_is_refused_before_the_run_folder_is_written(vlvae, da
 def test_a_run_whose_data_broke_is_refused_by_its_readers(vlvae, run_copy, data, tmp_path, how):
     broken = broken_copy(data, tmp_path / "broken", how)
     info = json.loads((run_copy / "run.json").read_text())
-    info["data"] = str(broken)
+    info["data"] = info["data_absolute"] = str(broken)  # the run's one data set broke in place
     (run_copy / "run.json").write_text(json.dumps(info))
     before = snapshot(run_copy)
     one_error_line(vlvae("sample", "--run", run_copy, "--out", tmp_path / "s.png"), DATA_CASES[how])
