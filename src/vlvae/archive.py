@@ -54,11 +54,11 @@ import numpy as np
 
 from vlvae import __version__
 from vlvae.config import load_config
-from vlvae.data.format import read_manifest, read_records, read_vocabulary, splits_of
+from vlvae.data.format import load_images, read_manifest, splits_of
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.inference import Inference
-from vlvae.io import as_disk_full, atomic_path, read_json, sha256_file
+from vlvae.io import as_disk_full, atomic_path, canonical_sha256, read_json, sha256_file
 from vlvae.methods import get_method
 from vlvae.paths import check_output_file
 from vlvae.runinfo import git_commit
@@ -158,27 +158,21 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _canonical(obj) -> bytes:
-    """JSON with sorted keys and no spaces, as :func:`vlvae.runs.data_fingerprint` hashes a manifest."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
 # --------------------------------------------------------------------------------------- writing
 
 
-def _slim_data(data: Path, examples: dict[str, int]) -> dict[str, bytes]:
-    """The members of the archive's slim data copy: manifest, vocabulary, and the first
-    ``examples[split]`` images and records of the train and val splits."""
-    manifest = read_manifest(data)
+def _slim_data(data: Path, manifest: dict, examples: dict[str, int]) -> tuple[dict[str, bytes], str]:
+    """The members of the archive's slim data copy (manifest, vocabulary, and the first
+    ``examples[split]`` images and records of the train and val splits) and the copy's fingerprint."""
     members = {"data/vocab.json": (data / "vocab.json").read_bytes()}
     counts = {}
     for split in ("train", "val"):
-        images = np.load(data / split / "images.npy", mmap_mode="r")[: examples[split]]
+        images = load_images(data, split)[: examples[split]]
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(images))
         members[f"data/{split}/images.npy"] = buffer.getvalue()
         scenes = read_json(data / split / "scenes.json", "rebuild the data set")
-        scenes = {**scenes, "scenes": read_records(data, split)[: len(images)]}
+        scenes["scenes"] = scenes["scenes"][: len(images)]  # check_dataset has checked the list
         members[f"data/{split}/scenes.json"] = json.dumps(scenes).encode()
         counts[split] = len(images)
     slim = {key: value for key, value in manifest.items() if key not in ("counts", "sha256")}
@@ -189,7 +183,7 @@ def _slim_data(data: Path, examples: dict[str, int]) -> dict[str, bytes]:
         "note": f"the first {examples['train']} train and {examples['val']} val images, cut by vlvae export",
     }
     members["data/manifest.json"] = json.dumps(slim, indent=1).encode()
-    return members
+    return members, canonical_sha256(slim)
 
 
 def _percent(entry, difference: bool = False) -> str | None:
@@ -334,6 +328,7 @@ def export_run(run: Path, out: Path, classifier: Path | None = None, data: Path 
     check_output_file(out, "model archive")
     cfg, info = open_run(run, data)
     data = check_run_data(run, cfg, info)
+    manifest = read_manifest(data)
     if not (stage_dir(run, STAGES[0]) / "weights.safetensors").is_file():
         raise VLVAEError(
             f"{run} has no trained stage 1; train it with `vlvae train vlvae --data DATA --out {run}`"
@@ -352,19 +347,25 @@ def export_run(run: Path, out: Path, classifier: Path | None = None, data: Path 
     if figures.is_dir():
         for path in sorted(figures.glob("*.png")):
             members[f"run/figures/{path.name}"] = path.read_bytes()
-    members.update(_slim_data(data, EXAMPLES))
+    slim, slim_fingerprint = _slim_data(data, manifest, EXAMPLES)
+    members.update(slim)
     record = {key: value for key, value in info.items() if key != "data_absolute"}
     record["data"] = "../data"
     # The run inside the archive is tied to the slim copy; the full set stays named as its provenance.
-    record["data_fingerprint"] = _sha256(_canonical(json.loads(members["data/manifest.json"])))
+    record["data_fingerprint"] = slim_fingerprint
     record["data_fingerprint_full"] = info.get("data_fingerprint")
     members["run/run.json"] = json.dumps(record, indent=1).encode()
     if classifier is not None:
         members.update(_folder_members(Path(classifier), "classifier", _CLASSIFIER_FILES))
     metrics = None
-    if (run / "metrics.json").is_file():
-        metrics = read_json(run / "metrics.json", f"evaluate the run again: vlvae evaluate --run {run}")
-    card = _model_card(run, cfg, info, read_manifest(data), metrics, classifier is not None)
+    if "run/metrics.json" in members:
+        try:
+            metrics = json.loads(members["run/metrics.json"])
+        except ValueError as exc:
+            raise VLVAEError(
+                f"{run}/metrics.json is corrupt ({exc}); evaluate the run again: vlvae evaluate --run {run}"
+            ) from exc
+    card = _model_card(run, cfg, info, manifest, metrics, classifier is not None)
     members["README.md"] = card.encode()
     index = {
         "format": FORMAT,
@@ -521,7 +522,6 @@ def _intact(folder: Path, index: dict) -> bool:
 def _check_extracted(root: Path) -> None:
     """The extracted run opens: its config, vocabulary and data (the slim copy) are checked."""
     cfg = load_config(root / "run" / "config.yaml")
-    read_vocabulary(root / "data")
     check_run_data(root / "run", cfg, open_run(root / "run")[1])
 
 
@@ -554,7 +554,7 @@ def open_archive(path: Path, cache: Path | None = None) -> Archive:
                 "writable folder"
             ) from exc
         _check_extracted(work)
-        target = models / _sha256(json.dumps(index, sort_keys=True).encode())
+        target = models / canonical_sha256(index)
         if not _intact(target, index):
             if target.exists():  # damaged, edited or half-deleted since: replaced by the fresh copy
                 shutil.rmtree(target, ignore_errors=True)

@@ -40,6 +40,8 @@ __all__ = [
     "remove_stale_temporaries",
     "read_json",
     "sha256_file",
+    "canonical_json",
+    "canonical_sha256",
 ]
 
 #: The names of :func:`_tmp_path`'s temporary files: ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8 characters).
@@ -261,6 +263,18 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def canonical_json(obj) -> bytes:
+    """``obj`` as JSON with sorted keys and no spaces: the same bytes for the same content, whatever
+    order its dicts were built in."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def canonical_sha256(obj) -> str:
+    """Hex sha256 of :func:`canonical_json` of ``obj``: the identity of a JSON record (a vocabulary, a
+    data set's manifest)."""
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
 def read_json(path: Path, what: str):

@@ -64,7 +64,7 @@ from vlvae.data.format import (
     vocabulary_sha256,
 )
 from vlvae.errors import VLVAEError
-from vlvae.io import atomic_path, atomic_write_json, read_json
+from vlvae.io import atomic_path, atomic_write_json, canonical_json, canonical_sha256, read_json, sha256_file
 from vlvae.locking import global_rank
 from vlvae.methods import build_model, get_method
 from vlvae.methods.stages import (
@@ -259,8 +259,7 @@ def data_fingerprint(data: Path) -> str:
     spaces). The manifest records the sha256 of every split's arrays, its counts, settings and seed,
     so two data sets with one fingerprint were built the same; that their arrays still match those
     checksums is ``vlvae data verify``'s check, not this one."""
-    manifest = read_manifest(Path(data))
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_sha256(read_manifest(Path(data)))
 
 
 def _data_paths(run: Path, data: Path) -> dict:
@@ -281,13 +280,14 @@ def _stored_info(run: Path) -> dict:
 
 def _same_data(info: dict, data: Path) -> bool:
     """Whether ``data`` is the data set a run recorded (its fingerprint; False for runs made before
-    fingerprints were recorded)."""
+    fingerprints were recorded, or for a folder without a readable manifest)."""
     recorded = info.get("data_fingerprint")
-    return (
-        isinstance(recorded, str)
-        and (Path(data) / "manifest.json").is_file()
-        and recorded == data_fingerprint(data)
-    )
+    if not isinstance(recorded, str) or not (Path(data) / "manifest.json").is_file():
+        return False
+    try:
+        return recorded == data_fingerprint(data)
+    except VLVAEError:  # a damaged manifest: not the recorded data set (check_dataset says what is wrong)
+        return False
 
 
 def _data_candidates(run: Path, info: dict) -> list[Path]:
@@ -363,9 +363,10 @@ def open_run(run: Path, data: Path | None = None) -> tuple[ExperimentConfig, dic
 def read_run_info(run: Path) -> dict:
     """A run folder's ``run.json``, checked to be an object that names the run's data folder.
 
-    ``data`` of the returned record is the data folder as a path usable from here: the first of
-    ``run.json``'s relative and absolute paths that holds a data set (the first when none does;
-    :func:`check_run_data` then says where it was looked for). ``run.json`` itself is not changed.
+    ``data`` of the returned record is the data folder as a path usable from here: of ``run.json``'s
+    relative and absolute paths, the first that holds the recorded data set (by fingerprint), else the
+    first that holds a data set, else the first (:func:`check_run_data` then says where it was looked
+    for). ``run.json`` itself is not changed.
     """
     path = Path(run) / "run.json"
     fix = f"the run folder {run} is damaged; delete it and train it again, or choose another folder"
@@ -386,16 +387,19 @@ def weights_sha256(path: Path) -> str:
     tensor bytes. The writer orders the header's metadata as its hash map happens to (another order in
     each process), so two saves of the same tensors and metadata can differ as files; this digest does
     not. A file that is not safetensors is hashed whole."""
-    raw = Path(path).read_bytes()
-    try:
-        length = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError):
-        return hashlib.sha256(raw).hexdigest()
-    if len(raw) < 8 + length or not isinstance(header, dict):
-        return hashlib.sha256(raw).hexdigest()
-    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical + raw[8 + length :]).hexdigest()
+    path = Path(path)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        try:
+            header = json.loads(f.read(length)) if length <= path.stat().st_size - 8 else None
+        except (ValueError, UnicodeDecodeError):
+            header = None
+        if not isinstance(header, dict):
+            return sha256_file(path)
+        digest = hashlib.sha256(canonical_json(header))
+        while block := f.read(1 << 22):  # the tensor bytes, streamed
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _arch_of(module: torch.nn.Module) -> str | None:

@@ -21,8 +21,6 @@ problem; every command that trains on a data set calls it before it writes anyth
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
-from vlvae.io import atomic_write_json, open_npy_for_writing, read_json, sha256_file
+from vlvae.io import atomic_write_json, canonical_sha256, open_npy_for_writing, read_json, sha256_file
 from vlvae.paths import check_output_dir
 
 __all__ = [
@@ -187,8 +185,7 @@ def check_dataset(root: Path) -> dict:
 def vocabulary_sha256(root: Path) -> str:
     """sha256 of a data set's vocab.json in canonical JSON (sorted keys, no spaces): its vocabulary's
     identity."""
-    obj = read_json(Path(root) / "vocab.json", "rebuild the data set")
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_sha256(read_json(Path(root) / "vocab.json", "rebuild the data set"))
 
 
 def read_vocabulary(root: Path) -> Vocabulary:

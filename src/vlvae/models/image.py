@@ -343,17 +343,21 @@ class StridedDecoder(nn.Module):
 
 
 @full_precision
-def _to_alpha(head: nn.Module, h: Tensor) -> Tensor:
+def _to_alpha(conv: nn.Module, sigmoid: nn.Module, h: Tensor) -> Tensor:
     """A decoder's last convolution and its sigmoid, in float32 even under autocast: α feeds the Beta
     log-density, and bfloat16 would round it to 8 bits (up to 0.02 nats per pixel-channel near α = 1,
     docs/mixed_precision.md). Without autocast it is the plain layers (bit-identical)."""
-    return head(h)
+    return sigmoid(conv(h))
 
 
 def _decode(body: nn.Sequential, h: Tensor) -> Tensor:
     """``body(h)`` with its last two layers (the convolution to the output channels and the sigmoid)
-    through :func:`_to_alpha`."""
-    return _to_alpha(body[-2:], body[:-2](h))
+    through :func:`_to_alpha` (the layers listed, not the Sequential sliced: a slice builds a new
+    Sequential on every call)."""
+    layers = list(body)
+    for layer in layers[:-2]:
+        h = layer(h)
+    return _to_alpha(layers[-2], layers[-1], h)
 
 
 def _check_arch(arch: str) -> None:
