@@ -7,6 +7,7 @@ from vlvae.errors import VLVAEError
 from vlvae.models import VLVAE, ModelConfig
 from vlvae.models.image import (
     ARCHITECTURES,
+    CoordinateChannels,
     StridedDecoder,
     StridedEncoder,
     make_image_decoder,
@@ -91,3 +92,75 @@ def test_vlvae_trains_every_parameter_in_each_family(arch):
     out.loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_coordinate_channels_are_each_pixels_column_and_row():
+    x = torch.rand(3, 2, 5, 7).contiguous(memory_format=torch.channels_last)
+    out = CoordinateChannels()(x)
+    # Independent truth: torch.meshgrid of the two axes, "xy" indexing (columns vary along W).
+    cols, rows = torch.meshgrid(torch.linspace(-1, 1, 7), torch.linspace(-1, 1, 5), indexing="xy")
+    assert out.shape == (3, 4, 5, 7)
+    assert torch.equal(out[:, :2], x)
+    for b in range(3):
+        assert torch.allclose(out[b, 2], cols) and torch.allclose(out[b, 3], rows)
+
+
+@pytest.mark.parametrize("size,n_down", [(16, 2), (64, 4)])
+def test_coordinate_channels_widen_every_strided_convolution_by_two_inputs(size, n_down):
+    plain = [StridedEncoder(size, 3, 4, n_down, 10), StridedDecoder(10, size, 3, 4, n_down)]
+    coord = [
+        StridedEncoder(size, 3, 4, n_down, 10, coord_channels=True),
+        StridedDecoder(10, size, 3, 4, n_down, coord_channels=True),
+    ]
+    for a, b in zip(plain, coord):
+        convs_a = [m for m in a.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        convs_b = [m for m in b.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        assert len(convs_a) == len(convs_b) == n_down
+        for ca, cb in zip(convs_a, convs_b):
+            assert cb.in_channels == ca.in_channels + 2 and cb.out_channels == ca.out_channels
+    alpha = coord[1](coord[0](torch.rand(2, 3, size, size)))
+    assert alpha.shape == (2, 3, size, size) and alpha.is_contiguous()
+
+
+def test_a_decoder_with_coordinates_can_place_an_object_a_plain_one_cannot_see():
+    # From a constant seed a transposed convolution's output is the same in every interior
+    # position (translation equivariance); with the coordinates as input it is not.
+    torch.manual_seed(0)
+    for coords, varies in ((False, False), (True, True)):
+        dec = StridedDecoder(6, 16, 3, 4, 2, coord_channels=coords).eval()
+        torch.nn.init.zeros_(dec.seed.weight)  # the seed map is constant (zero) whatever h is
+        alpha = dec(torch.randn(1, 6))[0, 0, 4:12, 4:12]  # away from the borders
+        assert bool(alpha.std() > 1e-4) is varies
+
+
+def test_coordinate_channels_are_refused_for_the_cyclegan_family():
+    with pytest.raises(VLVAEError, match="coord_channels"):
+        ModelConfig(image_size=16, arch="cyclegan", coord_channels=True)
+    with pytest.raises(ValueError, match="strided family"):
+        make_image_decoder("cyclegan", 8, 16, 3, 4, 2, 1, coord_channels=True)
+
+
+def test_vlvae_with_coordinate_channels_trains_every_parameter():
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        image_size=16,
+        arch="strided",
+        coord_channels=True,
+        base_channels=4,
+        n_downsample=2,
+        n_res_blocks=0,
+        encoding_dim=8,
+        embedding_dim=5,
+        text_hidden=8,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=8,
+        vocab_size=7,
+        text_length=4,
+        flow_hidden=8,
+    )
+    model = VLVAE(cfg)
+    out = model(torch.rand(3, 3, 16, 16), torch.randint(7, (3, 4)), kl_weight=0.5, w_x=0.1, w_y=10.0)
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -46,6 +46,9 @@ class ModelConfig:
             ``strided`` (strided convolutions with batch norm, the CPU presets';
             see :mod:`vlvae.models.image`).
         norm: normalisation of the ``strided`` family: ``batch`` or ``group``.
+        coord_channels: ``strided`` family only: every (transposed) stride-2 convolution of the image
+            encoder and decoder also reads two channels holding the pixel coordinates
+            (:class:`vlvae.models.image.CoordinateChannels`, docs/design.md §8.4).
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
@@ -75,6 +78,7 @@ class ModelConfig:
     image_channels: int = 3
     arch: str = "cyclegan"
     norm: str = "batch"
+    coord_channels: bool = False
     base_channels: int = 64
     n_downsample: int = 2
     n_res_blocks: int = 3
@@ -103,6 +107,11 @@ class ModelConfig:
         if self.norm not in NORMS:
             raise VLVAEError(f"model.norm is {self.norm!r}; choose one of {', '.join(NORMS)}")
         feature_side(self.image_size, self.n_downsample)
+        if self.coord_channels and self.arch != "strided":
+            raise VLVAEError(
+                f"model.coord_channels is built for the strided family only, not arch={self.arch!r}; "
+                "set model.arch=strided or model.coord_channels=false."
+            )
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "

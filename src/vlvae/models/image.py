@@ -25,6 +25,7 @@ __all__ = [
     "ARCHITECTURES",
     "ResidualBlock",
     "ResidualConv",
+    "CoordinateChannels",
     "ImageEncoder",
     "ImageDecoder",
     "StridedEncoder",
@@ -218,6 +219,32 @@ class ResidualConv(nn.Module):
         return x + self.block(x)
 
 
+class CoordinateChannels(nn.Module):
+    """Append two channels holding each pixel's column and row, scaled to [−1, 1] (docs/design.md §8.4).
+
+    A convolution is translation-equivariant: it cannot tell where in the image it is, so a decoder
+    must build every position out of the seed's spatial layout and an encoder must infer it from
+    padding. Given the coordinates as input, a convolution can read and write positions directly
+    ("CoordConv", Liu et al. 2018, https://arxiv.org/abs/1807.03247).
+
+    Example:
+        >>> out = CoordinateChannels()(torch.zeros(2, 3, 4, 5))
+        >>> out.shape, out[0, 3, 0].tolist(), [round(v, 4) for v in out[0, 4, :, 0].tolist()]
+        (torch.Size([2, 5, 4, 5]), [-1.0, -0.5, 0.0, 0.5, 1.0], [-1.0, -0.3333, 0.3333, 1.0])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (batch, C, H, W) -> (batch, C + 2, H, W): channel C the column, C + 1 the row."""
+        batch, _, height, width = x.shape
+        cols = torch.linspace(-1.0, 1.0, width, device=x.device, dtype=x.dtype)
+        rows = torch.linspace(-1.0, 1.0, height, device=x.device, dtype=x.dtype)
+        grid = torch.stack(
+            (cols.view(1, width).expand(height, width), rows.view(height, 1).expand(height, width))
+        )
+        out = torch.cat((x, grid.unsqueeze(0).expand(batch, 2, height, width)), dim=1)
+        return out.contiguous(memory_format=torch.channels_last)
+
+
 class StridedEncoder(nn.Module):
     """Image -> encoding vector with strided convolutions (the CPU presets' ``strided`` arch).
 
@@ -238,6 +265,8 @@ class StridedEncoder(nn.Module):
         n_res_layers: :class:`ResidualConv` layers after each stride-2 convolution (more
             computation at each resolution).
         norm: ``batch`` or ``group`` (see :func:`_norm`).
+        coord_channels: give every stride-2 convolution the pixel coordinates as two more input
+            channels (:class:`CoordinateChannels`).
 
     Example:
         >>> enc = StridedEncoder(16, 3, 4, 2, 8)
@@ -254,6 +283,7 @@ class StridedEncoder(nn.Module):
         out_features: int,
         n_res_layers: int = 0,
         norm: str = "batch",
+        coord_channels: bool = False,
     ) -> None:
         super().__init__()
         side = feature_side(image_size, n_downsample)
@@ -261,9 +291,11 @@ class StridedEncoder(nn.Module):
             raise ValueError("the strided encoder needs n_downsample >= 1")
         layers: list[nn.Module] = []
         width, out = in_channels, base_channels
+        extra = 2 if coord_channels else 0
         for _ in range(n_downsample):
+            layers += [CoordinateChannels()] if coord_channels else []
             layers += [
-                nn.Conv2d(width, out, 4, stride=2, padding=1, bias=False),
+                nn.Conv2d(width + extra, out, 4, stride=2, padding=1, bias=False),
                 _norm(norm, out),
                 nn.ReLU(inplace=True),
             ]
@@ -298,6 +330,8 @@ class StridedDecoder(nn.Module):
         n_downsample: transposed stride-2 convolutions (at least 1).
         n_res_layers: :class:`ResidualConv` layers after each hidden transposed convolution.
         norm: ``batch`` or ``group`` (see :func:`_norm`).
+        coord_channels: give every transposed convolution the pixel coordinates as two more input
+            channels (:class:`CoordinateChannels`).
 
     Example:
         >>> dec = StridedDecoder(8, 16, 3, 4, 2)
@@ -314,6 +348,7 @@ class StridedDecoder(nn.Module):
         n_downsample: int,
         n_res_layers: int = 0,
         norm: str = "batch",
+        coord_channels: bool = False,
     ) -> None:
         super().__init__()
         if n_downsample < 1:
@@ -324,15 +359,19 @@ class StridedDecoder(nn.Module):
         self.seed_norm = nn.Sequential(_norm(norm, self.width), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         width = self.width
+        coords: list[nn.Module] = [CoordinateChannels()] if coord_channels else []
+        extra = 2 if coord_channels else 0
         for _ in range(n_downsample - 1):
+            layers += coords
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1, bias=False),
+                nn.ConvTranspose2d(width + extra, width // 2, 4, stride=2, padding=1, bias=False),
                 _norm(norm, width // 2),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
             layers += [ResidualConv(width, norm) for _ in range(n_res_layers)]
-        layers += [nn.ConvTranspose2d(width, out_channels, 4, stride=2, padding=1), nn.Sigmoid()]
+        layers += coords
+        layers += [nn.ConvTranspose2d(width + extra, out_channels, 4, stride=2, padding=1), nn.Sigmoid()]
         self.body = nn.Sequential(*layers)
         self.to(memory_format=torch.channels_last)
 
@@ -374,14 +413,25 @@ def make_image_encoder(
     n_res_blocks: int,
     out_features: int,
     norm: str = "batch",
+    coord_channels: bool = False,
 ) -> nn.Module:
     """The image encoder of family ``arch``: ``n_res_blocks`` residual blocks at the bottleneck (``cyclegan``)
-    or residual 3×3 layers after each stride-2 convolution (``strided``); ``norm`` is the strided family's."""
+    or residual 3×3 layers after each stride-2 convolution (``strided``); ``norm`` and
+    ``coord_channels`` are the strided family's."""
     _check_arch(arch)
     if arch == "strided":
         return StridedEncoder(
-            image_size, in_channels, base_channels, n_downsample, out_features, n_res_blocks, norm
+            image_size,
+            in_channels,
+            base_channels,
+            n_downsample,
+            out_features,
+            n_res_blocks,
+            norm,
+            coord_channels,
         )
+    if coord_channels:
+        raise ValueError("coordinate channels are built for the strided family only")
     return ImageEncoder(image_size, in_channels, base_channels, n_downsample, n_res_blocks, out_features)
 
 
@@ -394,11 +444,22 @@ def make_image_decoder(
     n_downsample: int,
     n_res_blocks: int,
     norm: str = "batch",
+    coord_channels: bool = False,
 ) -> nn.Module:
-    """The image decoder of family ``arch``, ``n_res_blocks`` as in :func:`make_image_encoder`."""
+    """The image decoder of family ``arch``, ``n_res_blocks`` and ``coord_channels`` as in
+    :func:`make_image_encoder`."""
     _check_arch(arch)
     if arch == "strided":
         return StridedDecoder(
-            in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks, norm
+            in_features,
+            image_size,
+            out_channels,
+            base_channels,
+            n_downsample,
+            n_res_blocks,
+            norm,
+            coord_channels,
         )
+    if coord_channels:
+        raise ValueError("coordinate channels are built for the strided family only")
     return ImageDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)

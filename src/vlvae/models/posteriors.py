@@ -60,6 +60,7 @@ class ImagePosterior(nn.Module):
             config.n_res_blocks,
             config.encoding_dim,
             config.norm,
+            config.coord_channels,
         )
         self.text_encoder = (
             TextEncoder(config.vocab_size, config.embedding_dim, config.text_hidden, config.encoding_dim)

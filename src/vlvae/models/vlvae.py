@@ -81,6 +81,7 @@ class VLVAE(nn.Module):
             config.n_downsample,
             config.n_res_blocks,
             config.norm,
+            config.coord_channels,
         )
         self.text_decoder = TextDecoder(
             config.decoder_dim,
