@@ -40,6 +40,7 @@ from vlvae.inference import MAX_SAMPLES, PRIORS, TEXT_POSTERIORS, check_sample_c
 from vlvae.methods import get_method, method_names
 from vlvae.methods.stages import TEXT_POSTERIOR, choices, text_posterior_stage
 from vlvae.paths import PATH_OPTION, check_output_file
+from vlvae.recipes.across_runs import parse_labelled_runs, run_across_runs
 from vlvae.recipes.figure1 import run_latent2d
 from vlvae.recipes.reproduce import reproduce
 from vlvae.runinfo import git_commit
@@ -194,6 +195,29 @@ def figure_latent2d(
     (z in 2-D)."""
     check_option("--steps", steps, "stage1.steps")
     path = run_latent2d(data, out, preset, steps, set_, progress, list(text) or None)
+    typer.echo(f"wrote {path}")
+
+
+@figure_app.command("runs")
+def figure_runs(
+    run: list[str] = typer.Option(
+        ...,
+        help="LABEL=RUN_FOLDER, repeatable, drawn in order (e.g. --run quick=runs/quick/run "
+        "--run cpu=runs/cpu/run); runs of one data set.",
+    ),
+    out: Path = typer.Option(..., help="The PNG to write.", **PATH_OPTION),
+    classifier: Path | None = typer.Option(
+        None,
+        help="One judge for every run: each image is captioned with its correctness against the text.",
+        **PATH_OPTION,
+    ),
+    n: int = typer.Option(4, help="Examples (rows): validation images 0 … n − 1 of the first run's data."),
+    seed: int = typer.Option(0, help="Seed of every q(z|y) sample."),
+    device: str = _device_option(),
+):
+    """The same texts across runs (e.g. presets quick, cpu, cpu-long): each run's reconstruction and a
+    q_Agg and a q_True sample per text, upsampled so a person can judge them."""
+    path = run_across_runs(parse_labelled_runs(run), out, classifier, n, seed, device)
     typer.echo(f"wrote {path}")
 
 

@@ -6,6 +6,9 @@
 * :func:`figure_conditional_samples` (Figs. 4, 6): per text, images and texts
   decoded from z ~ q(z|y) of each text posterior (q_Agg, q_True), scored
   against the given text when a scorer is given.
+* :func:`figure_across_runs`: the same data images and texts through several runs (e.g. the
+  ``quick``, ``cpu`` and ``cpu-long`` presets): each run's reconstruction and its q_Agg and q_True
+  samples side by side, so a reader sees what more compute buys.
 * :func:`figure_convergence`: a stage's validation curves (stage 1: log p(x|z), KL,
   reconstruction correctness) against wall-clock training minutes, read from its
   CSV logs by :func:`read_validation_curves`, so one sees whether more time would help.
@@ -43,6 +46,7 @@ __all__ = [
     "POSTERIOR_LABELS",
     "PRIOR_LABELS",
     "convergence_summary",
+    "figure_across_runs",
     "figure_conditional_samples",
     "figure_convergence",
     "figure_joint_vs_marginal",
@@ -196,8 +200,8 @@ def figure_reconstructions(
 
     n_cols = 3 + len(prior_draws)
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in y)
-    row_h = 1.55 + 0.15 * lines
-    widths = [1.5, 1.5, 2.7] + [1.5] * len(prior_draws)
+    row_h = 1.95 + 0.15 * lines  # images 1.9 inches wide: a 64-pixel image at more than 3x
+    widths = [1.9, 1.9, 2.7] + [1.9] * len(prior_draws)
     fig, axes = new_figure(
         n, n_cols, (sum(widths) + 0.6, row_h * n + 0.8), gridspec_kw={"width_ratios": widths}
     )
@@ -299,8 +303,8 @@ def figure_conditional_samples(
             draws[name] = (images, decoded, scores)
 
     lines = max(text_caption(t, vocab).count("\n") + 1 for t in texts) + (scorer is not None)
-    row_h = 1.5 + 0.15 * lines
-    widths = [1.7] + [1.5] * (n_samples * len(draws))
+    row_h = 1.9 + 0.15 * lines  # images 1.9 inches wide: a 64-pixel image at more than 3x
+    widths = [1.7] + [1.9] * (n_samples * len(draws))
     fig, axes = new_figure(
         n_texts, len(widths), (sum(widths) + 0.6, row_h * n_texts + 0.9), gridspec_kw={"width_ratios": widths}
     )
@@ -340,6 +344,70 @@ def figure_conditional_samples(
         left = axes[0, g * n_samples].get_position().x1
         right = axes[0, 1 + g * n_samples].get_position().x0
         fig.add_artist(Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.6", lw=1.0))
+    return save_figure(fig, out)
+
+
+def figure_across_runs(
+    x: Tensor,
+    y: LongTensor,
+    vocab: Vocabulary,
+    runs: dict[str, dict[str, tuple[Tensor, list[str], np.ndarray | None]]],
+    out: Path,
+    cell: float = 1.9,
+) -> Path:
+    """The same data images and texts through several runs: per row one example, then per run one
+    image of each kind (reconstruction, q_Agg sample, q_True sample), captioned with the judge's
+    correctness against the example's text (or, without a judge, the text decoded from the same z).
+
+    Images are drawn with nearest-neighbour upsampling at ``cell`` inches (about 210 pixels at the
+    saved 110 dpi: a 64-pixel image is shown at more than 3x, each pixel a visible block).
+
+    Args:
+        x: (N, 3, H, W) data images in [0, 1]; y: (N, L) their texts.
+        vocab: the data set's vocabulary.
+        runs: label (e.g. the preset) -> kind (e.g. ``reconstruction``, ``q_agg``, ``q_true``) ->
+            (images (N, 3, H, W) in [0, 1], the N texts decoded from the same z, correctness (N,)
+            in [0, 1] against ``y`` or None). Runs and kinds are drawn in the given order.
+        out: the PNG to write.
+        cell: width of one image in inches.
+
+    Returns:
+        ``out``.
+    """
+    n = len(x)
+    columns = [(label, kind) for label, kinds in runs.items() for kind in kinds]
+    if not n or not columns:
+        raise VLVAEError("a figure across runs needs at least one example and one run")
+    judged = all(scores is not None for kinds in runs.values() for _, _, scores in kinds.values())
+    lines = max(text_caption(t, vocab).count("\n") + 1 for t in y) + 1
+    row_h = cell + 0.17 * lines + 0.15
+    widths = [cell] * (1 + len(columns))
+    fig, axes = new_figure(n, len(widths), (sum(widths) + 0.4, row_h * n + 1.1))
+    for i in range(n):
+        _image(axes[i, 0], x[i], text_caption(y[i], vocab), fontsize=8)
+        for j, (label, kind) in enumerate(columns):
+            images, texts, scores = runs[label][kind]
+            caption = textwrap.fill(texts[i], width=22)
+            if judged:
+                caption = _score_caption(float(scores[i]), vocab)
+            _image(axes[i, 1 + j], images[i], caption, fontsize=8)
+    axes[0, 0].set_title("data image\n+ its text y", fontsize=9, fontweight="bold", pad=6)
+    for j, (label, kind) in enumerate(columns):
+        name = {"reconstruction": "reconstruction"}.get(kind, f"z ~ {POSTERIOR_LABELS.get(kind, kind)}")
+        axes[0, 1 + j].set_title(f"{label}\n{name}", fontsize=9, fontweight="bold", pad=6)
+    fig.suptitle(
+        "The same texts across runs: reconstruction (mean of q(z|x)) and one sample of each text "
+        "posterior q(z|y); captions: "
+        + ("the judge's correctness against y" if judged else "the text decoded from the same z"),
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.6)
+    per_run = [len(kinds) for kinds in runs.values()]
+    edge = 1
+    for k in per_run[:-1]:
+        edge += k
+        left, right = axes[0, edge - 1].get_position().x1, axes[0, edge].get_position().x0
+        fig.add_artist(Line2D([(left + right) / 2] * 2, [0.02, 0.95], color="0.5", lw=1.2))
     return save_figure(fig, out)
 
 

@@ -48,7 +48,7 @@ class ModelConfig:
         norm: normalisation of the ``strided`` family: ``batch`` or ``group``.
         coord_channels: ``strided`` family only: every (transposed) stride-2 convolution of the image
             encoder and decoder also reads two channels holding the pixel coordinates
-            (:class:`vlvae.models.image.CoordinateChannels`, docs/design.md §8.4).
+            (:class:`vlvae.models.image.CoordinateChannels`, docs/design.md §8.2).
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),

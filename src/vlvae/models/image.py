@@ -220,7 +220,7 @@ class ResidualConv(nn.Module):
 
 
 class CoordinateChannels(nn.Module):
-    """Append two channels holding each pixel's column and row, scaled to [−1, 1] (docs/design.md §8.4).
+    """Append two channels holding each pixel's column and row, scaled to [−1, 1] (docs/design.md §8.2).
 
     A convolution is translation-equivariant: it cannot tell where in the image it is, so a decoder
     must build every position out of the seed's spatial layout and an encoder must infer it from
