@@ -26,7 +26,7 @@ from torch.distributions import Beta, Distribution, constraints
 
 from vlvae.objectives import full_precision
 
-__all__ = ["ConstrainedBeta", "map_pixels", "pixel_log_jacobian", "unmap_pixels"]
+__all__ = ["ConstrainedBeta", "beta_log_prob", "map_pixels", "pixel_log_jacobian", "unmap_pixels"]
 
 ALPHA_EPS = 1e-4
 
@@ -55,6 +55,50 @@ def pixel_log_jacobian(num_dims: int, pixel_low: float, pixel_high: float) -> fl
     if not 0.0 <= pixel_low < pixel_high:
         raise ValueError(f"need 0 <= pixel_low < pixel_high, got [{pixel_low}, {pixel_high}]")
     return num_dims * math.log(pixel_high - pixel_low)
+
+
+class _BetaLogProb(torch.autograd.Function):
+    """log Beta(x; cα, c(1 − α)) with a hand-written gradient in α (docs/design.md §8.2).
+
+    Forward: (a − 1)·log x + (b − 1)·log(1 − x) − lgamma(a) − lgamma(b) + lgamma(c), a = cα, b = c − a.
+    Backward: ∂/∂α = c·(log x − log(1 − x) − ψ(a) + ψ(b)), ψ the digamma function. The same
+    arithmetic as autograd through the expression, in two in-place passes instead of a graph of
+    ten tensors; log x and log(1 − x) are computed once, outside, and no gradient flows to x.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, log_x: Tensor, log_1mx: Tensor, concentration: float) -> Tensor:
+        a = alpha * concentration
+        b = concentration - a
+        ctx.save_for_backward(a, log_x, log_1mx)
+        ctx.concentration = concentration
+        out = torch.lgamma(a).add_(torch.lgamma(b)).neg_().add_(math.lgamma(concentration))
+        return out.addcmul_(a - 1.0, log_x).addcmul_(b - 1.0, log_1mx)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, log_x, log_1mx = ctx.saved_tensors
+        c = ctx.concentration
+        d_alpha = (log_x - log_1mx).sub_(torch.digamma(a)).add_(torch.digamma(c - a)).mul_(grad * c)
+        return d_alpha, None, None, None
+
+
+def beta_log_prob(alpha: Tensor, value: Tensor, concentration: float) -> Tensor:
+    """Element-wise log Beta(value; cα, c(1 − α)) for α already clamped into (0, 1), any shape
+    (broadcast); differentiable in α and, when ``value`` needs a gradient, in ``value`` too.
+
+    Example:
+        >>> a, x = torch.tensor([0.3, 0.8]), torch.tensor([0.25, 0.9])
+        >>> torch.allclose(beta_log_prob(a, x, 100.0), Beta(100 * a, 100 * (1 - a)).log_prob(x))
+        True
+    """
+    if value.requires_grad:  # e.g. a reparameterised sample: the plain expression, through autograd
+        a = concentration * alpha
+        b = concentration - a
+        log_norm = torch.lgamma(a) + torch.lgamma(b) - math.lgamma(concentration)
+        return (a - 1.0) * torch.log(value) + (b - 1.0) * torch.log1p(-value) - log_norm
+    alpha, value = torch.broadcast_tensors(alpha, value)
+    return _BetaLogProb.apply(alpha, torch.log(value), torch.log1p(-value), float(concentration))
 
 
 class ConstrainedBeta(Distribution):
@@ -103,10 +147,7 @@ class ConstrainedBeta(Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        a = self.concentration * self.alpha
-        b = self.concentration - a
-        log_norm = torch.lgamma(a) + torch.lgamma(b) - math.lgamma(self.concentration)
-        return (a - 1.0) * torch.log(value) + (b - 1.0) * torch.log1p(-value) - log_norm
+        return beta_log_prob(self.alpha, value, self.concentration)
 
     @full_precision
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
