@@ -246,8 +246,8 @@ def train_vlvae_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="Named configuration: paper (GPU, docs/design.md §5), cpu, quick or tiny (a data set's "
-        "own presets too, e.g. celeba-cpu).",
+        help="Named configuration: paper (GPU, docs/design.md §5), cpu, cpu-long, quick or tiny "
+        "(a data set's own presets too, e.g. celeba-cpu).",
     ),
     steps: int | None = typer.Option(None, help="Stage-1 optimisation steps (overrides the preset)."),
     max_minutes: float | None = typer.Option(
@@ -572,7 +572,8 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (13-19 min on 2 cores), cpu (~50 min, shows the paper's effect) or paper (GPU scale).",
+        help="quick (13-19 min on 2 cores), cpu (~60 min, shows the paper's effect), cpu-long (≤ 2 hours, "
+        "stage 1 three times longer) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
         dataset_names()[0],
