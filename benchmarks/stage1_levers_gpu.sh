@@ -4,6 +4,10 @@
 # variant's curve of correctness against images seen is what it would be on the CPU; its speed on
 # the CPU is measured there (benchmarks/train_throughput.py --set ...).
 #   bash benchmarks/stage1_levers_gpu.sh OUT [WORK]
+# Measured once on a lent H200 (issue 22): rendering the cpu preset's 110,000 images there with 16
+# workers took about 8 minutes and the judge did not finish inside the 10-minute call, so no curve came
+# back. Next time render fewer (LEVERS_N=20000: the variants then see each image more often) or start
+# from a data folder carried in a later call.
 # Dry run on a CPU (a few minutes): LEVERS_N=2000 LEVERS_ACCELERATOR=cpu LEVERS_STEPS=6 \
 #   LEVERS_CLASSIFIER_STEPS=20 bash benchmarks/stage1_levers_gpu.sh OUT
 set -euo pipefail
