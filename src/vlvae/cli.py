@@ -617,6 +617,14 @@ def reproduce_cmd(
         "(q_Agg post hoc for the baselines); compare.md puts them in one table.",
     ),
     device: str = _device_option("the evaluation's models (training: the config's accelerator key)"),
+    judges_from: Path | None = typer.Option(
+        None,
+        help="An earlier reproduce's output folder: copy its finished judges (classifier/, caption_judge/) "
+        "instead of training them again, if they were trained on this run's data set (give it with "
+        "--data) with this preset's classifier settings and seed; e.g. cpu-long with cpu's judges: "
+        "--preset cpu-long --data runs/cpu/data --judges-from runs/cpu.",
+        **PATH_OPTION,
+    ),
 ):
     """Everything in order: data, classifier, VLVAE, q_True, q_Agg, prior, evaluation (finished stages
     skipped)."""
@@ -640,6 +648,7 @@ def reproduce_cmd(
         methods=names,
         data=data,
         device=on,
+        judges_from=judges_from,
     )
     typer.echo((Path(out) / ("summary.md" if vlvae_replicates > 1 else "run/report.md")).read_text())
     if names:

@@ -2,11 +2,13 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from vlvae.config import PRESETS
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.datasets.two_objects.judge import (
     ATTRIBUTE_SLOTS,
@@ -17,7 +19,8 @@ from vlvae.datasets.two_objects.judge import (
 )
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.metrics import summarise
-from vlvae.recipes.reproduce import reproduce
+from vlvae.recipes.reproduce import adopt_judge, reproduce
+from vlvae.seeds import caption_judge_seed, classifier_seed
 
 
 @pytest.fixture(scope="module")
@@ -599,4 +602,53 @@ def test_evaluation_on_a_gpu_agrees_with_the_cpu(pipeline, tmp_path):
     z = q_cpu.mean
     torch.testing.assert_close(
         on_gpu.log_px(x.cuda(), z.cuda()).cpu(), on_cpu.log_px(x, z), rtol=1e-2, atol=1e-1
+    )
+
+
+def test_reproduce_copies_judges_from_an_earlier_run(pipeline, tmp_path, capsys):
+    """--judges-from: the earlier run's finished judges are copied byte for byte, not trained again."""
+    out, _ = pipeline
+    new = tmp_path / "longer"
+    metrics = reproduce(
+        new,
+        "tiny",
+        workers=1,
+        progress=False,
+        data=out / "data",
+        judges_from=out,
+        overrides=["stage1.steps=8"],
+    )
+    printed = capsys.readouterr().out
+    assert printed.count("copied from") == 2
+    assert "classifier       running" not in printed and "caption judge    running" not in printed
+    for judge in ("classifier", "caption_judge"):
+        names = sorted(p.relative_to(out / judge) for p in (out / judge).rglob("*") if p.is_file())
+        assert names and names == sorted(
+            p.relative_to(new / judge) for p in (new / judge).rglob("*") if p.is_file()
+        )
+        for name in names:
+            assert (out / judge / name).read_bytes() == (new / judge / name).read_bytes()
+    assert metrics["correctness"]["reconstruction"]["mean"] >= 0.0
+    # the run was trained anew with its own budget, judged by the copied judges
+    assert json.loads((new / "run" / "stage1" / "metrics.json").read_text())["steps"] == 8
+
+
+def test_adopting_a_judge_refuses_another_judge(pipeline, tmp_path):
+    out, _ = pipeline
+    cfg = PRESETS["tiny"]()
+    target = tmp_path / "classifier"
+    other_settings = replace(cfg, classifier=replace(cfg.classifier, steps=cfg.classifier.steps + 1))
+    with pytest.raises(VLVAEError, match="other classifier settings"):
+        adopt_judge(out / "classifier", target, out / "data", other_settings, classifier_seed(cfg.seed))
+    with pytest.raises(VLVAEError, match="seed"):
+        adopt_judge(out / "caption_judge", target, out / "data", cfg, caption_judge_seed(cfg.seed + 1))
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(out / "classifier", unfinished)
+    (unfinished / "metrics.json").unlink()
+    with pytest.raises(VLVAEError, match="no finished judge"):
+        adopt_judge(unfinished, target, out / "data", cfg, classifier_seed(cfg.seed))
+    assert not target.exists()
+    adopt_judge(out / "classifier", target, out / "data", cfg, classifier_seed(cfg.seed))
+    assert json.loads((target / "metrics.json").read_text()) == json.loads(
+        (out / "classifier" / "metrics.json").read_text()
     )

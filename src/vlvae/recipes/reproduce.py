@@ -7,13 +7,16 @@ data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation; with
 classifier is trained before the VLVAE so that stage 1 can report the
 correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (the data set built, unless ``data`` names a finished one),
-``run/`` (the run folder with ``report.md``), and ``classifier/``. The options are checked
-before anything is written, and the output folder is locked for the whole
+``run/`` (the run folder with ``report.md``), and ``classifier/``. With ``judges_from`` (an earlier
+reproduce's output folder), finished judges that this run would train alike (the same data set,
+classifier settings and seed) are copied from there instead of trained again (:func:`adopt_judge`).
+The options are checked before anything is written, and the output folder is locked for the whole
 run (each stage also locks the sub-folder it writes).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from functools import partial
@@ -28,12 +31,14 @@ from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
 from vlvae.device import resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
+from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method, knob_names
 from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runs import STAGE1, method_stages, stage_dir
-from vlvae.seeds import stage1_replicate_seed
+from vlvae.seeds import caption_judge_seed, classifier_seed, stage1_replicate_seed
+from vlvae.training.judges import training_settings
 from vlvae.training.run import check_logger, fit_vlvae, train_stage
 
 __all__ = ["reproduce"]
@@ -59,6 +64,48 @@ def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
     return result
 
 
+def adopt_judge(source: Path, out: Path, data: Path, cfg, seed: int) -> None:
+    """Copy the finished judge folder ``source`` to ``out``, where this run would train the same judge.
+
+    A judge is a measuring instrument: trained on the same data set with the same classifier
+    settings and seed, a second one is the first again (up to the threads' floating-point
+    order), so a run may take an earlier run's instead of spending its minutes (the ``cpu-long``
+    preset's judges are the ``cpu`` preset's). The preset's name may differ.
+
+    Args:
+        source: a finished judge folder (``classifier/`` or ``caption_judge/`` of an earlier reproduce).
+        out: where this run keeps that judge (must not exist yet).
+        data: the data set this run trains on; the judge must have been trained on it
+            (:func:`vlvae.evaluation.judge.check_classifier_fits`).
+        cfg: this run's config: its ``classifier`` section must equal the judge's recorded settings.
+        seed: the seed this run would train the judge with; checked where the judge records one.
+
+    Raises:
+        VLVAEError: one line naming what differs (nothing is written then).
+    """
+    source, out = Path(source), Path(out)
+    if not (source / "metrics.json").is_file():
+        raise VLVAEError(
+            f"--judges-from: {source} holds no finished judge (no metrics.json); finish that run first "
+            "or leave --judges-from out to train the judges here"
+        )
+    info = check_classifier_fits(source, data, f"this run's data set {data}")
+    if info.get("classifier") != training_settings(cfg.classifier):
+        raise VLVAEError(
+            f"--judges-from: {source} was trained with other classifier settings than this preset's; "
+            "leave --judges-from out to train the judges here"
+        )
+    if "seed" in info and info["seed"] != seed:
+        raise VLVAEError(
+            f"--judges-from: {source} was trained with seed {info['seed']}, this run would use {seed}; "
+            "leave --judges-from out to train the judges here"
+        )
+    partial_copy = out.with_name(out.name + ".copying")
+    shutil.rmtree(partial_copy, ignore_errors=True)
+    shutil.copytree(source, partial_copy, ignore=shutil.ignore_patterns(".lock", "*.tmp"))
+    partial_copy.rename(out)
+
+
 def reproduce(
     out: Path,
     preset_name: str = "cpu",
@@ -72,6 +119,7 @@ def reproduce(
     methods: tuple[str, ...] = (),
     data: Path | None = None,
     device: str | torch.device = "cpu",
+    judges_from: Path | None = None,
 ) -> dict:
     """Run the whole pipeline into ``out`` and return the evaluation metrics.
 
@@ -100,6 +148,10 @@ def reproduce(
         device: where the evaluation (and the comparison) runs its models
             (:func:`vlvae.device.resolve_device`); the training stages use the config's
             ``accelerator`` and ``devices`` instead. Checked before anything is written.
+        judges_from: an earlier reproduce's output folder whose finished judges (``classifier/``,
+            ``caption_judge/``) this run copies instead of training its own, when they were trained
+            on this run's data set (give it with ``data``) with this preset's classifier settings
+            and seed (:func:`adopt_judge`).
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
@@ -137,6 +189,10 @@ def reproduce(
                 f"({', '.join(dict.fromkeys((cfg.method.name, *methods)))})"
             )
     check_logger(cfg)  # logger=wandb or mlflow (every method's run shares it): its package is installed
+    if judges_from is not None and not Path(judges_from).is_dir():
+        raise VLVAEError(
+            f"--judges-from {judges_from} is not a folder; give an earlier reproduce's output folder"
+        )
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
         data = Path(data) if data is not None else out / "data"
@@ -153,6 +209,7 @@ def reproduce(
             replicates,
             vlvae_replicates,
             device,
+            None if judges_from is None else Path(judges_from),
         )
         if configs:
             _other_methods(out, data, configs, progress, device)
@@ -199,6 +256,7 @@ def _reproduce(
     replicates: int,
     vlvae_replicates: int,
     device: torch.device = torch.device("cpu"),
+    judges_from: Path | None = None,
 ) -> dict:
     """:func:`reproduce`'s stages, with the output folder's lock held."""
 
@@ -225,19 +283,30 @@ def _reproduce(
     else:
         _line(1, n, "data", f"given: {data}")
     # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
-    if caption is not None:
+    adopted = set()
+    if judges_from is not None:
+        wanted = [(cls, classifier_seed(cfg.seed))]
+        if caption is not None:
+            wanted.insert(0, (caption, caption_judge_seed(cfg.seed)))
+        for i, (folder, seed) in enumerate(wanted, start=2):
+            if not (folder / "metrics.json").exists():
+                adopt_judge(judges_from / folder.name, folder, data, cfg, seed)
+                adopted.add(folder)
+                _line(i, n, folder.name.replace("_", " "), f"copied from {judges_from / folder.name}")
+    if caption is not None and caption not in adopted:
         timed(
             2,
             "caption judge",
             lambda: CAPTION_JUDGE.train(data, caption, cfg, name, (caption / "last.ckpt").exists(), progress),
             caption / "metrics.json",
         )
-    timed(
-        1 + judges,
-        "classifier",
-        lambda: spec.judge.train(data, cls, cfg, name, (cls / "last.ckpt").exists(), progress),
-        cls / "metrics.json",
-    )
+    if cls not in adopted:
+        timed(
+            1 + judges,
+            "classifier",
+            lambda: spec.judge.train(data, cls, cfg, name, (cls / "last.ckpt").exists(), progress),
+            cls / "metrics.json",
+        )
     # The run folder stores the config; later stages read it from there.
     vocab = read_vocabulary(data)
     runs = [out / ("run" if v == 0 else f"run.r{v}") for v in range(vlvae_replicates)]

@@ -159,9 +159,9 @@ def judge_stage(config: ClassifierConfig) -> StageConfig:
     )
 
 
-#: Keys of classifier.json added later (provenance, the judge): a folder written before them is
-#: reopened without them.
-_LATER_KEYS = ("judge", "dataset", "vocab_sha256")
+#: Keys of classifier.json added later (provenance, the judge, the seed of the data set's judges): a
+#: folder written before them is reopened without them.
+_LATER_KEYS = ("judge", "dataset", "vocab_sha256", "seed")
 
 
 def read_classifier_info(path: Path, what: str):

@@ -250,6 +250,7 @@ def train_celeba_classifier(
             manifest,
             classifier=training_settings(cfg.classifier),
             preset=name,
+            seed=classifier_seed(cfg.seed),
             labels=list(CELEBA_LABELS),
         ),
     }

@@ -162,7 +162,13 @@ def train_classifier(
     manifest = read_manifest(data)
     info = {
         "judge": JUDGE,
-        **classifier_info(data, manifest, classifier=training_settings(cfg.classifier), preset=preset_name),
+        **classifier_info(
+            data,
+            manifest,
+            classifier=training_settings(cfg.classifier),
+            preset=preset_name,
+            seed=classifier_seed(cfg.seed),
+        ),
     }
     vocab = read_vocabulary(data)
     slots = len(ATTRIBUTE_SLOTS) + 1
