@@ -1,20 +1,14 @@
 """benchmarks/stage1_levers.py reads every validation pass of each variant's stage 1 from its CSV logs."""
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "stage1_levers.py"
-
 
 @pytest.fixture(scope="module")
-def levers():
-    spec = importlib.util.spec_from_file_location("stage1_levers", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def levers(benchmark_script):
+    return benchmark_script("stage1_levers")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

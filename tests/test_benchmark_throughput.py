@@ -1,20 +1,13 @@
 """benchmarks/train_throughput.py measures every stage through the real training tasks."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
-
 
 @pytest.fixture(scope="module")
-def throughput():
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def throughput(benchmark_script):
+    return benchmark_script("train_throughput")
 
 
 def test_every_stage_reports_throughput_and_table_seconds(throughput, tmp_path):

@@ -1,23 +1,16 @@
 """benchmarks/serve_load.py: a bounded load test of the API, here small, on the tiny run's live server."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
+
+@pytest.fixture(scope="module")
+def serve_load(benchmark_script):
+    return benchmark_script("serve_load")
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("serve_load", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_load_test_reports_latency_without_errors(served):
-    serve_load = _module()
+def test_load_test_reports_latency_without_errors(served, serve_load):
     result = serve_load.load_test(served, requests=16, concurrency=4, n=8, posterior="both")
     assert result["errors"] == 0, result["error_samples"]
     assert result["requests"] == 16 and len(result["text"].split()) == 9
@@ -28,16 +21,15 @@ def test_load_test_reports_latency_without_errors(served):
     assert "p50" in text and "p95" in text and "errors: 0" in text
 
 
-def test_load_test_counts_errors(served):
-    result = _module().load_test(served, requests=3, concurrency=2, n=8, text="small pink")
+def test_load_test_counts_errors(served, serve_load):
+    result = serve_load.load_test(served, requests=3, concurrency=2, n=8, text="small pink")
     assert (
         result["errors"] == 3 and "400" in result["error_samples"][0] and "pink" in result["error_samples"][0]
     )
     assert math.isnan(result["p50_ms"])
 
 
-def test_table_of_one_and_several_clients(served):
-    serve_load = _module()
+def test_table_of_one_and_several_clients(served, serve_load):
     results = [serve_load.load_test(served, requests=8, concurrency=c, n=4) for c in (1, 4)]
     table = serve_load.format_table(results).splitlines()
     assert "clients" in table[1] and "p95 ms" in table[1] and "req/s" in table[1]
