@@ -286,11 +286,13 @@ def _cpu() -> ExperimentConfig:
       Coordinate channels on (docs/design.md §8.2): in a 3,000-step stage 1 with the same seed and
       judge, reconstructions scored 55.0 % against 50.5 % without them (and log p(x|z) +176 nats),
       while 2-core throughput fell by 0-15 % (521-601 against 589-638 images/s, noisy), so they win
-      per CPU-second too (``benchmarks/stage1_levers.py``).
+      per CPU-second too (``benchmarks/stage1_levers.py``). At the full 10,000 steps the gain was
+      gone (69.7 % against 69.6 %, one seed each; 950-982 against 1,089-1,095 images/s the same
+      hour): they stay on because every measured table was trained with them (design §8.2).
     - stage 1: 10,000 steps of 64, a budget in steps so that the result does not depend on the
       machine's speed or load (a wall-clock cap is opt-in: ``stage1.max_minutes``). This
-      2-core machine has trained it at 346-700 images/s on different days (``benchmarks/
-      train_throughput.py --preset cpu --stage vlvae``), so 10,000 steps take 15-31 minutes;
+      2-core machine has trained it at 346-946 images/s on different days (``benchmarks/
+      train_throughput.py --preset cpu --stage vlvae``), so 10,000 steps take 11-31 minutes;
       the earlier 13,000 steps with a 22-minute cap stopped at 7,467-12,634 steps depending
       on the load. Adam lr 1e-3 with a
       200-step warm-up and a cosine decay to 5 % (batch norm's running statistics lag behind
