@@ -572,8 +572,8 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (13-19 min on 2 cores), cpu (~60 min, shows the paper's effect), cpu-long (≤ 2 hours, "
-        "stage 1 three times longer) or paper (GPU scale).",
+        help="quick (9-15 min on 2 cores), cpu (37-60 min, shows the paper's effect), cpu-long (about 58 "
+        "min, stage 1 three times longer; 47 with cpu's data and judges) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
         dataset_names()[0],

@@ -378,9 +378,10 @@ def _cpu_long() -> ExperimentConfig:
 
     Why: at the end of the cpu preset's 10,000 steps stage 1's validation correctness was still rising
     (+3.2 points over its last quarter, docs/results.md), and every later number is bounded by it.
-    30,000 steps of 64 take 55-75 minutes at the 430-580 images/s measured for the cpu recipe on 2 cores
-    (``benchmarks/train_throughput.py --preset cpu-long --stage vlvae``); the rest of the pipeline
-    is the cpu preset's (data ~4, judges ~18, stages 2-3 ~10-15, evaluation ~10 minutes). The KL
+    Measured from a clean clone of 010efb4 on 2 cores (docs/results.md, "cpu-long at 010efb4"):
+    30,000 steps of 64 in 33 minutes (973 images/s), the whole run 46.6 minutes with the cpu run's
+    data and judges (``--judges-from``), about 58 from nothing; stage 1's validation correctness
+    flattens from about 22,000 steps (77 %, +1.0 point over the last quarter). The KL
     warm-up and the learning-rate schedule (warm-up, cosine to 5 %) are stretched with the budget:
     the schedule is a function of the fraction of training done.
     """
@@ -393,7 +394,8 @@ def _cpu_long() -> ExperimentConfig:
 
 
 def _quick() -> ExperimentConfig:
-    """The cpu recipe on 20,000 pairs with shorter stages (``make demo``): 13-19 minutes on 2 cores.
+    """The cpu recipe on 20,000 pairs with shorter stages (``make demo``): 9-15 minutes on 2 cores
+    (8.7 alone at d3adc99).
 
     Stage 1 trains 2,000 steps (the earlier 3,000 steps with a 6-minute cap stopped at about 2,000
     on this machine, and at a number that depended on its load).
