@@ -288,7 +288,10 @@ def _cpu() -> ExperimentConfig:
       while 2-core throughput fell by 0-15 % (521-601 against 589-638 images/s, noisy), so they win
       per CPU-second too (``benchmarks/stage1_levers.py``). At the full 10,000 steps the gain was
       gone (69.7 % against 69.6 %, one seed each; 950-982 against 1,089-1,095 images/s the same
-      hour): they stay on because every measured table was trained with them (design §8.2).
+      hour), and at cpu-long's 30,000 steps too (77.9 % with them, 78.7 % without). What they
+      buy is stability: without them that run collapsed four times in its first 11,000 steps
+      (KL up to 461 nats, correctness down to 36 %) before recovering. They stay on for that and
+      because every measured table was trained with them (design §8.2).
     - stage 1: 10,000 steps of 64, a budget in steps so that the result does not depend on the
       machine's speed or load (a wall-clock cap is opt-in: ``stage1.max_minutes``). This
       2-core machine has trained it at 346-946 images/s on different days (``benchmarks/
