@@ -572,7 +572,7 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (9-15 min on 2 cores), cpu (37-60 min, shows the paper's effect), cpu-long (about 58 "
+        help="quick (9-15 min on 2 cores), cpu (37-60 min, shows the paper's effect), cpu-long (56 "
         "min, stage 1 three times longer; 47 with cpu's data and judges) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(

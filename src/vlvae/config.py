@@ -383,10 +383,10 @@ def _cpu_long() -> ExperimentConfig:
     (+3.2 points over its last quarter, docs/results.md), and every later number is bounded by it.
     Measured from a clean clone of 010efb4 on 2 cores (docs/results.md, "cpu-long at 010efb4"):
     30,000 steps of 64 in 33 minutes (973 images/s), the whole run 46.6 minutes with the cpu run's
-    data and judges (``--judges-from``), about 58 from nothing; stage 1's validation correctness
-    flattens from about 22,000 steps (77 %, +1.0 point over the last quarter). The KL
-    warm-up and the learning-rate schedule (warm-up, cosine to 5 %) are stretched with the budget:
-    the schedule is a function of the fraction of training done.
+    data and judges (``--judges-from``), 55.8 from nothing (re-run at 4e5ad76, identical figures);
+    stage 1's validation correctness flattens from about 22,000 steps (77 %, +1.0 point over the last
+    quarter). The KL warm-up and the learning-rate schedule (warm-up, cosine to 5 %) are stretched
+    with the budget: the schedule is a function of the fraction of training done.
     """
     cfg = _cpu()
     cfg.name = "cpu-long"
