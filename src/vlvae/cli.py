@@ -621,8 +621,9 @@ def reproduce_cmd(
         None,
         help="An earlier reproduce's output folder: copy its finished judges (classifier/, caption_judge/) "
         "instead of training them again, if they were trained on this run's data set (give it with "
-        "--data) with this preset's classifier settings and seed; e.g. cpu-long with cpu's judges: "
-        "--preset cpu-long --data runs/cpu/data --judges-from runs/cpu.",
+        "--data) with this preset's classifier settings and seed; e.g. a variant of a cpu-long run on "
+        "its data: --preset cpu-long --set model.coord_channels=false --data runs/cpu-long/data "
+        "--judges-from runs/cpu-long (cpu's judges train fewer steps than cpu-long's and are refused).",
         **PATH_OPTION,
     ),
 ):
