@@ -381,18 +381,19 @@ def _cpu_long() -> ExperimentConfig:
 
     Why: at the end of the cpu preset's 10,000 steps stage 1's validation correctness was still rising
     (+3.2 points over its last quarter, docs/results.md), and every later number is bounded by it.
-    Measured from a clean clone of 010efb4 on 2 cores (docs/results.md, "cpu-long at 010efb4"):
-    30,000 steps of 64 in 33 minutes (973 images/s), the whole run 46.6 minutes with the cpu run's
-    data and judges (``--judges-from``), 55.8 from nothing (re-run at 4e5ad76, identical figures);
-    stage 1's validation correctness flattens from about 22,000 steps (77 %, +1.0 point over the last
-    quarter). The KL warm-up and the learning-rate schedule (warm-up, cosine to 5 %) are stretched
-    with the budget: the schedule is a function of the fraction of training done.
+    Measured from a clean clone of 550df0e on 2 cores (docs/results.md, "cpu-long at 550df0e"):
+    30,000 steps of 64 in 32 minutes (993 images/s), the whole run 71.1 minutes from nothing, 22.6 of
+    them the judges; stage 1's validation correctness flattens from about 22,000 steps (78 %, +0.7
+    point over the last quarter). The KL warm-up and the learning-rate schedule (warm-up, cosine to
+    5 %) are stretched with the budget: the schedule is a function of the fraction of training done.
 
     The classifier (the judge) trains 15,000 steps against the cpu preset's 5,000: at 5,000 it reads
     the shapes of real validation images at 92.9 % (every other slot >= 99.3 %), missing on small
     objects (89 %) and on pairs drawn close together (75 %), mostly cube against cylinder; at 15,000
-    steps on the same data it reads them at 96.5 % (every slot >= 95 %) in about 10 minutes
-    (docs/design.md §8.2). A cpu run's judges therefore differ and ``--judges-from`` refuses them.
+    steps on the same data it reads them at 96.5 % (every slot >= 95 %) in about 11 minutes
+    (docs/design.md §8.2). The caption judge trains with the same settings (11.6 minutes; real texts
+    66.1 % word accuracy against 58.6 % at 5,000 steps). A cpu run's judges therefore differ and
+    ``--judges-from`` refuses them.
     """
     cfg = _cpu()
     cfg.name = "cpu-long"
