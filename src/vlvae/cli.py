@@ -338,10 +338,15 @@ def train_classifier_cmd(
     data: Path = typer.Option(..., help="Data-set folder (real images only are used).", **PATH_OPTION),
     out: Path = typer.Option(..., help="Folder for the classifier.", **PATH_OPTION),
     preset_name: str = typer.Option(
-        "cpu", "--preset", help="Named configuration whose `classifier` section is used."
+        "cpu",
+        "--preset",
+        help="Named configuration whose `classifier` section is used (`caption_judge` for a data set "
+        "judged by the caption judge).",
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override config keys, e.g. --set classifier.steps=5000."
+        [],
+        "--set",
+        help="Override config keys, e.g. --set classifier.steps=5000 (or caption_judge.steps=5000).",
     ),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     progress: bool = typer.Option(True, help="Show a progress bar."),

@@ -78,7 +78,8 @@ def _config(steps=240, **changes):
         n_res_blocks=0,
         min_accuracy=0.9,
     )
-    return ExperimentConfig(name="test", seed=0, classifier=classifier, accelerator="cpu", **changes)
+    # The attribute classifier's section stays the paper's (20,000 steps): the caption judge reads its own.
+    return ExperimentConfig(name="test", seed=0, caption_judge=classifier, accelerator="cpu", **changes)
 
 
 @pytest.fixture(scope="module")

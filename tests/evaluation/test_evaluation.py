@@ -633,22 +633,46 @@ def test_reproduce_copies_judges_from_an_earlier_run(pipeline, tmp_path, capsys)
     assert json.loads((new / "run" / "stage1" / "metrics.json").read_text())["steps"] == 8
 
 
+@pytest.mark.parametrize("changed", ["classifier", "caption_judge"])
+def test_judges_from_checks_each_judge_against_its_own_section_before_copying_any(
+    pipeline, tmp_path, changed
+):
+    """The two judges have a config section each: a run whose section for one of them differs refuses
+    that judge, and copies neither (the caption judge is copied first when both fit)."""
+    out, _ = pipeline
+    steps = PRESETS["tiny"]().classifier.steps + 1
+    new = tmp_path / "other"
+    with pytest.raises(VLVAEError, match=f"{changed} was trained with other settings"):
+        reproduce(
+            new,
+            "tiny",
+            workers=1,
+            progress=False,
+            data=out / "data",
+            judges_from=out,
+            overrides=[f"{changed}.steps={steps}"],
+        )
+    assert not (new / "classifier").exists() and not (new / "caption_judge").exists()
+
+
 def test_adopting_a_judge_refuses_another_judge(pipeline, tmp_path):
     out, _ = pipeline
     cfg = PRESETS["tiny"]()
     target = tmp_path / "classifier"
-    other_settings = replace(cfg, classifier=replace(cfg.classifier, steps=cfg.classifier.steps + 1))
-    with pytest.raises(VLVAEError, match="other classifier settings"):
+    other_settings = replace(cfg.classifier, steps=cfg.classifier.steps + 1)
+    with pytest.raises(VLVAEError, match="other settings"):
         adopt_judge(out / "classifier", target, out / "data", other_settings, classifier_seed(cfg.seed))
     with pytest.raises(VLVAEError, match="seed"):
-        adopt_judge(out / "caption_judge", target, out / "data", cfg, caption_judge_seed(cfg.seed + 1))
+        adopt_judge(
+            out / "caption_judge", target, out / "data", cfg.caption_judge, caption_judge_seed(cfg.seed + 1)
+        )
     unfinished = tmp_path / "unfinished"
     shutil.copytree(out / "classifier", unfinished)
     (unfinished / "metrics.json").unlink()
     with pytest.raises(VLVAEError, match="no finished judge"):
-        adopt_judge(unfinished, target, out / "data", cfg, classifier_seed(cfg.seed))
+        adopt_judge(unfinished, target, out / "data", cfg.classifier, classifier_seed(cfg.seed))
     assert not target.exists()
-    adopt_judge(out / "classifier", target, out / "data", cfg, classifier_seed(cfg.seed))
+    adopt_judge(out / "classifier", target, out / "data", cfg.classifier, classifier_seed(cfg.seed))
     assert json.loads((target / "metrics.json").read_text()) == json.loads(
         (out / "classifier" / "metrics.json").read_text()
     )

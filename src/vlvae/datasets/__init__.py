@@ -70,7 +70,8 @@ class Judge:
         key: its registry key: the tag of its weights and the ``judge`` its classifier.json records.
         title: how messages name it.
         train: ``(data, out, cfg, preset_name, resume, progress) -> metrics``: trains it into a
-            classifier folder with the ``classifier`` section and seed of ``cfg``.
+            classifier folder with the ``classifier`` section (the caption judge: ``caption_judge``) and
+            seed of ``cfg``.
         load: ``(classifier_dir, vocab) -> (scorer, metrics)``; the scorer's ``score(images, texts)``
             is the correctness in [0, 1] of each pair (``score_all_labels`` too, where it has a
             second definition).
@@ -238,7 +239,8 @@ def train_judge(
     progress: bool = True,
 ) -> dict:
     """Train the judge of the data set in ``data`` into classifier folder ``out``, with the
-    ``classifier`` section of the data set's preset of scale ``preset_name`` and ``overrides``."""
+    ``classifier`` section (the caption judge: ``caption_judge``) of the data set's preset of scale
+    ``preset_name`` and ``overrides``."""
     dataset = data_dataset(data)
     name = dataset.preset_name(preset_name)
     cfg = apply_overrides(preset(name), list(overrides))

@@ -67,7 +67,7 @@ def load_judge(directory: Path, vocab: Vocabulary) -> tuple[CaptionScorer, dict]
 def _train(
     data: Path, out: Path, cfg: ExperimentConfig, preset_name: str, resume: bool, progress: bool
 ) -> dict:
-    """The caption judge, trained with the ``classifier`` section and seed of ``cfg``."""
+    """The caption judge, trained with the ``caption_judge`` section and seed of ``cfg``."""
     return train_caption_judge(data, out, cfg, resume, progress)
 
 

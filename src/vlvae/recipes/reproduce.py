@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from vlvae.config import apply_overrides, knob_of, split_method_overrides, with_method
+from vlvae.config import ClassifierConfig, apply_overrides, knob_of, split_method_overrides, with_method
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
@@ -64,35 +64,30 @@ def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
     return result
 
 
-def adopt_judge(source: Path, out: Path, data: Path, cfg, seed: int) -> None:
-    """Copy the finished judge folder ``source`` to ``out``, where this run would train the same judge.
-
-    A judge is a measuring instrument: trained on the same data set with the same classifier
-    settings and seed, a second one is the first again (up to the threads' floating-point
-    order), so a run may take an earlier run's instead of spending its minutes (the ``cpu-long``
-    preset's judges are the ``cpu`` preset's). The preset's name may differ.
+def check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
+    """Refuse the judge folder ``source`` unless it is the judge this run would train.
 
     Args:
         source: a finished judge folder (``classifier/`` or ``caption_judge/`` of an earlier reproduce).
-        out: where this run keeps that judge (must not exist yet).
         data: the data set this run trains on; the judge must have been trained on it
             (:func:`vlvae.evaluation.judge.check_classifier_fits`).
-        cfg: this run's config: its ``classifier`` section must equal the judge's recorded settings.
+        settings: the config section this run would train that judge with (``cfg.classifier`` or
+            ``cfg.caption_judge``): it must equal the judge's recorded settings.
         seed: the seed this run would train the judge with; checked where the judge records one.
 
     Raises:
-        VLVAEError: one line naming what differs (nothing is written then).
+        VLVAEError: one line naming what differs.
     """
-    source, out = Path(source), Path(out)
+    source = Path(source)
     if not (source / "metrics.json").is_file():
         raise VLVAEError(
             f"--judges-from: {source} holds no finished judge (no metrics.json); finish that run first "
             "or leave --judges-from out to train the judges here"
         )
     info = check_classifier_fits(source, data, f"this run's data set {data}")
-    if info.get("classifier") != training_settings(cfg.classifier):
+    if info.get("classifier") != training_settings(settings):
         raise VLVAEError(
-            f"--judges-from: {source} was trained with other classifier settings than this preset's; "
+            f"--judges-from: {source} was trained with other settings than this preset's; "
             "leave --judges-from out to train the judges here"
         )
     if "seed" in info and info["seed"] != seed:
@@ -100,6 +95,25 @@ def adopt_judge(source: Path, out: Path, data: Path, cfg, seed: int) -> None:
             f"--judges-from: {source} was trained with seed {info['seed']}, this run would use {seed}; "
             "leave --judges-from out to train the judges here"
         )
+
+
+def adopt_judge(source: Path, out: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
+    """Copy the finished judge folder ``source`` to ``out``, where this run would train the same judge.
+
+    A judge is a measuring instrument: trained on the same data set with the same classifier
+    settings and seed, a second one is the first again (up to the threads' floating-point
+    order), so a run may take an earlier run's instead of spending its minutes (a second run of a
+    preset with other model settings, say). The preset's name may differ.
+
+    Args:
+        source, data, settings, seed: as in :func:`check_adoptable`, which checks them first.
+        out: where this run keeps that judge (must not exist yet).
+
+    Raises:
+        VLVAEError: one line naming what differs (nothing is written then).
+    """
+    source, out = Path(source), Path(out)
+    check_adoptable(source, data, settings, seed)
     partial_copy = out.with_name(out.name + ".copying")
     shutil.rmtree(partial_copy, ignore_errors=True)
     shutil.copytree(source, partial_copy, ignore=shutil.ignore_patterns(".lock", "*.tmp"))
@@ -150,8 +164,8 @@ def reproduce(
             ``accelerator`` and ``devices`` instead. Checked before anything is written.
         judges_from: an earlier reproduce's output folder whose finished judges (``classifier/``,
             ``caption_judge/``) this run copies instead of training its own, when they were trained
-            on this run's data set (give it with ``data``) with this preset's classifier settings
-            and seed (:func:`adopt_judge`).
+            on this run's data set (give it with ``data``) with this preset's settings for that
+            judge (``classifier`` or ``caption_judge``) and seed (:func:`adopt_judge`).
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
@@ -285,14 +299,21 @@ def _reproduce(
     # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
     adopted = set()
     if judges_from is not None:
-        wanted = [(cls, classifier_seed(cfg.seed))]
+        # A data set whose own judge is the caption judge (imported captions) keeps it in classifier/.
+        if spec.judge.key == CAPTION_JUDGE.key:
+            wanted = [(cls, cfg.caption_judge, caption_judge_seed(cfg.seed))]
+        else:
+            wanted = [(cls, cfg.classifier, classifier_seed(cfg.seed))]
         if caption is not None:
-            wanted.insert(0, (caption, caption_judge_seed(cfg.seed)))
-        for i, (folder, seed) in enumerate(wanted, start=2):
-            if not (folder / "metrics.json").exists():
-                adopt_judge(judges_from / folder.name, folder, data, cfg, seed)
-                adopted.add(folder)
-                _line(i, n, folder.name.replace("_", " "), f"copied from {judges_from / folder.name}")
+            wanted.insert(0, (caption, cfg.caption_judge, caption_judge_seed(cfg.seed)))
+        # The step numbers of the progress lines; judges already finished here are kept.
+        wanted = [(i, *w) for i, w in enumerate(wanted, start=2) if not (w[0] / "metrics.json").exists()]
+        for _, folder, settings, seed in wanted:  # every judge is checked before any is copied
+            check_adoptable(judges_from / folder.name, data, settings, seed)
+        for i, folder, settings, seed in wanted:
+            adopt_judge(judges_from / folder.name, folder, data, settings, seed)
+            adopted.add(folder)
+            _line(i, n, folder.name.replace("_", " "), f"copied from {judges_from / folder.name}")
     if caption is not None and caption not in adopted:
         timed(
             2,

@@ -27,8 +27,9 @@ text model's sizes; a folder holding another is refused), ``weights.safetensors`
 ``real_accuracy`` (``overall``: the ceiling's word accuracy, so that the judges' threshold
 ``real_accuracy.overall >= min_accuracy`` applies as it is), ``ceiling``, ``floor`` and
 ``min_accuracy``: the floor's word accuracy (the judge must beat a guess of the words without the
-image), capped by the preset's ``classifier.min_accuracy``, which is set for attribute classifiers
-and would refuse any judge of free captions (a paraphrase's words cannot all be predicted).
+image), capped by the preset's ``caption_judge.min_accuracy``, which the presets copy from the attribute
+classifier's and would refuse any judge of free captions (a paraphrase's words cannot all be
+predicted).
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def train_caption_judge(
     Args:
         data: any vlvae data set (texts of fixed length, or of variable length with an end word).
         out: the classifier folder (a folder holding a judge of other settings or data is refused).
-        cfg: its ``classifier`` section sets the fit (:func:`vlvae.training.judges.judge_stage`) and the
+        cfg: its ``caption_judge`` section sets the fit (:func:`vlvae.training.judges.judge_stage`) and the
             image encoder; its ``seed`` the judge's seed (:func:`caption_judge_seed`); ``accelerator``
             and ``precision`` as for any fit (in one process: :func:`vlvae.config.single_process`).
         resume: continue from ``out/last.ckpt``.
@@ -309,7 +310,7 @@ def train_caption_judge(
         **classifier_info(
             data,
             manifest,
-            classifier=training_settings(cfg.classifier),
+            classifier=training_settings(cfg.caption_judge),
             preset=cfg.name,
             seed=seed,
             captioner=captioner,
@@ -323,8 +324,8 @@ def train_caption_judge(
         open_classifier_folder(out, info)
         torch.manual_seed(seed)  # the initial weights are a function of the seed
         task = CaptionJudgeTask(
-            cfg.classifier,
-            judge_stage(cfg.classifier),
+            cfg.caption_judge,
+            judge_stage(cfg.caption_judge),
             str(data.resolve()),
             seed,
             captioner,
@@ -347,6 +348,6 @@ def train_caption_judge(
             # The threshold the judge must meet on real images: beating its floor (a text's words
             # guessed without the image), capped by the preset's, which is set for attribute
             # classifiers: a judge of free captions cannot predict every word of a paraphrase.
-            metrics["min_accuracy"] = min(cfg.classifier.min_accuracy, reference["floor"]["word_accuracy"])
+            metrics["min_accuracy"] = min(cfg.caption_judge.min_accuracy, reference["floor"]["word_accuracy"])
             atomic_write_json(out / "metrics.json", metrics)
     return metrics
