@@ -605,19 +605,18 @@ def test_evaluation_on_a_gpu_agrees_with_the_cpu(pipeline, tmp_path):
     )
 
 
+def _reproduce_with_judges_of(out, new, override):
+    """``reproduce --preset tiny --data OUT/data --judges-from OUT --set OVERRIDE --out NEW``."""
+    return reproduce(
+        new, "tiny", workers=1, progress=False, data=out / "data", judges_from=out, overrides=[override]
+    )
+
+
 def test_reproduce_copies_judges_from_an_earlier_run(pipeline, tmp_path, capsys):
     """--judges-from: the earlier run's finished judges are copied byte for byte, not trained again."""
     out, _ = pipeline
     new = tmp_path / "longer"
-    metrics = reproduce(
-        new,
-        "tiny",
-        workers=1,
-        progress=False,
-        data=out / "data",
-        judges_from=out,
-        overrides=["stage1.steps=8"],
-    )
+    metrics = _reproduce_with_judges_of(out, new, "stage1.steps=8")
     printed = capsys.readouterr().out
     assert printed.count("copied from") == 2
     assert "classifier       running" not in printed and "caption judge    running" not in printed
@@ -643,15 +642,7 @@ def test_judges_from_checks_each_judge_against_its_own_section_before_copying_an
     steps = PRESETS["tiny"]().classifier.steps + 1
     new = tmp_path / "other"
     with pytest.raises(VLVAEError, match=f"{changed} was trained with other settings"):
-        reproduce(
-            new,
-            "tiny",
-            workers=1,
-            progress=False,
-            data=out / "data",
-            judges_from=out,
-            overrides=[f"{changed}.steps={steps}"],
-        )
+        _reproduce_with_judges_of(out, new, f"{changed}.steps={steps}")
     assert not (new / "classifier").exists() and not (new / "caption_judge").exists()
 
 
