@@ -577,8 +577,8 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (9-15 min on 2 cores), cpu (37-60 min, shows the paper's effect), cpu-long (56 "
-        "min, stage 1 three times longer; 47 with cpu's data and judges) or paper (GPU scale).",
+        help="quick (9-15 min on 2 cores), cpu (40-60 min, shows the paper's effect), cpu-long (71 "
+        "min, stage 1 three times longer, the caption judge 15,000 steps) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
         dataset_names()[0],
@@ -626,9 +626,10 @@ def reproduce_cmd(
         None,
         help="An earlier reproduce's output folder: copy its finished judges (classifier/, caption_judge/) "
         "instead of training them again, if they were trained on this run's data set (give it with "
-        "--data) with this preset's classifier settings and seed; e.g. a variant of a cpu-long run on "
-        "its data: --preset cpu-long --set model.coord_channels=false --data runs/cpu-long/data "
-        "--judges-from runs/cpu-long (cpu's judges train fewer steps than cpu-long's and are refused).",
+        "--data) with this preset's settings (classifier, caption_judge) and seeds; e.g. a variant of a "
+        "cpu-long run on its data: --preset cpu-long --set model.coord_channels=false --data "
+        "runs/cpu-long/data --judges-from runs/cpu-long (cpu's caption judge trains fewer steps than "
+        "cpu-long's and is refused).",
         **PATH_OPTION,
     ),
 ):
