@@ -315,7 +315,8 @@ def _cpu() -> ExperimentConfig:
       style judge of the earlier preset reached 87.5 %, shape 62 %). At 5,000 steps it read the
       shapes of real validation images at 92.9 %, missing small objects and close pairs (cube
       against cylinder); at 15,000 at 96.5 %, every slot >= 95 % (docs/design.md §8.2), for about 7
-      more minutes. Chosen on the judge's own validation accuracy, before the tables were read.
+      more minutes. Chosen for the judge's own validation accuracy (the cpu test tables read with
+      it were seen before it was adopted here: docs/results.md).
     - caption judge: the same network and fit at 5,000 steps (4.4 minutes; real texts 58.6 % word
       accuracy, 66.1 % at 15,000 steps for 7 more minutes the 45-minute budget does not have).
     - data: 10 % more pairs (10,000) form the test split the tables score.
