@@ -125,6 +125,25 @@ def test_old_configs_with_every_methods_alpha_keep_loading(tmp_path):
         assert method.name == name and (getattr(method, "alpha", None) == 0.25) == kept
 
 
+def test_old_configs_without_a_caption_judge_section_read_the_classifiers(tmp_path):
+    """Before the caption judge had a section, it trained with the ``classifier`` one: an old
+    config.yaml reads that back; a config that has the section keeps its own."""
+    cfg = preset("cpu")
+    assert cfg.caption_judge != cfg.classifier
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    text = (tmp_path / "config.yaml").read_text()
+    start = text.index("caption_judge:\n")
+    end = text.index("\n", start + len("caption_judge:\n"))
+    while text[end + 1 : end + 3] == "  ":  # the section's indented keys
+        end = text.index("\n", end + 1)
+    old = text[:start] + text[end + 1 :]
+    assert "caption_judge" not in old
+    (tmp_path / "old.yaml").write_text(old)
+    loaded = load_config(tmp_path / "old.yaml")
+    assert loaded.caption_judge == cfg.classifier and loaded.classifier == cfg.classifier
+
+
 def test_with_method_gives_each_method_the_knobs_it_declares():
     from vlvae.config import split_method_overrides, with_method
 

@@ -1040,13 +1040,16 @@ def _renamed(key: str) -> str:
 
 def _upgraded(data: dict) -> dict:
     """A config file's contents with the keys renamed since (:data:`RENAMED_SECTIONS`,
-    :data:`RENAMED_STAGE_KEYS`) given their new names."""
+    :data:`RENAMED_STAGE_KEYS`) given their new names, and a ``caption_judge`` section where it
+    has none: before that section existed the caption judge trained with the ``classifier`` one."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
     for old, new in RENAMED_SECTIONS.items():
         if old in data and new not in data:
             data[new] = data.pop(old)
+    if "caption_judge" not in data and isinstance(data.get("classifier"), dict):
+        data["caption_judge"] = dict(data["classifier"])
     for section in _STAGE_SECTIONS:
         if isinstance(data.get(section), dict):
             data[section] = dict(data[section])
