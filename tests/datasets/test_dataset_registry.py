@@ -22,6 +22,7 @@ from vlvae.data.vocabulary import Vocabulary
 from vlvae.datasets import DataSet, Judge, dataset_names, get_dataset
 from vlvae.datasets.caption_judge import CAPTION_JUDGE, load_judge
 from vlvae.recipes.reproduce import reproduce
+from vlvae.seeds import caption_judge_seed
 from vlvae.training.caption_judge import train_caption_judge
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "vlvae"
@@ -135,6 +136,8 @@ def _squares_module() -> types.ModuleType:
                 data, out, cfg, resume, progress
             ),
             load=load_judge,
+            section="caption_judge",
+            seed=caption_judge_seed,
         ),
         build=_build_squares,
     )

@@ -19,7 +19,7 @@ from vlvae.datasets.two_objects.judge import (
 )
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.metrics import summarise
-from vlvae.recipes.reproduce import adopt_judge, reproduce
+from vlvae.recipes.reproduce import adopt_judges, reproduce
 from vlvae.seeds import caption_judge_seed, classifier_seed
 
 
@@ -652,18 +652,19 @@ def test_adopting_a_judge_refuses_another_judge(pipeline, tmp_path):
     target = tmp_path / "classifier"
     other_settings = replace(cfg.classifier, steps=cfg.classifier.steps + 1)
     with pytest.raises(VLVAEError, match="other settings"):
-        adopt_judge(out / "classifier", target, out / "data", other_settings, classifier_seed(cfg.seed))
+        adopt_judges([(out / "classifier", target, other_settings, classifier_seed(cfg.seed))], out / "data")
     with pytest.raises(VLVAEError, match="seed"):
-        adopt_judge(
-            out / "caption_judge", target, out / "data", cfg.caption_judge, caption_judge_seed(cfg.seed + 1)
+        adopt_judges(
+            [(out / "caption_judge", target, cfg.caption_judge, caption_judge_seed(cfg.seed + 1))],
+            out / "data",
         )
     unfinished = tmp_path / "unfinished"
     shutil.copytree(out / "classifier", unfinished)
     (unfinished / "metrics.json").unlink()
     with pytest.raises(VLVAEError, match="no finished judge"):
-        adopt_judge(unfinished, target, out / "data", cfg.classifier, classifier_seed(cfg.seed))
+        adopt_judges([(unfinished, target, cfg.classifier, classifier_seed(cfg.seed))], out / "data")
     assert not target.exists()
-    adopt_judge(out / "classifier", target, out / "data", cfg.classifier, classifier_seed(cfg.seed))
+    adopt_judges([(out / "classifier", target, cfg.classifier, classifier_seed(cfg.seed))], out / "data")
     assert json.loads((target / "metrics.json").read_text()) == json.loads(
         (out / "classifier" / "metrics.json").read_text()
     )

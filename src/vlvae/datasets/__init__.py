@@ -31,10 +31,11 @@ from typing import Any
 from torch import Tensor
 
 from vlvae.config import PRESETS as BASE_PRESETS
-from vlvae.config import ExperimentConfig, apply_overrides, validate_config
+from vlvae.config import ClassifierConfig, ExperimentConfig, apply_overrides, validate_config
 from vlvae.data.format import check_dataset, read_manifest
 from vlvae.data.verify import verify_dataset
 from vlvae.errors import VLVAEError
+from vlvae.seeds import classifier_seed
 
 __all__ = [
     "DataSet",
@@ -70,17 +71,25 @@ class Judge:
         key: its registry key: the tag of its weights and the ``judge`` its classifier.json records.
         title: how messages name it.
         train: ``(data, out, cfg, preset_name, resume, progress) -> metrics``: trains it into a
-            classifier folder with the ``classifier`` section (the caption judge: ``caption_judge``) and
-            seed of ``cfg``.
+            classifier folder with the config section ``section`` and the seed ``seed(cfg.seed)``.
         load: ``(classifier_dir, vocab) -> (scorer, metrics)``; the scorer's ``score(images, texts)``
             is the correctness in [0, 1] of each pair (``score_all_labels`` too, where it has a
             second definition).
+        section: the name of the config section it trains with (``classifier``; the caption
+            judge's ``caption_judge``).
+        seed: ``run seed -> its seed`` (:mod:`vlvae.seeds`).
     """
 
     key: str
     title: str
     train: Callable[..., dict]
     load: Callable[..., tuple]
+    section: str = "classifier"
+    seed: Callable[[int], int] = classifier_seed
+
+    def fit(self, cfg: ExperimentConfig) -> tuple[ClassifierConfig, int]:
+        """(settings, seed) it trains with under ``cfg``: what a finished judge must record to stand in."""
+        return getattr(cfg, self.section), self.seed(cfg.seed)
 
 
 @dataclass(frozen=True)

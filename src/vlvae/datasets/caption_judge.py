@@ -28,6 +28,7 @@ from vlvae.errors import VLVAEError
 from vlvae.io import read_json
 from vlvae.models.captioner import Captioner
 from vlvae.runs import load_weights
+from vlvae.seeds import caption_judge_seed
 from vlvae.training.caption_judge import (
     CAPTION_JUDGE,
     TRAIN_COMMAND,
@@ -73,4 +74,11 @@ def _train(
 
 #: The caption judge as a registry entry: the judge of any data set that declares it (imported
 #: captions), and the second judge ``reproduce`` trains for every other data set.
-JUDGE = Judge(key=CAPTION_JUDGE, title="caption judge", train=_train, load=load_judge)
+JUDGE = Judge(
+    key=CAPTION_JUDGE,
+    title="caption judge",
+    train=_train,
+    load=load_judge,
+    section="caption_judge",
+    seed=caption_judge_seed,
+)

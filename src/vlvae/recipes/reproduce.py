@@ -9,7 +9,7 @@ correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (the data set built, unless ``data`` names a finished one),
 ``run/`` (the run folder with ``report.md``), and ``classifier/``. With ``judges_from`` (an earlier
 reproduce's output folder), finished judges that this run would train alike (the same data set,
-classifier settings and seed) are copied from there instead of trained again (:func:`adopt_judge`).
+settings and seed) are copied from there instead of trained again (:func:`adopt_judges`).
 The options are checked before anything is written, and the output folder is locked for the whole
 run (each stage also locks the sub-folder it writes).
 """
@@ -37,7 +37,7 @@ from vlvae.methods import get_method, knob_names
 from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runs import STAGE1, method_stages, stage_dir
-from vlvae.seeds import caption_judge_seed, classifier_seed, stage1_replicate_seed
+from vlvae.seeds import stage1_replicate_seed
 from vlvae.training.judges import training_settings
 from vlvae.training.run import check_logger, fit_vlvae, train_stage
 
@@ -64,21 +64,9 @@ def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
     return result
 
 
-def check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
-    """Refuse the judge folder ``source`` unless it is the judge this run would train.
-
-    Args:
-        source: a finished judge folder (``classifier/`` or ``caption_judge/`` of an earlier reproduce).
-        data: the data set this run trains on; the judge must have been trained on it
-            (:func:`vlvae.evaluation.judge.check_classifier_fits`).
-        settings: the config section this run would train that judge with (``cfg.classifier`` or
-            ``cfg.caption_judge``): it must equal the judge's recorded settings.
-        seed: the seed this run would train the judge with; checked where the judge records one.
-
-    Raises:
-        VLVAEError: one line naming what differs.
-    """
-    source = Path(source)
+def _check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
+    """Refuse the judge folder ``source`` unless it is the judge this run would train
+    (:func:`adopt_judges`); one line naming what differs."""
     if not (source / "metrics.json").is_file():
         raise VLVAEError(
             f"--judges-from: {source} holds no finished judge (no metrics.json); finish that run first "
@@ -97,27 +85,35 @@ def check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed: 
         )
 
 
-def adopt_judge(source: Path, out: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
-    """Copy the finished judge folder ``source`` to ``out``, where this run would train the same judge.
+def adopt_judges(judges: list[tuple[Path, Path, ClassifierConfig, int]], data: Path) -> None:
+    """Copy finished judge folders where this run would train the same judges.
 
-    A judge is a measuring instrument: trained on the same data set with the same classifier
-    settings and seed, a second one is the first again (up to the threads' floating-point
-    order), so a run may take an earlier run's instead of spending its minutes (a second run of a
-    preset with other model settings, say). The preset's name may differ.
+    A judge is a measuring instrument: trained on the same data set with the same settings and
+    seed, a second one is the first again (up to the threads' floating-point order), so a run may
+    take an earlier run's instead of spending its minutes (a second run of a preset with other model
+    settings, say). The preset's name may differ. Every judge is checked before any is copied, and
+    each is copied whole or not at all (through ``OUT.copying``).
 
     Args:
-        source, data, settings, seed: as in :func:`check_adoptable`, which checks them first.
-        out: where this run keeps that judge (must not exist yet).
+        judges: ``(source, out, settings, seed)`` each: a finished judge folder (``classifier/`` or
+            ``caption_judge/`` of an earlier reproduce); where this run keeps it (must not exist
+            yet); the config section this run would train it with (:meth:`vlvae.datasets.Judge.fit`),
+            which must equal the judge's recorded settings; and the seed, checked where the judge
+            records one.
+        data: the data set this run trains on; every judge must have been trained on it
+            (:func:`vlvae.evaluation.judge.check_classifier_fits`).
 
     Raises:
         VLVAEError: one line naming what differs (nothing is written then).
     """
-    source, out = Path(source), Path(out)
-    check_adoptable(source, data, settings, seed)
-    partial_copy = out.with_name(out.name + ".copying")
-    shutil.rmtree(partial_copy, ignore_errors=True)
-    shutil.copytree(source, partial_copy, ignore=shutil.ignore_patterns(".lock", "*.tmp"))
-    partial_copy.rename(out)
+    judges = [(Path(source), Path(out), settings, seed) for source, out, settings, seed in judges]
+    for source, _, settings, seed in judges:
+        _check_adoptable(source, Path(data), settings, seed)
+    for source, out, _, _ in judges:
+        partial_copy = out.with_name(out.name + ".copying")
+        shutil.rmtree(partial_copy, ignore_errors=True)
+        shutil.copytree(source, partial_copy, ignore=shutil.ignore_patterns(".lock", "*.tmp"))
+        partial_copy.rename(out)
 
 
 def reproduce(
@@ -165,7 +161,7 @@ def reproduce(
         judges_from: an earlier reproduce's output folder whose finished judges (``classifier/``,
             ``caption_judge/``) this run copies instead of training its own, when they were trained
             on this run's data set (give it with ``data``) with this preset's settings for that
-            judge (``classifier`` or ``caption_judge``) and seed (:func:`adopt_judge`).
+            judge (``classifier`` or ``caption_judge``) and seed (:func:`adopt_judges`).
 
     Returns:
         The evaluation metrics of ``run`` (with ``vlvae_replicates`` > 1: the summary's).
@@ -299,19 +295,13 @@ def _reproduce(
     # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
     adopted = set()
     if judges_from is not None:
-        # A data set whose own judge is the caption judge (imported captions) keeps it in classifier/.
-        if spec.judge.key == CAPTION_JUDGE.key:
-            wanted = [(cls, cfg.caption_judge, caption_judge_seed(cfg.seed))]
-        else:
-            wanted = [(cls, cfg.classifier, classifier_seed(cfg.seed))]
-        if caption is not None:
-            wanted.insert(0, (caption, cfg.caption_judge, caption_judge_seed(cfg.seed)))
+        wanted = [(cls, spec.judge)] if caption is None else [(caption, CAPTION_JUDGE), (cls, spec.judge)]
         # The step numbers of the progress lines; judges already finished here are kept.
         wanted = [(i, *w) for i, w in enumerate(wanted, start=2) if not (w[0] / "metrics.json").exists()]
-        for _, folder, settings, seed in wanted:  # every judge is checked before any is copied
-            check_adoptable(judges_from / folder.name, data, settings, seed)
-        for i, folder, settings, seed in wanted:
-            adopt_judge(judges_from / folder.name, folder, data, settings, seed)
+        adopt_judges(
+            [(judges_from / folder.name, folder, *judge.fit(cfg)) for _, folder, judge in wanted], data
+        )
+        for i, folder, _ in wanted:
             adopted.add(folder)
             _line(i, n, folder.name.replace("_", " "), f"copied from {judges_from / folder.name}")
     if caption is not None and caption not in adopted:
