@@ -172,3 +172,28 @@ def test_a_data_set_registered_from_outside_runs_the_tiny_pipeline(squares):
     for table in ("conditional", "prior"):
         for value in metrics["correctness"][table].values():
             assert 0.0 <= value["mean"] <= 1.0
+
+
+def test_judges_from_takes_the_judge_of_a_caption_judged_data_set(squares, tmp_path, capsys):
+    """A data set judged by the caption judge keeps it in classifier/, trained with the caption
+    judge's section and seed: --judges-from copies it (checked against those, not the classifier's)."""
+    capsys.readouterr()
+    again = tmp_path / "again"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reproduce(
+            again,
+            "tiny",
+            dataset="squares",
+            workers=1,
+            progress=False,
+            data=squares / "data",
+            judges_from=squares,
+            overrides=["stage1.steps=4"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert "copied from" in capsys.readouterr().out
+    for name in ("classifier.json", "metrics.json", "weights.safetensors"):
+        assert (again / "classifier" / name).read_bytes() == (squares / "classifier" / name).read_bytes()
