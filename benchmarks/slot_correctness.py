@@ -1,0 +1,121 @@
+"""Where Two Objects correctness is lost, slot by slot: the judge's reading of real test images, of the
+VLVAE's reconstructions and of images generated from the test texts by each text posterior.
+
+Table 1's correctness averages eight slots (each object's size, colour, material and shape). This
+splits it: for each source, the fraction of the test texts' words in each attribute that the judge
+reads back (both objects together), and the shape slot split by the object's size word, since small
+objects are where the judge itself is weakest (docs/design.md §8.2). Real images give the ceiling;
+the gap from a source to it is what its images lose.
+
+Usage:
+    python benchmarks/slot_correctness.py --run RUN --classifier OUT/classifier --data OUT/data \
+        [--examples 1000] [--seed 0] [--json slots.json]
+
+Each source is drawn once (z ~ q(z|x) for reconstructions, z ~ q(z|y) for the posteriors, as Table 1
+draws them), with torch seeded by ``--seed``; the judge is told each text's relation word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vlvae
+from vlvae.data.dataset import ImageTextDataset, images_to_float
+from vlvae.data.vocabulary import Vocabulary
+from vlvae.datasets.two_objects.judge import ATTRIBUTE_SLOTS, RELATION_SLOT, load_classifier, predict_slots
+
+#: Attribute -> its slot in each object (O1, O2) of a nine-word text.
+ATTRIBUTES = {"size": (0, 5), "colour": (1, 6), "material": (2, 7), "shape": (3, 8)}
+
+
+def slot_hits(classifier, vocab: Vocabulary, images: torch.Tensor, texts: torch.Tensor) -> np.ndarray:
+    """(N, 9) bool: whether the judge reads each attribute slot's word of each text in its image
+    (the relation slot is the judge's input and is left False)."""
+    words = [vocab.decode(t) for t in texts]
+    relations = torch.tensor([vocab.slots[RELATION_SLOT].index(w[RELATION_SLOT]) for w in words])
+    predicted = predict_slots(classifier, images, relations)
+    hits = np.zeros((len(words), 9), dtype=bool)
+    for j, slot in enumerate(ATTRIBUTE_SLOTS):
+        hits[:, slot] = [vocab.slots[slot][int(predicted[i, j])] == w[slot] for i, w in enumerate(words)]
+    return hits
+
+
+def summarise(hits: np.ndarray, small: np.ndarray) -> dict[str, float]:
+    """Per attribute (both objects), the overall fraction (Table 1's correctness) and shape by object size.
+
+    Args:
+        hits: (N, 9) from :func:`slot_hits`.
+        small: (N, 2) bool, whether object 1 and object 2 are described as small.
+    """
+    out = {name: float(hits[:, list(slots)].mean()) for name, slots in ATTRIBUTES.items()}
+    out["all"] = float(hits[:, list(ATTRIBUTE_SLOTS)].mean())
+    shape = hits[:, list(ATTRIBUTES["shape"])]
+    out["shape|small"] = float(shape[small].mean()) if small.any() else float("nan")
+    out["shape|large"] = float(shape[~small].mean()) if (~small).any() else float("nan")
+    return out
+
+
+def sources(model, posteriors: dict, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> dict:
+    """Source name -> generated images (N, 3, H, W): the real images, reconstructions, each posterior's."""
+    out = {"real": x, "reconstruction": []}
+    out.update({name: [] for name in posteriors})
+    with torch.no_grad():
+        for lo in range(0, len(x), batch):
+            xs, ys = x[lo : lo + batch], y[lo : lo + batch]
+            out["reconstruction"].append(model.image_mean(model.image_posterior(xs, ys).sample()))
+            for name, q in posteriors.items():
+                out[name].append(model.image_mean(q(ys).sample()))
+    return {k: v if k == "real" else torch.cat(v) for k, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--classifier", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--examples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    inference = vlvae.load(args.run, classifier=args.classifier)
+    model = inference.model.eval()
+    posteriors = {}
+    for name in ("true", "agg"):
+        try:
+            posteriors[f"q_{name}"] = inference.text_posterior(name)
+        except vlvae.inference.MissingStage as missing:
+            print(f"skipped q_{name}: {missing}")
+    classifier, _ = load_classifier(args.classifier)
+    data = ImageTextDataset(args.data, args.split)
+    n = min(args.examples, len(data))
+    items = [data[i] for i in range(n)]
+    x = images_to_float(torch.stack([it["image"] for it in items]))
+    y = torch.stack([it["text"] for it in items])
+    small = np.array(
+        [[data.vocab.decode(t)[s] == "small" for s in ATTRIBUTES["size"]] for t in y], dtype=bool
+    )
+    torch.manual_seed(args.seed)
+    table = {
+        name: summarise(slot_hits(classifier, data.vocab, images, y), small)
+        for name, images in sources(model, posteriors, x, y).items()
+    }
+    columns = ["all", *ATTRIBUTES, "shape|small", "shape|large"]
+    print(f"{n} {args.split} examples, seed {args.seed}; % of words the judge reads back")
+    print("| source | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, row in table.items():
+        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" for c in columns) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"examples": n, "seed": args.seed, "table": table}, indent=1))
+    return table
+
+
+if __name__ == "__main__":
+    main()
