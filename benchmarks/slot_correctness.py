@@ -5,7 +5,10 @@ Table 1's correctness averages eight slots (each object's size, colour, material
 splits it: for each source, the fraction of the test texts' words in each attribute that the judge
 reads back (both objects together), and the shape slot split by the object's size word, since small
 objects are where the judge itself is weakest (docs/design.md §8.2). Real images give the ceiling;
-the gap from a source to it is what its images lose.
+the gap from a source to it is what its images lose. The column ``swapped`` reads each image against
+its text with the two objects' descriptions exchanged and the relation word kept (the mirrored
+scene): an image that draws the right objects in each other's places scores high there and low in
+the other columns, one that draws the wrong objects low in both.
 
 Usage:
     python benchmarks/slot_correctness.py --run RUN --classifier OUT/classifier --data OUT/data \
@@ -43,6 +46,12 @@ def slot_hits(classifier, vocab: Vocabulary, images: torch.Tensor, texts: torch.
     for j, slot in enumerate(ATTRIBUTE_SLOTS):
         hits[:, slot] = [vocab.slots[slot][int(predicted[i, j])] == w[slot] for i, w in enumerate(words)]
     return hits
+
+
+def swap_objects(texts: torch.Tensor) -> torch.Tensor:
+    """Nine-word texts with the descriptions of O1 (slots 0-3) and O2 (slots 5-8) exchanged, the relation
+    (slot 4) kept: the text of the mirrored scene."""
+    return torch.cat((texts[:, 5:9], texts[:, 4:5], texts[:, 0:4]), 1)
 
 
 def summarise(hits: np.ndarray, small: np.ndarray) -> dict[str, float]:
@@ -102,11 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
         [[data.vocab.decode(t)[s] == "small" for s in ATTRIBUTES["size"]] for t in y], dtype=bool
     )
     torch.manual_seed(args.seed)
-    table = {
-        name: summarise(slot_hits(classifier, data.vocab, images, y), small)
-        for name, images in sources(model, posteriors, x, y).items()
-    }
-    columns = ["all", *ATTRIBUTES, "shape|small", "shape|large"]
+    table = {}
+    for name, images in sources(model, posteriors, x, y).items():
+        table[name] = summarise(slot_hits(classifier, data.vocab, images, y), small)
+        swapped = slot_hits(classifier, data.vocab, images, swap_objects(y))
+        table[name]["swapped"] = float(swapped[:, list(ATTRIBUTE_SLOTS)].mean())
+    columns = ["all", *ATTRIBUTES, "shape|small", "shape|large", "swapped"]
     print(f"{n} {args.split} examples, seed {args.seed}; % of words the judge reads back")
     print("| source | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

@@ -54,3 +54,10 @@ def test_summary_counts_each_attribute_and_shape_by_size(slots):
     assert out["all"] == 6 / 16
     # small objects: text 0's O1 (hit) and text 1's O2 (hit); large: text 0's O2 (miss), text 1's O1 (hit)
     assert out["shape|small"] == 1.0 and out["shape|large"] == 0.5
+
+
+def test_swap_exchanges_the_objects_and_keeps_the_relation(slots):
+    texts = torch.arange(18).view(2, 9)
+    swapped = slots.swap_objects(texts)
+    assert swapped[0].tolist() == [5, 6, 7, 8, 4, 0, 1, 2, 3]
+    assert torch.equal(slots.swap_objects(swapped), texts)
