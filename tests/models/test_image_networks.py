@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vlvae.errors import VLVAEError
 from vlvae.models import VLVAE, ModelConfig
@@ -142,3 +143,70 @@ def test_coordinate_channels_are_refused_for_the_cyclegan_family():
         ModelConfig(image_size=16, arch="cyclegan", coord_channels=True)
     with pytest.raises(ValueError, match="strided family"):
         make_image_decoder("cyclegan", 8, 16, 3, 4, 2, 1, coord_channels=True)
+
+
+@pytest.mark.parametrize("side,n_up", [(8, 1), (4, 2), (2, 3), (1, 4)])
+def test_broadcast_decoder_tiles_the_vector_and_upsamples_from_its_side(side, n_up):
+    """The stage's input is the linear map of h at every cell beside the coordinates (built here with
+    ``repeat`` and ``meshgrid``), and ``log2(image_size / side)`` transposed convolutions follow."""
+    torch.manual_seed(0)
+    dec = StridedDecoder(6, 16, 3, 4, 4, broadcast_side=side).eval()
+    h = torch.randn(2, 6)
+    transposed = [m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(transposed) == n_up
+    width = 4 * 2 ** (n_up - 1)
+    cols, rows = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="xy")
+    grid = (h @ dec.seed.weight.T)[:, :, None, None].repeat(1, 1, side, side)
+    first = dec.body[1]
+    assert isinstance(first, torch.nn.Conv2d) and first.in_channels == width + 2
+    expected = F.conv2d(
+        torch.cat((grid, cols.expand(2, 1, side, side), rows.expand(2, 1, side, side)), 1),
+        first.weight,
+        padding=1,
+    )
+    seed = dec.seed(h)[:, :, None, None].expand(-1, width, side, side)
+    got = dec.body[1](dec.body[0](seed))
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert dec(h).shape == (2, 3, 16, 16)
+
+
+def test_the_broadcast_stage_places_content_by_position_from_one_vector():
+    # Every cell of the broadcast grid holds the same vector; the stage's convolutions read the
+    # coordinates, so the output varies with position even without coordinate channels elsewhere.
+    torch.manual_seed(0)
+    dec = StridedDecoder(6, 16, 3, 4, 2, broadcast_side=8).eval()
+    alpha = dec(torch.randn(1, 6))[0, 0, 4:12, 4:12]
+    assert alpha.std() > 1e-4
+
+
+def test_vlvae_with_a_broadcast_decoder_trains_every_parameter():
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        image_size=16,
+        arch="strided",
+        broadcast_side=4,
+        base_channels=4,
+        n_downsample=3,
+        encoding_dim=8,
+        embedding_dim=5,
+        text_hidden=8,
+        latent_dim=4,
+        shared_hidden=16,
+        decoder_dim=8,
+        vocab_size=7,
+        text_length=4,
+        flow_hidden=8,
+    )
+    model = VLVAE(cfg)
+    out = model(torch.rand(3, 3, 16, 16), torch.randint(7, (3, 4)), kl_weight=0.5, w_x=0.1, w_y=10.0)
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    ("arch", "side", "match"), [("cyclegan", 8, "strided family"), ("strided", 3, "one of \\[8, 4, 2\\]")]
+)
+def test_a_broadcast_side_the_decoder_cannot_start_at_is_refused(arch, side, match):
+    with pytest.raises(VLVAEError, match=match):
+        ModelConfig(image_size=16, arch=arch, n_downsample=3, broadcast_side=side)

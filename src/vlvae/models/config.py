@@ -49,6 +49,11 @@ class ModelConfig:
         coord_channels: ``strided`` family only: every (transposed) stride-2 convolution of the image
             encoder and decoder also reads two channels holding the pixel coordinates
             (:class:`vlvae.models.image.CoordinateChannels`, docs/design.md §8.2).
+        broadcast_side: ``strided`` family only: 0 (off), or the side at which the image decoder
+            starts from its input vector tiled over a square grid with the pixel coordinates
+            beside it (a spatial-broadcast stage, docs/design.md §8.2) instead of a linear map to
+            a feature map; ``image_size / 2**k`` for some ``1 <= k <= n_downsample``, the decoder
+            then upsampling ``k`` times.
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
@@ -79,6 +84,7 @@ class ModelConfig:
     arch: str = "cyclegan"
     norm: str = "batch"
     coord_channels: bool = False
+    broadcast_side: int = 0
     base_channels: int = 64
     n_downsample: int = 2
     n_res_blocks: int = 3
@@ -112,6 +118,18 @@ class ModelConfig:
                 f"model.coord_channels is built for the strided family only, not arch={self.arch!r}; "
                 "set model.arch=strided or model.coord_channels=false."
             )
+        if self.broadcast_side:
+            if self.arch != "strided":
+                raise VLVAEError(
+                    f"model.broadcast_side is built for the strided family only, not arch={self.arch!r}; "
+                    "set model.arch=strided or model.broadcast_side=0."
+                )
+            sides = [self.image_size // 2**k for k in range(1, self.n_downsample + 1)]
+            if self.broadcast_side not in sides:
+                raise VLVAEError(
+                    f"model.broadcast_side is {self.broadcast_side}, but the decoder can start only at "
+                    f"image_size / 2**k for k = 1..n_downsample: one of {sides} (or 0 for off)."
+                )
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "

@@ -37,6 +37,8 @@ __all__ = [
 BOTTLENECK_CHANNELS = 10
 BOTTLENECK_FEATURES = 1000
 DECODER_SEED_SIDE = 10  # 1000 = 10 channels × 10 × 10
+#: 3×3 convolutions of the strided decoder's spatial-broadcast stage (``broadcast_side``).
+BROADCAST_LAYERS = 2
 
 
 class ResidualBlock(nn.Module):
@@ -332,10 +334,19 @@ class StridedDecoder(nn.Module):
         norm: ``batch`` or ``group`` (see :func:`_norm`).
         coord_channels: give every transposed convolution the pixel coordinates as two more input
             channels (:class:`CoordinateChannels`).
+        broadcast_side: 0, or start with a spatial-broadcast stage (Watters et al. 2019,
+            https://arxiv.org/abs/1901.07017) at this side: a linear map of the input to the
+            stage's width, the same vector at every cell of a ``broadcast_side``² grid, then
+            :data:`BROADCAST_LAYERS` 3×3 convolutions (norm, ReLU) that each read the pixel
+            coordinates too, so that every cell computes its own content from the vector and
+            where it is. ``image_size / 2**k`` with ``1 <= k <= n_downsample``; the decoder then
+            upsamples ``k`` times (each stride-2 transposed convolution as without it).
 
     Example:
         >>> dec = StridedDecoder(8, 16, 3, 4, 2)
         >>> dec(torch.randn(2, 8)).shape
+        torch.Size([2, 3, 16, 16])
+        >>> StridedDecoder(8, 16, 3, 4, 2, broadcast_side=8)(torch.randn(2, 8)).shape
         torch.Size([2, 3, 16, 16])
     """
 
@@ -349,19 +360,38 @@ class StridedDecoder(nn.Module):
         n_res_layers: int = 0,
         norm: str = "batch",
         coord_channels: bool = False,
+        broadcast_side: int = 0,
     ) -> None:
         super().__init__()
         if n_downsample < 1:
             raise ValueError("the strided decoder needs n_downsample >= 1")
-        self.side = feature_side(image_size, n_downsample)
-        self.width = base_channels * 2 ** (n_downsample - 1)
-        self.seed = nn.Linear(in_features, self.width * self.side * self.side, bias=False)
-        self.seed_norm = nn.Sequential(_norm(norm, self.width), nn.ReLU(inplace=True))
+        n_up = n_downsample
+        if broadcast_side:
+            sides = {image_size // 2**k: k for k in range(1, n_downsample + 1)}
+            if broadcast_side not in sides:
+                raise ValueError(f"broadcast_side must be one of {sorted(sides)}, not {broadcast_side}")
+            n_up = sides[broadcast_side]
+        self.broadcast = bool(broadcast_side)
+        self.side = feature_side(image_size, n_up)
+        self.width = base_channels * 2 ** (n_up - 1)
         layers: list[nn.Module] = []
+        if self.broadcast:
+            self.seed = nn.Linear(in_features, self.width, bias=False)
+            self.seed_norm = nn.Sequential()
+            for _ in range(BROADCAST_LAYERS):
+                layers += [
+                    CoordinateChannels(),
+                    nn.Conv2d(self.width + 2, self.width, 3, padding=1, bias=False),
+                    _norm(norm, self.width),
+                    nn.ReLU(inplace=True),
+                ]
+        else:
+            self.seed = nn.Linear(in_features, self.width * self.side * self.side, bias=False)
+            self.seed_norm = nn.Sequential(_norm(norm, self.width), nn.ReLU(inplace=True))
         width = self.width
         coords: list[nn.Module] = [CoordinateChannels()] if coord_channels else []
         extra = 2 if coord_channels else 0
-        for _ in range(n_downsample - 1):
+        for _ in range(n_up - 1):
             layers += coords
             layers += [
                 nn.ConvTranspose2d(width + extra, width // 2, 4, stride=2, padding=1, bias=False),
@@ -377,7 +407,10 @@ class StridedDecoder(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         """h: (batch, in_features) -> α: (batch, out_channels, image_size, image_size)."""
-        seed = self.seed_norm(self.seed(h).view(-1, self.width, self.side, self.side))
+        if self.broadcast:
+            seed = self.seed(h)[:, :, None, None].expand(-1, self.width, self.side, self.side)
+        else:
+            seed = self.seed_norm(self.seed(h).view(-1, self.width, self.side, self.side))
         return _decode(self.body, seed.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
@@ -445,9 +478,10 @@ def make_image_decoder(
     n_res_blocks: int,
     norm: str = "batch",
     coord_channels: bool = False,
+    broadcast_side: int = 0,
 ) -> nn.Module:
     """The image decoder of family ``arch``, ``n_res_blocks`` and ``coord_channels`` as in
-    :func:`make_image_encoder`."""
+    :func:`make_image_encoder`; ``broadcast_side`` the strided family's (:class:`StridedDecoder`)."""
     _check_arch(arch)
     if arch == "strided":
         return StridedDecoder(
@@ -459,7 +493,8 @@ def make_image_decoder(
             n_res_blocks,
             norm,
             coord_channels,
+            broadcast_side,
         )
-    if coord_channels:
-        raise ValueError("coordinate channels are built for the strided family only")
+    if coord_channels or broadcast_side:
+        raise ValueError("coordinate channels and the broadcast stage are built for the strided family only")
     return ImageDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)

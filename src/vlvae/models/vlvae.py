@@ -82,6 +82,7 @@ class VLVAE(nn.Module):
             config.n_res_blocks,
             config.norm,
             config.coord_channels,
+            config.broadcast_side,
         )
         self.text_decoder = TextDecoder(
             config.decoder_dim,
