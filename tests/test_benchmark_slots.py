@@ -61,3 +61,25 @@ def test_swap_exchanges_the_objects_and_keeps_the_relation(slots):
     swapped = slots.swap_objects(texts)
     assert swapped[0].tolist() == [5, 6, 7, 8, 4, 0, 1, 2, 3]
     assert torch.equal(slots.swap_objects(swapped), texts)
+
+
+def test_caption_hits_mark_the_wrong_slots_and_read_a_mirrored_caption_in_its_own_order(slots, data):
+    split = ImageTextDataset(data, "train")
+    texts = torch.stack([split[i]["text"] for i in range(4)])
+    vocab = split.vocab
+    opposite = {"right": "left", "left": "right", "front": "behind", "behind": "front"}
+    words = texts.clone()
+    shapes = vocab.slots[3]
+    words[0, 3] = vocab.index[shapes[(shapes.index(vocab.decode(texts[0])[3]) + 1) % len(shapes)]]
+    # text 1, described the other way round: "O2 <opposite relation> O1", every attribute right
+    words[1] = slots.swap_objects(texts[1:2])[0]
+    words[1, 4] = vocab.index[opposite[vocab.decode(texts[1])[4]]]
+    # text 2, the objects swapped but the relation kept: a different scene, read in the text's order
+    words[2] = slots.swap_objects(texts[2:3])[0]
+    hits = slots.caption_hits(words, texts, vocab, opposite)
+    assert not hits[:, 4].any()
+    assert not hits[0, 3] and hits[0, [0, 1, 2, 5, 6, 7, 8]].all()
+    assert hits[1, list(ATTRIBUTE_SLOTS)].all()
+    same = (texts[2, :4] == texts[2, 5:]).numpy()  # slots where both objects share a word
+    np.testing.assert_array_equal(hits[2, [0, 1, 2, 3]], same)
+    assert hits[3, list(ATTRIBUTE_SLOTS)].all()
