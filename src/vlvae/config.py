@@ -295,7 +295,9 @@ def _cpu() -> ExperimentConfig:
       hour), and at cpu-long's 30,000 steps too (77.9 % with them, 78.7 % without). What they
       buy is stability: without them that run collapsed four times in its first 11,000 steps
       (KL up to 461 nats, correctness down to 36 %) before recovering. They stay on for that and
-      because every measured table was trained with them (design §8.2).
+      because every measured table was trained with them (design §8.2). No spatial-broadcast
+      first stage (``model.broadcast_side=8``): at the full schedule it trailed by 11.3 points
+      after 5,000 steps (51.2 against 62.5 %) at the same speed (design §8.2).
     - stage 1: 10,000 steps of 64, a budget in steps so that the result does not depend on the
       machine's speed or load (a wall-clock cap is opt-in: ``stage1.max_minutes``). This
       2-core machine has trained it at 346-946 images/s on different days (``benchmarks/
