@@ -83,3 +83,13 @@ def test_caption_hits_mark_the_wrong_slots_and_read_a_mirrored_caption_in_its_ow
     same = (texts[2, :4] == texts[2, 5:]).numpy()  # slots where both objects share a word
     np.testing.assert_array_equal(hits[2, [0, 1, 2, 3]], same)
     assert hits[3, list(ATTRIBUTE_SLOTS)].all()
+
+
+def test_pooling_averages_blocks_and_keeps_a_flat_image(slots):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert torch.allclose(slots.pooled(flat, 4), flat)
+    blocks = x.view(2, 3, 4, 2, 4, 2).mean((3, 5))  # each 2 × 2 block's mean, by reshaping
+    expected = torch.nn.functional.interpolate(blocks, size=(8, 8), mode="bilinear", align_corners=False)
+    assert torch.allclose(slots.pooled(x, 2), expected, atol=1e-6)
