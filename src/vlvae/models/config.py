@@ -35,6 +35,18 @@ def feature_side(image_size: int, n_downsample: int) -> int:
     return image_size // 2**n_downsample
 
 
+def broadcast_upsamplings(image_size: int, n_downsample: int, broadcast_side: int) -> int:
+    """The stride-2 upsamplings after a spatial-broadcast stage at ``broadcast_side``: the k with
+    ``image_size / 2**k == broadcast_side``, 1 <= k <= n_downsample; a clear error for any other side."""
+    sides = {image_size // 2**k: k for k in range(1, n_downsample + 1)}
+    if broadcast_side not in sides:
+        raise VLVAEError(
+            f"model.broadcast_side is {broadcast_side}, but the decoder can start only at "
+            f"image_size / 2**k for k = 1..n_downsample: one of {list(sides)} (or 0 for off)."
+        )
+    return sides[broadcast_side]
+
+
 @dataclass
 class ModelConfig:
     """Sizes and constants of every network in :mod:`vlvae.models`.
@@ -124,12 +136,7 @@ class ModelConfig:
                     f"model.broadcast_side is built for the strided family only, not arch={self.arch!r}; "
                     "set model.arch=strided or model.broadcast_side=0."
                 )
-            sides = [self.image_size // 2**k for k in range(1, self.n_downsample + 1)]
-            if self.broadcast_side not in sides:
-                raise VLVAEError(
-                    f"model.broadcast_side is {self.broadcast_side}, but the decoder can start only at "
-                    f"image_size / 2**k for k = 1..n_downsample: one of {sides} (or 0 for off)."
-                )
+            broadcast_upsamplings(self.image_size, self.n_downsample, self.broadcast_side)
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "

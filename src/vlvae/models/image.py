@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlvae.models.config import ARCHITECTURES, NORMS, feature_side
+from vlvae.models.config import ARCHITECTURES, NORMS, broadcast_upsamplings, feature_side
 from vlvae.objectives import full_precision
 
 __all__ = [
@@ -365,19 +365,17 @@ class StridedDecoder(nn.Module):
         super().__init__()
         if n_downsample < 1:
             raise ValueError("the strided decoder needs n_downsample >= 1")
-        n_up = n_downsample
-        if broadcast_side:
-            sides = {image_size // 2**k: k for k in range(1, n_downsample + 1)}
-            if broadcast_side not in sides:
-                raise ValueError(f"broadcast_side must be one of {sorted(sides)}, not {broadcast_side}")
-            n_up = sides[broadcast_side]
+        n_up = (
+            broadcast_upsamplings(image_size, n_downsample, broadcast_side)
+            if broadcast_side
+            else n_downsample
+        )
         self.broadcast = bool(broadcast_side)
         self.side = feature_side(image_size, n_up)
         self.width = base_channels * 2 ** (n_up - 1)
         layers: list[nn.Module] = []
         if self.broadcast:
             self.seed = nn.Linear(in_features, self.width, bias=False)
-            self.seed_norm = nn.Sequential()
             for _ in range(BROADCAST_LAYERS):
                 layers += [
                     CoordinateChannels(),
