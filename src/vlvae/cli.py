@@ -577,7 +577,7 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (9-15 min on 2 cores), cpu (40-60 min, shows the paper's effect), cpu-long (71 "
+        help="quick (9-15 min on 2 cores), cpu (40-70 min, shows the paper's effect), cpu-long (71 "
         "min, stage 1 three times longer, the caption judge 15,000 steps) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
