@@ -310,7 +310,8 @@ def _cpu() -> ExperimentConfig:
       diverge. KL warm-up 1,000 steps. w_y = 200 as the authors'. w_x = 0.3 (0.1 before): at 3,000
       steps it scored 46.6 % against 53.1 % (more KL, less log p(x|z): design §8.2), but at the full
       10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600 more nats of
-      log p(x|z); test reconstructions 75.1 against 69.3 %, colour 81.5 against 68.0 %), and
+      log p(x|z); test reconstructions 75.1 against 69.3 %, colour 81.5 against 68.0 %; at a second
+      VLVAE seed 70.4 against 69.1 %), and
       w_x = 1 ends below it (72.9 %, a weaker text term). Four stride-2 stages without residual
       layers: three stages (49.7 %) and one residual layer per stage (48.7 %, 17 % fewer images/s)
       learned slower in the 3,000-step test.
