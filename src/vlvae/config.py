@@ -271,9 +271,10 @@ def _paper() -> ExperimentConfig:
 
 
 def _cpu() -> ExperimentConfig:
-    """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in 40-70 minutes by the day's
-    speed (40.4 alone from a clean clone of 8254cb7 with w_x = 0.1 and 50-wide flows on a fast day;
-    67.9 with these settings, measured at b2760e0 with ``--set``, on a slow one).
+    """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in about 45-70 minutes by the
+    machine's speed (67.9 with these settings, measured at b2760e0 with ``--set`` on a slow day; 40.4
+    alone from a clean clone of 8254cb7 with w_x = 0.1 and 50-wide flows on a fast day, to which the
+    wider flows add about 3).
 
     Why each number (measured on the 2-core development machine with
     ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
@@ -310,7 +311,7 @@ def _cpu() -> ExperimentConfig:
       diverge. KL warm-up 1,000 steps. w_y = 200 as the authors'. w_x = 0.3 (0.1 before): at 3,000
       steps it scored 46.6 % against 53.1 % (more KL, less log p(x|z): design §8.2), but at the full
       10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600 more nats of
-      log p(x|z); test reconstructions 75.1 against 69.3 %, colour 81.5 against 68.0 %; at a second
+      log p(x|z); test reconstructions 75.1 against 69.3 %, colour 83.0 against 68.0 %; at a second
       VLVAE seed 70.4 against 69.1 %), and
       w_x = 1 ends below it (72.9 %, a weaker text term). Four stride-2 stages without residual
       layers: three stages (49.7 %) and one residual layer per stage (48.7 %, 17 % fewer images/s)
@@ -322,8 +323,8 @@ def _cpu() -> ExperimentConfig:
       The flows' coupling networks are 200 wide (``model.flow_hidden``; the paper's 50 before):
       on the w_x = 0.3 VLVAE every 50-wide fit reached the 10,000-step cap still improving and
       q_Agg's samples read 58.4 %; 200-wide ones fit the same codes better (validation
-      E log q(z|y) -13.4 against -18.1 nats) and read 63.1-64.6 % (q_Agg - q_True +15.8 to +17.9
-      points) for about three more minutes. Training the 50-wide q_Agg twice as long bought half
+      E log q(z|y) -13.4 against -18.1 nats) and read 59.2-64.6 % (q_Agg - q_True +12.8 to +17.9
+      points, three runs) for about three more minutes. Training the 50-wide q_Agg twice as long bought half
       of that in more minutes (design §8.2).
       Both were chosen on validation figures (stage 1's correctness, the flows' objective); the
       test tables of design §8.2 were seen before they were adopted. Measured together from a

@@ -29,7 +29,8 @@ def celeba_paper() -> ExperimentConfig:
 
 
 def celeba_cpu() -> ExperimentConfig:
-    """CelebA on a 2-core CPU: the cpu preset's model and schedule on the first 30,000 faces."""
+    """CelebA on a 2-core CPU: the cpu preset's model (with 50-wide flows) and schedule on the first
+    30,000 faces."""
     cfg = _celeba(preset("cpu"), "celeba-cpu", 30_000)
     # 5,000 steps, as measured here: the cpu preset's 15,000 were chosen for Two Objects' shapes.
     # The paper's 50-wide flows, as measured here: the cpu preset's 200 were measured on Two Objects.
