@@ -270,11 +270,10 @@ def _paper() -> ExperimentConfig:
     return ExperimentConfig(name="paper")
 
 
-def _cpu() -> ExperimentConfig:
-    """Reduced scale for a 2-core CPU: the whole Two Objects pipeline in about 45-70 minutes by the
-    machine's speed (67.9 with these settings, measured at b2760e0 with ``--set`` on a slow day; 40.4
-    alone from a clean clone of 8254cb7 with w_x = 0.1 and 50-wide flows on a fast day, to which the
-    wider flows add about 3).
+def _cpu_recipe() -> ExperimentConfig:
+    """The 2-core recipe that ``quick`` and ``cpu-long`` build on, and ``cpu`` with two later settings
+    (:func:`_cpu`): the whole Two Objects pipeline in 40.4 minutes alone from a clean clone of 8254cb7
+    on a fast day.
 
     Why each number (measured on the 2-core development machine with
     ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
@@ -308,29 +307,16 @@ def _cpu() -> ExperimentConfig:
       on the load. Adam lr 1e-3 with a
       200-step warm-up and a cosine decay to 5 % (batch norm's running statistics lag behind
       fast-changing weights, so the learning rate must end low); lr 3e-3 made the text term
-      diverge. KL warm-up 1,000 steps. w_y = 200 as the authors'. w_x = 0.3 (0.1 before): at 3,000
-      steps it scored 46.6 % against 53.1 % (more KL, less log p(x|z): design §8.2), but at the full
-      10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600 more nats of
-      log p(x|z); test reconstructions 75.1 against 69.3 %, colour 83.0 against 68.0 %; at a second
-      VLVAE seed 70.4 against 69.1 %), and
-      w_x = 1 ends below it (72.9 %, a weaker text term). Four stride-2 stages without residual
+      diverge. KL warm-up 1,000 steps. w_y = 200 as the authors'. w_x = 0.1: w_x = 0.3 and 1 scored
+      46.6 and 46.5 % at 3,000 steps against 53.1 % (more KL, less log p(x|z): design §8.2); the
+      full budget turns that for w_x = 0.3 (:func:`_cpu`). Four stride-2 stages without residual
       layers: three stages (49.7 %) and one residual layer per stage (48.7 %, 17 % fewer images/s)
       learned slower in the 3,000-step test.
     - stages 2-3: cheap once q(z|x) is tabulated (q_Agg ~30, prior ~40, q_True ~16 steps/s of 128).
       Each trains until its validation objective (1,000 held-out validation examples, checked every
       250 steps) has not improved by 0.01 nats for 6 passes, capped at 10,000 steps; the best
       pass's weights are kept. With a fixed 3,000 steps q_Agg and the prior were still improving.
-      The flows' coupling networks are 200 wide (``model.flow_hidden``; the paper's 50 before):
-      on the w_x = 0.3 VLVAE every 50-wide fit reached the 10,000-step cap still improving and
-      q_Agg's samples read 58.4 %; 200-wide ones fit the same codes better (validation
-      E log q(z|y) -13.4 against -18.1 nats) and read 59.2-64.6 % (q_Agg - q_True +12.8 to +17.9
-      points, three runs) for about three more minutes. Training the 50-wide q_Agg twice as long bought half
-      of that in more minutes (design §8.2). The prior trained 20,000 steps instead of 10,000 lifts
-      q_phi(z) - N(0, I) from +9.30/+9.35 to +10.95/+10.04 points at the two seeds (validation
-      objective 1.4-1.6 nats better; design §8.2); not yet here: the cpu tables are of 10,000 steps.
-      Both were chosen on validation figures (stage 1's correctness, the flows' objective); the
-      test tables of design §8.2 were seen before they were adopted. Measured together from a
-      clean clone in docs/results.md ("`cpu` with w_x = 0.3 and 200-wide flows").
+      The flows keep the paper's 50-wide coupling networks here (``cpu`` widens them: :func:`_cpu`).
     - classifier: the strided encoder with 32 base channels and batch norm, 15,000 steps of 64
       with a cosine decay (3,000 steps reached 96.6 % real accuracy, shape 89 %; the CycleGAN-
       style judge of the earlier preset reached 87.5 %, shape 62 %). At 5,000 steps it read the
@@ -359,7 +345,6 @@ def _cpu() -> ExperimentConfig:
         latent_dim=32,
         shared_hidden=250,
         decoder_dim=200,
-        flow_hidden=200,
     )
     cfg.stage1 = StageConfig(
         steps=10_000,
@@ -369,7 +354,7 @@ def _cpu() -> ExperimentConfig:
         lr_warmup_steps=200,
         lr_final_factor=0.05,
         kl_warmup_steps=1_000,
-        w_x=0.3,
+        w_x=0.1,
         w_y=200.0,
         val_every=500,
         val_examples=512,
@@ -410,6 +395,36 @@ def _cpu() -> ExperimentConfig:
     return cfg
 
 
+def _cpu() -> ExperimentConfig:
+    """Reduced scale for a 2-core CPU: the recipe of :func:`_cpu_recipe` with the image term weighted
+    w_x = 0.3 and 200-wide coupling networks in the flows of stages 2-3, in about 45-70 minutes by the
+    machine's speed (67.9 measured at b2760e0 with ``--set`` on a slow day; the recipe alone took
+    40.4 on a fast day, to which the wider flows add about 3).
+
+    - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
+      but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600
+      more nats of log p(x|z); test reconstructions 75.1 against 69.3 %, colour 83.0 against 68.0 %;
+      at a second VLVAE seed 70.4 against 69.1 %), and w_x = 1 ends below it (72.9 %, a weaker text
+      term).
+    - flows 200 wide (``model.flow_hidden``; the paper's 50): on the w_x = 0.3 VLVAE every 50-wide
+      fit of stages 2-3 reached the 10,000-step cap still improving and q_Agg's samples read 58.4 %;
+      200-wide ones fit the same codes better (validation E log q(z|y) -13.4 against -18.1 nats) and
+      read 59.2-64.6 % (q_Agg - q_True +12.8 to +17.9 points, three runs) for about three more
+      minutes. Training the 50-wide q_Agg twice as long bought half of that in more minutes.
+
+    Both were chosen on validation figures (stage 1's correctness, the flows' objective); the test
+    tables of design §8.2 were seen before they were adopted. Measured together from a clean clone in
+    docs/results.md ("`cpu` with w_x = 0.3 and 200-wide flows"). Measured since, not yet here: the
+    prior trained 20,000 steps instead of 10,000 lifts q_phi(z) - N(0, I) from +9.30/+9.35 to
+    +10.95/+10.04 points at the two seeds (validation objective 1.4-1.6 nats better; design §8.2);
+    the cpu tables are of 10,000 steps.
+    """
+    cfg = _cpu_recipe()
+    cfg.model = replace(cfg.model, flow_hidden=200)
+    cfg.stage1 = replace(cfg.stage1, w_x=0.3)
+    return cfg
+
+
 def _cpu_long() -> ExperimentConfig:
     """The cpu recipe with stage 1 trained three times longer: an evening on a 2-core laptop (≤ 2 hours).
 
@@ -426,15 +441,14 @@ def _cpu_long() -> ExperimentConfig:
     texts 66.1 % word accuracy against 58.6 %), which the evening affords. A cpu run's caption judge
     therefore differs and ``--judges-from`` refuses it.
 
-    It keeps the cpu recipe's earlier w_x = 0.1 and 50-wide flows, with which every cpu-long table was
-    measured: the cpu preset's w_x = 0.3 and 200-wide flows are unmeasured at 30,000 steps (try them
-    with ``--set stage1.w_x=0.3 --set model.flow_hidden=200``).
+    It builds on the recipe (w_x = 0.1, 50-wide flows), with which every cpu-long table was measured,
+    not on the cpu preset's two later settings, which are unmeasured at 30,000 steps (try them with
+    ``--set stage1.w_x=0.3 --set model.flow_hidden=200``).
     """
-    cfg = _cpu()
+    cfg = _cpu_recipe()
     cfg.name = "cpu-long"
-    cfg.model = replace(cfg.model, flow_hidden=50)
     cfg.stage1 = replace(
-        cfg.stage1, steps=30_000, kl_warmup_steps=3_000, lr_warmup_steps=600, val_every=1_000, w_x=0.1
+        cfg.stage1, steps=30_000, kl_warmup_steps=3_000, lr_warmup_steps=600, val_every=1_000
     )
     cfg.caption_judge = replace(cfg.caption_judge, steps=15_000)
     return cfg
@@ -445,18 +459,15 @@ def _quick() -> ExperimentConfig:
     (8.7 alone at d3adc99).
 
     Stage 1 trains 2,000 steps (the earlier 3,000 steps with a 6-minute cap stopped at about 2,000
-    on this machine, and at a number that depended on its load). It keeps w_x = 0.1 and the paper's
-    50-wide flows: at 2,000-3,000 steps w_x = 0.1 learns faster (design §8.2), wider flows cost
-    stages 2-3 minutes that the 10-minute demo does not have, and the demo's tables (three seeds)
-    were measured with these.
+    on this machine, and at a number that depended on its load). It builds on the recipe (w_x = 0.1,
+    50-wide flows), not on the cpu preset's two later settings: at 2,000-3,000 steps w_x = 0.1 learns
+    faster (design §8.2), wider flows cost stages 2-3 minutes that the 10-minute demo does not have,
+    and the demo's tables (three seeds) were measured with the recipe.
     """
-    cfg = _cpu()
+    cfg = _cpu_recipe()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
-    cfg.model = replace(cfg.model, flow_hidden=50)
-    cfg.stage1 = replace(
-        cfg.stage1, steps=2_000, kl_warmup_steps=500, val_every=500, val_examples=256, w_x=0.1
-    )
+    cfg.stage1 = replace(cfg.stage1, steps=2_000, kl_warmup_steps=500, val_every=500, val_examples=256)
     cfg.text_posterior = replace(
         cfg.text_posterior, steps=2_500, val_every=250, val_examples=500, checkpoint_every=250, patience=4
     )
