@@ -257,6 +257,7 @@ def _model_card(run: Path, cfg, info: dict, manifest: dict, metrics: dict | None
         f"- vlvae commit `{info.get('git_commit', 'unknown')}`"
         + (f", vlvae {versions['vlvae']}" if "vlvae" in versions else ""),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        *([f"- trained on {info['machine']['cpu']}"] if info.get("machine") else []),
         f"- the command: `vlvae reproduce --preset {info.get('preset', cfg.name)} --out DIR` "
         "(or its stages one by one: `vlvae train vlvae`, `vlvae train text-posterior`, `vlvae train prior`)",
         "",

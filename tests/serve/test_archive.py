@@ -179,7 +179,8 @@ def test_export_holds_every_stage_the_judge_a_slim_data_copy_and_a_model_card(ex
     assert "run/report.md" in names and "classifier/weights.safetensors" in names
     assert not [n for n in names if n.endswith(".ckpt") or "/logs/" in n]  # no pickles, no logs
     info = json.loads((tiny / "run" / "run.json").read_text())
-    for fact in (info["git_commit"], info["data_fingerprint"], "preset `tiny`", "Intended use", "Headline"):
+    facts = (info["git_commit"], info["data_fingerprint"], "preset `tiny`", "Intended use", "Headline")
+    for fact in (*facts, f"trained on {info['machine']['cpu']}"):
         assert fact in card, fact
     assert index["trained_at"] == info["git_commit"] and index["classifier"] == "classifier"
 

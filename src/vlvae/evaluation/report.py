@@ -549,10 +549,23 @@ def render_report(metrics: dict, cfg) -> str:
             lines += [f"Samples from replicate {reps - 1}'s text posteriors and prior.", ""]
         for name, path in others.items():
             lines += [f"![{name}]({path})", ""]
-    lines += [f"Evaluated in {metrics['seconds']:.0f} s; git commit {metrics['git_commit']}.", ""]
+    lines += [
+        f"Evaluated in {metrics['seconds']:.0f} s{_machine_words(metrics)}; "
+        f"git commit {metrics['git_commit']}.",
+        "",
+    ]
     if metrics.get("evaluation_id"):
         lines += [f"Evaluation id {metrics['evaluation_id']} (the same as in the metrics file).", ""]
     return "\n".join(lines)
+
+
+def _machine_words(metrics: dict) -> str:
+    """`` on PROCESSOR (N torch threads of M cores)`` from the metrics' ``machine``; empty for metrics
+    written before it was recorded."""
+    machine = metrics.get("machine")
+    if not machine:
+        return ""
+    return f" on {machine['cpu']} ({machine['torch_threads']} torch threads of {machine['cpu_count']} cores)"
 
 
 def render_summary(summary: dict, cfg, runs: list[Path]) -> str:
