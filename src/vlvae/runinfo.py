@@ -2,8 +2,8 @@
 
 The machine matters for two things a reader compares across runs: wall-clock times (the same
 2-core preset has taken 40 and 68 minutes on different days) and the last digits of a result
-(the CPU's kernels differ between processor families, so float sums, and with them trained
-weights, can differ in the last bits from one machine to another).
+(runs of one commit and seed have differed in them between days; a different processor, whose
+kernels sum floats in another order, is one candidate cause).
 """
 
 from __future__ import annotations
