@@ -235,6 +235,13 @@ def _headline(metrics: dict | None) -> list[str]:
     return lines
 
 
+def _machine_line(machine: dict) -> str:
+    """The model card's line on where the run folder was made (each stage's metrics.json names the
+    machine that trained it)."""
+    gpus = [name for name in machine.get("cuda_devices", []) if name]
+    return f"- run folder made on {machine['cpu']}" + (f" with {', '.join(gpus)}" if gpus else "")
+
+
 def _model_card(run: Path, cfg, info: dict, manifest: dict, metrics: dict | None, classifier: bool) -> str:
     """The archive's README.md."""
     method = get_method(cfg.method.name)
@@ -257,7 +264,7 @@ def _model_card(run: Path, cfg, info: dict, manifest: dict, metrics: dict | None
         f"- vlvae commit `{info.get('git_commit', 'unknown')}`"
         + (f", vlvae {versions['vlvae']}" if "vlvae" in versions else ""),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        *([f"- trained on {info['machine']['cpu']}"] if info.get("machine") else []),
+        *([_machine_line(info["machine"])] if info.get("machine") else []),
         f"- the command: `vlvae reproduce --preset {info.get('preset', cfg.name)} --out DIR` "
         "(or its stages one by one: `vlvae train vlvae`, `vlvae train text-posterior`, `vlvae train prior`)",
         "",

@@ -56,7 +56,9 @@ def git_commit() -> str:
 
 
 def cpu_model() -> str:
-    """The processor's name: Linux's ``/proc/cpuinfo`` "model name", else what ``platform`` says."""
+    """The processor's name: Linux's ``/proc/cpuinfo`` "model name", else what ``platform`` says
+    (its processor, else its machine type), else ``"unknown"``. A virtual machine may show a
+    masked name (e.g. only the vendor)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
             for line in lines:
@@ -65,25 +67,53 @@ def cpu_model() -> str:
                     return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    for name in (platform.processor(), platform.machine()):
+        if name and name.strip().lower() != "unknown":
+            return name.strip()
+    return "unknown"
+
+
+def _usable_cores() -> int | None:
+    """Logical cores this process may run on (its affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def _cuda_devices() -> list[str]:
+    """Names of the visible CUDA devices; ``["unavailable"]`` where the driver cannot be asked (a
+    record must never fail the run it describes)."""
+    try:
+        if not torch.cuda.is_available():
+            return []
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - any driver error: the record says so instead
+        return ["unavailable"]
 
 
 def machine_info() -> dict:
-    """The machine a run used: processor, logical cores, torch's threads and any CUDA devices."""
-    cuda = (
-        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        if torch.cuda.is_available()
-        else []
-    )
+    """The machine a run used: processor, its vector instruction level as torch's CPU kernels see it
+    (e.g. AVX512), usable logical cores, torch's threads, any CUDA devices and the system."""
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - older or unusual builds: not worth failing a run for
+        capability = "unknown"
     return {
         "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
+        "cpu_capability": capability,
+        "cpu_count": _usable_cores(),
         "torch_threads": torch.get_num_threads(),
-        "cuda_devices": cuda,
+        "cuda_devices": _cuda_devices(),
         "system": platform.platform(),
     }
 
 
-def run_info() -> dict:
-    """Versions, commit and machine, as recorded in manifests and run directories."""
-    return {"versions": package_versions(), "git_commit": git_commit(), "machine": machine_info()}
+def run_info(machine: bool = True) -> dict:
+    """Versions and commit, as recorded in manifests and run directories, and with ``machine`` the
+    machine (:func:`machine_info`). Data sets leave the machine out: their manifest's sha256 is
+    their fingerprint, which must not change with the threads or devices they were built with."""
+    info = {"versions": package_versions(), "git_commit": git_commit()}
+    if machine:
+        info["machine"] = machine_info()
+    return info

@@ -180,7 +180,7 @@ def test_export_holds_every_stage_the_judge_a_slim_data_copy_and_a_model_card(ex
     assert not [n for n in names if n.endswith(".ckpt") or "/logs/" in n]  # no pickles, no logs
     info = json.loads((tiny / "run" / "run.json").read_text())
     facts = (info["git_commit"], info["data_fingerprint"], "preset `tiny`", "Intended use", "Headline")
-    for fact in (*facts, f"trained on {info['machine']['cpu']}"):
+    for fact in (*facts, f"run folder made on {info['machine']['cpu']}"):
         assert fact in card, fact
     assert index["trained_at"] == info["git_commit"] and index["classifier"] == "classifier"
 

@@ -15,7 +15,7 @@ with the same judge, settings and weights) and renders ``compare.md`` from those
 label), ``classifier``, ``replicates``, ``settings``, ``inputs`` (sha256 of every weights file
 read), one key per metric key of the registry (``correctness``, ``likelihood``, ``landing``,
 ``captions``, ...), ``figures``, ``seconds``, ``paper``, ``config_preset``, the run record
-(versions, commit) and ``evaluation_id``. Files without ``schema`` (version 1, written by the
+(versions, commit, machine) and ``evaluation_id``. Files without ``schema`` (version 1, written by the
 VLVAE-only evaluation) are read by :func:`read_metrics`.
 """
 
@@ -737,7 +737,7 @@ def summarise_runs(runs: list[Path], metrics: list[dict], out: Path) -> dict:
             "config_preset": first["config_preset"],
             "seconds": sum(m["seconds"] for m in metrics),
             "figures": {},
-            **run_info(),
+            **run_info(machine=False),  # each run's metrics.json names the machine it was evaluated on
         }
     )
     summary["evaluation_id"] = uuid.uuid4().hex

@@ -560,12 +560,16 @@ def render_report(metrics: dict, cfg) -> str:
 
 
 def _machine_words(metrics: dict) -> str:
-    """`` on PROCESSOR (N torch threads of M cores)`` from the metrics' ``machine``; empty for metrics
-    written before it was recorded."""
+    """`` on PROCESSOR (N torch threads of M cores)``, and the device where it was not the CPU, from
+    the metrics' ``machine`` and ``device``; empty for metrics written before the machine was
+    recorded (and for summaries, whose runs each name their own)."""
     machine = metrics.get("machine")
     if not machine:
         return ""
-    return f" on {machine['cpu']} ({machine['torch_threads']} torch threads of {machine['cpu_count']} cores)"
+    cores = machine.get("cpu_count") or "?"
+    words = f" on {machine['cpu']} ({machine['torch_threads']} torch threads of {cores} cores)"
+    device = str(metrics.get("device") or "")
+    return words + (f" with {device}" if device and not device.startswith("cpu") else "")
 
 
 def render_summary(summary: dict, cfg, runs: list[Path]) -> str:

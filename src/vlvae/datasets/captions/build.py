@@ -437,7 +437,7 @@ def _assemble(out: Path, table: CaptionTable, chunks: list[tuple[Path, dict]], s
         "skipped": table.skipped.to_json(),
         "summary": summary,
         "source": {"captions": str(table.path.resolve()), "form": table.form, "rows": table.rows},
-        **run_info(),
+        **run_info(machine=False),
     }
     finalise_dataset(out, written, vocab, manifest)
     return read_json(out / "manifest.json", "rerun the same command")

@@ -293,7 +293,7 @@ def build_celeba(
             },
             "word_counts": _word_count_stats(word_counts, text_length),
             "female": "Female is the absence of CelebA's Male attribute",
-            **runinfo.run_info(),
+            **runinfo.run_info(machine=False),
         }
         finalise_dataset(
             out,

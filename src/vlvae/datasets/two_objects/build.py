@@ -294,6 +294,6 @@ def _assemble(settings: TwoObjectsSettings, out: Path, partial: Path) -> None:
         "zoom": settings.zoom,
         "text_length": 2 if settings.objects == 1 else 9,
         "pixel_value_range": [0, 255],
-        **run_info(),
+        **run_info(machine=False),
     }
     finalise_dataset(out, splits, vocabulary_for(settings), manifest)
