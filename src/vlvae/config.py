@@ -271,7 +271,7 @@ def _paper() -> ExperimentConfig:
 
 
 def _cpu_recipe() -> ExperimentConfig:
-    """The 2-core recipe that ``quick`` and ``cpu-long`` build on, and ``cpu`` with two later settings
+    """The 2-core recipe that ``quick`` and ``cpu-long`` build on, and ``cpu`` with three later settings
     (:func:`_cpu`): the whole Two Objects pipeline in 40.4 minutes alone from a clean clone of 8254cb7
     on a fast day.
 
@@ -404,8 +404,8 @@ def _cpu() -> ExperimentConfig:
 
     - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
       but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600
-      more nats of log p(x|z); test reconstructions 75.0-75.1 against 69.3 %, colour 83.0 against
-      68.0 %; at a second VLVAE seed 70.4 against 69.1 %), and w_x = 1 ends below it (72.9 %, a
+      more nats of log p(x|z); test reconstructions 75.0-75.1 against 69.3 %, colour 81.5-83.0 against
+      68.0 %; at a second VLVAE seed 70.4-74.3 against 69.1 %), and w_x = 1 ends below it (72.9 %, a
       weaker text term).
     - flows 200 wide (``model.flow_hidden``; the paper's 50): on the w_x = 0.3 VLVAE every 50-wide
       fit of stages 2-3 reached the 10,000-step cap still improving and q_Agg's samples read 58.4 %;
@@ -445,8 +445,8 @@ def _cpu_long() -> ExperimentConfig:
     therefore differs and ``--judges-from`` refuses it.
 
     It builds on the recipe (w_x = 0.1, 50-wide flows), with which every cpu-long table was measured,
-    not on the cpu preset's two later settings, which are unmeasured at 30,000 steps (try them with
-    ``--set stage1.w_x=0.3 --set model.flow_hidden=200``).
+    not on the cpu preset's three later settings, which are unmeasured at 30,000 steps (try them with
+    ``--set stage1.w_x=0.3 --set model.flow_hidden=200 --set prior.steps=20000``).
     """
     cfg = _cpu_recipe()
     cfg.name = "cpu-long"
@@ -463,7 +463,7 @@ def _quick() -> ExperimentConfig:
 
     Stage 1 trains 2,000 steps (the earlier 3,000 steps with a 6-minute cap stopped at about 2,000
     on this machine, and at a number that depended on its load). It builds on the recipe (w_x = 0.1,
-    50-wide flows), not on the cpu preset's two later settings: at 2,000-3,000 steps w_x = 0.1 learns
+    50-wide flows), not on the cpu preset's three later settings: at 2,000-3,000 steps w_x = 0.1 learns
     faster (design §8.2), wider flows cost stages 2-3 minutes that the 10-minute demo does not have,
     and the demo's tables (three seeds) were measured with the recipe.
     """

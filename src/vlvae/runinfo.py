@@ -1,9 +1,9 @@
 """What every run records next to its outputs: versions, git commit and the machine.
 
 The machine matters for two things a reader compares across runs: wall-clock times (the same
-2-core preset has taken 40 and 68 minutes on different days) and the last digits of a result
-(runs of one commit and seed have differed in them between days; a different processor, whose
-kernels sum floats in another order, is one candidate cause).
+2-core classifier, trained alike, took 10.6, 18.8 and 13.7 minutes on three days) and the weights
+a run trains (the same training code and seed have given stage 1s 4 points apart on different
+days; the machine is one candidate cause, not isolated).
 """
 
 from __future__ import annotations
