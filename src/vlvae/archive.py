@@ -238,7 +238,7 @@ def _headline(metrics: dict | None) -> list[str]:
 def _machine_line(machine: dict) -> str:
     """The model card's line on where the run folder was made (each stage's metrics.json names the
     machine that trained it)."""
-    gpus = [name for name in machine.get("cuda_devices", []) if name]
+    gpus = machine.get("cuda_devices", [])
     return f"- run folder made on {machine['cpu']}" + (f" with {', '.join(gpus)}" if gpus else "")
 
 

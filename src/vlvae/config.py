@@ -55,6 +55,7 @@ __all__ = [
     "ExperimentConfig",
     "PRESETS",
     "preset",
+    "cpu_recipe",
     "apply_overrides",
     "split_method_overrides",
     "RENAMED_SECTIONS",
@@ -270,10 +271,10 @@ def _paper() -> ExperimentConfig:
     return ExperimentConfig(name="paper")
 
 
-def _cpu_recipe() -> ExperimentConfig:
-    """The 2-core recipe that ``quick`` and ``cpu-long`` build on, and ``cpu`` with three later settings
-    (:func:`_cpu`): the whole Two Objects pipeline in 40.4 minutes alone from a clean clone of 8254cb7
-    on a fast day.
+def cpu_recipe() -> ExperimentConfig:
+    """The 2-core recipe that ``quick``, ``cpu-long`` and CelebA's ``celeba-cpu`` build on, and ``cpu``
+    with three later settings (:func:`_cpu`): the whole Two Objects pipeline in 40.4 minutes alone
+    from a clean clone of 8254cb7 on a fast day.
 
     Why each number (measured on the 2-core development machine with
     ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
@@ -396,7 +397,7 @@ def _cpu_recipe() -> ExperimentConfig:
 
 
 def _cpu() -> ExperimentConfig:
-    """Reduced scale for a 2-core CPU: the recipe of :func:`_cpu_recipe` with the image term weighted
+    """Reduced scale for a 2-core CPU: the recipe of :func:`cpu_recipe` with the image term weighted
     w_x = 0.3, 200-wide coupling networks in the flows of stages 2-3 and the prior trained 20,000
     steps, in about 45-70 minutes by the machine's speed (61.2 measured from nothing at 80ba7b4 with
     ``--set prior.steps=20000``; 67.9 on a slower day without it; the recipe alone took 40.4 on the
@@ -421,7 +422,7 @@ def _cpu() -> ExperimentConfig:
     tables of design §8.2 were seen before they were adopted. Measured together from a clean clone in
     docs/results.md ("`cpu` with the prior trained 20,000 steps").
     """
-    cfg = _cpu_recipe()
+    cfg = cpu_recipe()
     cfg.model = replace(cfg.model, flow_hidden=200)
     cfg.stage1 = replace(cfg.stage1, w_x=0.3)
     cfg.prior = replace(cfg.prior, steps=20_000)
@@ -448,7 +449,7 @@ def _cpu_long() -> ExperimentConfig:
     not on the cpu preset's three later settings, which are unmeasured at 30,000 steps (try them with
     ``--set stage1.w_x=0.3 --set model.flow_hidden=200 --set prior.steps=20000``).
     """
-    cfg = _cpu_recipe()
+    cfg = cpu_recipe()
     cfg.name = "cpu-long"
     cfg.stage1 = replace(
         cfg.stage1, steps=30_000, kl_warmup_steps=3_000, lr_warmup_steps=600, val_every=1_000
@@ -467,7 +468,7 @@ def _quick() -> ExperimentConfig:
     faster (design §8.2), wider flows cost stages 2-3 minutes that the 10-minute demo does not have,
     and the demo's tables (three seeds) were measured with the recipe.
     """
-    cfg = _cpu_recipe()
+    cfg = cpu_recipe()
     cfg.name = "quick"
     cfg.data = replace(cfg.data, n=20_000)
     cfg.stage1 = replace(cfg.stage1, steps=2_000, kl_warmup_steps=500, val_every=500, val_examples=256)
