@@ -405,13 +405,13 @@ def _cpu() -> ExperimentConfig:
 
     - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
       but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600
-      more nats of log p(x|z); test reconstructions 75.0-75.1 against 69.3 %, colour 81.5-83.0 against
-      68.0 %; at a second VLVAE seed 70.4-74.3 against 69.1 %), and w_x = 1 ends below it (72.9 %, a
+      more nats of log p(x|z); test reconstructions 75.0-75.1 against 69.3 %, colour 81.5 against 68.0 %
+      at seed 0; at a second VLVAE seed 70.4-74.3 against 69.1 %), and w_x = 1 ends below it (72.9 %, a
       weaker text term).
     - flows 200 wide (``model.flow_hidden``; the paper's 50): on the w_x = 0.3 VLVAE every 50-wide
       fit of stages 2-3 reached the 10,000-step cap still improving and q_Agg's samples read 58.4 %;
       200-wide ones fit the same codes better (validation E log q(z|y) -13.4 against -18.1 nats) and
-      read 59.2-64.6 % (q_Agg - q_True +12.8 to +17.9 points, three runs) for about three more
+      read 59.2-64.6 % (q_Agg - q_True +12.8 to +17.9 points, four VLVAEs) for about three more
       minutes. Training the 50-wide q_Agg twice as long bought half of that in more minutes.
     - the prior 20,000 steps (the others' 10,000): at 10,000 it still improved at its cap and
       q_phi(z) - N(0, I) read +9.30/+9.35 at the two VLVAE seeds; twice as long its validation
@@ -433,7 +433,9 @@ def _cpu_long() -> ExperimentConfig:
     """The cpu recipe with stage 1 trained three times longer: an evening on a 2-core laptop (≤ 2 hours).
 
     Why: at the end of the cpu preset's 10,000 steps stage 1's validation correctness was still rising
-    (+3.2 points over its last quarter, docs/results.md), and every later number is bounded by it.
+    (+3.2 points over its last quarter at bf8cd19, before coordinate channels; +1.6 and +1.9 at the
+    two VLVAE seeds of today's w_x = 0.3 ``cpu``, 80ba7b4; docs/results.md), and every later number
+    is bounded by it.
     Measured from a clean clone of 550df0e on 2 cores (docs/results.md, "cpu-long at 550df0e"):
     30,000 steps of 64 in 32 minutes (993 images/s), the whole run 71.1 minutes from nothing, 22.6 of
     them the judges; stage 1's validation correctness flattens from about 22,000 steps (78 %, +0.7
@@ -459,8 +461,8 @@ def _cpu_long() -> ExperimentConfig:
 
 
 def _quick() -> ExperimentConfig:
-    """The cpu recipe on 20,000 pairs with shorter stages (``make demo``): 9-15 minutes on 2 cores
-    (8.7 alone at d3adc99).
+    """The cpu recipe on 20,000 pairs with shorter stages (``make demo``): 8.7-15.2 minutes on 2 cores
+    (8.7 alone at d3adc99, 15.2 with the same code at 0a6aef3 on a slower day).
 
     Stage 1 trains 2,000 steps (the earlier 3,000 steps with a 6-minute cap stopped at about 2,000
     on this machine, and at a number that depended on its load). It builds on the recipe (w_x = 0.1,
