@@ -73,7 +73,11 @@ def test_unknown_arch_is_a_config_error():
 @pytest.mark.parametrize(
     "options",
     [{"arch": arch} for arch in ARCHITECTURES]
-    + [{"arch": "strided", "coord_channels": True}, {"arch": "strided", "broadcast_side": 4}],
+    + [
+        {"arch": "strided", "coord_channels": True},
+        {"arch": "strided", "broadcast_side": 4},
+        {"arch": "strided", "coord_channels": True, "refine_channels": 3},
+    ],
 )
 def test_vlvae_trains_every_parameter_in_each_family(options):
     """Every parameter gets a finite, non-zero gradient (with coordinate channels or a broadcast first
@@ -187,3 +191,43 @@ def test_the_broadcast_stage_places_content_by_position_from_one_vector():
 def test_a_broadcast_side_the_decoder_cannot_start_at_is_refused(arch, side, match):
     with pytest.raises(VLVAEError, match=match):
         ModelConfig(image_size=16, arch=arch, n_downsample=3, broadcast_side=side)
+
+
+def test_the_refining_layer_is_a_3x3_convolution_of_a_full_resolution_feature_map():
+    """With ``refine_channels`` the last transposed convolution ends at full resolution with that many
+    channels (norm, ReLU), and α is the sigmoid of a 3×3 convolution of them beside the coordinates:
+    recomputed here with ``F.conv2d`` and ``meshgrid`` from the feature map the decoder's own forward
+    pass holds. Off, the last transposed convolution computes α's logits itself, as before the option."""
+    torch.manual_seed(0)
+    dec = StridedDecoder(6, 16, 3, 4, 2, coord_channels=True, refine_channels=5).eval()
+    transposed = [m for m in dec.body if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert transposed[-1].out_channels == 5
+    last = dec.body[-2]
+    assert isinstance(last, torch.nn.Conv2d) and last.kernel_size == (3, 3) and last.in_channels == 7
+    seen = []  # the ReLU after the last transposed convolution: the full-resolution feature map
+    relu = dec.body[-4]
+    assert isinstance(relu, torch.nn.ReLU)
+    relu.register_forward_hook(lambda module, inputs, output: seen.append(output.clone()))
+    alpha = dec(torch.randn(2, 6))
+    features = seen[0]
+    assert features.shape == (2, 5, 16, 16)
+    cols, rows = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="xy")
+    expected = torch.sigmoid(
+        F.conv2d(
+            torch.cat((features, cols.expand(2, 1, 16, 16), rows.expand(2, 1, 16, 16)), 1),
+            last.weight,
+            last.bias,
+            padding=1,
+        )
+    )
+    assert torch.allclose(alpha, expected, atol=1e-6)
+    off = StridedDecoder(6, 16, 3, 4, 2, coord_channels=True, refine_channels=0)
+    assert isinstance(off.body[-2], torch.nn.ConvTranspose2d) and off.body[-2].out_channels == 3
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in off.body)
+
+
+def test_the_refining_layer_is_refused_for_the_cyclegan_family():
+    with pytest.raises(VLVAEError, match="refine_channels"):
+        ModelConfig(image_size=16, arch="cyclegan", refine_channels=8)
+    with pytest.raises(ValueError, match="strided family"):
+        make_image_decoder("cyclegan", 8, 16, 3, 4, 2, 1, refine_channels=8)

@@ -66,6 +66,9 @@ class ModelConfig:
             beside it (a spatial-broadcast stage, docs/design.md §8.2) instead of a linear map to
             a feature map; ``image_size / 2**k`` for some ``1 <= k <= n_downsample``, the decoder
             then upsampling ``k`` times.
+        refine_channels: ``strided`` family only: 0 (off), or the width of a last feature map at full
+            resolution, from which a 3×3 convolution computes the image's parameters (instead of the
+            last transposed convolution computing them directly; docs/design.md §8.2).
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
@@ -97,6 +100,7 @@ class ModelConfig:
     norm: str = "batch"
     coord_channels: bool = False
     broadcast_side: int = 0
+    refine_channels: int = 0
     base_channels: int = 64
     n_downsample: int = 2
     n_res_blocks: int = 3
@@ -137,6 +141,11 @@ class ModelConfig:
                     "set model.arch=strided or model.broadcast_side=0."
                 )
             broadcast_upsamplings(self.image_size, self.n_downsample, self.broadcast_side)
+        if self.refine_channels and self.arch != "strided":
+            raise VLVAEError(
+                f"model.refine_channels is built for the strided family only, not arch={self.arch!r}; "
+                "set model.arch=strided or model.refine_channels=0."
+            )
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "

@@ -341,6 +341,10 @@ class StridedDecoder(nn.Module):
             coordinates too, so that every cell computes its own content from the vector and
             where it is. ``image_size / 2**k`` with ``1 <= k <= n_downsample``; the decoder then
             upsamples ``k`` times (each stride-2 transposed convolution as without it).
+        refine_channels: 0, or end at full resolution with more than one linear map: the last
+            transposed convolution goes to ``refine_channels`` (norm, ReLU) and a 3×3 convolution
+            (reading the coordinates too when ``coord_channels``) to ``out_channels``, so that each
+            pixel is computed from its neighbours' features at full resolution (docs/design.md §8.2).
 
     Example:
         >>> dec = StridedDecoder(8, 16, 3, 4, 2)
@@ -361,6 +365,7 @@ class StridedDecoder(nn.Module):
         norm: str = "batch",
         coord_channels: bool = False,
         broadcast_side: int = 0,
+        refine_channels: int = 0,
     ) -> None:
         super().__init__()
         if n_downsample < 1:
@@ -399,7 +404,17 @@ class StridedDecoder(nn.Module):
             width //= 2
             layers += [ResidualConv(width, norm) for _ in range(n_res_layers)]
         layers += coords
-        layers += [nn.ConvTranspose2d(width + extra, out_channels, 4, stride=2, padding=1), nn.Sigmoid()]
+        if refine_channels:
+            layers += [
+                nn.ConvTranspose2d(width + extra, refine_channels, 4, stride=2, padding=1, bias=False),
+                _norm(norm, refine_channels),
+                nn.ReLU(inplace=True),
+                *coords,
+                nn.Conv2d(refine_channels + extra, out_channels, 3, padding=1),
+            ]
+        else:
+            layers += [nn.ConvTranspose2d(width + extra, out_channels, 4, stride=2, padding=1)]
+        layers += [nn.Sigmoid()]
         self.body = nn.Sequential(*layers)
         self.to(memory_format=torch.channels_last)
 
@@ -477,9 +492,11 @@ def make_image_decoder(
     norm: str = "batch",
     coord_channels: bool = False,
     broadcast_side: int = 0,
+    refine_channels: int = 0,
 ) -> nn.Module:
     """The image decoder of family ``arch``, ``n_res_blocks`` and ``coord_channels`` as in
-    :func:`make_image_encoder`; ``broadcast_side`` the strided family's (:class:`StridedDecoder`)."""
+    :func:`make_image_encoder`; ``broadcast_side`` and ``refine_channels`` the strided family's
+    (:class:`StridedDecoder`)."""
     _check_arch(arch)
     if arch == "strided":
         return StridedDecoder(
@@ -492,7 +509,11 @@ def make_image_decoder(
             norm,
             coord_channels,
             broadcast_side,
+            refine_channels,
         )
-    if coord_channels or broadcast_side:
-        raise ValueError("coordinate channels and the broadcast stage are built for the strided family only")
+    if coord_channels or broadcast_side or refine_channels:
+        raise ValueError(
+            "coordinate channels, the broadcast stage and the refining layer are built for the strided "
+            "family only"
+        )
     return ImageDecoder(in_features, image_size, out_channels, base_channels, n_downsample, n_res_blocks)

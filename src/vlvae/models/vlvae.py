@@ -83,6 +83,7 @@ class VLVAE(nn.Module):
             config.norm,
             config.coord_channels,
             config.broadcast_side,
+            config.refine_channels,
         )
         self.text_decoder = TextDecoder(
             config.decoder_dim,
