@@ -577,9 +577,9 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (9-15 min on 2 cores), cpu (about 45-70 min by the machine's speed, shows the "
-        "paper's effect), cpu-long (71 min, stage 1 three times longer, the caption judge 15,000 steps) "
-        "or paper (GPU scale).",
+        help="quick (8.7-15.2 min measured on 2 cores), cpu (about 60-70 min by the machine's speed, "
+        "shows the paper's effect), cpu-long (71 min, stage 1 three times longer, the caption judge "
+        "15,000 steps) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
         dataset_names()[0],

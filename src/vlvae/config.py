@@ -399,9 +399,9 @@ def cpu_recipe() -> ExperimentConfig:
 def _cpu() -> ExperimentConfig:
     """Reduced scale for a 2-core CPU: the recipe of :func:`cpu_recipe` with the image term weighted
     w_x = 0.3, 200-wide coupling networks in the flows of stages 2-3 and the prior trained 30,000
-    steps, in about 50-70 minutes by the machine's speed (69.9 measured from nothing at fe79f8c with
-    ``--set prior.steps=30000``; 61.2 at 80ba7b4 with the prior's 20,000 steps on a faster day; the
-    recipe alone took 40.4 on the fastest day measured).
+    steps, in about 60-70 minutes by the machine's speed (69.9 measured from nothing at fe79f8c with
+    ``--set prior.steps=30000``; 61.2 at 80ba7b4 with the prior's 20,000 steps on a faster day, so
+    about 64 with it; the recipe alone took 40.4 on the fastest day measured).
 
     - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
       but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600
@@ -416,8 +416,9 @@ def _cpu() -> ExperimentConfig:
     - the prior 30,000 steps (the others' 10,000): at 10,000 it still improved at its cap and
       q_phi(z) - N(0, I) read +9.30/+9.35 at the two VLVAE seeds; at 20,000 (the preset from 57a0bdb)
       its validation objective was 1.4-1.6 nats better and the difference +10.90/+9.74 from a clean
-      clone; at 30,000 another 0.7 nats and +11.76/+10.17 on the same two VLVAEs (+10.97 on
-      average), for about 3.5 more minutes than 20,000. Its fits still end near their caps.
+      clone; at 30,000 another 0.7 nats and +11.76/+10.17 on the same two VLVAEs (+10.96 on
+      average), for about 2-3 more minutes than 20,000 (2.9 and 2.2 in reproduce runs). Its fits
+      still end near their caps.
 
     Each was chosen on validation figures (stage 1's correctness, the flows' objective); the test
     tables of design §8.2 were seen before they were adopted. Measured together from a clean clone in

@@ -205,8 +205,9 @@ def test_the_refining_layer_is_a_3x3_convolution_of_a_full_resolution_feature_ma
     last = dec.body[-2]
     assert isinstance(last, torch.nn.Conv2d) and last.kernel_size == (3, 3) and last.in_channels == 7
     seen = []  # the ReLU after the last transposed convolution: the full-resolution feature map
-    relu = dec.body[-4]
-    assert isinstance(relu, torch.nn.ReLU)
+    relu, norm = dec.body[-4], dec.body[-5]
+    assert isinstance(relu, torch.nn.ReLU) and dec.body[-6] is transposed[-1]
+    assert isinstance(norm, torch.nn.BatchNorm2d) and norm.num_features == 5
     relu.register_forward_hook(lambda module, inputs, output: seen.append(output.clone()))
     alpha = dec(torch.randn(2, 6))
     features = seen[0]
