@@ -20,6 +20,9 @@ __all__ = ["ModelConfig", "feature_side", "ARCHITECTURES", "NORMS", "POSTERIOR_F
 ARCHITECTURES = ("cyclegan", "strided")
 #: Normalisation layers of the strided family (:mod:`vlvae.models.image`).
 NORMS = ("batch", "group")
+#: The strided family's options, each with the value that turns it off (refused, naming it, for
+#: another family).
+STRIDED_ONLY = {"coord_channels": "false", "broadcast_side": "0", "refine_channels": "0"}
 #: The families of the text posteriors and priors fitted on a frozen model
 #: (:mod:`vlvae.models.posteriors`): a flow (the paper's) or a diagonal Gaussian.
 POSTERIOR_FAMILIES = ("flow", "gaussian")
@@ -129,23 +132,14 @@ class ModelConfig:
         if self.norm not in NORMS:
             raise VLVAEError(f"model.norm is {self.norm!r}; choose one of {', '.join(NORMS)}")
         feature_side(self.image_size, self.n_downsample)
-        if self.coord_channels and self.arch != "strided":
-            raise VLVAEError(
-                f"model.coord_channels is built for the strided family only, not arch={self.arch!r}; "
-                "set model.arch=strided or model.coord_channels=false."
-            )
-        if self.broadcast_side:
-            if self.arch != "strided":
+        for key, off in STRIDED_ONLY.items():
+            if getattr(self, key) and self.arch != "strided":
                 raise VLVAEError(
-                    f"model.broadcast_side is built for the strided family only, not arch={self.arch!r}; "
-                    "set model.arch=strided or model.broadcast_side=0."
+                    f"model.{key} is built for the strided family only, not arch={self.arch!r}; "
+                    f"set model.arch=strided or model.{key}={off}."
                 )
+        if self.broadcast_side:
             broadcast_upsamplings(self.image_size, self.n_downsample, self.broadcast_side)
-        if self.refine_channels and self.arch != "strided":
-            raise VLVAEError(
-                f"model.refine_channels is built for the strided family only, not arch={self.arch!r}; "
-                "set model.arch=strided or model.refine_channels=0."
-            )
         if self.latent_dim < 2:
             raise VLVAEError(
                 f"latent_dim is {self.latent_dim}, but the coupling flows split z into two "
