@@ -24,9 +24,10 @@ seconds (the device is synchronised at both marks). ``--precision`` (repeatable)
 measures each stage under each of Lightning's precisions in turn, e.g.
 ``32-true`` and ``bf16-mixed`` (docs/mixed_precision.md), same seed and data.
 
-Stages 2-3 tabulate q(z|x) of every training image once, in the frozen-VLVAE
-mixin's ``on_fit_start``; that one-off cost is timed separately and printed in
-its own column; on a GPU the last column is the peak memory allocated while the stage ran
+q_Agg and the prior tabulate q(z|x) of every training image once, at their first
+step (the frozen-VLVAE mixin's ``posterior_table``; q_True never draws z ~ q(z|x));
+that one-off cost falls in the warm-up, is timed separately and printed in its own
+column; on a GPU the last column is the peak memory allocated while the stage ran
 (``torch.cuda.max_memory_allocated``). Not timed: building the data set, the models and the Trainer,
 opening the data set, validation, writing logs and checkpoints.
 
@@ -74,7 +75,7 @@ from vlvae.training.judges import judge_stage
 from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask, VLVAETask
 
 STAGES = ("vlvae", "q_true", "q_agg", "prior", "classifier")
-TABULATING = ("q_true", "q_agg", "prior")  # the stages whose on_fit_start tabulates q(z|x)
+TABULATING = ("q_agg", "prior")  # the stages whose first step tabulates q(z|x) (q_True never draws it)
 _LONG = 10**9  # step budget of a timed fit: the clock stops it long before
 
 
@@ -116,18 +117,22 @@ class _Clock(L.Callback):
         self.timed_steps = self.steps - self.warmup
 
 
-def _time_on_fit_start(task: L.LightningModule) -> dict:
-    """Wrap the task's ``on_fit_start`` (the q(z|x) table) to record its seconds in the returned dict."""
+def _time_posterior_table(task: L.LightningModule) -> dict:
+    """Wrap the task's ``posterior_table`` (built by the first step that draws z ~ q(z|x)) to record
+    the seconds of the call that builds it in the returned dict."""
     timing = {}
-    original = task.on_fit_start
+    original = task.posterior_table
 
-    def on_fit_start():
+    def posterior_table():
+        if "seconds" in timing:
+            return original()
         start = time.perf_counter()
-        original()
+        table = original()
         _sync(task.device)
         timing["seconds"] = time.perf_counter() - start
+        return table
 
-    task.on_fit_start = on_fit_start  # Lightning looks the hook up on the instance
+    task.posterior_table = posterior_table  # the task looks the method up on the instance
     return timing
 
 
@@ -222,7 +227,7 @@ def measure_stage(
     """Fit one stage's real task for ``warmup`` steps plus ``seconds`` (or ``steps`` timed steps) under
     ``cfg.precision``; its throughput as a row."""
     task, arch = _make_task(stage, cfg, str(Path(data).resolve()))
-    table = _time_on_fit_start(task) if stage in TABULATING else None
+    table = _time_posterior_table(task) if stage in TABULATING else None
     clock = _Clock(seconds, warmup, steps)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -264,7 +269,7 @@ def measure_stage(
         "steps": clock.timed_steps,
         "seconds": clock.elapsed,
         "examples_per_s": clock.timed_steps * batch / clock.elapsed,
-        "table_s": table["seconds"] if table is not None else None,
+        "table_s": table.get("seconds") if table is not None else None,
         "peak_gib": peak,
     }
 

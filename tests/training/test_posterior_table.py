@@ -1,19 +1,23 @@
 """The frozen q(z|x) table of stages 2-3 is aligned with the batches of the real training loader.
 
-``_FrozenVLVAEMixin.on_fit_start`` encodes every training image once; each step then
-looks rows up by ``batch["index"]``. If the table's row order and the data set's index
-disagreed, stage 2 (q_Agg) and stage 3 would silently fit the posteriors of other images.
-The check here runs a real (short) Lightning fit with the shuffled step sampler and compares
-the table rows of each batch with a fresh encoding of the batch's own images.
+``_FrozenVLVAEMixin.posterior_table`` encodes every training image once, when a step first
+draws z ~ q(z|x); each step then looks rows up by ``batch["index"]``, and training batches
+carry no images. If the table's row order and the data set's index disagreed, stage 2 (q_Agg)
+and stage 3 would silently fit the posteriors of other images. The check here runs a real
+(short) Lightning fit with the shuffled step sampler and compares the table rows of each batch
+with a fresh encoding of the images the batch's indices name.
 """
 
+import dataclasses
+
 import lightning as L
+import numpy as np
 import torch
 
 from vlvae.config import preset
-from vlvae.data.dataset import images_to_float
+from vlvae.data.dataset import ImageTextDataset, TextsOnly, images_to_float
 from vlvae.models.vlvae import VLVAE
-from vlvae.training.tasks import TextPosteriorTask
+from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask
 
 
 class _Record(L.Callback):
@@ -28,14 +32,9 @@ class _Record(L.Callback):
         self.draws.append(task.sample_image_posterior(batch).clone())
 
 
-def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
-    cfg = preset("tiny")
-    torch.manual_seed(0)
-    vlvae = VLVAE(cfg.model)
-    task = TextPosteriorTask(cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=vlvae, objective="agg")
-    record = _Record()
+def _fit(task, steps=3, callbacks=()):
     trainer = L.Trainer(
-        max_steps=3,
+        max_steps=steps,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -44,13 +43,23 @@ def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[record],
+        callbacks=list(callbacks),
     )
     trainer.fit(task)
 
-    assert task._posterior_table is not None, "on_fit_start did not tabulate q(z|x)"
+
+def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    vlvae = VLVAE(cfg.model)
+    task = TextPosteriorTask(cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=vlvae, objective="agg")
+    record = _Record()
+    _fit(task, callbacks=[record])
+
+    assert task._posterior_table is not None, "the first step did not tabulate q(z|x)"
     table_mean, table_logvar = task._posterior_table
-    n_train = len(task.dataset("train"))
+    train = task.dataset("train")
+    n_train = len(train)
     assert table_mean.shape == (n_train, cfg.model.latent_dim) == table_logvar.shape
     assert len(record.batches) == 3
 
@@ -59,9 +68,12 @@ def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
     assert not torch.equal(seen, torch.arange(len(seen)))
 
     for batch, draw, batch_idx in zip(record.batches, record.draws, range(3)):
+        assert set(batch) == {"text", "index"}, "training batches of stages 2-3 should carry no images"
         idx = batch["index"]
+        torch.testing.assert_close(batch["text"], train._texts[idx], rtol=0, atol=0)
+        images = torch.from_numpy(np.array(train.images[idx.numpy()]))
         with torch.no_grad():
-            mean, logvar = vlvae.posterior.encode(images_to_float(batch["image"]))
+            mean, logvar = vlvae.posterior.encode(images_to_float(images))
         torch.testing.assert_close(table_mean[idx], mean, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(table_logvar[idx], logvar, rtol=1e-5, atol=1e-6)
 
@@ -75,3 +87,38 @@ def test_table_rows_at_batch_index_are_the_batch_images_posteriors(data):
         torch.manual_seed(1234 + batch_idx)
         expected = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         torch.testing.assert_close(draw, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_q_true_never_builds_the_table_and_the_prior_does(data):
+    """q_True's objective never draws z ~ q(z|x), so its fit never encodes the training images; the
+    prior's does, at its first step."""
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    q_true = TextPosteriorTask(
+        cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=VLVAE(cfg.model), objective="true"
+    )
+    _fit(q_true, steps=2)
+    assert q_true.global_step == 2 and q_true._posterior_table is None
+    prior = AggregatePriorTask(cfg.model, cfg.prior, str(data), seed=6, vlvae=VLVAE(cfg.model))
+    _fit(prior, steps=1)
+    assert prior._posterior_table is not None and len(prior._posterior_table[0]) == len(
+        prior.dataset("train")
+    )
+
+
+def test_joint_inference_batches_keep_their_images(data):
+    """A joint-inference model's q(z|x, y) reads each batch's images and texts: no table, images kept."""
+    cfg = preset("tiny")
+    model = dataclasses.replace(cfg.model, joint_inference=True)
+    task = TextPosteriorTask(
+        model, cfg.text_posterior, str(data), seed=5, vlvae=VLVAE(model), objective="agg"
+    )
+    assert isinstance(task.training_data(), ImageTextDataset)
+    record = _Record()
+    _fit(task, steps=2, callbacks=[record])
+    assert task._posterior_table is None
+    assert all("image" in b for b in record.batches)
+    plain = TextPosteriorTask(
+        cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=VLVAE(cfg.model), objective="agg"
+    )
+    assert isinstance(plain.training_data(), TextsOnly)

@@ -12,7 +12,7 @@ from vlvae.data.format import load_images, read_manifest, read_records, read_voc
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.errors import VLVAEError
 
-__all__ = ["BLANK_WORD", "TEXT_FORMS", "ImageTextDataset", "StepSampler", "images_to_float"]
+__all__ = ["BLANK_WORD", "TEXT_FORMS", "ImageTextDataset", "TextsOnly", "StepSampler", "images_to_float"]
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
@@ -98,6 +98,29 @@ class ImageTextDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         image = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)
         return {"image": image, "text": self.text(i), "index": i}
+
+    def texts_only(self) -> TextsOnly:
+        """The same examples without their images (:class:`TextsOnly`)."""
+        return TextsOnly(self)
+
+
+class TextsOnly(Dataset):
+    """The items of an :class:`ImageTextDataset` without their images: ``text`` and ``index``.
+
+    For fits that never look at a training image, such as stages 2-3, which draw z ~ q(z|x) from a
+    table of the frozen q(z|x) by ``index``: reading and stacking a batch of images they would not use
+    was a fifth of a stage-3 step on a CPU (docs/design.md §8.2). An item's text is made exactly as
+    the full data set makes it (the same random draws, in the same order).
+    """
+
+    def __init__(self, data: ImageTextDataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"text": self.data.text(i), "index": i}
 
 
 class StepSampler(Sampler[int]):

@@ -59,6 +59,7 @@ from vlvae.training.judges import (
     training_settings,
 )
 from vlvae.training.run import check_single_process, fit_stage
+from vlvae.training.tasks import seed_step
 
 __all__ = [
     "CAPTION_JUDGE",
@@ -141,7 +142,7 @@ class CaptionJudgeTask(JudgeFit):
         return len(batch["text"])
 
     def on_validation_epoch_start(self):
-        torch.manual_seed(step_seed(self.seed, self.global_rank, VALIDATION_STEP))
+        seed_step(step_seed(self.seed, self.global_rank, VALIDATION_STEP), self.device)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         texts = batch["text"]

@@ -27,7 +27,7 @@ from vlvae.io import atomic_write_json, read_json
 from vlvae.models.classifier import judge_network
 from vlvae.seeds import step_seed
 from vlvae.training.schedule import adam_with_schedule
-from vlvae.training.tasks import step_dataloader
+from vlvae.training.tasks import seed_step, step_dataloader
 
 __all__ = [
     "JudgeFit",
@@ -74,7 +74,7 @@ class JudgeFit(L.LightningModule):
         return self.model
 
     def on_train_batch_start(self, batch, batch_idx):
-        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
+        seed_step(step_seed(self.seed, self.global_rank, self.global_step), self.device)
 
     def train_dataloader(self):
         data = self._data("train")

@@ -49,6 +49,7 @@ from vlvae.seeds import VALIDATION_STEP, step_seed
 from vlvae.training.schedule import adam_with_schedule
 
 __all__ = [
+    "seed_step",
     "step_dataloader",
     "StageTask",
     "VLVAETask",
@@ -58,6 +59,22 @@ __all__ = [
     "BestWeights",
     "CheckpointAfterValidation",
 ]
+
+
+def seed_step(seed: int, device: torch.device | str) -> None:
+    """Seed torch's random stream for one step (or a validation pass) computed on ``device``.
+
+    On an accelerator this is ``torch.manual_seed(seed)``. On the CPU only the CPU generator is
+    seeded: it is the only one a CPU computation draws from, and its state is the same after either
+    call (tested), so CPU runs are unchanged to the bit. Why not ``torch.manual_seed`` there: it also
+    queues the seed for each accelerator torch knows but has not started (CUDA, XPU, MTIA) and
+    records the Python stack with each, about 0.4 ms at a trainer's stack depth, paid at every step
+    (docs/design.md §8.2, "What a step costs besides its arithmetic").
+    """
+    if torch.device(device).type == "cpu":
+        torch.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
 
 
 def step_dataloader(
@@ -204,7 +221,7 @@ class StageTask(L.LightningModule):
         # Every validation pass draws the same noise (common random numbers), so the curve moves
         # with the weights, not with the draws; training reseeds at each step, so this changes
         # nothing about training.
-        torch.manual_seed(step_seed(self.seed, self.global_rank, VALIDATION_STEP))
+        seed_step(step_seed(self.seed, self.global_rank, VALIDATION_STEP), self.device)
 
     def on_validation_epoch_end(self):
         if self.trainer.state.fn == "fit":
@@ -224,10 +241,14 @@ class StageTask(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx):
         # The randomness of step t (reparameterisation noise, dropout) is a function of
         # (seed, rank, t), so a run resumed from a checkpoint repeats an uninterrupted one exactly.
-        torch.manual_seed(step_seed(self.seed, self.global_rank, self.global_step))
+        seed_step(step_seed(self.seed, self.global_rank, self.global_step), self.device)
+
+    def training_data(self):
+        """The examples the training loader draws from (the training split)."""
+        return self.dataset("train")
 
     def train_dataloader(self) -> DataLoader:
-        data = self.dataset("train")
+        data = self.training_data()
         return step_dataloader(
             self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step, self.num_workers
         )
@@ -320,10 +341,12 @@ class _FrozenVLVAEMixin:
     """Keeps a loaded VLVAE frozen and in evaluation mode whatever Lightning does.
 
     Because the frozen q(z|x) is a fixed Gaussian per training image, its mean
-    and log-variance are computed once at the start of fitting; each step then
-    draws z ~ q(z|x) from that table instead of re-running the image encoder
-    (the same distribution, an order of magnitude faster on a CPU). A joint-
-    inference model (q(z|x, y)) is encoded batch by batch instead.
+    and log-variance are computed once, when a step first asks for z ~ q(z|x);
+    each step then draws from that table instead of re-running the image encoder
+    (the same distribution, an order of magnitude faster on a CPU), so training
+    batches carry texts and indices, not images (:class:`vlvae.data.dataset.TextsOnly`), and a fit
+    that never draws z ~ q(z|x), such as q_True's, never builds the table. A
+    joint-inference model (q(z|x, y)) is encoded batch by batch, from images.
     """
 
     def _freeze(self, vlvae: VLVAE) -> VLVAE:
@@ -337,17 +360,27 @@ class _FrozenVLVAEMixin:
         self.vlvae.eval()
         return self
 
+    def _from_table(self) -> bool:
+        """Whether training draws z ~ q(z|x) from the table (every model but a joint-inference one)."""
+        return not self.model_config.joint_inference
+
+    def training_data(self):
+        """The training split, without its images when z ~ q(z|x) comes from the table."""
+        data = self.dataset("train")
+        return data.texts_only() if self._from_table() else data
+
     @torch.no_grad()
-    def on_fit_start(self):
-        if self.model_config.joint_inference:
-            return
-        self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
+    def posterior_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x)'s mean and log-variance for every training image, computed on first use."""
+        if self._posterior_table is None:
+            self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
+        return self._posterior_table
 
     @torch.no_grad()
     def sample_image_posterior(self, batch: dict) -> torch.Tensor:
         """z ~ q(z|x) for the batch's images: (batch, latent)."""
-        if self._posterior_table is not None and self.training:
-            mean, logvar = (t[batch["index"]] for t in self._posterior_table)
+        if self.training and self._from_table():
+            mean, logvar = (t[batch["index"]] for t in self.posterior_table())
             return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         return self.vlvae.image_posterior(images_to_float(batch["image"]), batch["text"]).sample()
 
@@ -426,7 +459,7 @@ class AggregatePriorTask(_FrozenVLVAEMixin, StageTask):
 
     def training_step(self, batch, batch_idx):
         value, name = self._value(batch), self.fitted.metric
-        self._log_all("train", {name: value}, len(batch["image"]), prog_bar=(name,))
+        self._log_all("train", {name: value}, len(batch["index"]), prog_bar=(name,))
         return -value
 
     def validation_step(self, batch, batch_idx):
