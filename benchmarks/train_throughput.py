@@ -15,8 +15,8 @@ and fits it with a real ``lightning.Trainer`` set up as ``fit_stage`` sets it
 up (the config's accelerator and precision, one device) but with no logger,
 checkpoints or validation. So each timed step is exactly a training step:
 the task's own data loader (step sampler, data set, collation), its
-``on_train_batch_start`` seeding, ``training_step`` (``images_to_float``, the
-loss), backward, and the step of the optimizer and schedule from
+``on_train_batch_start`` seeding, ``training_step`` (``images_to_float`` where
+the batch carries images, the loss), backward, and the step of the optimizer and schedule from
 ``configure_optimizers``. A callback marks the end of the first ``--warmup``
 steps, then stops the fit once ``--seconds`` have passed (or, with ``--steps``,
 once that many steps are timed); examples/s = timed steps x batch size / timed

@@ -17,6 +17,7 @@ import torch
 from vlvae.config import preset
 from vlvae.data.dataset import ImageTextDataset, TextsOnly, images_to_float
 from vlvae.models.vlvae import VLVAE
+from vlvae.training import tasks
 from vlvae.training.tasks import AggregatePriorTask, TextPosteriorTask
 
 
@@ -122,3 +123,61 @@ def test_joint_inference_batches_keep_their_images(data):
         cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=VLVAE(cfg.model), objective="agg"
     )
     assert isinstance(plain.training_data(), TextsOnly)
+
+
+def test_the_table_is_built_in_full_precision_under_mixed_precision(data):
+    """A step runs under bf16 autocast with ``bf16-mixed``; the table built in it is still q(z|x) in
+    float32, equal to the one built outside any autocast."""
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    vlvae = VLVAE(cfg.model)
+    task = TextPosteriorTask(cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=vlvae, objective="agg")
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        devices=1,
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(task)
+    expected = vlvae.posterior_table(task.dataset("train").images)
+    for built, reference in zip(task._posterior_table, expected):
+        assert built.dtype == torch.float32
+        assert torch.equal(built, reference)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the check can fail: autocast moves the table
+        assert not torch.equal(vlvae.posterior_table(task.dataset("train").images)[0], expected[0])
+
+
+class _Clock:
+    """A stand-in for the tasks module's ``time``: perf_counter reads a number the test moves."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_the_tables_seconds_are_not_training_minutes(data, monkeypatch):
+    """The stage's training clock (``val/minutes``) leaves out the one-off table, as it did when the
+    table was built before the clock started."""
+    clock = _Clock()
+    monkeypatch.setattr(tasks, "time", clock)
+    cfg = preset("tiny")
+    task = AggregatePriorTask(cfg.model, cfg.prior, str(data), seed=6, vlvae=VLVAE(cfg.model))
+    real_table = task.vlvae.posterior_table
+
+    def slow_table(*args, **kwargs):
+        clock.now += 600.0  # ten minutes to encode the training images
+        return real_table(*args, **kwargs)
+
+    monkeypatch.setattr(task.vlvae, "posterior_table", slow_table)
+    _fit(task, steps=2)
+    clock.now += 30.0  # half a minute of training after the table
+    assert task._posterior_table is not None
+    assert abs(task.training_minutes() - 0.5) < 1e-9

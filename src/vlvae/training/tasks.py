@@ -67,8 +67,9 @@ def seed_step(seed: int, device: torch.device | str) -> None:
     On an accelerator this is ``torch.manual_seed(seed)``. On the CPU only the CPU generator is
     seeded: it is the only one a CPU computation draws from, and its state is the same after either
     call (tested), so CPU runs are unchanged to the bit. Why not ``torch.manual_seed`` there: it also
-    queues the seed for each accelerator torch knows but has not started (CUDA, XPU, MTIA) and
-    records the Python stack with each, about 0.4 ms at a trainer's stack depth, paid at every step
+    seeds every other device torch knows (MPS and custom ones too); for CUDA, XPU and MTIA, when not
+    started, it queues the seed and records the Python stack with it, about 0.5 ms at a trainer's
+    stack depth, paid at every step
     (docs/design.md §8.2, "What a step costs besides its arithmetic").
     """
     if torch.device(device).type == "cpu":
@@ -371,9 +372,19 @@ class _FrozenVLVAEMixin:
 
     @torch.no_grad()
     def posterior_table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x)'s mean and log-variance for every training image, computed on first use."""
+        """q(z|x)'s mean and log-variance for every training image, computed on first use.
+
+        Built in full precision whatever the trainer's (a step runs under mixed precision's
+        autocast; the frozen table is read at every step after), and its seconds are not counted
+        in the stage's training minutes (``val/minutes``), as when it was built before the clock
+        started.
+        """
         if self._posterior_table is None:
-            self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
+            started = time.perf_counter()
+            with torch.autocast(self.device.type, enabled=False):
+                self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
+            if self._session_started is not None:
+                self._session_started += time.perf_counter() - started
         return self._posterior_table
 
     @torch.no_grad()
