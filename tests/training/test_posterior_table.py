@@ -33,9 +33,10 @@ class _Record(L.Callback):
         self.draws.append(task.sample_image_posterior(batch).clone())
 
 
-def _fit(task, steps=3, callbacks=()):
+def _fit(task, steps=3, callbacks=(), precision="32-true"):
     trainer = L.Trainer(
         max_steps=steps,
+        precision=precision,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -132,19 +133,7 @@ def test_the_table_is_built_in_full_precision_under_mixed_precision(data):
     torch.manual_seed(0)
     vlvae = VLVAE(cfg.model)
     task = TextPosteriorTask(cfg.model, cfg.text_posterior, str(data), seed=5, vlvae=vlvae, objective="agg")
-    trainer = L.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        devices=1,
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(task)
+    _fit(task, steps=1, precision="bf16-mixed")
     expected = vlvae.posterior_table(task.dataset("train").images)
     for built, reference in zip(task._posterior_table, expected):
         assert built.dtype == torch.float32
