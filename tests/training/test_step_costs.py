@@ -35,8 +35,8 @@ def test_an_accelerator_step_seeds_every_device(monkeypatch):
 
 def test_texts_only_items_are_the_data_sets_without_images(data):
     full = ImageTextDataset(data, "train")
-    texts = full.texts_only()
-    assert isinstance(texts, TextsOnly) and len(texts) == len(full)
+    texts = TextsOnly(full)
+    assert len(texts) == len(full)
     for i in (0, 5, len(full) - 1):
         item, reference = texts[i], full[i]
         assert set(item) == {"text", "index"} and item["index"] == reference["index"] == i
@@ -55,6 +55,6 @@ def test_texts_only_makes_each_text_with_the_same_random_draws(data):
     torch.manual_seed(4)
     expected = [drawn[i]["text"] for i in (3, 1, 3)]
     torch.manual_seed(4)
-    got = [drawn.texts_only()[i]["text"] for i in (3, 1, 3)]
+    got = [TextsOnly(drawn)[i]["text"] for i in (3, 1, 3)]
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
     assert not torch.equal(got[0], got[2])  # the texts really are drawn anew at every load

@@ -99,10 +99,6 @@ class ImageTextDataset(Dataset):
         image = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)
         return {"image": image, "text": self.text(i), "index": i}
 
-    def texts_only(self) -> TextsOnly:
-        """The same examples without their images (:class:`TextsOnly`)."""
-        return TextsOnly(self)
-
 
 class TextsOnly(Dataset):
     """The items of an :class:`ImageTextDataset` without their images: ``text`` and ``index``.

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,7 +31,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader, Subset
 
 from vlvae.config import StageConfig
-from vlvae.data.dataset import ImageTextDataset, StepSampler, images_to_float
+from vlvae.data.dataset import ImageTextDataset, StepSampler, TextsOnly, images_to_float
 from vlvae.errors import VLVAEError
 from vlvae.methods import MethodConfig, build_model
 from vlvae.methods.stages import (
@@ -212,6 +213,17 @@ class StageTask(L.LightningModule):
     def on_train_start(self):
         self._session_started = time.perf_counter()
 
+    @contextlib.contextmanager
+    def off_the_clock(self):
+        """Leave the time spent inside out of the stage's training minutes (a one-off such as the
+        frozen q(z|x) table, which is setup, not training)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._session_started is not None:
+                self._session_started += time.perf_counter() - started
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["training_seconds"] = 60.0 * self.training_minutes()
 
@@ -345,7 +357,7 @@ class _FrozenVLVAEMixin:
     and log-variance are computed once, when a step first asks for z ~ q(z|x);
     each step then draws from that table instead of re-running the image encoder
     (the same distribution, an order of magnitude faster on a CPU), so training
-    batches carry texts and indices, not images (:class:`vlvae.data.dataset.TextsOnly`), and a fit
+    batches carry texts and indices, not images (:class:`TextsOnly`), and a fit
     that never draws z ~ q(z|x), such as q_True's, never builds the table. A
     joint-inference model (q(z|x, y)) is encoded batch by batch, from images.
     """
@@ -368,7 +380,7 @@ class _FrozenVLVAEMixin:
     def training_data(self):
         """The training split, without its images when z ~ q(z|x) comes from the table."""
         data = self.dataset("train")
-        return data.texts_only() if self._from_table() else data
+        return TextsOnly(data) if self._from_table() else data
 
     @torch.no_grad()
     def posterior_table(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -380,11 +392,8 @@ class _FrozenVLVAEMixin:
         started.
         """
         if self._posterior_table is None:
-            started = time.perf_counter()
-            with torch.autocast(self.device.type, enabled=False):
+            with self.off_the_clock(), torch.autocast(self.device.type, enabled=False):
                 self._posterior_table = self.vlvae.posterior_table(self.dataset("train").images)
-            if self._session_started is not None:
-                self._session_started += time.perf_counter() - started
         return self._posterior_table
 
     @torch.no_grad()
