@@ -141,19 +141,21 @@ def test_old_configs_without_a_caption_judge_section_read_the_classifiers(tmp_pa
     assert loaded.caption_judge == cfg.classifier and loaded.classifier == cfg.classifier
 
 
-def test_old_configs_without_a_later_model_key_load_as_the_same_run(tmp_path):
-    """A run folder written before ``model.refine_channels`` existed has no such key: it loads with the
-    key's default (off), and the run's identity is unchanged, so ``reproduce`` still continues it."""
+@pytest.mark.parametrize("key", ["refine_channels", "encoder_channels"])
+def test_old_configs_without_a_later_model_key_load_as_the_same_run(tmp_path, key):
+    """A run folder written before a later model key (``refine_channels``, ``encoder_channels``) existed
+    has no such key: it loads with the key's default (off), and the run's identity is unchanged, so
+    ``reproduce`` still continues it."""
     cfg = preset("cpu")
     save_config(cfg, tmp_path / "config.yaml")
     old = OmegaConf.load(tmp_path / "config.yaml")
-    del old["model"]["refine_channels"]
+    del old["model"][key]
     OmegaConf.save(old, tmp_path / "old.yaml")
-    assert "refine_channels" not in (tmp_path / "old.yaml").read_text()
+    assert key not in (tmp_path / "old.yaml").read_text()
     loaded = load_config(tmp_path / "old.yaml")
-    assert loaded.model.refine_channels == 0 and identity_differences(loaded, cfg) == []
-    refined = apply_overrides(cfg, ["model.refine_channels=8"])
-    assert identity_differences(loaded, refined) == ["model.refine_channels: 0 in the run, 8 now"]
+    assert getattr(loaded.model, key) == 0 and identity_differences(loaded, cfg) == []
+    changed = apply_overrides(cfg, [f"model.{key}=8"])
+    assert identity_differences(loaded, changed) == [f"model.{key}: 0 in the run, 8 now"]
 
 
 def test_with_method_gives_each_method_the_knobs_it_declares():

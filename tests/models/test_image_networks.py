@@ -77,6 +77,7 @@ def test_unknown_arch_is_a_config_error():
         {"arch": "strided", "coord_channels": True},
         {"arch": "strided", "broadcast_side": 4},
         {"arch": "strided", "coord_channels": True, "refine_channels": 3},
+        {"arch": "strided", "encoder_channels": 6},
     ],
 )
 def test_vlvae_trains_every_parameter_in_each_family(options):
@@ -103,6 +104,27 @@ def test_vlvae_trains_every_parameter_in_each_family(options):
     out.loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_encoder_channels_widen_the_image_encoder_alone(arch):
+    """``encoder_channels`` sets the width of q(z|x)'s first convolution (every later one scaled with it
+    but the cyclegan family's fixed 10-channel bottleneck);
+    p(x|z) keeps ``base_channels``; 0 builds both at ``base_channels``."""
+
+    def widths(module):
+        return [m.out_channels for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    base = dict(image_size=16, arch=arch, base_channels=4, n_res_blocks=1, latent_dim=4, flow_hidden=8)
+    same, wide = VLVAE(ModelConfig(**base)), VLVAE(ModelConfig(**base, encoder_channels=6))
+    narrow = widths(same.posterior.image_encoder)
+    scaled = [w * 6 // 4 if w % 4 == 0 else w for w in narrow]  # the cyclegan bottleneck's 10 stay 10
+    assert narrow[0] == 4 and widths(wide.posterior.image_encoder) == scaled
+    assert [
+        m.in_channels for m in wide.image_decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)
+    ] == [m.in_channels for m in same.image_decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    x = torch.rand(2, 3, 16, 16)
+    assert wide.image_mean(wide.image_posterior(x).sample()).shape == x.shape
 
 
 def test_coordinate_channels_are_each_pixels_column_and_row():

@@ -73,6 +73,9 @@ class ModelConfig:
             resolution, from which a 3×3 convolution computes the image's parameters (instead of the
             last transposed convolution computing them directly; docs/design.md §8.2).
         base_channels: width of the first convolution; each stride-2 convolution doubles it.
+        encoder_channels: 0 (the image encoder as wide as the decoder, ``base_channels``), or the
+            width of the image encoder's first convolution alone, so that q(z|x) can be made wider
+            than p(x|z) (docs/design.md §8.2).
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
             or residual 3×3 layers after each stride-2 convolution (``strided``).
@@ -105,6 +108,7 @@ class ModelConfig:
     broadcast_side: int = 0
     refine_channels: int = 0
     base_channels: int = 64
+    encoder_channels: int = 0
     n_downsample: int = 2
     n_res_blocks: int = 3
     encoding_dim: int = 200

@@ -55,7 +55,7 @@ class ImagePosterior(nn.Module):
             config.arch,
             config.image_size,
             config.image_channels,
-            config.base_channels,
+            config.encoder_channels or config.base_channels,
             config.n_downsample,
             config.n_res_blocks,
             config.encoding_dim,
