@@ -309,8 +309,9 @@ def cpu_recipe() -> ExperimentConfig:
       train_throughput.py --preset cpu --stage vlvae``), so 10,000 steps take 11-31 minutes;
       the earlier 13,000 steps with a 22-minute cap stopped at 7,467-12,634 steps depending
       on the load. Full precision (``32-true``): under ``bf16-mixed`` the ``cpu`` preset's stage 1
-      took 78 % of the minutes on this machine's bf16 instructions but ended 2.0 points lower, a
-      tie at equal minutes (design §8.2). Adam lr 1e-3 with a
+      took 78 % of the minutes on this machine's bf16 instructions but ended 2.0 points lower, level
+      with float32's curve at that minute (its gain per CPU-second unsettled; design §8.2). Adam lr
+      1e-3 with a
       200-step warm-up and a cosine decay to 5 % (batch norm's running statistics lag behind
       fast-changing weights, so the learning rate must end low); lr 3e-3 made the text term
       diverge. KL warm-up 1,000 steps. w_y = 200 as the authors'. w_x = 0.1: w_x = 0.3 and 1 scored

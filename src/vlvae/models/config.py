@@ -72,10 +72,12 @@ class ModelConfig:
         refine_channels: ``strided`` family only: 0 (off), or the width of a last feature map at full
             resolution, from which a 3×3 convolution computes the image's parameters (instead of the
             last transposed convolution computing them directly; docs/design.md §8.2).
-        base_channels: width of the first convolution; each stride-2 convolution doubles it.
-        encoder_channels: 0 (the image encoder as wide as the decoder, ``base_channels``), or the
-            width of the image encoder's first convolution alone, so that q(z|x) can be made wider
-            than p(x|z) (docs/design.md §8.2).
+        base_channels: width of the image encoder's first convolution (unless ``encoder_channels``)
+            and of the decoder's narrowest hidden layer; each stride-2 convolution doubles it.
+        encoder_channels: 0 (the image encoders as wide as the decoder, ``base_channels``), or the
+            ``base_channels`` of the inference networks' image encoders alone (q(z|x), and q(z|x, y)
+            where a method has it): their first convolution's width, each stride-2 one doubling it,
+            the decoder keeping ``base_channels`` (docs/design.md §8.2).
         n_downsample: stride-2 convolutions in the image encoder (transposed ones in the decoder).
         n_res_blocks: residual blocks at the bottleneck of the image encoder and decoder (``cyclegan``),
             or residual 3×3 layers after each stride-2 convolution (``strided``).
