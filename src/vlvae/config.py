@@ -272,9 +272,9 @@ def _paper() -> ExperimentConfig:
 
 
 def cpu_recipe() -> ExperimentConfig:
-    """The 2-core recipe that ``quick``, ``cpu-long`` and CelebA's ``celeba-cpu`` build on, and ``cpu``
-    with three later settings (:func:`_cpu`): the whole Two Objects pipeline in 40.4 minutes alone
-    from a clean clone of 8254cb7 on a fast day.
+    """The 2-core recipe that ``quick`` and CelebA's ``celeba-cpu`` build on, and ``cpu`` with three
+    later settings (:func:`_cpu`; ``cpu-long`` builds on ``cpu``): the whole Two Objects pipeline in
+    40.4 minutes alone from a clean clone of 8254cb7 on a fast day.
 
     Why each number (measured on the 2-core development machine with
     ``benchmarks/train_throughput.py`` and ``benchmarks/profile_step.py``; see the README):
