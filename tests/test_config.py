@@ -141,6 +141,22 @@ def test_old_configs_without_a_caption_judge_section_read_the_classifiers(tmp_pa
     assert loaded.caption_judge == cfg.classifier and loaded.classifier == cfg.classifier
 
 
+def test_a_judges_precision_is_run_or_one_of_lightnings(tmp_path):
+    """``classifier.precision`` defaults to the run's (``run``); a Lightning precision is kept and saved;
+    anything else is refused naming the allowed values; a config saved without the key (before it
+    existed) loads with ``run``."""
+    cfg = apply_overrides(preset("tiny"), ["caption_judge.precision=bf16-mixed"])
+    assert cfg.caption_judge.precision == "bf16-mixed" and preset("tiny").classifier.precision == "run"
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    with pytest.raises(VLVAEError, match="classifier.precision.*32-true"):
+        apply_overrides(cfg, ["classifier.precision=fp8"])
+    old = OmegaConf.load(tmp_path / "config.yaml")
+    del old["caption_judge"]["precision"]
+    OmegaConf.save(old, tmp_path / "old.yaml")
+    assert load_config(tmp_path / "old.yaml").caption_judge.precision == "run"
+
+
 @pytest.mark.parametrize("key", ["refine_channels", "encoder_channels"])
 def test_old_configs_without_a_later_model_key_load_as_the_same_run(tmp_path, key):
     """A run folder written before a later model key (``refine_channels``, ``encoder_channels``) existed

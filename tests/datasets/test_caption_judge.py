@@ -8,10 +8,12 @@ of variable length (3 or 2 words, then the end word): the text is a function of 
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vlvae.config import ClassifierConfig, ExperimentConfig
 from vlvae.data.dataset import ImageTextDataset, images_to_float
@@ -232,3 +234,23 @@ def test_a_fit_killed_before_its_reference_scores_scores_the_saved_weights(data,
     assert again["real_accuracy"]["overall"] == pytest.approx(metrics["real_accuracy"]["overall"])
     assert again["floor"]["log_p_per_word"] == pytest.approx(metrics["floor"]["log_p_per_word"])
     assert json.loads(path.read_text()) == again
+
+
+def test_a_judge_trains_under_its_own_precision(data, tmp_path):
+    """``caption_judge.precision`` names the judge's own precision: ``32-true`` named explicitly trains
+    the very weights the run's float32 gives (``run``, the default), ``bf16-mixed`` trains other
+    weights under the run's float32, and the fit records the precision it ran under and classifier.json
+    the setting (none for ``run``, as folders written before the key record none)."""
+    folders = {}
+    for name in ("run", "32-true", "bf16-mixed"):
+        cfg = _config(steps=20)
+        cfg = replace(cfg, caption_judge=replace(cfg.caption_judge, precision=name))
+        out = tmp_path / name
+        metrics = train_caption_judge(data, out, cfg, progress=False)
+        folders[name] = load_file(out / "weights.safetensors")
+        assert metrics["hardware"]["precision"] == ("32-true" if name == "run" else name)
+        recorded = json.loads((out / "classifier.json").read_text())["classifier"]
+        assert recorded.get("precision") == (None if name == "run" else name)
+    assert folders["run"].keys() == folders["bf16-mixed"].keys()
+    assert all(torch.equal(folders["run"][k], folders["32-true"][k]) for k in folders["run"])
+    assert any(not torch.equal(folders["run"][k], folders["bf16-mixed"][k]) for k in folders["run"])

@@ -633,16 +633,18 @@ def test_reproduce_copies_judges_from_an_earlier_run(pipeline, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("changed", ["classifier", "caption_judge"])
+@pytest.mark.parametrize("key", ["steps", "precision"])
 def test_judges_from_checks_each_judge_against_its_own_section_before_copying_any(
-    pipeline, tmp_path, changed
+    pipeline, tmp_path, changed, key
 ):
-    """The two judges have a config section each: a run whose section for one of them differs refuses
-    that judge, and copies neither (the caption judge is copied first when both fit)."""
+    """The two judges have a config section each: a run whose section for one of them differs (in its
+    steps, or in the judge's own precision) refuses that judge, and copies neither (the caption judge
+    is copied first when both fit)."""
     out, _ = pipeline
-    steps = PRESETS["tiny"]().classifier.steps + 1
+    value = {"steps": PRESETS["tiny"]().classifier.steps + 1, "precision": "bf16-mixed"}[key]
     new = tmp_path / "other"
     with pytest.raises(VLVAEError, match=f"{changed} was trained with other settings"):
-        _reproduce_with_judges_of(out, new, f"{changed}.steps={steps}")
+        _reproduce_with_judges_of(out, new, f"{changed}.{key}={value}")
     assert not (new / "classifier").exists() and not (new / "caption_judge").exists()
 
 

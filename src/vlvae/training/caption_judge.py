@@ -286,7 +286,8 @@ def train_caption_judge(
         out: the classifier folder (a folder holding a judge of other settings or data is refused).
         cfg: its ``caption_judge`` section sets the fit (:func:`vlvae.training.judges.judge_stage`) and the
             image encoder; its ``seed`` the judge's seed (:func:`caption_judge_seed`); ``accelerator``
-            and ``precision`` as for any fit (in one process: :func:`vlvae.config.single_process`).
+            and ``precision`` as for any fit, the section's ``precision`` where it names one (in one
+            process: :func:`vlvae.config.single_process`).
         resume: continue from ``out/last.ckpt``.
         progress: show Lightning's progress bar.
 
@@ -333,7 +334,15 @@ def train_caption_judge(
             int(manifest["image_size"]),
         )
         task._datasets["train"] = train
-        metrics = fit_stage(task, out, task.stage, single_process(cfg), CAPTION_JUDGE, resume, progress)
+        metrics = fit_stage(
+            task,
+            out,
+            task.stage,
+            single_process(cfg, cfg.caption_judge.precision),
+            CAPTION_JUDGE,
+            resume,
+            progress,
+        )
         if "real_accuracy" not in metrics:
             # the saved weights, also when an earlier session finished the fit and this one only scores
             model = load_weights(task.model.cpu(), out / "weights.safetensors", CAPTION_JUDGE, remedy)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from vlvae.config import ClassifierConfig, StageConfig
+from vlvae.config import RUN_PRECISION, ClassifierConfig, StageConfig
 from vlvae.data.format import vocabulary_sha256
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
@@ -137,8 +137,14 @@ class JudgeTask(JudgeFit):
 
 
 def training_settings(config: ClassifierConfig) -> dict:
-    """The settings that decide a classifier's weights (its acceptance threshold does not)."""
-    return {k: v for k, v in config.__dict__.items() if k != "min_accuracy"}
+    """The settings that decide a classifier's weights (its acceptance threshold does not), as
+    classifier.json records them: ``precision`` only where the judge names its own (a folder written
+    before the key existed trained under the run's and records none)."""
+    return {
+        k: v
+        for k, v in config.__dict__.items()
+        if k != "min_accuracy" and not (k == "precision" and v == RUN_PRECISION)
+    }
 
 
 def judge_stage(config: ClassifierConfig) -> StageConfig:

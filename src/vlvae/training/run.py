@@ -313,7 +313,8 @@ def fit_stage(
         directory: the stage folder.
         stage: its optimisation settings.
         cfg: the whole config (its hardware keys and seed); a judge (:class:`JudgeFit`) fits in one
-            process whatever they say (:func:`vlvae.config.single_process`).
+            process whatever they say, under its own precision where its section names one
+            (:func:`vlvae.config.single_process`).
         weights_tag: tag stored with the weights (``vlvae``, ``text_posterior``, ``aggregate_prior``).
         posterior_family: the family of the distribution a stage 2-3 fits (recorded; None otherwise).
         resume: continue from ``last.ckpt`` of a killed run.
@@ -331,7 +332,7 @@ def fit_stage(
     rank = global_rank()
     check_logger(cfg)  # for the judges' commands; the others have checked it before their first write
     if isinstance(task, JudgeFit):
-        cfg = single_process(cfg)
+        cfg = single_process(cfg, task.config.precision)
         check_single_process(directory, weights_tag)
     if rank == 0:  # the other processes of a distributed fit write nothing
         check_output_dir(directory, "stage folder")
