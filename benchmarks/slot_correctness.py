@@ -20,7 +20,8 @@ against the text with its objects exchanged.
 The row ``probe`` (``--probe-train N``) asks the same of z without either decoder: a small MLP fitted
 on the means of q(z|x) of N training images (and each text's relation word) to name the eight
 attribute words, then read on the test images. Captions bounded by a weak text decoder would read
-higher here; an attribute the probe cannot name is not in z's means, whatever decodes them.
+higher here. One fitted network is a lower bound on what z's means hold: an attribute it names is
+there, one it names at chance is at least not there in a form such a network finds.
 
 Usage:
     python benchmarks/slot_correctness.py --run RUN --classifier OUT/classifier --data OUT/data \
@@ -104,6 +105,17 @@ def posterior_means(model, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
         return torch.cat([model.image_posterior(x[lo : lo + batch]).mean for lo in range(0, len(x), batch)])
 
 
+def split_means(model, data: ImageTextDataset, n: int, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """The means of q(z|x) of a split's first ``n`` images and their texts, read ``batch`` at a time
+    (so that 20,000 images never sit in memory as floats at once)."""
+    means, texts = [], []
+    for lo in range(0, n, batch):
+        items = [data[i] for i in range(lo, min(n, lo + batch))]
+        means.append(posterior_means(model, images_to_float(torch.stack([it["image"] for it in items]))))
+        texts.append(torch.stack([it["text"] for it in items]))
+    return torch.cat(means), torch.cat(texts)
+
+
 def fit_probe(
     features: torch.Tensor,
     slots: torch.Tensor,
@@ -130,14 +142,15 @@ def fit_probe(
         relation = torch.nn.functional.one_hot(s[:, RELATION_SLOT], n_relations).float()
         return torch.cat(((f - centre) / scale, relation), 1)
 
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(features.shape[1] + n_relations, hidden),
-        torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden),
-        torch.nn.ReLU(),
-        torch.nn.Linear(hidden, sum(heads)),
-    )
+    with torch.random.fork_rng():  # the initial weights from the seed, the caller's RNG untouched
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(features.shape[1] + n_relations, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, sum(heads)),
+        )
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
     x = inputs(features, slots)
     for _ in range(epochs):
@@ -254,13 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
     table["caption"]["swapped"] = float("nan")
     if args.probe_train:
         train = ImageTextDataset(args.data, "train")
-        picked = [train[i] for i in range(min(args.probe_train, len(train)))]
-        train_x = images_to_float(torch.stack([it["image"] for it in picked]))
-        train_y = torch.stack([it["text"] for it in picked])
+        train_means, train_y = split_means(model, train, min(args.probe_train, len(train)))
         sizes = [len(s) for s in data.vocab.slots]
-        read = fit_probe(
-            posterior_means(model, train_x), slot_indices(train_y, data.vocab), sizes, seed=args.seed
-        )
+        read = fit_probe(train_means, slot_indices(train_y, data.vocab), sizes, seed=args.seed)
         table["probe"] = summarise(read(posterior_means(model, x), slot_indices(y, data.vocab)), small)
         table["probe"]["swapped"] = float("nan")
     columns = ["all", *ATTRIBUTES, "shape|small", "shape|large", "swapped"]

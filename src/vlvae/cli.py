@@ -577,7 +577,7 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (8.7-15.2 min measured on 2 cores), cpu (about 60-70 min by the machine's speed, "
+        help="quick (8.7-15.2 min measured on 2 cores), cpu (about 57-70 min by the machine's speed, "
         "shows the paper's effect), cpu-long (about 97 min, the cpu preset with stage 1 three times "
         "longer and the caption judge 15,000 steps) or paper (GPU scale).",
     ),
@@ -629,8 +629,8 @@ def reproduce_cmd(
         "instead of training them again, if they were trained on this run's data set (give it with "
         "--data) with this preset's settings (classifier, caption_judge) and seeds; e.g. a variant of a "
         "cpu-long run on its data: --preset cpu-long --set model.coord_channels=false --data "
-        "runs/cpu-long/data --judges-from runs/cpu-long (cpu's caption judge trains fewer steps than "
-        "cpu-long's and is refused).",
+        "runs/cpu-long/data --judges-from runs/cpu-long (cpu's judges differ from cpu-long's: its caption "
+        "judge trains fewer steps, its classifier under bf16-mixed; either way they are refused).",
         **PATH_OPTION,
     ),
 ):

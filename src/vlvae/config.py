@@ -44,6 +44,7 @@ __all__ = [
     "ACCELERATORS",
     "STRATEGIES",
     "PRECISIONS",
+    "RUN_PRECISION",
     "LOGGERS",
     "HARDWARE_KEYS",
     "AUTO_DEVICES",
@@ -188,7 +189,10 @@ class ClassifierConfig:
     :class:`vlvae.models.config.ModelConfig`. ``precision`` is the judge's own Lightning precision
     (one of :data:`PRECISIONS`), or ``run`` (:data:`RUN_PRECISION`, the default) for the run's
     ``precision``: a judge is trained once and read in float32, so it may train under bf16-mixed
-    where the models it scores do not (docs/design.md §8.2).
+    where the models it scores do not (docs/design.md §8.2). Unlike the run's ``precision`` (a
+    hardware key), it is part of what a run computes: a run folder or judge folder made with another
+    value is another run (refused, the key named), and later stages cannot override it. With ``run``
+    the judge trains under the run's precision, which its folder does not record.
     """
 
     steps: int = 20_000
@@ -278,7 +282,7 @@ def _paper() -> ExperimentConfig:
 
 
 def cpu_recipe() -> ExperimentConfig:
-    """The 2-core recipe that ``quick`` and CelebA's ``celeba-cpu`` build on, and ``cpu`` with three
+    """The 2-core recipe that ``quick`` and CelebA's ``celeba-cpu`` build on, and ``cpu`` with four
     later settings (:func:`_cpu`; ``cpu-long`` builds on ``cpu``): the whole Two Objects pipeline in
     40.4 minutes alone from a clean clone of 8254cb7 on a fast day.
 
@@ -412,10 +416,10 @@ def cpu_recipe() -> ExperimentConfig:
 
 def _cpu() -> ExperimentConfig:
     """Reduced scale for a 2-core CPU: the recipe of :func:`cpu_recipe` with the image term weighted
-    w_x = 0.3, 200-wide coupling networks in the flows of stages 2-3 and the prior trained 30,000
-    steps, in about 60-70 minutes by the machine's speed (69.9 measured from nothing at fe79f8c with
-    ``--set prior.steps=30000``; 61.2 at 80ba7b4 with the prior's 20,000 steps on a faster day, so
-    about 64 with it; the recipe alone took 40.4 on the fastest day measured).
+    w_x = 0.3, 200-wide coupling networks in the flows of stages 2-3, the prior trained 30,000
+    steps and the classifier trained under bf16-mixed, in about 57-70 minutes by the machine's speed
+    (57.3 measured from nothing at d94e5f4; with the float32 classifier 69.9 at fe79f8c and 61.4 at
+    ee06ba1 on a faster day; the recipe alone took 40.4 on the fastest day measured).
 
     - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
       but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600
@@ -442,7 +446,8 @@ def _cpu() -> ExperimentConfig:
 
     Each was chosen on validation figures (stage 1's correctness, the flows' objective, the judge's
     accuracy on real validation images); the test tables of design §8.2 were seen before the first
-    three were adopted. Measured together from a clean clone in docs/results.md.
+    three were adopted. Measured together from a clean clone of d94e5f4 in docs/results.md ("`cpu`
+    with its classifier trained under bf16-mixed").
     """
     cfg = cpu_recipe()
     cfg.model = replace(cfg.model, flow_hidden=200)

@@ -287,7 +287,7 @@ def train_caption_judge(
         cfg: its ``caption_judge`` section sets the fit (:func:`vlvae.training.judges.judge_stage`) and the
             image encoder; its ``seed`` the judge's seed (:func:`caption_judge_seed`); ``accelerator``
             and ``precision`` as for any fit, the section's ``precision`` where it names one (in one
-            process: :func:`vlvae.config.single_process`).
+            process: :func:`vlvae.training.run.fit_stage`).
         resume: continue from ``out/last.ckpt``.
         progress: show Lightning's progress bar.
 
@@ -338,7 +338,7 @@ def train_caption_judge(
             task,
             out,
             task.stage,
-            single_process(cfg, cfg.caption_judge.precision),
+            single_process(cfg),
             CAPTION_JUDGE,
             resume,
             progress,

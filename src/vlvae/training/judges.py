@@ -33,6 +33,7 @@ __all__ = [
     "JudgeFit",
     "JudgeTask",
     "training_settings",
+    "record_differences",
     "read_classifier_info",
     "judge_stage",
     "open_classifier_folder",
@@ -165,6 +166,35 @@ def judge_stage(config: ClassifierConfig) -> StageConfig:
     )
 
 
+def record_differences(recorded: dict, wanted: dict) -> list[str]:
+    """One ``key: A in the folder, B now`` per key (dotted into nested dicts) whose value differs
+    between a judge folder's record and what this run would record; a key one side lacks reads
+    ``(absent)``."""
+
+    def flat(record, prefix=""):
+        out = {}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(recorded), flat(wanted)
+
+    def shown(record, key):
+        return "(absent)" if key not in record else repr(record[key])
+
+    keys = list(old) + [k for k in new if k not in old]
+    return [
+        f"{k}: {shown(old, k)} in the folder, {shown(new, k)} now"
+        for k in keys
+        if old.get(k, _MISSING) != new.get(k, _MISSING)
+    ]
+
+
+_MISSING = object()
+
 #: Keys of classifier.json added later (provenance, the judge, the seed of the data set's judges): a
 #: folder written before them is reopened without them.
 _LATER_KEYS = ("judge", "dataset", "vocab_sha256", "seed")
@@ -193,8 +223,10 @@ def open_classifier_folder(out: Path, info: dict) -> None:
             )
         comparable = {k: v for k, v in info.items() if k in existing or k not in _LATER_KEYS}
         if existing != comparable:
+            differences = "; ".join(record_differences(existing, comparable))
             raise VLVAEError(
-                f"{out} holds a classifier trained with other settings or data; choose another --out"
+                f"{out} holds a classifier trained with other settings or data ({differences}); "
+                "choose another --out"
             )
         return
     atomic_write_json(out / "classifier.json", info)
