@@ -2,31 +2,20 @@
 ``vlvae train classifier``, and the presets set it where their tables were measured with it."""
 
 import json
-import sys
 
 import pytest
 
-from vlvae.cli import main
 from vlvae.config import RUN_PRECISION, preset
 
 
-def _train_classifier(data, out, *extra):
-    argv = sys.argv
-    sys.argv = ["vlvae", "train", "classifier", "--data", str(data), "--out", str(out), "--preset", "tiny"]
-    sys.argv += [*extra, "--no-progress"]
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    finally:
-        sys.argv = argv
-    return json.loads((out / "metrics.json").read_text()), json.loads((out / "classifier.json").read_text())
-
-
 @pytest.mark.parametrize("precision", [RUN_PRECISION, "bf16-mixed"])
-def test_the_classifier_trains_under_its_own_precision(data, tmp_path, precision):
-    setting = f"classifier.precision={precision}"
-    metrics, info = _train_classifier(data, tmp_path / "classifier", "--set", setting)
+def test_the_classifier_trains_under_its_own_precision(data, tmp_path, vlvae, precision):
+    out = tmp_path / "classifier"
+    command = "train classifier --preset tiny --no-progress".split()
+    code, _, err = vlvae(*command, "--data", data, "--out", out, "--set", f"classifier.precision={precision}")
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    info = json.loads((out / "classifier.json").read_text())
     assert metrics["hardware"]["precision"] == ("32-true" if precision == RUN_PRECISION else precision)
     assert info["classifier"].get("precision") == (None if precision == RUN_PRECISION else precision)
 
