@@ -441,7 +441,8 @@ def _cpu() -> ExperimentConfig:
     - the classifier (the judge) trains under bf16-mixed (``classifier.precision``; the models it
       scores keep float32): on this CPU's bf16 instructions it read real validation images at 98.73 %
       (shapes 96.3 %, every slot >= 95 %) against 98.74 % (96.5 %) in float32, in 8.9 against 13.4
-      training minutes (stop 44, design §8.2). The caption judge keeps float32: under bf16-mixed its
+      training minutes (stop 44, design §8.2); in the clean-clone run of d94e5f4 the stage took 10.4
+      minutes against 13.7 at ee06ba1. The caption judge keeps float32: under bf16-mixed its
       word accuracy on real texts fell to 51.7 % against 58.6 % (194 against 283 seconds; stop 45).
 
     Each was chosen on validation figures (stage 1's correctness, the flows' objective, the judge's
