@@ -44,7 +44,13 @@ import vlvae
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.vocabulary import Vocabulary
 from vlvae.datasets.two_objects import DATASET
-from vlvae.datasets.two_objects.judge import ATTRIBUTE_SLOTS, RELATION_SLOT, load_classifier, predict_slots
+from vlvae.datasets.two_objects.judge import (
+    ATTRIBUTE_SLOTS,
+    RELATION_SLOT,
+    load_classifier,
+    predict_slots,
+    slot_targets,
+)
 
 #: Slot j of a text read through :func:`swap_objects`: the slot of the swapped text that holds it.
 SWAP = [5, 6, 7, 8, 4, 0, 1, 2, 3]
@@ -92,11 +98,11 @@ def caption_hits(
     return hits
 
 
-def slot_indices(texts: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
-    """(N, 9) each word's index among its slot's words (the judge's classes)."""
-    return torch.tensor(
-        [[vocab.slots[s].index(w) for s, w in enumerate(vocab.decode(t))] for t in texts], dtype=torch.long
-    )
+def judge_targets(texts: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each text's relation word and eight attribute words as the judge's classes
+    (:func:`vlvae.datasets.two_objects.judge.slot_targets`): (N,) and (N, 8)."""
+    relations, attributes = zip(*(slot_targets(vocab, vocab.decode(t)) for t in texts))
+    return torch.tensor(relations), torch.tensor(attributes)
 
 
 def posterior_means(model, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
@@ -118,7 +124,8 @@ def split_means(model, data: ImageTextDataset, n: int, batch: int = 500) -> tupl
 
 def fit_probe(
     features: torch.Tensor,
-    slots: torch.Tensor,
+    relations: torch.Tensor,
+    targets: torch.Tensor,
     sizes: list[int],
     epochs: int = 40,
     hidden: int = 512,
@@ -126,11 +133,12 @@ def fit_probe(
 ):
     """A two-hidden-layer MLP from features (standardised) and the relation word (one-hot) to the
     attribute slots' words, fitted with Adam and a cross-entropy per slot. Returns ``read(features,
-    slots) -> (N, 9) bool hits`` (the relation slot left False, as in :func:`slot_hits`).
+    relations, targets) -> (N, 9) bool hits`` (the relation slot left False, as in :func:`slot_hits`).
 
     Args:
         features: (N, D) training features (the means of q(z|x)).
-        slots: (N, 9) their texts' words as :func:`slot_indices`.
+        relations, targets: their texts' relation words (N,) and attribute words (N, 8) as the
+            judge's classes (:func:`judge_targets`).
         sizes: the number of words in each of the nine slots.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -138,9 +146,8 @@ def fit_probe(
     n_relations = sizes[RELATION_SLOT]
     heads = [sizes[s] for s in ATTRIBUTE_SLOTS]
 
-    def inputs(f, s):
-        relation = torch.nn.functional.one_hot(s[:, RELATION_SLOT], n_relations).float()
-        return torch.cat(((f - centre) / scale, relation), 1)
+    def inputs(f, r):
+        return torch.cat(((f - centre) / scale, torch.nn.functional.one_hot(r, n_relations).float()), 1)
 
     with torch.random.fork_rng():  # the initial weights from the seed, the caller's RNG untouched
         torch.manual_seed(seed)
@@ -152,24 +159,25 @@ def fit_probe(
             torch.nn.Linear(hidden, sum(heads)),
         )
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    x = inputs(features, slots)
+    x = inputs(features, relations)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for lo in range(0, len(x), 256):
             batch = order[lo : lo + 256]
             logits = net(x[batch]).split(heads, 1)
-            targets = [slots[batch, s] for s in ATTRIBUTE_SLOTS]
-            loss = sum(torch.nn.functional.cross_entropy(out, t) for out, t in zip(logits, targets))
+            loss = sum(
+                torch.nn.functional.cross_entropy(out, targets[batch, j]) for j, out in enumerate(logits)
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
 
-    def read(f: torch.Tensor, s: torch.Tensor) -> np.ndarray:
+    def read(f: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            logits = net(inputs(f, s)).split(heads, 1)
+            logits = net(inputs(f, r)).split(heads, 1)
         hits = np.zeros((len(f), 9), dtype=bool)
-        for out, slot in zip(logits, ATTRIBUTE_SLOTS):
-            hits[:, slot] = (out.argmax(1) == s[:, slot]).numpy()
+        for j, (out, slot) in enumerate(zip(logits, ATTRIBUTE_SLOTS)):
+            hits[:, slot] = (out.argmax(1) == t[:, j]).numpy()
         return hits
 
     return read
@@ -269,8 +277,8 @@ def main(argv: list[str] | None = None) -> dict:
         train = ImageTextDataset(args.data, "train")
         train_means, train_y = split_means(model, train, min(args.probe_train, len(train)))
         sizes = [len(s) for s in data.vocab.slots]
-        read = fit_probe(train_means, slot_indices(train_y, data.vocab), sizes, seed=args.seed)
-        table["probe"] = summarise(read(posterior_means(model, x), slot_indices(y, data.vocab)), small)
+        read = fit_probe(train_means, *judge_targets(train_y, data.vocab), sizes, seed=args.seed)
+        table["probe"] = summarise(read(posterior_means(model, x), *judge_targets(y, data.vocab)), small)
         table["probe"]["swapped"] = float("nan")
     columns = ["all", *ATTRIBUTES, "shape|small", "shape|large", "swapped"]
     print(

@@ -95,6 +95,11 @@ def test_pooling_averages_blocks_and_keeps_a_flat_image(slots):
     assert torch.allclose(slots.pooled(x, 2), expected, atol=1e-6)
 
 
+def _split(texts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Toy texts of slot classes as the probe takes them: relation words, attribute words."""
+    return texts[:, 4], texts[:, list(ATTRIBUTE_SLOTS)]
+
+
 def _toy_texts(n: int, sizes: list[int], generator: torch.Generator) -> torch.Tensor:
     return torch.stack([torch.randint(0, k, (n,), generator=generator) for k in sizes], 1)
 
@@ -110,13 +115,13 @@ def test_probe_names_the_words_its_features_hold_and_guesses_the_others(slots):
         one_hots = [torch.nn.functional.one_hot(texts[:, s], sizes[s]) for s in ATTRIBUTE_SLOTS]
         return torch.cat(one_hots, 1).float()
 
-    read = slots.fit_probe(codes(train), train, sizes, epochs=30, hidden=64)
-    hits = read(codes(test), test)
+    read = slots.fit_probe(codes(train), *_split(train), sizes, epochs=30, hidden=64)
+    hits = read(codes(test), *_split(test))
     assert hits[:, list(ATTRIBUTE_SLOTS)].all()
 
     noise = torch.randn(3000, 16, generator=generator)
-    read = slots.fit_probe(noise[:2000], train, sizes, epochs=10, hidden=64)
-    hits = read(noise[2000:], test)
+    read = slots.fit_probe(noise[:2000], *_split(train), sizes, epochs=10, hidden=64)
+    hits = read(noise[2000:], *_split(test))
     shape = hits[:, [3, 8]].mean()  # three shapes: chance 1/3, with 2,000 readings' spread about 0.01
     assert abs(shape - 1 / 3) < 0.06, shape
     colour = hits[:, [1, 6]].mean()
@@ -139,7 +144,20 @@ def test_probe_reads_the_objects_in_the_order_the_relation_word_gives(slots):
         return torch.cat(one_hots, 1).float(), texts
 
     (train_f, train), (test_f, test) = scenes(4000), scenes(1000)
-    hits = slots.fit_probe(train_f, train, sizes, epochs=40, hidden=128)(test_f, test)
+    hits = slots.fit_probe(train_f, *_split(train), sizes, epochs=40, hidden=128)(test_f, *_split(test))
     assert hits[:, list(ATTRIBUTE_SLOTS)].mean() > 0.995
     differ = (test[:, :4] != test[:, 5:]).numpy()
     assert differ.mean() > 0.4  # the objects differ in enough words for the relation to matter
+
+
+def test_judge_targets_name_each_texts_words(slots, data):
+    """The probe's targets, read back through the vocabulary's slots, are the texts' own words."""
+    split = ImageTextDataset(data, "train")
+    texts = torch.stack([split[i]["text"] for i in range(len(split))])
+    relations, attributes = slots.judge_targets(texts, split.vocab)
+    for i, t in enumerate(texts):
+        words = split.vocab.decode(t)
+        assert split.vocab.slots[4][relations[i]] == words[4]
+        assert [split.vocab.slots[s][attributes[i, j]] for j, s in enumerate(ATTRIBUTE_SLOTS)] == [
+            words[s] for s in ATTRIBUTE_SLOTS
+        ]

@@ -73,6 +73,7 @@ __all__ = [
     "world_size_of",
     "check_global_batches",
     "identity_differences",
+    "record_differences",
     "with_hardware",
     "apply_hardware_overrides",
     "single_process",
@@ -909,17 +910,25 @@ def _shown(value) -> str:
 _ABSENT = object()
 
 
+def record_differences(stored: dict, now: dict, where: str, ignored: tuple[str, ...] = ()) -> list[str]:
+    """How the nested dict ``now`` differs from ``stored`` (kept in ``where``, e.g. ``the run``): one
+    ``"stage1.steps: 2000 in the run, 3000 now"`` per differing key (dotted, in ``stored``'s order,
+    then ``now``'s new keys; a key one side lacks reads ``(absent)``), the dotted keys ``ignored`` left
+    out. Empty: the same."""
+    old, new = _flat(stored), _flat(now)
+    keys = [*old, *(k for k in new if k not in old)]
+    return [
+        f"{key}: {_shown(old.get(key, _ABSENT))} in {where}, {_shown(new.get(key, _ABSENT))} now"
+        for key in keys
+        if key not in ignored and old.get(key, _ABSENT) != new.get(key, _ABSENT)
+    ]
+
+
 def identity_differences(stored: ExperimentConfig, now: ExperimentConfig) -> list[str]:
     """How ``now`` differs from a run's ``stored`` config in what the run computes: one
     ``"stage1.steps: 2000 in the run, 3000 now"`` per differing key (dotted, in the config's order),
     the hardware and logging keys (:data:`HARDWARE_KEYS`) left out. Empty: the same run."""
-    old, new = _flat(_to_plain(stored)), _flat(_to_plain(now))
-    keys = [*old, *(k for k in new if k not in old)]
-    return [
-        f"{key}: {_shown(old.get(key, _ABSENT))} in the run, {_shown(new.get(key, _ABSENT))} now"
-        for key in keys
-        if key not in HARDWARE_KEYS and old.get(key, _ABSENT) != new.get(key, _ABSENT)
-    ]
+    return record_differences(_to_plain(stored), _to_plain(now), "the run", HARDWARE_KEYS)
 
 
 def with_hardware(cfg: ExperimentConfig, source: ExperimentConfig) -> ExperimentConfig:

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-from vlvae.config import ClassifierConfig, apply_overrides, knob_of, split_method_overrides, with_method
+from vlvae.config import (
+    ClassifierConfig,
+    apply_overrides,
+    knob_of,
+    record_differences,
+    split_method_overrides,
+    with_method,
+)
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
@@ -38,7 +45,7 @@ from vlvae.methods.stages import get_stage
 from vlvae.paths import check_output_dir
 from vlvae.runs import STAGE1, method_stages, stage_dir
 from vlvae.seeds import stage1_replicate_seed
-from vlvae.training.judges import record_differences, training_settings
+from vlvae.training.judges import training_settings
 from vlvae.training.run import check_logger, fit_vlvae, train_stage
 
 __all__ = ["reproduce"]
@@ -74,7 +81,9 @@ def _check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed:
         )
     info = check_classifier_fits(source, data, f"this run's data set {data}")
     if info.get("classifier") != training_settings(settings):
-        differences = "; ".join(record_differences(info.get("classifier") or {}, training_settings(settings)))
+        differences = "; ".join(
+            record_differences(info.get("classifier") or {}, training_settings(settings), "the folder")
+        )
         raise VLVAEError(
             f"--judges-from: {source} was trained with other settings than this preset's ({differences}); "
             "leave --judges-from out to train the judges here"

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig, single_process
+from vlvae.config import ClassifierConfig, ExperimentConfig, StageConfig
 from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.data.format import load_images, read_manifest
 from vlvae.data.vocabulary import Vocabulary
@@ -334,15 +334,7 @@ def train_caption_judge(
             int(manifest["image_size"]),
         )
         task._datasets["train"] = train
-        metrics = fit_stage(
-            task,
-            out,
-            task.stage,
-            single_process(cfg),
-            CAPTION_JUDGE,
-            resume,
-            progress,
-        )
+        metrics = fit_stage(task, out, task.stage, cfg, CAPTION_JUDGE, resume, progress)
         if "real_accuracy" not in metrics:
             # the saved weights, also when an earlier session finished the fit and this one only scores
             model = load_weights(task.model.cpu(), out / "weights.safetensors", CAPTION_JUDGE, remedy)

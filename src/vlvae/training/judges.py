@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from vlvae.config import RUN_PRECISION, ClassifierConfig, StageConfig
+from vlvae.config import RUN_PRECISION, ClassifierConfig, StageConfig, record_differences
 from vlvae.data.format import vocabulary_sha256
 from vlvae.errors import VLVAEError
 from vlvae.io import atomic_write_json, read_json
@@ -33,7 +33,6 @@ __all__ = [
     "JudgeFit",
     "JudgeTask",
     "training_settings",
-    "record_differences",
     "read_classifier_info",
     "judge_stage",
     "open_classifier_folder",
@@ -166,35 +165,6 @@ def judge_stage(config: ClassifierConfig) -> StageConfig:
     )
 
 
-def record_differences(recorded: dict, wanted: dict) -> list[str]:
-    """One ``key: A in the folder, B now`` per key (dotted into nested dicts) whose value differs
-    between a judge folder's record and what this run would record; a key one side lacks reads
-    ``(absent)``."""
-
-    def flat(record, prefix=""):
-        out = {}
-        for key, value in record.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    old, new = flat(recorded), flat(wanted)
-
-    def shown(record, key):
-        return "(absent)" if key not in record else repr(record[key])
-
-    keys = list(old) + [k for k in new if k not in old]
-    return [
-        f"{k}: {shown(old, k)} in the folder, {shown(new, k)} now"
-        for k in keys
-        if old.get(k, _MISSING) != new.get(k, _MISSING)
-    ]
-
-
-_MISSING = object()
-
 #: Keys of classifier.json added later (provenance, the judge, the seed of the data set's judges): a
 #: folder written before them is reopened without them.
 _LATER_KEYS = ("judge", "dataset", "vocab_sha256", "seed")
@@ -223,7 +193,7 @@ def open_classifier_folder(out: Path, info: dict) -> None:
             )
         comparable = {k: v for k, v in info.items() if k in existing or k not in _LATER_KEYS}
         if existing != comparable:
-            differences = "; ".join(record_differences(existing, comparable))
+            differences = "; ".join(record_differences(existing, comparable, "the folder"))
             raise VLVAEError(
                 f"{out} holds a classifier trained with other settings or data ({differences}); "
                 "choose another --out"

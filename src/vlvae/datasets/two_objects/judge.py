@@ -44,6 +44,7 @@ __all__ = [
     "TwoObjectsClassifierData",
     "ClassifierTask",
     "predict_slots",
+    "slot_targets",
     "real_accuracy",
     "train_classifier",
     "load_classifier",
@@ -60,7 +61,7 @@ RELATION_SLOT = 4
 ATTRIBUTE_SLOTS = (0, 1, 2, 3, 5, 6, 7, 8)
 
 
-def _slot_targets(vocab: Vocabulary, text: list[str]) -> tuple[int, list[int]]:
+def slot_targets(vocab: Vocabulary, text: list[str]) -> tuple[int, list[int]]:
     """(relation index, slot-local class index of each of the eight attribute words)."""
     relation = vocab.slots[RELATION_SLOT].index(text[RELATION_SLOT])
     return relation, [vocab.slots[s].index(text[s]) for s in ATTRIBUTE_SLOTS]
@@ -82,7 +83,7 @@ class TwoObjectsClassifierData(Dataset):
             )
         self.all_texts = all_texts
         vocab = self.base.vocab
-        self.targets = [[_slot_targets(vocab, t) for t in r["texts"]] for r in self.base.records]
+        self.targets = [[slot_targets(vocab, t) for t in r["texts"]] for r in self.base.records]
         self.per_image = min(len(t) for t in self.targets)
 
     def __len__(self):
