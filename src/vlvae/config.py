@@ -158,6 +158,12 @@ class StageConfig:
             improvement of the validation objective by more than ``min_delta`` (0 = never; then
             ``steps`` alone ends training); the weights of the best pass are kept.
         min_delta: the smallest change of the validation objective (nats) that counts as improving.
+        decoder_steps: stage 1 of the VLVAE only: the last ``decoder_steps`` of ``steps`` train the
+            image decoder alone (docs/design.md §8.2, "The image decoder trained alone"): z ~ q(z|x)
+            from the encoder as it stands and the shared decoder's features held fixed, so the
+            objective's gradient reaches the image decoder only; the learning-rate schedule restarts
+            at ``lr`` for them (no warm-up) and ends at ``lr_final_factor`` · lr. 0 (the default):
+            every step trains the whole model.
     """
 
     steps: int = 400_000
@@ -178,6 +184,7 @@ class StageConfig:
     max_minutes: float = 0.0
     patience: int = 0
     min_delta: float = 0.0
+    decoder_steps: int = 0
 
 
 @dataclass
@@ -618,6 +625,7 @@ _STAGE_LIMITS = {
     "max_minutes": 1e6,  # about two years
     "patience": 10**6,
     "min_delta": 1e6,
+    "decoder_steps": MAX_STEPS,
 }
 _LIMITS = {
     "DataConfig": {"n": 10**8, "size": 4096, "zoom": 100.0, "supersample": 16},
@@ -680,6 +688,7 @@ _STAGE_RANGES = {
     "max_minutes": _AT_LEAST_0,
     "patience": _AT_LEAST_0,
     "min_delta": _AT_LEAST_0,
+    "decoder_steps": _AT_LEAST_0,
 }
 _RANGES = {
     "DataConfig": {
@@ -848,10 +857,34 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
     check(cfg, "")
     if isinstance(cfg, ExperimentConfig):
+        check_decoder_steps(cfg)
         world = world_size_of(cfg)
         if world is not None:
             check_global_batches(cfg, world)
     return cfg
+
+
+def check_decoder_steps(cfg: ExperimentConfig) -> None:
+    """Refuse ``decoder_steps`` where it has no meaning, in one line naming the key and the fix: in
+    the sections of stages 2-3, for a method other than the VLVAE (its networks differ), and in
+    stage 1 unless fewer than ``stage1.steps`` (some steps must train the whole model first)."""
+    for section in _STAGE_SECTIONS[1:]:
+        if getattr(cfg, section).decoder_steps:
+            raise VLVAEError(
+                f"configuration key '{section}.decoder_steps' applies to stage 1 only; set it to 0 "
+                "(stages 2-3 train q(z|y) or the prior, not the image decoder)"
+            )
+    steps, decoder = cfg.stage1.steps, cfg.stage1.decoder_steps
+    if decoder and cfg.method.name != "vlvae":
+        raise VLVAEError(
+            f"configuration key 'stage1.decoder_steps' is for the VLVAE (method vlvae), not "
+            f"{cfg.method.name!r}; set it to 0"
+        )
+    if isinstance(decoder, int) and isinstance(steps, int) and decoder and decoder >= steps:
+        raise VLVAEError(
+            f"configuration key 'stage1.decoder_steps' must be fewer than stage1.steps ({steps}): the "
+            f"image decoder trains alone in the last of them; got {decoder}"
+        )
 
 
 def world_size_of(cfg: ExperimentConfig) -> int | None:

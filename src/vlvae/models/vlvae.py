@@ -157,6 +157,19 @@ class VLVAE(nn.Module):
         """log p(x|z) of the mapped pixels: x in [0, 1] broadcasting against (*lead, 3, H, W) -> lead."""
         return self.image_likelihood(z).log_prob(self.map_pixels(x))
 
+    def log_px_decoder_only(self, x: Tensor) -> Tensor:
+        """log p(x|z) (batch,) at one z ~ q(z|x) per image, differentiable in the image decoder alone.
+
+        z and the shared decoder's features are computed without a graph, so the gradient reaches
+        the image decoder's parameters only. It is the gradient of Eqn 1's weighted objective with
+        respect to those parameters (neither the KL term nor log p(y|z) depends on them) with the
+        encoder and the shared decoder held: stage 1's image-decoder steps (``stage1.decoder_steps``,
+        docs/design.md §8.2).
+        """
+        with torch.no_grad():
+            h, lead = self._shared(self.image_posterior(x).sample())
+        return self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
+
     def image_mean(self, z: Tensor) -> Tensor:
         """The image α for z (*lead, latent), mapped back to the pixel scale: (*lead, 3, H, W) in [0, 1]."""
         return unmap_pixels(self._alpha(z), self.config.pixel_low, self.config.pixel_high)

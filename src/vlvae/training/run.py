@@ -155,13 +155,26 @@ def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_
             signal.signal(signal.SIGINT, handler)
 
 
-def _hardware(cfg: ExperimentConfig) -> dict:
-    """The Trainer's arguments of where and how a fit runs, from the config's hardware keys."""
+#: The strategies under which a step that leaves some trainable parameters without a gradient
+#: (stage 1's image-decoder steps) would stop a distributed fit, and the one that allows it.
+_UNUSED_PARAMETERS = {"auto": "ddp_find_unused_parameters_true", "ddp": "ddp_find_unused_parameters_true"}
+
+
+def _hardware(cfg: ExperimentConfig, unused_parameters: bool = False) -> dict:
+    """The Trainer's arguments of where and how a fit runs, from the config's hardware keys.
+
+    ``unused_parameters``: some steps leave trainable parameters without a gradient (stage 1 with
+    ``decoder_steps``); a fit of several processes (or of ``devices=auto``, whose number only Lightning
+    knows) then runs DDP told to look for them, as ``strategy=ddp_find_unused_parameters_true`` does.
+    """
+    strategy = cfg.strategy
+    if unused_parameters and world_size_of(cfg) != 1:
+        strategy = _UNUSED_PARAMETERS.get(strategy, strategy)
     return {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
         "num_nodes": cfg.num_nodes,
-        "strategy": cfg.strategy,
+        "strategy": strategy,
         "precision": cfg.precision,
     }
 
@@ -398,10 +411,11 @@ def fit_stage(
         logger.log_hyperparams(hyperparameters)
     failed = True
     try:
+        hardware = _hardware(cfg, unused_parameters=stage.decoder_steps > 0)
         trainer = L.Trainer(
             max_steps=stage.steps,
             max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
-            **_hardware(cfg),
+            **hardware,
             callbacks=callbacks,
             plugins=[checkpoint_io],
             logger=loggers,
@@ -481,7 +495,7 @@ def fit_stage(
                 "accelerator": type(trainer.accelerator).__name__,
                 "devices": trainer.num_devices,
                 "num_nodes": trainer.num_nodes,
-                "strategy": cfg.strategy,
+                "strategy": hardware["strategy"],
                 "precision": cfg.precision,
                 "batch_per_process": stage.batch_size // world,
             },

@@ -15,7 +15,7 @@ import torch
 
 from vlvae.config import LR_SCHEDULES
 
-__all__ = ["SCHEDULES", "lr_factor", "adam_with_schedule"]
+__all__ = ["SCHEDULES", "lr_factor", "stage_lr_factor", "adam_with_schedule"]
 
 #: The schedules' names (defined with the config that chooses one, :data:`vlvae.config.LR_SCHEDULES`).
 SCHEDULES = LR_SCHEDULES
@@ -55,16 +55,33 @@ def lr_factor(
     return warm * (final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def stage_lr_factor(step: int, stage) -> float:
+    """The multiplier of ``stage.lr`` at step ``step`` of a stage (a :class:`vlvae.config.StageConfig`).
+
+    The stage's schedule runs over its first ``steps - decoder_steps`` steps; in the last
+    ``decoder_steps`` (stage 1's image decoder trained alone) it starts again from the beginning
+    over those steps, without the warm-up. With ``decoder_steps = 0`` this is :func:`lr_factor` over
+    the whole budget.
+
+    Example:
+        >>> from vlvae.config import StageConfig
+        >>> stage = StageConfig(steps=100, lr_schedule="cosine", lr_final_factor=0.05, decoder_steps=40)
+        >>> [round(stage_lr_factor(s, stage), 3) for s in (0, 59, 60, 100)]
+        [1.0, 0.051, 1.0, 0.05]
+    """
+    first = stage.steps - stage.decoder_steps
+    args = (stage.lr_schedule,)
+    if step < first:
+        return lr_factor(step, *args, first, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor)
+    return lr_factor(step - first, *args, stage.decoder_steps, stage.lr_decay, 0, stage.lr_final_factor)
+
+
 def adam_with_schedule(parameters, stage) -> dict:
-    """Adam with the stage's learning rate, weight decay and schedule, in Lightning's optimiser format.
+    """Adam with the stage's learning rate, weight decay and schedule (:func:`stage_lr_factor`), in
+    Lightning's optimiser format.
 
     ``stage`` is a :class:`vlvae.config.StageConfig`; the schedule steps once per optimisation step.
     """
     opt = torch.optim.Adam(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda step: lr_factor(
-            step, stage.lr_schedule, stage.steps, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor
-        ),
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: stage_lr_factor(step, stage))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -313,8 +313,28 @@ class VLVAETask(StageTask):
     def trainable(self):
         return self.model
 
+    def decoder_phase(self) -> bool:
+        """Whether the current step is one of the last ``stage.decoder_steps``, which train the image
+        decoder alone (:meth:`vlvae.models.vlvae.VLVAE.log_px_decoder_only`)."""
+        decoder = self.stage.decoder_steps
+        return decoder > 0 and self.global_step >= self.stage.steps - decoder
+
+    def on_train_batch_start(self, batch, batch_idx):
+        super().on_train_batch_start(batch, batch_idx)
+        if self.decoder_phase():
+            # The held networks keep their batch-norm statistics (as the frozen VLVAE of stages
+            # 2-3 does); the image decoder trains. Set before every step: Lightning puts the whole
+            # module back into training mode after each validation pass.
+            self.model.eval()
+            self.model.image_decoder.train()
+
     def training_step(self, batch, batch_idx):
         x, y = images_to_float(batch["image"]), batch["text"]
+        if self.decoder_phase():
+            log_px = self.model.log_px_decoder_only(x)
+            loss = -(self.stage.w_x * log_px).mean()
+            self._log_all("train", {"loss": loss, "log_px": log_px.mean()}, len(x))
+            return loss
         kl_weight = kl_warmup(self.global_step, self.stage.kl_warmup_steps)
         out = self.model(x, y, kl_weight=kl_weight, w_x=self.stage.w_x, w_y=self.stage.w_y)
         self._log_all(
