@@ -71,7 +71,7 @@ def stage_lr_factor(step: int, stage) -> float:
     """
     first = stage.steps - stage.decoder_steps
     args = (stage.lr_schedule,)
-    if step < first:
+    if not stage.decoder_steps or step < first:
         return lr_factor(step, *args, first, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor)
     return lr_factor(step - first, *args, stage.decoder_steps, stage.lr_decay, 0, stage.lr_final_factor)
 
