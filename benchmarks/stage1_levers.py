@@ -64,7 +64,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variant", action="append", required=True, help="NAME=key=value,key=value")
     ap.add_argument("--preset", default="cpu")
-    ap.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the preset's)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="stage-1 steps (default: the preset's), all of the whole model unless a variant or --set "
+        "names stage1.decoder_steps",
+    )
     ap.add_argument("--parallel", type=int, default=1, help="variants trained at once")
     ap.add_argument("--timeout-min", type=float, default=0.0, help="stop a variant after this (0: never)")
     ap.add_argument("--set", action="append", default=[], help="overrides for every variant")
@@ -81,6 +87,8 @@ def main() -> None:
             cmd = [str(exe), "train", "vlvae", "--data", str(args.data), "--out", str(args.out / name)]
             cmd += ["--preset", args.preset, "--classifier", str(args.classifier), "--no-progress"]
             steps = [f"stage1.steps={args.steps}"] if args.steps else []  # --steps wins over a variant's
+            if args.steps and not any(s.startswith("stage1.decoder_steps=") for s in [*args.set, *sets]):
+                steps.insert(0, "stage1.decoder_steps=0")  # a cut budget trains the whole model throughout
             for s in [*args.set, *sets, *steps]:
                 cmd += ["--set", s]
             log = (args.out / f"{name}.log").open("w")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from zuko.distributions import DiagNormal
 
-from vlvae.config import preset
+from vlvae.config import apply_overrides, preset
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
 from vlvae.errors import VLVAEError
@@ -28,6 +28,7 @@ from vlvae.evaluation.latent2d import (
 from vlvae.evaluation.metrics import validation_batch
 from vlvae.models.posteriors import AggregatePrior, TextPosterior
 from vlvae.models.vlvae import VLVAE
+from vlvae.recipes import figure1
 from vlvae.recipes.figure1 import run_latent2d
 
 
@@ -161,3 +162,13 @@ def test_run_latent2d_tiny(one_object, tmp_path):
     with pytest.raises(VLVAEError, match="2-D latent"):
         run_latent2d(one_object, run, "tiny", progress=False, overrides=["model.latent_dim=3"])
     assert math.isfinite(report["grid"]["limit"])
+
+
+def test_latent2d_settings_of_the_cpu_preset_make_a_valid_config():
+    """Fig. 1's pinned cpu settings load on the cpu preset as it is now (its coordinate channels
+    and image-decoder steps came later), with and without --steps."""
+    for steps in (None, 50):
+        cfg = apply_overrides(preset("cpu"), figure1._settings("cpu", steps, []))
+        assert cfg.model.arch == "cyclegan" and not cfg.model.coord_channels
+        assert cfg.stage1.decoder_steps == 0 and cfg.stage1.steps == (steps or 2500)
+        assert cfg.model.latent_dim == 2
