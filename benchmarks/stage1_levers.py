@@ -68,8 +68,8 @@ def main() -> None:
         "--steps",
         type=int,
         default=None,
-        help="stage-1 steps (default: the preset's), all of the whole model unless a variant or --set "
-        "names stage1.decoder_steps",
+        help="stage-1 steps (default: the preset's), without the preset's image-decoder steps after "
+        "them unless a variant or --set names stage1.decoder_steps",
     )
     ap.add_argument("--parallel", type=int, default=1, help="variants trained at once")
     ap.add_argument("--timeout-min", type=float, default=0.0, help="stop a variant after this (0: never)")
@@ -88,7 +88,7 @@ def main() -> None:
             cmd += ["--preset", args.preset, "--classifier", str(args.classifier), "--no-progress"]
             steps = [f"stage1.steps={args.steps}"] if args.steps else []  # --steps wins over a variant's
             if args.steps and not any(s.startswith("stage1.decoder_steps=") for s in [*args.set, *sets]):
-                steps.insert(0, "stage1.decoder_steps=0")  # a cut budget trains the whole model throughout
+                steps.insert(0, "stage1.decoder_steps=0")  # a cut budget: whole-model steps only
             for s in [*args.set, *sets, *steps]:
                 cmd += ["--set", s]
             log = (args.out / f"{name}.log").open("w")

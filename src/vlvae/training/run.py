@@ -47,6 +47,7 @@ from vlvae.config import (
     check_global_batches,
     preset,
     single_process,
+    stage_budget,
     world_size_of,
 )
 from vlvae.errors import DiskFullError, VLVAEError
@@ -164,11 +165,12 @@ def _hardware(cfg: ExperimentConfig, unused_parameters: bool = False) -> dict:
     """The Trainer's arguments of where and how a fit runs, from the config's hardware keys.
 
     ``unused_parameters``: some steps leave trainable parameters without a gradient (stage 1 with
-    ``decoder_steps``); a fit of several processes (or of ``devices=auto``, whose number only Lightning
-    knows) then runs DDP told to look for them, as ``strategy=ddp_find_unused_parameters_true`` does.
+    ``decoder_steps``); a fit of several processes (``devices=auto`` counted by Lightning), or one told
+    ``strategy=ddp``, then runs DDP told to look for them, as ``strategy=ddp_find_unused_parameters_true``
+    does.
     """
     strategy = cfg.strategy
-    if unused_parameters and world_size_of(cfg) != 1:
+    if unused_parameters and (strategy == "ddp" or world_size(cfg) > 1):
         strategy = _UNUSED_PARAMETERS.get(strategy, strategy)
     return {
         "accelerator": cfg.accelerator,
@@ -316,7 +318,8 @@ def fit_stage(
 ) -> dict:
     """Train one stage with Lightning, or do nothing if it is finished.
 
-    The budget is ``stage.steps``; ``stage.max_minutes`` (0 = none) is an opt-in wall-clock safety
+    The budget is ``stage.steps`` (and stage 1's ``decoder_steps`` after them: :func:`stage_budget`);
+    ``stage.max_minutes`` (0 = none) is an opt-in wall-clock safety
     that makes the result depend on the machine's speed and load, so ``metrics.json`` records what
     stopped the fit (``stopped_by``: ``steps``, ``patience`` or ``max_minutes``) and the report flags
     a stage the clock stopped.
@@ -411,21 +414,22 @@ def fit_stage(
         logger.log_hyperparams(hyperparameters)
     failed = True
     try:
+        budget = stage_budget(stage)
         hardware = _hardware(cfg, unused_parameters=stage.decoder_steps > 0)
         trainer = L.Trainer(
-            max_steps=stage.steps,
+            max_steps=budget,
             max_time={"minutes": stage.max_minutes} if stage.max_minutes > 0 else None,
             **hardware,
             callbacks=callbacks,
             plugins=[checkpoint_io],
             logger=loggers,
-            val_check_interval=min(stage.val_every, stage.steps),
+            val_check_interval=min(stage.val_every, budget),
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
             use_distributed_sampler=False,
             enable_progress_bar=progress,
             enable_model_summary=False,
-            log_every_n_steps=max(1, min(50, stage.steps // 10)),
+            log_every_n_steps=max(1, min(50, budget // 10)),
             deterministic=False,
         )
         world = trainer.world_size
@@ -457,9 +461,7 @@ def fit_stage(
         stopping_info = {}
         patience_stopped = best is not None and stopping.wait_count >= stage.patience
         stopped_by = (
-            "patience"
-            if patience_stopped
-            else ("steps" if trainer.global_step >= stage.steps else "max_minutes")
+            "patience" if patience_stopped else ("steps" if trainer.global_step >= budget else "max_minutes")
         )
         if best is not None:
             stopping_info = {
@@ -486,7 +488,7 @@ def fit_stage(
             "weights_tag": weights_tag,
             **({"posterior_family": posterior_family} if posterior_family is not None else {}),
             "steps": trainer.global_step,
-            "steps_budget": stage.steps,
+            "steps_budget": budget,
             "max_minutes": stage.max_minutes,
             "stopped_by": stopped_by,
             "world_size": world,

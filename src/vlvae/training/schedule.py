@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from vlvae.config import LR_SCHEDULES
+from vlvae.config import LR_SCHEDULES, StageConfig
 
 __all__ = ["SCHEDULES", "lr_factor", "stage_lr_factor", "adam_with_schedule"]
 
@@ -55,25 +55,24 @@ def lr_factor(
     return warm * (final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def stage_lr_factor(step: int, stage) -> float:
-    """The multiplier of ``stage.lr`` at step ``step`` of a stage (a :class:`vlvae.config.StageConfig`).
+def stage_lr_factor(step: int, stage: StageConfig) -> float:
+    """The multiplier of ``stage.lr`` at step ``step`` of a stage.
 
-    The stage's schedule runs over its first ``steps - decoder_steps`` steps; in the last
-    ``decoder_steps`` (stage 1's image decoder trained alone) it starts again from the beginning
-    over those steps, without the warm-up. With ``decoder_steps = 0`` this is :func:`lr_factor` over
-    the whole budget.
+    The stage's schedule runs over its ``steps``; over stage 1's ``decoder_steps`` after them (the
+    image decoder trained alone) it starts again from its beginning, without the warm-up. With
+    ``decoder_steps = 0`` this is :func:`lr_factor` over ``steps`` at every step.
 
     Example:
-        >>> from vlvae.config import StageConfig
-        >>> stage = StageConfig(steps=100, lr_schedule="cosine", lr_final_factor=0.05, decoder_steps=40)
+        >>> stage = StageConfig(steps=60, lr_schedule="cosine", lr_final_factor=0.05, decoder_steps=40)
         >>> [round(stage_lr_factor(s, stage), 3) for s in (0, 59, 60, 100)]
         [1.0, 0.051, 1.0, 0.05]
     """
-    first = stage.steps - stage.decoder_steps
     args = (stage.lr_schedule,)
-    if not stage.decoder_steps or step < first:
-        return lr_factor(step, *args, first, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor)
-    return lr_factor(step - first, *args, stage.decoder_steps, stage.lr_decay, 0, stage.lr_final_factor)
+    if not stage.decoder_steps or step < stage.steps:
+        return lr_factor(
+            step, *args, stage.steps, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor
+        )
+    return lr_factor(step - stage.steps, *args, stage.decoder_steps, stage.lr_decay, 0, stage.lr_final_factor)
 
 
 def adam_with_schedule(parameters, stage) -> dict:

@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader, Subset
 
-from vlvae.config import StageConfig
+from vlvae.config import StageConfig, stage_budget
 from vlvae.data.dataset import ImageTextDataset, StepSampler, TextsOnly, images_to_float
 from vlvae.errors import VLVAEError
 from vlvae.methods import MethodConfig, build_model
@@ -263,7 +263,13 @@ class StageTask(L.LightningModule):
     def train_dataloader(self) -> DataLoader:
         data = self.training_data()
         return step_dataloader(
-            self, data, self.stage.batch_size, self.stage.steps, self.seed, self.start_step, self.num_workers
+            self,
+            data,
+            self.stage.batch_size,
+            stage_budget(self.stage),
+            self.seed,
+            self.start_step,
+            self.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -314,10 +320,9 @@ class VLVAETask(StageTask):
         return self.model
 
     def decoder_phase(self) -> bool:
-        """Whether the current step is one of the last ``stage.decoder_steps``, which train the image
-        decoder alone (:meth:`vlvae.models.vlvae.VLVAE.log_px_decoder_only`)."""
-        decoder = self.stage.decoder_steps
-        return decoder > 0 and self.global_step >= self.stage.steps - decoder
+        """Whether the current step is one of ``stage.decoder_steps`` after ``stage.steps``, which train
+        the image decoder alone (:meth:`vlvae.models.vlvae.VLVAE.log_px_decoder_only`)."""
+        return self.stage.decoder_steps > 0 and self.global_step >= self.stage.steps
 
     def on_train_batch_start(self, batch, batch_idx):
         super().on_train_batch_start(batch, batch_idx)
@@ -333,7 +338,8 @@ class VLVAETask(StageTask):
         if self.decoder_phase():
             log_px = self.model.log_px_decoder_only(x)
             loss = -(self.stage.w_x * log_px).mean()
-            self._log_all("train", {"loss": loss, "log_px": log_px.mean()}, len(x))
+            # Names of their own: the whole model's train/loss and train/log_px keep one meaning.
+            self._log_all("train", {"decoder_loss": loss, "decoder_log_px": log_px.mean()}, len(x))
             return loss
         kl_weight = kl_warmup(self.global_step, self.stage.kl_warmup_steps)
         out = self.model(x, y, kl_weight=kl_weight, w_x=self.stage.w_x, w_y=self.stage.w_y)
