@@ -168,6 +168,10 @@ class VLVAE(nn.Module):
         """
         with torch.no_grad():
             h, lead = self._shared(self.image_posterior(x).sample())
+        return self._log_px_of(h, lead, x)
+
+    def _log_px_of(self, h: Tensor, lead: torch.Size, x: Tensor) -> Tensor:
+        """log p(x|z) from the shared decoder's features ``h`` of z (see :meth:`log_px`)."""
         return self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
 
     def image_mean(self, z: Tensor) -> Tensor:
@@ -224,7 +228,7 @@ class VLVAE(nn.Module):
         One pass feeds both likelihoods (and moves the shared decoder's batch-norm statistics once).
         """
         h, lead = self._shared(z)
-        log_px = None if x is None else self._beta(self._alpha_of(h, lead)).log_prob(self.map_pixels(x))
+        log_px = None if x is None else self._log_px_of(h, lead, x)
         log_py = None if y is None else self._log_py_of(self._text_logits_of(h, lead, y), y)
         return log_px, log_py
 

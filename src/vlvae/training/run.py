@@ -156,9 +156,9 @@ def _run_trainer(run, what: str, directory: Path, guard: StageGuard, checkpoint_
             signal.signal(signal.SIGINT, handler)
 
 
-#: The strategies under which a step that leaves some trainable parameters without a gradient
-#: (stage 1's image-decoder steps) would stop a distributed fit, and the one that allows it.
-_UNUSED_PARAMETERS = {"auto": "ddp_find_unused_parameters_true", "ddp": "ddp_find_unused_parameters_true"}
+#: The strategy of a distributed fit in which some steps leave trainable parameters without a
+#: gradient (stage 1's image-decoder steps): plain DDP (``auto``'s choice too) would stop there.
+_UNUSED_PARAMETERS = "ddp_find_unused_parameters_true"
 
 
 def _hardware(cfg: ExperimentConfig, unused_parameters: bool = False) -> dict:
@@ -170,8 +170,8 @@ def _hardware(cfg: ExperimentConfig, unused_parameters: bool = False) -> dict:
     does.
     """
     strategy = cfg.strategy
-    if unused_parameters and (strategy == "ddp" or world_size(cfg) > 1):
-        strategy = _UNUSED_PARAMETERS.get(strategy, strategy)
+    if unused_parameters and (strategy == "ddp" or (strategy == "auto" and world_size(cfg) > 1)):
+        strategy = _UNUSED_PARAMETERS
     return {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,

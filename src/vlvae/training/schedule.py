@@ -67,12 +67,10 @@ def stage_lr_factor(step: int, stage: StageConfig) -> float:
         >>> [round(stage_lr_factor(s, stage), 3) for s in (0, 59, 60, 100)]
         [1.0, 0.051, 1.0, 0.05]
     """
-    args = (stage.lr_schedule,)
+    schedule, decay, final = stage.lr_schedule, stage.lr_decay, stage.lr_final_factor
     if not stage.decoder_steps or step < stage.steps:
-        return lr_factor(
-            step, *args, stage.steps, stage.lr_decay, stage.lr_warmup_steps, stage.lr_final_factor
-        )
-    return lr_factor(step - stage.steps, *args, stage.decoder_steps, stage.lr_decay, 0, stage.lr_final_factor)
+        return lr_factor(step, schedule, stage.steps, decay, stage.lr_warmup_steps, final)
+    return lr_factor(step - stage.steps, schedule, stage.decoder_steps, decay, 0, final)
 
 
 def adam_with_schedule(parameters, stage) -> dict:

@@ -324,14 +324,19 @@ class VLVAETask(StageTask):
         the image decoder alone (:meth:`vlvae.models.vlvae.VLVAE.log_px_decoder_only`)."""
         return self.stage.decoder_steps > 0 and self.global_step >= self.stage.steps
 
-    def on_train_batch_start(self, batch, batch_idx):
-        super().on_train_batch_start(batch, batch_idx)
-        if self.decoder_phase():
-            # The held networks keep their batch-norm statistics (as the frozen VLVAE of stages
-            # 2-3 does); the image decoder trains. Set before every step: Lightning puts the whole
-            # module back into training mode after each validation pass.
+    def train(self, mode: bool = True):
+        # In the image-decoder steps the held networks stay in evaluation mode (their batch-norm
+        # statistics fixed) whatever Lightning does, as the frozen VLVAE of stages 2-3 does.
+        super().train(mode)
+        if mode and self.decoder_phase():
             self.model.eval()
             self.model.image_decoder.train()
+        return self
+
+    def on_train_batch_start(self, batch, batch_idx):
+        super().on_train_batch_start(batch, batch_idx)
+        if self.decoder_phase() and self.model.posterior.training:
+            self.train()  # the session's first image-decoder step; after it, train() keeps them held
 
     def training_step(self, batch, batch_idx):
         x, y = images_to_float(batch["image"]), batch["text"]
