@@ -234,3 +234,82 @@ def test_the_window_is_in_steps_whatever_the_clock_did():
         assert s["since_step"] == 75 and s["change"]["log_px"]["from_step"] == 60
         assert s["change"]["log_px"]["change"] == 2.0
     assert busy["change"]["log_px"]["to_minutes"] == 20.0
+
+
+def _two_phase_curves():
+    """Whole-model passes at steps 10, 20, 30; the image decoder alone from step 40 (passes 40-60)."""
+    return {
+        "step": np.array([10, 20, 30, 40, 50, 60]),
+        "val/minutes": np.array([1.0, 2.0, 3.0, 3.5, 4.0, 4.5]),
+        "val/log_px": np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0]),
+        "val/kl": np.array([5.0, 6.0, 7.0, 7.0, 7.0, 7.0]),
+        "val/correctness": np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.7]),
+    }
+
+
+def test_the_image_decoder_steps_are_summarised_apart():
+    """The window covers the whole model's passes (the last quarter of step 30 starts at 22.5: from
+    step 20); the decoder's phase runs from the last whole-model pass (30) to the last pass (60)."""
+    curves = _two_phase_curves()
+    s = convergence_summary(curves, decoder_from=40)
+    assert s["last"] == {"step": 60, "minutes": 4.5, "log_px": 12.0, "kl": 7.0, "correctness": 0.7}
+    assert s["since_step"] == pytest.approx(22.5)
+    assert s["change"]["log_px"] == {
+        "from_step": 20,
+        "from_minutes": 2.0,
+        "to_step": 30,
+        "to_minutes": 3.0,
+        "change": 1.0,
+    }
+    assert s["change"]["correctness"]["change"] == pytest.approx(0.1)
+    assert s["decoder"]["from_step"] == 40
+    assert s["decoder"]["change"]["log_px"] == {
+        "from_step": 30,
+        "from_minutes": 3.0,
+        "to_step": 60,
+        "to_minutes": 4.5,
+        "change": 9.0,
+    }
+    assert s["decoder"]["change"]["correctness"]["change"] == pytest.approx(0.4)
+    line = _convergence_line(s, SimpleNamespace(model=SimpleNamespace(pixel_low=0.02, pixel_high=0.98)))
+    for fragment in (
+        "step 60, 4.5 min",
+        "last 25 % of the whole model's steps (from step 20, 2 min): log p(x|z) +1.00, correctness +10.00",
+        "image decoder alone (from step 30, 3 min, to step 60, 4.5 min): log p(x|z) +9.00, "
+        "correctness +40.00 points",
+    ):
+        assert fragment in line
+    # Without the boundary the window mixes the phases: the last quarter of step 60 starts at step 40.
+    mixed = convergence_summary(curves)
+    assert mixed["decoder"] is None and mixed["change"]["log_px"]["from_step"] == 40
+    assert "image decoder" not in _convergence_line(
+        mixed, SimpleNamespace(model=SimpleNamespace(pixel_low=0.02, pixel_high=0.98))
+    )
+
+
+@pytest.mark.parametrize("decoder_from", [10, 5, 61, 1000])
+def test_a_boundary_without_passes_on_both_sides_is_one_phase(decoder_from):
+    curves = _two_phase_curves()
+    assert convergence_summary(curves, decoder_from=decoder_from) == convergence_summary(curves)
+
+
+def test_figure_convergence_marks_the_decoder_phase(tmp_path):
+    stage = tmp_path / "stage1"
+    rows = [
+        _val(step, minutes, lp, 7.0, c)
+        for step, minutes, lp, c in zip(
+            [9, 19, 29, 39, 49],
+            [1.0, 2.0, 3.0, 3.5, 4.0],
+            [1.0, 2.0, 3.0, 10.0, 11.0],
+            [0.1, 0.2, 0.3, 0.5, 0.6],
+        )
+    ]
+    _write_session(stage, 0, rows)
+    out = figure_convergence(stage, tmp_path / "conv.png", decoder_from=30)
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["summary"]["decoder"]["change"]["log_px"]["change"] == 8.0  # 11 at step 49 - 3 at 29
+    assert saved["summary"]["change"]["log_px"]["from_step"] == 19  # 0.75 * 29 = 21.75: from step 19
+    plain = figure_convergence(stage, tmp_path / "plain.png")
+    assert json.loads(plain.with_suffix(".json").read_text())["summary"]["decoder"] is None
+    with Image.open(out) as a, Image.open(plain) as b:
+        assert np.asarray(a).shape == np.asarray(b).shape and (np.asarray(a) != np.asarray(b)).any()

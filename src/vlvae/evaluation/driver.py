@@ -449,7 +449,7 @@ def _evaluate(
     if figures:  # a few images, drawn on the CPU (matplotlib reads CPU tensors)
         subject = _to(subjects[-1], torch.device("cpu"))
         metrics["figures"] = _figures(
-            run, metrics, subject.model, subject, stages, data, x_cpu, y_cpu, scorer
+            run, cfg, metrics, subject.model, subject, stages, data, x_cpu, y_cpu, scorer
         )
     metrics["evaluation_id"] = uuid.uuid4().hex
     _write_pair(run / "metrics.json", metrics, run / "report.md", render_report(metrics, cfg))
@@ -483,7 +483,7 @@ def _compute(ev: Evaluation, subjects: list[Subject], progress: bool) -> dict:
     return out
 
 
-def _figures(run: Path, metrics: dict, model, subject: Subject, stages, data, x, y, scorer) -> dict:
+def _figures(run: Path, cfg, metrics: dict, model, subject: Subject, stages, data, x, y, scorer) -> dict:
     """Figs. 3-4, stage 1's convergence and the stopping curves; paths relative to the run."""
     fig_dir = run / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -506,10 +506,12 @@ def _figures(run: Path, metrics: dict, model, subject: Subject, stages, data, x,
     except VLVAEError:  # no stage 1 logs
         curves = None
     if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
+        # Stage 1's image-decoder steps follow its whole-model steps: their curves are kept apart.
+        decoder_from = cfg.stage1.steps if cfg.stage1.decoder_steps else None
         paths["convergence"] = figs.figure_convergence(
-            stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves
+            stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves, decoder_from
         )
-        metrics["stage1_convergence"] = figs.convergence_summary(curves)
+        metrics["stage1_convergence"] = figs.convergence_summary(curves, decoder_from=decoder_from)
     if stages:
         paths["stopping"] = figs.figure_stopping(
             {s.name: [stage_dir(run, s.name, r) for r in range(metrics["replicates"])] for s in stages},

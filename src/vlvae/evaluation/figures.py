@@ -497,7 +497,9 @@ def read_validation_curves(stage_dir: Path) -> dict[str, np.ndarray]:
     return curves
 
 
-def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -> dict:
+def convergence_summary(
+    curves: dict[str, np.ndarray], fraction: float = 0.25, decoder_from: int | None = None
+) -> dict:
     """The last validation pass and each stage 1 metric's change over the last ``fraction`` of its steps.
 
     The change of a metric runs from its last logged pass at or before ``(1 - fraction)`` of the
@@ -505,18 +507,49 @@ def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -
     The window is in steps, not minutes, so the same run gives the same summary on a busy or an idle
     machine (the minutes of each end are reported beside it). Correctness is a fraction in [0, 1], as
     logged.
+
+    With ``decoder_from`` (the whole model's step count when the image decoder trained alone after
+    it: ``stage1.decoder_steps``, docs/design.md §5) the two phases are kept apart: the window covers
+    the whole model's passes only (those logged at steps below ``decoder_from``) and ``decoder`` holds
+    each metric's change from the last of them to the last pass, so what the decoder's steps bought is
+    not read as the whole model's trend. Without passes on both sides of ``decoder_from`` the summary
+    is the single-phase one and ``decoder`` is None.
     """
     minutes, steps = curves["val/minutes"], curves["step"]
     if not len(steps):
         raise VLVAEError("no validation passes with val/minutes to summarise")
-    since = (1.0 - fraction) * float(steps[-1])
     last = {"step": int(steps[-1]), "minutes": float(minutes[-1])}
+    for key in CONVERGENCE_PANELS:
+        values = curves.get(key)
+        last[key.removeprefix("val/")] = (
+            float(values[-1]) if values is not None and np.isfinite(values[-1]) else None
+        )
+    whole = steps < decoder_from if decoder_from is not None else np.ones(len(steps), dtype=bool)
+    phased = bool(whole.any() and not whole.all())
+    if not phased:
+        whole = np.ones(len(steps), dtype=bool)
+    since = (1.0 - fraction) * float(steps[whole][-1])
+    summary = {
+        "last": last,
+        "fraction": fraction,
+        "since_step": since,
+        "change": _changes({key: values[whole] for key, values in curves.items()}, since),
+        "decoder": None,
+    }
+    if phased:
+        summary["decoder"] = {"from_step": int(decoder_from), "change": _changes(curves, decoder_from - 1)}
+    return summary
+
+
+def _changes(curves: dict[str, np.ndarray], since: float) -> dict:
+    """Each :data:`CONVERGENCE_PANELS` metric's change from its last logged pass at or before step
+    ``since`` to its last logged pass (None without a pass on both sides)."""
+    minutes, steps = curves["val/minutes"], curves["step"]
     change = {}
     for key in CONVERGENCE_PANELS:
         name = key.removeprefix("val/")
         values = curves.get(key)
         logged = np.flatnonzero(np.isfinite(values)) if values is not None else np.array([], dtype=int)
-        last[name] = float(values[-1]) if values is not None and np.isfinite(values[-1]) else None
         before = logged[steps[logged] <= since] if len(logged) else logged
         if not len(before) or before[-1] == logged[-1]:
             change[name] = None
@@ -529,7 +562,7 @@ def convergence_summary(curves: dict[str, np.ndarray], fraction: float = 0.25) -
             "to_minutes": float(minutes[b]),
             "change": float(values[b] - values[a]),
         }
-    return {"last": last, "fraction": fraction, "since_step": since, "change": change}
+    return change
 
 
 def _json_values(values: np.ndarray) -> list:
@@ -539,7 +572,12 @@ def _json_values(values: np.ndarray) -> list:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
-def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray] | None = None) -> Path:
+def figure_convergence(
+    stage_dir: Path,
+    out: Path,
+    curves: dict[str, np.ndarray] | None = None,
+    decoder_from: int | None = None,
+) -> Path:
     """Stage 1 validation curves against wall-clock training minutes, as a PNG and a JSON beside it.
 
     One panel per metric of :data:`CONVERGENCE_PANELS` (log p(x|z), KL, reconstruction
@@ -552,6 +590,9 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
         stage_dir: the stage folder, e.g. ``RUN/stage1``.
         out: the PNG to write.
         curves: the stage's :func:`read_validation_curves`, if the caller has read them already.
+        decoder_from: the whole model's step count when the image decoder trained alone after it
+            (``stage1.steps`` with ``stage1.decoder_steps``): a dashed line marks the last pass before
+            it, and the summary keeps the two phases apart (:func:`convergence_summary`).
 
     Returns:
         ``out``.
@@ -567,6 +608,8 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
             "it, or never reached a validation pass), so there is no convergence curve to draw"
         )
     minutes, steps = curves["val/minutes"], curves["step"]
+    summary = convergence_summary(curves, decoder_from=decoder_from)
+    boundary = float(minutes[steps < decoder_from][-1]) if summary["decoder"] else None
     fig, axes = new_figure(1, len(CONVERGENCE_PANELS), (4.2 * len(CONVERGENCE_PANELS), 3.6))
     for ax, (key, (title, scale)) in zip(axes[0], CONVERGENCE_PANELS.items()):
         ax.set_title(title, fontsize=9.5)
@@ -588,6 +631,16 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
             continue
         x, y = minutes[logged], scale * values[logged]
         ax.plot(x, y, marker="o", markersize=3.5, linewidth=1.2, color="C0")
+        if boundary is not None:
+            ax.axvline(boundary, color="0.4", linestyle="--", linewidth=0.9)
+            ax.text(
+                boundary,
+                0.02,
+                " image decoder alone →",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7.5,
+                color="0.35",
+            )
         high = y[-1] >= (y.min() + y.max()) / 2  # label the last point on the side with room
         ax.annotate(
             f"step {int(steps[logged][-1])}",
@@ -617,7 +670,7 @@ def figure_convergence(stage_dir: Path, out: Path, curves: dict[str, np.ndarray]
             "stage_dir": str(stage_dir),
             "x": "val/minutes",
             "curves": {key: _json_values(values) for key, values in curves.items()},
-            "summary": convergence_summary(curves),
+            "summary": summary,
         },
     )
     return out

@@ -65,19 +65,30 @@ def _convergence_line(conv: dict, cfg) -> str:
         f"log p(x|z) {_v(last.get('log_px'))}, KL {_v(last.get('kl'))}, correctness "
         f"{_v(last.get('correctness'), 100, ' %')}. "
     )
+    decoder = conv.get("decoder")  # absent in metrics written before the phases were kept apart
+    steps = "of the whole model's steps" if decoder else "of its training steps"
     ch_x, ch_c = change.get("log_px"), change.get("correctness")
     if ch_x is None:
         text += (
-            f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % "
-            "of its training steps."
+            f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % {steps}."
         )
     else:
         text += (
-            f"Over the last {100 * conv['fraction']:.0f} % of its training steps (from step "
+            f"Over the last {100 * conv['fraction']:.0f} % {steps} (from step "
             f"{ch_x['from_step']}, {ch_x['from_minutes']:.3g} min): log p(x|z) {ch_x['change']:+.2f}"
             + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "")
             + "."
         )
+    if decoder:
+        d_x, d_c = decoder["change"].get("log_px"), decoder["change"].get("correctness")
+        if d_x is not None:
+            text += (
+                f" Then the image decoder alone (from step {d_x['from_step']}, {d_x['from_minutes']:.3g} "
+                f"min, to step {d_x['to_step']}, {d_x['to_minutes']:.3g} min): log p(x|z) "
+                f"{d_x['change']:+.2f}"
+                + (f", correctness {100 * d_c['change']:+.2f} points" if d_c else "")
+                + "."
+            )
     return (
         text + " (Logged during training on the stage's validation subset: log p(x|z) is a one-sample "
         f"estimate for pixels in [{cfg.model.pixel_low}, {cfg.model.pixel_high}], without the tables' "
