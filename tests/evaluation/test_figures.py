@@ -172,3 +172,75 @@ def test_latent2d_settings_of_the_cpu_preset_make_a_valid_config():
         assert cfg.model.arch == "cyclegan" and not cfg.model.coord_channels
         assert cfg.stage1.decoder_steps == 0 and cfg.stage1.steps == (steps or 2500)
         assert cfg.model.latent_dim == 2
+
+
+#: The settings recorded with the published Fig. 1 (docs/results.md, made at c8eec8f with ``vlvae figure
+#: latent2d`` on the cpu preset of then; its ``vlvae`` section is now ``stage1``). Keys added since
+#: (coordinate channels, decoder steps, schedules' warm-ups) are checked by the test above.
+PUBLISHED_FIG1 = {
+    **{
+        f"model.{k}": v
+        for k, v in dict(
+            base_channels=8,
+            beta_concentration=100.0,
+            decoder_dim=200,
+            dropout=0.5,
+            embedding_dim=64,
+            encoding_dim=200,
+            flow_hidden=50,
+            flow_steps=6,
+            image_channels=3,
+            joint_inference=False,
+            latent_dim=2,
+            logvar_max=10.0,
+            logvar_min=-15.0,
+            n_downsample=2,
+            n_res_blocks=1,
+            pixel_high=0.98,
+            pixel_low=0.02,
+            shared_hidden=128,
+            text_hidden=128,
+        ).items()
+    },
+    **{
+        f"stage1.{k}": v
+        for k, v in dict(
+            batch_size=32,
+            checkpoint_every=500,
+            kl_warmup_steps=500,
+            lr=0.0005,
+            lr_decay=1.0,
+            steps=2500,
+            val_every=2500,
+            val_examples=256,
+            w_x=0.1,
+            w_y=200.0,
+            weight_decay=1e-07,
+        ).items()
+    },
+    **{
+        f"text_posterior.{k}": v
+        for k, v in dict(
+            batch_size=64,
+            checkpoint_every=500,
+            kl_warmup_steps=0,
+            lr=0.001,
+            lr_decay=1.0,
+            max_minutes=0.0,
+            steps=1000,
+            val_every=1000,
+            val_examples=256,
+            w_x=0.02,
+            w_y=200.0,
+            weight_decay=1e-07,
+        ).items()
+    },
+}
+
+
+def test_latent2d_cpu_settings_are_the_published_figures():
+    """The cpu preset has moved on (w_x = 0.3 and 200-wide flows from c1b3adf, among others); Fig. 1's
+    pins keep every setting its published figure was made with."""
+    cfg = apply_overrides(preset("cpu"), figure1._settings("cpu", None, []))
+    now = {key: getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) for key in PUBLISHED_FIG1}
+    assert now == PUBLISHED_FIG1
