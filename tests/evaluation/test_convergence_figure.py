@@ -10,7 +10,9 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
+from vlvae.config import apply_overrides, preset
 from vlvae.errors import VLVAEError
+from vlvae.evaluation.driver import stage1_decoder_from
 from vlvae.evaluation.figures import convergence_summary, figure_convergence, read_validation_curves
 from vlvae.evaluation.report import _convergence_line
 
@@ -274,7 +276,8 @@ def test_the_image_decoder_steps_are_summarised_apart():
     line = _convergence_line(s, SimpleNamespace(model=SimpleNamespace(pixel_low=0.02, pixel_high=0.98)))
     for fragment in (
         "step 60, 4.5 min",
-        "last 25 % of the whole model's steps (from step 20, 2 min): log p(x|z) +1.00, correctness +10.00",
+        "last 25 % of the whole model's steps (from step 20, 2 min, to step 30, 3 min): log p(x|z) +1.00, "
+        "correctness +10.00",
         "image decoder alone (from step 30, 3 min, to step 60, 4.5 min): log p(x|z) +9.00, "
         "correctness +40.00 points",
     ):
@@ -313,3 +316,12 @@ def test_figure_convergence_marks_the_decoder_phase(tmp_path):
     assert json.loads(plain.with_suffix(".json").read_text())["summary"]["decoder"] is None
     with Image.open(out) as a, Image.open(plain) as b:
         assert np.asarray(a).shape == np.asarray(b).shape and (np.asarray(a) != np.asarray(b)).any()
+
+
+def test_the_evaluation_splits_where_the_preset_trains_the_decoder_alone():
+    """cpu: 10,000 whole-model steps then 4,000 on the image decoder (passes below step 10,000 are the
+    whole model's); quick trains no decoder steps, and neither does cpu with them set to 0."""
+    assert stage1_decoder_from(preset("cpu")) == 10_000
+    assert stage1_decoder_from(apply_overrides(preset("cpu"), ["stage1.steps=6000"])) == 6_000
+    assert stage1_decoder_from(preset("quick")) is None
+    assert stage1_decoder_from(apply_overrides(preset("cpu"), ["stage1.decoder_steps=0"])) is None

@@ -67,6 +67,7 @@ __all__ = [
     "compare_runs",
     "summarise_runs",
     "read_metrics",
+    "stage1_decoder_from",
 ]
 
 #: How the report names each split the tables may score.
@@ -483,6 +484,13 @@ def _compute(ev: Evaluation, subjects: list[Subject], progress: bool) -> dict:
     return out
 
 
+def stage1_decoder_from(cfg) -> int | None:
+    """The step from which stage 1 trained the image decoder alone (``stage1.steps`` when
+    ``stage1.decoder_steps`` follow them, docs/design.md §5), else None: where its convergence
+    summary splits the whole model's trend from the decoder's gain."""
+    return cfg.stage1.steps if cfg.stage1.decoder_steps else None
+
+
 def _figures(run: Path, cfg, metrics: dict, model, subject: Subject, stages, data, x, y, scorer) -> dict:
     """Figs. 3-4, stage 1's convergence and the stopping curves; paths relative to the run."""
     fig_dir = run / "figures"
@@ -506,8 +514,7 @@ def _figures(run: Path, cfg, metrics: dict, model, subject: Subject, stages, dat
     except VLVAEError:  # no stage 1 logs
         curves = None
     if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
-        # Stage 1's image-decoder steps follow its whole-model steps: their curves are kept apart.
-        decoder_from = cfg.stage1.steps if cfg.stage1.decoder_steps else None
+        decoder_from = stage1_decoder_from(cfg)
         paths["convergence"] = figs.figure_convergence(
             stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves, decoder_from
         )

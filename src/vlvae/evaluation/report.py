@@ -73,9 +73,10 @@ def _convergence_line(conv: dict, cfg) -> str:
             f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % {steps}."
         )
     else:
+        until = f", to step {ch_x['to_step']}, {ch_x['to_minutes']:.3g} min" if decoder else ""
         text += (
             f"Over the last {100 * conv['fraction']:.0f} % {steps} (from step "
-            f"{ch_x['from_step']}, {ch_x['from_minutes']:.3g} min): log p(x|z) {ch_x['change']:+.2f}"
+            f"{ch_x['from_step']}, {ch_x['from_minutes']:.3g} min{until}): log p(x|z) {ch_x['change']:+.2f}"
             + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "")
             + "."
         )
@@ -86,7 +87,11 @@ def _convergence_line(conv: dict, cfg) -> str:
                 f" Then the image decoder alone (from step {d_x['from_step']}, {d_x['from_minutes']:.3g} "
                 f"min, to step {d_x['to_step']}, {d_x['to_minutes']:.3g} min): log p(x|z) "
                 f"{d_x['change']:+.2f}"
-                + (f", correctness {100 * d_c['change']:+.2f} points" if d_c else "")
+                + (
+                    f", correctness {100 * d_c['change']:+.2f} points"
+                    if d_c and d_c["from_step"] == d_x["from_step"]
+                    else ""
+                )
                 + "."
             )
     return (

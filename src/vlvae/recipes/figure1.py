@@ -31,8 +31,8 @@ __all__ = ["LATENT2D_DEFAULTS", "run_latent2d"]
 #: and the grid evaluation fit in the 5-minute budget (see the report for the measured total).
 #: The figure in the README was measured with the cpu preset's earlier recipe (the paper's CycleGAN-style
 #: networks, constant learning rates, every stage-1 step on the whole model, w_x = 0.1, 50-wide flows),
-#: pinned here so that it stays reproducible as published: every setting recorded with it (at c8eec8f)
-#: is checked in tests/evaluation/test_figures.py against the preset as it is now.
+#: pinned here so that it stays reproducible as published: the settings recorded with it (at c8eec8f)
+#: are checked in tests/evaluation/test_figures.py against the preset as it is now.
 LATENT2D_DEFAULTS: dict[str, list[str]] = {
     "cpu": [
         "stage1.decoder_steps=0",
