@@ -19,7 +19,7 @@ from vlvae.datasets.two_objects.judge import (
 )
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.metrics import summarise
-from vlvae.recipes.reproduce import adopt_judges, reproduce
+from vlvae.recipes.reproduce import TIMINGS, adopt_judges, reproduce
 from vlvae.seeds import caption_judge_seed, classifier_seed
 
 
@@ -219,10 +219,25 @@ def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipe
 
 def test_reproduce_skips_finished_stages(pipeline, capsys):
     out, _ = pipeline
+    first = json.loads((out / TIMINGS).read_text())["steps"]
+    trained = ["caption_judge", "classifier", "run/stage1", "run/q_true", "run/q_agg", "run/prior"]
+    assert list(first) == ["data", *trained, "run/evaluation"]
+    assert all(step["how"] == "ran" and step["seconds"] > 0 for step in first.values())
+    for key in trained:  # each step's clock holds its stage's own training time, and more
+        own = json.loads((out / key / "metrics.json").read_text())["seconds_this_session"]
+        assert first[key]["seconds"] >= own
     reproduce(out, "tiny", workers=1, progress=False)
     printed = capsys.readouterr().out
     # data, the caption judge, the classifier, stage 1, q_True, q_Agg, the prior
     assert printed.count("already done") == 7
+    # Steps found finished keep the seconds of the session that ran them; the evaluation ran again.
+    again = json.loads((out / TIMINGS).read_text())["steps"]
+    assert {k: v for k, v in again.items() if k != "run/evaluation"} == {
+        k: v for k, v in first.items() if k != "run/evaluation"
+    }
+    table = printed[printed.index("where the time went") :].splitlines()
+    total = sum(step["seconds"] for step in again.values())
+    assert f"{total / 60:7.1f} min" in table[len(again) + 1] and len(table) >= len(again) + 2
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
@@ -630,6 +645,16 @@ def test_reproduce_copies_judges_from_an_earlier_run(pipeline, tmp_path, capsys)
     assert metrics["correctness"]["reconstruction"]["mean"] >= 0.0
     # the run was trained anew with its own budget, judged by the copied judges
     assert json.loads((new / "run" / "stage1" / "metrics.json").read_text())["steps"] == 8
+    # where the time went: the given data and the copied judges are named without seconds
+    steps = json.loads((new / TIMINGS).read_text())["steps"]
+    assert [steps[k]["how"] for k in ("data", "caption_judge", "classifier", "run/stage1")] == [
+        "given",
+        "copied",
+        "copied",
+        "ran",
+    ]
+    assert steps["data"]["seconds"] is None and steps["classifier"]["seconds"] is None
+    assert "caption judge" in printed[printed.index("where the time went") :]
 
 
 @pytest.mark.parametrize("changed", ["classifier", "caption_judge"])

@@ -16,6 +16,7 @@ run (each stage also locks the sub-folder it writes).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -39,6 +40,7 @@ from vlvae.device import resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
 from vlvae.evaluation.judge import check_classifier_fits
+from vlvae.io import atomic_write_json
 from vlvae.locking import folder_lock
 from vlvae.methods import get_method, knob_names
 from vlvae.methods.stages import get_stage
@@ -48,7 +50,53 @@ from vlvae.seeds import stage1_replicate_seed
 from vlvae.training.judges import training_settings
 from vlvae.training.run import check_logger, fit_vlvae, train_stage
 
-__all__ = ["reproduce"]
+__all__ = ["TIMINGS", "reproduce"]
+
+#: The file in a reproduce's output folder that keeps each step's seconds across sessions.
+TIMINGS = "timings.json"
+
+
+class _Clock:
+    """Where a reproduce's time went, step by step, in ``OUT/timings.json``.
+
+    A step that runs records its seconds (``how: ran``); one found finished keeps what the session
+    that finished it recorded (a folder from before this file: ``seconds`` null); copied judges and a
+    given data set are named with no seconds. A stage killed and resumed counts its last session only.
+    """
+
+    def __init__(self, out: Path):
+        self.out, self.path = out, out / TIMINGS
+        try:
+            self.steps = json.loads(self.path.read_text())["steps"] if self.path.exists() else {}
+        except (ValueError, KeyError, TypeError):
+            self.steps = {}  # unreadable: started afresh (it is a record, not an input)
+
+    def key(self, folder: Path) -> str:
+        """A step's key: its folder relative to the output folder (``run/q_agg``, ``classifier``)."""
+        folder = Path(folder)
+        return folder.relative_to(self.out).as_posix() if folder.is_relative_to(self.out) else str(folder)
+
+    def record(self, key: str, label: str, seconds: float | None, how: str) -> None:
+        self.steps[key] = {"label": label, "seconds": seconds, "how": how}
+        atomic_write_json(self.path, {"steps": self.steps})
+
+    def found(self, key: str, label: str) -> None:
+        """A step found finished: keep its recorded seconds, or note that none were recorded."""
+        if key not in self.steps:
+            self.record(key, label, None, "earlier session, not recorded")
+
+    def table(self) -> list[str]:
+        """The steps in the order they ran, minutes and share of the recorded total, one line each."""
+        total = sum(step["seconds"] or 0.0 for step in self.steps.values())
+        lines = [f"where the time went ({self.path}):"]
+        for step in self.steps.values():
+            if step["seconds"] is None:
+                lines.append(f"  {step['label']:<28} {'–':>7}        {step['how']}")
+                continue
+            share = 100 * step["seconds"] / total if total else 0.0
+            lines.append(f"  {step['label']:<28} {step['seconds'] / 60:7.1f} min {share:4.0f} %")
+        lines.append(f"  {'total of the steps above':<28} {total / 60:7.1f} min")
+        return lines
 
 
 def _line(i: int, n: int, name: str, status: str) -> None:
@@ -59,15 +107,22 @@ def _say(tag: str, name: str, status: str, width: int = 16) -> None:
     print(f"{tag} {name:<{width}} {status}", flush=True)
 
 
-def _once(tag: str, label: str, fn, done_file: Path, width: int = 16):
-    """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done."""
+def _once(tag: str, label: str, fn, done_file: Path, width: int = 16, clock: _Clock | None = None):
+    """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done;
+    with ``clock``, the step's seconds are kept under the key of ``done_file``'s folder."""
+    key = clock.key(done_file.parent) if clock is not None else None
     if done_file.exists():
         _say(tag, label, "already done", width)
+        if clock is not None:
+            clock.found(key, label)
         return None
     t = time.time()
     _say(tag, label, "running ...", width)
     result = fn()
-    _say(tag, label, f"done in {time.time() - t:.0f} s", width)
+    seconds = time.time() - t
+    _say(tag, label, f"done in {seconds:.0f} s", width)
+    if clock is not None:
+        clock.record(key, label, seconds, "ran")
     return result
 
 
@@ -243,6 +298,7 @@ def _other_methods(
     then ``OUT/compare.md``."""
     cls = out / "classifier"
     runs = [out / "run"]
+    clock = _Clock(out)
     for m, cfg in configs.items():
         run = out / "methods" / m
         for stage in (STAGE1, *get_method(m).stages):
@@ -252,14 +308,17 @@ def _other_methods(
                 fn = partial(fit_vlvae, data, run, cfg, resume, progress)
             else:
                 fn = partial(train_stage, run, get_stage(stage), resume, progress)
-            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22)
+            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22, clock=clock)
         runs.append(run)
     t = time.time()
     _say("[methods]", "comparison", "running ...", width=22)
     result = compare_runs(
         runs, cls, out, progress=False, device=device
     )  # always: the table is over what is present now
-    _say("[methods]", "comparison", f"done in {time.time() - t:.0f} s; table: {out / 'compare.md'}", width=22)
+    seconds = time.time() - t
+    _say("[methods]", "comparison", f"done in {seconds:.0f} s; table: {out / 'compare.md'}", width=22)
+    clock.record("compare", "comparison", seconds, "ran")
+    print("\n".join(clock.table()), flush=True)
     return result
 
 
@@ -289,9 +348,10 @@ def _reproduce(
     # data, the judge(s), stage 1, the stages on the frozen model, evaluation
     n = 3 + judges + len(stages)
     started = time.time()
+    clock = _Clock(out)
 
     def timed(i, label, fn, done_file: Path):
-        return _once(f"[{i}/{n}]", label, fn, done_file)
+        return _once(f"[{i}/{n}]", label, fn, done_file, clock=clock)
 
     if data == out / "data":
         timed(
@@ -302,6 +362,7 @@ def _reproduce(
         )
     else:
         _line(1, n, "data", f"given: {data}")
+        clock.record("data", f"data (given: {data.name})", None, "given")
     # The judges come first: stage 1 then logs its reconstructions' correctness at every validation.
     adopted = set()
     if judges_from is not None:
@@ -314,6 +375,7 @@ def _reproduce(
         for i, folder, _ in wanted:
             adopted.add(folder)
             _line(i, n, folder.name.replace("_", " "), f"copied from {judges_from / folder.name}")
+            clock.record(clock.key(folder), folder.name.replace("_", " "), None, "copied")
     if caption is not None and caption not in adopted:
         timed(
             2,
@@ -364,8 +426,11 @@ def _reproduce(
                 run, cls, progress=False, replicates=replicates, caption_judge=caption, device=device
             )
         )
-        _line(n, n, "evaluation" + tag, f"done in {time.time() - t:.0f} s")
+        seconds = time.time() - t
+        _line(n, n, "evaluation" + tag, f"done in {seconds:.0f} s")
+        clock.record(f"{clock.key(run)}/evaluation", "evaluation" + tag, seconds, "ran")
     metrics = all_metrics[0]
+    print("\n".join(clock.table()), flush=True)
     if vlvae_replicates > 1:
         metrics = summarise_runs(runs, all_metrics, out)
         print(f"total {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)
