@@ -577,7 +577,7 @@ def reproduce_cmd(
     preset_name: str = typer.Option(
         "cpu",
         "--preset",
-        help="quick (8.7-15.2 min measured on 2 cores), cpu (about 61-74 min by the machine's speed, "
+        help="quick (8.7-15.2 min measured on 2 cores), cpu (about 61-77 min by the machine's speed, "
         "shows the paper's effect), cpu-long (about 97 min, the cpu preset with stage 1 three times "
         "longer and the caption judge 15,000 steps) or paper (GPU scale).",
     ),

@@ -427,8 +427,9 @@ def _cpu() -> ExperimentConfig:
     """Reduced scale for a 2-core CPU: the recipe of :func:`cpu_recipe` with the image term weighted
     w_x = 0.3, 200-wide coupling networks in the flows of stages 2-3, the prior trained 30,000
     steps, the classifier trained under bf16-mixed and stage 1 followed by 4,000 steps on the image
-    decoder alone, in about 61-74 minutes by the machine's speed (57.3 measured from nothing at
-    d94e5f4 before the decoder's steps, which took 3.95 minutes more; with the float32 classifier 69.9
+    decoder alone, in about 61-77 minutes by the machine's speed (76.4 measured from nothing in one go
+    at 72f3f56 on a slow day, whose unchanged stages ran 1.2-1.5 times slower than d94e5f4's; 57.3
+    measured from nothing at d94e5f4 before the decoder's steps, which took 3.95 minutes more; with the float32 classifier 69.9
     at fe79f8c and 61.4 at ee06ba1 on a faster day; the recipe alone took 40.4 on the fastest day
     measured).
 
