@@ -429,9 +429,9 @@ def _cpu() -> ExperimentConfig:
     steps, the classifier trained under bf16-mixed and stage 1 followed by 4,000 steps on the image
     decoder alone, in about 61-77 minutes by the machine's speed (76.4 measured from nothing in one go
     at 72f3f56 on a slow day, whose unchanged stages ran 1.2-1.5 times slower than d94e5f4's; 57.3
-    measured from nothing at d94e5f4 before the decoder's steps, which took 3.95 minutes more; with the float32 classifier 69.9
-    at fe79f8c and 61.4 at ee06ba1 on a faster day; the recipe alone took 40.4 on the fastest day
-    measured).
+    measured from nothing at d94e5f4 before the decoder's steps, which took 3.95 minutes more; with
+    the float32 classifier 69.9 at fe79f8c and 61.4 at ee06ba1 on a faster day; the recipe alone
+    took 40.4 on the fastest day measured).
 
     - w_x = 0.3 (the recipe's 0.1): at 3,000 steps it scored 46.6 % against 53.1 % (design §8.2),
       but at the full 10,000 steps it ends ahead (validation 74.3-74.4 against 69.8 %, about 600

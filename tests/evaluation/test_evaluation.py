@@ -19,7 +19,7 @@ from vlvae.datasets.two_objects.judge import (
 )
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.metrics import summarise
-from vlvae.recipes.reproduce import TIMINGS, adopt_judges, reproduce
+from vlvae.recipes.reproduce import TIMINGS, _Clock, adopt_judges, reproduce
 from vlvae.seeds import caption_judge_seed, classifier_seed
 
 
@@ -186,6 +186,9 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
     assert s["std_over_replicates"] == pytest.approx(np.std(values, ddof=1))
     text = (copy / "summary.md").read_text()
     assert "2 independently trained VLVAE (q(z|x)) models" in text and "run.r1/report.md" in text
+    steps = json.loads((copy / TIMINGS).read_text())["steps"]
+    for key in ("run.r1/stage1", "run.r1/q_true", "run.r1/q_agg", "run.r1/prior", "run.r1/evaluation"):
+        assert steps[key]["how"] == "ran" and steps[key]["seconds"] > 0, key
     assert json.loads((copy / "summary.json").read_text())["vlvae_replicates"] == 2
 
 
@@ -237,7 +240,9 @@ def test_reproduce_skips_finished_stages(pipeline, capsys):
     }
     table = printed[printed.index("where the time went") :].splitlines()
     total = sum(step["seconds"] for step in again.values())
-    assert f"{total / 60:7.1f} min" in table[len(again) + 1] and len(table) >= len(again) + 2
+    assert table[len(again) + 1] == f"  {'total of the timed steps':<28} {total / 60:7.1f} min"
+    for line, step in zip(table[1:], again.values()):
+        assert line.startswith(f"  {step['label']:<28} {step['seconds'] / 60:7.1f} min")
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
@@ -695,3 +700,57 @@ def test_adopting_a_judge_refuses_another_judge(pipeline, tmp_path):
     assert json.loads((target / "metrics.json").read_text()) == json.loads(
         (out / "classifier" / "metrics.json").read_text()
     )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[]",
+        '{"steps": null}',
+        '{"steps": []}',
+        '{"steps": {"data": 1}}',
+        '{"steps": {"data": {"label": "data", "how": "ran"}}}',
+        '{"steps": {"data": {"label": "data", "how": "ran", "seconds": "5"}}}',
+    ],
+)
+def test_a_damaged_timings_file_is_started_afresh(tmp_path, content):
+    """timings.json is a record, not an input: one this module did not write is replaced, and the
+    table is made from this session's steps alone."""
+    (tmp_path / TIMINGS).write_text(content)
+    clock = _Clock(tmp_path)
+    assert clock.steps == {}
+    clock.record("classifier", "classifier", 120.0, "ran")
+    clock.found("data", "data")
+    assert json.loads((tmp_path / TIMINGS).read_text())["steps"] == {
+        "classifier": {"label": "classifier", "seconds": 120.0, "how": "ran"},
+        "data": {"label": "data", "seconds": None, "how": "earlier session, not recorded"},
+    }
+    assert clock.table()[1:] == [
+        f"  {'classifier':<28} {2.0:7.1f} min  100 %",
+        f"  {'data':<28} {'–':>7}        earlier session, not recorded",
+        f"  {'total of the timed steps':<28} {2.0:7.1f} min (1 untimed)",
+    ]
+
+
+def test_the_table_shows_this_sessions_steps_only(tmp_path):
+    """Steps of an earlier session stay in the file; the table lists those met now, shares of their total."""
+    earlier = _Clock(tmp_path)
+    earlier.record("run.r1/stage1", "VLVAE (VLVAE 1)", 600.0, "ran")
+    earlier.record("run/stage1", "VLVAE", 90.0, "ran")
+    now = _Clock(tmp_path)
+    now.found("run/stage1", "VLVAE")
+    now.record("run/evaluation", "evaluation", 30.0, "ran")
+    assert set(json.loads((tmp_path / TIMINGS).read_text())["steps"]) == {
+        "run.r1/stage1",
+        "run/stage1",
+        "run/evaluation",
+    }
+    assert now.table()[1:] == [
+        f"  {'VLVAE':<28} {1.5:7.1f} min   75 %",
+        f"  {'evaluation':<28} {0.5:7.1f} min   25 %",
+        f"  {'total of the timed steps':<28} {2.0:7.1f} min",
+    ]
+    (tmp_path / TIMINGS).unlink()
+    (tmp_path / TIMINGS).mkdir()  # not a file: unreadable, started afresh
+    assert _Clock(tmp_path).steps == {}

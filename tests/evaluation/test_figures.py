@@ -179,11 +179,12 @@ def test_latent2d_settings_of_the_cpu_preset_make_a_valid_config():
             assert stage.lr_warmup_steps == 0 and stage.posterior_family == "flow"
 
 
-#: The settings recorded with the published Fig. 1 (docs/results.md, made at c8eec8f with ``vlvae figure
-#: latent2d`` on the cpu preset of then; its ``vlvae`` section is now ``stage1``), all but two: stage 1's
-#: wall-clock cap (22 minutes then, never reached by a 3-minute run; none now) and each stage's ``kind``
-#: (now ``posterior_family``, a flow then and now). Keys added since that change the recipe (image
-#: networks, coordinate channels, decoder steps, schedules) are checked by the test above.
+#: The settings the published Fig. 1 (docs/results.md) was made with at c8eec8f: that commit's cpu
+#: preset with its ``LATENT2D_DEFAULTS`` applied (read from its source; its ``vlvae`` section is now
+#: ``stage1``), all but two: stage 1's wall-clock cap (22 minutes then, never reached by a 3-minute
+#: run; none now) and each stage's ``kind`` (now ``posterior_family``, a flow then and now). Keys added
+#: since that change the recipe (image networks, coordinate channels, decoder steps, schedules) are
+#: checked by the test above.
 PUBLISHED_FIG1 = {
     **{
         f"model.{k}": v

@@ -66,16 +66,16 @@ def _convergence_line(conv: dict, cfg) -> str:
         f"{_v(last.get('correctness'), 100, ' %')}. "
     )
     decoder = conv.get("decoder")  # absent in metrics written before the phases were kept apart
-    steps = "of the whole model's steps" if decoder else "of its training steps"
+    span = "of the whole model's steps" if decoder else "of its training steps"
     ch_x, ch_c = change.get("log_px"), change.get("correctness")
     if ch_x is None:
         text += (
-            f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % {steps}."
+            f"Too few validation passes to show a trend over the last {100 * conv['fraction']:.0f} % {span}."
         )
     else:
         until = f", to step {ch_x['to_step']}, {ch_x['to_minutes']:.3g} min" if decoder else ""
         text += (
-            f"Over the last {100 * conv['fraction']:.0f} % {steps} (from step "
+            f"Over the last {100 * conv['fraction']:.0f} % {span} (from step "
             f"{ch_x['from_step']}, {ch_x['from_minutes']:.3g} min{until}): log p(x|z) {ch_x['change']:+.2f}"
             + (f", correctness {100 * ch_c['change']:+.2f} points" if ch_c else "")
             + "."

@@ -7,7 +7,8 @@ data, classifier, VLVAE, q_True, q_Agg, aggregate prior, evaluation; with
 classifier is trained before the VLVAE so that stage 1 can report the
 correctness of its reconstructions as it trains. The
 output folder holds ``data/`` (the data set built, unless ``data`` names a finished one),
-``run/`` (the run folder with ``report.md``), and ``classifier/``. With ``judges_from`` (an earlier
+``run/`` (the run folder with ``report.md``), ``classifier/``, and ``timings.json`` (each step's
+seconds, kept across sessions; printed as a table at the end). With ``judges_from`` (an earlier
 reproduce's output folder), finished judges that this run would train alike (the same data set,
 settings and seed) are copied from there instead of trained again (:func:`adopt_judges`).
 The options are checked before anything is written, and the output folder is locked for the whole
@@ -60,16 +61,16 @@ class _Clock:
     """Where a reproduce's time went, step by step, in ``OUT/timings.json``.
 
     A step that runs records its seconds (``how: ran``); one found finished keeps what the session
-    that finished it recorded (a folder from before this file: ``seconds`` null); copied judges and a
-    given data set are named with no seconds. A stage killed and resumed counts its last session only.
+    that finished it recorded (a folder from before this file, or one whose file is unreadable:
+    ``seconds`` null); copied judges and a given data set are named with no seconds. A stage killed
+    and resumed counts its last session only. The table shows the steps this session ran or found;
+    the file keeps every step ever recorded (an earlier run's ``run.r1`` too).
     """
 
     def __init__(self, out: Path):
         self.out, self.path = out, out / TIMINGS
-        try:
-            self.steps = json.loads(self.path.read_text())["steps"] if self.path.exists() else {}
-        except (ValueError, KeyError, TypeError):
-            self.steps = {}  # unreadable: started afresh (it is a record, not an input)
+        self.steps = _read_timings(self.path)
+        self.touched: list[str] = []
 
     def key(self, folder: Path) -> str:
         """A step's key: its folder relative to the output folder (``run/q_agg``, ``classifier``)."""
@@ -78,25 +79,58 @@ class _Clock:
 
     def record(self, key: str, label: str, seconds: float | None, how: str) -> None:
         self.steps[key] = {"label": label, "seconds": seconds, "how": how}
+        self._touch(key)
         atomic_write_json(self.path, {"steps": self.steps})
 
     def found(self, key: str, label: str) -> None:
         """A step found finished: keep its recorded seconds, or note that none were recorded."""
         if key not in self.steps:
             self.record(key, label, None, "earlier session, not recorded")
+        self._touch(key)
+
+    def _touch(self, key: str) -> None:
+        if key not in self.touched:
+            self.touched.append(key)
 
     def table(self) -> list[str]:
-        """The steps in the order they ran, minutes and share of the recorded total, one line each."""
-        total = sum(step["seconds"] or 0.0 for step in self.steps.values())
-        lines = [f"where the time went ({self.path}):"]
-        for step in self.steps.values():
+        """This session's steps in the order it met them: minutes and share of their timed total."""
+        steps = [self.steps[key] for key in self.touched]
+        timed = [step["seconds"] for step in steps if step["seconds"] is not None]
+        total = sum(timed)
+        lines = [f"where the time went ({self.path}; each step's minutes from the session that ran it):"]
+        for step in steps:
             if step["seconds"] is None:
                 lines.append(f"  {step['label']:<28} {'–':>7}        {step['how']}")
                 continue
             share = 100 * step["seconds"] / total if total else 0.0
             lines.append(f"  {step['label']:<28} {step['seconds'] / 60:7.1f} min {share:4.0f} %")
-        lines.append(f"  {'total of the steps above':<28} {total / 60:7.1f} min")
+        untimed = len(steps) - len(timed)
+        lines.append(
+            f"  {'total of the timed steps':<28} {total / 60:7.1f} min"
+            + (f" ({untimed} untimed)" if untimed else "")
+        )
         return lines
+
+
+def _read_timings(path: Path) -> dict:
+    """The steps recorded in ``path``; empty when there is none or it is not one this module wrote
+    (it is a record, not an input: a damaged one is started afresh, never trusted)."""
+    try:
+        steps = json.loads(path.read_text())["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(steps, dict):
+        return {}
+    for step in steps.values():
+        if not (
+            isinstance(step, dict)
+            and isinstance(step.get("label"), str)
+            and isinstance(step.get("how"), str)
+            and "seconds" in step
+            and (step["seconds"] is None or isinstance(step["seconds"], (int, float)))
+        ):
+            return {}
+    return steps
 
 
 def _line(i: int, n: int, name: str, status: str) -> None:
@@ -107,22 +141,20 @@ def _say(tag: str, name: str, status: str, width: int = 16) -> None:
     print(f"{tag} {name:<{width}} {status}", flush=True)
 
 
-def _once(tag: str, label: str, fn, done_file: Path, width: int = 16, clock: _Clock | None = None):
+def _once(tag: str, label: str, fn, done_file: Path, clock: _Clock, width: int = 16):
     """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done;
-    with ``clock``, the step's seconds are kept under the key of ``done_file``'s folder."""
-    key = clock.key(done_file.parent) if clock is not None else None
+    the step's seconds are kept by ``clock`` under the key of ``done_file``'s folder."""
+    key = clock.key(done_file.parent)
     if done_file.exists():
         _say(tag, label, "already done", width)
-        if clock is not None:
-            clock.found(key, label)
+        clock.found(key, label)
         return None
     t = time.time()
     _say(tag, label, "running ...", width)
     result = fn()
     seconds = time.time() - t
     _say(tag, label, f"done in {seconds:.0f} s", width)
-    if clock is not None:
-        clock.record(key, label, seconds, "ran")
+    clock.record(key, label, seconds, "ran")
     return result
 
 
@@ -271,7 +303,9 @@ def reproduce(
     out = check_output_dir(out, "output folder")
     with folder_lock(out, "vlvae reproduce"):
         data = Path(data) if data is not None else out / "data"
+        clock = _Clock(out)
         metrics = _reproduce(
+            clock,
             out,
             data,
             cfg,
@@ -287,18 +321,23 @@ def reproduce(
             None if judges_from is None else Path(judges_from),
         )
         if configs:
-            _other_methods(out, data, configs, progress, device)
+            _other_methods(clock, out, data, configs, progress, device)
+        print("\n".join(clock.table()), flush=True)
         return metrics
 
 
 def _other_methods(
-    out: Path, data: Path, configs: dict, progress: bool, device: torch.device = torch.device("cpu")
+    clock: _Clock,
+    out: Path,
+    data: Path,
+    configs: dict,
+    progress: bool,
+    device: torch.device = torch.device("cpu"),
 ) -> dict:
     """Stage 1 and stages 2-3 of each other method (name -> its run's config) in ``OUT/methods/<name>``,
-    then ``OUT/compare.md``."""
+    then ``OUT/compare.md``; ``clock`` keeps each step's seconds."""
     cls = out / "classifier"
     runs = [out / "run"]
-    clock = _Clock(out)
     for m, cfg in configs.items():
         run = out / "methods" / m
         for stage in (STAGE1, *get_method(m).stages):
@@ -308,7 +347,7 @@ def _other_methods(
                 fn = partial(fit_vlvae, data, run, cfg, resume, progress)
             else:
                 fn = partial(train_stage, run, get_stage(stage), resume, progress)
-            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", width=22, clock=clock)
+            _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", clock, width=22)
         runs.append(run)
     t = time.time()
     _say("[methods]", "comparison", "running ...", width=22)
@@ -318,11 +357,11 @@ def _other_methods(
     seconds = time.time() - t
     _say("[methods]", "comparison", f"done in {seconds:.0f} s; table: {out / 'compare.md'}", width=22)
     clock.record("compare", "comparison", seconds, "ran")
-    print("\n".join(clock.table()), flush=True)
     return result
 
 
 def _reproduce(
+    clock: _Clock,
     out: Path,
     data: Path,
     cfg,
@@ -337,7 +376,8 @@ def _reproduce(
     device: torch.device = torch.device("cpu"),
     judges_from: Path | None = None,
 ) -> dict:
-    """:func:`reproduce`'s stages, with the output folder's lock held."""
+    """:func:`reproduce`'s stages, with the output folder's lock held; ``clock`` keeps each step's
+    seconds."""
 
     run, cls = out / "run", out / "classifier"
     # The stages the run's method takes (all registered ones for the paper's VLVAE).
@@ -348,10 +388,9 @@ def _reproduce(
     # data, the judge(s), stage 1, the stages on the frozen model, evaluation
     n = 3 + judges + len(stages)
     started = time.time()
-    clock = _Clock(out)
 
     def timed(i, label, fn, done_file: Path):
-        return _once(f"[{i}/{n}]", label, fn, done_file, clock=clock)
+        return _once(f"[{i}/{n}]", label, fn, done_file, clock)
 
     if data == out / "data":
         timed(
@@ -430,10 +469,9 @@ def _reproduce(
         _line(n, n, "evaluation" + tag, f"done in {seconds:.0f} s")
         clock.record(f"{clock.key(run)}/evaluation", "evaluation" + tag, seconds, "ran")
     metrics = all_metrics[0]
-    print("\n".join(clock.table()), flush=True)
     if vlvae_replicates > 1:
         metrics = summarise_runs(runs, all_metrics, out)
-        print(f"total {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)
+        print(f"this session {time.time() - started:.0f} s; summary: {out / 'summary.md'}", flush=True)
     else:
-        print(f"total {time.time() - started:.0f} s; report: {runs[0] / 'report.md'}", flush=True)
+        print(f"this session {time.time() - started:.0f} s; report: {runs[0] / 'report.md'}", flush=True)
     return metrics
