@@ -906,6 +906,13 @@ def check_decoder_steps(cfg: ExperimentConfig) -> None:
         )
 
 
+def decoder_from(stage: StageConfig) -> int | None:
+    """The step from which a stage trains the image decoder alone (``steps``, when ``decoder_steps``
+    follow them: stage 1 of the VLVAE, docs/design.md §5), else None. The schedule restarts there,
+    the task holds the other networks from there, and stage 1's convergence summary splits there."""
+    return stage.steps if stage.decoder_steps else None
+
+
 def stage_budget(stage: StageConfig) -> int:
     """All the optimisation steps of a stage: its ``steps`` and, in stage 1, the image decoder's
     ``decoder_steps`` after them."""

@@ -10,9 +10,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
-from vlvae.config import apply_overrides, preset
+from vlvae.config import apply_overrides, decoder_from, preset
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.driver import stage1_decoder_from
 from vlvae.evaluation.figures import convergence_summary, figure_convergence, read_validation_curves
 from vlvae.evaluation.report import _convergence_line
 
@@ -321,7 +320,7 @@ def test_figure_convergence_marks_the_decoder_phase(tmp_path):
 def test_the_evaluation_splits_where_the_preset_trains_the_decoder_alone():
     """cpu: 10,000 whole-model steps then 4,000 on the image decoder (passes below step 10,000 are the
     whole model's); quick trains no decoder steps, and neither does cpu with them set to 0."""
-    assert stage1_decoder_from(preset("cpu")) == 10_000
-    assert stage1_decoder_from(apply_overrides(preset("cpu"), ["stage1.steps=6000"])) == 6_000
-    assert stage1_decoder_from(preset("quick")) is None
-    assert stage1_decoder_from(apply_overrides(preset("cpu"), ["stage1.decoder_steps=0"])) is None
+    assert decoder_from(preset("cpu").stage1) == 10_000
+    assert decoder_from(apply_overrides(preset("cpu"), ["stage1.steps=6000"]).stage1) == 6_000
+    assert decoder_from(preset("quick").stage1) is None
+    assert decoder_from(apply_overrides(preset("cpu"), ["stage1.decoder_steps=0"]).stage1) is None

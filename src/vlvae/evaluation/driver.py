@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from vlvae.config import check_option
+from vlvae.config import check_option, decoder_from
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import read_manifest, splits_of
 from vlvae.datasets import DataSet, get_dataset, manifest_dataset
@@ -67,7 +67,6 @@ __all__ = [
     "compare_runs",
     "summarise_runs",
     "read_metrics",
-    "stage1_decoder_from",
 ]
 
 #: How the report names each split the tables may score.
@@ -484,13 +483,6 @@ def _compute(ev: Evaluation, subjects: list[Subject], progress: bool) -> dict:
     return out
 
 
-def stage1_decoder_from(cfg) -> int | None:
-    """The step from which stage 1 trained the image decoder alone (``stage1.steps`` when
-    ``stage1.decoder_steps`` follow them, docs/design.md §5), else None: where its convergence
-    summary splits the whole model's trend from the decoder's gain."""
-    return cfg.stage1.steps if cfg.stage1.decoder_steps else None
-
-
 def _figures(run: Path, cfg, metrics: dict, model, subject: Subject, stages, data, x, y, scorer) -> dict:
     """Figs. 3-4, stage 1's convergence and the stopping curves; paths relative to the run."""
     fig_dir = run / "figures"
@@ -514,11 +506,11 @@ def _figures(run: Path, cfg, metrics: dict, model, subject: Subject, stages, dat
     except VLVAEError:  # no stage 1 logs
         curves = None
     if curves is not None and len(curves["step"]):  # runs from before val/minutes have no curve
-        decoder_from = stage1_decoder_from(cfg)
+        start = decoder_from(cfg.stage1)  # the image decoder's steps are summarised apart
         paths["convergence"] = figs.figure_convergence(
-            stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves, decoder_from
+            stage_dir(run, STAGE1), fig_dir / "stage1_convergence.png", curves, start
         )
-        metrics["stage1_convergence"] = figs.convergence_summary(curves, decoder_from=decoder_from)
+        metrics["stage1_convergence"] = figs.convergence_summary(curves, decoder_from=start)
     if stages:
         paths["stopping"] = figs.figure_stopping(
             {s.name: [stage_dir(run, s.name, r) for r in range(metrics["replicates"])] for s in stages},

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from vlvae.config import LR_SCHEDULES, StageConfig
+from vlvae.config import LR_SCHEDULES, StageConfig, decoder_from
 
 __all__ = ["SCHEDULES", "lr_factor", "stage_lr_factor", "adam_with_schedule"]
 
@@ -68,9 +68,10 @@ def stage_lr_factor(step: int, stage: StageConfig) -> float:
         [1.0, 0.051, 1.0, 0.05]
     """
     schedule, decay, final = stage.lr_schedule, stage.lr_decay, stage.lr_final_factor
-    if not stage.decoder_steps or step < stage.steps:
+    start = decoder_from(stage)
+    if start is None or step < start:
         return lr_factor(step, schedule, stage.steps, decay, stage.lr_warmup_steps, final)
-    return lr_factor(step - stage.steps, schedule, stage.decoder_steps, decay, 0, final)
+    return lr_factor(step - start, schedule, stage.decoder_steps, decay, 0, final)
 
 
 def adam_with_schedule(parameters, stage) -> dict:

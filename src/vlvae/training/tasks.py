@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DataLoader, Subset
 
-from vlvae.config import StageConfig, stage_budget
+from vlvae.config import StageConfig, decoder_from, stage_budget
 from vlvae.data.dataset import ImageTextDataset, StepSampler, TextsOnly, images_to_float
 from vlvae.errors import VLVAEError
 from vlvae.methods import MethodConfig, build_model
@@ -322,7 +322,8 @@ class VLVAETask(StageTask):
     def decoder_phase(self) -> bool:
         """Whether the current step is one of ``stage.decoder_steps`` after ``stage.steps``, which train
         the image decoder alone (:meth:`vlvae.models.vlvae.VLVAE.log_px_decoder_only`)."""
-        return self.stage.decoder_steps > 0 and self.global_step >= self.stage.steps
+        start = decoder_from(self.stage)
+        return start is not None and self.global_step >= start
 
     def train(self, mode: bool = True):
         # In the image-decoder steps the held networks stay in evaluation mode (their batch-norm
