@@ -712,6 +712,10 @@ def test_adopting_a_judge_refuses_another_judge(pipeline, tmp_path):
         '{"steps": {"data": 1}}',
         '{"steps": {"data": {"label": "data", "how": "ran"}}}',
         '{"steps": {"data": {"label": "data", "how": "ran", "seconds": "5"}}}',
+        '{"steps": {"data": {"label": "data", "how": "ran", "seconds": true}}}',
+        '{"steps": {"data": {"label": "data", "how": "ran", "seconds": -5}}}',
+        '{"steps": {"data": {"label": "data", "how": "ran", "seconds": NaN}}}',
+        '{"steps": {"data": {"label": "data", "how": "ran", "seconds": Infinity}}}',
     ],
 )
 def test_a_damaged_timings_file_is_started_afresh(tmp_path, content):

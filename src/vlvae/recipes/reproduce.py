@@ -18,6 +18,7 @@ run (each stage also locks the sub-folder it writes).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -127,10 +128,16 @@ def _read_timings(path: Path) -> dict:
             and isinstance(step.get("label"), str)
             and isinstance(step.get("how"), str)
             and "seconds" in step
-            and (step["seconds"] is None or isinstance(step["seconds"], (int, float)))
+            and (step["seconds"] is None or _is_seconds(step["seconds"]))
         ):
             return {}
     return steps
+
+
+def _is_seconds(value: object) -> bool:
+    """A duration as this module writes it: a finite, non-negative number (``bool`` is an ``int`` to
+    Python, but ``true`` is no duration)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
 
 
 def _line(i: int, n: int, name: str, status: str) -> None:
