@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlvae import runinfo
 from vlvae.config import PRESETS
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.datasets.two_objects.judge import (
@@ -220,8 +221,10 @@ def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipe
     assert [row["replicate"] for row in metrics["stages"]["q_true"]] == [0, 1]
 
 
-def test_reproduce_skips_finished_stages(pipeline, capsys):
+def test_reproduce_skips_finished_stages(pipeline, capsys, monkeypatch):
     out, _ = pipeline
+    # Another commit than the one that evaluated the fixture: its evaluation is not current.
+    monkeypatch.setattr(runinfo, "git_commit", lambda: "1" * 40)
     first = json.loads((out / TIMINGS).read_text())["steps"]
     trained = ["caption_judge", "classifier", "run/stage1", "run/q_true", "run/q_agg", "run/prior"]
     assert list(first) == ["data", *trained, "run/evaluation"]
@@ -243,6 +246,58 @@ def test_reproduce_skips_finished_stages(pipeline, capsys):
     assert table[len(again) + 1] == f"  {'total of the timed steps':<28} {total / 60:7.1f} min"
     for line, step in zip(table[1:], again.values()):
         assert line.startswith(f"  {step['label']:<28} {step['seconds'] / 60:7.1f} min")
+
+
+def _evaluated(printed: str) -> bool:
+    """Whether a reproduce printed that its evaluation ran (not found current)."""
+    assert "evaluation" in printed
+    return "(its metrics.json is current)" not in printed
+
+
+def test_reproduce_evaluates_again_only_when_something_it_reads_changed(
+    pipeline, tmp_path, monkeypatch, capsys
+):
+    """A finished evaluation is kept when the same code (a clean checkout's commit, the same package
+    versions) would read the same weights with the same judges and settings; anything else evaluates
+    again: another commit, uncommitted changes, a changed stage's weights, a missing report."""
+    from safetensors.torch import load_file, save_file
+
+    out, _ = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")  # its metrics name the original's judges
+    commit = ["2" * 40]
+    monkeypatch.setattr(runinfo, "git_commit", lambda: commit[0])
+    run = copy / "run"
+
+    def again() -> tuple[bool, dict]:
+        returned = reproduce(copy, "tiny", workers=1, progress=False)
+        return _evaluated(capsys.readouterr().out), returned
+
+    assert again()[0]  # the copy's judges are at other paths than those its metrics name
+    first = json.loads((run / "metrics.json").read_text())
+    evaluated, returned = again()
+    assert not evaluated
+    assert json.loads((run / "metrics.json").read_text()) == first == returned
+    steps = json.loads((copy / TIMINGS).read_text())["steps"]
+    assert steps["run/evaluation"]["how"] == "ran" and steps["run/evaluation"]["seconds"] > 0
+
+    commit[0] = "3" * 40  # another commit
+    assert again()[0]
+    assert not again()[0]
+    commit[0] = "3" * 40 + "+dirty"  # uncommitted changes: the code cannot be told apart
+    assert again()[0] and again()[0]
+    commit[0] = "3" * 40
+    assert again()[0]  # the last evaluation was written by the dirty tree
+    (run / "report.md").unlink()
+    assert again()[0]
+    weights = run / "q_agg" / "weights.safetensors"
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    with open(weights, "rb") as f:  # the header's metadata kept: only the tensor differs
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    save_file(tensors, weights, metadata=header.get("__metadata__"))
+    assert again()[0]
+    assert not again()[0]
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):

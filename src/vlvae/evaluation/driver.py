@@ -64,6 +64,7 @@ __all__ = [
     "SCHEMA",
     "load_scorer",
     "evaluate_run",
+    "current_evaluation",
     "compare_runs",
     "summarise_runs",
     "read_metrics",
@@ -370,7 +371,7 @@ def _evaluate(
         # words, the authors' code scored every binary label): both are reported, each named.
         scores["all_labels"] = _on_cpu(scorer.score_all_labels)
     second = None
-    if caption_judge is not None and spec.judge.key != CAPTION_JUDGE:
+    if _beside(spec, caption_judge) is not None:
         # The caption judge beside the data set's own: the same images, scored by both.
         caption_scorer, second = load_judge(CAPTION_JUDGE, caption_judge, data.vocab)
         scores["caption_judge"] = _on_cpu(caption_scorer.word_accuracy)
@@ -559,8 +560,21 @@ def read_metrics(path: Path) -> dict:
     return metrics
 
 
-def _current(run: Path, classifier: Path, settings: dict) -> dict | None:
-    """The run's metrics.json if it was computed with this judge, these settings and the present weights."""
+def _beside(spec: DataSet, caption_judge: Path | None) -> Path | None:
+    """The caption judge an evaluation scores with beside the data set's own judge: None without one,
+    and where the data set's own judge is the caption judge (an imported data set's)."""
+    return caption_judge if caption_judge is not None and spec.judge.key != CAPTION_JUDGE else None
+
+
+def _current(
+    run: Path,
+    classifier: Path,
+    settings: dict,
+    caption_judge: Path | None = None,
+    replicates: int | None = None,
+) -> dict | None:
+    """The run's metrics.json if it was computed with this judge (and this caption judge, if given),
+    these settings, ``replicates`` replicates (None: every finished one) and the present weights."""
     path = run / "metrics.json"
     if not path.is_file():
         return None
@@ -568,15 +582,51 @@ def _current(run: Path, classifier: Path, settings: dict) -> dict | None:
         metrics = read_metrics(path)
         if metrics.get("schema") != SCHEMA or metrics["classifier"]["path"] != str(classifier):
             return None
+        second = metrics["caption_judge"]
+        if (second and second["path"]) != (str(caption_judge) if caption_judge is not None else None):
+            return None
         if any(metrics["settings"].get(key) != value for key, value in settings.items()):
             return None
         stages = method_stages(get_method(metrics["method"]["name"]))
-        replicates = finished_replicates(run, stages)
+        replicates = finished_replicates(run, stages) if replicates is None else replicates
         if metrics["replicates"] != replicates:
             return None
-        return metrics if metrics.get("inputs") == _inputs(run, stages, replicates, classifier) else None
+        inputs = _inputs(run, stages, replicates, classifier, caption_judge)
+        return metrics if metrics.get("inputs") == inputs else None
     except (VLVAEError, ValueError, KeyError, TypeError, OSError):
         return None  # unreadable, of another method or incomplete: evaluate the run afresh
+
+
+def current_evaluation(
+    run: Path,
+    classifier: Path,
+    caption_judge: Path | None = None,
+    replicates: int | None = None,
+    device: str | torch.device = "cpu",
+) -> dict | None:
+    """The run's metrics.json if :func:`evaluate_run` with these arguments (the run config's settings)
+    would compute it again: the same judges, settings and replicates, the same weights (sha256), the
+    same device, report and figures present, and written by this very code (the same commit of a
+    clean checkout and the same package versions). None otherwise, and always in a checkout with
+    uncommitted changes or none, where the code that wrote it cannot be told apart."""
+    run, device = Path(run), resolve_device(device)
+    try:
+        cfg, info = open_run(run)
+        spec = get_dataset(manifest_dataset(read_manifest(Path(info["data"]))))
+        second = _beside(spec, None if caption_judge is None else Path(caption_judge))
+        metrics = _current(run, Path(classifier), _settings(cfg), second, replicates)
+    except (VLVAEError, OSError, KeyError, ValueError):
+        return None
+    if metrics is None:
+        return None
+    now = run_info(machine=False)
+    commit = now["git_commit"]
+    if commit == "unknown" or commit.endswith("+dirty") or metrics.get("git_commit") != commit:
+        return None
+    if metrics.get("versions") != now["versions"] or metrics.get("device") != device_name(device):
+        return None
+    drawn = [run / "report.md", *(run / p for p in (metrics.get("figures") or {}).values())]
+    return metrics if all(f.is_file() for f in drawn) else None
 
 
 def equal_time(runs: list[Path]) -> dict | None:

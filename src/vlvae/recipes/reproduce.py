@@ -40,7 +40,13 @@ from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, pr
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
 from vlvae.device import resolve_device
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.driver import compare_runs, evaluate_run, load_scorer, summarise_runs
+from vlvae.evaluation.driver import (
+    compare_runs,
+    current_evaluation,
+    evaluate_run,
+    load_scorer,
+    summarise_runs,
+)
 from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.io import atomic_write_json
 from vlvae.locking import folder_lock
@@ -465,6 +471,13 @@ def _reproduce(
                     partial(train_stage, run, stage, resume(stage.name, r), progress, r),
                     stage_dir(run, stage.name, r) / "metrics.json",
                 )
+        evaluation = f"{clock.key(run)}/evaluation"
+        current = current_evaluation(run, cls, caption, replicates, device)
+        if current is not None:  # the same models, judges, settings and code: nothing to compute
+            _line(n, n, "evaluation" + tag, "already done (its metrics.json is current)")
+            clock.found(evaluation, "evaluation" + tag)
+            all_metrics.append(current)
+            continue
         _line(n, n, "evaluation" + tag, "running ...")
         t = time.time()
         all_metrics.append(
@@ -474,7 +487,7 @@ def _reproduce(
         )
         seconds = time.time() - t
         _line(n, n, "evaluation" + tag, f"done in {seconds:.0f} s")
-        clock.record(f"{clock.key(run)}/evaluation", "evaluation" + tag, seconds, "ran")
+        clock.record(evaluation, "evaluation" + tag, seconds, "ran")
     metrics = all_metrics[0]
     if vlvae_replicates > 1:
         metrics = summarise_runs(runs, all_metrics, out)
