@@ -8,6 +8,7 @@ days; the machine is one candidate cause, not isolated).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -32,8 +33,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def git_commit() -> str:
-    """The commit of the vlvae checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
+    """The commit of the vlvae checkout (with '+dirty' for uncommitted changes to tracked files), or
+    'unknown'; read once per process, so every record a process writes names the code it started
+    with, not a commit made while it ran (a long ``reproduce`` beside ongoing work)."""
     repo = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(

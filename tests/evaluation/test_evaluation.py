@@ -3,10 +3,12 @@
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from vlvae import runinfo
 from vlvae.config import PRESETS
@@ -19,6 +21,8 @@ from vlvae.datasets.two_objects.judge import (
     real_accuracy,
 )
 from vlvae.errors import VLVAEError
+from vlvae.evaluation import driver
+from vlvae.evaluation.driver import current_evaluation, evaluate_run
 from vlvae.evaluation.metrics import summarise
 from vlvae.recipes.reproduce import TIMINGS, _Clock, adopt_judges, reproduce
 from vlvae.seeds import caption_judge_seed, classifier_seed
@@ -248,56 +252,100 @@ def test_reproduce_skips_finished_stages(pipeline, capsys, monkeypatch):
         assert line.startswith(f"  {step['label']:<28} {step['seconds'] / 60:7.1f} min")
 
 
-def _evaluated(printed: str) -> bool:
-    """Whether a reproduce printed that its evaluation ran (not found current)."""
+def _kept(printed: str) -> bool:
+    """Whether a reproduce printed that it kept its run's evaluation (found it current)."""
     assert "evaluation" in printed
-    return "(its metrics.json is current)" not in printed
+    return "(its metrics.json is current)" in printed
 
 
-def test_reproduce_evaluates_again_only_when_something_it_reads_changed(
-    pipeline, tmp_path, monkeypatch, capsys
-):
-    """A finished evaluation is kept when the same code (a clean checkout's commit, the same package
-    versions) would read the same weights with the same judges and settings; anything else evaluates
-    again: another commit, uncommitted changes, a changed stage's weights, a missing report."""
-    from safetensors.torch import load_file, save_file
-
-    out, _ = pipeline
-    copy = _copy_pipeline(out, tmp_path / "tiny")  # its metrics name the original's judges
-    commit = ["2" * 40]
-    monkeypatch.setattr(runinfo, "git_commit", lambda: commit[0])
-    run = copy / "run"
-
-    def again() -> tuple[bool, dict]:
-        returned = reproduce(copy, "tiny", workers=1, progress=False)
-        return _evaluated(capsys.readouterr().out), returned
-
-    assert again()[0]  # the copy's judges are at other paths than those its metrics name
-    first = json.loads((run / "metrics.json").read_text())
-    evaluated, returned = again()
-    assert not evaluated
-    assert json.loads((run / "metrics.json").read_text()) == first == returned
-    steps = json.loads((copy / TIMINGS).read_text())["steps"]
-    assert steps["run/evaluation"]["how"] == "ran" and steps["run/evaluation"]["seconds"] > 0
-
-    commit[0] = "3" * 40  # another commit
-    assert again()[0]
-    assert not again()[0]
-    commit[0] = "3" * 40 + "+dirty"  # uncommitted changes: the code cannot be told apart
-    assert again()[0] and again()[0]
-    commit[0] = "3" * 40
-    assert again()[0]  # the last evaluation was written by the dirty tree
-    (run / "report.md").unlink()
-    assert again()[0]
-    weights = run / "q_agg" / "weights.safetensors"
+def _resave_changed(weights) -> None:
+    """Add 1 to the first tensor of a safetensors file, its header's metadata kept."""
     tensors = load_file(weights)
     name = next(iter(tensors))
     tensors[name] = tensors[name] + 1.0
-    with open(weights, "rb") as f:  # the header's metadata kept: only the tensor differs
+    with open(weights, "rb") as f:
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     save_file(tensors, weights, metadata=header.get("__metadata__"))
-    assert again()[0]
-    assert not again()[0]
+
+
+def test_reproduce_keeps_an_evaluation_only_while_it_would_come_out_the_same(
+    pipeline, tmp_path, monkeypatch, capsys
+):
+    """A finished evaluation is kept when the same code (a clean checkout's commit, the same package
+    versions and machine) would read the same weights with the same judges, settings, replicates and
+    device, its report and figures present; anything else evaluates again."""
+    out, _ = pipeline
+    copy = _copy_pipeline(out, tmp_path / "tiny")
+    run, cls, cap = copy / "run", copy / "classifier", copy / "caption_judge"
+    commit = ["2" * 40]
+    monkeypatch.setattr(runinfo, "git_commit", lambda: commit[0])
+
+    def evaluation_id() -> str:
+        return json.loads((run / "metrics.json").read_text())["evaluation_id"]
+
+    def again() -> bool:
+        """reproduce once more: whether it kept the evaluation (checked against the file's id)."""
+        before = evaluation_id()
+        returned = reproduce(copy, "tiny", workers=1, progress=False)
+        kept = _kept(capsys.readouterr().out)
+        assert (evaluation_id() == before) is kept and returned["evaluation_id"] == evaluation_id()
+        return kept
+
+    def current(**given) -> bool:
+        found = current_evaluation(run, given.pop("classifier", cls), **{"caption_judge": cap, **given})
+        return found is not None
+
+    assert not current()  # the copy's metrics name the original's judges, and another commit
+    assert not again()
+    first = json.loads((run / "metrics.json").read_text())
+    assert again() and again()
+    assert json.loads((run / "metrics.json").read_text()) == first
+    steps = json.loads((copy / TIMINGS).read_text())["steps"]
+    assert steps["run/evaluation"]["how"] == "ran" and steps["run/evaluation"]["seconds"] > 0
+    # The same folders spelled another way are the same judges.
+    monkeypatch.chdir(copy)
+    assert current(classifier=Path("classifier"), caption_judge=Path("caption_judge").absolute())
+    # Each thing evaluate_run would read or do differently, one at a time.
+    moved = tmp_path / "judge_elsewhere"
+    shutil.copytree(cls, moved)
+    assert not current(classifier=moved)  # the same weights, another folder
+    assert not current(caption_judge=None) and not current(replicates=2)
+    for other in ("3" * 40, commit[0] + "+dirty", "unknown"):
+        monkeypatch.setattr(runinfo, "git_commit", lambda other=other: other)
+        assert not current()
+    monkeypatch.setattr(runinfo, "git_commit", lambda: commit[0])
+    assert current()
+    versions, machine = runinfo.package_versions(), runinfo.machine_info()
+    with monkeypatch.context() as m:
+        m.setattr(runinfo, "package_versions", lambda: {**versions, "torch": "0"})
+        assert not current()
+    with monkeypatch.context() as m:
+        m.setattr(runinfo, "machine_info", lambda: {**machine, "cpu": "another"})
+        assert not current()
+    with monkeypatch.context() as m:
+        m.setattr(driver, "device_name", lambda device: "cuda:0 (another)")
+        assert not current()
+    figure = run / first["figures"]["reconstructions"]
+    kept_figure = figure.read_bytes()
+    figure.unlink()
+    assert not current()
+    figure.write_bytes(kept_figure)
+    report = (run / "report.md").read_text()
+    (run / "report.md").write_text(report.replace(first["evaluation_id"], "0" * 32))
+    assert not current()
+    (run / "report.md").write_text(report)
+    assert current()
+    # Evaluated by hand with other options: other settings, no figures, another accuracy threshold.
+    judged = json.loads((cls / "metrics.json").read_text())
+    lower = judged["real_accuracy"]["overall"] / 2  # met, and not the judge's own threshold
+    assert lower != judged.get("min_accuracy", 0.9)
+    for options in ({"examples": 4}, {"figures": False}, {"min_accuracy": lower}):
+        evaluate_run(run, cls, progress=False, caption_judge=cap, **options)
+        assert not current(), options
+    assert not again() and again()
+    _resave_changed(run / "q_agg" / "weights.safetensors")
+    assert not current()
+    assert not again() and again()
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):

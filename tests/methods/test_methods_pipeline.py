@@ -67,8 +67,14 @@ def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_p
 
     before = json.loads((compared / "methods" / "jmvae" / "metrics.json").read_text())["evaluation_id"]
     runs = [compared / "methods" / "jmvae"]
-    again = compare_runs(runs, compared / "classifier", tmp_path / "c1", progress=False)
-    assert again["metrics"][0]["evaluation_id"] == before  # same judge, settings and weights: reused
+    # reproduce scored every run with the caption judge too: reused with it (same judges, settings
+    # and weights), evaluated again without it (the caption judge's column would be missing).
+    caption = compared / "caption_judge"
+    again = compare_runs(
+        runs, compared / "classifier", tmp_path / "c1", progress=False, caption_judge=caption
+    )
+    assert again["metrics"][0]["evaluation_id"] == before
+    assert again["metrics"][0]["correctness_caption_judge"] is not None
     other = compare_runs(runs, compared / "classifier", tmp_path / "c2", seeds=2, progress=False)
     assert other["metrics"][0]["evaluation_id"] != before and other["metrics"][0]["settings"]["seeds"] == 2
     # A metrics.json that cannot be read as a current evaluation (here: of an unknown method) is

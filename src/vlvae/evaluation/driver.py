@@ -6,7 +6,9 @@ metrics (:mod:`vlvae.evaluation.registry`), and writes one versioned ``RUN/metri
 the ``RUN/report.md`` rendered from it. :func:`compare_runs` puts runs of several methods in one
 table: it evaluates each run through :func:`evaluate_run` (or reuses a ``metrics.json`` made
 with the same judge, settings and weights) and renders ``compare.md`` from those metrics.
-:func:`summarise_runs` combines the metrics of independently trained stage-1 models. Every
+:func:`current_evaluation` tells ``reproduce`` whether a run's ``metrics.json`` would come out
+the same if computed again (then it is kept). :func:`summarise_runs` combines the metrics of
+independently trained stage-1 models. Every
 ``report.md``, ``compare.md`` and ``summary.md`` is a rendering of this one schema
 (:mod:`vlvae.evaluation.report`, :mod:`vlvae.evaluation.compare`).
 
@@ -435,7 +437,7 @@ def _evaluate(
             ),
             "replicates": replicates,
             "settings": settings,
-            "inputs": _inputs(run, stages, replicates, classifier, caption_judge if second else None),
+            "inputs": _inputs(run, stages, replicates, classifier, _beside(spec, caption_judge)),
             "seconds": time.time() - started,
             "paper": spec.paper,
             "data_summary": data.manifest.get("summary"),
@@ -566,6 +568,13 @@ def _beside(spec: DataSet, caption_judge: Path | None) -> Path | None:
     return caption_judge if caption_judge is not None and spec.judge.key != CAPTION_JUDGE else None
 
 
+def _same_path(stored, given: Path | None) -> bool:
+    """Whether a path recorded in a metrics.json names the folder ``given`` (None: no folder)."""
+    if given is None or stored is None:
+        return given is None and stored is None
+    return Path(stored).resolve() == Path(given).resolve()
+
+
 def _current(
     run: Path,
     classifier: Path,
@@ -573,17 +582,18 @@ def _current(
     caption_judge: Path | None = None,
     replicates: int | None = None,
 ) -> dict | None:
-    """The run's metrics.json if it was computed with this judge (and this caption judge, if given),
-    these settings, ``replicates`` replicates (None: every finished one) and the present weights."""
+    """The run's metrics.json if it was computed with this judge and this caption judge (None: none
+    beside the data set's own), these settings, ``replicates`` replicates (None: every finished one)
+    and the present weights."""
     path = run / "metrics.json"
     if not path.is_file():
         return None
     try:
         metrics = read_metrics(path)
-        if metrics.get("schema") != SCHEMA or metrics["classifier"]["path"] != str(classifier):
+        if metrics.get("schema") != SCHEMA or not _same_path(metrics["classifier"]["path"], classifier):
             return None
-        second = metrics["caption_judge"]
-        if (second and second["path"]) != (str(caption_judge) if caption_judge is not None else None):
+        caption_record = metrics.get("caption_judge") or {}
+        if not _same_path(caption_record.get("path"), caption_judge):
             return None
         if any(metrics["settings"].get(key) != value for key, value in settings.items()):
             return None
@@ -593,7 +603,7 @@ def _current(
             return None
         inputs = _inputs(run, stages, replicates, classifier, caption_judge)
         return metrics if metrics.get("inputs") == inputs else None
-    except (VLVAEError, ValueError, KeyError, TypeError, OSError):
+    except (VLVAEError, ValueError, KeyError, TypeError, AttributeError, OSError):
         return None  # unreadable, of another method or incomplete: evaluate the run afresh
 
 
@@ -604,29 +614,38 @@ def current_evaluation(
     replicates: int | None = None,
     device: str | torch.device = "cpu",
 ) -> dict | None:
-    """The run's metrics.json if :func:`evaluate_run` with these arguments (the run config's settings)
-    would compute it again: the same judges, settings and replicates, the same weights (sha256), the
-    same device, report and figures present, and written by this very code (the same commit of a
-    clean checkout and the same package versions). None otherwise, and always in a checkout with
-    uncommitted changes or none, where the code that wrote it cannot be told apart."""
+    """The run's metrics.json if :func:`evaluate_run` with these arguments (the run config's settings,
+    the judge's own accuracy threshold, figures drawn) would compute it again: the same judges,
+    settings and replicates, the same weights (sha256), the same device and machine, its report (with
+    its ``evaluation_id``) and figures present, and written by this very code: the same commit of a
+    clean checkout (:func:`vlvae.runinfo.git_commit`, read once per process) and the same package
+    versions. None otherwise, and always where the commit is unknown or the checkout has uncommitted
+    changes to tracked files, whose code cannot be told apart."""
     run, device = Path(run), resolve_device(device)
+    now = run_info()
+    commit = now["git_commit"]
+    if commit == "unknown" or commit.endswith("+dirty"):
+        return None
     try:
         cfg, info = open_run(run)
         spec = get_dataset(manifest_dataset(read_manifest(Path(info["data"]))))
-        second = _beside(spec, None if caption_judge is None else Path(caption_judge))
-        metrics = _current(run, Path(classifier), _settings(cfg), second, replicates)
-    except (VLVAEError, OSError, KeyError, ValueError):
-        return None
-    if metrics is None:
-        return None
-    now = run_info(machine=False)
-    commit = now["git_commit"]
-    if commit == "unknown" or commit.endswith("+dirty") or metrics.get("git_commit") != commit:
-        return None
-    if metrics.get("versions") != now["versions"] or metrics.get("device") != device_name(device):
-        return None
-    drawn = [run / "report.md", *(run / p for p in (metrics.get("figures") or {}).values())]
-    return metrics if all(f.is_file() for f in drawn) else None
+        beside = _beside(spec, None if caption_judge is None else Path(caption_judge))
+        metrics = _current(run, Path(classifier), _settings(cfg), beside, replicates)
+        if metrics is None:
+            return None
+        own = json.loads((Path(classifier) / "metrics.json").read_text())
+        if metrics["classifier"]["threshold"] != _check_judge(Path(classifier), own, None):
+            return None  # evaluated by hand with another --min-accuracy
+        if any(metrics.get(key) != now[key] for key in ("git_commit", "versions", "machine")):
+            return None
+        figures = metrics["figures"]
+        if metrics.get("device") != device_name(device) or "reconstructions" not in figures:
+            return None  # another device, or evaluated by hand without figures
+        if metrics["evaluation_id"] not in (run / "report.md").read_text():
+            return None
+        return metrics if all((run / p).is_file() for p in figures.values()) else None
+    except (VLVAEError, ValueError, KeyError, TypeError, AttributeError, OSError):
+        return None  # unreadable or incomplete: evaluate the run afresh
 
 
 def equal_time(runs: list[Path]) -> dict | None:
@@ -674,6 +693,7 @@ def compare_runs(
     progress: bool = True,
     device: str | torch.device = "cpu",
     micro_batch: int | None = None,
+    caption_judge: Path | None = None,
 ) -> dict:
     """One table over runs of any methods: ``OUT/compare.json`` and ``OUT/compare.md``.
 
@@ -683,8 +703,9 @@ def compare_runs(
     present weights, which is then reused. Every run is scored on the same texts of the test split
     (validation without one) with the same seeds. With the VLVAE under marginal and under joint
     inference among the runs, Fig. 7 (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is
-    drawn too. ``device`` and ``micro_batch`` are :func:`evaluate_run`'s (a current ``metrics.json``
-    is reused whichever device made it).
+    drawn too. ``device``, ``micro_batch`` and ``caption_judge`` are :func:`evaluate_run`'s (a
+    current ``metrics.json`` is reused whichever device made it; with ``caption_judge`` only one
+    scored by that caption judge too, as ``reproduce`` scores its runs).
     """
     device = resolve_device(device)
     if not runs:
@@ -713,7 +734,8 @@ def compare_runs(
         all_metrics = []
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
-            metrics = _current(run, classifier, settings)
+            spec = get_dataset(manifest_dataset(read_manifest(datas[0])))
+            metrics = _current(run, classifier, settings, _beside(spec, caption_judge))
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),
@@ -721,7 +743,7 @@ def compare_runs(
                 )
             if metrics is None:
                 metrics = _evaluate_checked(
-                    run, classifier, settings, None, True, progress, None, None, device
+                    run, classifier, settings, None, True, progress, None, caption_judge, device
                 )
             all_metrics.append(metrics)
         result = {

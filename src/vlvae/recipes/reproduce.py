@@ -334,9 +334,15 @@ def reproduce(
             None if judges_from is None else Path(judges_from),
         )
         if configs:
-            _other_methods(clock, out, data, configs, progress, device)
+            _other_methods(clock, out, data, configs, progress, device, _caption_folder(out, spec))
         print("\n".join(clock.table()), flush=True)
         return metrics
+
+
+def _caption_folder(out: Path, spec: DataSet) -> Path | None:
+    """``OUT/caption_judge``: a data set whose own judge is not the caption judge gets the caption
+    judge too, scoring the same images; None for one whose own judge it is."""
+    return out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
 
 
 def _other_methods(
@@ -346,9 +352,11 @@ def _other_methods(
     configs: dict,
     progress: bool,
     device: torch.device = torch.device("cpu"),
+    caption: Path | None = None,
 ) -> dict:
     """Stage 1 and stages 2-3 of each other method (name -> its run's config) in ``OUT/methods/<name>``,
-    then ``OUT/compare.md``; ``clock`` keeps each step's seconds."""
+    then ``OUT/compare.md``, each run scored by the caption judge ``caption`` too (as ``OUT/run``
+    was); ``clock`` keeps each step's seconds."""
     cls = out / "classifier"
     runs = [out / "run"]
     for m, cfg in configs.items():
@@ -364,9 +372,8 @@ def _other_methods(
         runs.append(run)
     t = time.time()
     _say("[methods]", "comparison", "running ...", width=22)
-    result = compare_runs(
-        runs, cls, out, progress=False, device=device
-    )  # always: the table is over what is present now
+    # Always: the table is over what is present now.
+    result = compare_runs(runs, cls, out, progress=False, device=device, caption_judge=caption)
     seconds = time.time() - t
     _say("[methods]", "comparison", f"done in {seconds:.0f} s; table: {out / 'compare.md'}", width=22)
     clock.record("compare", "comparison", seconds, "ran")
@@ -395,8 +402,7 @@ def _reproduce(
     run, cls = out / "run", out / "classifier"
     # The stages the run's method takes (all registered ones for the paper's VLVAE).
     stages = method_stages(get_method(cfg.method.name))
-    # A data set whose own judge is not the caption judge gets the caption judge too, scoring the same images.
-    caption = out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
+    caption = _caption_folder(out, spec)
     judges = 2 if caption is not None else 1
     # data, the judge(s), stage 1, the stages on the frozen model, evaluation
     n = 3 + judges + len(stages)
