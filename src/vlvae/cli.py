@@ -578,8 +578,8 @@ def reproduce_cmd(
         "cpu",
         "--preset",
         help="quick (8.7-15.2 min measured on 2 cores), cpu (about 61-77 min by the machine's speed, "
-        "shows the paper's effect), cpu-long (about 97 min, the cpu preset with stage 1 three times "
-        "longer and the caption judge 15,000 steps) or paper (GPU scale).",
+        "shows the paper's effect), cpu-long (about 105 min, the cpu preset with stage 1 three "
+        "times longer, 8,000 image-decoder steps and the caption judge 15,000 steps) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(
         dataset_names()[0],

@@ -322,5 +322,6 @@ def test_the_evaluation_splits_where_the_preset_trains_the_decoder_alone():
     whole model's); quick trains no decoder steps, and neither does cpu with them set to 0."""
     assert decoder_from(preset("cpu").stage1) == 10_000
     assert decoder_from(apply_overrides(preset("cpu"), ["stage1.steps=6000"]).stage1) == 6_000
+    assert decoder_from(preset("cpu-long").stage1) == 30_000
     assert decoder_from(preset("quick").stage1) is None
     assert decoder_from(apply_overrides(preset("cpu"), ["stage1.decoder_steps=0"]).stage1) is None

@@ -67,9 +67,10 @@ def test_refused_outside_stage_1_of_the_vlvae_with_q_z_given_x():
     assert apply_overrides(cfg, ["stage1.decoder_steps=50", "stage1.steps=2"]).stage1.decoder_steps == 50
 
 
-def test_the_cpu_preset_adds_4000_decoder_steps_and_no_other_preset_has_them():
+def test_the_cpu_presets_add_decoder_steps_and_no_other_preset_has_them():
     assert (preset("cpu").stage1.steps, preset("cpu").stage1.decoder_steps) == (10_000, 4_000)
-    for name in ("cpu-long", "quick", "tiny", "paper"):
+    assert (preset("cpu-long").stage1.steps, preset("cpu-long").stage1.decoder_steps) == (30_000, 8_000)
+    for name in ("quick", "tiny", "paper"):
         assert preset(name).stage1.decoder_steps == 0, name
 
 
