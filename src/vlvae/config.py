@@ -514,8 +514,8 @@ def _cpu_long() -> ExperimentConfig:
     and stages 2-3 (which read only q(z|x) and p(y|z), equal to the bit after the whole model's
     steps; all 96 tensors outside the image decoder checked equal): stage 1's validation correctness
     83.5 % against 81.6 % at the whole model's last step, in 6.8 more minutes on a slow day; chosen
-    on that figure, the test tables (docs/results.md, "cpu-long with the image decoder trained
-    alone") seen before adoption.
+    on that figure before its test tables were read (docs/results.md, "cpu-long with the image
+    decoder trained alone").
     """
     cfg = _cpu()
     cfg.name = "cpu-long"
