@@ -578,7 +578,7 @@ def reproduce_cmd(
         "cpu",
         "--preset",
         help="quick (8.7-15.2 min measured on 2 cores), cpu (about 61-77 min by the machine's speed, "
-        "shows the paper's effect), cpu-long (about 105 min, the cpu preset with stage 1 three "
+        "shows the paper's effect), cpu-long (about 104 min, the cpu preset with stage 1 three "
         "times longer, 8,000 image-decoder steps and the caption judge 15,000 steps) or paper (GPU scale).",
     ),
     dataset: str = typer.Option(

@@ -510,7 +510,7 @@ def _cpu_long() -> ExperimentConfig:
     From stop 48 its stage 1 ends, as the cpu preset's does (stop 46), with steps on the image decoder
     alone: 8,000 after the whole model's 30,000 (``stage1.decoder_steps``), twice the cpu preset's
     4,000 because there 8,000 gained about one more point (design §8.2) and the evening affords the
-    7-9 minutes. Measured from a clean clone of 30ab046 on the 5acb3ef cpu-long run's data, judges
+    6.8 minutes they took. Measured from a clean clone of 30ab046 on the 5acb3ef cpu-long run's data, judges
     and stages 2-3 (which read only q(z|x) and p(y|z), equal to the bit after the whole model's
     steps; all 96 tensors outside the image decoder checked equal): stage 1's validation correctness
     83.5 % against 81.6 % at the whole model's last step, in 6.8 more minutes on a slow day; chosen
