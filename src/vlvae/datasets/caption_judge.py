@@ -23,7 +23,7 @@ from pathlib import Path
 
 from vlvae.config import ExperimentConfig
 from vlvae.data.vocabulary import Vocabulary
-from vlvae.datasets import Judge
+from vlvae.datasets import DataSet, Judge
 from vlvae.errors import VLVAEError
 from vlvae.io import read_json
 from vlvae.models.captioner import Captioner
@@ -39,7 +39,22 @@ from vlvae.training.caption_judge import (
 )
 from vlvae.training.judges import read_classifier_info
 
-__all__ = ["CAPTION_JUDGE", "JUDGE", "CaptionScorer", "reference_scores", "load_caption_judge", "load_judge"]
+__all__ = [
+    "CAPTION_JUDGE",
+    "JUDGE",
+    "CaptionScorer",
+    "reference_scores",
+    "judged_beside",
+    "load_caption_judge",
+    "load_judge",
+]
+
+
+def judged_beside(spec: DataSet) -> bool:
+    """Whether a data set's generated images are scored by the caption judge beside its own judge:
+    every data set whose own judge is another (an imported data set's own judge is the caption
+    judge). ``reproduce`` trains it for those and every evaluation it runs scores with it."""
+    return spec.judge.key != CAPTION_JUDGE
 
 
 def load_caption_judge(directory: Path) -> tuple[Captioner, dict]:

@@ -35,7 +35,7 @@ from vlvae.config import check_option, decoder_from
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.data.format import read_manifest, splits_of
 from vlvae.datasets import DataSet, get_dataset, manifest_dataset
-from vlvae.datasets.caption_judge import CAPTION_JUDGE
+from vlvae.datasets.caption_judge import CAPTION_JUDGE, judged_beside
 from vlvae.device import device_name, resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import figures as figs
@@ -565,7 +565,7 @@ def read_metrics(path: Path) -> dict:
 def _beside(spec: DataSet, caption_judge: Path | None) -> Path | None:
     """The caption judge an evaluation scores with beside the data set's own judge: None without one,
     and where the data set's own judge is the caption judge (an imported data set's)."""
-    return caption_judge if caption_judge is not None and spec.judge.key != CAPTION_JUDGE else None
+    return caption_judge if caption_judge is not None and judged_beside(spec) else None
 
 
 def _same_path(stored, given: Path | None) -> bool:
@@ -732,10 +732,10 @@ def compare_runs(
         settings["examples_requested"] = min(settings["examples_requested"], available)
     with folder_lock(out, "vlvae compare"):
         all_metrics = []
+        beside = _beside(get_dataset(manifest_dataset(read_manifest(datas[0]))), caption_judge)
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
-            spec = get_dataset(manifest_dataset(read_manifest(datas[0])))
-            metrics = _current(run, classifier, settings, _beside(spec, caption_judge))
+            metrics = _current(run, classifier, settings, beside)
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),

@@ -38,6 +38,7 @@ from vlvae.config import (
 from vlvae.data.format import check_dataset, read_vocabulary
 from vlvae.datasets import DataSet, data_dataset, dataset_names, get_dataset, preset
 from vlvae.datasets.caption_judge import JUDGE as CAPTION_JUDGE
+from vlvae.datasets.caption_judge import judged_beside
 from vlvae.device import resolve_device
 from vlvae.errors import VLVAEError
 from vlvae.evaluation.driver import (
@@ -342,7 +343,7 @@ def reproduce(
 def _caption_folder(out: Path, spec: DataSet) -> Path | None:
     """``OUT/caption_judge``: a data set whose own judge is not the caption judge gets the caption
     judge too, scoring the same images; None for one whose own judge it is."""
-    return out / "caption_judge" if spec.judge.key != CAPTION_JUDGE.key else None
+    return out / "caption_judge" if judged_beside(spec) else None
 
 
 def _other_methods(
