@@ -687,7 +687,8 @@ def compare_cmd(
 
     Each run is evaluated as `vlvae evaluate` does (writing its metrics.json and report.md), unless
     its metrics.json already holds this judge's evaluation of its present weights with the same
-    settings, which is reused (whichever device made it); the table renders those metrics."""
+    settings, made by the same code (the same commit of a clean checkout and package versions),
+    which is reused (whichever device made it); the table renders those metrics."""
     on = resolve_device(device)
     for name, value in (
         ("--examples", examples),

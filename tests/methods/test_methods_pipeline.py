@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from vlvae import runinfo
 from vlvae.errors import VLVAEError
+from vlvae.evaluation.driver import compare_runs
 from vlvae.methods import get_method, method_names
 from vlvae.recipes.reproduce import reproduce
 from vlvae.runs import load_vlvae, open_run
@@ -62,10 +64,13 @@ def test_every_methods_run_has_its_own_report(compared):
         assert "q_True(z|y)" not in report  # not a stage of the baselines
 
 
-def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_path):
-    from vlvae.evaluation.driver import compare_runs
-
-    before = json.loads((compared / "methods" / "jmvae" / "metrics.json").read_text())["evaluation_id"]
+def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_path, monkeypatch):
+    path = compared / "methods" / "jmvae" / "metrics.json"
+    # As if the fixture had been evaluated by a clean checkout at this commit, and that code runs now.
+    commit = "1" * 40
+    path.write_text(json.dumps({**json.loads(path.read_text()), "git_commit": commit}))
+    monkeypatch.setattr(runinfo, "git_commit", lambda: commit)
+    before = json.loads(path.read_text())["evaluation_id"]
     runs = [compared / "methods" / "jmvae"]
     # reproduce scored every run with the caption judge too: reused with it (same judges, settings
     # and weights), evaluated again without it (the caption judge's column would be missing).
@@ -75,13 +80,38 @@ def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_p
     )
     assert again["metrics"][0]["evaluation_id"] == before
     assert again["metrics"][0]["correctness_caption_judge"] is not None
-    other = compare_runs(runs, compared / "classifier", tmp_path / "c2", seeds=2, progress=False)
-    assert other["metrics"][0]["evaluation_id"] != before and other["metrics"][0]["settings"]["seeds"] == 2
+    # Written by other code (another commit, a dirty or unknown checkout, other versions): evaluated
+    # again, unless the caller made it a moment ago (made_now).
+    cls = compared / "classifier"
+    for other in ("2" * 40, commit + "+dirty", "unknown"):
+        monkeypatch.setattr(runinfo, "git_commit", lambda other=other: other)
+        kept = compare_runs(
+            runs, cls, tmp_path / "c2", progress=False, caption_judge=caption, made_now={before}
+        )
+        assert kept["metrics"][0]["evaluation_id"] == before
+    redone = compare_runs(runs, cls, tmp_path / "c3", progress=False, caption_judge=caption)
+    assert redone["metrics"][0]["evaluation_id"] != before
+    assert json.loads(path.read_text())["evaluation_id"] == redone["metrics"][0]["evaluation_id"]
+    # The same code again (as if the redone evaluation came from a clean checkout at `commit`): reused;
+    # other package versions: evaluated again.
+    path.write_text(json.dumps({**json.loads(path.read_text()), "git_commit": commit}))
+    monkeypatch.setattr(runinfo, "git_commit", lambda: commit)
+    same = compare_runs(runs, cls, tmp_path / "c4", progress=False, caption_judge=caption)
+    assert same["metrics"][0]["evaluation_id"] == redone["metrics"][0]["evaluation_id"]
+    versions = runinfo.package_versions()
+    with monkeypatch.context() as m:
+        m.setattr(runinfo, "package_versions", lambda: {**versions, "torch": "0"})
+        newer = compare_runs(runs, cls, tmp_path / "c5", progress=False, caption_judge=caption)
+    assert newer["metrics"][0]["evaluation_id"] not in (before, redone["metrics"][0]["evaluation_id"])
+    # Each number the same: the evaluation is deterministic, only its record differs.
+    assert redone["metrics"][0]["correctness"] == again["metrics"][0]["correctness"]
+    assert newer["metrics"][0]["correctness"] == again["metrics"][0]["correctness"]
+    other = compare_runs(runs, compared / "classifier", tmp_path / "c6", seeds=2, progress=False)
+    assert other["metrics"][0]["settings"]["seeds"] == 2
     # A metrics.json that cannot be read as a current evaluation (here: of an unknown method) is
     # replaced by a new one, not an error.
-    path = compared / "methods" / "jmvae" / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "method": {"name": "gone"}}))
-    fresh = compare_runs(runs, compared / "classifier", tmp_path / "c3", seeds=2, progress=False)
+    fresh = compare_runs(runs, compared / "classifier", tmp_path / "c7", seeds=2, progress=False)
     assert fresh["metrics"][0]["method"]["name"] == "jmvae"
 
 
@@ -93,8 +123,6 @@ def test_evaluate_refuses_zero_replicates(compared):
 
 
 def test_compare_needs_at_least_one_run(compared, tmp_path):
-    from vlvae.evaluation.driver import compare_runs
-
     with pytest.raises(VLVAEError, match="at least one run"):
         compare_runs([], compared / "classifier", tmp_path / "c")
 

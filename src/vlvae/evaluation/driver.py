@@ -5,7 +5,7 @@ q(z|y) if it has one, the stages 2-3 it takes, :mod:`vlvae.methods`) and from th
 metrics (:mod:`vlvae.evaluation.registry`), and writes one versioned ``RUN/metrics.json`` and
 the ``RUN/report.md`` rendered from it. :func:`compare_runs` puts runs of several methods in one
 table: it evaluates each run through :func:`evaluate_run` (or reuses a ``metrics.json`` made
-with the same judge, settings and weights) and renders ``compare.md`` from those metrics.
+by the same code with the same judge, settings and weights) and renders ``compare.md`` from those metrics.
 :func:`current_evaluation` tells ``reproduce`` whether a run's ``metrics.json`` would come out
 the same if computed again (then it is kept). :func:`summarise_runs` combines the metrics of
 independently trained stage-1 models. Every
@@ -27,6 +27,7 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -607,6 +608,20 @@ def _current(
         return None  # unreadable, of another method or incomplete: evaluate the run afresh
 
 
+def _clean(now: dict) -> bool:
+    """Whether the code running now is known: a commit of a checkout without uncommitted changes to
+    tracked files (``now`` is :func:`vlvae.runinfo.run_info`'s record)."""
+    commit = now["git_commit"]
+    return commit != "unknown" and not commit.endswith("+dirty")
+
+
+def _same_code(metrics: dict, now: dict) -> bool:
+    """Whether a metrics.json was written by the code running now: the same commit of a clean
+    checkout (:func:`_clean`) and the same package versions. An evaluation made by other code may
+    have computed its numbers otherwise (an estimator mended, a metric added), so it is not reused."""
+    return _clean(now) and all(metrics.get(key) == now[key] for key in ("git_commit", "versions"))
+
+
 def current_evaluation(
     run: Path,
     classifier: Path,
@@ -623,8 +638,7 @@ def current_evaluation(
     changes to tracked files, whose code cannot be told apart."""
     run, device = Path(run), resolve_device(device)
     now = run_info()
-    commit = now["git_commit"]
-    if commit == "unknown" or commit.endswith("+dirty"):
+    if not _clean(now):
         return None
     try:
         cfg, info = open_run(run)
@@ -636,7 +650,7 @@ def current_evaluation(
         own = json.loads((Path(classifier) / "metrics.json").read_text())
         if metrics["classifier"]["threshold"] != _check_judge(Path(classifier), own, None):
             return None  # evaluated by hand with another --min-accuracy
-        if any(metrics.get(key) != now[key] for key in ("git_commit", "versions", "machine")):
+        if not _same_code(metrics, now) or metrics.get("machine") != now["machine"]:
             return None
         figures = metrics["figures"]
         if metrics.get("device") != device_name(device) or "reconstructions" not in figures:
@@ -694,18 +708,23 @@ def compare_runs(
     device: str | torch.device = "cpu",
     micro_batch: int | None = None,
     caption_judge: Path | None = None,
+    made_now: Collection[str] = (),
 ) -> dict:
     """One table over runs of any methods: ``OUT/compare.json`` and ``OUT/compare.md``.
 
     Each run is evaluated by :func:`evaluate_run` (which writes its own ``metrics.json`` and
     ``report.md``) with the same judge and settings — the first run's, overridden by ``examples``,
     ``seeds`` and ``k`` — unless its ``metrics.json`` already holds exactly that evaluation of its
-    present weights, which is then reused. Every run is scored on the same texts of the test split
+    present weights, written by the code running now (the same commit of a clean checkout and the
+    same package versions), which is then reused. Every run is scored on the same texts of the test split
     (validation without one) with the same seeds. With the VLVAE under marginal and under joint
     inference among the runs, Fig. 7 (:func:`vlvae.evaluation.figures.figure_joint_vs_marginal`) is
     drawn too. ``device``, ``micro_batch`` and ``caption_judge`` are :func:`evaluate_run`'s (a
-    current ``metrics.json`` is reused whichever device made it; with ``caption_judge`` only one
-    scored by that caption judge too, as ``reproduce`` scores its runs).
+    current ``metrics.json`` is reused whichever device or machine made it; with ``caption_judge`` only one
+    scored by that caption judge too, as ``reproduce`` scores its runs). ``made_now``: the
+    ``evaluation_id`` of evaluations the caller made or found current with this code a moment ago
+    (``reproduce``'s own ``run/``), reused where still current by judges, settings and weights even
+    where the commit cannot be told (no git, uncommitted changes), so that they are not computed twice.
     """
     device = resolve_device(device)
     if not runs:
@@ -733,9 +752,12 @@ def compare_runs(
     with folder_lock(out, "vlvae compare"):
         all_metrics = []
         beside = _beside(get_dataset(manifest_dataset(read_manifest(datas[0]))), caption_judge)
+        now = run_info(machine=False)
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
             metrics = _current(run, classifier, settings, beside)
+            if metrics is not None and not (_same_code(metrics, now) or metrics["evaluation_id"] in made_now):
+                metrics = None  # written by other code: computed again
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),

@@ -46,6 +46,7 @@ from vlvae.evaluation.driver import (
     current_evaluation,
     evaluate_run,
     load_scorer,
+    read_metrics,
     summarise_runs,
 )
 from vlvae.evaluation.judge import check_classifier_fits
@@ -373,8 +374,12 @@ def _other_methods(
         runs.append(run)
     t = time.time()
     _say("[methods]", "comparison", "running ...", width=22)
-    # Always: the table is over what is present now.
-    result = compare_runs(runs, cls, out, progress=False, device=device, caption_judge=caption)
+    # Always: the table is over what is present now. run/'s evaluation was made or kept a moment ago
+    # by this process (_reproduce): not computed again, whatever the checkout.
+    made_now = {read_metrics(out / "run" / "metrics.json")["evaluation_id"]}
+    result = compare_runs(
+        runs, cls, out, progress=False, device=device, caption_judge=caption, made_now=made_now
+    )
     seconds = time.time() - t
     _say("[methods]", "comparison", f"done in {seconds:.0f} s; table: {out / 'compare.md'}", width=22)
     clock.record("compare", "comparison", seconds, "ran")
