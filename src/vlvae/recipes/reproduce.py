@@ -156,14 +156,15 @@ def _say(tag: str, name: str, status: str, width: int = 16) -> None:
     print(f"{tag} {name:<{width}} {status}", flush=True)
 
 
-def _once(tag: str, label: str, fn, done_file: Path, clock: _Clock, width: int = 16):
-    """Run ``fn`` unless ``done_file`` exists, printing ``TAG label`` with running / done / already done;
-    the step's seconds are kept by ``clock`` under the key of ``done_file``'s folder."""
-    key = clock.key(done_file.parent)
-    if done_file.exists():
-        _say(tag, label, "already done", width)
+def _step(tag: str, label: str, fn, key: str, clock: _Clock, kept=None, width: int = 16, note: str = ""):
+    """One step of ``reproduce``: ``kept()`` (a finished result, or None) unless it is None, else ``fn()``,
+    printing ``TAG label`` with running / done in N s / already done (and ``note``); ``clock`` keeps the
+    step's seconds under ``key``. Returns what was kept or ``fn``'s result."""
+    found = None if kept is None else kept()
+    if found is not None:
+        _say(tag, label, "already done" + note, width)
         clock.found(key, label)
-        return None
+        return found
     t = time.time()
     _say(tag, label, "running ...", width)
     result = fn()
@@ -171,6 +172,12 @@ def _once(tag: str, label: str, fn, done_file: Path, clock: _Clock, width: int =
     _say(tag, label, f"done in {seconds:.0f} s", width)
     clock.record(key, label, seconds, "ran")
     return result
+
+
+def _once(tag: str, label: str, fn, done_file: Path, clock: _Clock, width: int = 16) -> None:
+    """:func:`_step` for a step that is finished once ``done_file`` exists, its seconds kept under the
+    key of ``done_file``'s folder."""
+    _step(tag, label, fn, clock.key(done_file.parent), clock, lambda: done_file.exists() or None, width)
 
 
 def _check_adoptable(source: Path, data: Path, settings: ClassifierConfig, seed: int) -> None:
@@ -372,17 +379,14 @@ def _other_methods(
                 fn = partial(train_stage, run, get_stage(stage), resume, progress)
             _once("[methods]", label, fn, stage_dir(run, stage) / "metrics.json", clock, width=22)
         runs.append(run)
-    t = time.time()
-    _say("[methods]", "comparison", "running ...", width=22)
     # Always: the table is over what is present now. run/'s evaluation was made or kept a moment ago
     # by this process (_reproduce): not computed again, whatever the checkout.
     made_now = {read_metrics(out / "run" / "metrics.json")["evaluation_id"]}
-    result = compare_runs(
-        runs, cls, out, progress=False, device=device, caption_judge=caption, made_now=made_now
+    compare = partial(
+        compare_runs, runs, cls, out, progress=False, device=device, caption_judge=caption, made_now=made_now
     )
-    seconds = time.time() - t
-    _say("[methods]", "comparison", f"done in {seconds:.0f} s; table: {out / 'compare.md'}", width=22)
-    clock.record("compare", "comparison", seconds, "ran")
+    result = _step("[methods]", "comparison", compare, "compare", clock, width=22)
+    _say("[methods]", "comparison", f"table: {out / 'compare.md'}", width=22)
     return result
 
 
@@ -483,23 +487,26 @@ def _reproduce(
                     partial(train_stage, run, stage, resume(stage.name, r), progress, r),
                     stage_dir(run, stage.name, r) / "metrics.json",
                 )
-        evaluation = f"{clock.key(run)}/evaluation"
-        current = current_evaluation(run, cls, caption, replicates, device)
-        if current is not None:  # the same models, judges, settings and code: nothing to compute
-            _line(n, n, "evaluation" + tag, "already done (its metrics.json is current)")
-            clock.found(evaluation, "evaluation" + tag)
-            all_metrics.append(current)
-            continue
-        _line(n, n, "evaluation" + tag, "running ...")
-        t = time.time()
         all_metrics.append(
-            evaluate_run(
-                run, cls, progress=False, replicates=replicates, caption_judge=caption, device=device
+            _step(
+                f"[{n}/{n}]",
+                "evaluation" + tag,
+                partial(
+                    evaluate_run,
+                    run,
+                    cls,
+                    progress=False,
+                    replicates=replicates,
+                    caption_judge=caption,
+                    device=device,
+                ),
+                f"{clock.key(run)}/evaluation",
+                clock,
+                # the same models, judges, settings and code: nothing to compute
+                partial(current_evaluation, run, cls, caption, replicates, device),
+                note=" (its metrics.json is current)",
             )
         )
-        seconds = time.time() - t
-        _line(n, n, "evaluation" + tag, f"done in {seconds:.0f} s")
-        clock.record(evaluation, "evaluation" + tag, seconds, "ran")
     metrics = all_metrics[0]
     if vlvae_replicates > 1:
         metrics = summarise_runs(runs, all_metrics, out)
