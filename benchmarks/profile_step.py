@@ -22,6 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from vlvae.config import apply_overrides, preset
+from vlvae.data.dataset import ImageTextDataset, images_to_float
 from vlvae.models.vlvae import VLVAE
 
 #: Each part's modules (the text decoder is driven through ``logits``, not ``forward``, so its
@@ -68,8 +69,6 @@ def _ranges(model: torch.nn.Module) -> None:
 
 def profile_stage1(cfg, steps: int, data: Path | None) -> dict[str, float]:
     """Milliseconds per step of each range, over ``steps`` profiled steps."""
-    from vlvae.data.dataset import ImageTextDataset, images_to_float
-
     m = cfg.model
     b = cfg.stage1.batch_size
     loader = None

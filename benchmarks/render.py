@@ -16,16 +16,16 @@ import os
 import time
 
 import numpy as np
+import torch
+
+from vlvae.datasets.two_objects.render import render_scenes
+from vlvae.datasets.two_objects.scene import sample_scene
 
 
 def _work(args: tuple[int, int, int, int, int]) -> tuple[int, float]:
     seed, size, supersample, batch, n_batches = args
-    import torch
 
     torch.set_num_threads(1)
-    from vlvae.datasets.two_objects.render import render_scenes
-    from vlvae.datasets.two_objects.scene import sample_scene
-
     rng = np.random.default_rng(seed)
     batches = [[sample_scene(rng) for _ in range(batch)] for _ in range(n_batches)]
     render_scenes(batches[0][:4], size, supersample=supersample)  # warm-up
@@ -36,10 +36,8 @@ def _work(args: tuple[int, int, int, int, int]) -> tuple[int, float]:
 
 
 def _warm(_: int) -> None:
-    import torch
-
     torch.set_num_threads(1)
-    import vlvae.datasets.two_objects.render  # noqa: F401
+    import vlvae.datasets.two_objects.render  # noqa: F401, PLC0415  (warms each worker)
 
 
 def main() -> None:

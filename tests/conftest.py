@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vlvae.cli import main
+from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +32,12 @@ def benchmark_script():
 @pytest.fixture(scope="session")
 def tiny_data_settings():
     """The settings of the tiny Two Objects data set shared by the training and hardening tests."""
-    from vlvae.datasets.two_objects.build import TwoObjectsSettings
-
     return TwoObjectsSettings(n=64, size=16, zoom=2.0, supersample=1, val_fraction=0.25)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_data_settings):
     """A tiny Two Objects data set, one per test module that asks for it."""
-    from vlvae.datasets.two_objects.build import generate_two_objects
-
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate_two_objects(tiny_data_settings, out, workers=1, progress=False)
     return out

@@ -1,6 +1,12 @@
 """Presets, --set overrides and config files."""
 
+import subprocess
+import sys
+
+import lightning as L
 import pytest
+from lightning.pytorch.accelerators import AcceleratorRegistry
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
 
 from vlvae.config import (
@@ -15,10 +21,13 @@ from vlvae.config import (
     load_config,
     preset,
     save_config,
+    split_method_overrides,
     with_hardware,
+    with_method,
     world_size_of,
 )
 from vlvae.errors import VLVAEError
+from vlvae.methods.jmvae import JMVAEConfig
 
 
 def test_paper_preset_is_spec_section_5():
@@ -98,8 +107,6 @@ def test_corrupt_config_file(tmp_path):
 
 
 def test_a_methods_knobs_are_read_checked_and_saved_under_method(tmp_path):
-    from vlvae.methods.jmvae import JMVAEConfig
-
     cfg = apply_overrides(preset("tiny"), ["method.name=jmvae", "method.alpha=0.3"])
     assert cfg.method == JMVAEConfig(name="jmvae", alpha=0.3)
     save_config(cfg, tmp_path / "config.yaml")
@@ -175,8 +182,6 @@ def test_old_configs_without_a_later_model_key_load_as_the_same_run(tmp_path, ke
 
 
 def test_with_method_gives_each_method_the_knobs_it_declares():
-    from vlvae.config import split_method_overrides, with_method
-
     knobs, rest = split_method_overrides(["method.alpha=0.5", "vlvae.steps=3", "method.name=telbo"])
     assert knobs == ["method.alpha=0.5"] and rest == ["vlvae.steps=3", "method.name=telbo"]
     base = preset("tiny")
@@ -189,8 +194,6 @@ def test_with_method_gives_each_method_the_knobs_it_declares():
 
 
 def _trainer(**kwargs):
-    import lightning as L
-
     return L.Trainer(
         logger=False,
         enable_checkpointing=False,
@@ -213,9 +216,6 @@ def test_a_precision_lightning_refuses_is_refused_by_its_trainer_too():
 
 
 def test_every_stated_accelerator_and_strategy_is_lightnings():
-    from lightning.pytorch.accelerators import AcceleratorRegistry
-    from lightning.pytorch.strategies import StrategyRegistry
-
     registered = AcceleratorRegistry.available_accelerators()
     # "gpu" is Lightning's alias of the GPU it finds (cuda or mps), "auto" its choice: not registry names.
     assert set(ACCELERATORS) - {"auto", "gpu"} <= set(registered)
@@ -226,9 +226,6 @@ def test_every_stated_accelerator_and_strategy_is_lightnings():
 
 
 def test_reading_a_config_needs_no_lightning():
-    import subprocess
-    import sys
-
     code = "import sys, vlvae.config; print('lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -21,15 +21,17 @@ import shutil
 import subprocess
 
 import pytest
+from typer.testing import CliRunner
 
 from vlvae.cli import app
-from vlvae.config import preset
+from vlvae.config import PRESETS, apply_overrides, preset
 from vlvae.data.format import read_manifest
 from vlvae.datasets.two_objects.build import generate_two_objects
 from vlvae.errors import VLVAEError
+from vlvae.evaluation import driver as report
 from vlvae.evaluation.judge import check_classifier_fits
 from vlvae.generate import MAX_SAMPLES, check_sample_count
-from vlvae.runs import init_run
+from vlvae.runs import check_run_data, init_run, open_run
 from vlvae.training.judges import classifier_info, training_settings
 
 
@@ -225,8 +227,6 @@ def test_a_classifier_from_before_provenance_is_accepted(data, tmp_path):
 
 
 def test_run_json_records_the_vocabulary_and_consumers_check_it(data, run_folder, tmp_path):
-    from vlvae.runs import check_run_data, open_run
-
     cfg, info = open_run(run_folder)
     assert info["dataset"] == "two_objects" and len(info["vocab_sha256"]) == 64
     assert check_run_data(run_folder, cfg, info) == data
@@ -289,8 +289,6 @@ def test_a_refused_start_leaves_the_folder_usable(vlvae, data, tmp_path):
 
 
 def test_presets_pass_validation_and_every_range_is_named():
-    from vlvae.config import PRESETS, apply_overrides
-
     for name in PRESETS:
         preset(name)
     for override, fragment in (
@@ -322,8 +320,6 @@ def test_sample_n_is_capped(vlvae, run_folder, tmp_path):
 
 
 def test_sample_help_states_the_limit():
-    from typer.testing import CliRunner
-
     result = CliRunner().invoke(app, ["sample", "--help"])
     assert result.exit_code == 0 and f"1 to {MAX_SAMPLES}" in result.output
 
@@ -366,8 +362,6 @@ def test_second_training_into_a_run_folder_is_refused(vlvae, data, run_folder, h
 
 
 def test_metrics_are_written_after_the_old_report_is_gone(tmp_path, monkeypatch):
-    from vlvae.evaluation import driver as report
-
     (tmp_path / "metrics.json").write_text('{"evaluation_id": "old"}')
     (tmp_path / "report.md").write_text("old report of the old metrics")
 

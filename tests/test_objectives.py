@@ -1,5 +1,6 @@
 """Objectives and bounds (Cremer & Kushman 2018, Eqns 1-6, 9-18) against closed forms."""
 
+import copy
 import math
 from dataclasses import replace
 
@@ -9,7 +10,7 @@ from torch import nn
 from torch.distributions import AffineTransform, Categorical, Independent, MixtureSameFamily, Normal
 from zuko.distributions import DiagNormal, NormalizingFlow
 
-from vlvae.models import VLVAE, ModelConfig, TextPosterior
+from vlvae.models import VLVAE, AggregatePrior, ModelConfig, TextPosterior
 from vlvae.objectives import (
     DefensiveMixture,
     aggregate_cross_entropy,
@@ -390,9 +391,6 @@ def test_log_py_difference_between_priors_depends_on_the_text_decoder(tiny):
     importance-weighted (k > 1) difference moves when only the text decoder changes. At k = 1 the
     shared sample makes the difference log q_φ(z) − log N(z; 0, I), free of the decoder for any
     proposal: only k > 1 measures the text."""
-    import copy
-
-    from vlvae.models import AggregatePrior
 
     model, text_prior, _, y = tiny
     torch.manual_seed(23)

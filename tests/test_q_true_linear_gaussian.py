@@ -12,11 +12,15 @@ sample at the optimum must equal log p(y) (the bound is tight when q is the post
 """
 
 import math
+from dataclasses import replace
 
 import torch
 from torch.distributions import MultivariateNormal, Normal
+from zuko.distributions import DiagNormal
 
+from vlvae.config import preset
 from vlvae.objectives import text_elbo
+from vlvae.training.tasks import TextPosteriorTask
 
 D, N, SIGMA = 3, 6, 0.5
 
@@ -101,10 +105,6 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
     (each discrete text y stands for an observation vector obs(y)). Its training objective, the
     task's objective (the registry's q_True entry), must bring q(z|y) to the exact posterior of
     every text."""
-    from dataclasses import replace
-
-    from vlvae.config import preset
-    from vlvae.training.tasks import TextPosteriorTask
 
     W, b, obs = (t.float() for t in _model())
     mean, cov = (t.float() for t in _exact_posterior(W.double(), b.double(), obs.double()))
@@ -113,8 +113,6 @@ def test_text_posterior_task_fits_q_true_to_the_exact_posterior():
         """p(z) = N(0, I); p(y|z) = N(obs(y); W z + b, σ² I), where text y = (i, i, ..., i) means obs[i]."""
 
         def standard_prior(self):
-            from zuko.distributions import DiagNormal
-
             return DiagNormal(torch.zeros(D), torch.ones(D))
 
         def log_py(self, y, z):

@@ -18,9 +18,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+import vlvae.cli as cli
+from vlvae.config import apply_overrides, preset
 from vlvae.datasets.two_objects.build import TwoObjectsSettings, generate_two_objects
+from vlvae.errors import VLVAEError
+from vlvae.inference import Inference
+from vlvae.runs import STAGE1, load_prior, load_vlvae, stage_dir
+from vlvae.training.run import fit_vlvae
 
 TINY = ("--preset", "tiny", "--no-progress")
 
@@ -47,8 +54,6 @@ def snapshot(folder):
 def trained(tmp_path_factory, data):
     """A run whose stage 1 is trained (2 steps), to break copies of."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    from vlvae.config import apply_overrides, preset
-    from vlvae.training.run import fit_vlvae
 
     fit_vlvae(data, run, apply_overrides(preset("tiny"), ["stage1.steps=2"]), progress=False)
     return run
@@ -139,9 +144,6 @@ def test_sampling_and_evaluation_options_are_bounded(vlvae, run_copy, tmp_path, 
 
 
 def test_inference_refuses_a_seed_out_of_range(run_copy):
-    from vlvae.errors import VLVAEError
-    from vlvae.inference import Inference
-
     inference = Inference.open(run_copy)
     with pytest.raises(VLVAEError, match=r"seed must be in \[0, 4294967295\]"):
         inference.from_prior("standard", 2, seed=2**70)
@@ -150,10 +152,6 @@ def test_inference_refuses_a_seed_out_of_range(run_copy):
 
 
 def test_non_finite_weights_are_refused_by_tensor_and_file(vlvae, run_copy, tmp_path):
-    from safetensors import safe_open
-
-    from vlvae.errors import VLVAEError
-    from vlvae.runs import STAGE1, load_vlvae, stage_dir
 
     path = stage_dir(run_copy, STAGE1) / "weights.safetensors"
     with safe_open(str(path), framework="pt") as f:
@@ -214,8 +212,6 @@ def test_a_run_whose_data_broke_is_refused_by_its_readers(vlvae, run_copy, data,
     ],
 )
 def test_a_broken_stage_metrics_json_is_refused(vlvae, run_copy, tmp_path, content, fragment):
-    from vlvae.runs import STAGE1, stage_dir
-
     (stage_dir(run_copy, STAGE1) / "metrics.json").write_text(content)
     before = snapshot(run_copy)
     one_error_line(vlvae("sample", "--run", run_copy, "--out", tmp_path / "s.png"), fragment, "retrain it")
@@ -224,9 +220,6 @@ def test_a_broken_stage_metrics_json_is_refused(vlvae, run_copy, tmp_path, conte
 
 
 def test_a_broken_stage_2_metrics_json_makes_the_stage_missing(run_copy, tmp_path):
-    from vlvae.errors import VLVAEError
-    from vlvae.runs import load_prior, stage_dir
-
     folder = stage_dir(run_copy, "prior")
     folder.mkdir()
     (folder / "metrics.json").write_text("[]")
@@ -240,8 +233,6 @@ def test_a_broken_stage_2_metrics_json_makes_the_stage_missing(run_copy, tmp_pat
 )
 def test_training_over_a_broken_stage_metrics_json_is_refused(vlvae, run_copy, content, fragment):
     """A finished stage is never retrained: its metrics.json is read, and a broken one is one line."""
-    from vlvae.runs import stage_dir
-
     folder = stage_dir(run_copy, "prior")
     folder.mkdir()
     (folder / "metrics.json").write_text(content)
@@ -336,7 +327,6 @@ def test_usage_errors_are_one_line(vlvae, data, tmp_path, args, fragment):
 def test_ctrl_c_outside_a_fit_is_one_line(vlvae, data, monkeypatch, tmp_path):
     """typer turns a KeyboardInterrupt into exit 130 without a word; main names it (a fit's own
     interruption line is tested in tests/training/test_nonfinite_training.py)."""
-    import vlvae.cli as cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

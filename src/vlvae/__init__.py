@@ -18,7 +18,7 @@ __all__ = ["__version__", "load"]
 def __getattr__(name: str):
     """``vlvae.load`` (:func:`vlvae.archive.load`), imported on first use."""
     if name == "load":
-        from vlvae.archive import load  # deferred: `import vlvae` stays light (data workers, --version)
+        from vlvae.archive import load  # noqa: PLC0415  deferred: `import vlvae` stays light (data workers, --version)
 
         return load
     raise AttributeError(f"module 'vlvae' has no attribute {name!r}")

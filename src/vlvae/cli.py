@@ -454,7 +454,7 @@ def serve_cmd(
 ):
     """An interactive page and a JSON API: text → images (q_Agg beside q_True), prior samples, image →
     reconstruction and caption, the run's report. API documentation at /docs."""
-    import uvicorn  # deferred: the web server is needed only by `vlvae serve`
+    import uvicorn  # noqa: PLC0415  deferred: the web server is needed only by `vlvae serve`
 
     on = resolve_device(device)
     source = _model_source(run, pretrained)

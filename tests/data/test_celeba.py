@@ -1,5 +1,7 @@
 """CelebA as words (docs/design.md §1.2, §2.1), tested on a miniature CelebA the tests build."""
 
+import doctest
+
 import numpy as np
 import pytest
 from celeba_fixture import make_celeba_fixture
@@ -416,6 +418,4 @@ def test_correctness_all_labels_by_hand():
 
 
 def test_docstring_examples():
-    import doctest
-
     assert doctest.testmod(celeba).failed == 0

@@ -18,6 +18,7 @@ from vlvae.datasets.two_objects.scene import (
     scene_record,
     true_texts,
 )
+from vlvae.datasets.two_objects.words import two_objects_vocabulary
 
 
 def obj(x, y, size="large", colour="red", shape="cube", material="rubber"):
@@ -132,8 +133,6 @@ def test_scene_record_round_trip():
 
 
 def test_text_count_is_36864():
-    from vlvae.datasets.two_objects.words import two_objects_vocabulary
-
     v = two_objects_vocabulary()
     n = 1
     for slot in v.slots:

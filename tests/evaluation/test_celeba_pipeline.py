@@ -1,19 +1,26 @@
 """CelebA in the evaluation: the scorer's two correctness definitions, the classifier, `reproduce`."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from vlvae.config import preset
 from vlvae.data.dataset import images_to_float
 from vlvae.datasets import train_judge as train_celeba_classifier
 from vlvae.datasets.celeba.judge import CelebAClassifierData, CelebAScorer, load_celeba_classifier
 from vlvae.datasets.celeba.words import CELEBA_LABELS, celeba_vocabulary
+from vlvae.datasets.two_objects.words import two_objects_vocabulary
 from vlvae.errors import VLVAEError
+from vlvae.models.classifier import AttributeClassifier
+from vlvae.recipes.reproduce import reproduce
+from vlvae.runs import save_weights
 
 _DATA_TESTS = str(Path(__file__).resolve().parents[1] / "data")
 if _DATA_TESTS not in sys.path:
@@ -85,8 +92,6 @@ def test_scorer_ignores_word_order():
 
 
 def test_scorer_refuses_a_two_objects_vocabulary():
-    from vlvae.datasets.two_objects.words import two_objects_vocabulary
-
     with pytest.raises(VLVAEError, match="not CelebA words"):
         CelebAScorer(FixedLogits(np.stack([FACE])), two_objects_vocabulary())
 
@@ -96,8 +101,6 @@ def test_scorer_refuses_a_two_objects_vocabulary():
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from vlvae.recipes.reproduce import reproduce
-
     base = tmp_path_factory.mktemp("celeba_pipeline")
     source = make_celeba_fixture(base / "celeba", n=40)["root"]
     out = base / "out"
@@ -171,8 +174,6 @@ def test_classifier_folder_refuses_other_settings(pipeline):
 
 
 def test_classifier_training_is_a_function_of_the_seed(pipeline, tmp_path):
-    from safetensors.torch import load_file
-
     out, _ = pipeline
     for name in ("first", "again"):
         train_celeba_classifier(out / "data", tmp_path / name, "celeba-tiny", progress=False)
@@ -194,10 +195,6 @@ def test_load_celeba_classifier_missing_or_empty(tmp_path):
 
 def test_load_celeba_classifier_refuses_two_objects_classifier(tmp_path):
     """A folder as `train_classifier` leaves it for Two Objects data: one clear error."""
-    from vlvae.config import preset
-    from vlvae.models.classifier import AttributeClassifier
-    from vlvae.runs import save_weights
-
     c = preset("tiny").classifier
     folder = tmp_path / "two_objects_classifier"
     folder.mkdir()
@@ -222,9 +219,6 @@ def test_load_celeba_classifier_refuses_two_objects_classifier(tmp_path):
 
 def test_load_celeba_classifier_refuses_foreign_weights(pipeline, tmp_path):
     """A CelebA classifier.json beside weights of another kind: load_weights names the kind."""
-    import shutil
-
-    from vlvae.runs import save_weights
 
     out, _ = pipeline
     folder = tmp_path / "mixed"

@@ -2,16 +2,19 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from vlvae import runinfo
-from vlvae.config import PRESETS
+from vlvae.config import PRESETS, load_config
 from vlvae.data.dataset import ImageTextDataset
 from vlvae.datasets.two_objects.judge import (
     ATTRIBUTE_SLOTS,
@@ -20,11 +23,22 @@ from vlvae.datasets.two_objects.judge import (
     load_classifier,
     real_accuracy,
 )
+from vlvae.datasets.two_objects.words import two_objects_vocabulary
 from vlvae.errors import VLVAEError
-from vlvae.evaluation import driver
-from vlvae.evaluation.driver import current_evaluation, evaluate_run
-from vlvae.evaluation.metrics import summarise
+from vlvae.evaluation import driver, registry
+from vlvae.evaluation import driver as report
+from vlvae.evaluation.driver import current_evaluation, evaluate_run, read_metrics
+from vlvae.evaluation.metrics import (
+    correctness_tables,
+    likelihood_tables,
+    paired_differences,
+    summarise,
+    validation_batch,
+)
+from vlvae.evaluation.report import render_report
+from vlvae.generate import sample_from_prior, sample_from_text
 from vlvae.recipes.reproduce import TIMINGS, _Clock, adopt_judges, reproduce
+from vlvae.runs import finished_replicates, load_prior, load_text_posterior, load_vlvae, open_run
 from vlvae.seeds import caption_judge_seed, classifier_seed
 
 
@@ -83,8 +97,6 @@ def test_correctness_of_random_texts_is_chance(pipeline):
 
 def test_scorer_hand_case():
     """A stub classifier that always predicts slot class 0: correctness counts slot-0 words."""
-    from vlvae.datasets.two_objects.words import two_objects_vocabulary
-
     vocab = two_objects_vocabulary()
 
     class AlwaysFirst(torch.nn.Module):
@@ -161,8 +173,6 @@ def test_report_and_metrics(pipeline):
 
 def _copy_pipeline(out, to):
     """A copy of a reproduce folder whose run points at the copy's data."""
-    import shutil
-
     shutil.copytree(out, to)
     info = json.loads((to / "run" / "run.json").read_text())
     info["data"] = str((to / "data").resolve())
@@ -172,8 +182,6 @@ def _copy_pipeline(out, to):
 
 def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
     """--vlvae-replicates 2 trains a second VLVAE with another seed; summary.md gives the spread over both."""
-    from vlvae.config import load_config
-
     out, first = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     summary = reproduce(copy, "tiny", workers=1, progress=False, vlvae_replicates=2)
@@ -199,8 +207,6 @@ def test_vlvae_replicates_are_summarised_over_runs(pipeline, tmp_path):
 
 def test_replicates_are_trained_with_their_own_seeds_and_reported_as_spread(pipeline, tmp_path):
     """--replicates 2 on a finished run trains only replicate 1 of stages 2-3 and reports the spread."""
-    from vlvae.runs import finished_replicates, load_text_posterior
-
     out, _ = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     metrics = reproduce(copy, "tiny", workers=1, progress=False, replicates=2)
@@ -349,9 +355,6 @@ def test_reproduce_keeps_an_evaluation_only_while_it_would_come_out_the_same(
 
 
 def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
-    import shutil
-
-    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     run = tmp_path / "run"
@@ -364,8 +367,6 @@ def test_evaluate_names_the_missing_stage(pipeline, tmp_path):
 
 
 def test_evaluate_refuses_a_weak_classifier(pipeline):
-    from vlvae.evaluation.driver import evaluate_run
-
     out, _ = pipeline
     with pytest.raises(VLVAEError, match="below the 100% needed"):
         evaluate_run(out / "run", out / "classifier", min_accuracy=1.0, figures=False, progress=False)
@@ -376,11 +377,6 @@ def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leave
 ):
     """Issue 10, case 8: report.md is always rendered from the metrics.json beside it; stale temporary
     files of earlier killed writes are removed by the next evaluation."""
-    import shutil
-    from pathlib import Path
-
-    from vlvae.evaluation import driver as report
-    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     run = tmp_path / "run"
@@ -411,8 +407,6 @@ def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leave
 
 
 def test_sample_from_text_and_prior(pipeline):
-    from vlvae.generate import sample_from_prior, sample_from_text
-
     out, _ = pipeline
     text = "small red metal cube left large blue rubber sphere"
     images, texts = sample_from_text(out / "run", text, "agg", n=3)
@@ -428,9 +422,6 @@ def test_sample_from_text_and_prior(pipeline):
 
 
 def test_sample_command_writes_png(pipeline, tmp_path):
-    import subprocess
-    import sys
-
     out, _ = pipeline
     png = tmp_path / "s.png"
     r = subprocess.run(
@@ -458,8 +449,6 @@ def test_sample_command_writes_png(pipeline, tmp_path):
 
 
 def test_paired_differences_against_numpy():
-    from vlvae.evaluation.metrics import paired_differences
-
     a, b = np.array([1.0, 2.0, 4.0]), np.array([0.5, 2.5, 1.0])
     d = paired_differences({"q_agg": a, "q_true": b})["q_agg - q_true"]
     assert d["mean"] == pytest.approx((a - b).mean())
@@ -468,9 +457,6 @@ def test_paired_differences_against_numpy():
 
 def test_paired_differences_of_a_model_with_itself_are_exactly_zero(pipeline):
     """Pairs line up example by example: the same q in both roles differs by exactly 0 everywhere."""
-    from vlvae.evaluation.metrics import correctness_tables, likelihood_tables, validation_batch
-    from vlvae.runs import load_prior, load_text_posterior, load_vlvae
-
     out, _ = pipeline
     run = out / "run"
     model, q, prior = load_vlvae(run), load_text_posterior(run, "agg"), load_prior(run)
@@ -515,9 +501,6 @@ def test_the_tables_score_the_test_split(pipeline):
 def test_scored_examples_never_include_those_early_stopping_chose_weights_on(pipeline, tmp_path):
     """A data set without a test split is scored on validation: with patience, stages 2-3 select
     weights on the last validation examples; the tables then score at most the examples before them."""
-    from omegaconf import OmegaConf
-
-    from vlvae.evaluation.driver import evaluate_run
 
     out, _ = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
@@ -553,7 +536,6 @@ def test_evaluate_a_joint_inference_run(tmp_path):
 def test_a_registered_metric_is_computed_and_carried_by_the_summary(pipeline, tmp_path, monkeypatch):
     """A new metric is one registry entry: the driver computes it per replicate, combines it, writes it
     to metrics.json, and the summary over runs carries it; a metric whose needs are unmet is skipped."""
-    from vlvae.evaluation import driver, registry
 
     def mean_text_length(ev, subject):
         # A toy metric with an exact answer: the fraction of non-padding words is a property of y alone.
@@ -580,10 +562,6 @@ def test_a_registered_metric_is_computed_and_carried_by_the_summary(pipeline, tm
 
 def test_a_version_1_metrics_file_is_read_and_rendered(pipeline, tmp_path):
     """metrics.json files written before the schema was versioned still read and render the same tables."""
-    from vlvae.evaluation.driver import read_metrics
-    from vlvae.evaluation.report import render_report
-    from vlvae.runs import open_run
-
     out, _ = pipeline
     current = json.loads((out / "run" / "metrics.json").read_text())
     old = {k: v for k, v in current.items() if k not in ("schema", "method", "distributions", "inputs")}
@@ -626,8 +604,6 @@ def test_evaluation_on_the_cpu_given_explicitly_equals_the_default(pipeline, tmp
     """``device="cpu"`` passed explicitly and the command's default (auto: the CPU on a machine without
     a GPU) give the default's numbers; the micro-batch of importance samples changes no number beyond
     float rounding, and each evaluation records its device and settings."""
-    from vlvae.evaluation.driver import evaluate_run
-
     out, metrics = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     explicit = evaluate_run(
@@ -684,10 +660,6 @@ def test_micro_batch_is_checked_like_its_config_key(pipeline, vlvae):
 def test_evaluation_on_a_gpu_agrees_with_the_cpu(pipeline, tmp_path):
     """On a GPU every number is computed (the judges and figures on the CPU) and agrees with the CPU's:
     exactly in kind, and within the Monte-Carlo error in value (a GPU draws other random numbers)."""
-    from vlvae.evaluation.driver import evaluate_run
-    from vlvae.evaluation.metrics import validation_batch
-    from vlvae.runs import load_vlvae
-
     out, cpu = pipeline
     copy = _copy_pipeline(out, tmp_path / "tiny")
     gpu = evaluate_run(

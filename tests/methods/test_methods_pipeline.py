@@ -1,22 +1,33 @@
 """Every registered method through the real pipeline on the tiny preset: stage 1, q_Agg post hoc, compare."""
 
+import dataclasses
 import json
+import shutil
+import sys
+import types
 
+import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+import vlvae.methods as methods
 from vlvae import runinfo
+from vlvae.cli import app
+from vlvae.config import apply_overrides, preset
 from vlvae.errors import VLVAEError
-from vlvae.evaluation.driver import compare_runs
+from vlvae.evaluation.driver import compare_runs, evaluate_run
+from vlvae.inference import Inference
 from vlvae.methods import get_method, method_names
+from vlvae.methods.jmvae import JMVAE
+from vlvae.methods.mvae import MVAE
+from vlvae.methods.telbo import TELBO
+from vlvae.models.vlvae import VLVAE
 from vlvae.recipes.reproduce import reproduce
 from vlvae.runs import load_vlvae, open_run
+from vlvae.training.run import train_text_posterior, train_vlvae
 
 
 def test_each_method_trains_its_model_and_its_post_hoc_q_agg(compared):
-    from vlvae.methods.jmvae import JMVAE
-    from vlvae.methods.mvae import MVAE
-    from vlvae.methods.telbo import TELBO
-
     for name, cls in (("jmvae", JMVAE), ("telbo", TELBO), ("mvae", MVAE)):
         run = compared / "methods" / name
         cfg, _ = open_run(run)
@@ -116,8 +127,6 @@ def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_p
 
 
 def test_evaluate_refuses_zero_replicates(compared):
-    from vlvae.evaluation.driver import evaluate_run
-
     with pytest.raises(VLVAEError, match="at least one training replicate"):
         evaluate_run(compared / "methods" / "mvae", compared / "classifier", replicates=0, progress=False)
 
@@ -134,8 +143,6 @@ def test_unknown_method_is_one_line_before_anything_is_written(tmp_path):
 
 
 def test_a_baseline_refuses_joint_inference_in_its_config(compared, tmp_path):
-    from vlvae.training.run import train_vlvae
-
     with pytest.raises(VLVAEError, match="keeps q\\(z\\|x\\) image-only"):
         train_vlvae(
             compared / "data",
@@ -149,9 +156,6 @@ def test_a_baseline_refuses_joint_inference_in_its_config(compared, tmp_path):
 
 
 def test_inference_samples_from_a_baselines_own_text_posterior(compared):
-    import numpy as np
-
-    from vlvae.inference import Inference
 
     baseline = Inference.open(compared / "methods" / "mvae")
     text = baseline.validation_example(0)[1]
@@ -171,15 +175,6 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
     own, ``method.beta``) trains, takes q_Agg post hoc, reloads and enters the comparison once its
     module exists and its name is registered; its knob is read, checked and saved by the config
     without the config module knowing it."""
-    import dataclasses
-    import sys
-    import types
-
-    import vlvae.methods as methods
-    from vlvae.config import apply_overrides, preset
-    from vlvae.evaluation.driver import compare_runs
-    from vlvae.models.vlvae import VLVAE
-    from vlvae.training.run import train_text_posterior, train_vlvae
 
     @dataclasses.dataclass
     class BetaConfig(methods.MethodConfig):
@@ -222,11 +217,6 @@ def test_a_new_method_is_one_module_and_one_registry_name(compared, tmp_path, mo
 
 def test_vlvae_evaluate_on_a_jmvae_run_writes_its_report(compared, tmp_path):
     """The command, not only the function: `vlvae evaluate` on a baseline's run (it once asked for q_True)."""
-    import shutil
-
-    from typer.testing import CliRunner
-
-    from vlvae.cli import app
 
     run = tmp_path / "jmvae"
     shutil.copytree(compared / "methods" / "jmvae", run)

@@ -6,14 +6,20 @@ import sys
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from vlvae import runs
+from vlvae import inference, runs
+from vlvae.cli import app
 from vlvae.config import preset
 from vlvae.errors import VLVAEError
+from vlvae.evaluation import driver, figures, report
 from vlvae.evaluation.metrics import paired_differences
 from vlvae.methods import get_method, method_names
 from vlvae.methods import stages as registry
 from vlvae.methods.stages import PRIOR, STANDARD_PRIOR, TEXT_POSTERIOR, get_stage, registered_stages
+from vlvae.objectives import aggregate_posterior_objective
+from vlvae.training.run import train_stage, train_text_posterior, train_vlvae
+from vlvae.training.tasks import STAGE_TASKS, AggregatePriorTask, TextPosteriorTask
 
 
 def _per_example(names, n=7, seed=0):
@@ -82,8 +88,6 @@ def test_an_unknown_stage_is_one_line_naming_the_known_ones(call):
 
 
 def test_an_unknown_objective_names_the_registered_ones(tmp_path):
-    from vlvae.training.run import train_text_posterior
-
     for call in (
         lambda: registry.text_posterior_stage("own"),
         lambda: runs.load_text_posterior(tmp_path, "own"),
@@ -110,9 +114,6 @@ def test_an_unfinished_stage_names_the_registered_command(tmp_path):
 
 
 def test_the_names_read_elsewhere_come_from_the_registry():
-    from vlvae.evaluation import driver, figures, report
-    from vlvae.methods import get_method
-
     assert runs.STAGES == ("stage1", "q_true", "q_agg", "prior")
     # The figures draw q_Agg before q_True and N(0, I) before the learned prior, with these labels.
     assert list(figures.POSTERIOR_LABELS.items()) == [("q_agg", "q_Agg(z|y)"), ("q_true", "q_True(z|y)")]
@@ -140,10 +141,6 @@ def test_the_names_read_elsewhere_come_from_the_registry():
 
 
 def test_the_commands_the_page_and_inference_choose_from_the_registry():
-    from vlvae import inference
-    from vlvae.cli import app
-    from vlvae.training.tasks import STAGE_TASKS, AggregatePriorTask, TextPosteriorTask
-
     assert inference.TEXT_POSTERIORS == {"agg": ("q_agg", "q_Agg(z|y)"), "true": ("q_true", "q_True(z|y)")}
     assert inference.PRIORS == {"standard": (None, "N(0, I)"), "learned": ("prior", "q_φ(z)")}
     assert list(registry.choices(TEXT_POSTERIOR)) == ["agg", "true"]
@@ -153,16 +150,12 @@ def test_the_commands_the_page_and_inference_choose_from_the_registry():
     assert STAGE_TASKS[PRIOR].__self__ is AggregatePriorTask
     for stage in registered_stages():
         assert callable(stage.objective)
-    from typer.testing import CliRunner
-
     help_text = CliRunner().invoke(app, ["train", "text-posterior", "--help"]).output
     assert all(name in help_text for name in registry.choices(TEXT_POSTERIOR))
 
 
 def test_a_fourth_text_posterior_is_one_registry_entry(data, tmp_path, monkeypatch):
     """A new entry (its own objective, metric and folder) trains through the registry's task."""
-    from vlvae.objectives import aggregate_posterior_objective
-    from vlvae.training.run import train_stage, train_vlvae
 
     def halved(q, y, model, image_z):
         return 0.5 * aggregate_posterior_objective(q, y, model, image_z)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vlvae.models import AttributeClassifier
+from vlvae.models.classifier import RelationalSlotClassifier
 
 
 def test_slot_logit_shapes_and_condition_changes_output():
@@ -35,8 +36,6 @@ def test_conditioned_classifier_needs_condition():
 
 def test_relational_classifier_routes_objects_by_relation():
     """left/right and front/behind read the same two objects in opposite orders (exact identities)."""
-    from vlvae.models.classifier import RelationalSlotClassifier
-
     torch.manual_seed(0)
     clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4, n_res_blocks=1).eval()
     x = torch.rand(3, 3, 16, 16)
@@ -54,8 +53,6 @@ def test_relational_classifier_routes_objects_by_relation():
 
 def test_relational_classifier_front_mixture_is_exact():
     """With the front logit forced to +/- large, front/behind copy the left/right readings."""
-    from vlvae.models.classifier import RelationalSlotClassifier
-
     torch.manual_seed(1)
     clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4, n_res_blocks=1).eval()
     x = torch.rand(2, 3, 16, 16)
@@ -70,8 +67,6 @@ def test_relational_classifier_front_mixture_is_exact():
 
 def test_relational_classifier_front_is_the_closed_form_mixture():
     """P(O1 word | front) = p * P_left(word) + (1 - p) * P_right(word), p = P(left object in front)."""
-    from vlvae.models.classifier import RelationalSlotClassifier
-
     torch.manual_seed(2)
     clf = RelationalSlotClassifier(16, [2, 8, 2, 3] * 2, 4, base_channels=4, n_res_blocks=1).eval()
     x = torch.rand(3, 3, 16, 16)

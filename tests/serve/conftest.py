@@ -1,20 +1,36 @@
 """A tiny trained run (with its classifier and report) and a live server on it, shared by the serve tests."""
 
+import csv
 import shutil
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+import uvicorn
+from PIL import Image
 
+from vlvae.datasets import preset
+from vlvae.datasets.captions.build import import_captions
+from vlvae.datasets.celeba.build import build_celeba
 from vlvae.inference import Inference
+from vlvae.recipes.reproduce import reproduce
+from vlvae.serve import create_app
+from vlvae.training.run import fit_vlvae, train_text_posterior
+
+_DATA_TESTS = str(Path(__file__).resolve().parents[1] / "data")
+if _DATA_TESTS not in sys.path:
+    sys.path.insert(0, _DATA_TESTS)
+
+from celeba_fixture import make_celeba_fixture  # noqa: E402  (tests/data is on the path only from here)
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The folder of `vlvae reproduce --preset tiny`: data/, classifier/, run/ (with report.md)."""
-    from vlvae.recipes.reproduce import reproduce
-
     out = tmp_path_factory.mktemp("serve") / "tiny"
     reproduce(out, "tiny", workers=1, progress=False)
     return out
@@ -27,8 +43,6 @@ def inference(tiny):
 
 def _start(app):
     """(server, thread, socket, base URL) of uvicorn serving ``app`` on a free loopback port, in a thread."""
-    import uvicorn
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -65,8 +79,6 @@ def partial_run(tiny, tmp_path_factory):
 @pytest.fixture(scope="session")
 def served(inference):
     """Base URL of uvicorn serving the tiny run on a free loopback port, in a thread of this process."""
-    from vlvae.serve import create_app
-
     server, thread, sock, url = _start(create_app(inference))
     yield url
     _stop(server, thread, sock)
@@ -89,18 +101,6 @@ def serve_app():
 @pytest.fixture(scope="session")
 def celeba_run(tmp_path_factory):
     """A CelebA run (a generated miniature CelebA) with only the VLVAE and q_Agg trained, a few steps each."""
-    import sys
-    from pathlib import Path
-
-    from vlvae.datasets import preset
-    from vlvae.datasets.celeba.build import build_celeba
-    from vlvae.training.run import fit_vlvae, train_text_posterior
-
-    data_tests = str(Path(__file__).resolve().parents[1] / "data")
-    if data_tests not in sys.path:
-        sys.path.insert(0, data_tests)
-    from celeba_fixture import make_celeba_fixture
-
     base = tmp_path_factory.mktemp("serve_celeba")
     source = make_celeba_fixture(base / "celeba", n=40)["root"]
     build_celeba(source, base / "data", workers=1, progress=False)
@@ -113,14 +113,6 @@ def celeba_run(tmp_path_factory):
 def imported_run(tmp_path_factory):
     """A run on an imported data set of free captions (40 PNG squares with two captions each), with only
     the VLVAE and q_Agg trained, a few steps each."""
-    import csv
-
-    import numpy as np
-    from PIL import Image
-
-    from vlvae.datasets import preset
-    from vlvae.datasets.captions.build import import_captions
-    from vlvae.training.run import fit_vlvae, train_text_posterior
 
     base = tmp_path_factory.mktemp("serve_imported")
     (base / "images").mkdir()

@@ -2,19 +2,28 @@
 endpoint, and every kind of bad input answered 4xx with one message while the server keeps serving."""
 
 import base64
+import doctest
 import io
 import shutil
+import socket
 
 import numpy as np
 import pytest
 import torch
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
+from typer.testing import CliRunner
 
+import vlvae.inference
+import vlvae.serve.app
+import vlvae.serve.images
+import vlvae.serve.markdown
+from vlvae.cli import app
 from vlvae.errors import VLVAEError
 from vlvae.inference import Inference, MissingStage
 from vlvae.serve import create_app
-from vlvae.serve.app import MAX_SEED, PAGE_MAX_SAMPLES
+from vlvae.serve.app import MAX_SEED, PAGE_MAX_SAMPLES, _Job, _Sampler
 from vlvae.serve.images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, png_bytes, read_upload
 from vlvae.serve.markdown import render_markdown
 
@@ -295,12 +304,6 @@ def test_page_and_static_files_work_offline(client):
 
 
 def test_docstring_examples():
-    import doctest
-
-    import vlvae.inference
-    import vlvae.serve.app
-    import vlvae.serve.images
-    import vlvae.serve.markdown
 
     for module in (vlvae.serve.markdown, vlvae.serve.app, vlvae.serve.images, vlvae.inference):
         assert doctest.testmod(module).failed == 0, module.__name__
@@ -413,8 +416,6 @@ def test_inference_and_the_page_on_a_gpu(tiny, inference):
     """The models on the GPU, the classifier on the CPU: seeded draws repeat and leave torch's random
     state of both devices as it was; q(z|x)'s mean (no draw) gives the CPU's captions; the page serves
     from it, alone and batched."""
-    from vlvae.serve.app import _Job, _Sampler
-
     gpu = Inference.open(tiny / "run", tiny / "classifier", device="cuda")
     assert gpu.device == torch.device("cuda", 0)
     assert all(p.is_cuda for p in gpu.model.parameters())
@@ -455,10 +456,6 @@ def test_inference_and_the_page_on_a_gpu(tiny, inference):
 
 
 def test_serve_command(tiny, monkeypatch):
-    import uvicorn
-    from typer.testing import CliRunner
-
-    from vlvae.cli import app
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda application, **kw: calls.append((application, kw)))
@@ -471,8 +468,6 @@ def test_serve_command(tiny, monkeypatch):
     result = CliRunner().invoke(app, ["serve", "--run", str(tiny / "run"), "--threads", "0"])
     assert isinstance(result.exception, VLVAEError) and "--threads must be" in str(result.exception)
     assert "got 0" in str(result.exception)
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

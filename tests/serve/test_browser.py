@@ -8,9 +8,14 @@ folder and, when the environment variable VLVAE_SCREENSHOT names a file, there t
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
+import uvicorn
+
+from vlvae.inference import Inference
+from vlvae.serve import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip(
@@ -130,12 +135,6 @@ def test_prior_image_and_report_tabs(page, served):
 
 
 def test_celeba_attributes_are_a_multi_select(page, celeba_run):
-    import threading
-
-    import uvicorn
-
-    from vlvae.inference import Inference
-    from vlvae.serve import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(Inference.open(celeba_run)), host="127.0.0.1", port=0, log_level="warning")
@@ -162,12 +161,6 @@ def test_celeba_attributes_are_a_multi_select(page, celeba_run):
 
 
 def test_free_captions_take_any_words_and_flag_unknown_ones(page, imported_run):
-    import threading
-
-    import uvicorn
-
-    from vlvae.inference import Inference
-    from vlvae.serve import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(

@@ -1,14 +1,18 @@
 """Stages 2-3 stop when their held-out validation objective stops improving, keeping the best weights."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from vlvae.config import load_config
+from vlvae.errors import VLVAEError
 from vlvae.runs import read_run_info
 from vlvae.training import run as runs
-from vlvae.training.tasks import BestWeights
+from vlvae.training.tasks import AggregatePriorTask, BestWeights
 
 STOP = [
     "text_posterior.steps=40",
@@ -92,9 +96,6 @@ def test_without_patience_the_cap_ends_training(data, tmp_path):
 
 def test_validation_is_held_out_from_the_evaluated_examples(run):
     """Stages validate on the last examples of the split; the evaluation scores the first ones."""
-    from vlvae.config import load_config
-    from vlvae.training.tasks import AggregatePriorTask
-
     cfg = load_config(run / "config.yaml")
     info = read_run_info(run)  # its data folder resolved (run.json holds it relative to the run)
     task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], 0, runs.load_vlvae(run, cfg))
@@ -109,11 +110,6 @@ def test_a_stage_resumed_mid_patience_stops_and_keeps_what_an_uninterrupted_one_
 ):
     """Killed at step 4 of a fit that stops by patience at step 8: the resumed fit stops at the same
     step, with the same best pass and bit-identical kept weights."""
-    import shutil
-
-    from safetensors.torch import load_file
-
-    from vlvae.errors import VLVAEError
 
     overrides = [
         "text_posterior.steps=40",

@@ -122,7 +122,7 @@ def test_the_command_line_says_it_in_one_line(data, tmp_path, missing, vlvae):
 
 def test_mlflow_logs_the_stage_under_its_logs_folder(data, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    from mlflow.tracking import MlflowClient  # only where the optional package is installed
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415  only where the optional package is installed
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # set by the fit, removed after the test

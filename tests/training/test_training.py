@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,16 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from vlvae import runs
 from vlvae.config import apply_overrides, preset
 from vlvae.errors import VLVAEError
+from vlvae.inference import Inference
+from vlvae.models.vlvae import VLVAE
 from vlvae.training import run as training
+from vlvae.training.tasks import AggregatePriorTask
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +96,6 @@ def test_stage_two_leaves_the_vlvae_bit_identical(trained, objective, monkeypatc
 
 def test_frozen_task_keeps_batch_norm_statistics(trained):
     """Lightning switches modules to train mode; the frozen VLVAE's running statistics must not move."""
-    from vlvae.training.tasks import AggregatePriorTask
-
     cfg, info = runs.open_run(trained)
     vlvae = runs.load_vlvae(trained, cfg)
     task = AggregatePriorTask(cfg.model, cfg.prior, info["data"], 0, vlvae)
@@ -145,7 +148,6 @@ def test_bad_input_gets_clear_errors(data, trained, tmp_path):
     with pytest.raises(VLVAEError, match="another configuration"):
         training.train_vlvae(data, trained, "tiny", overrides=["vlvae.steps=7"], progress=False)
     # A checkpoint of another model: the prior's weights where the VLVAE's belong.
-    from vlvae.models.vlvae import VLVAE
 
     cfg, _ = runs.open_run(trained)
     with pytest.raises(VLVAEError, match="not a vlvae"):
@@ -200,9 +202,6 @@ def _make_old_style(run: Path) -> None:
     config section ``vlvae``, every method section with JMVAE's ``alpha``, stages' ``kind`` (their
     posterior family) in config.yaml and metrics.json, and weights tagged under the metadata key
     ``kind``."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     (run / "stage1").rename(run / "vlvae")
     text = (run / "config.yaml").read_text()
     assert "\nstage1:\n" in text and "posterior_family: flow" in text
@@ -222,9 +221,6 @@ def _make_old_style(run: Path) -> None:
 
 
 def test_an_old_style_run_folder_keeps_loading_and_resuming(trained, data, tmp_path):
-    import shutil
-
-    from vlvae.inference import Inference
 
     run = tmp_path / "old"
     shutil.copytree(trained, run, ignore=shutil.ignore_patterns(".lock"))

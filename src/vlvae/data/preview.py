@@ -17,10 +17,10 @@ def image_text_grid(
     images: np.ndarray, texts: list[str], out: Path, columns: int = 4, title: str | None = None
 ) -> Path:
     """Save a grid of uint8 images (N, H, W, 3), each captioned with its text."""
-    import matplotlib  # deferred: matplotlib and its backend are chosen only when a grid is drawn
+    import matplotlib  # noqa: PLC0415  deferred: matplotlib and its backend are chosen only when a grid is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: after the backend is chosen
+    import matplotlib.pyplot as plt  # noqa: PLC0415  deferred: after the backend is chosen
 
     n = len(images)
     columns = min(columns, n)
