@@ -36,8 +36,8 @@ def _work(args: tuple[int, int, int, int, int]) -> tuple[int, float]:
 
 
 def _warm(_: int) -> None:
+    """Start a worker (a spawned process imports this module, the renderer with it), untimed."""
     torch.set_num_threads(1)
-    import vlvae.datasets.two_objects.render  # noqa: F401, PLC0415  (warms each worker)
 
 
 def main() -> None:

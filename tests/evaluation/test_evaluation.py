@@ -26,7 +26,6 @@ from vlvae.datasets.two_objects.judge import (
 from vlvae.datasets.two_objects.words import two_objects_vocabulary
 from vlvae.errors import VLVAEError
 from vlvae.evaluation import driver, registry
-from vlvae.evaluation import driver as report
 from vlvae.evaluation.driver import current_evaluation, evaluate_run, read_metrics
 from vlvae.evaluation.metrics import (
     correctness_tables,
@@ -391,14 +390,14 @@ def test_report_and_metrics_share_an_evaluation_id_and_a_kill_between_them_leave
     assert first == metrics["evaluation_id"] and len(first) == 32
     assert first in (run / "report.md").read_text().strip().splitlines()[-1]
 
-    write_text = report.atomic_write_text
+    write_text = driver.atomic_write_text
 
     def killed_before_the_report(path, text):
         if Path(path).name == "report.md":
             raise KeyboardInterrupt  # the process dies between the two writes
         write_text(path, text)
 
-    monkeypatch.setattr(report, "atomic_write_text", killed_before_the_report)
+    monkeypatch.setattr(driver, "atomic_write_text", killed_before_the_report)
     with pytest.raises(KeyboardInterrupt):
         evaluate_run(run, out / "classifier", figures=False, progress=False)
     assert json.loads((run / "metrics.json").read_text())["evaluation_id"] != first

@@ -94,36 +94,53 @@ def test_a_current_evaluation_is_reused_and_a_changed_one_is_not(compared, tmp_p
     # Written by other code (another commit, a dirty or unknown checkout, other versions): evaluated
     # again, unless the caller made it a moment ago (made_now).
     cls = compared / "classifier"
-    for other in ("2" * 40, commit + "+dirty", "unknown"):
-        monkeypatch.setattr(runinfo, "git_commit", lambda other=other: other)
-        kept = compare_runs(
-            runs, cls, tmp_path / "c2", progress=False, caption_judge=caption, made_now={before}
-        )
-        assert kept["metrics"][0]["evaluation_id"] == before
-    redone = compare_runs(runs, cls, tmp_path / "c3", progress=False, caption_judge=caption)
-    assert redone["metrics"][0]["evaluation_id"] != before
-    assert json.loads(path.read_text())["evaluation_id"] == redone["metrics"][0]["evaluation_id"]
-    # The same code again (as if the redone evaluation came from a clean checkout at `commit`): reused;
-    # other package versions: evaluated again.
-    path.write_text(json.dumps({**json.loads(path.read_text()), "git_commit": commit}))
-    monkeypatch.setattr(runinfo, "git_commit", lambda: commit)
-    same = compare_runs(runs, cls, tmp_path / "c4", progress=False, caption_judge=caption)
-    assert same["metrics"][0]["evaluation_id"] == redone["metrics"][0]["evaluation_id"]
+    outs = iter(range(100))
+
+    def evaluated_again(stored: str, running: str, made_now=()) -> dict | None:
+        """compare_runs with ``stored`` as the metrics.json's commit and ``running`` as the code's: the
+        new evaluation, or None where it reused the file's."""
+        path.write_text(json.dumps({**json.loads(path.read_text()), "git_commit": stored}))
+        monkeypatch.setattr(runinfo, "git_commit", lambda: running)
+        before = json.loads(path.read_text())["evaluation_id"]
+        out = tmp_path / f"c{next(outs)}"
+        m = compare_runs(runs, cls, out, progress=False, caption_judge=caption, made_now=made_now)
+        assert json.loads(path.read_text())["evaluation_id"] == m["metrics"][0]["evaluation_id"]
+        return None if m["metrics"][0]["evaluation_id"] == before else m["metrics"][0]
+
+    for running in ("2" * 40, commit + "+dirty", "unknown"):
+        assert evaluated_again(commit, running, made_now={before}) is None
+    assert evaluated_again(commit, commit) is None
+    redone = evaluated_again(commit, "2" * 40)
+    assert redone is not None
+    # The same commit of a checkout with uncommitted changes, or no commit at all, tells nothing.
+    assert evaluated_again(commit + "+dirty", commit + "+dirty") is not None
+    assert evaluated_again("unknown", "unknown") is not None
     versions = runinfo.package_versions()
     with monkeypatch.context() as m:
         m.setattr(runinfo, "package_versions", lambda: {**versions, "torch": "0"})
-        newer = compare_runs(runs, cls, tmp_path / "c5", progress=False, caption_judge=caption)
-    assert newer["metrics"][0]["evaluation_id"] not in (before, redone["metrics"][0]["evaluation_id"])
+        newer = evaluated_again(commit, commit)
+    assert newer is not None
     # Each number the same: the evaluation is deterministic, only its record differs.
-    assert redone["metrics"][0]["correctness"] == again["metrics"][0]["correctness"]
-    assert newer["metrics"][0]["correctness"] == again["metrics"][0]["correctness"]
-    other = compare_runs(runs, compared / "classifier", tmp_path / "c6", seeds=2, progress=False)
+    assert redone["correctness"] == newer["correctness"] == again["metrics"][0]["correctness"]
+    other = compare_runs(runs, compared / "classifier", tmp_path / "seeds", seeds=2, progress=False)
     assert other["metrics"][0]["settings"]["seeds"] == 2
     # A metrics.json that cannot be read as a current evaluation (here: of an unknown method) is
     # replaced by a new one, not an error.
     path.write_text(json.dumps({**json.loads(path.read_text()), "method": {"name": "gone"}}))
-    fresh = compare_runs(runs, compared / "classifier", tmp_path / "c7", seeds=2, progress=False)
+    fresh = compare_runs(runs, compared / "classifier", tmp_path / "gone", seeds=2, progress=False)
     assert fresh["metrics"][0]["method"]["name"] == "jmvae"
+
+
+def test_reproduce_methods_evaluates_its_run_once_in_any_checkout(compared, monkeypatch):
+    """Where the commit tells nothing (here unknown), reproduce --methods evaluates run/ again (it cannot
+    be told current), and its comparison reuses that evaluation instead of computing it a second time."""
+    monkeypatch.setattr(runinfo, "git_commit", lambda: "unknown")
+    before = json.loads((compared / "run" / "metrics.json").read_text())["evaluation_id"]
+    returned = reproduce(compared, "tiny", workers=1, progress=False, methods=method_names())
+    assert returned["evaluation_id"] != before
+    table = json.loads((compared / "compare.json").read_text())
+    assert table["metrics"][0]["method"]["name"] == "vlvae"
+    assert table["metrics"][0]["evaluation_id"] == returned["evaluation_id"]
 
 
 def test_evaluate_refuses_zero_replicates(compared):

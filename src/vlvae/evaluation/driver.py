@@ -742,13 +742,17 @@ def compare_runs(
     out = check_output_dir(out, "output folder")
     cfg0 = opened[0][0]
     settings = _settings(cfg0, examples_requested=examples, k=k, seeds=seeds, micro_batch=micro_batch)
-    # Every run scores the same first examples of the test split (or, without one, of validation,
-    # below the examples that early stopping of any run's stages 2-3 chose its weights on).
+    # Every run scores the same first examples of the test split (each evaluation caps the request at
+    # the split's size alike) or, without one, of validation, below the examples that early stopping of
+    # any run's stages 2-3 chose its weights on: there the request is capped here, as methods hold out
+    # different numbers. (Capping on the test split too would record another request than reproduce's
+    # own evaluation of run/ did, which then could not be reused.)
     split = scored_split(datas[0])
-    held = max(_held_out(cfg, method_stages(get_method(cfg.method.name))) for cfg, _ in opened)
-    available = len(ImageTextDataset(datas[0], split)) - (held if split == "val" else 0)
-    if available >= 1:
-        settings["examples_requested"] = min(settings["examples_requested"], available)
+    if split == "val":
+        held = max(_held_out(cfg, method_stages(get_method(cfg.method.name))) for cfg, _ in opened)
+        available = len(ImageTextDataset(datas[0], split)) - held
+        if available >= 1:
+            settings["examples_requested"] = min(settings["examples_requested"], available)
     with folder_lock(out, "vlvae compare"):
         all_metrics = []
         beside = _beside(get_dataset(manifest_dataset(read_manifest(datas[0]))), caption_judge)
@@ -756,8 +760,9 @@ def compare_runs(
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
             metrics = _current(run, classifier, settings, beside)
-            if metrics is not None and not (_same_code(metrics, now) or metrics["evaluation_id"] in made_now):
-                metrics = None  # written by other code: computed again
+            if metrics is not None and not _same_code(metrics, now):
+                # written by other code: computed again, unless the caller made it a moment ago
+                metrics = metrics if metrics.get("evaluation_id") in made_now else None
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),
