@@ -582,10 +582,14 @@ def _current(
     settings: dict,
     caption_judge: Path | None = None,
     replicates: int | None = None,
+    now: dict | None = None,
+    made_now: Collection[str] = (),
 ) -> dict | None:
     """The run's metrics.json if it was computed with this judge and this caption judge (None: none
     beside the data set's own), these settings, ``replicates`` replicates (None: every finished one)
-    and the present weights."""
+    and the present weights, by the code running now (:func:`_same_code` against ``now``,
+    :func:`vlvae.runinfo.run_info`'s record; None: read here) unless its ``evaluation_id`` is one of
+    ``made_now``, evaluations the caller made or kept a moment ago."""
     path = run / "metrics.json"
     if not path.is_file():
         return None
@@ -593,6 +597,9 @@ def _current(
         metrics = read_metrics(path)
         if metrics.get("schema") != SCHEMA or not _same_path(metrics["classifier"]["path"], classifier):
             return None
+        now = run_info(machine=False) if now is None else now
+        if not (_same_code(metrics, now) or metrics.get("evaluation_id") in made_now):
+            return None  # written by other code: computed again
         caption_record = metrics.get("caption_judge") or {}
         if not _same_path(caption_record.get("path"), caption_judge):
             return None
@@ -608,18 +615,15 @@ def _current(
         return None  # unreadable, of another method or incomplete: evaluate the run afresh
 
 
-def _clean(now: dict) -> bool:
-    """Whether the code running now is known: a commit of a checkout without uncommitted changes to
-    tracked files (``now`` is :func:`vlvae.runinfo.run_info`'s record)."""
-    commit = now["git_commit"]
-    return commit != "unknown" and not commit.endswith("+dirty")
-
-
 def _same_code(metrics: dict, now: dict) -> bool:
-    """Whether a metrics.json was written by the code running now: the same commit of a clean
-    checkout (:func:`_clean`) and the same package versions. An evaluation made by other code may
-    have computed its numbers otherwise (an estimator mended, a metric added), so it is not reused."""
-    return _clean(now) and all(metrics.get(key) == now[key] for key in ("git_commit", "versions"))
+    """Whether a metrics.json was written by the code running now: the same commit of a checkout
+    without uncommitted changes to tracked files (an unknown or dirty one tells nothing) and the same
+    package versions. An evaluation made by other code may have computed its numbers otherwise (an
+    estimator mended, a metric added), so it is not reused."""
+    commit = now["git_commit"]
+    if commit == "unknown" or commit.endswith("+dirty"):
+        return False
+    return all(metrics.get(key) == now[key] for key in ("git_commit", "versions"))
 
 
 def current_evaluation(
@@ -638,19 +642,17 @@ def current_evaluation(
     changes to tracked files, whose code cannot be told apart."""
     run, device = Path(run), resolve_device(device)
     now = run_info()
-    if not _clean(now):
-        return None
     try:
         cfg, info = open_run(run)
         spec = get_dataset(manifest_dataset(read_manifest(Path(info["data"]))))
         beside = _beside(spec, None if caption_judge is None else Path(caption_judge))
-        metrics = _current(run, Path(classifier), _settings(cfg), beside, replicates)
+        metrics = _current(run, Path(classifier), _settings(cfg), beside, replicates, now)
         if metrics is None:
             return None
         own = json.loads((Path(classifier) / "metrics.json").read_text())
         if metrics["classifier"]["threshold"] != _check_judge(Path(classifier), own, None):
             return None  # evaluated by hand with another --min-accuracy
-        if not _same_code(metrics, now) or metrics.get("machine") != now["machine"]:
+        if metrics.get("machine") != now["machine"]:
             return None
         figures = metrics["figures"]
         if metrics.get("device") != device_name(device) or "reconstructions" not in figures:
@@ -759,10 +761,7 @@ def compare_runs(
         now = run_info(machine=False)
         for run, (cfg, _) in zip(runs, opened):
             method = get_method(cfg.method.name)
-            metrics = _current(run, classifier, settings, beside)
-            if metrics is not None and not _same_code(metrics, now):
-                # written by other code: computed again, unless the caller made it a moment ago
-                metrics = metrics if metrics.get("evaluation_id") in made_now else None
+            metrics = _current(run, classifier, settings, beside, None, now, made_now)
             if progress:
                 print(
                     f"{run}: {method.title} " + ("(its metrics.json is current)" if metrics else "..."),
